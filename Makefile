@@ -1,0 +1,150 @@
+# orderpipe — one Makefile for the services, the shared library, tests and benchmarks.
+#
+#   make            build everything (release flags, build/rel)
+#   make run        install what is missing, build, start the whole stack
+#   make test       install what is missing, build under ASan+UBSan, run every test
+#   make bench      every benchmark (make bench BENCH=book for one)
+#   make lint       cppcheck + clang-tidy
+#   make fmt        clang-format in place (make fmt-check to verify only)
+#   make clean
+
+SHELL := /bin/bash
+
+SANITIZER ?=
+WERROR ?= 0
+ifeq ($(SANITIZER),)
+BUILD ?= build/rel
+OPT ?= -O2 -g
+else
+BUILD ?= build/san
+OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZER) -fno-sanitize-recover=all
+endif
+
+CC ?= cc
+WARN := -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
+        -Wwrite-strings -Wvla -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/hiredis -I/usr/include/postgresql \
+            -I/usr/include/json-c -MMD -MP
+CFLAGS += $(WARN) $(OPT)
+LDFLAGS += $(if $(SANITIZER),-fsanitize=$(SANITIZER))
+LDLIBS := -lhiredis -lmsgpackc -lpq -lpthread -lm
+
+# --- sources --------------------------------------------------------------
+LIB_SRCS    := $(wildcard shared/*.c)
+# The matching engine core: pure code, no I/O (matcher/engine*.c, matcher/book*.c).
+ENGINE_SRCS := $(wildcard matcher/book*.c matcher/engine*.c matcher/snapshot*.c)
+INGEST_SRCS := $(wildcard ingest/*.c)
+MATCHER_SRCS := $(filter-out $(ENGINE_SRCS),$(wildcard matcher/*.c))
+RECORDER_SRCS := $(wildcard recorder/*.c)
+TOOL_SRCS   := $(wildcard ops/tools/*.c)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+INTEG_SRCS  := $(wildcard tests/integration/test_*.c)
+BENCH_SRCS  := $(wildcard bench/bench_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBOP     := $(BUILD)/libop.a
+LIBENGINE := $(BUILD)/libengine.a
+BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
+        $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
+        $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
+        $(patsubst ops/tools/%.c,$(BUILD)/bin/%,$(TOOL_SRCS))
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRCS))
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS) \
+              $(RECORDER_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS))
+
+.PHONY: all run test test-unit test-integration bench lint fmt fmt-check clean deps \
+        check-build stack-start stack-stop
+.DEFAULT_GOAL := all
+
+all: $(LIBOP) $(LIBENGINE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBOP): $(call obj,$(LIB_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(LIBENGINE): $(call obj,$(ENGINE_SRCS)) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $(call obj,$(ENGINE_SRCS))
+
+$(BUILD)/bin/orderpipe-ingest: $(call obj,$(INGEST_SRCS)) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd -ljson-c $(LDLIBS)
+
+$(BUILD)/bin/orderpipe-matcher: $(call obj,$(MATCHER_SRCS)) $(LIBENGINE) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
+
+$(BUILD)/bin/orderpipe-recorder: $(call obj,$(RECORDER_SRCS)) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBENGINE) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(LIBENGINE) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBENGINE) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+-include $(ALL_OBJS:.o=.d)
+
+# --- the README's commands -------------------------------------------------
+
+# Installs the Debian packages only when something is missing (fast no-op otherwise).
+deps:
+	@ops/install-deps.sh --if-missing
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@ops/run.sh
+
+# The tests always run under ASan+UBSan: a memory error fails the suite.
+test: deps
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined test-unit test-integration
+
+test-unit: all
+	@tests/run-unit.sh $(BUILD)
+
+test-integration: all
+	@tests/run-integration.sh $(BUILD)
+
+BENCH ?=
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh $(BUILD) $(BENCH)
+
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem --std=c11 -I. \
+	  shared ingest matcher recorder ops/tools
+	clang-tidy --quiet $(filter %.c,$(C_FILES)) -- $(filter-out -MMD -MP,$(CPPFLAGS)) -std=c11
+
+fmt:
+	clang-format -i $(C_FILES)
+
+fmt-check:
+	clang-format --dry-run --Werror $(C_FILES)
+
+clean:
+	rm -rf build

@@ -1,0 +1,88 @@
+/* Names of the message enums, for logs, JSON answers and database columns. */
+#include "shared/msg.h"
+
+#include <stddef.h>
+
+/* Returns names[v] when v indexes a non-NULL entry, "?" otherwise. */
+static const char *name_of(const char *const *names, size_t n, int v)
+{
+    if (v < 0 || (size_t)v >= n || names[v] == NULL)
+        return "?";
+    return names[v];
+}
+
+#define NAME_OF(arr, v) name_of(arr, sizeof(arr) / sizeof(arr[0]), v)
+
+const char *op_side_name(int side)
+{
+    static const char *const names[] = {[OP_SIDE_BUY] = "buy", [OP_SIDE_SELL] = "sell"};
+    return NAME_OF(names, side);
+}
+
+const char *op_type_name(int type)
+{
+    static const char *const names[] = {[OP_TYPE_LIMIT] = "limit", [OP_TYPE_MARKET] = "market"};
+    return NAME_OF(names, type);
+}
+
+const char *op_tif_name(int tif)
+{
+    static const char *const names[] = {
+        [OP_TIF_GTC] = "GTC", [OP_TIF_IOC] = "IOC", [OP_TIF_FOK] = "FOK"};
+    return NAME_OF(names, tif);
+}
+
+const char *op_status_name(int status)
+{
+    static const char *const names[] = {
+        [OP_STATUS_NEW] = "NEW",
+        [OP_STATUS_PARTIALLY_FILLED] = "PARTIALLY_FILLED",
+        [OP_STATUS_FILLED] = "FILLED",
+        [OP_STATUS_CANCELLED] = "CANCELLED",
+        [OP_STATUS_REJECTED] = "REJECTED",
+    };
+    return NAME_OF(names, status);
+}
+
+const char *op_report_kind_name(int kind)
+{
+    static const char *const names[] = {
+        [OP_REPORT_ACCEPTED] = "accepted",   [OP_REPORT_TRADE] = "trade",
+        [OP_REPORT_CANCELLED] = "cancelled", [OP_REPORT_REJECTED] = "rejected",
+        [OP_REPORT_AMENDED] = "amended",
+    };
+    return NAME_OF(names, kind);
+}
+
+const char *op_msg_kind_name(int kind)
+{
+    static const char *const names[] = {
+        [OP_MSG_NEW] = "new", [OP_MSG_CANCEL] = "cancel", [OP_MSG_AMEND] = "amend"};
+    return NAME_OF(names, kind);
+}
+
+const char *op_reason_name(int reason)
+{
+    static const char *const names[] = {
+        [OP_REASON_NONE] = "",
+        [OP_REASON_USER_CANCEL] = "USER_CANCEL",
+        [OP_REASON_IOC_REMAINDER] = "IOC_REMAINDER",
+        [OP_REASON_FOK_UNFILLED] = "FOK_UNFILLED",
+        [OP_REASON_POST_ONLY] = "POST_ONLY_WOULD_TRADE",
+        [OP_REASON_NO_LIQUIDITY] = "NO_LIQUIDITY",
+        [OP_REASON_MALFORMED] = "MALFORMED",
+        [OP_REASON_BAD_SIDE] = "BAD_SIDE",
+        [OP_REASON_BAD_TYPE] = "BAD_TYPE",
+        [OP_REASON_BAD_TIF] = "BAD_TIF",
+        [OP_REASON_BAD_QTY] = "BAD_QTY",
+        [OP_REASON_BAD_PRICE] = "BAD_PRICE",
+        [OP_REASON_BAD_POST_ONLY] = "BAD_POST_ONLY",
+        [OP_REASON_DUPLICATE_ID] = "DUPLICATE_ORDER_ID",
+        [OP_REASON_UNKNOWN_ORDER] = "UNKNOWN_ORDER",
+        [OP_REASON_NOT_OWNER] = "NOT_OWNER",
+        [OP_REASON_ORDER_CLOSED] = "ORDER_CLOSED",
+        [OP_REASON_BAD_AMEND] = "BAD_AMEND",
+        [OP_REASON_UNKNOWN_SYMBOL] = "UNKNOWN_SYMBOL",
+    };
+    return NAME_OF(names, reason);
+}
