@@ -1,0 +1,576 @@
+/* The msgpack codec for every stream message: orders in, execution reports out. */
+#include "shared/codec.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "shared/alloc.h"
+
+/* Containers nest at most this deep in our messages (array > map > value);
+ * a little slack, and a hard stop for hostile input. */
+#define MAX_DEPTH 4
+
+struct op_codec {
+    msgpack_zone zone;  /* reused across decodes: cleared, not freed */
+    const char *err;    /* last error, a literal */
+};
+
+struct op_codec *op_codec_new(void)
+{
+    struct op_codec *c = op_malloc(sizeof(*c));
+    if (!c)
+        return NULL;
+    /* 8 KiB chunks: one order decodes into well under that. */
+    if (!msgpack_zone_init(&c->zone, 8192)) {
+        op_free(c);
+        return NULL;
+    }
+    c->err = "";
+    return c;
+}
+
+void op_codec_free(struct op_codec *c)
+{
+    if (!c)
+        return;
+    msgpack_zone_destroy(&c->zone);
+    op_free(c);
+}
+
+const char *op_codec_error(const struct op_codec *c)
+{
+    return c->err;
+}
+
+/* ---- structural pre-check ------------------------------------------------ */
+
+/* Reads a k-byte big-endian unsigned integer (k <= 8). */
+static uint64_t be_read(const unsigned char *p, int k)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/*
+ * msgpack_unpack allocates a container's elements as soon as it reads the
+ * header, before it knows whether the bytes are there: a 5-byte input
+ * claiming 2^32 elements would ask for 64 GiB. This walk checks, without
+ * allocating, that data[*off..len) holds one complete object whose every
+ * container count fits in the bytes left (each element takes at least one
+ * byte) and whose depth stays within MAX_DEPTH. Returns 0, or -1 with *why.
+ */
+static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, const char **why)
+{
+    size_t o = *off;
+    uint64_t n = 0;  /* container elements, or payload bytes */
+    int container = 0; /* 1 array, 2 map */
+
+    if (o >= len) {
+        *why = "truncated input";
+        return -1;
+    }
+    unsigned char b = p[o++];
+#define NEED(k)                                                                                    \
+    do {                                                                                           \
+        if (len - o < (size_t)(k)) {                                                               \
+            *why = "truncated input";                                                              \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+#define BE(k) be_read(p + o, k)
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        n = 0;
+    } else if (b >= 0x80 && b <= 0x8f) {
+        container = 2, n = b & 0x0f;
+    } else if (b >= 0x90 && b <= 0x9f) {
+        container = 1, n = b & 0x0f;
+    } else if (b >= 0xa0 && b <= 0xbf) {
+        n = b & 0x1f;
+    } else {
+        switch (b) {
+        case 0xc4: case 0xd9: NEED(1); n = BE(1); o += 1; break;
+        case 0xc5: case 0xda: NEED(2); n = BE(2); o += 2; break;
+        case 0xc6: case 0xdb: NEED(4); n = BE(4); o += 4; break;
+        case 0xc7: NEED(2); n = BE(1) + 1; o += 1; break;
+        case 0xc8: NEED(3); n = BE(2) + 1; o += 2; break;
+        case 0xc9: NEED(5); n = BE(4) + 1; o += 4; break;
+        case 0xca: case 0xce: case 0xd2: n = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: n = 8; break;
+        case 0xcc: case 0xd0: n = 1; break;
+        case 0xcd: case 0xd1: n = 2; break;
+        case 0xd4: n = 2; break;
+        case 0xd5: n = 3; break;
+        case 0xd6: n = 5; break;
+        case 0xd7: n = 9; break;
+        case 0xd8: n = 17; break;
+        case 0xdc: NEED(2); container = 1; n = BE(2); o += 2; break;
+        case 0xdd: NEED(4); container = 1; n = BE(4); o += 4; break;
+        case 0xde: NEED(2); container = 2; n = BE(2); o += 2; break;
+        case 0xdf: NEED(4); container = 2; n = BE(4); o += 4; break;
+        default:
+            *why = "corrupt input"; /* 0xc1 is never used */
+            return -1;
+        }
+    }
+    if (!container) {
+        NEED(n);
+        *off = o + n;
+        return 0;
+    }
+    if (depth >= MAX_DEPTH) {
+        *why = "input nested too deeply";
+        return -1;
+    }
+    uint64_t items = container == 2 ? n * 2 : n;
+    if (items > len - o) {
+        *why = "truncated input";
+        return -1;
+    }
+    for (uint64_t i = 0; i < items; i++)
+        if (mp_check(p, len, &o, depth + 1, why) != 0)
+            return -1;
+    *off = o;
+    return 0;
+#undef NEED
+#undef BE
+}
+
+/* Unpacks exactly one object spanning data[0..len) into *obj (memory in the
+ * codec's zone, valid until the next decode). Returns 0 or -1 with c->err. */
+static int unpack_one(struct op_codec *c, const void *data, size_t len, size_t max,
+                      msgpack_object *obj)
+{
+    size_t off = 0;
+    const char *why = NULL;
+
+    if (len > max) {
+        c->err = "input too large";
+        return -1;
+    }
+    if (mp_check(data, len, &off, 0, &why) != 0) {
+        c->err = why;
+        return -1;
+    }
+    if (off != len) {
+        c->err = "trailing bytes after the message";
+        return -1;
+    }
+    msgpack_zone_clear(&c->zone);
+    off = 0;
+    switch (msgpack_unpack(data, len, &off, &c->zone, obj)) {
+    case MSGPACK_UNPACK_SUCCESS:
+        return 0;
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        c->err = "out of memory";
+        return -1;
+    default:
+        c->err = "corrupt input";
+        return -1;
+    }
+}
+
+/* ---- field readers ------------------------------------------------------- */
+
+/* Field ids: one per wire key, shared by orders and reports. */
+enum field {
+    F_UNKNOWN = -1,
+    F_K, F_RK, F_RID, F_ID, F_TS, F_SYM, F_ACCT, F_COID, F_SIDE, F_TYPE, F_TIF, F_PO, F_PX,
+    F_QTY, F_FQ, F_ST, F_RSN, F_MID, F_MACCT, F_TPX, F_TQ, F_MQTY, F_MFQ, F_MST,
+    F_COUNT
+};
+
+/* Wire names, indexed by enum field; see schemas/messages.md. */
+static const char *const field_names[F_COUNT] = {
+    [F_K] = "k",       [F_RK] = "rk",     [F_RID] = "rid",   [F_ID] = "id",
+    [F_TS] = "ts",     [F_SYM] = "sym",   [F_ACCT] = "acct", [F_COID] = "coid",
+    [F_SIDE] = "side", [F_TYPE] = "type", [F_TIF] = "tif",   [F_PO] = "po",
+    [F_PX] = "px",     [F_QTY] = "qty",   [F_FQ] = "fq",     [F_ST] = "st",
+    [F_RSN] = "rsn",   [F_MID] = "mid",   [F_MACCT] = "macct", [F_TPX] = "tpx",
+    [F_TQ] = "tq",     [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",
+};
+
+static enum field field_of(const msgpack_object_str *k)
+{
+    for (int i = 0; i < F_COUNT; i++) {
+        const char *n = field_names[i];
+        if (strlen(n) == k->size && memcmp(n, k->ptr, k->size) == 0)
+            return (enum field)i;
+    }
+    return F_UNKNOWN;
+}
+
+static int get_u64(const msgpack_object *o, uint64_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -1;
+    *out = o->via.u64;
+    return 0;
+}
+
+static int get_i64(const msgpack_object *o, int64_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *out = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else
+        return -1;
+    return 0;
+}
+
+static int get_u8(const msgpack_object *o, uint8_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT8_MAX)
+        return -1;
+    *out = (uint8_t)o->via.u64;
+    return 0;
+}
+
+static int get_bool(const msgpack_object *o, bool *out)
+{
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        return -1;
+    *out = o->via.boolean;
+    return 0;
+}
+
+/* Copies a string field into out[size] NUL-terminated; refuses strings that
+ * do not fit or contain a NUL byte. */
+static int get_str(const msgpack_object *o, char *out, size_t size)
+{
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size ||
+        memchr(o->via.str.ptr, '\0', o->via.str.size))
+        return -1;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return 0;
+}
+
+/* Where each field of a decoded map goes; a NULL member means the field is
+ * not part of this message and is ignored like an unknown key. */
+struct field_dest {
+    uint8_t *u8[F_COUNT];
+    uint64_t *u64[F_COUNT];
+    int64_t *i64[F_COUNT];
+    bool *b[F_COUNT];
+    char *str[F_COUNT];
+    size_t str_size[F_COUNT];
+};
+
+/* Stores every known field of map `o` into d; returns a bitmask of the fields
+ * seen, or -1 with c->err on a wrong type, an oversized string, a duplicate
+ * key or a non-string key. */
+static long long read_map(struct op_codec *c, const msgpack_object *o, const struct field_dest *d)
+{
+    long long seen = 0;
+
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        c->err = "message is not a map";
+        return -1;
+    }
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            c->err = "map key is not a string";
+            return -1;
+        }
+        enum field f = field_of(&kv->key.via.str);
+        if (f == F_UNKNOWN)
+            continue;
+        if (seen & (1LL << f)) {
+            c->err = "duplicate key in map";
+            return -1;
+        }
+        seen |= 1LL << f;
+        int rc = 0;
+        if (d->u8[f])
+            rc = get_u8(&kv->val, d->u8[f]);
+        else if (d->u64[f])
+            rc = get_u64(&kv->val, d->u64[f]);
+        else if (d->i64[f])
+            rc = get_i64(&kv->val, d->i64[f]);
+        else if (d->b[f])
+            rc = get_bool(&kv->val, d->b[f]);
+        else if (d->str[f])
+            rc = get_str(&kv->val, d->str[f], d->str_size[f]);
+        if (rc != 0) {
+            c->err = "field has the wrong type or is too long";
+            return -1;
+        }
+    }
+    return seen;
+}
+
+#define BIT(f) (1LL << (f))
+
+static void order_dest(struct field_dest *d, struct op_order_msg *m)
+{
+    memset(d, 0, sizeof(*d));
+    d->u8[F_K] = &m->kind;
+    d->u8[F_SIDE] = &m->side;
+    d->u8[F_TYPE] = &m->type;
+    d->u8[F_TIF] = &m->tif;
+    d->b[F_PO] = &m->post_only;
+    d->u64[F_ID] = &m->order_id;
+    d->u64[F_TS] = &m->ts_ns;
+    d->i64[F_PX] = &m->price;
+    d->i64[F_QTY] = &m->qty;
+    d->str[F_SYM] = m->symbol, d->str_size[F_SYM] = sizeof(m->symbol);
+    d->str[F_ACCT] = m->account, d->str_size[F_ACCT] = sizeof(m->account);
+    d->str[F_COID] = m->client_order_id, d->str_size[F_COID] = sizeof(m->client_order_id);
+}
+
+int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m)
+{
+    msgpack_object obj;
+    struct field_dest d;
+    static const long long base = BIT(F_K) | BIT(F_ID) | BIT(F_TS) | BIT(F_SYM) | BIT(F_ACCT);
+
+    memset(m, 0, sizeof(*m));
+    if (unpack_one(c, data, len, OP_CODEC_ORDER_MAX, &obj) != 0)
+        return -1;
+    order_dest(&d, m);
+    long long seen = read_map(c, &obj, &d);
+    if (seen < 0)
+        goto bad;
+    long long need = base;
+    if (m->kind == OP_MSG_NEW)
+        need |= BIT(F_SIDE) | BIT(F_TYPE) | BIT(F_TIF) | BIT(F_QTY);
+    else if (m->kind == OP_MSG_AMEND)
+        need |= BIT(F_QTY);
+    else if (m->kind != OP_MSG_CANCEL && (seen & BIT(F_K))) {
+        c->err = "unknown message kind";
+        goto bad;
+    }
+    if ((seen & need) != need) {
+        c->err = "a required field is missing";
+        goto bad;
+    }
+    return 0;
+bad:
+    memset(m, 0, sizeof(*m));
+    return -1;
+}
+
+static void report_dest(struct field_dest *d, struct op_report *r)
+{
+    memset(d, 0, sizeof(*d));
+    d->u8[F_K] = &r->kind;
+    d->u8[F_RK] = &r->req_kind;
+    d->u8[F_RSN] = &r->reason;
+    d->u8[F_ST] = &r->status;
+    d->u8[F_SIDE] = &r->side;
+    d->u8[F_TYPE] = &r->type;
+    d->u8[F_TIF] = &r->tif;
+    d->b[F_PO] = &r->post_only;
+    d->u64[F_RID] = &r->report_id;
+    d->u64[F_TS] = &r->ts_ns;
+    d->u64[F_ID] = &r->order_id;
+    d->i64[F_PX] = &r->price;
+    d->i64[F_QTY] = &r->qty;
+    d->i64[F_FQ] = &r->filled_qty;
+    d->u64[F_MID] = &r->maker_order_id;
+    d->i64[F_TPX] = &r->trade_price;
+    d->i64[F_TQ] = &r->trade_qty;
+    d->i64[F_MQTY] = &r->maker_qty;
+    d->i64[F_MFQ] = &r->maker_filled_qty;
+    d->u8[F_MST] = &r->maker_status;
+    d->str[F_SYM] = r->symbol, d->str_size[F_SYM] = sizeof(r->symbol);
+    d->str[F_ACCT] = r->account, d->str_size[F_ACCT] = sizeof(r->account);
+    d->str[F_MACCT] = r->maker_account, d->str_size[F_MACCT] = sizeof(r->maker_account);
+    d->str[F_COID] = r->client_order_id, d->str_size[F_COID] = sizeof(r->client_order_id);
+}
+
+int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, struct op_report *out,
+                            size_t max, size_t *n)
+{
+    msgpack_object obj;
+    struct field_dest d;
+    static const long long need = BIT(F_K) | BIT(F_RID) | BIT(F_TS) | BIT(F_ID) | BIT(F_SYM);
+
+    *n = 0;
+    if (unpack_one(c, data, len, OP_CODEC_REPORTS_BYTES_MAX, &obj) != 0)
+        return -1;
+    if (obj.type != MSGPACK_OBJECT_ARRAY) {
+        c->err = "reports are not an array";
+        return -1;
+    }
+    if (obj.via.array.size > max) {
+        c->err = "too many reports in one entry";
+        return -1;
+    }
+    for (uint32_t i = 0; i < obj.via.array.size; i++) {
+        struct op_report *r = &out[i];
+        memset(r, 0, sizeof(*r));
+        report_dest(&d, r);
+        long long seen = read_map(c, &obj.via.array.ptr[i], &d);
+        if (seen < 0)
+            return -1;
+        if ((seen & need) != need) {
+            c->err = "a required field is missing";
+            return -1;
+        }
+        if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_AMENDED) {
+            c->err = "unknown report kind";
+            return -1;
+        }
+    }
+    *n = obj.via.array.size;
+    return 0;
+}
+
+/* ---- encoders ------------------------------------------------------------ */
+
+/* msgpack_packer's write callback: appends to the op_buf in data. */
+static int buf_write(void *data, const char *p, size_t n)
+{
+    return op_buf_append(data, p, n);
+}
+
+static int pack_key(msgpack_packer *pk, enum field f)
+{
+    size_t n = strlen(field_names[f]);
+    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, field_names[f], n);
+}
+
+static int pack_str_field(msgpack_packer *pk, enum field f, const char *s)
+{
+    size_t n = strlen(s);
+    return pack_key(pk, f) | msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
+}
+
+static int pack_u64_field(msgpack_packer *pk, enum field f, uint64_t v)
+{
+    return pack_key(pk, f) | msgpack_pack_uint64(pk, v);
+}
+
+static int pack_i64_field(msgpack_packer *pk, enum field f, int64_t v)
+{
+    return pack_key(pk, f) | msgpack_pack_int64(pk, v);
+}
+
+static int pack_bool_field(msgpack_packer *pk, enum field f, bool v)
+{
+    return pack_key(pk, f) | (v ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+}
+
+int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
+{
+    msgpack_packer pk;
+    size_t start = out->len;
+    int rc;
+
+    msgpack_packer_init(&pk, out, buf_write);
+    bool coid = m->client_order_id[0] != '\0';
+    switch (m->kind) {
+    case OP_MSG_NEW:
+        rc = msgpack_pack_map(&pk, 11 + (coid ? 1 : 0));
+        break;
+    case OP_MSG_CANCEL:
+        rc = msgpack_pack_map(&pk, 5);
+        break;
+    case OP_MSG_AMEND:
+        rc = msgpack_pack_map(&pk, 6);
+        break;
+    default:
+        return -1;
+    }
+    rc |= pack_u64_field(&pk, F_K, m->kind);
+    rc |= pack_u64_field(&pk, F_ID, m->order_id);
+    rc |= pack_u64_field(&pk, F_TS, m->ts_ns);
+    rc |= pack_str_field(&pk, F_SYM, m->symbol);
+    rc |= pack_str_field(&pk, F_ACCT, m->account);
+    if (m->kind == OP_MSG_NEW) {
+        rc |= pack_u64_field(&pk, F_SIDE, m->side);
+        rc |= pack_u64_field(&pk, F_TYPE, m->type);
+        rc |= pack_u64_field(&pk, F_TIF, m->tif);
+        rc |= pack_bool_field(&pk, F_PO, m->post_only);
+        rc |= pack_i64_field(&pk, F_PX, m->price);
+        if (coid)
+            rc |= pack_str_field(&pk, F_COID, m->client_order_id);
+    }
+    if (m->kind != OP_MSG_CANCEL)
+        rc |= pack_i64_field(&pk, F_QTY, m->qty);
+    if (rc != 0) {
+        out->len = start;
+        return -1;
+    }
+    return 0;
+}
+
+/* Packs one report as a map of its non-zero fields (zero is the decoder's
+ * default, so dropping them loses nothing and keeps entries small). */
+static int pack_report(msgpack_packer *pk, const struct op_report *r)
+{
+    struct {
+        enum field f;
+        int kind; /* 0 u64, 1 i64, 2 str, 3 bool */
+        uint64_t u;
+        int64_t i;
+        const char *s;
+    } v[F_COUNT];
+    int n = 0;
+
+#define U(F, x) v[n++] = (__typeof__(v[0])){F, 0, (x), 0, NULL}
+#define I(F, x) v[n++] = (__typeof__(v[0])){F, 1, 0, (x), NULL}
+#define S(F, x) v[n++] = (__typeof__(v[0])){F, 2, 0, 0, (x)}
+    U(F_K, r->kind);
+    U(F_RID, r->report_id);
+    U(F_TS, r->ts_ns);
+    U(F_ID, r->order_id);
+    S(F_SYM, r->symbol);
+    if (r->req_kind) U(F_RK, r->req_kind);
+    if (r->reason) U(F_RSN, r->reason);
+    if (r->status) U(F_ST, r->status);
+    if (r->side) U(F_SIDE, r->side);
+    if (r->type) U(F_TYPE, r->type);
+    if (r->tif) U(F_TIF, r->tif);
+    if (r->post_only) v[n++] = (__typeof__(v[0])){F_PO, 3, 1, 0, NULL};
+    if (r->price) I(F_PX, r->price);
+    if (r->qty) I(F_QTY, r->qty);
+    if (r->filled_qty) I(F_FQ, r->filled_qty);
+    if (r->maker_order_id) U(F_MID, r->maker_order_id);
+    if (r->trade_price) I(F_TPX, r->trade_price);
+    if (r->trade_qty) I(F_TQ, r->trade_qty);
+    if (r->maker_qty) I(F_MQTY, r->maker_qty);
+    if (r->maker_filled_qty) I(F_MFQ, r->maker_filled_qty);
+    if (r->maker_status) U(F_MST, r->maker_status);
+    if (r->account[0]) S(F_ACCT, r->account);
+    if (r->maker_account[0]) S(F_MACCT, r->maker_account);
+    if (r->client_order_id[0]) S(F_COID, r->client_order_id);
+#undef U
+#undef I
+#undef S
+    int rc = msgpack_pack_map(pk, (size_t)n);
+    for (int k = 0; k < n; k++) {
+        switch (v[k].kind) {
+        case 0: rc |= pack_u64_field(pk, v[k].f, v[k].u); break;
+        case 1: rc |= pack_i64_field(pk, v[k].f, v[k].i); break;
+        case 2: rc |= pack_str_field(pk, v[k].f, v[k].s); break;
+        default: rc |= pack_bool_field(pk, v[k].f, true); break;
+        }
+    }
+    return rc;
+}
+
+int op_codec_encode_reports(struct op_buf *out, const struct op_report *r, size_t n)
+{
+    msgpack_packer pk;
+    size_t start = out->len;
+
+    if (n > OP_CODEC_REPORTS_MAX)
+        return -1;
+    msgpack_packer_init(&pk, out, buf_write);
+    int rc = msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++)
+        rc |= pack_report(&pk, &r[i]);
+    if (rc != 0) {
+        out->len = start;
+        return -1;
+    }
+    return 0;
+}

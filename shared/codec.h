@@ -1,0 +1,58 @@
+/* The msgpack codec for every stream message: orders in, execution reports out. */
+#ifndef OP_CODEC_H
+#define OP_CODEC_H
+
+#include <stddef.h>
+
+#include "shared/buf.h"
+#include "shared/msg.h"
+
+/*
+ * The wire form (field names, types, which are required) is documented in
+ * schemas/messages.md; this is the only file that includes <msgpack.h>.
+ *
+ * Decoders work on a buffer, never a socket; they check every type and
+ * length and return an error for truncated, corrupt, wrongly-typed or
+ * oversized input, never crash and never read past len. Unknown map keys are
+ * ignored so that a newer writer can add fields.
+ */
+
+/* Why 4 KiB: an order map is under 300 bytes; anything near this is garbage. */
+#define OP_CODEC_ORDER_MAX 4096
+/* Why 1 MiB: one fills entry carries every report of one input; the matcher
+ * splits a sweep into entries of at most OP_CODEC_REPORTS_MAX reports, each
+ * well under 256 bytes. */
+#define OP_CODEC_REPORTS_BYTES_MAX (1u << 20)
+#define OP_CODEC_REPORTS_MAX 4096
+
+/* A decoder's reusable state (a msgpack zone); one per thread. */
+struct op_codec;
+
+/* Returns a new decoder, or NULL on allocation failure. Free with op_codec_free. */
+struct op_codec *op_codec_new(void);
+void op_codec_free(struct op_codec *c);
+
+/* The last decode error, a constant lowercase string ("truncated input", …). */
+const char *op_codec_error(const struct op_codec *c);
+
+/* Appends the msgpack map of m to out. Returns 0, or -1 on allocation failure
+ * or an invalid kind. */
+int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m);
+
+/* Decodes len bytes at data into *m (zeroed first). Returns 0, or -1 with
+ * op_codec_error(c) saying why. */
+int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m);
+
+/* Appends a msgpack array of the n reports (n <= OP_CODEC_REPORTS_MAX) to out.
+ * Returns 0, or -1 on allocation failure or n too large. */
+int op_codec_encode_reports(struct op_buf *out, const struct op_report *r, size_t n);
+
+/*
+ * Decodes an array of reports into out[0..max); stores the count in *n.
+ * Returns 0, or -1 (with op_codec_error) when the input is malformed or holds
+ * more than max reports.
+ */
+int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, struct op_report *out,
+                            size_t max, size_t *n);
+
+#endif

@@ -1,0 +1,81 @@
+/* The PostgreSQL helper: connect, run queries, apply migrations, COPY rows in. */
+#ifndef OP_PG_H
+#define OP_PG_H
+
+#include <stddef.h>
+
+/*
+ * The only wrapper around libpq: no other file includes libpq-fe.h. Results
+ * are opaque `struct pg_result *` read with op_pg_* accessors and freed with
+ * op_pg_clear.
+ */
+struct pg_conn;
+struct pg_result;
+
+/* A connection that keeps its last error. Usable again after op_pg_reset. */
+struct op_pg {
+    struct pg_conn *conn; /* NULL when never connected */
+    char err[256];        /* what failed last, lowercase, for logs */
+};
+
+/*
+ * Connects to `url` (postgresql://…) with synchronous_commit on and the
+ * given application_name. Returns 0, or -1 with pg->err naming the server
+ * and reason (never the password). pg->conn is kept either way, so that
+ * op_pg_reset can retry.
+ */
+int op_pg_connect(struct op_pg *pg, const char *url, const char *app_name);
+
+/* Re-establishes a broken connection. Returns 0 if the connection is (now) ok. */
+int op_pg_reset(struct op_pg *pg);
+
+/* 1 if the connection is up as far as libpq knows. */
+int op_pg_ok(const struct op_pg *pg);
+
+void op_pg_close(struct op_pg *pg);
+
+/* Runs sql (one or more statements, no parameters, results discarded).
+ * Returns 0, or -1 with pg->err. */
+int op_pg_exec(struct op_pg *pg, const char *sql);
+
+/*
+ * Runs one statement with nparams text parameters ($1 …) that returns rows.
+ * Returns the result (free with op_pg_clear), or NULL with pg->err.
+ */
+struct pg_result *op_pg_query(struct op_pg *pg, const char *sql, int nparams,
+                              const char *const *params);
+
+int op_pg_rows(const struct pg_result *res);
+int op_pg_cols(const struct pg_result *res);
+/* The text of a value ("" for NULL; see op_pg_is_null); borrowed from res. */
+const char *op_pg_value(const struct pg_result *res, int row, int col);
+int op_pg_is_null(const struct pg_result *res, int row, int col);
+void op_pg_clear(struct pg_result *res);
+
+/*
+ * COPY: op_pg_copy_begin runs a `COPY … FROM STDIN` statement; then
+ * op_pg_copy_put sends len bytes of text-format rows (any split); then
+ * op_pg_copy_end finishes and reports whether the server accepted all rows.
+ * op_pg_copy_end with failed != 0 aborts the COPY instead. Each returns 0,
+ * or -1 with pg->err (after a failed put, still call copy_end to resync).
+ */
+int op_pg_copy_begin(struct op_pg *pg, const char *copy_sql);
+int op_pg_copy_put(struct op_pg *pg, const char *data, size_t len);
+int op_pg_copy_end(struct op_pg *pg, int failed);
+
+/*
+ * Applies every `NNN_name.sql` file of dir not yet recorded in the
+ * schema_migrations table, in name order, each in its own transaction, under
+ * an advisory lock so that concurrent starters cannot apply one twice.
+ * A recorded migration whose file content changed is an error (migrations
+ * are append-only). Stores how many were applied in *applied. Returns 0, or
+ * -1 with pg->err naming the file.
+ */
+int op_pg_migrate(struct op_pg *pg, const char *dir, int *applied);
+
+/* Appends s to out as a COPY text-format field, escaping backslash, tab,
+ * newline and carriage return. Returns 0 or -1 on allocation failure. */
+struct op_buf;
+int op_pg_copy_escape(struct op_buf *out, const char *s, size_t len);
+
+#endif
