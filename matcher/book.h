@@ -1,0 +1,184 @@
+/* The order book of one symbol: sorted price levels with FIFO queues, and the pools behind them. */
+#ifndef OP_BOOK_H
+#define OP_BOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/msg.h"
+
+/*
+ * Layout of one book (one symbol). Prices are int64 ticks.
+ *
+ *   struct book "AAPL"
+ *   ├─ side[BOOK_BID]  key: [  9950 |  9990 |  9998 |  9999 ]   sorted ascending,
+ *   │                  lv:  [   *   |   *   |   *   |   *   ]   best level LAST
+ *   │                                                   │
+ *   │                                                   ▼
+ *   │        struct book_level { price 9999, open 300, count 3 }
+ *   │          head ─▶ order#17 ◀─▶ order#21 ◀─▶ order#40 ◀─ tail
+ *   │                  (oldest)                  (newest)     FIFO, intrusive links
+ *   └─ side[BOOK_ASK]  key: [-10005 |-10003 |-10001 ]   key = -price, so the
+ *                      lv:  [   *   |   *   |   *   ]   lowest ask is LAST too
+ *
+ * Why a sorted array with the best level at the end: almost all activity is
+ * within a few levels of the touch, so a new level is found by a short
+ * backward scan (binary search beyond 16 steps) and inserted with a small
+ * memmove near the end; the best level is key[n-1], and removing it (the
+ * common case while matching) is n--. `key` is kept apart from `lv` so the
+ * scan touches one dense int64 array, not the level objects.
+ *
+ * Orders and levels come from struct book_pool: slabs of BOOK_SLAB objects
+ * with a free list threaded through each free object's first word, so the
+ * hot path never calls malloc once the pools have grown to the peak size.
+ * Every order is also reachable through the engine's id map (engine.h).
+ */
+
+/* Always-on assertion for broken internal invariants (kept under NDEBUG:
+ * a corrupted book must stop, not trade). Never used for input checks. */
+#define ENG_ASSERT(cond) ((cond) ? (void)0 : eng_assert_fail(#cond, __FILE__, __LINE__))
+
+/* Prints "engine invariant broken at file:line: expr" to stderr and aborts. */
+_Noreturn void eng_assert_fail(const char *expr, const char *file, int line);
+
+/* Prints "engine: out of memory (what)" to stderr and aborts. An input that is
+ * half applied cannot be rolled back, so running out of memory is fatal;
+ * recovery is snapshot + replay (DESIGN.md, invariant 4). */
+_Noreturn void eng_oom(const char *what);
+
+enum { BOOK_BID = 0, BOOK_ASK = 1 };
+
+/* Objects per pool slab: 4096 orders ≈ 600 KiB, few enough mallocs that
+ * growth is noise, small enough that an idle shard wastes little. */
+#define BOOK_SLAB 4096
+
+/* One resting (or arriving) order. Hot matching fields first. */
+struct book_order {
+    struct book_order *next;      /* FIFO: newer order at the level; free-list link */
+    struct book_order *prev;      /* FIFO: older order at the level */
+    struct book_level *level;     /* (ref) the level it rests at; NULL while arriving */
+    uint64_t id;                  /* order_id, 1 … 2^63-1 */
+    int64_t price;                /* limit price, ticks; 0 for a market order */
+    int64_t qty;                  /* total quantity, lots (reduced by amends) */
+    int64_t filled;               /* cumulative filled quantity, 0 ≤ filled < qty while open */
+    uint64_t acct_hash;           /* fnv1a64 of account: kept when the order closes */
+    uint32_t book;                /* index of its book in the engine */
+    uint8_t side;                 /* enum op_side */
+    uint8_t type;                 /* enum op_type */
+    uint8_t tif;                  /* enum op_tif (market orders: IOC or FOK) */
+    uint8_t post_only;            /* 0 or 1 */
+    char account[OP_ACCOUNT_MAX]; /* NUL-padded to the end */
+    char client_order_id[OP_CLORDID_MAX]; /* NUL-padded to the end */
+};
+
+/* One price level: a FIFO queue of orders at one price. */
+struct book_level {
+    struct book_level *next_free; /* free-list link while pooled (must be first) */
+    int64_t price;                /* ticks */
+    int64_t open;                 /* sum of (qty - filled) over its orders */
+    uint32_t count;               /* number of orders */
+    struct book_order *head;      /* oldest order: matched first */
+    struct book_order *tail;      /* newest order */
+};
+
+/* One side of a book: levels sorted by key ascending, best at the end. */
+struct book_side {
+    int64_t *key;           /* price (bids) or -price (asks), ascending */
+    struct book_level **lv; /* lv[i] has key key[i] */
+    uint32_t n;             /* levels in use */
+    uint32_t cap;           /* allocated entries of key and lv */
+};
+
+struct book {
+    char symbol[OP_SYMBOL_MAX]; /* NUL-padded to the end */
+    uint32_t index;             /* its index in the engine's book table */
+    uint32_t orders;            /* resting orders, both sides */
+    struct book_side side[2];   /* BOOK_BID, BOOK_ASK */
+};
+
+/* A pool of fixed-size objects; the first word of a free object links it. */
+struct book_pool {
+    void *free;       /* free list */
+    void **slabs;     /* every slab allocated, freed by book_pool_release */
+    size_t nslabs;    /* slabs in use */
+    size_t cap_slabs; /* allocated entries of slabs */
+    size_t obj_size;  /* bytes per object, a multiple of 8 */
+    size_t live;      /* objects handed out and not yet put back */
+};
+
+void book_pool_init(struct book_pool *p, size_t obj_size);
+void book_pool_release(struct book_pool *p);
+/* Allocates a slab and threads it onto p's free list; aborts (eng_oom) when
+ * malloc fails. Called by book_pool_get only. */
+void book_pool_grow(struct book_pool *p);
+
+/* Returns an uninitialised object from p (never NULL: aborts when out of memory). */
+static inline void *book_pool_get(struct book_pool *p)
+{
+    if (p->free == NULL)
+        book_pool_grow(p);
+    void *obj = p->free;
+    p->free = *(void **)obj;
+    p->live++;
+    return obj;
+}
+
+/* Returns obj, which came from book_pool_get(p), to p. */
+static inline void book_pool_put(struct book_pool *p, void *obj)
+{
+    *(void **)obj = p->free;
+    p->free = obj;
+    p->live--;
+}
+
+/* Index into book.side[] of an op_side (BUY → bids, SELL → asks). */
+static inline int book_side_of(int op_side)
+{
+    return op_side == OP_SIDE_BUY ? BOOK_BID : BOOK_ASK;
+}
+
+/* The sort key of price on side s: higher key = better price. */
+static inline int64_t book_key(int s, int64_t price)
+{
+    return s == BOOK_BID ? price : -price;
+}
+
+/* The best level of side s of b, or NULL when that side is empty. */
+static inline struct book_level *book_best(const struct book *b, int s)
+{
+    const struct book_side *sd = &b->side[s];
+    return sd->n ? sd->lv[sd->n - 1] : NULL;
+}
+
+/* Initialises an empty book for symbol (copied, NUL-padded, at most
+ * OP_SYMBOL_MAX-1 chars) at engine index `index`. */
+void book_init(struct book *b, const char *symbol, uint32_t index);
+
+/* Returns every level and order of b to the pools and frees its arrays. */
+void book_release(struct book *b, struct book_pool *orders, struct book_pool *levels);
+
+/* Appends o (side, price set; level NULL) at the tail of its price level,
+ * creating the level from `levels` when needed. O(1) at the touch, O(log n)
+ * search + memmove elsewhere. */
+void book_add(struct book *b, struct book_pool *levels, struct book_order *o);
+
+/* Unlinks o from its level and the level from its side when it empties
+ * (returned to `levels`). o itself is not put back to any pool. */
+void book_remove(struct book *b, struct book_pool *levels, struct book_order *o);
+
+/* One aggregated price level, as published by the matcher. */
+struct book_depth {
+    int64_t price;  /* ticks */
+    int64_t qty;    /* open quantity at the price */
+    uint32_t count; /* number of orders */
+};
+
+/* Writes up to max levels of side s of b, best first, into out; returns the
+ * number written. */
+size_t book_depth(const struct book *b, int s, struct book_depth *out, size_t max);
+
+/* Checks every structural invariant of b (sorted keys, links, counts, open
+ * sums); returns 0, or -1 with a description in err (errlen bytes). O(size). */
+int book_check(const struct book *b, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,705 @@
+/* The matching engine of one shard: validation, matching, id map, closed memory, reports. */
+#include "matcher/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Initial sizes: small enough that an idle shard costs little, large enough
+ * that a busy one grows only a few times. */
+#define IDS_INITIAL 1024u
+#define SYMTAB_INITIAL 16u
+#define RING_INITIAL 1024u
+#define REPORTS_INITIAL 64u
+
+/* --- helpers ------------------------------------------------------------- */
+
+uint64_t eng_fnv1a64(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= UINT64_C(1099511628211);
+    }
+    return h;
+}
+
+/*
+ * Copies the string src (a field of size bytes) into dst NUL-padded to size
+ * bytes. Returns 0, or -1 when src has no NUL within size bytes (dst then
+ * holds its first size-1 bytes).
+ */
+static int copy_field(char *dst, const char *src, size_t size)
+{
+    size_t n = strnlen(src, size);
+    int bad = n == size ? -1 : 0;
+    if (bad)
+        n = size - 1;
+    memcpy(dst, src, n);
+    memset(dst + n, 0, size - n);
+    return bad;
+}
+
+/* The status of an order from its quantities (an open or just filled order). */
+static inline uint8_t order_status(const struct book_order *o)
+{
+    if (o->filled == 0)
+        return OP_STATUS_NEW;
+    return o->filled == o->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
+}
+
+/* Non-zero when order o (arriving) would trade against a level at price. */
+static inline int crosses(const struct book_order *o, int64_t price)
+{
+    if (o->type == OP_TYPE_MARKET)
+        return 1;
+    return o->side == OP_SIDE_BUY ? o->price >= price : o->price <= price;
+}
+
+/* --- report buffer -------------------------------------------------------- */
+
+void eng_reports_init(struct eng_reports *r)
+{
+    memset(r, 0, sizeof(*r));
+}
+
+void eng_reports_release(struct eng_reports *r)
+{
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Appends a zeroed report with its id, kind and time; aborts when out of memory. */
+static struct op_report *rep_new(struct eng *e, struct eng_reports *out, int kind, int req_kind,
+                                 uint64_t ts_ns)
+{
+    if (out->len == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : REPORTS_INITIAL;
+        struct op_report *v = realloc(out->v, cap * sizeof(*v));
+        if (v == NULL)
+            eng_oom("report buffer");
+        out->v = v;
+        out->cap = cap;
+    }
+    struct op_report *r = &out->v[out->len++];
+    memset(r, 0, sizeof(*r));
+    r->kind = (uint8_t)kind;
+    r->req_kind = (uint8_t)req_kind;
+    e->seq++;
+    ENG_ASSERT(e->seq < (UINT64_C(1) << (64 - ENG_SHARD_BITS)));
+    r->report_id = (e->seq << ENG_SHARD_BITS) | e->shard;
+    r->ts_ns = ts_ns;
+    return r;
+}
+
+/* Fills r with o's description and state, and its book's symbol. */
+static inline void rep_order(struct op_report *r, const struct book_order *o, const struct book *b)
+{
+    r->status = order_status(o);
+    r->side = o->side;
+    r->type = o->type;
+    r->tif = o->tif;
+    r->post_only = o->post_only;
+    r->order_id = o->id;
+    r->price = o->price;
+    r->qty = o->qty;
+    r->filled_qty = o->filled;
+    memcpy(r->symbol, b->symbol, OP_SYMBOL_MAX);
+    memcpy(r->account, o->account, OP_ACCOUNT_MAX);
+    memcpy(r->client_order_id, o->client_order_id, OP_CLORDID_MAX);
+}
+
+/* --- id map ---------------------------------------------------------------- */
+
+static inline uint64_t id_home(const struct eng *e, uint64_t id)
+{
+    uint64_t x = id * UINT64_C(0x9E3779B97F4A7C15);
+    return (x ^ (x >> 29)) & e->ids_mask;
+}
+
+/* The slot holding id, or NULL. */
+static inline struct eng_slot *ids_find(const struct eng *e, uint64_t id)
+{
+    for (uint64_t i = id_home(e, id);; i = (i + 1) & e->ids_mask) {
+        struct eng_slot *s = &e->ids[i];
+        if (s->id == id)
+            return s;
+        if (s->id == 0)
+            return NULL;
+    }
+}
+
+static void ids_grow(struct eng *e)
+{
+    uint64_t old_n = e->ids_mask + 1;
+    struct eng_slot *old = e->ids;
+    uint64_t n = old_n * 2;
+    e->ids = calloc(n, sizeof(*e->ids));
+    if (e->ids == NULL)
+        eng_oom("id map");
+    e->ids_mask = n - 1;
+    for (uint64_t j = 0; j < old_n; j++) {
+        if (old[j].id == 0)
+            continue;
+        uint64_t i = id_home(e, old[j].id);
+        while (e->ids[i].id != 0)
+            i = (i + 1) & e->ids_mask;
+        e->ids[i] = old[j];
+    }
+    free(old);
+}
+
+/* Sets id → ref, inserting id when absent. */
+static void ids_set(struct eng *e, uint64_t id, uintptr_t ref)
+{
+    if ((e->ids_used + 1) * 2 > e->ids_mask + 1)
+        ids_grow(e);
+    uint64_t i = id_home(e, id);
+    for (;; i = (i + 1) & e->ids_mask) {
+        if (e->ids[i].id == id)
+            break;
+        if (e->ids[i].id == 0) {
+            e->ids[i].id = id;
+            e->ids_used++;
+            break;
+        }
+    }
+    e->ids[i].ref = ref;
+}
+
+/* Removes id, which must be present, keeping every probe chain intact
+ * (backward-shift deletion: no tombstones, so lookups stay short). */
+static void ids_del(struct eng *e, uint64_t id)
+{
+    struct eng_slot *s = ids_find(e, id);
+    ENG_ASSERT(s != NULL);
+    uint64_t i = (uint64_t)(s - e->ids), j = i;
+    for (;;) {
+        j = (j + 1) & e->ids_mask;
+        if (e->ids[j].id == 0)
+            break;
+        uint64_t k = id_home(e, e->ids[j].id);
+        /* The entry at j may move to the hole at i unless its home lies
+         * cyclically in (i, j]. */
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            e->ids[i] = e->ids[j];
+            i = j;
+        }
+    }
+    e->ids[i].id = 0;
+    e->ids[i].ref = 0;
+    e->ids_used--;
+}
+
+static inline int ref_closed(uintptr_t ref)
+{
+    return (int)(ref & 1);
+}
+
+int eng_id_known(const struct eng *e, uint64_t id)
+{
+    return id != 0 && ids_find(e, id) != NULL;
+}
+
+/* --- closed memory ------------------------------------------------------ */
+
+void eng_closed_add(struct eng *e, uint64_t id, uint64_t acct_hash, uint32_t book)
+{
+    uint32_t at;
+    if (e->closed_len == e->closed_max) {
+        at = e->closed_head; /* evict the oldest */
+        struct eng_slot *s = ids_find(e, e->ring[at].id);
+        ENG_ASSERT(s != NULL && s->ref == (((uintptr_t)at << 1) | 1));
+        ids_del(e, e->ring[at].id);
+        e->closed_head = (at + 1) % e->closed_max;
+    } else {
+        if (e->closed_len == e->ring_cap) {
+            /* Still growing: the ring has not wrapped yet, so head is 0. */
+            ENG_ASSERT(e->closed_head == 0);
+            uint32_t cap = e->ring_cap ? e->ring_cap * 2 : RING_INITIAL;
+            if (cap > e->closed_max)
+                cap = e->closed_max;
+            struct eng_closed *r = realloc(e->ring, cap * sizeof(*r));
+            if (r == NULL)
+                eng_oom("closed ring");
+            e->ring = r;
+            e->ring_cap = cap;
+        }
+        at = (e->closed_head + e->closed_len) % e->closed_max;
+        e->closed_len++;
+    }
+    e->ring[at].id = id;
+    e->ring[at].acct_hash = acct_hash;
+    e->ring[at].book = book;
+    ids_set(e, id, ((uintptr_t)at << 1) | 1);
+}
+
+/* --- books ------------------------------------------------------------------ */
+
+static inline uint32_t sym_home(const struct eng *e, const char *symbol)
+{
+    uint64_t a, b;
+    memcpy(&a, symbol, 8);
+    memcpy(&b, symbol + 8, 8);
+    uint64_t x = a * UINT64_C(0x9E3779B97F4A7C15) ^ b * UINT64_C(0xC2B2AE3D27D4EB4F);
+    return (uint32_t)(x ^ (x >> 31)) & e->symtab_mask;
+}
+
+/* The index of symbol's book (a NUL-padded field), or -1. */
+static int64_t book_lookup(const struct eng *e, const char *symbol)
+{
+    for (uint32_t i = sym_home(e, symbol);; i = (i + 1) & e->symtab_mask) {
+        uint32_t v = e->symtab[i];
+        if (v == 0)
+            return -1;
+        if (memcmp(e->books[v - 1]->symbol, symbol, OP_SYMBOL_MAX) == 0)
+            return v - 1;
+    }
+}
+
+static void symtab_insert(struct eng *e, uint32_t index)
+{
+    uint32_t i = sym_home(e, e->books[index]->symbol);
+    while (e->symtab[i] != 0)
+        i = (i + 1) & e->symtab_mask;
+    e->symtab[i] = index + 1;
+}
+
+struct book *eng_book(struct eng *e, const char *symbol, int create)
+{
+    int64_t at = book_lookup(e, symbol);
+    if (at >= 0)
+        return e->books[at];
+    if (!create)
+        return NULL;
+    if (e->nbooks == e->cap_books) {
+        uint32_t cap = e->cap_books ? e->cap_books * 2 : 8;
+        struct book **v = realloc(e->books, cap * sizeof(*v));
+        if (v == NULL)
+            eng_oom("book table");
+        e->books = v;
+        e->cap_books = cap;
+    }
+    struct book *b = malloc(sizeof(*b));
+    if (b == NULL)
+        eng_oom("book");
+    book_init(b, symbol, e->nbooks);
+    e->books[e->nbooks++] = b;
+    if ((uint64_t)e->nbooks * 2 > (uint64_t)e->symtab_mask + 1) {
+        uint32_t n = (e->symtab_mask + 1) * 2;
+        free(e->symtab);
+        e->symtab = calloc(n, sizeof(*e->symtab));
+        if (e->symtab == NULL)
+            eng_oom("symbol table");
+        e->symtab_mask = n - 1;
+        for (uint32_t i = 0; i < e->nbooks; i++)
+            symtab_insert(e, i);
+    } else {
+        symtab_insert(e, b->index);
+    }
+    return b;
+}
+
+void eng_rest(struct eng *e, struct book_order *o)
+{
+    ENG_ASSERT(o->book < e->nbooks);
+    book_add(e->books[o->book], &e->levels, o);
+    ids_set(e, o->id, (uintptr_t)o);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+struct eng *eng_new(uint32_t shard, uint32_t closed_max)
+{
+    if (closed_max == 0)
+        closed_max = ENG_CLOSED_DEFAULT;
+    if (shard >= ENG_SHARD_MAX || closed_max > ENG_CLOSED_LIMIT)
+        return NULL;
+    struct eng *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    e->shard = shard;
+    e->closed_max = closed_max;
+    e->ids = calloc(IDS_INITIAL, sizeof(*e->ids));
+    e->symtab = calloc(SYMTAB_INITIAL, sizeof(*e->symtab));
+    if (e->ids == NULL || e->symtab == NULL) {
+        eng_free(e);
+        return NULL;
+    }
+    e->ids_mask = IDS_INITIAL - 1;
+    e->symtab_mask = SYMTAB_INITIAL - 1;
+    book_pool_init(&e->orders, sizeof(struct book_order));
+    book_pool_init(&e->levels, sizeof(struct book_level));
+    return e;
+}
+
+void eng_free(struct eng *e)
+{
+    if (e == NULL)
+        return;
+    for (uint32_t i = 0; i < e->nbooks; i++) {
+        book_release(e->books[i], &e->orders, &e->levels);
+        free(e->books[i]);
+    }
+    free(e->books);
+    free(e->symtab);
+    free(e->ids);
+    free(e->ring);
+    book_pool_release(&e->orders);
+    book_pool_release(&e->levels);
+    free(e);
+}
+
+/* --- inputs ----------------------------------------------------------------- */
+
+/* Emits the REJECTED report of a CANCEL/AMEND (or unknown-kind) input: the
+ * target id, requesting account and symbol only; the order is unchanged. */
+static void reject_request(struct eng *e, const struct op_order_msg *in, const char *symbol,
+                           const char *account, int reason, struct eng_reports *out)
+{
+    struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, in->kind, in->ts_ns);
+    r->reason = (uint8_t)reason;
+    r->order_id = in->order_id;
+    memcpy(r->symbol, symbol, OP_SYMBOL_MAX);
+    memcpy(r->account, account, OP_ACCOUNT_MAX);
+}
+
+/* Records o (arrived or resting, not in any level) as closed and returns it to the pool. */
+static inline void close_order(struct eng *e, struct book_order *o)
+{
+    eng_closed_add(e, o->id, o->acct_hash, o->book);
+    book_pool_put(&e->orders, o);
+}
+
+/* Emits CANCELLED for o with reason (its state is CANCELLED from now on). */
+static void rep_cancelled(struct eng *e, const struct book_order *o, const struct book *b,
+                          int reason, uint64_t ts_ns, struct eng_reports *out)
+{
+    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_NEW, ts_ns);
+    rep_order(r, o, b);
+    r->status = OP_STATUS_CANCELLED;
+    r->reason = (uint8_t)reason;
+}
+
+/* Non-zero when the opposite side of b holds at least o's quantity at prices o crosses. */
+static int fok_fillable(const struct book *b, const struct book_order *o)
+{
+    const struct book_side *sd = &b->side[book_side_of(o->side) ^ 1];
+    int64_t need = o->qty;
+    for (uint32_t i = sd->n; i-- > 0;) {
+        const struct book_level *lv = sd->lv[i];
+        if (!crosses(o, lv->price))
+            return 0;
+        if (lv->open >= need)
+            return 1;
+        need -= lv->open;
+    }
+    return 0;
+}
+
+/* Matches the arriving order o against the opposite side of b while it
+ * crosses, emitting one TRADE per maker touched, at the maker's price. */
+static void match(struct eng *e, struct book *b, struct book_order *o, uint64_t ts_ns,
+                  struct eng_reports *out)
+{
+    struct book_side *sd = &b->side[book_side_of(o->side) ^ 1];
+    while (o->filled < o->qty && sd->n > 0) {
+        struct book_level *lv = sd->lv[sd->n - 1];
+        if (!crosses(o, lv->price))
+            break;
+        struct book_order *m = lv->head;
+        int64_t q = o->qty - o->filled;
+        if (m->qty - m->filled < q)
+            q = m->qty - m->filled;
+        o->filled += q;
+        m->filled += q;
+        lv->open -= q;
+
+        struct op_report *r = rep_new(e, out, OP_REPORT_TRADE, OP_MSG_NEW, ts_ns);
+        rep_order(r, o, b);
+        r->maker_order_id = m->id;
+        r->trade_price = lv->price;
+        r->trade_qty = q;
+        r->maker_qty = m->qty;
+        r->maker_filled_qty = m->filled;
+        r->maker_status = order_status(m);
+        memcpy(r->maker_account, m->account, OP_ACCOUNT_MAX);
+
+        if (m->filled == m->qty) {
+            book_remove(b, &e->levels, m);
+            close_order(e, m);
+        }
+    }
+}
+
+/* The reason a NEW input is invalid, or OP_REASON_NONE. */
+static int validate_new(const struct op_order_msg *in, int strings_bad, const char *symbol)
+{
+    if (strings_bad || in->order_id == 0 || in->order_id > (uint64_t)INT64_MAX)
+        return OP_REASON_MALFORMED;
+    if (symbol[0] == '\0')
+        return OP_REASON_UNKNOWN_SYMBOL;
+    if (in->side != OP_SIDE_BUY && in->side != OP_SIDE_SELL)
+        return OP_REASON_BAD_SIDE;
+    if (in->type != OP_TYPE_LIMIT && in->type != OP_TYPE_MARKET)
+        return OP_REASON_BAD_TYPE;
+    if (in->tif != OP_TIF_GTC && in->tif != OP_TIF_IOC && in->tif != OP_TIF_FOK)
+        return OP_REASON_BAD_TIF;
+    if (in->qty < 1 || in->qty > ENG_QTY_MAX)
+        return OP_REASON_BAD_QTY;
+    if (in->type == OP_TYPE_LIMIT ? in->price < 1 : in->price != 0)
+        return OP_REASON_BAD_PRICE;
+    if (in->post_only && (in->type == OP_TYPE_MARKET || in->tif != OP_TIF_GTC))
+        return OP_REASON_BAD_POST_ONLY;
+    return OP_REASON_NONE;
+}
+
+static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
+{
+    char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX], clordid[OP_CLORDID_MAX];
+    int bad = copy_field(symbol, in->symbol, sizeof(symbol));
+    bad |= copy_field(account, in->account, sizeof(account));
+    bad |= copy_field(clordid, in->client_order_id, sizeof(clordid));
+    int reason = validate_new(in, bad, symbol);
+    if (reason == OP_REASON_NONE && eng_id_known(e, in->order_id))
+        reason = OP_REASON_DUPLICATE_ID;
+    if (reason != OP_REASON_NONE) {
+        struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, OP_MSG_NEW, in->ts_ns);
+        r->reason = (uint8_t)reason;
+        r->status = OP_STATUS_REJECTED;
+        r->side = in->side;
+        r->type = in->type;
+        r->tif = in->tif;
+        r->post_only = in->post_only;
+        r->order_id = in->order_id;
+        r->price = in->price;
+        r->qty = in->qty;
+        memcpy(r->symbol, symbol, OP_SYMBOL_MAX);
+        memcpy(r->account, account, OP_ACCOUNT_MAX);
+        memcpy(r->client_order_id, clordid, OP_CLORDID_MAX);
+        return;
+    }
+
+    struct book *b = eng_book(e, symbol, 1);
+    struct book_order *o = book_pool_get(&e->orders);
+    o->next = o->prev = NULL;
+    o->level = NULL;
+    o->id = in->order_id;
+    o->price = in->price;
+    o->qty = in->qty;
+    o->filled = 0;
+    o->acct_hash = eng_fnv1a64(account, strlen(account));
+    o->book = b->index;
+    o->side = in->side;
+    o->type = in->type;
+    /* Market orders are IOC (a market FOK stays FOK: all or nothing at any price). */
+    o->tif = in->type == OP_TYPE_MARKET && in->tif == OP_TIF_GTC ? OP_TIF_IOC : in->tif;
+    o->post_only = in->post_only ? 1 : 0;
+    memcpy(o->account, account, OP_ACCOUNT_MAX);
+    memcpy(o->client_order_id, clordid, OP_CLORDID_MAX);
+
+    struct op_report *r = rep_new(e, out, OP_REPORT_ACCEPTED, OP_MSG_NEW, in->ts_ns);
+    rep_order(r, o, b);
+
+    struct book_level *best = book_best(b, book_side_of(o->side) ^ 1);
+    if (o->post_only && best != NULL && crosses(o, best->price)) {
+        rep_cancelled(e, o, b, OP_REASON_POST_ONLY, in->ts_ns, out);
+        close_order(e, o);
+        return;
+    }
+    if (o->tif == OP_TIF_FOK && !fok_fillable(b, o)) {
+        rep_cancelled(e, o, b, OP_REASON_FOK_UNFILLED, in->ts_ns, out);
+        close_order(e, o);
+        return;
+    }
+    match(e, b, o, in->ts_ns, out);
+    if (o->filled == o->qty) {
+        close_order(e, o);
+    } else if (o->tif != OP_TIF_GTC) {
+        /* A market order that got nothing met an empty opposite side. */
+        int why = o->type == OP_TYPE_MARKET && o->filled == 0 ? OP_REASON_NO_LIQUIDITY
+                                                              : OP_REASON_IOC_REMAINDER;
+        rep_cancelled(e, o, b, why, in->ts_ns, out);
+        close_order(e, o);
+    } else {
+        eng_rest(e, o);
+    }
+}
+
+/*
+ * Finds the open order a CANCEL/AMEND input targets, checking its symbol and
+ * owner. Returns it, or NULL after emitting the REJECTED report.
+ */
+static struct book_order *target_of(struct eng *e, const struct op_order_msg *in,
+                                    struct eng_reports *out, struct book **bookp)
+{
+    char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
+    int bad = copy_field(symbol, in->symbol, sizeof(symbol));
+    bad |= copy_field(account, in->account, sizeof(account));
+    if (bad) {
+        reject_request(e, in, symbol, account, OP_REASON_MALFORMED, out);
+        return NULL;
+    }
+    struct eng_slot *s = in->order_id ? ids_find(e, in->order_id) : NULL;
+    if (s == NULL) {
+        reject_request(e, in, symbol, account, OP_REASON_UNKNOWN_ORDER, out);
+        return NULL;
+    }
+    if (ref_closed(s->ref)) {
+        const struct eng_closed *c = &e->ring[s->ref >> 1];
+        int reason = OP_REASON_ORDER_CLOSED;
+        if (memcmp(e->books[c->book]->symbol, symbol, OP_SYMBOL_MAX) != 0)
+            reason = OP_REASON_UNKNOWN_ORDER; /* not an order of this symbol */
+        else if (c->acct_hash != eng_fnv1a64(account, strlen(account)))
+            reason = OP_REASON_NOT_OWNER;
+        reject_request(e, in, symbol, account, reason, out);
+        return NULL;
+    }
+    struct book_order *o = (struct book_order *)s->ref;
+    struct book *b = e->books[o->book];
+    if (memcmp(b->symbol, symbol, OP_SYMBOL_MAX) != 0) {
+        reject_request(e, in, symbol, account, OP_REASON_UNKNOWN_ORDER, out);
+        return NULL;
+    }
+    if (memcmp(o->account, account, OP_ACCOUNT_MAX) != 0) {
+        reject_request(e, in, symbol, account, OP_REASON_NOT_OWNER, out);
+        return NULL;
+    }
+    *bookp = b;
+    return o;
+}
+
+static void apply_cancel(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
+{
+    struct book *b = NULL;
+    struct book_order *o = target_of(e, in, out, &b);
+    if (o == NULL)
+        return;
+    book_remove(b, &e->levels, o);
+    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_CANCEL, in->ts_ns);
+    rep_order(r, o, b);
+    r->status = OP_STATUS_CANCELLED;
+    r->reason = OP_REASON_USER_CANCEL;
+    close_order(e, o);
+}
+
+static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
+{
+    struct book *b = NULL;
+    struct book_order *o = target_of(e, in, out, &b);
+    if (o == NULL)
+        return;
+    if (in->qty <= o->filled || in->qty >= o->qty) {
+        reject_request(e, in, b->symbol, o->account, OP_REASON_BAD_AMEND, out);
+        return;
+    }
+    o->level->open -= o->qty - in->qty;
+    o->qty = in->qty;
+    struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, OP_MSG_AMEND, in->ts_ns);
+    rep_order(r, o, b);
+}
+
+size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
+{
+    size_t before = out->len;
+    switch (in->kind) {
+    case OP_MSG_NEW:
+        apply_new(e, in, out);
+        break;
+    case OP_MSG_CANCEL:
+        apply_cancel(e, in, out);
+        break;
+    case OP_MSG_AMEND:
+        apply_amend(e, in, out);
+        break;
+    default: {
+        char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
+        copy_field(symbol, in->symbol, sizeof(symbol));
+        copy_field(account, in->account, sizeof(account));
+        reject_request(e, in, symbol, account, OP_REASON_MALFORMED, out);
+        break;
+    }
+    }
+    return out->len - before;
+}
+
+/* --- queries ----------------------------------------------------------------- */
+
+size_t eng_depth(const struct eng *e, const char *symbol, int side, struct book_depth *out,
+                 size_t max)
+{
+    char key[OP_SYMBOL_MAX];
+    if (copy_field(key, symbol, sizeof(key)) != 0 || (side != OP_SIDE_BUY && side != OP_SIDE_SELL))
+        return 0;
+    int64_t at = book_lookup(e, key);
+    if (at < 0)
+        return 0;
+    return book_depth(e->books[at], book_side_of(side), out, max);
+}
+
+uint64_t eng_open_orders(const struct eng *e)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < e->nbooks; i++)
+        n += e->books[i]->orders;
+    return n;
+}
+
+int eng_check(const struct eng *e, char *err, size_t errlen)
+{
+    uint64_t open = 0, levels = 0;
+    for (uint32_t i = 0; i < e->nbooks; i++) {
+        const struct book *b = e->books[i];
+        if (b->index != i || book_lookup(e, b->symbol) != i) {
+            snprintf(err, errlen, "book %u: index or symbol table wrong", i);
+            return -1;
+        }
+        if (book_check(b, err, errlen) != 0)
+            return -1;
+        open += b->orders;
+        levels += b->side[0].n + b->side[1].n;
+        for (int s = 0; s < 2; s++) {
+            for (uint32_t j = 0; j < b->side[s].n; j++) {
+                for (const struct book_order *o = b->side[s].lv[j]->head; o; o = o->next) {
+                    const struct eng_slot *sl = ids_find(e, o->id);
+                    if (sl == NULL || sl->ref != (uintptr_t)o) {
+                        snprintf(err, errlen, "order %llu: not in the id map",
+                                 (unsigned long long)o->id);
+                        return -1;
+                    }
+                }
+            }
+        }
+    }
+    if (e->closed_len > e->closed_max || e->closed_len > e->ring_cap ||
+        e->closed_head >= (e->closed_max ? e->closed_max : 1)) {
+        snprintf(err, errlen, "closed ring bounds wrong");
+        return -1;
+    }
+    for (uint32_t k = 0; k < e->closed_len; k++) {
+        uint32_t at = (e->closed_head + k) % e->closed_max;
+        const struct eng_slot *sl = ids_find(e, e->ring[at].id);
+        if (sl == NULL || sl->ref != (((uintptr_t)at << 1) | 1) || e->ring[at].book >= e->nbooks) {
+            snprintf(err, errlen, "closed order %llu: id map or book wrong",
+                     (unsigned long long)e->ring[at].id);
+            return -1;
+        }
+    }
+    uint64_t used = 0;
+    for (uint64_t i = 0; i <= e->ids_mask; i++)
+        used += e->ids[i].id != 0;
+    if (used != e->ids_used || used != open + e->closed_len) {
+        snprintf(err, errlen, "id map holds %llu ids, expected %llu", (unsigned long long)used,
+                 (unsigned long long)(open + e->closed_len));
+        return -1;
+    }
+    if (e->orders.live != open || e->levels.live != levels) {
+        snprintf(err, errlen, "pools: %zu orders / %zu levels live, books hold %llu / %llu",
+                 e->orders.live, e->levels.live, (unsigned long long)open,
+                 (unsigned long long)levels);
+        return -1;
+    }
+    return 0;
+}
