@@ -23,7 +23,7 @@ void op_buf_release(struct op_buf *b)
 
 int op_buf_reserve(struct op_buf *b, size_t n)
 {
-    if (n <= b->cap - b->len && b->data)
+    if (b->data && n < b->cap - b->len) /* < keeps a byte for the NUL */
         return 0;
     size_t need = b->len + n + 1; /* +1 keeps room for a NUL */
     if (need < b->len)

@@ -5,6 +5,17 @@
 #include <stdio.h>
 #include <string.h>
 
+/* *units = *units * 10 + digit c, unless that exceeds INT64_MAX: then
+ * returns true and leaves *units alone. */
+static bool push_digit(int64_t *units, char c)
+{
+    int d = c - '0';
+    if (*units > (INT64_MAX - d) / 10)
+        return true;
+    *units = *units * 10 + d;
+    return false;
+}
+
 enum op_decimal_err op_decimal_parse(const char *s, size_t len, struct op_tick tick,
                                      int64_t *ticks)
 {
@@ -23,12 +34,8 @@ enum op_decimal_err op_decimal_parse(const char *s, size_t len, struct op_tick t
     size_t i = 0, int_digits = 0, frac_digits = 0;
     bool overflow = false, excess = false;
 
-    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, int_digits++) {
-        if (units > (INT64_MAX - 9) / 10)
-            overflow = true;
-        else
-            units = units * 10 + (s[i] - '0');
-    }
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, int_digits++)
+        overflow |= push_digit(&units, s[i]);
     if (int_digits == 0)
         return OP_DEC_SYNTAX; /* ".5", "", "abc" */
     if (i < len) {
@@ -41,22 +48,15 @@ enum op_decimal_err op_decimal_parse(const char *s, size_t len, struct op_tick t
                     excess = true;
                 continue;
             }
-            if (units > (INT64_MAX - 9) / 10)
-                overflow = true;
-            else
-                units = units * 10 + (s[i] - '0');
+            overflow |= push_digit(&units, s[i]);
         }
         if (frac_digits == 0 || i < len)
             return OP_DEC_SYNTAX; /* "5.", "5.x", "1.2.3" */
     }
     if (excess)
         return OP_DEC_TOO_MANY_DECIMALS;
-    for (int k = (int)frac_digits; k < tick.scale; k++) {
-        if (units > INT64_MAX / 10)
-            overflow = true;
-        else
-            units *= 10;
-    }
+    for (int k = (int)frac_digits; k < tick.scale; k++)
+        overflow |= push_digit(&units, '0');
     if (overflow)
         return OP_DEC_OVERFLOW;
     if (units == 0)

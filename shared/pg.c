@@ -33,7 +33,7 @@ static int fail_conn(struct op_pg *pg, const char *what)
 int op_pg_connect(struct op_pg *pg, const char *url, const char *app_name)
 {
     const char *keys[] = {"dbname", "application_name", "options", "connect_timeout", NULL};
-    const char *vals[] = {url, app_name, "-c synchronous_commit=on", "5", NULL};
+    const char *vals[] = {url, app_name, "-c synchronous_commit=on -c client_min_messages=warning", "5", NULL};
 
     pg->err[0] = '\0';
     /* expand_dbname=1: the URL in dbname supplies host, port, user, db. */
