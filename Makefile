@@ -62,6 +62,8 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 .PHONY: all run test test-unit test-integration bench lint fmt fmt-check clean deps \
         check-build stack-start stack-stop
 .DEFAULT_GOAL := all
+# Keep object files of pattern-built binaries (make would delete them as intermediates).
+.SECONDARY:
 
 all: $(LIBOP) $(LIBENGINE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
