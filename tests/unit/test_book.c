@@ -1,0 +1,490 @@
+/* Scenario tables for the matching engine: input orders → expected reports and book. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "matcher/engine.h"
+
+/* --- table notation -------------------------------------------------------- */
+
+#define B OP_SIDE_BUY
+#define S OP_SIDE_SELL
+#define LMT OP_TYPE_LIMIT
+#define MKT OP_TYPE_MARKET
+#define GTC OP_TIF_GTC
+#define IOC OP_TIF_IOC
+#define FOK OP_TIF_FOK
+
+/* An input: NEW order (id, account, side, type, tif, price, qty, post_only). */
+#define NEWO(id_, acct, side_, type_, tif_, px, q, po)                                             \
+    {                                                                                              \
+        .kind = OP_MSG_NEW, .order_id = (id_), .side = (side_), .type = (type_), .tif = (tif_),    \
+        .price = (px), .qty = (q), .post_only = (po), .symbol = "AAPL", .account = (acct)          \
+    }
+#define LIM(id_, acct, side_, px, q) NEWO(id_, acct, side_, LMT, GTC, px, q, false)
+#define CXL(id_, acct)                                                                             \
+    {                                                                                              \
+        .kind = OP_MSG_CANCEL, .order_id = (id_), .symbol = "AAPL", .account = (acct)              \
+    }
+#define AMD(id_, acct, q)                                                                          \
+    {                                                                                              \
+        .kind = OP_MSG_AMEND, .order_id = (id_), .qty = (q), .symbol = "AAPL", .account = (acct)   \
+    }
+
+/* An expected report; fields left 0 in a TRADE are still compared. */
+struct exp {
+    int kind;
+    uint64_t order_id;
+    int reason;
+    int status;
+    int64_t qty, filled;
+    uint64_t maker;    /* TRADE */
+    int64_t tpx, tqty; /* TRADE */
+    int64_t mfilled;   /* TRADE */
+    int mstatus;       /* TRADE */
+};
+
+#define ACC(id_, q)                                                                                \
+    {                                                                                              \
+        OP_REPORT_ACCEPTED, id_, 0, OP_STATUS_NEW, q, 0, 0, 0, 0, 0, 0                             \
+    }
+/* TRADE: taker id, taker qty/filled after, maker id, price, qty, maker filled, maker status */
+#define TRD(id_, q, f, mk, px, tq, mf, ms)                                                         \
+    {                                                                                              \
+        OP_REPORT_TRADE, id_, 0, (f) == (q) ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED, q, f, \
+            mk, px, tq, mf, ms                                                                     \
+    }
+#define CXD(id_, why, q, f)                                                                        \
+    {                                                                                              \
+        OP_REPORT_CANCELLED, id_, why, OP_STATUS_CANCELLED, q, f, 0, 0, 0, 0, 0                    \
+    }
+#define REJN(id_, why, q)                                                                          \
+    {                                                                                              \
+        OP_REPORT_REJECTED, id_, why, OP_STATUS_REJECTED, q, 0, 0, 0, 0, 0, 0                      \
+    }
+#define REJ(id_, why)                                                                              \
+    {                                                                                              \
+        OP_REPORT_REJECTED, id_, why, 0, 0, 0, 0, 0, 0, 0, 0                                       \
+    }
+#define AMDD(id_, q, f, st)                                                                        \
+    {                                                                                              \
+        OP_REPORT_AMENDED, id_, 0, st, q, f, 0, 0, 0, 0, 0                                         \
+    }
+#define PF OP_STATUS_PARTIALLY_FILLED
+#define FL OP_STATUS_FILLED
+#define NW OP_STATUS_NEW
+
+#define MAX_STEPS 16
+#define MAX_REPS 8
+#define MAX_LV 6
+
+struct step {
+    struct op_order_msg in;
+    struct exp want[MAX_REPS]; /* ends at the first kind 0 */
+};
+
+struct lv {
+    int64_t price, qty;
+    uint32_t count;
+};
+
+struct scenario {
+    const char *name;
+    struct step steps[MAX_STEPS]; /* ends at the first kind 0 input */
+    struct lv bids[MAX_LV];       /* expected book after, best first; ends at price 0 */
+    struct lv asks[MAX_LV];
+};
+
+/* --- the scenarios ------------------------------------------------------------- */
+
+static const struct scenario scenarios[] = {
+    {"fifo within a level",
+     {{LIM(1, "alice", S, 100, 10), {ACC(1, 10)}},
+      {LIM(2, "bob", S, 100, 5), {ACC(2, 5)}},
+      {LIM(3, "alice", S, 100, 7), {ACC(3, 7)}},
+      {LIM(4, "bob", B, 100, 12),
+       {ACC(4, 12), TRD(4, 12, 10, 1, 100, 10, 10, FL), TRD(4, 12, 12, 2, 100, 2, 2, PF)}}},
+     {{0}},
+     {{100, 10, 2}}},
+    {"partial fills at the maker's price",
+     {{LIM(1, "alice", S, 100, 10), {ACC(1, 10)}},
+      {LIM(2, "bob", B, 100, 4), {ACC(2, 4), TRD(2, 4, 4, 1, 100, 4, 4, PF)}},
+      {LIM(3, "bob", B, 105, 4), {ACC(3, 4), TRD(3, 4, 4, 1, 100, 4, 8, PF)}},
+      {LIM(4, "bob", B, 101, 5), {ACC(4, 5), TRD(4, 5, 2, 1, 100, 2, 10, FL)}}},
+     {{101, 3, 1}},
+     {{0}}},
+    {"sweep across levels, rest of the taker rests",
+     {{LIM(1, "alice", S, 101, 5), {ACC(1, 5)}},
+      {LIM(2, "alice", S, 103, 5), {ACC(2, 5)}},
+      {LIM(3, "alice", S, 102, 5), {ACC(3, 5)}},
+      {LIM(4, "bob", B, 102, 12),
+       {ACC(4, 12), TRD(4, 12, 5, 1, 101, 5, 5, FL), TRD(4, 12, 10, 3, 102, 5, 5, FL)}},
+      {LIM(5, "bob", B, 100, 1), {ACC(5, 1)}}},
+     {{102, 2, 1}, {100, 1, 1}},
+     {{103, 5, 1}}},
+    {"IOC remainder is cancelled, IOC that cannot trade too",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {NEWO(2, "bob", B, LMT, IOC, 100, 8, false),
+       {ACC(2, 8), TRD(2, 8, 5, 1, 100, 5, 5, FL), CXD(2, OP_REASON_IOC_REMAINDER, 8, 5)}},
+      {LIM(3, "alice", S, 102, 5), {ACC(3, 5)}},
+      {NEWO(4, "bob", B, LMT, IOC, 101, 8, false),
+       {ACC(4, 8), CXD(4, OP_REASON_IOC_REMAINDER, 8, 0)}}},
+     {{0}},
+     {{102, 5, 1}}},
+    {"FOK killed before any trade, FOK filled",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {LIM(2, "alice", S, 101, 5), {ACC(2, 5)}},
+      {NEWO(3, "bob", B, LMT, FOK, 101, 11, false),
+       {ACC(3, 11), CXD(3, OP_REASON_FOK_UNFILLED, 11, 0)}},
+      {NEWO(4, "bob", B, LMT, FOK, 100, 6, false),
+       {ACC(4, 6), CXD(4, OP_REASON_FOK_UNFILLED, 6, 0)}},
+      {NEWO(5, "bob", B, LMT, FOK, 101, 7, false),
+       {ACC(5, 7), TRD(5, 7, 5, 1, 100, 5, 5, FL), TRD(5, 7, 7, 2, 101, 2, 2, PF)}},
+      {NEWO(6, "bob", B, MKT, FOK, 0, 3, false), {ACC(6, 3), TRD(6, 3, 3, 2, 101, 3, 5, FL)}}},
+     {{0}},
+     {{0}}},
+    {"post-only cancelled when it would trade, rests otherwise",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {NEWO(2, "bob", B, LMT, GTC, 100, 5, true), {ACC(2, 5), CXD(2, OP_REASON_POST_ONLY, 5, 0)}},
+      {NEWO(3, "bob", B, LMT, GTC, 99, 5, true), {ACC(3, 5)}},
+      {NEWO(4, "bob", S, LMT, GTC, 99, 5, true), {ACC(4, 5), CXD(4, OP_REASON_POST_ONLY, 5, 0)}}},
+     {{99, 5, 1}},
+     {{100, 5, 1}}},
+    {"market orders: empty book, partial, GTC market is IOC",
+     {{NEWO(1, "bob", B, MKT, IOC, 0, 5, false), {ACC(1, 5), CXD(1, OP_REASON_NO_LIQUIDITY, 5, 0)}},
+      {LIM(2, "alice", S, 100, 3), {ACC(2, 3)}},
+      {LIM(3, "alice", S, 150, 1), {ACC(3, 1)}},
+      {NEWO(4, "bob", B, MKT, GTC, 0, 5, false),
+       {ACC(4, 5), TRD(4, 5, 3, 2, 100, 3, 3, FL), TRD(4, 5, 4, 3, 150, 1, 1, FL),
+        CXD(4, OP_REASON_IOC_REMAINDER, 5, 4)}},
+      {NEWO(5, "bob", S, MKT, FOK, 0, 5, false),
+       {ACC(5, 5), CXD(5, OP_REASON_FOK_UNFILLED, 5, 0)}}},
+     {{0}},
+     {{0}}},
+    {"cancels: own, foreign, unknown, filled, twice, wrong symbol",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {LIM(2, "alice", S, 101, 5), {ACC(2, 5)}},
+      {CXL(1, "bob"), {REJ(1, OP_REASON_NOT_OWNER)}},
+      {CXL(99, "alice"), {REJ(99, OP_REASON_UNKNOWN_ORDER)}},
+      {CXL(1, "alice"), {CXD(1, OP_REASON_USER_CANCEL, 5, 0)}},
+      {CXL(1, "alice"), {REJ(1, OP_REASON_ORDER_CLOSED)}},
+      {CXL(1, "bob"), {REJ(1, OP_REASON_NOT_OWNER)}},
+      {LIM(3, "bob", B, 101, 5), {ACC(3, 5), TRD(3, 5, 5, 2, 101, 5, 5, FL)}},
+      {CXL(2, "alice"), {REJ(2, OP_REASON_ORDER_CLOSED)}},
+      {CXL(3, "bob"), {REJ(3, OP_REASON_ORDER_CLOSED)}},
+      {LIM(4, "bob", B, 90, 5), {ACC(4, 5)}},
+      {{.kind = OP_MSG_CANCEL, .order_id = 4, .symbol = "MSFT", .account = "bob"},
+       {REJ(4, OP_REASON_UNKNOWN_ORDER)}},
+      {{.kind = 9, .order_id = 4, .symbol = "AAPL", .account = "bob"},
+       {REJ(4, OP_REASON_MALFORMED)}}},
+     {{90, 5, 1}},
+     {{0}}},
+    {"amend keeps time priority; invalid amends change nothing",
+     {{LIM(1, "alice", B, 100, 10), {ACC(1, 10)}},
+      {LIM(2, "bob", B, 100, 10), {ACC(2, 10)}},
+      {AMD(1, "alice", 6), {AMDD(1, 6, 0, NW)}},
+      {LIM(3, "carol", S, 100, 2), {ACC(3, 2), TRD(3, 2, 2, 1, 100, 2, 2, PF)}},
+      {AMD(1, "alice", 6), {REJ(1, OP_REASON_BAD_AMEND)}},
+      {AMD(1, "alice", 7), {REJ(1, OP_REASON_BAD_AMEND)}},
+      {AMD(1, "alice", 2), {REJ(1, OP_REASON_BAD_AMEND)}},
+      {AMD(1, "alice", 0), {REJ(1, OP_REASON_BAD_AMEND)}},
+      {AMD(1, "bob", 3), {REJ(1, OP_REASON_NOT_OWNER)}},
+      {AMD(42, "alice", 3), {REJ(42, OP_REASON_UNKNOWN_ORDER)}},
+      {AMD(1, "alice", 3), {AMDD(1, 3, 2, PF)}},
+      {LIM(4, "carol", S, 100, 2),
+       {ACC(4, 2), TRD(4, 2, 1, 1, 100, 1, 3, FL), TRD(4, 2, 2, 2, 100, 1, 1, PF)}},
+      {AMD(1, "alice", 2), {REJ(1, OP_REASON_ORDER_CLOSED)}},
+      {AMD(3, "carol", 1), {REJ(3, OP_REASON_ORDER_CLOSED)}}},
+     {{100, 9, 1}},
+     {{0}}},
+    {"invalid orders are rejected, never asserted on",
+     {{NEWO(1, "a", 3, LMT, GTC, 100, 1, false), {REJN(1, OP_REASON_BAD_SIDE, 1)}},
+      {NEWO(2, "a", B, 0, GTC, 100, 1, false), {REJN(2, OP_REASON_BAD_TYPE, 1)}},
+      {NEWO(3, "a", B, LMT, 4, 100, 1, false), {REJN(3, OP_REASON_BAD_TIF, 1)}},
+      {NEWO(4, "a", B, LMT, GTC, 100, 0, false), {REJN(4, OP_REASON_BAD_QTY, 0)}},
+      {NEWO(5, "a", B, LMT, GTC, 100, -5, false), {REJN(5, OP_REASON_BAD_QTY, -5)}},
+      {NEWO(6, "a", B, LMT, GTC, 0, 1, false), {REJN(6, OP_REASON_BAD_PRICE, 1)}},
+      {NEWO(7, "a", B, LMT, GTC, -1, 1, false), {REJN(7, OP_REASON_BAD_PRICE, 1)}},
+      {NEWO(8, "a", B, MKT, IOC, 100, 1, false), {REJN(8, OP_REASON_BAD_PRICE, 1)}},
+      {NEWO(9, "a", B, MKT, IOC, 0, 1, true), {REJN(9, OP_REASON_BAD_POST_ONLY, 1)}},
+      {NEWO(10, "a", B, LMT, IOC, 100, 1, true), {REJN(10, OP_REASON_BAD_POST_ONLY, 1)}},
+      {NEWO(11, "a", B, LMT, FOK, 100, 1, true), {REJN(11, OP_REASON_BAD_POST_ONLY, 1)}},
+      {NEWO(0, "a", B, LMT, GTC, 100, 1, false), {REJN(0, OP_REASON_MALFORMED, 1)}},
+      {NEWO(12, "a", B, LMT, GTC, 100, ENG_QTY_MAX + 1, false),
+       {REJN(12, OP_REASON_BAD_QTY, ENG_QTY_MAX + 1)}},
+      {LIM(13, "a", B, 100, 1), {ACC(13, 1)}},
+      {LIM(13, "a", B, 100, 1), {REJN(13, OP_REASON_DUPLICATE_ID, 1)}},
+      {CXL(13, "a"), {CXD(13, OP_REASON_USER_CANCEL, 1, 0)}}},
+     {{0}},
+     {{0}}},
+    {"a closed id stays a duplicate",
+     {{LIM(1, "a", B, 100, 1), {ACC(1, 1)}},
+      {NEWO(2, "b", S, MKT, IOC, 0, 1, false), {ACC(2, 1), TRD(2, 1, 1, 1, 100, 1, 1, FL)}},
+      {LIM(1, "a", B, 100, 1), {REJN(1, OP_REASON_DUPLICATE_ID, 1)}},
+      {LIM(2, "a", B, 100, 1), {REJN(2, OP_REASON_DUPLICATE_ID, 1)}}},
+     {{0}},
+     {{0}}},
+};
+
+/* --- the runner -------------------------------------------------------------- */
+
+static void check_report(const char *name, int step, int i, const struct op_report *r,
+                         const struct exp *w, const struct op_order_msg *in)
+{
+    int ok = r->kind == w->kind && r->order_id == w->order_id && r->reason == w->reason &&
+             r->status == w->status && r->qty == w->qty && r->filled_qty == w->filled;
+    if (w->kind == OP_REPORT_TRADE)
+        ok = ok && r->maker_order_id == w->maker && r->trade_price == w->tpx &&
+             r->trade_qty == w->tqty && r->maker_filled_qty == w->mfilled &&
+             r->maker_status == w->mstatus && r->side == in->side;
+    else
+        ok = ok && r->maker_order_id == 0 && r->trade_qty == 0 && r->maker_account[0] == '\0';
+    if (!ok) {
+        fprintf(stderr,
+                "%s, step %d, report %d: got %s id=%" PRIu64 " reason=%s status=%s qty=%" PRId64
+                " filled=%" PRId64 " maker=%" PRIu64 " px=%" PRId64 " tqty=%" PRId64
+                " mfilled=%" PRId64 " mstatus=%d\n  want %s id=%" PRIu64
+                " reason=%s status=%s qty=%" PRId64 " filled=%" PRId64 " maker=%" PRIu64
+                " px=%" PRId64 " tqty=%" PRId64 " mfilled=%" PRId64 " mstatus=%d\n",
+                name, step, i, op_report_kind_name(r->kind), r->order_id, op_reason_name(r->reason),
+                op_status_name(r->status), r->qty, r->filled_qty, r->maker_order_id, r->trade_price,
+                r->trade_qty, r->maker_filled_qty, r->maker_status, op_report_kind_name(w->kind),
+                w->order_id, op_reason_name(w->reason), op_status_name(w->status), w->qty,
+                w->filled, w->maker, w->tpx, w->tqty, w->mfilled, w->mstatus);
+        fail();
+    }
+    /* Common fields: time, symbol, requester/owner account, request kind. */
+    assert_int_equal(r->ts_ns, in->ts_ns);
+    assert_int_equal(r->req_kind, in->kind);
+    assert_string_equal(r->symbol, in->symbol);
+    assert_string_equal(r->account, in->account);
+    if (r->kind == OP_REPORT_REJECTED && in->kind != OP_MSG_NEW) {
+        /* msg.h: the target id and the requester only; the order is unchanged. */
+        assert_int_equal(r->side, 0);
+        assert_int_equal(r->price, 0);
+        assert_int_equal(r->client_order_id[0], '\0');
+    }
+}
+
+static void check_side(const struct eng *e, const char *name, int side, const struct lv *want)
+{
+    struct book_depth d[MAX_LV + 1];
+    size_t n = eng_depth(e, "AAPL", side, d, MAX_LV + 1);
+    size_t nw = 0;
+    while (nw < MAX_LV && want[nw].price != 0)
+        nw++;
+    if (n != nw)
+        fprintf(stderr, "%s: %s side has %zu levels, want %zu\n", name, op_side_name(side), n, nw);
+    assert_int_equal(n, nw);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(d[i].price, want[i].price);
+        assert_int_equal(d[i].qty, want[i].qty);
+        assert_int_equal(d[i].count, want[i].count);
+    }
+}
+
+static void run_scenario(const struct scenario *sc)
+{
+    struct eng *e = eng_new(5, 0);
+    assert_non_null(e);
+    struct eng_reports out;
+    eng_reports_init(&out);
+    uint64_t seq = 0;
+    for (int s = 0; s < MAX_STEPS && sc->steps[s].in.kind != 0; s++) {
+        struct op_order_msg in = sc->steps[s].in;
+        in.ts_ns = 1000 + (uint64_t)s;
+        if (in.kind == OP_MSG_NEW && in.order_id % 2)
+            snprintf(in.client_order_id, sizeof(in.client_order_id), "cl-%" PRIu64, in.order_id);
+        eng_reports_reset(&out);
+        size_t n = eng_apply(e, &in, &out);
+        size_t nw = 0;
+        while (nw < MAX_REPS && sc->steps[s].want[nw].kind != 0)
+            nw++;
+        if (n != nw)
+            fprintf(stderr, "%s, step %d: %zu reports, want %zu\n", sc->name, s, n, nw);
+        assert_int_equal(n, nw);
+        for (size_t i = 0; i < n; i++) {
+            const struct op_report *r = &out.v[i];
+            check_report(sc->name, s, (int)i, r, &sc->steps[s].want[i], &in);
+            /* report_id = (seq << 10) | shard, one step per report */
+            assert_int_equal(r->report_id, (++seq << ENG_SHARD_BITS) | 5);
+            if (in.kind == OP_MSG_NEW && r->kind != OP_REPORT_REJECTED) {
+                assert_int_equal(r->side, in.side);
+                assert_int_equal(r->price, in.price);
+                assert_string_equal(r->client_order_id, in.client_order_id);
+            }
+        }
+        char err[200];
+        if (eng_check(e, err, sizeof(err)) != 0)
+            fail_msg("%s, step %d: %s", sc->name, s, err);
+    }
+    check_side(e, sc->name, OP_SIDE_BUY, sc->bids);
+    check_side(e, sc->name, OP_SIDE_SELL, sc->asks);
+    eng_reports_release(&out);
+    eng_free(e);
+}
+
+static void test_scenarios(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+        print_message("scenario: %s\n", scenarios[i].name);
+        run_scenario(&scenarios[i]);
+    }
+}
+
+/* --- other unit tests ----------------------------------------------------------- */
+
+/* The closed memory is bounded: beyond closed_max an old id is forgotten. */
+static void test_closed_memory_bound(void **state)
+{
+    (void)state;
+    struct eng *e = eng_new(0, 4);
+    struct eng_reports out;
+    eng_reports_init(&out);
+    for (uint64_t id = 1; id <= 6; id++) {
+        struct op_order_msg in = LIM(id, "a", B, 100, 1);
+        eng_apply(e, &in, &out);
+        struct op_order_msg c = CXL(id, "a");
+        eng_apply(e, &c, &out);
+    }
+    eng_reports_reset(&out);
+    struct op_order_msg c = CXL(2, "a");
+    eng_apply(e, &c, &out);
+    assert_int_equal(out.v[0].reason, OP_REASON_UNKNOWN_ORDER); /* evicted */
+    c.order_id = 3;
+    eng_apply(e, &c, &out);
+    assert_int_equal(out.v[1].reason, OP_REASON_ORDER_CLOSED); /* still remembered */
+    struct op_order_msg again = LIM(1, "a", B, 100, 1);        /* forgotten id: reusable */
+    eng_apply(e, &again, &out);
+    assert_int_equal(out.v[2].kind, OP_REPORT_ACCEPTED);
+    char err[200];
+    assert_int_equal(eng_check(e, err, sizeof(err)), 0);
+    eng_reports_release(&out);
+    eng_free(e);
+}
+
+/* Many levels (binary search, inserts in the middle), many books, depth order. */
+static void test_deep_book_and_many_books(void **state)
+{
+    (void)state;
+    struct eng *e = eng_new(1, 0);
+    struct eng_reports out;
+    eng_reports_init(&out);
+    uint64_t id = 1;
+    for (int i = 0; i < 500; i++) {
+        int64_t px = 1000 - ((i * 37) % 500); /* scattered order of arrival */
+        struct op_order_msg in = LIM(id++, "a", B, px, 1 + i % 3);
+        eng_apply(e, &in, &out);
+        struct op_order_msg in2 = LIM(id++, "a", S, 2000 + ((i * 53) % 500), 1);
+        eng_apply(e, &in2, &out);
+    }
+    for (int k = 0; k < 200; k++) {
+        struct op_order_msg in = LIM(id++, "b", B, 10, 1);
+        snprintf(in.symbol, sizeof(in.symbol), "SYM%d", k);
+        eng_apply(e, &in, &out);
+    }
+    struct book_depth d[600];
+    size_t n = eng_depth(e, "AAPL", OP_SIDE_BUY, d, 600);
+    assert_int_equal(n, 500);
+    for (size_t i = 1; i < n; i++)
+        assert_true(d[i - 1].price > d[i].price);
+    assert_int_equal(d[0].price, 1000);
+    n = eng_depth(e, "AAPL", OP_SIDE_SELL, d, 10);
+    assert_int_equal(n, 10);
+    assert_int_equal(d[0].price, 2000);
+    assert_int_equal(d[9].price, 2009);
+    for (int k = 0; k < 200; k++) {
+        char sym[OP_SYMBOL_MAX];
+        snprintf(sym, sizeof(sym), "SYM%d", k);
+        assert_int_equal(eng_depth(e, sym, OP_SIDE_BUY, d, 5), 1);
+    }
+    assert_int_equal(eng_depth(e, "NOPE", OP_SIDE_BUY, d, 5), 0);
+    /* A sell sweeping 100 bid levels. */
+    eng_reports_reset(&out);
+    struct op_order_msg sw = NEWO(id++, "c", S, LMT, IOC, 901, 100000, false);
+    eng_apply(e, &sw, &out);
+    size_t trades = 0;
+    for (size_t i = 0; i < out.len; i++)
+        trades += out.v[i].kind == OP_REPORT_TRADE;
+    assert_int_equal(trades, 100);
+    assert_int_equal(out.v[out.len - 1].reason, OP_REASON_IOC_REMAINDER);
+    n = eng_depth(e, "AAPL", OP_SIDE_BUY, d, 1);
+    assert_int_equal(d[0].price, 900);
+    char err[200];
+    assert_int_equal(eng_check(e, err, sizeof(err)), 0);
+    eng_reports_release(&out);
+    eng_free(e);
+}
+
+/* Identical inputs give byte-identical reports, even with garbage after the
+ * strings' NULs (inputs are normalised, reports memset). */
+static void test_determinism(void **state)
+{
+    (void)state;
+    struct eng_reports a, b;
+    eng_reports_init(&a);
+    eng_reports_init(&b);
+    struct eng *e1 = eng_new(3, 0), *e2 = eng_new(3, 0);
+    for (int i = 0; i < 300; i++) {
+        struct op_order_msg in =
+            NEWO((uint64_t)i + 1, "alice", i % 2 ? B : S, LMT, GTC, 100 + i % 7, 1 + i % 5, false);
+        struct op_order_msg in2 = in;
+        memset(in2.account + 6, 'x', sizeof(in2.account) - 7); /* garbage past the NUL */
+        memset(in2.symbol + 5, 'y', sizeof(in2.symbol) - 6);
+        eng_apply(e1, &in, &a);
+        eng_apply(e2, &in2, &b);
+    }
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.v, b.v, a.len * sizeof(*a.v));
+    assert_int_equal(eng_hash(e1), eng_hash(e2));
+    eng_reports_release(&a);
+    eng_reports_release(&b);
+    eng_free(e1);
+    eng_free(e2);
+}
+
+static void test_bad_args(void **state)
+{
+    (void)state;
+    assert_null(eng_new(ENG_SHARD_MAX, 0));
+    assert_null(eng_new(0, ENG_CLOSED_LIMIT + 1));
+    struct eng *e = eng_new(ENG_SHARD_MAX - 1, 1);
+    assert_non_null(e);
+    struct eng_reports out;
+    eng_reports_init(&out);
+    struct op_order_msg in;
+    memset(&in, 0xff, sizeof(in)); /* no NUL anywhere, every value out of range */
+    in.post_only = false;
+    for (int k = 0; k < 256; k++) {
+        in.kind = (uint8_t)k;
+        eng_apply(e, &in, &out);
+    }
+    assert_int_equal(out.len, 256);
+    for (size_t i = 0; i < out.len; i++) {
+        assert_int_equal(out.v[i].kind, OP_REPORT_REJECTED);
+        assert_int_equal(out.v[i].report_id & (ENG_SHARD_MAX - 1), ENG_SHARD_MAX - 1);
+    }
+    assert_int_equal(eng_open_orders(e), 0);
+    eng_reports_release(&out);
+    eng_free(e);
+    eng_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scenarios),
+        cmocka_unit_test(test_closed_memory_bound),
+        cmocka_unit_test(test_deep_book_and_many_books),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
