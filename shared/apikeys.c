@@ -63,8 +63,9 @@ int op_apikeys_load(struct op_apikeys *t, const char *path, char *err, size_t er
         return -1;
     while ((nf = op_textfile_next(&tf, f, 4)) >= 0) {
         if (nf != 2) {
-            snprintf(err, errlen, "api keys file '%s' line %d: expected 'KEY ACCOUNT', got %d fields",
-                     path, tf.line_no, nf);
+            snprintf(err, errlen,
+                     "api keys file '%s' line %d: expected 'KEY ACCOUNT', got %d fields", path,
+                     tf.line_no, nf);
             goto fail;
         }
         if (!valid_key(f[0])) {
@@ -74,14 +75,16 @@ int op_apikeys_load(struct op_apikeys *t, const char *path, char *err, size_t er
             goto fail;
         }
         if (!valid_account(f[1])) {
-            snprintf(err, errlen, "api keys file '%s' line %d: bad account '%.40s': want 1-%d of [a-z0-9_-]",
+            snprintf(err, errlen,
+                     "api keys file '%s' line %d: bad account '%.40s': want 1-%d of [a-z0-9_-]",
                      path, tf.line_no, f[1], OP_ACCOUNT_MAX - 1);
             goto fail;
         }
         size_t klen = strlen(f[0]);
         for (size_t i = 0; i < t->n; i++) {
             if (t->v[i].key_len == klen && memcmp(t->v[i].key, f[0], klen) == 0) {
-                snprintf(err, errlen, "api keys file '%s' line %d: key listed twice", path, tf.line_no);
+                snprintf(err, errlen, "api keys file '%s' line %d: key listed twice", path,
+                         tf.line_no);
                 goto fail;
             }
         }

@@ -14,9 +14,9 @@
 #define OP_APIKEYS_MAX 10000
 
 struct op_apikey {
-    char key[OP_APIKEY_MAX + 1];     /* printable ASCII, 8..128 chars */
+    char key[OP_APIKEY_MAX + 1]; /* printable ASCII, 8..128 chars */
     size_t key_len;
-    char account[OP_ACCOUNT_MAX];    /* [a-z0-9_-], 1..32 chars */
+    char account[OP_ACCOUNT_MAX]; /* [a-z0-9_-], 1..32 chars */
 };
 
 /* A loaded key table; owns `v`. */

@@ -6,9 +6,9 @@
 
 /* Owns data. op_buf_reset keeps the allocation for the next use. */
 struct op_buf {
-    char *data;  /* NULL until the first append */
-    size_t len;  /* bytes in use */
-    size_t cap;  /* bytes allocated */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
 };
 
 void op_buf_init(struct op_buf *b);

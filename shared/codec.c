@@ -13,8 +13,8 @@
 #define MAX_DEPTH 4
 
 struct op_codec {
-    msgpack_zone zone;  /* reused across decodes: cleared, not freed */
-    const char *err;    /* last error, a literal */
+    msgpack_zone zone; /* reused across decodes: cleared, not freed */
+    const char *err;   /* last error, a literal */
 };
 
 struct op_codec *op_codec_new(void)
@@ -66,7 +66,7 @@ static uint64_t be_read(const unsigned char *p, int k)
 static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, const char **why)
 {
     size_t o = *off;
-    uint64_t n = 0;  /* container elements, or payload bytes */
+    uint64_t n = 0;    /* container elements, or payload bytes */
     int container = 0; /* 1 array, 2 map */
 
     if (o >= len) {
@@ -92,25 +92,94 @@ static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, 
         n = b & 0x1f;
     } else {
         switch (b) {
-        case 0xc4: case 0xd9: NEED(1); n = BE(1); o += 1; break;
-        case 0xc5: case 0xda: NEED(2); n = BE(2); o += 2; break;
-        case 0xc6: case 0xdb: NEED(4); n = BE(4); o += 4; break;
-        case 0xc7: NEED(2); n = BE(1) + 1; o += 1; break;
-        case 0xc8: NEED(3); n = BE(2) + 1; o += 2; break;
-        case 0xc9: NEED(5); n = BE(4) + 1; o += 4; break;
-        case 0xca: case 0xce: case 0xd2: n = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: n = 8; break;
-        case 0xcc: case 0xd0: n = 1; break;
-        case 0xcd: case 0xd1: n = 2; break;
-        case 0xd4: n = 2; break;
-        case 0xd5: n = 3; break;
-        case 0xd6: n = 5; break;
-        case 0xd7: n = 9; break;
-        case 0xd8: n = 17; break;
-        case 0xdc: NEED(2); container = 1; n = BE(2); o += 2; break;
-        case 0xdd: NEED(4); container = 1; n = BE(4); o += 4; break;
-        case 0xde: NEED(2); container = 2; n = BE(2); o += 2; break;
-        case 0xdf: NEED(4); container = 2; n = BE(4); o += 4; break;
+        case 0xc4:
+        case 0xd9:
+            NEED(1);
+            n = BE(1);
+            o += 1;
+            break;
+        case 0xc5:
+        case 0xda:
+            NEED(2);
+            n = BE(2);
+            o += 2;
+            break;
+        case 0xc6:
+        case 0xdb:
+            NEED(4);
+            n = BE(4);
+            o += 4;
+            break;
+        case 0xc7:
+            NEED(2);
+            n = BE(1) + 1;
+            o += 1;
+            break;
+        case 0xc8:
+            NEED(3);
+            n = BE(2) + 1;
+            o += 2;
+            break;
+        case 0xc9:
+            NEED(5);
+            n = BE(4) + 1;
+            o += 4;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            n = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            n = 8;
+            break;
+        case 0xcc:
+        case 0xd0:
+            n = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+        case 0xd4:
+            n = 2;
+            break; /* u16, i16, fixext1 */
+        case 0xd5:
+            n = 3;
+            break;
+        case 0xd6:
+            n = 5;
+            break;
+        case 0xd7:
+            n = 9;
+            break;
+        case 0xd8:
+            n = 17;
+            break;
+        case 0xdc:
+            NEED(2);
+            container = 1;
+            n = BE(2);
+            o += 2;
+            break;
+        case 0xdd:
+            NEED(4);
+            container = 1;
+            n = BE(4);
+            o += 4;
+            break;
+        case 0xde:
+            NEED(2);
+            container = 2;
+            n = BE(2);
+            o += 2;
+            break;
+        case 0xdf:
+            NEED(4);
+            container = 2;
+            n = BE(4);
+            o += 4;
+            break;
         default:
             *why = "corrupt input"; /* 0xc1 is never used */
             return -1;
@@ -178,19 +247,40 @@ static int unpack_one(struct op_codec *c, const void *data, size_t len, size_t m
 /* Field ids: one per wire key, shared by orders and reports. */
 enum field {
     F_UNKNOWN = -1,
-    F_K, F_RK, F_RID, F_ID, F_TS, F_SYM, F_ACCT, F_COID, F_SIDE, F_TYPE, F_TIF, F_PO, F_PX,
-    F_QTY, F_FQ, F_ST, F_RSN, F_MID, F_MACCT, F_TPX, F_TQ, F_MQTY, F_MFQ, F_MST,
+    F_K,
+    F_RK,
+    F_RID,
+    F_ID,
+    F_TS,
+    F_SYM,
+    F_ACCT,
+    F_COID,
+    F_SIDE,
+    F_TYPE,
+    F_TIF,
+    F_PO,
+    F_PX,
+    F_QTY,
+    F_FQ,
+    F_ST,
+    F_RSN,
+    F_MID,
+    F_MACCT,
+    F_TPX,
+    F_TQ,
+    F_MQTY,
+    F_MFQ,
+    F_MST,
     F_COUNT
 };
 
 /* Wire names, indexed by enum field; see schemas/messages.md. */
 static const char *const field_names[F_COUNT] = {
-    [F_K] = "k",       [F_RK] = "rk",     [F_RID] = "rid",   [F_ID] = "id",
-    [F_TS] = "ts",     [F_SYM] = "sym",   [F_ACCT] = "acct", [F_COID] = "coid",
-    [F_SIDE] = "side", [F_TYPE] = "type", [F_TIF] = "tif",   [F_PO] = "po",
-    [F_PX] = "px",     [F_QTY] = "qty",   [F_FQ] = "fq",     [F_ST] = "st",
-    [F_RSN] = "rsn",   [F_MID] = "mid",   [F_MACCT] = "macct", [F_TPX] = "tpx",
-    [F_TQ] = "tq",     [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",
+    [F_K] = "k",     [F_RK] = "rk",     [F_RID] = "rid",   [F_ID] = "id",       [F_TS] = "ts",
+    [F_SYM] = "sym", [F_ACCT] = "acct", [F_COID] = "coid", [F_SIDE] = "side",   [F_TYPE] = "type",
+    [F_TIF] = "tif", [F_PO] = "po",     [F_PX] = "px",     [F_QTY] = "qty",     [F_FQ] = "fq",
+    [F_ST] = "st",   [F_RSN] = "rsn",   [F_MID] = "mid",   [F_MACCT] = "macct", [F_TPX] = "tpx",
+    [F_TQ] = "tq",   [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",
 };
 
 static enum field field_of(const msgpack_object_str *k)
@@ -516,42 +606,77 @@ static int pack_report(msgpack_packer *pk, const struct op_report *r)
     int n = 0;
 
 #define U(F, x) v[n++] = (__typeof__(v[0])){F, 0, (x), 0, NULL}
-#define I(F, x) v[n++] = (__typeof__(v[0])){F, 1, 0, (x), NULL}
-#define S(F, x) v[n++] = (__typeof__(v[0])){F, 2, 0, 0, (x)}
+#define I(F, x)                                                                                    \
+    v[n++] = (__typeof__(v[0]))                                                                    \
+    {                                                                                              \
+        F, 1, 0, (x), NULL                                                                         \
+    }
+#define S(F, x)                                                                                    \
+    v[n++] = (__typeof__(v[0]))                                                                    \
+    {                                                                                              \
+        F, 2, 0, 0, (x)                                                                            \
+    }
     U(F_K, r->kind);
     U(F_RID, r->report_id);
     U(F_TS, r->ts_ns);
     U(F_ID, r->order_id);
     S(F_SYM, r->symbol);
-    if (r->req_kind) U(F_RK, r->req_kind);
-    if (r->reason) U(F_RSN, r->reason);
-    if (r->status) U(F_ST, r->status);
-    if (r->side) U(F_SIDE, r->side);
-    if (r->type) U(F_TYPE, r->type);
-    if (r->tif) U(F_TIF, r->tif);
-    if (r->post_only) v[n++] = (__typeof__(v[0])){F_PO, 3, 1, 0, NULL};
-    if (r->price) I(F_PX, r->price);
-    if (r->qty) I(F_QTY, r->qty);
-    if (r->filled_qty) I(F_FQ, r->filled_qty);
-    if (r->maker_order_id) U(F_MID, r->maker_order_id);
-    if (r->trade_price) I(F_TPX, r->trade_price);
-    if (r->trade_qty) I(F_TQ, r->trade_qty);
-    if (r->maker_qty) I(F_MQTY, r->maker_qty);
-    if (r->maker_filled_qty) I(F_MFQ, r->maker_filled_qty);
-    if (r->maker_status) U(F_MST, r->maker_status);
-    if (r->account[0]) S(F_ACCT, r->account);
-    if (r->maker_account[0]) S(F_MACCT, r->maker_account);
-    if (r->client_order_id[0]) S(F_COID, r->client_order_id);
+    if (r->req_kind)
+        U(F_RK, r->req_kind);
+    if (r->reason)
+        U(F_RSN, r->reason);
+    if (r->status)
+        U(F_ST, r->status);
+    if (r->side)
+        U(F_SIDE, r->side);
+    if (r->type)
+        U(F_TYPE, r->type);
+    if (r->tif)
+        U(F_TIF, r->tif);
+    if (r->post_only)
+        v[n++] = (__typeof__(v[0])){F_PO, 3, 1, 0, NULL};
+    if (r->price)
+        I(F_PX, r->price);
+    if (r->qty)
+        I(F_QTY, r->qty);
+    if (r->filled_qty)
+        I(F_FQ, r->filled_qty);
+    if (r->maker_order_id)
+        U(F_MID, r->maker_order_id);
+    if (r->trade_price)
+        I(F_TPX, r->trade_price);
+    if (r->trade_qty)
+        I(F_TQ, r->trade_qty);
+    if (r->maker_qty)
+        I(F_MQTY, r->maker_qty);
+    if (r->maker_filled_qty)
+        I(F_MFQ, r->maker_filled_qty);
+    if (r->maker_status)
+        U(F_MST, r->maker_status);
+    if (r->account[0])
+        S(F_ACCT, r->account);
+    if (r->maker_account[0])
+        S(F_MACCT, r->maker_account);
+    if (r->client_order_id[0])
+        S(F_COID, r->client_order_id);
 #undef U
 #undef I
 #undef S
     int rc = msgpack_pack_map(pk, (size_t)n);
     for (int k = 0; k < n; k++) {
         switch (v[k].kind) {
-        case 0: rc |= pack_u64_field(pk, v[k].f, v[k].u); break;
-        case 1: rc |= pack_i64_field(pk, v[k].f, v[k].i); break;
-        case 2: rc |= pack_str_field(pk, v[k].f, v[k].s); break;
-        default: rc |= pack_bool_field(pk, v[k].f, true); break;
+        case 0:
+            rc |= pack_u64_field(pk, v[k].f, v[k].u);
+            break;
+        case 1:
+            rc |= pack_i64_field(pk, v[k].f, v[k].i);
+            break;
+        case 2:
+            rc |= pack_str_field(pk, v[k].f, v[k].s);
+            break;
+        default:
+            rc |= pack_bool_field(pk, v[k].f, true);
+            break;
         }
     }
     return rc;

@@ -25,8 +25,10 @@ int op_env_int(const char *name, long long def, long long min, long long max, lo
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (errno != 0 || *end != '\0' || x < min || x > max || !((*v >= '0' && *v <= '9') || *v == '-')) {
-        snprintf(err, errlen, "invalid %s='%.60s': want an integer in %lld..%lld", name, v, min, max);
+    if (errno != 0 || *end != '\0' || x < min || x > max ||
+        !((*v >= '0' && *v <= '9') || *v == '-')) {
+        snprintf(err, errlen, "invalid %s='%.60s': want an integer in %lld..%lld", name, v, min,
+                 max);
         return -1;
     }
     *out = x;
@@ -65,7 +67,8 @@ int op_config_load(struct op_config *c, char *err, size_t errlen)
         return -1;
     }
     if (strncmp(c->redis_url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "invalid REDIS_URL='%.100s': want redis://[:password@]host[:port][/db]",
+        snprintf(err, errlen,
+                 "invalid REDIS_URL='%.100s': want redis://[:password@]host[:port][/db]",
                  c->redis_url);
         return -1;
     }

@@ -16,8 +16,7 @@ static bool push_digit(int64_t *units, char c)
     return false;
 }
 
-enum op_decimal_err op_decimal_parse(const char *s, size_t len, struct op_tick tick,
-                                     int64_t *ticks)
+enum op_decimal_err op_decimal_parse(const char *s, size_t len, struct op_tick tick, int64_t *ticks)
 {
     if (len == 0)
         return OP_DEC_EMPTY;

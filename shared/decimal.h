@@ -23,15 +23,15 @@ struct op_tick {
 /* Parse outcomes; each has a message in op_decimal_strerror. */
 enum op_decimal_err {
     OP_DEC_OK = 0,
-    OP_DEC_EMPTY,          /* no characters */
-    OP_DEC_SIGN,           /* leading '+' or '-' */
-    OP_DEC_EXPONENT,       /* 'e' or 'E' form */
-    OP_DEC_SYNTAX,         /* anything else that is not digits[.digits] */
-    OP_DEC_TOO_LONG,       /* more than OP_DECIMAL_MAX_LEN characters */
+    OP_DEC_EMPTY,             /* no characters */
+    OP_DEC_SIGN,              /* leading '+' or '-' */
+    OP_DEC_EXPONENT,          /* 'e' or 'E' form */
+    OP_DEC_SYNTAX,            /* anything else that is not digits[.digits] */
+    OP_DEC_TOO_LONG,          /* more than OP_DECIMAL_MAX_LEN characters */
     OP_DEC_TOO_MANY_DECIMALS, /* non-zero digits beyond the tick's scale */
     OP_DEC_NOT_TICK_MULTIPLE, /* not an integer number of ticks */
-    OP_DEC_OVERFLOW,       /* more ticks than fit in int64 */
-    OP_DEC_ZERO,           /* zero: prices are strictly positive */
+    OP_DEC_OVERFLOW,          /* more ticks than fit in int64 */
+    OP_DEC_ZERO,              /* zero: prices are strictly positive */
 };
 
 /*

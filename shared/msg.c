@@ -11,7 +11,7 @@ static const char *name_of(const char *const *names, size_t n, int v)
     return names[v];
 }
 
-#define NAME_OF(arr, v) name_of(arr, sizeof(arr) / sizeof(arr[0]), v)
+#define NAME_OF(arr, v) name_of((arr), sizeof(arr) / sizeof((arr)[0]), (v))
 
 const char *op_side_name(int side)
 {
@@ -35,10 +35,8 @@ const char *op_tif_name(int tif)
 const char *op_status_name(int status)
 {
     static const char *const names[] = {
-        [OP_STATUS_NEW] = "NEW",
-        [OP_STATUS_PARTIALLY_FILLED] = "PARTIALLY_FILLED",
-        [OP_STATUS_FILLED] = "FILLED",
-        [OP_STATUS_CANCELLED] = "CANCELLED",
+        [OP_STATUS_NEW] = "NEW",           [OP_STATUS_PARTIALLY_FILLED] = "PARTIALLY_FILLED",
+        [OP_STATUS_FILLED] = "FILLED",     [OP_STATUS_CANCELLED] = "CANCELLED",
         [OP_STATUS_REJECTED] = "REJECTED",
     };
     return NAME_OF(names, status);

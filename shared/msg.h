@@ -39,18 +39,18 @@ enum op_msg_kind { OP_MSG_NEW = 1, OP_MSG_CANCEL = 2, OP_MSG_AMEND = 3 };
  * report rather than trusting them.
  */
 struct op_order_msg {
-    uint8_t kind;                          /* enum op_msg_kind */
-    uint8_t side;                          /* enum op_side (NEW) */
-    uint8_t type;                          /* enum op_type (NEW) */
-    uint8_t tif;                           /* enum op_tif (NEW) */
-    bool post_only;                        /* NEW, limit only */
-    uint64_t order_id;                     /* NEW: the new id; else the target */
-    uint64_t ts_ns;                        /* ingest receipt time, ns since epoch */
-    int64_t price;                         /* ticks; 0 for market orders */
-    int64_t qty;                           /* NEW: quantity; AMEND: new total */
-    char symbol[OP_SYMBOL_MAX];            /* NUL-terminated */
-    char account[OP_ACCOUNT_MAX];          /* the requesting account */
-    char client_order_id[OP_CLORDID_MAX];  /* NEW only; "" when absent */
+    uint8_t kind;                         /* enum op_msg_kind */
+    uint8_t side;                         /* enum op_side (NEW) */
+    uint8_t type;                         /* enum op_type (NEW) */
+    uint8_t tif;                          /* enum op_tif (NEW) */
+    bool post_only;                       /* NEW, limit only */
+    uint64_t order_id;                    /* NEW: the new id; else the target */
+    uint64_t ts_ns;                       /* ingest receipt time, ns since epoch */
+    int64_t price;                        /* ticks; 0 for market orders */
+    int64_t qty;                          /* NEW: quantity; AMEND: new total */
+    char symbol[OP_SYMBOL_MAX];           /* NUL-terminated */
+    char account[OP_ACCOUNT_MAX];         /* the requesting account */
+    char client_order_id[OP_CLORDID_MAX]; /* NEW only; "" when absent */
 };
 
 /* Order states, as in the contract's GET /v1/orders answer. */
@@ -74,13 +74,13 @@ enum op_report_kind {
 enum op_reason {
     OP_REASON_NONE = 0,
     /* cancellations */
-    OP_REASON_USER_CANCEL = 1,     /* the owner's cancel request */
-    OP_REASON_IOC_REMAINDER = 2,   /* unfilled rest of an IOC or market order */
-    OP_REASON_FOK_UNFILLED = 3,    /* FOK could not fill completely: nothing traded */
-    OP_REASON_POST_ONLY = 4,       /* post-only order would have traded on arrival */
-    OP_REASON_NO_LIQUIDITY = 5,    /* market order met an empty opposite side */
+    OP_REASON_USER_CANCEL = 1,   /* the owner's cancel request */
+    OP_REASON_IOC_REMAINDER = 2, /* unfilled rest of an IOC or market order */
+    OP_REASON_FOK_UNFILLED = 3,  /* FOK could not fill completely: nothing traded */
+    OP_REASON_POST_ONLY = 4,     /* post-only order would have traded on arrival */
+    OP_REASON_NO_LIQUIDITY = 5,  /* market order met an empty opposite side */
     /* rejections */
-    OP_REASON_MALFORMED = 20,      /* the stream entry could not be decoded */
+    OP_REASON_MALFORMED = 20, /* the stream entry could not be decoded */
     OP_REASON_BAD_SIDE = 21,
     OP_REASON_BAD_TYPE = 22,
     OP_REASON_BAD_TIF = 23,
@@ -121,31 +121,31 @@ enum op_reason {
  *   AMENDED:   order_id, account, state (qty = the new total)
  */
 struct op_report {
-    uint8_t kind;                          /* enum op_report_kind */
-    uint8_t req_kind;                      /* enum op_msg_kind of the input */
-    uint8_t reason;                        /* enum op_reason */
-    uint8_t status;                        /* enum op_status of order_id after it */
-    uint8_t side;                          /* enum op_side (of order_id) */
-    uint8_t type;                          /* enum op_type */
-    uint8_t tif;                           /* enum op_tif */
+    uint8_t kind;     /* enum op_report_kind */
+    uint8_t req_kind; /* enum op_msg_kind of the input */
+    uint8_t reason;   /* enum op_reason */
+    uint8_t status;   /* enum op_status of order_id after it */
+    uint8_t side;     /* enum op_side (of order_id) */
+    uint8_t type;     /* enum op_type */
+    uint8_t tif;      /* enum op_tif */
     bool post_only;
-    uint64_t report_id;                    /* see above; fill_id for trades */
-    uint64_t ts_ns;                        /* the input's ts_ns: the event time */
-    uint64_t order_id;                     /* the order concerned (taker for trades) */
-    int64_t price;                         /* order's limit price, ticks (0 market) */
-    int64_t qty;                           /* order's total qty after the event */
-    int64_t filled_qty;                    /* order's cumulative filled qty after it */
+    uint64_t report_id; /* see above; fill_id for trades */
+    uint64_t ts_ns;     /* the input's ts_ns: the event time */
+    uint64_t order_id;  /* the order concerned (taker for trades) */
+    int64_t price;      /* order's limit price, ticks (0 market) */
+    int64_t qty;        /* order's total qty after the event */
+    int64_t filled_qty; /* order's cumulative filled qty after it */
     /* TRADE only */
     uint64_t maker_order_id;
-    int64_t trade_price;                   /* ticks: always the maker's price */
+    int64_t trade_price; /* ticks: always the maker's price */
     int64_t trade_qty;
-    int64_t maker_qty;                     /* maker's total qty */
-    int64_t maker_filled_qty;              /* maker's cumulative filled after it */
-    uint8_t maker_status;                  /* enum op_status of the maker after it */
+    int64_t maker_qty;        /* maker's total qty */
+    int64_t maker_filled_qty; /* maker's cumulative filled after it */
+    uint8_t maker_status;     /* enum op_status of the maker after it */
     char symbol[OP_SYMBOL_MAX];
-    char account[OP_ACCOUNT_MAX];          /* owner of order_id (requester on reject) */
-    char maker_account[OP_ACCOUNT_MAX];    /* TRADE only */
-    char client_order_id[OP_CLORDID_MAX];  /* of order_id, when known */
+    char account[OP_ACCOUNT_MAX];         /* owner of order_id (requester on reject) */
+    char maker_account[OP_ACCOUNT_MAX];   /* TRADE only */
+    char client_order_id[OP_CLORDID_MAX]; /* of order_id, when known */
 };
 
 /* Names for logs, JSON and the database ("buy", "GTC", "PARTIALLY_FILLED", …);

@@ -33,7 +33,8 @@ static int fail_conn(struct op_pg *pg, const char *what)
 int op_pg_connect(struct op_pg *pg, const char *url, const char *app_name)
 {
     const char *keys[] = {"dbname", "application_name", "options", "connect_timeout", NULL};
-    const char *vals[] = {url, app_name, "-c synchronous_commit=on -c client_min_messages=warning", "5", NULL};
+    const char *vals[] = {url, app_name, "-c synchronous_commit=on -c client_min_messages=warning",
+                          "5", NULL};
 
     pg->err[0] = '\0';
     /* expand_dbname=1: the URL in dbname supplies host, port, user, db. */
@@ -43,7 +44,8 @@ int op_pg_connect(struct op_pg *pg, const char *url, const char *app_name)
     if (PQstatus(pg->conn) != CONNECTION_OK) {
         char what[160];
         snprintf(what, sizeof(what), "cannot connect to postgresql at '%.64s:%.8s'",
-                 PQhost(pg->conn) ? PQhost(pg->conn) : "?", PQport(pg->conn) ? PQport(pg->conn) : "?");
+                 PQhost(pg->conn) ? PQhost(pg->conn) : "?",
+                 PQport(pg->conn) ? PQport(pg->conn) : "?");
         return fail(pg, what, PQerrorMessage(pg->conn));
     }
     return 0;
@@ -178,11 +180,21 @@ int op_pg_copy_escape(struct op_buf *out, const char *s, size_t len)
         char c = s[i];
         char *d = out->data + out->len;
         switch (c) {
-        case '\\': d[0] = '\\', d[1] = '\\', out->len += 2; break;
-        case '\t': d[0] = '\\', d[1] = 't', out->len += 2; break;
-        case '\n': d[0] = '\\', d[1] = 'n', out->len += 2; break;
-        case '\r': d[0] = '\\', d[1] = 'r', out->len += 2; break;
-        default: d[0] = c, out->len += 1; break;
+        case '\\':
+            d[0] = '\\', d[1] = '\\', out->len += 2;
+            break;
+        case '\t':
+            d[0] = '\\', d[1] = 't', out->len += 2;
+            break;
+        case '\n':
+            d[0] = '\\', d[1] = 'n', out->len += 2;
+            break;
+        case '\r':
+            d[0] = '\\', d[1] = 'r', out->len += 2;
+            break;
+        default:
+            d[0] = c, out->len += 1;
+            break;
         }
     }
     out->data[out->len] = '\0';
@@ -281,7 +293,8 @@ static int apply_one(struct op_pg *pg, const char *dir, const char *name)
     snprintf(sum, sizeof(sum), "%08x", op_fnv1a32(sql, strlen(sql)));
 
     const char *params[] = {name};
-    struct pg_result *res = op_pg_query(pg, "SELECT checksum FROM schema_migrations WHERE version = $1", 1, params);
+    struct pg_result *res =
+        op_pg_query(pg, "SELECT checksum FROM schema_migrations WHERE version = $1", 1, params);
     if (!res) {
         free(sql);
         return -1;
@@ -301,7 +314,9 @@ static int apply_one(struct op_pg *pg, const char *dir, const char *name)
     if (op_pg_exec(pg, "BEGIN") != 0 || op_pg_exec(pg, sql) != 0)
         goto bad;
     const char *ins[] = {name, sum};
-    res = op_pg_query(pg, "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2) RETURNING version", 2, ins);
+    res = op_pg_query(
+        pg, "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2) RETURNING version",
+        2, ins);
     if (!res)
         goto bad;
     op_pg_clear(res);
@@ -340,7 +355,7 @@ int op_pg_migrate(struct op_pg *pg, const char *dir, int *applied)
         goto out;
     }
     n = list_sql(pg, dir, &names);
-    if (n < 0) {
+    if (n < 0 || (n > 0 && !names)) {
         rc = -1;
         goto out;
     }

@@ -38,7 +38,8 @@ int op_redis_url_parse(const char *url, struct op_redis_url *u, char *err, size_
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) {
-            snprintf(err, errlen, "redis url: credentials must be ':password@' or 'user:password@'");
+            snprintf(err, errlen,
+                     "redis url: credentials must be ':password@' or 'user:password@'");
             return -1;
         }
         if (copy_part(u->user, sizeof(u->user), p, (size_t)(colon - p)) != 0 ||
@@ -108,7 +109,7 @@ int op_redis_init(struct op_redis *r, const char *url, int timeout_ms)
 
 static struct timeval tv_of(int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
     return tv;
 }
 
@@ -174,8 +175,8 @@ int op_redis_ensure(struct op_redis *r)
         return 0;
     }
     r->next_attempt_ms = now + r->backoff_ms;
-    r->backoff_ms = r->backoff_ms * 2 > OP_REDIS_BACKOFF_MAX_MS ? OP_REDIS_BACKOFF_MAX_MS
-                                                                 : r->backoff_ms * 2;
+    r->backoff_ms =
+        r->backoff_ms * 2 > OP_REDIS_BACKOFF_MAX_MS ? OP_REDIS_BACKOFF_MAX_MS : r->backoff_ms * 2;
     return -1;
 }
 

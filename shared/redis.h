@@ -19,10 +19,10 @@ struct redisContext;
 
 struct op_redis_url {
     char host[256];
-    int port;            /* 6379 when the URL has none */
-    char user[128];      /* ACL user, "" for the default user */
-    char password[256];  /* "" for no AUTH */
-    int db;              /* SELECTed after connecting, 0 by default */
+    int port;           /* 6379 when the URL has none */
+    char user[128];     /* ACL user, "" for the default user */
+    char password[256]; /* "" for no AUTH */
+    int db;             /* SELECTed after connecting, 0 by default */
 };
 
 /*
@@ -36,14 +36,14 @@ int op_redis_url_parse(const char *url, struct op_redis_url *u, char *err, size_
 struct op_redis {
     struct redisContext *ctx; /* NULL while disconnected */
     struct op_redis_url url;
-    int timeout_ms;           /* connect and per-command timeout */
-    int err;                  /* 0, or non-zero after the last call failed */
-    char errstr[256];         /* what failed, lowercase, for logs */
-    int backoff_ms;           /* delay before the next reconnect attempt */
-    int64_t next_attempt_ms;  /* monotonic ms before which ensure won't retry */
-    uint64_t reconnects;      /* successful connects after the first one */
-    int connected_once;       /* 1 after the first successful connect */
-    int pending;              /* replies appended but not yet read */
+    int timeout_ms;          /* connect and per-command timeout */
+    int err;                 /* 0, or non-zero after the last call failed */
+    char errstr[256];        /* what failed, lowercase, for logs */
+    int backoff_ms;          /* delay before the next reconnect attempt */
+    int64_t next_attempt_ms; /* monotonic ms before which ensure won't retry */
+    uint64_t reconnects;     /* successful connects after the first one */
+    int connected_once;      /* 1 after the first successful connect */
+    int pending;             /* replies appended but not yet read */
 };
 
 /* Why these bounds: 50 ms retries a restarting Redis quickly; 2 s caps the
@@ -76,7 +76,8 @@ int op_redis_set_timeout(struct op_redis *r, int timeout_ms);
  * Returns NULL on an I/O error or timeout: the connection is then dropped and
  * errstr says why. The caller frees the reply.
  */
-struct redisReply *op_redis_cmd(struct op_redis *r, int argc, const char **argv, const size_t *lens);
+struct redisReply *op_redis_cmd(struct op_redis *r, int argc, const char **argv,
+                                const size_t *lens);
 
 /* printf-style variant (hiredis format: %s, %b for binary with a length, %d …). */
 struct redisReply *op_redis_cmdf(struct op_redis *r, const char *fmt, ...);

@@ -18,8 +18,8 @@ uint32_t op_shard_of(const char *symbol, size_t len, uint32_t nshards);
 /* Key names, written into buf (size >= OP_KEY_MAX). The {S} hash tag keeps a
  * shard's keys in one Redis Cluster slot. Return the length. */
 #define OP_KEY_MAX 64
-int op_key_orders(char *buf, uint32_t shard);  /* "orders:{S}" */
-int op_key_fills(char *buf, uint32_t shard);   /* "fills:{S}" */
+int op_key_orders(char *buf, uint32_t shard); /* "orders:{S}" */
+int op_key_fills(char *buf, uint32_t shard);  /* "fills:{S}" */
 
 #define OP_GROUP_MATCHERS "matchers"
 #define OP_GROUP_RECORDERS "recorders"

@@ -21,8 +21,7 @@ static bool valid_symbol_name(const char *s)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
             return false;
     }
     return true;
@@ -55,7 +54,8 @@ static int parse_symbol_line(char **f, int nf, struct op_symbol *sym, char *err,
     }
     memcpy(sym->name, f[0], strlen(f[0]) + 1);
     if (op_tick_parse(f[1], &sym->tick) != 0) {
-        snprintf(err, errlen, "bad tick '%.40s' for '%s': want a positive decimal with at most %d decimals",
+        snprintf(err, errlen,
+                 "bad tick '%.40s' for '%s': want a positive decimal with at most %d decimals",
                  f[1], sym->name, OP_DECIMAL_MAX_SCALE);
         return -1;
     }
@@ -64,8 +64,9 @@ static int parse_symbol_line(char **f, int nf, struct op_symbol *sym, char *err,
         return -1;
     }
     if (parse_pos_int(f[3], &sym->max_qty) != 0 || sym->max_qty % sym->lot != 0) {
-        snprintf(err, errlen, "bad max qty '%.40s' for '%s': want an integer >= 1, a multiple of the lot",
-                 f[3], sym->name);
+        snprintf(err, errlen,
+                 "bad max qty '%.40s' for '%s': want an integer >= 1, a multiple of the lot", f[3],
+                 sym->name);
         return -1;
     }
     return 0;
@@ -114,7 +115,8 @@ int op_symtab_load(struct op_symtab *t, const char *path, char *err, size_t errl
     qsort(t->v, t->n, sizeof(t->v[0]), cmp_symbol);
     for (size_t i = 1; i < t->n; i++) {
         if (strcmp(t->v[i - 1].name, t->v[i].name) == 0) {
-            snprintf(err, errlen, "symbols file '%s': symbol '%s' listed twice", path, t->v[i].name);
+            snprintf(err, errlen, "symbols file '%s': symbol '%s' listed twice", path,
+                     t->v[i].name);
             goto fail;
         }
     }

@@ -22,7 +22,8 @@ int op_textfile_next(struct op_textfile *tf, char **fields, int max)
         tf->line_no++;
         size_t len = strlen(tf->buf);
         if (len == sizeof(tf->buf) - 1 && tf->buf[len - 1] != '\n' && !feof(tf->fp)) {
-            snprintf(tf->err, sizeof(tf->err), "line longer than %d bytes", OP_TEXTFILE_LINE_MAX - 2);
+            snprintf(tf->err, sizeof(tf->err), "line longer than %d bytes",
+                     OP_TEXTFILE_LINE_MAX - 2);
             return -2;
         }
         while (len > 0 && (tf->buf[len - 1] == '\n' || tf->buf[len - 1] == '\r'))

@@ -9,10 +9,10 @@
 #define OP_TEXTFILE_LINE_MAX 1024
 
 struct op_textfile {
-    FILE *fp;                        /* owned; closed by op_textfile_close */
-    int line_no;                     /* 1-based number of the line last read */
-    char buf[OP_TEXTFILE_LINE_MAX];  /* the current line, split in place */
-    char err[128];                   /* why op_textfile_next returned -2 */
+    FILE *fp;                       /* owned; closed by op_textfile_close */
+    int line_no;                    /* 1-based number of the line last read */
+    char buf[OP_TEXTFILE_LINE_MAX]; /* the current line, split in place */
+    char err[128];                  /* why op_textfile_next returned -2 */
 };
 
 /* Opens path; returns 0, or -1 with "cannot open '<path>': <why>" in err. */

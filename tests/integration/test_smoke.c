@@ -28,7 +28,8 @@ static int setup(void **state)
     char err[256];
     (void)state;
     if (!getenv("REDIS_URL") || !getenv("DATABASE_URL")) {
-        fprintf(stderr, "test_smoke: REDIS_URL and DATABASE_URL must be set (run via tests/run-integration.sh)\n");
+        fprintf(stderr, "test_smoke: REDIS_URL and DATABASE_URL must be set (run via "
+                        "tests/run-integration.sh)\n");
         return -1;
     }
     if (op_config_load(&cfg, err, sizeof(err)) != 0) {
@@ -66,8 +67,8 @@ static void test_order_through_redis(void **state)
 
     uint32_t shard = op_shard_of("AAPL", 4, cfg.order_shards);
     op_key_orders(key, shard);
-    struct redisReply *rep = op_redis_cmdf(&r, "XADD %s NOMKSTREAM * type new sym AAPL m %b", key,
-                                           b.data, b.len);
+    struct redisReply *rep =
+        op_redis_cmdf(&r, "XADD %s NOMKSTREAM * type new sym AAPL m %b", key, b.data, b.len);
     assert_non_null(rep);
     assert_int_equal(op_reply_type(rep), OP_REPLY_STRING);
     char id[64];
@@ -79,7 +80,8 @@ static void test_order_through_redis(void **state)
     assert_int_equal(op_reply_type(rep), OP_REPLY_NIL);
     op_reply_free(rep);
 
-    rep = op_redis_cmdf(&r, "XREADGROUP GROUP %s smoke COUNT 100 STREAMS %s >", OP_GROUP_MATCHERS, key);
+    rep = op_redis_cmdf(&r, "XREADGROUP GROUP %s smoke COUNT 100 STREAMS %s >", OP_GROUP_MATCHERS,
+                        key);
     assert_non_null(rep);
     assert_int_equal(op_reply_count(rep), 1);
     struct redisReply *entries = op_reply_at(op_reply_at(rep, 0), 1);
@@ -134,25 +136,30 @@ static void test_fill_through_copy(void **state)
         fail_msg("%s", pg.err);
     assert_int_equal(op_pg_exec(&pg, "DELETE FROM fills WHERE fill_id IN (990001, 990002)"), 0);
     assert_int_equal(op_pg_exec(&pg, "BEGIN"), 0);
-    assert_int_equal(op_pg_exec(&pg, "CREATE TEMP TABLE smoke_stage (LIKE fills) ON COMMIT DROP"), 0);
+    assert_int_equal(op_pg_exec(&pg, "CREATE TEMP TABLE smoke_stage (LIKE fills) ON COMMIT DROP"),
+                     0);
     assert_int_equal(op_pg_copy_begin(&pg, "COPY smoke_stage FROM STDIN"), 0);
     struct op_buf b;
     op_buf_init(&b);
     op_buf_printf(&b, "990001\tAAPL\t187.25\t100\t11\t12\tbob\t");
     op_pg_copy_escape(&b, "al\\ice\t", 7); /* escaping round-trips */
     op_buf_printf(&b, "\tbuy\t2026-11-21 10:00:00.123456+00\n");
-    op_buf_printf(&b, "990002\tAAPL\t92233720368547758.07\t1\t11\t13\tbob\talice\tsell\t2026-11-21 10:00:01+00\n");
+    op_buf_printf(&b, "990002\tAAPL\t92233720368547758.07\t1\t11\t13\tbob\talice\tsell\t2026-11-21 "
+                      "10:00:01+00\n");
     /* sent in two pieces split mid-row */
     assert_int_equal(op_pg_copy_put(&pg, b.data, 10), 0);
     assert_int_equal(op_pg_copy_put(&pg, b.data + 10, b.len - 10), 0);
     assert_int_equal(op_pg_copy_end(&pg, 0), 0);
-    assert_int_equal(op_pg_exec(&pg, "INSERT INTO fills SELECT * FROM smoke_stage ON CONFLICT DO NOTHING"), 0);
+    assert_int_equal(
+        op_pg_exec(&pg, "INSERT INTO fills SELECT * FROM smoke_stage ON CONFLICT DO NOTHING"), 0);
     assert_int_equal(op_pg_exec(&pg, "COMMIT"), 0);
 
-    struct pg_result *res = op_pg_query(&pg,
-        "SELECT price::text, qty, taker_account, taker_side, "
-        "to_char(matched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
-        "FROM fills WHERE fill_id = $1", 1, (const char *[]){"990001"});
+    struct pg_result *res =
+        op_pg_query(&pg,
+                    "SELECT price::text, qty, taker_account, taker_side, "
+                    "to_char(matched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
+                    "FROM fills WHERE fill_id = $1",
+                    1, (const char *[]){"990001"});
     assert_non_null(res);
     assert_int_equal(op_pg_rows(res), 1);
     assert_string_equal(op_pg_value(res, 0, 0), "187.25");
@@ -167,7 +174,9 @@ static void test_fill_through_copy(void **state)
 
     /* A bad row aborts the COPY with the server's message; nothing lands. */
     assert_int_equal(op_pg_exec(&pg, "BEGIN"), 0);
-    assert_int_equal(op_pg_exec(&pg, "CREATE TEMP TABLE smoke_stage (LIKE fills INCLUDING ALL) ON COMMIT DROP"), 0);
+    assert_int_equal(
+        op_pg_exec(&pg, "CREATE TEMP TABLE smoke_stage (LIKE fills INCLUDING ALL) ON COMMIT DROP"),
+        0);
     assert_int_equal(op_pg_copy_begin(&pg, "COPY smoke_stage FROM STDIN"), 0);
     const char *bad = "990003\tAAPL\tnot-a-number\t1\t1\t1\ta\tb\tbuy\t2026-11-21 10:00:00+00\n";
     op_pg_copy_put(&pg, bad, strlen(bad));
@@ -212,13 +221,15 @@ static void test_migrations(void **state)
     f = fopen(path, "w");
     fputs("CREATE TABLE smoke_bad (x int); SELECT no_such_function();", f);
     fclose(f);
-    assert_int_equal(op_pg_exec(&pg, "DELETE FROM schema_migrations WHERE version = '001_t.sql'"), 0);
+    assert_int_equal(op_pg_exec(&pg, "DELETE FROM schema_migrations WHERE version = '001_t.sql'"),
+                     0);
     assert_int_equal(op_pg_migrate(&pg, dir, &applied), -1);
     assert_non_null(strstr(pg.err, "002_bad.sql"));
     struct pg_result *res = op_pg_query(&pg, "SELECT to_regclass('smoke_bad') IS NULL", 0, NULL);
     assert_string_equal(op_pg_value(res, 0, 0), "t");
     op_pg_clear(res);
-    op_pg_exec(&pg, "DROP TABLE IF EXISTS smoke_mig; DELETE FROM schema_migrations WHERE version IN ('001_t.sql')");
+    op_pg_exec(&pg, "DROP TABLE IF EXISTS smoke_mig; DELETE FROM schema_migrations WHERE version "
+                    "IN ('001_t.sql')");
     remove(path);
     snprintf(path, sizeof(path), "%s/001_t.sql", dir);
     remove(path);

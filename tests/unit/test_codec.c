@@ -162,14 +162,25 @@ static void test_wrong_types_and_missing(void **state)
         int fields = variant == 1 ? 4 : 5;
         msgpack_pack_map(&pk, (size_t)fields + (variant == 7 ? 1 : 0));
         pack_kv_u(&pk, "k", variant == 5 ? 9 : OP_MSG_CANCEL);
-        if (variant == 0) pack_kv_str(&pk, "id", "42");         /* string for uint */
-        else if (variant != 1) pack_kv_u(&pk, "id", 42);        /* 1: id missing */
-        if (variant == 2) pack_kv_u(&pk, "ts", 0), msgpack_pack_str(&pk, 3), msgpack_pack_str_body(&pk, "sym", 3), msgpack_pack_int64(&pk, -1);
-        else pack_kv_u(&pk, "ts", 1), pack_kv_str(&pk, "sym", variant == 3 ? "SIXTEEN_CHARS_XX" : "AAPL");
-        if (variant == 4) { msgpack_pack_str(&pk, 4), msgpack_pack_str_body(&pk, "acct", 4), msgpack_pack_nil(&pk); }
-        else if (variant == 6) { msgpack_pack_uint64(&pk, 5), msgpack_pack_str(&pk, 1), msgpack_pack_str_body(&pk, "x", 1); }
-        else pack_kv_str(&pk, "acct", "alice");
-        if (variant == 7) pack_kv_str(&pk, "acct", "bob");      /* duplicate key */
+        if (variant == 0)
+            pack_kv_str(&pk, "id", "42"); /* string for uint */
+        else if (variant != 1)
+            pack_kv_u(&pk, "id", 42); /* 1: id missing */
+        if (variant == 2)
+            pack_kv_u(&pk, "ts", 0), msgpack_pack_str(&pk, 3), msgpack_pack_str_body(&pk, "sym", 3),
+                msgpack_pack_int64(&pk, -1);
+        else
+            pack_kv_u(&pk, "ts", 1),
+                pack_kv_str(&pk, "sym", variant == 3 ? "SIXTEEN_CHARS_XX" : "AAPL");
+        if (variant == 4) {
+            msgpack_pack_str(&pk, 4), msgpack_pack_str_body(&pk, "acct", 4), msgpack_pack_nil(&pk);
+        } else if (variant == 6) {
+            msgpack_pack_uint64(&pk, 5), msgpack_pack_str(&pk, 1),
+                msgpack_pack_str_body(&pk, "x", 1);
+        } else
+            pack_kv_str(&pk, "acct", "alice");
+        if (variant == 7)
+            pack_kv_str(&pk, "acct", "bob"); /* duplicate key */
         int rc = op_codec_decode_order(c, sb.data, sb.size, &out);
         if (rc != -1)
             fail_msg("variant %d decoded", variant);
@@ -225,7 +236,8 @@ static void test_random_corruption(void **state)
     struct op_codec *c = op_codec_new();
     struct op_buf b, good;
     op_buf_init(&b), op_buf_init(&good);
-    struct op_report in[5] = {sample_trade(), sample_trade(), sample_trade(), sample_trade(), sample_trade()};
+    struct op_report in[5] = {sample_trade(), sample_trade(), sample_trade(), sample_trade(),
+                              sample_trade()};
     static struct op_report out[16];
     op_codec_encode_reports(&good, in, 5);
     uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -238,7 +250,8 @@ static void test_random_corruption(void **state)
             b.data[x % b.len] = (char)(x >> 32);
         }
         size_t n;
-        if (op_codec_decode_reports(c, b.data, b.len - (i % 7 == 0 ? x % b.len : 0), out, 16, &n) == 0)
+        if (op_codec_decode_reports(c, b.data, b.len - (i % 7 == 0 ? x % b.len : 0), out, 16, &n) ==
+            0)
             ok++, assert_true(n <= 16);
         else
             bad++, assert_true(strlen(op_codec_error(c)) > 0);

@@ -24,7 +24,7 @@ static void test_parse_table(void **state)
         {"187.25", {1, 2}, OP_DEC_OK, 18725},
         {"187", {1, 2}, OP_DEC_OK, 18700},
         {"187.2", {1, 2}, OP_DEC_OK, 18720},
-        {"187.250", {1, 2}, OP_DEC_OK, 18725},      /* trailing zero beyond the scale */
+        {"187.250", {1, 2}, OP_DEC_OK, 18725}, /* trailing zero beyond the scale */
         {"0.01", {1, 2}, OP_DEC_OK, 1},
         {"000.01", {1, 2}, OP_DEC_OK, 1},
         {"0.05", {5, 2}, OP_DEC_OK, 1},
@@ -145,7 +145,8 @@ static void test_strerror(void **state)
     (void)state;
     for (int e = OP_DEC_OK; e <= OP_DEC_ZERO; e++)
         assert_true(strlen(op_decimal_strerror((enum op_decimal_err)e)) > 0);
-    assert_string_equal(op_decimal_strerror(OP_DEC_EXPONENT), "price must not use exponent notation");
+    assert_string_equal(op_decimal_strerror(OP_DEC_EXPONENT),
+                        "price must not use exponent notation");
 }
 
 int main(void)

@@ -13,9 +13,11 @@ static void test_kv_line(void **state)
     (void)state;
     char line[512];
     op_log_init("ingest", OP_LOG_INFO, OP_LOG_KV);
-    int n = op_log_format_line(line, sizeof(line), OP_LOG_WARN, "redis_down", "url=redis://x err=\"a b\"");
+    int n = op_log_format_line(line, sizeof(line), OP_LOG_WARN, "redis_down",
+                               "url=redis://x err=\"a b\"");
     assert_int_equal(n, (int)strlen(line));
-    assert_non_null(strstr(line, " level=warn svc=ingest event=redis_down url=redis://x err=\"a b\"\n"));
+    assert_non_null(
+        strstr(line, " level=warn svc=ingest event=redis_down url=redis://x err=\"a b\"\n"));
     assert_int_equal(strncmp(line, "ts=", 3), 0);
     assert_int_equal(line[n - 1], '\n');
 }
@@ -25,8 +27,10 @@ static void test_json_line(void **state)
     (void)state;
     char line[512];
     op_log_init("matcher", OP_LOG_DEBUG, OP_LOG_JSON);
-    op_log_format_line(line, sizeof(line), OP_LOG_ERROR, "boom", "shard=3 err=\"quote \\\" inside\" path=C:\\x");
-    assert_non_null(strstr(line, "\"level\":\"error\",\"svc\":\"matcher\",\"event\":\"boom\",\"shard\":\"3\""));
+    op_log_format_line(line, sizeof(line), OP_LOG_ERROR, "boom",
+                       "shard=3 err=\"quote \\\" inside\" path=C:\\x");
+    assert_non_null(
+        strstr(line, "\"level\":\"error\",\"svc\":\"matcher\",\"event\":\"boom\",\"shard\":\"3\""));
     assert_non_null(strstr(line, "\"err\":\"quote \\\\\\\" inside\""));
     assert_non_null(strstr(line, "\"path\":\"C:\\\\x\"}\n"));
     op_log_init("orderpipe", OP_LOG_INFO, OP_LOG_KV);

@@ -28,8 +28,9 @@ static void test_url_parse(void **state)
     assert_string_equal(u.user, "app");
     assert_string_equal(u.password, "p@ss");
 
-    static const char *bad[] = {"http://h", "redis://", "redis://h:0", "redis://h:99999",
-                                "redis://h:12x", "redis://h/x", "redis://user@h", "redis://h:1/2/3"};
+    static const char *bad[] = {"http://h",        "redis://",       "redis://h:0",
+                                "redis://h:99999", "redis://h:12x",  "redis://h/x",
+                                "redis://user@h",  "redis://h:1/2/3"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         if (op_redis_url_parse(bad[i], &u, err, sizeof(err)) != -1)

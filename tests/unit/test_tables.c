@@ -30,7 +30,8 @@ static void test_symbols_load(void **state)
     (void)state;
     struct op_symtab t;
     char err[256];
-    const char *p = tmp_file("# comment\n\nTSLA 0.01 1 1000000\nAAPL 0.05 10 5000  # trailing\r\nBRK.A 1 1 100\n");
+    const char *p = tmp_file(
+        "# comment\n\nTSLA 0.01 1 1000000\nAAPL 0.05 10 5000  # trailing\r\nBRK.A 1 1 100\n");
     assert_int_equal(op_symtab_load(&t, p, err, sizeof(err)), 0);
     unlink(p);
     assert_int_equal(t.n, 3);
@@ -150,9 +151,9 @@ static void test_config(void **state)
     (void)state;
     struct op_config c;
     char err[256];
-    static const char *vars[] = {"REDIS_URL", "DATABASE_URL", "INGEST_PORT", "ORDER_SHARDS",
-                                 "SYMBOLS_FILE", "API_KEYS_FILE", "LOG_LEVEL", "LOG_FORMAT",
-                                 "REDIS_TIMEOUT_MS"};
+    static const char *vars[] = {"REDIS_URL",    "DATABASE_URL", "INGEST_PORT",
+                                 "ORDER_SHARDS", "SYMBOLS_FILE", "API_KEYS_FILE",
+                                 "LOG_LEVEL",    "LOG_FORMAT",   "REDIS_TIMEOUT_MS"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
     assert_int_equal(op_config_load(&c, err, sizeof(err)), 0);
