@@ -213,6 +213,94 @@ static int restore_side(struct eng *e, struct book *b, int s, const msgpack_obje
     return 0;
 }
 
+/* Big-endian unsigned integer of n bytes at p. */
+static uint64_t be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/*
+ * Returns 0 when buf (len bytes) is exactly one complete msgpack object whose
+ * every array/map count is at most the bytes left after its header, else -1.
+ * msgpack-c allocates an array's elements from its declared count before it
+ * reads them, so a forged count of 2^32 would make it ask for 96 GiB; this
+ * O(len) walk bounds what it can allocate to O(len).
+ */
+static int mp_plausible(const unsigned char *buf, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1; /* objects still to read */
+    while (pending > 0) {
+        if (pos >= len)
+            return -1;
+        unsigned t = buf[pos++];
+        uint64_t skip = 0, items = 0;
+        size_t left = len - pos;
+        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+            /* fixint, nil, bool */
+        } else if ((t & 0xf0) == 0x80) {
+            items = 2 * (uint64_t)(t & 0x0f);
+        } else if ((t & 0xf0) == 0x90) {
+            items = t & 0x0f;
+        } else if ((t & 0xe0) == 0xa0) {
+            skip = t & 0x1f;
+        } else {
+            int hdr; /* bytes of length or value that follow the type byte */
+            switch (t) {
+            case 0xc4:
+            case 0xd9:
+            case 0xcc:
+            case 0xd0:
+                hdr = 1;
+                break;
+            case 0xc5:
+            case 0xda:
+            case 0xcd:
+            case 0xd1:
+            case 0xdc:
+            case 0xde:
+                hdr = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+            case 0xce:
+            case 0xd2:
+            case 0xca:
+            case 0xdd:
+            case 0xdf:
+                hdr = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+            case 0xcb:
+                hdr = 8;
+                break;
+            default:
+                return -1; /* ext types and 0xc1 never appear in a snapshot */
+            }
+            if (left < (size_t)hdr)
+                return -1;
+            uint64_t v = be(buf + pos, hdr);
+            pos += (size_t)hdr;
+            left -= (size_t)hdr;
+            if (t == 0xc4 || t == 0xc5 || t == 0xc6 || t == 0xd9 || t == 0xda || t == 0xdb)
+                skip = v;
+            else if (t == 0xdc || t == 0xdd)
+                items = v;
+            else if (t == 0xde || t == 0xdf)
+                items = 2 * v;
+        }
+        if (skip > left || items > left)
+            return -1;
+        pos += (size_t)skip;
+        pending = pending - 1 + items;
+    }
+    return pos == len ? 0 : -1;
+}
+
 /* Fills the empty engine *ep from the body object; 0 or -1. */
 static int restore_body(struct eng **ep, const msgpack_object *body, struct rctx *c)
 {
@@ -265,8 +353,8 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
     msgpack_unpacked_init(&top);
     size_t off = 0;
     int rc = -1;
-    if (buf == NULL || msgpack_unpack_next(&top, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
+    if (buf == NULL || mp_plausible(buf, len) != 0 ||
+        msgpack_unpack_next(&top, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
         fail(&c, "snapshot truncated or not msgpack");
         goto out;
     }
@@ -294,7 +382,8 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
     msgpack_unpacked inner;
     msgpack_unpacked_init(&inner);
     off = 0;
-    if (msgpack_unpack_next(&inner, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+    if (mp_plausible((const unsigned char *)body, body_len) != 0 ||
+        msgpack_unpack_next(&inner, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS ||
         off != body_len) {
         msgpack_unpacked_destroy(&inner);
         fail(&c, "snapshot body truncated or not msgpack");

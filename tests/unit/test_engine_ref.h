@@ -46,13 +46,13 @@ struct ref {
     size_t nclosed, closed_max;
 };
 
-static void ref_die(const char *what)
+static inline void ref_die(const char *what)
 {
     fprintf(stderr, "ref: %s\n", what);
     abort();
 }
 
-static struct ref *ref_new(uint32_t shard, size_t closed_max)
+static inline struct ref *ref_new(uint32_t shard, size_t closed_max)
 {
     struct ref *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -65,7 +65,7 @@ static struct ref *ref_new(uint32_t shard, size_t closed_max)
     return r;
 }
 
-static void ref_free(struct ref *r)
+static inline void ref_free(struct ref *r)
 {
     if (r == NULL)
         return;
@@ -75,7 +75,7 @@ static void ref_free(struct ref *r)
 }
 
 /* Copies a string field NUL-padded; returns 1 when it had no NUL (truncated). */
-static int ref_field(char *dst, const char *src, size_t size)
+static inline int ref_field(char *dst, const char *src, size_t size)
 {
     size_t n = 0;
     while (n < size && src[n] != '\0')
@@ -88,8 +88,8 @@ static int ref_field(char *dst, const char *src, size_t size)
     return bad;
 }
 
-static struct op_report *ref_rep(struct ref *r, struct op_report *out, size_t *n, int kind,
-                                 int req_kind, uint64_t ts)
+static inline struct op_report *ref_rep(struct ref *r, struct op_report *out, size_t *n, int kind,
+                                        int req_kind, uint64_t ts)
 {
     struct op_report *p = &out[(*n)++];
     memset(p, 0, sizeof(*p));
@@ -101,7 +101,7 @@ static struct op_report *ref_rep(struct ref *r, struct op_report *out, size_t *n
     return p;
 }
 
-static uint8_t ref_status(const struct ref_order *o)
+static inline uint8_t ref_status(const struct ref_order *o)
 {
     if (o->filled == 0)
         return OP_STATUS_NEW;
@@ -110,7 +110,7 @@ static uint8_t ref_status(const struct ref_order *o)
     return OP_STATUS_PARTIALLY_FILLED;
 }
 
-static void ref_desc(struct op_report *p, const struct ref_order *o)
+static inline void ref_desc(struct op_report *p, const struct ref_order *o)
 {
     p->status = ref_status(o);
     p->side = o->side;
@@ -126,7 +126,7 @@ static void ref_desc(struct op_report *p, const struct ref_order *o)
     memcpy(p->client_order_id, o->clordid, OP_CLORDID_MAX);
 }
 
-static void ref_close(struct ref *r, const struct ref_order *o)
+static inline void ref_close(struct ref *r, const struct ref_order *o)
 {
     if (r->nclosed == r->closed_max) {
         memmove(&r->closed[0], &r->closed[1], (r->closed_max - 1) * sizeof(*r->closed));
@@ -138,7 +138,7 @@ static void ref_close(struct ref *r, const struct ref_order *o)
     memcpy(c->account, o->account, OP_ACCOUNT_MAX);
 }
 
-static long ref_find_open(const struct ref *r, uint64_t id)
+static inline long ref_find_open(const struct ref *r, uint64_t id)
 {
     for (size_t i = 0; i < r->nopen; i++)
         if (r->open[i].id == id)
@@ -146,7 +146,7 @@ static long ref_find_open(const struct ref *r, uint64_t id)
     return -1;
 }
 
-static long ref_find_closed(const struct ref *r, uint64_t id)
+static inline long ref_find_closed(const struct ref *r, uint64_t id)
 {
     for (size_t i = 0; i < r->nclosed; i++)
         if (r->closed[i].id == id)
@@ -155,7 +155,7 @@ static long ref_find_closed(const struct ref *r, uint64_t id)
 }
 
 /* Would o trade with a maker at price? */
-static int ref_crosses(const struct ref_order *o, int64_t price)
+static inline int ref_crosses(const struct ref_order *o, int64_t price)
 {
     if (o->type == OP_TYPE_MARKET)
         return 1;
@@ -163,7 +163,7 @@ static int ref_crosses(const struct ref_order *o, int64_t price)
 }
 
 /* Index of the best maker for taker o (best price, then earliest), or -1. */
-static long ref_best(const struct ref *r, const struct ref_order *o)
+static inline long ref_best(const struct ref *r, const struct ref_order *o)
 {
     long best = -1;
     for (size_t i = 0; i < r->nopen; i++) {
@@ -182,14 +182,14 @@ static long ref_best(const struct ref *r, const struct ref_order *o)
     return best;
 }
 
-static void ref_remove(struct ref *r, long i)
+static inline void ref_remove(struct ref *r, long i)
 {
     r->open[i] = r->open[r->nopen - 1];
     r->nopen--;
 }
 
-static void ref_reject_req(struct ref *r, const struct op_order_msg *in, const char *sym,
-                           const char *acct, int reason, struct op_report *out, size_t *n)
+static inline void ref_reject_req(struct ref *r, const struct op_order_msg *in, const char *sym,
+                                  const char *acct, int reason, struct op_report *out, size_t *n)
 {
     struct op_report *p = ref_rep(r, out, n, OP_REPORT_REJECTED, in->kind, in->ts_ns);
     p->reason = (uint8_t)reason;
@@ -199,8 +199,8 @@ static void ref_reject_req(struct ref *r, const struct op_order_msg *in, const c
 }
 
 /* Applies in; writes its reports to out (room for max) and returns how many. */
-static size_t ref_apply(struct ref *r, const struct op_order_msg *in, struct op_report *out,
-                        size_t max)
+static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, struct op_report *out,
+                               size_t max)
 {
     size_t n = 0;
     char sym[OP_SYMBOL_MAX], acct[OP_ACCOUNT_MAX], clo[OP_CLORDID_MAX];
@@ -375,8 +375,8 @@ struct ref_level {
 };
 
 /* Aggregates the levels of symbol/side, best first, up to max; returns how many. */
-static size_t ref_depth(const struct ref *r, const char *symbol, int side, struct ref_level *out,
-                        size_t max)
+static inline size_t ref_depth(const struct ref *r, const char *symbol, int side,
+                               struct ref_level *out, size_t max)
 {
     size_t n = 0;
     int64_t last = 0;
@@ -417,7 +417,7 @@ static size_t ref_depth(const struct ref *r, const char *symbol, int side, struc
 /* --- random input generator ----------------------------------------------- */
 
 /* xorshift64*: deterministic, seedable, good enough for test inputs. */
-static uint64_t gen_rand(uint64_t *s)
+static inline uint64_t gen_rand(uint64_t *s)
 {
     uint64_t x = *s;
     x ^= x >> 12;
@@ -427,7 +427,7 @@ static uint64_t gen_rand(uint64_t *s)
     return x * UINT64_C(2685821657736338717);
 }
 
-static uint64_t gen_below(uint64_t *s, uint64_t n)
+static inline uint64_t gen_below(uint64_t *s, uint64_t n)
 {
     return gen_rand(s) % n;
 }
@@ -450,7 +450,7 @@ struct gen {
 static const char *const gen_symbols[GEN_SYMBOLS] = {"AAPL", "MSFT", "GOOG", "TSLA"};
 static const char *const gen_accounts[GEN_ACCOUNTS] = {"alice", "bob", "carol", "dave"};
 
-static void gen_init(struct gen *g, uint64_t seed)
+static inline void gen_init(struct gen *g, uint64_t seed)
 {
     memset(g, 0, sizeof(*g));
     g->rng = seed * 2 + 1;
@@ -468,7 +468,7 @@ static void gen_init(struct gen *g, uint64_t seed)
  * unknown id, another account or another symbol. Above GEN_OPEN_TARGET open
  * orders in r, a third of the inputs are owner cancels of random open orders.
  */
-static void gen_next(struct gen *g, const struct ref *r, struct op_order_msg *in)
+static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_msg *in)
 {
     memset(in, 0, sizeof(*in));
     g->ts += 1 + gen_below(&g->rng, 1000);
