@@ -47,6 +47,7 @@ printf '%s\n' "$$" >"$var/run.pid"
 
 declare -A pids=()   # service name -> pid
 stack_owned=0        # 1 when this run started the stack and must stop it
+stack_touched=0      # 1 once this run called ops/stack.sh start
 tail_pid=""
 stopping=0
 
@@ -102,17 +103,19 @@ cleanup() {
 	((stopping)) && return 0
 	stopping=1
 	trap '' INT TERM
-	printf '\n' >&2
-	op_log "stopping"
+	if ((stack_touched)); then
+		printf '\n' >&2
+		op_log "stopping"
+	fi
 	stop_services
 	if [[ -n "$tail_pid" ]]; then
 		kill "$tail_pid" 2>/dev/null || true
 		wait "$tail_pid" 2>/dev/null || true
 	fi
-	if ((stack_owned)); then
+	if ((stack_touched && stack_owned)); then
 		"$OP_ROOT/ops/stack.sh" stop --dir "$var" 9>&- || status=1
 		rm -f "$var/run.owns-stack"
-	else
+	elif ((stack_touched)); then
 		op_log "leaving the stack in var/ running: it was started before this run (ops/stack.sh stop stops it)"
 	fi
 	rm -f "$var/run.pid"
@@ -124,6 +127,13 @@ trap 'cleanup $?' EXIT
 
 stop_leftovers
 
+# Fail before starting anything if the ingest's port is taken.
+ingest_port="${INGEST_PORT:-8080}"
+op_check_port "$ingest_port" || op_die "invalid INGEST_PORT='$ingest_port': expected a number in 1-65535"
+if [[ -x "$build/bin/orderpipe-ingest" ]] && op_port_listening "$ingest_port"; then
+	op_die "tcp port $ingest_port (INGEST_PORT) is already in use by another process: stop it, or run with INGEST_PORT=<free port> make run"
+fi
+
 # --- the data stack -----------------------------------------------------------
 # The stack is ours to stop if it was not up before this run, or if a killed
 # earlier run had started it (var/run.owns-stack is still there).
@@ -131,16 +141,16 @@ if [[ ! -f "$var/started" || -f "$var/run.owns-stack" ]]; then
 	stack_owned=1
 	: >"$var/run.owns-stack"
 fi
+stack_touched=1
 OP_BUILD="$build" "$OP_ROOT/ops/stack.sh" start --dir "$var" 9>&-
 
 set -a
 # shellcheck source=/dev/null
 . "$var/stack.env"
 set +a
-export INGEST_PORT="${INGEST_PORT:-8080}"
+export INGEST_PORT="$ingest_port"
 export SYMBOLS_FILE="${SYMBOLS_FILE:-$OP_ROOT/config/symbols.conf}"
 export API_KEYS_FILE="${API_KEYS_FILE:-$OP_ROOT/config/api-keys.conf}"
-op_check_port "$INGEST_PORT" || op_die "invalid INGEST_PORT='$INGEST_PORT': expected a number in 1-65535"
 for f in "$SYMBOLS_FILE" "$API_KEYS_FILE"; do
 	[[ -r "$f" ]] || op_warn "cannot read '$f': the services will refuse to start without it"
 done
@@ -152,9 +162,6 @@ for name in "${services[@]}"; do
 	if [[ ! -x "$bin" ]]; then
 		missing+=("orderpipe-$name")
 		continue
-	fi
-	if [[ "$name" == ingest ]] && op_port_listening "$INGEST_PORT"; then
-		op_die "tcp port $INGEST_PORT (INGEST_PORT) is already in use by another process: stop it, or run with INGEST_PORT=<free port> make run"
 	fi
 	printf '\n==== %s: starting %s\n' "$(date '+%F %T')" "$bin" >>"$logdir/$name.log"
 	"$bin" >>"$logdir/$name.log" 2>&1 9>&- </dev/null &
