@@ -81,7 +81,7 @@ $(LIBENGINE): $(call obj,$(ENGINE_SRCS)) $(LIBOP)
 
 $(BUILD)/bin/orderpipe-ingest: $(call obj,$(INGEST_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd -ljson-c $(LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
 
 $(BUILD)/bin/orderpipe-matcher: $(call obj,$(MATCHER_SRCS)) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)

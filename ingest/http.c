@@ -1,0 +1,847 @@
+/* The HTTP front door: libmicrohttpd daemon, routing, limits, suspend/resume. */
+#include "ingest/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "ingest/json.h"
+#include "ingest/order.h"
+#include "ingest/reads.h"
+#include "shared/buf.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/redis.h"
+#include "shared/shard.h"
+
+/* Why 1000: the contract's batch limit. */
+#define BATCH_MAX 1000
+/* JSON tokens per body: an order object is ~20 tokens, so a full batch
+ * needs ~20k; anything beyond is not a valid request. */
+#define TOKENS_MAX 32768
+
+enum route {
+    R_NONE = 0, R_NEW, R_BATCH, R_CANCEL, R_AMEND, R_GET_ORDER, R_FILLS, R_BOOK, R_HEALTH,
+    R_METRICS, R_COUNT
+};
+static const char *const route_names[R_COUNT] = {
+    "unknown", "new_order", "batch", "cancel", "amend", "get_order", "fills", "book", "healthz", "metrics"};
+
+/* Status codes counted per route; anything else lands in "other". */
+static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
+#define NCODES (int)(sizeof(codes) / sizeof(codes[0]))
+
+struct http_server {
+    struct http_config cfg;
+    struct MHD_Daemon *d;
+    _Atomic long inflight;
+    _Atomic uint64_t requests[R_COUNT][NCODES + 1];
+    struct op_hist latency[R_COUNT];
+    struct op_hist batch_sizes;
+    _Atomic uint64_t backpressure;
+};
+
+/* Per-request state, from the first header callback to completion. */
+struct req {
+    struct http_server *s;       /* (ref) */
+    enum route route;
+    char path_arg[40];           /* the {id} or {symbol} of the URL */
+    const char *account;         /* (ref) into the key table, NULL = anonymous */
+    struct op_buf body;
+    bool too_large;
+    bool waiting;                /* submitted to the writer, suspended */
+    _Atomic bool done;           /* writer finished the job */
+    struct MHD_Connection *conn; /* (ref) */
+    struct job job;
+    struct item *items;          /* the job's items */
+    int *item_of;                /* batch: index of each input's item, -1 if rejected */
+    struct api_error *errs;      /* batch: per-input errors */
+    int ninputs;
+    int depth;                   /* R_BOOK: levels per side wanted */
+    struct timespec t0;
+};
+
+/* ---- responses ----------------------------------------------------------- */
+
+static int code_index(int status)
+{
+    for (int i = 0; i < NCODES; i++)
+        if (codes[i] == status)
+            return i;
+    return NCODES;
+}
+
+static uint64_t elapsed_us(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
+/* Queues a response with body (copied) and optional headers. */
+static enum MHD_Result respond(struct req *r, int status, const char *ctype, const char *body,
+                               size_t len, const char *h1, const char *v1)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    if (h1)
+        MHD_add_response_header(resp, h1, v1);
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    atomic_fetch_add_explicit(&r->s->requests[r->route][code_index(status)], 1,
+                              memory_order_relaxed);
+    op_hist_observe(&r->s->latency[r->route], elapsed_us(&r->t0));
+    return rc;
+}
+
+static enum MHD_Result respond_json(struct req *r, int status, const struct op_buf *b)
+{
+    return respond(r, status, "application/json", b->data ? b->data : "", b->len, NULL, NULL);
+}
+
+/* Appends {"code":…,"message":…,"field":…} (the inside of "error"). */
+static void put_error(struct op_buf *b, const struct api_error *e)
+{
+    op_buf_printf(b, "{\"code\":\"%s\",\"message\":", e->code);
+    json_put_str(b, e->message);
+    op_buf_append(b, ",\"field\":", 9);
+    json_put_str(b, e->field);
+    op_buf_append(b, "}", 1);
+}
+
+static enum MHD_Result respond_error(struct req *r, const struct api_error *e)
+{
+    struct op_buf b;
+    op_buf_init(&b);
+    op_buf_append(&b, "{\"error\":", 9);
+    put_error(&b, e);
+    op_buf_append(&b, "}", 1);
+    enum MHD_Result rc;
+    if (e->status == 429 || e->status == 503)
+        rc = respond(r, e->status, "application/json", b.data, b.len, "Retry-After", "1");
+    else if (e->status == 405)
+        rc = respond(r, e->status, "application/json", b.data, b.len, "Allow", e->field);
+    else
+        rc = respond(r, e->status, "application/json", b.data, b.len, NULL, NULL);
+    op_buf_release(&b);
+    return rc;
+}
+
+static enum MHD_Result fail(struct req *r, int status, const char *code, const char *field,
+                            const char *msg)
+{
+    struct api_error e;
+    api_fail(&e, status, code, field, "%s", msg);
+    return respond_error(r, &e);
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+/* Maps method + url to a route. Returns R_NONE with *allow set to the
+ * allowed methods when the path exists but the method does not (405), or
+ * with *allow NULL when the path is unknown (404). */
+static enum route route_of(const char *method, const char *url, char *arg, size_t argsz,
+                           const char **allow)
+{
+    *allow = NULL;
+    arg[0] = '\0';
+    if (strcmp(url, "/v1/orders") == 0) {
+        *allow = "POST";
+        return strcmp(method, "POST") == 0 ? R_NEW : R_NONE;
+    }
+    if (strcmp(url, "/v1/orders/batch") == 0) {
+        *allow = "POST";
+        return strcmp(method, "POST") == 0 ? R_BATCH : R_NONE;
+    }
+    if (strncmp(url, "/v1/orders/", 11) == 0 && url[11] && !strchr(url + 11, '/')) {
+        snprintf(arg, argsz, "%s", url + 11);
+        *allow = "GET, PATCH, DELETE";
+        if (strcmp(method, "GET") == 0)
+            return R_GET_ORDER;
+        if (strcmp(method, "DELETE") == 0)
+            return R_CANCEL;
+        if (strcmp(method, "PATCH") == 0)
+            return R_AMEND;
+        return R_NONE;
+    }
+    if (strncmp(url, "/v1/book/", 9) == 0 && url[9] && !strchr(url + 9, '/')) {
+        snprintf(arg, argsz, "%s", url + 9);
+        *allow = "GET";
+        return strcmp(method, "GET") == 0 ? R_BOOK : R_NONE;
+    }
+    static const struct {
+        const char *path;
+        enum route r;
+    } gets[] = {{"/v1/fills", R_FILLS}, {"/healthz", R_HEALTH}, {"/metrics", R_METRICS}};
+    for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
+        if (strcmp(url, gets[i].path) == 0) {
+            *allow = "GET";
+            return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? gets[i].r : R_NONE;
+        }
+    }
+    return R_NONE;
+}
+
+/* ---- the job and its completion ------------------------------------------ */
+
+/* Writer thread: the job is answered; wake the connection. */
+static void job_done(struct job *j)
+{
+    struct req *r = j->arg;
+    atomic_store(&r->done, true);
+    MHD_resume_connection(r->conn);
+}
+
+/* Suspends the connection and hands the job to the writer. */
+static enum MHD_Result submit(struct req *r, int nitems)
+{
+    r->job.items = r->items;
+    r->job.nitems = nitems;
+    r->job.done = job_done;
+    r->job.arg = r;
+    r->waiting = true;
+    MHD_suspend_connection(r->conn);
+    writer_submit(r->s->cfg.writer, &r->job);
+    return MHD_YES;
+}
+
+static struct timespec realtime_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts;
+}
+
+static uint64_t ts_ns(void)
+{
+    struct timespec ts = realtime_now();
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Error of an item the writer could not queue. */
+static void item_error(const struct item *it, struct api_error *e)
+{
+    if (it->status == ITEM_NO_STREAM)
+        api_fail(e, 503, "redis_unavailable", "",
+                 "the stream of shard %u does not exist: run orderpipe-setup", it->shard);
+    else
+        api_fail(e, 503, "redis_unavailable", "", "redis is unavailable: nothing was queued");
+}
+
+/* Appends the answer object of a queued new order. */
+static void put_queued(struct op_buf *b, const struct item *it)
+{
+    op_buf_printf(b, "{\"status\":\"QUEUED\",\"order_id\":\"%llu\",\"client_order_id\":",
+                  (unsigned long long)it->msg.order_id);
+    if (it->msg.client_order_id[0])
+        json_put_str(b, it->msg.client_order_id);
+    else
+        op_buf_append(b, "null", 4);
+    if (it->status == ITEM_DUPLICATE)
+        op_buf_append(b, ",\"duplicate\":true", 17);
+    op_buf_append(b, "}", 1);
+}
+
+/*
+ * The matcher publishes each book as
+ *   {"symbol":"AAPL","ts":"…","bids":[["187.25",300,2],…],"asks":[…]}
+ * (price, total qty, order count per level, best first, up to 100 levels).
+ * Copies it to out with at most depth levels per side. Returns 0, or -1 if
+ * the stored value is not in that shape.
+ */
+static int book_slice(const char *text, size_t len, int depth, struct op_buf *out)
+{
+    struct json_doc d;
+    struct json_tok toks[1024];
+    const char *err;
+    if (json_parse(&d, text, len, toks, 1024, &err) != 0 || toks[0].type != JSON_OBJECT)
+        return -1;
+    op_buf_append(out, "{", 1);
+    int k = 1;
+    for (int i = 0; i < toks[0].size; i++, k = toks[k + 1].next) {
+        const struct json_tok *key = &toks[k], *v = &toks[k + 1];
+        op_buf_printf(out, "%s\"%.*s\":", i ? "," : "", key->end - key->start, text + key->start);
+        if (v->type != JSON_ARRAY) {
+            int q = v->type == JSON_STRING;
+            op_buf_printf(out, "%s%.*s%s", q ? "\"" : "", v->end - v->start, text + v->start,
+                          q ? "\"" : "");
+            continue;
+        }
+        op_buf_append(out, "[", 1);
+        int e = k + 2;
+        for (int j = 0; j < v->size && j < depth; j++, e = toks[e].next)
+            op_buf_printf(out, "%s%.*s", j ? "," : "", toks[e].end - toks[e].start, text + toks[e].start);
+        op_buf_append(out, "]", 1);
+    }
+    op_buf_append(out, "}", 1);
+    return 0;
+}
+
+/* Builds the response of a finished job. */
+static enum MHD_Result finish(struct req *r)
+{
+    struct op_buf b;
+    enum MHD_Result rc;
+    struct api_error e;
+    op_buf_init(&b);
+    struct item *it = &r->items[0];
+
+    if (r->route == R_BATCH) {
+        int queued = 0, failed = 0;
+        op_buf_append(&b, "{\"results\":[", 12);
+        for (int i = 0; i < r->ninputs; i++) {
+            if (i)
+                op_buf_append(&b, ",", 1);
+            int k = r->item_of[i];
+            if (k >= 0 && (r->items[k].status == ITEM_QUEUED || r->items[k].status == ITEM_DUPLICATE)) {
+                put_queued(&b, &r->items[k]);
+                queued++;
+                continue;
+            }
+            if (k >= 0) {
+                item_error(&r->items[k], &r->errs[i]);
+                failed++;
+            }
+            op_buf_append(&b, "{\"status\":\"REJECTED\",\"error\":", 29);
+            put_error(&b, &r->errs[i]);
+            op_buf_append(&b, "}", 1);
+        }
+        op_buf_append(&b, "]}", 2);
+        op_hist_observe_size(&r->s->batch_sizes, (uint64_t)r->ninputs);
+        if (queued == 0 && failed > 0) { /* Redis took none of them */
+            item_error(&r->items[0], &e);
+            rc = respond_error(r, &e);
+        } else {
+            rc = respond_json(r, 202, &b);
+        }
+    } else if (it->status == ITEM_QUEUED || it->status == ITEM_DUPLICATE) {
+        if (r->route == R_NEW) {
+            put_queued(&b, it);
+            rc = respond_json(r, it->status == ITEM_DUPLICATE ? 200 : 202, &b);
+        } else if (r->route == R_CANCEL) {
+            op_buf_printf(&b, "{\"status\":\"CANCEL_QUEUED\",\"order_id\":\"%llu\"}",
+                          (unsigned long long)it->msg.order_id);
+            rc = respond_json(r, 202, &b);
+        } else {
+            op_buf_printf(&b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":%lld}",
+                          (unsigned long long)it->msg.order_id, (long long)it->msg.qty);
+            rc = respond_json(r, 202, &b);
+        }
+    } else if (r->route == R_BOOK) {
+        if (it->status == ITEM_FOUND && book_slice(it->value, it->value_len, r->depth, &b) == 0) {
+            rc = respond_json(r, 200, &b);
+        } else if (it->status == ITEM_NOT_FOUND) {
+            op_buf_printf(&b, "{\"symbol\":\"%s\",\"bids\":[],\"asks\":[],\"published\":false}",
+                          r->path_arg);
+            rc = respond_json(r, 200, &b);
+        } else {
+            item_error(it, &e);
+            rc = respond_error(r, &e);
+        }
+    } else {
+        item_error(it, &e);
+        rc = respond_error(r, &e);
+    }
+    op_buf_release(&b);
+    return rc;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+/* Parses the body as JSON into toks; on failure answers 400. */
+static int parse_body(struct req *r, struct json_doc *doc, struct json_tok **toks,
+                      struct api_error *e)
+{
+    const char *err;
+    int max = (int)(r->body.len / 2 + 8);
+    if (max > TOKENS_MAX)
+        max = TOKENS_MAX;
+    *toks = malloc((size_t)max * sizeof(**toks));
+    if (!*toks)
+        return api_fail(e, 500, "internal", "", "out of memory");
+    if (json_parse(doc, r->body.data ? r->body.data : "", r->body.len, *toks, max, &err) != 0)
+        return api_fail(e, 400, "invalid_json", "", "%s", err);
+    if (doc->toks[0].type != JSON_OBJECT)
+        return api_fail(e, 400, "invalid_body", "", "the body must be one JSON object");
+    return 0;
+}
+
+/* The symbol of ?symbol= for cancel/amend: must be listed (it picks the shard). */
+static const struct op_symbol *query_symbol(struct req *r, struct api_error *e)
+{
+    const char *sym = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "symbol");
+    if (!sym || !*sym) {
+        api_fail(e, 400, "missing_field", "symbol", "the query parameter ?symbol= is required");
+        return NULL;
+    }
+    const struct op_symbol *s = op_symtab_find(r->s->cfg.syms, sym, strlen(sym));
+    if (!s)
+        api_fail(e, 400, "unknown_symbol", "symbol", "symbol is not traded here");
+    return s;
+}
+
+static enum MHD_Result handle_new(struct req *r)
+{
+    struct json_doc doc;
+    struct json_tok *toks = NULL;
+    struct api_error e;
+    enum MHD_Result rc;
+
+    r->items = calloc(1, sizeof(*r->items));
+    if (!r->items)
+        return fail(r, 500, "internal", "", "out of memory");
+    struct item *it = &r->items[0];
+    if (parse_body(r, &doc, &toks, &e) != 0 ||
+        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, &it->msg, &e) != 0) {
+        free(toks);
+        return respond_error(r, &e);
+    }
+    free(toks);
+    it->kind = ITEM_ORDER;
+    it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
+    if (writer_overloaded(r->s->cfg.writer, it->shard)) {
+        atomic_fetch_add(&r->s->backpressure, 1);
+        api_fail(&e, 429, "backpressure", "",
+                 "the matchers of this symbol are behind; retry after the delay");
+        return respond_error(r, &e);
+    }
+    it->msg.ts_ns = ts_ns();
+    rc = submit(r, 1);
+    return rc;
+}
+
+static enum MHD_Result handle_batch(struct req *r)
+{
+    struct json_doc doc;
+    struct json_tok *toks = NULL;
+    struct api_error e;
+    static const char *const fields[] = {"orders", NULL};
+    const char *bad;
+    bool dup;
+
+    if (parse_body(r, &doc, &toks, &e) != 0)
+        goto bad;
+    if (json_object_check(&doc, 0, fields, &bad, &dup) != 0) {
+        api_fail(&e, 400, dup ? "duplicate_field" : "unknown_field", bad, "%s '%s'",
+                 dup ? "field appears twice:" : "unknown field", bad);
+        goto bad;
+    }
+    int arr = json_get(&doc, 0, "orders");
+    if (arr < 0) {
+        api_fail(&e, 400, "missing_field", "orders", "field 'orders' is required");
+        goto bad;
+    }
+    int n = doc.toks[arr].size;
+    if (doc.toks[arr].type != JSON_ARRAY || n < 1 || n > BATCH_MAX) {
+        api_fail(&e, 400, "invalid_field", "orders", "orders must be an array of 1 to %d orders",
+                 BATCH_MAX);
+        goto bad;
+    }
+    r->items = calloc((size_t)n, sizeof(*r->items));
+    r->item_of = calloc((size_t)n, sizeof(*r->item_of));
+    r->errs = calloc((size_t)n, sizeof(*r->errs));
+    if (!r->items || !r->item_of || !r->errs) {
+        api_fail(&e, 500, "internal", "", "out of memory");
+        goto bad;
+    }
+    r->ninputs = n;
+    int nitems = 0;
+    uint64_t now = ts_ns();
+    for (int i = 0, t = arr + 1; i < n; i++, t = doc.toks[t].next) {
+        struct item *it = &r->items[nitems];
+        r->item_of[i] = -1;
+        if (order_parse_new(&doc, t, r->s->cfg.syms, r->account, &it->msg, &r->errs[i]) != 0)
+            continue;
+        it->kind = ITEM_ORDER;
+        it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
+        if (writer_overloaded(r->s->cfg.writer, it->shard)) {
+            atomic_fetch_add(&r->s->backpressure, 1);
+            api_fail(&r->errs[i], 429, "backpressure", "",
+                     "the matchers of this symbol are behind; retry after the delay");
+            continue;
+        }
+        it->msg.ts_ns = now;
+        r->item_of[i] = nitems++;
+    }
+    free(toks);
+    if (nitems == 0) { /* nothing to queue: answer now */
+        atomic_store(&r->done, true);
+        return finish(r);
+    }
+    return submit(r, nitems);
+bad:
+    free(toks);
+    return respond_error(r, &e);
+}
+
+/* Cancel (DELETE) and amend (PATCH) of /v1/orders/{id}?symbol=. */
+static enum MHD_Result handle_cancel_amend(struct req *r)
+{
+    struct api_error e;
+    uint64_t id;
+    int64_t qty = 0;
+
+    if (order_parse_id(r->path_arg, &id, &e) != 0)
+        return respond_error(r, &e);
+    const struct op_symbol *sym = query_symbol(r, &e);
+    if (!sym)
+        return respond_error(r, &e);
+    if (r->route == R_AMEND) {
+        struct json_doc doc;
+        struct json_tok *toks = NULL;
+        int rc = parse_body(r, &doc, &toks, &e);
+        if (rc == 0)
+            rc = order_parse_amend(&doc, 0, &qty, &e);
+        free(toks);
+        if (rc != 0)
+            return respond_error(r, &e);
+        if (qty > sym->max_qty)
+            return fail(r, 400, "invalid_qty", "qty", "qty is above the symbol's maximum");
+    }
+    r->items = calloc(1, sizeof(*r->items));
+    if (!r->items)
+        return fail(r, 500, "internal", "", "out of memory");
+    struct item *it = &r->items[0];
+    it->kind = ITEM_ORDER;
+    it->msg.kind = r->route == R_AMEND ? OP_MSG_AMEND : OP_MSG_CANCEL;
+    it->msg.order_id = id;
+    it->msg.qty = qty;
+    it->msg.ts_ns = ts_ns();
+    snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
+    snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
+    it->shard = op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards);
+    /* Cancels pass even under backpressure: they only ever reduce risk. */
+    if (r->route == R_AMEND && writer_overloaded(r->s->cfg.writer, it->shard)) {
+        atomic_fetch_add(&r->s->backpressure, 1);
+        return fail(r, 429, "backpressure", "", "the matchers of this symbol are behind");
+    }
+    return submit(r, 1);
+}
+
+static enum MHD_Result handle_get_order(struct req *r)
+{
+    struct api_error e;
+    struct op_buf b;
+    uint64_t id;
+    if (order_parse_id(r->path_arg, &id, &e) != 0)
+        return respond_error(r, &e);
+    op_buf_init(&b);
+    enum MHD_Result rc = reads_order(id, r->account, &b, &e) == 0 ? respond_json(r, 200, &b)
+                                                                   : respond_error(r, &e);
+    op_buf_release(&b);
+    return rc;
+}
+
+static enum MHD_Result handle_fills(struct req *r)
+{
+    struct api_error e;
+    struct op_buf b;
+    uint64_t id = 0;
+    long limit = 100;
+    const char *sym = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "symbol");
+    const char *oid = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "order_id");
+    const char *lim = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    if (sym && *sym && !op_symtab_find(r->s->cfg.syms, sym, strlen(sym)))
+        return fail(r, 400, "unknown_symbol", "symbol", "symbol is not traded here");
+    if (oid && order_parse_id(oid, &id, &e) != 0)
+        return respond_error(r, &e);
+    if (lim) {
+        char *end;
+        limit = strtol(lim, &end, 10);
+        if (end == lim || *end || limit < 1 || limit > 1000)
+            return fail(r, 400, "invalid_field", "limit", "limit must be an integer in 1..1000");
+    }
+    op_buf_init(&b);
+    enum MHD_Result rc = reads_fills(r->account, sym, id, (int)limit, &b, &e) == 0
+                             ? respond_json(r, 200, &b)
+                             : respond_error(r, &e);
+    op_buf_release(&b);
+    return rc;
+}
+
+static enum MHD_Result handle_book(struct req *r)
+{
+    const struct op_symbol *sym = op_symtab_find(r->s->cfg.syms, r->path_arg, strlen(r->path_arg));
+    if (!sym)
+        return fail(r, 404, "unknown_symbol", "symbol", "symbol is not traded here");
+    const char *depth = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "depth");
+    r->depth = 10;
+    if (depth) {
+        char *end;
+        long d = strtol(depth, &end, 10);
+        if (end == depth || *end || d < 1 || d > 100)
+            return fail(r, 400, "invalid_field", "depth", "depth must be an integer in 1..100");
+        r->depth = (int)d;
+    }
+    r->items = calloc(1, sizeof(*r->items));
+    if (!r->items)
+        return fail(r, 500, "internal", "", "out of memory");
+    r->items[0].kind = ITEM_GET;
+    uint32_t shard = op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards);
+    snprintf(r->items[0].key, sizeof(r->items[0].key), "book:{%u}:%s", shard, sym->name);
+    return submit(r, 1);
+}
+
+static enum MHD_Result handle_health(struct req *r)
+{
+    struct op_buf b;
+    op_buf_init(&b);
+    bool redis = writer_redis_ok(r->s->cfg.writer);
+    int db = reads_db_ok();
+    op_buf_printf(&b, "{\"status\":\"%s\",\"redis\":\"%s\",\"postgres\":\"%s\"}",
+                  redis ? "ok" : "unavailable", redis ? "ok" : "unavailable",
+                  db ? "ok" : "unavailable");
+    /* Health is the write path: PostgreSQL down only degrades the read side. */
+    enum MHD_Result rc = respond_json(r, redis ? 200 : 503, &b);
+    op_buf_release(&b);
+    return rc;
+}
+
+static enum MHD_Result handle_metrics(struct req *r)
+{
+    struct op_buf b;
+    struct http_server *s = r->s;
+    struct writer_stats *ws = writer_stats(s->cfg.writer);
+    char labels[96];
+    op_buf_init(&b);
+
+    op_metrics_header(&b, "ingest_requests_total", "counter", "HTTP requests by route and status");
+    for (int rt = 0; rt < R_COUNT; rt++) {
+        for (int c = 0; c <= NCODES; c++) {
+            uint64_t v = atomic_load(&s->requests[rt][c]);
+            if (!v)
+                continue;
+            if (c < NCODES)
+                snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route_names[rt], codes[c]);
+            else
+                snprintf(labels, sizeof(labels), "route=\"%s\",code=\"other\"", route_names[rt]);
+            op_metrics_sample(&b, "ingest_requests_total", labels, v);
+        }
+    }
+    op_metrics_header(&b, "ingest_request_duration_seconds", "histogram", "time from request to answer");
+    for (int rt = 1; rt < R_COUNT; rt++) {
+        snprintf(labels, sizeof(labels), "route=\"%s\"", route_names[rt]);
+        op_metrics_hist(&b, "ingest_request_duration_seconds", labels, &s->latency[rt], 1e-6, 0);
+    }
+    op_metrics_header(&b, "ingest_orders_queued_total", "counter", "messages acknowledged by redis (new, cancel, amend)");
+    op_metrics_sample(&b, "ingest_orders_queued_total", NULL, atomic_load(&ws->orders_queued));
+    op_metrics_header(&b, "ingest_duplicates_total", "counter", "repeated client_order_ids answered with the original id");
+    op_metrics_sample(&b, "ingest_duplicates_total", NULL, atomic_load(&ws->duplicates));
+    op_metrics_header(&b, "ingest_backpressure_total", "counter", "orders refused with 429 because a shard's backlog is above INGEST_MAX_LAG");
+    op_metrics_sample(&b, "ingest_backpressure_total", NULL, atomic_load(&s->backpressure));
+    op_metrics_header(&b, "ingest_redis_errors_total", "counter", "items answered 503 (redis down, refusing or timing out)");
+    op_metrics_sample(&b, "ingest_redis_errors_total", NULL, atomic_load(&ws->redis_errors));
+    op_metrics_header(&b, "ingest_redis_reconnects_total", "counter", "reconnections to redis");
+    op_metrics_sample(&b, "ingest_redis_reconnects_total", NULL, atomic_load(&ws->reconnects));
+    op_metrics_header(&b, "ingest_redis_up", "gauge", "1 if the last contact with redis succeeded");
+    op_metrics_sample(&b, "ingest_redis_up", NULL, writer_redis_ok(s->cfg.writer) ? 1 : 0);
+    op_metrics_header(&b, "ingest_redis_roundtrip_seconds", "histogram", "round trip of one pipeline of XADDs");
+    op_metrics_hist(&b, "ingest_redis_roundtrip_seconds", NULL, &ws->round_us, 1e-6, 0);
+    op_metrics_header(&b, "ingest_pipeline_commands", "histogram", "commands per redis pipeline");
+    op_metrics_hist(&b, "ingest_pipeline_commands", NULL, &ws->batch_items, 1, 1);
+    op_metrics_header(&b, "ingest_batch_orders", "histogram", "orders per batch request");
+    op_metrics_hist(&b, "ingest_batch_orders", NULL, &s->batch_sizes, 1, 1);
+    op_metrics_header(&b, "ingest_shard_backlog", "gauge", "lag + pending of the matchers group per shard");
+    for (uint32_t sh = 0; sh < s->cfg.shards; sh++) {
+        snprintf(labels, sizeof(labels), "shard=\"%u\"", sh);
+        op_metrics_sample_f(&b, "ingest_shard_backlog", labels, (double)writer_backlog(s->cfg.writer, sh));
+    }
+    op_metrics_header(&b, "ingest_inflight_requests", "gauge", "requests received and not yet answered");
+    op_metrics_sample_f(&b, "ingest_inflight_requests", NULL, (double)atomic_load(&s->inflight));
+    enum MHD_Result rc = respond(r, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, NULL);
+    op_buf_release(&b);
+    return rc;
+}
+
+/* ---- the access handler -------------------------------------------------- */
+
+/* First call for a request (headers only): route, auth, content checks.
+ * Returns MHD_YES to read the body, or the result of queueing an error. */
+static enum MHD_Result on_headers(struct req *r, const char *method, const char *url)
+{
+    const char *allow;
+    char msg[96];
+    r->route = route_of(method, url, r->path_arg, sizeof(r->path_arg), &allow);
+    if (r->route == R_NONE) {
+        if (allow) {
+            snprintf(msg, sizeof(msg), "method %s is not allowed here", method);
+            struct api_error e;
+            api_fail(&e, 405, "method_not_allowed", allow, "%s", msg);
+            return respond_error(r, &e);
+        }
+        return fail(r, 404, "not_found", "", "no such endpoint");
+    }
+    if (r->route == R_HEALTH || r->route == R_METRICS)
+        return MHD_YES;
+
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return fail(r, 401, "unauthorized", "", "send 'Authorization: Bearer <api key>'");
+    r->account = op_apikeys_lookup(r->s->cfg.keys, auth + 7, strlen(auth + 7));
+    if (!r->account)
+        return fail(r, 401, "unauthorized", "", "unknown api key");
+
+    if (r->route == R_NEW || r->route == R_BATCH || r->route == R_AMEND) {
+        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+        size_t n = strlen("application/json");
+        if (!ct || strncasecmp(ct, "application/json", n) != 0 || (ct[n] && ct[n] != ';' && ct[n] != ' '))
+            return fail(r, 415, "unsupported_media_type", "", "Content-Type must be application/json");
+        const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > r->s->cfg.max_body)
+            return fail(r, 413, "payload_too_large", "", "the body is larger than INGEST_MAX_BODY");
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    (void)version;
+
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->s = s;
+        r->conn = conn;
+        clock_gettime(CLOCK_MONOTONIC, &r->t0);
+        op_buf_init(&r->body);
+        *con_cls = r;
+        atomic_fetch_add(&s->inflight, 1);
+        return on_headers(r, method, url);
+    }
+    if (*upload_size) {
+        if (!r->too_large && r->body.len + *upload_size <= s->cfg.max_body) {
+            if (op_buf_append(&r->body, upload, *upload_size) != 0)
+                r->too_large = true;
+        } else {
+            r->too_large = true;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->waiting) /* resumed: the writer has answered */
+        return atomic_load(&r->done) ? finish(r) : MHD_YES;
+    if (r->too_large)
+        return fail(r, 413, "payload_too_large", "", "the body is larger than INGEST_MAX_BODY");
+
+    switch (r->route) {
+    case R_NEW: return handle_new(r);
+    case R_BATCH: return handle_batch(r);
+    case R_CANCEL:
+    case R_AMEND: return handle_cancel_amend(r);
+    case R_GET_ORDER: return handle_get_order(r);
+    case R_FILLS: return handle_fills(r);
+    case R_BOOK: return handle_book(r);
+    case R_HEALTH: return handle_health(r);
+    case R_METRICS: return handle_metrics(r);
+    default: return fail(r, 404, "not_found", "", "no such endpoint");
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    (void)conn;
+    (void)toe;
+    if (!r)
+        return;
+    job_release(&r->job);
+    free(r->items);
+    free(r->item_of);
+    free(r->errs);
+    op_buf_release(&r->body);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void on_thread_exit(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls, (void)conn, (void)socket_context, (void)toe;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    for (char *p = msg; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    op_warn("http_error", "msg=\"%s\"", msg);
+}
+
+struct http_server *http_start(const struct http_config *cfg)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    struct sockaddr_in addr;
+    if (!s)
+        return NULL;
+    s->cfg = *cfg;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->bind, &addr.sin_addr) != 1) {
+        fprintf(stderr, "ingest: invalid INGEST_BIND='%s': want an IPv4 address such as 127.0.0.1\n",
+                cfg->bind);
+        free(s);
+        return NULL;
+    }
+    (void)on_thread_exit;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    s->d = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        /* headers + the first body chunk; headers beyond this get 431/413 */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!s->d) {
+        fprintf(stderr, "ingest: cannot listen on %s:%d (INGEST_BIND, INGEST_PORT): port in use or not permitted\n",
+                cfg->bind, cfg->port);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void http_quiesce(struct http_server *s)
+{
+    MHD_quiesce_daemon(s->d);
+}
+
+long http_inflight(struct http_server *s)
+{
+    return atomic_load(&s->inflight);
+}
+
+void http_stop(struct http_server *s)
+{
+    MHD_stop_daemon(s->d);
+    free(s);
+}

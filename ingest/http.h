@@ -1,0 +1,40 @@
+/* The HTTP front door: libmicrohttpd daemon, routing, limits, suspend/resume. */
+#ifndef INGEST_HTTP_H
+#define INGEST_HTTP_H
+
+#include <stdint.h>
+
+#include "ingest/writer.h"
+#include "shared/apikeys.h"
+#include "shared/symbols.h"
+
+struct http_config {
+    const char *bind;            /* INGEST_BIND */
+    int port;                    /* INGEST_PORT */
+    int threads;                 /* INGEST_THREADS */
+    int max_connections;         /* INGEST_MAX_CONNECTIONS */
+    int idle_timeout_s;          /* INGEST_IDLE_TIMEOUT_S */
+    size_t max_body;             /* INGEST_MAX_BODY */
+    uint32_t shards;
+    const struct op_symtab *syms;     /* (ref) */
+    const struct op_apikeys *keys;    /* (ref) */
+    struct writer *writer;            /* (ref) */
+};
+
+struct http_server;
+
+/* Starts listening and serving on its own threads. Returns NULL with a
+ * message on stderr (e.g. the port is taken). */
+struct http_server *http_start(const struct http_config *cfg);
+
+/* Graceful stop, step 1: stop accepting connections. */
+void http_quiesce(struct http_server *s);
+
+/* Requests received but not answered yet. */
+long http_inflight(struct http_server *s);
+
+/* Step 2: stops the daemon (every suspended connection must have been
+ * resumed: stop the writer first, which answers its queue) and frees s. */
+void http_stop(struct http_server *s);
+
+#endif

@@ -1,0 +1,120 @@
+/* orderpipe-ingest: the REST front door; wires config -> tables -> writer -> HTTP. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ingest/http.h"
+#include "ingest/reads.h"
+#include "ingest/writer.h"
+#include "shared/apikeys.h"
+#include "shared/config.h"
+#include "shared/log.h"
+#include "shared/redis.h"
+#include "shared/symbols.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Reads one integer setting or exits with the message naming it. */
+static long long env_or_exit(const char *name, long long def, long long min, long long max)
+{
+    long long v;
+    char err[200];
+    if (op_env_int(name, def, min, max, &v, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ingest: %s\n", err);
+        exit(2);
+    }
+    return v;
+}
+
+static void load_tables(const struct op_config *c, struct op_symtab *syms, struct op_apikeys *keys)
+{
+    char err[300];
+    if (op_symtab_load(syms, c->symbols_file, err, sizeof(err)) != 0) {
+        if (c->symbols_file_set || access(c->symbols_file, F_OK) == 0) {
+            fprintf(stderr, "ingest: %s (SYMBOLS_FILE)\n", err);
+            exit(2);
+        }
+        op_symtab_defaults(syms);
+        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"", c->symbols_file);
+    }
+    if (op_apikeys_load(keys, c->api_keys_file, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ingest: %s (API_KEYS_FILE)\n", err);
+        exit(2);
+    }
+}
+
+int main(void)
+{
+    struct op_config c;
+    struct op_symtab syms;
+    struct op_apikeys keys;
+
+    op_config_load_or_exit(&c, "ingest");
+    struct http_config hc = {
+        .bind = op_env_str("INGEST_BIND", "127.0.0.1"),
+        .port = c.ingest_port,
+        .threads = (int)env_or_exit("INGEST_THREADS", 2, 1, 64),
+        .max_connections = (int)env_or_exit("INGEST_MAX_CONNECTIONS", 4096, 1, 1000000),
+        .idle_timeout_s = (int)env_or_exit("INGEST_IDLE_TIMEOUT_S", 30, 1, 3600),
+        .max_body = (size_t)env_or_exit("INGEST_MAX_BODY", 1 << 20, 1024, 64 << 20),
+        .shards = c.order_shards,
+    };
+    struct writer_config wc = {
+        .redis_url = c.redis_url,
+        .timeout_ms = c.redis_timeout_ms,
+        .shards = c.order_shards,
+        .max_lag = env_or_exit("INGEST_MAX_LAG", 1000000, 1, INT64_MAX),
+        .idempotency_ttl_s = (int)env_or_exit("INGEST_IDEMPOTENCY_TTL_S", 86400, 86400, 30 * 86400),
+    };
+    int drain_s = (int)env_or_exit("INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
+
+    load_tables(&c, &syms, &keys);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    reads_init(c.database_url);
+    struct writer *w = writer_start(&wc);
+    if (!w)
+        return 1;
+    hc.syms = &syms;
+    hc.keys = &keys;
+    hc.writer = w;
+    struct http_server *s = http_start(&hc);
+    if (!s) {
+        writer_stop(w);
+        return 1;
+    }
+    op_info("started", "bind=%s port=%d threads=%d shards=%u symbols=%zu keys=%zu", hc.bind,
+            hc.port, hc.threads, c.order_shards, syms.n, keys.n);
+
+    while (!stop_requested)
+        usleep(50000); /* a signal also cuts the sleep short */
+
+    /* Graceful stop: no new connections, let in-flight requests finish (the
+     * writer answers every queued job), then stop the daemon. */
+    op_info("stopping", "inflight=%ld", http_inflight(s));
+    http_quiesce(s);
+    int64_t deadline = op_now_ms() + (int64_t)drain_s * 1000;
+    while (http_inflight(s) > 0 && op_now_ms() < deadline)
+        usleep(10000);
+    writer_stop(w); /* answers anything still queued, resuming its connections */
+    usleep(50000);  /* let resumed connections send their answers */
+    long left = http_inflight(s);
+    http_stop(s);
+    op_info("stopped", "unanswered=%ld", left);
+    op_symtab_release(&syms);
+    op_apikeys_release(&keys);
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* Validation of REST order requests into stream messages: every field, every error. */
+#ifndef INGEST_ORDER_H
+#define INGEST_ORDER_H
+
+#include <stdint.h>
+
+#include "ingest/json.h"
+#include "shared/msg.h"
+#include "shared/symbols.h"
+
+/*
+ * An error answer: HTTP status, a stable machine code, a human message and
+ * the offending field ("" when none). Rendered as
+ *   {"error":{"code":"…","message":"…","field":"…"}}
+ * Codes: invalid_json, invalid_body, unknown_field, duplicate_field,
+ * missing_field, invalid_field, unknown_symbol, invalid_price, invalid_qty,
+ * invalid_order_id, unauthorized, forbidden, not_found, method_not_allowed,
+ * payload_too_large, unsupported_media_type, backpressure, redis_unavailable,
+ * database_unavailable, shutting_down, internal.
+ */
+struct api_error {
+    int status;
+    const char *code;  /* a literal */
+    char message[192];
+    char field[40];
+};
+
+/* Fills e and returns -1, so that validators can `return api_fail(…)`. */
+int api_fail(struct api_error *e, int status, const char *code, const char *field,
+             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * Validates the order object at token obj of d for `account` against the
+ * symbol table and fills m (kind NEW; order_id and ts_ns are left 0 for the
+ * caller). Returns 0, or -1 with e set (status 400). Nothing is allocated.
+ */
+int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *syms,
+                    const char *account, struct op_order_msg *m, struct api_error *e);
+
+/* Validates an amend body {"qty": N} (N >= 1; the engine checks it against
+ * the order). Returns 0 with *qty set, or -1 with e. */
+int order_parse_amend(const struct json_doc *d, int obj, int64_t *qty, struct api_error *e);
+
+/* Parses an order id from URL text: decimal 1..2^63-1, digits only.
+ * Returns 0, or -1 with e (400 invalid_order_id). */
+int order_parse_id(const char *s, uint64_t *id, struct api_error *e);
+
+/* Checks a client_order_id: 1-36 of [A-Za-z0-9._-]. */
+int order_valid_client_id(const char *s);
+
+#endif

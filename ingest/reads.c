@@ -1,0 +1,155 @@
+/* The read side of the REST API: orders and fills from PostgreSQL, owner-only. */
+#include "ingest/reads.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ingest/json.h"
+#include "shared/log.h"
+#include "shared/pg.h"
+#include "shared/redis.h"
+
+static const char *db_url;
+/* One connection per HTTP thread: libpq connections are not shared between
+ * threads, and the pool's threads are few and long-lived. */
+static __thread struct op_pg conn;
+static __thread int64_t next_retry_ms;
+
+void reads_init(const char *database_url)
+{
+    db_url = database_url;
+}
+
+void reads_thread_close(void)
+{
+    op_pg_close(&conn);
+}
+
+/* Returns this thread's connection, connecting or resetting as needed, or
+ * NULL while PostgreSQL is unreachable (retried at most once a second so a
+ * dead database does not add a connect timeout to every request). */
+static struct op_pg *db(void)
+{
+    if (op_pg_ok(&conn))
+        return &conn;
+    if (op_now_ms() < next_retry_ms)
+        return NULL;
+    int rc = conn.conn ? op_pg_reset(&conn) : op_pg_connect(&conn, db_url, "orderpipe-ingest");
+    if (rc != 0) {
+        op_warn("db_unavailable", "err=\"%s\"", conn.err);
+        next_retry_ms = op_now_ms() + 1000;
+        return NULL;
+    }
+    return &conn;
+}
+
+int reads_db_ok(void)
+{
+    struct op_pg *pg = db();
+    if (!pg)
+        return 0;
+    struct pg_result *res = op_pg_query(pg, "SELECT 1", 0, NULL);
+    if (!res)
+        return 0;
+    op_pg_clear(res);
+    return 1;
+}
+
+static int db_fail(struct api_error *e)
+{
+    return api_fail(e, 503, "database_unavailable", "",
+                    "the read side (postgresql) is unavailable; orders are still accepted");
+}
+
+/* Appends "key":"value" (or "key":null) with a leading comma unless first. */
+static void put_field(struct op_buf *b, const char *key, const struct pg_result *res, int row,
+                      int col, int quoted, int first)
+{
+    op_buf_printf(b, "%s\"%s\":", first ? "" : ",", key);
+    if (op_pg_is_null(res, row, col))
+        op_buf_append(b, "null", 4);
+    else if (quoted)
+        json_put_str(b, op_pg_value(res, row, col));
+    else
+        op_buf_printf(b, "%s", op_pg_value(res, row, col));
+}
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+int reads_order(uint64_t id, const char *account, struct op_buf *out, struct api_error *e)
+{
+    static const char *const names[] = {
+        "order_id", "client_order_id", "account", "symbol", "side", "type", "tif", "price",
+        "qty", "filled_qty", "status", "reject_reason", "created_at", "updated_at"};
+    /* numbers unquoted except ids and price (ids may exceed 2^53; prices are
+     * exact decimals and must not meet a JSON parser's double) */
+    static const int quoted[] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+    struct op_pg *pg = db();
+    if (!pg)
+        return db_fail(e);
+    char idtxt[24];
+    snprintf(idtxt, sizeof(idtxt), "%llu", (unsigned long long)id);
+    const char *params[] = {idtxt, account};
+    struct pg_result *res = op_pg_query(
+        pg,
+        "SELECT order_id::text, client_order_id, account, symbol, side, type, tif, price::text, "
+        "qty, filled_qty, status, reject_reason, " TS("created_at") ", " TS("updated_at")
+        " FROM orders WHERE order_id = $1 AND account = $2",
+        2, params);
+    if (!res)
+        return op_pg_ok(pg) ? api_fail(e, 500, "internal", "", "order lookup failed") : db_fail(e);
+    if (op_pg_rows(res) == 0) {
+        op_pg_clear(res);
+        return api_fail(e, 404, "not_found", "order_id",
+                        "no order %s for this account (yet: the read side lags the pipeline)",
+                        idtxt);
+    }
+    op_buf_append(out, "{", 1);
+    for (int c = 0; c < 14; c++)
+        put_field(out, names[c], res, 0, c, quoted[c], c == 0);
+    op_buf_append(out, "}", 1);
+    op_pg_clear(res);
+    return 0;
+}
+
+int reads_fills(const char *account, const char *symbol, uint64_t order_id, int limit,
+                struct op_buf *out, struct api_error *e)
+{
+    struct op_pg *pg = db();
+    if (!pg)
+        return db_fail(e);
+    char idtxt[24], limtxt[16];
+    snprintf(idtxt, sizeof(idtxt), "%llu", (unsigned long long)order_id);
+    snprintf(limtxt, sizeof(limtxt), "%d", limit);
+    const char *params[] = {account, symbol ? symbol : "", idtxt, limtxt};
+    /* The account's side of each fill: its order, its side, maker or taker.
+     * The counterparty's account is never shown. */
+    struct pg_result *res = op_pg_query(
+        pg,
+        "SELECT fill_id::text, symbol, price::text, qty, "
+        " CASE WHEN taker_account = $1 THEN taker_order_id ELSE maker_order_id END::text, "
+        " CASE WHEN taker_account = $1 THEN taker_side "
+        "      WHEN taker_side = 'buy' THEN 'sell' ELSE 'buy' END, "
+        " CASE WHEN taker_account = $1 THEN 'taker' ELSE 'maker' END, " TS("matched_at")
+        " FROM fills WHERE (taker_account = $1 OR maker_account = $1)"
+        "  AND ($2 = '' OR symbol = $2)"
+        "  AND ($3::bigint = 0 OR (taker_order_id = $3::bigint AND taker_account = $1)"
+        "                      OR (maker_order_id = $3::bigint AND maker_account = $1))"
+        " ORDER BY fill_id DESC LIMIT $4::int",
+        4, params);
+    if (!res)
+        return op_pg_ok(pg) ? api_fail(e, 500, "internal", "", "fills lookup failed") : db_fail(e);
+    static const char *const names[] = {"fill_id", "symbol",    "price",     "qty",
+                                        "order_id", "side", "liquidity", "matched_at"};
+    static const int quoted[] = {1, 1, 1, 0, 1, 1, 1, 1};
+    op_buf_append(out, "{\"fills\":[", 10);
+    for (int r = 0; r < op_pg_rows(res); r++) {
+        op_buf_append(out, r ? ",{" : "{", r ? 2 : 1);
+        for (int c = 0; c < 8; c++)
+            put_field(out, names[c], res, r, c, quoted[c], c == 0);
+        op_buf_append(out, "}", 1);
+    }
+    op_buf_append(out, "]}", 2);
+    op_pg_clear(res);
+    return 0;
+}

@@ -1,0 +1,411 @@
+/* The Redis writer: one thread that pipelines the commands of many requests per round trip. */
+#include "ingest/writer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/buf.h"
+#include "shared/codec.h"
+#include "shared/log.h"
+#include "shared/redis.h"
+#include "shared/shard.h"
+
+/* Order ids: (block << ID_BLOCK_BITS) | n. A block comes from INCR
+ * orderpipe:id_block, durable in Redis' AOF, so ids are unique across ingest
+ * instances and restarts with one round trip per 2^20 orders. Block 0 is
+ * never used, so ids are >= 2^20; they stay below 2^63 for 2^43 blocks. */
+#define ID_BLOCK_BITS 20
+#define ID_BLOCK_KEY "orderpipe:id_block"
+
+/* Why 4096: one pipeline of that many XADDs is ~1 MB and ~10 ms of Redis
+ * work; larger rounds only add latency to the first request in them. */
+#define ROUND_MAX_ITEMS 4096
+/* How often the consumer-group backlog of every shard is polled. */
+#define LAG_POLL_MS 200
+
+/* Atomically: if the client_order_id key exists, answer its order id;
+ * else XADD the order and remember the id for ARGV[4] seconds. Both keys
+ * carry the shard's hash tag, so this also works on a Redis Cluster. */
+static const char IDEM_SCRIPT[] =
+    "local prev = redis.call('GET', KEYS[1]) "
+    "if prev then return {0, prev} end "
+    "local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*', 'type', 'new', 'sym', ARGV[1], 'm', ARGV[2]) "
+    "if not id then return {2, ''} end "
+    "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) "
+    "return {1, id}";
+
+struct writer {
+    struct writer_config cfg;
+    struct op_redis redis;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *head, *tail;     /* queue, under mu */
+    bool stopping;               /* under mu */
+    _Atomic bool redis_ok;
+    _Atomic int64_t *backlog;    /* per shard */
+    uint64_t id_block;           /* 0 = none yet */
+    uint64_t id_next;            /* next n within the block */
+    int64_t next_lag_poll_ms;
+    struct op_buf enc;           /* encoded messages of the round */
+    struct writer_stats stats;
+};
+
+void job_release(struct job *j)
+{
+    for (int i = 0; i < j->nitems; i++) {
+        free(j->items[i].value);
+        j->items[i].value = NULL;
+    }
+}
+
+struct writer_stats *writer_stats(struct writer *w)
+{
+    return &w->stats;
+}
+
+bool writer_overloaded(struct writer *w, uint32_t shard)
+{
+    return atomic_load_explicit(&w->backlog[shard], memory_order_relaxed) > w->cfg.max_lag;
+}
+
+int64_t writer_backlog(struct writer *w, uint32_t shard)
+{
+    return atomic_load_explicit(&w->backlog[shard], memory_order_relaxed);
+}
+
+bool writer_redis_ok(struct writer *w)
+{
+    return atomic_load(&w->redis_ok);
+}
+
+/* Marks every still-pending item of the jobs in list with st and completes
+ * the jobs. */
+static void complete_all(struct job *list, enum item_status st)
+{
+    while (list) {
+        struct job *next = list->next;
+        for (int i = 0; i < list->nitems; i++)
+            if (list->items[i].status == ITEM_PENDING)
+                list->items[i].status = st;
+        list->done(list);
+        list = next;
+    }
+}
+
+void writer_submit(struct writer *w, struct job *j)
+{
+    for (int i = 0; i < j->nitems; i++)
+        j->items[i].status = ITEM_PENDING;
+    j->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        complete_all(j, ITEM_REDIS_DOWN);
+        return;
+    }
+    if (w->tail)
+        w->tail->next = j;
+    else
+        w->head = j;
+    w->tail = j;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Gets a fresh id block when the current one is used up. 0 or -1. */
+static int ensure_id_block(struct writer *w)
+{
+    if (w->id_block != 0 && w->id_next < (UINT64_C(1) << ID_BLOCK_BITS))
+        return 0;
+    struct redisReply *rep = op_redis_cmdf(&w->redis, "INCR %s", ID_BLOCK_KEY);
+    if (!rep)
+        return -1;
+    long long b = op_reply_int(rep);
+    int ok = op_reply_type(rep) == OP_REPLY_INTEGER && b > 0 && b < (1LL << (63 - ID_BLOCK_BITS));
+    op_reply_free(rep);
+    if (!ok)
+        return op_log_fail("id_block_failed", "key=%s", ID_BLOCK_KEY);
+    w->id_block = (uint64_t)b;
+    w->id_next = 0;
+    op_info("id_block", "block=%lld", b);
+    return 0;
+}
+
+/* Polls XINFO GROUPS of every shard; backlog = lag + pending of "matchers". */
+static void poll_lag(struct writer *w)
+{
+    char key[OP_KEY_MAX];
+    for (uint32_t s = 0; s < w->cfg.shards; s++) {
+        op_key_orders(key, s);
+        if (op_redis_appendf(&w->redis, "XINFO GROUPS %s", key) != 0)
+            return;
+    }
+    for (uint32_t s = 0; s < w->cfg.shards; s++) {
+        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        if (!rep)
+            return;
+        int64_t backlog = 0;
+        for (size_t g = 0; g < op_reply_count(rep); g++) {
+            struct redisReply *grp = op_reply_at(rep, g);
+            int mine = 0;
+            int64_t lag = 0, pending = 0;
+            for (size_t f = 0; f + 1 < op_reply_count(grp); f += 2) {
+                const char *name = op_reply_str(op_reply_at(grp, f), NULL);
+                struct redisReply *v = op_reply_at(grp, f + 1);
+                if (!name)
+                    continue;
+                if (strcmp(name, "name") == 0 && op_reply_str(v, NULL))
+                    mine = strcmp(op_reply_str(v, NULL), OP_GROUP_MATCHERS) == 0;
+                else if (strcmp(name, "lag") == 0)
+                    lag = op_reply_int(v); /* nil (unknown) counts as 0 */
+                else if (strcmp(name, "pending") == 0)
+                    pending = op_reply_int(v);
+            }
+            if (mine)
+                backlog = lag + pending;
+        }
+        atomic_store_explicit(&w->backlog[s], backlog, memory_order_relaxed);
+        op_reply_free(rep);
+    }
+}
+
+/* Appends the command of one item to the pipeline. 0 or -1 (connection). */
+static int append_item(struct writer *w, struct item *it, char *key, size_t off, size_t len)
+{
+    const char *type = op_msg_kind_name(it->msg.kind);
+    if (it->kind == ITEM_GET)
+        return op_redis_appendf(&w->redis, "GET %s", it->key);
+    op_key_orders(key, it->shard);
+    if (it->msg.kind == OP_MSG_NEW && it->msg.client_order_id[0]) {
+        char idem[160], id[24], ttl[16];
+        snprintf(idem, sizeof(idem), "idem:{%u}:%s:%s", it->shard, it->msg.account,
+                 it->msg.client_order_id);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)it->msg.order_id);
+        snprintf(ttl, sizeof(ttl), "%d", w->cfg.idempotency_ttl_s);
+        return op_redis_appendf(&w->redis, "EVAL %s 2 %s %s %s %b %s %s", IDEM_SCRIPT, idem, key,
+                                it->msg.symbol, w->enc.data + off, len, id, ttl);
+    }
+    return op_redis_appendf(&w->redis, "XADD %s NOMKSTREAM * type %s sym %s m %b", key, type,
+                            it->msg.symbol, w->enc.data + off, len);
+}
+
+/* Records the reply of one item. Returns 0, or -1 if rep is NULL (lost). */
+static int take_reply(struct writer *w, struct item *it, struct redisReply *rep)
+{
+    if (!rep) {
+        it->status = ITEM_REDIS_DOWN;
+        return -1;
+    }
+    int t = op_reply_type(rep);
+    if (it->kind == ITEM_GET) {
+        size_t len;
+        const char *s = op_reply_str(rep, &len);
+        if (t == OP_REPLY_STRING && (it->value = malloc(len + 1)) != NULL) {
+            memcpy(it->value, s, len);
+            it->value[len] = '\0';
+            it->value_len = len;
+            it->status = ITEM_FOUND;
+        } else {
+            it->status = t == OP_REPLY_NIL ? ITEM_NOT_FOUND : ITEM_REDIS_DOWN;
+        }
+    } else if (t == OP_REPLY_STRING) { /* XADD id */
+        it->status = ITEM_QUEUED;
+    } else if (t == OP_REPLY_NIL) { /* NOMKSTREAM: no such stream */
+        it->status = ITEM_NO_STREAM;
+    } else if (t == OP_REPLY_ARRAY && op_reply_count(rep) == 2) { /* the idempotency script */
+        long long code = op_reply_int(op_reply_at(rep, 0));
+        if (code == 1) {
+            it->status = ITEM_QUEUED;
+        } else if (code == 0) {
+            it->status = ITEM_DUPLICATE;
+            const char *prev = op_reply_str(op_reply_at(rep, 1), NULL);
+            it->msg.order_id = prev ? strtoull(prev, NULL, 10) : 0;
+        } else {
+            it->status = ITEM_NO_STREAM;
+        }
+    } else {
+        const char *err = op_reply_str(rep, NULL);
+        op_warn("redis_refused", "err=\"%s\"", err ? err : "unexpected reply");
+        it->status = ITEM_REDIS_DOWN;
+    }
+    switch (it->status) {
+    case ITEM_QUEUED: atomic_fetch_add(&w->stats.orders_queued, 1); break;
+    case ITEM_DUPLICATE: atomic_fetch_add(&w->stats.duplicates, 1); break;
+    case ITEM_REDIS_DOWN:
+    case ITEM_NO_STREAM: atomic_fetch_add(&w->stats.redis_errors, 1); break;
+    default: break;
+    }
+    op_reply_free(rep);
+    return 0;
+}
+
+/* One round: ids, encoding, pipeline, replies, completions for the jobs in list. */
+static void run_round(struct writer *w, struct job *list)
+{
+    char key[OP_KEY_MAX];
+    int n = 0;
+
+    if (op_redis_ensure(&w->redis) != 0 || ensure_id_block(w) != 0) {
+        if (atomic_exchange(&w->redis_ok, false))
+            op_error("redis_unavailable", "err=\"%s\"", w->redis.errstr);
+        complete_all(list, ITEM_REDIS_DOWN);
+        return;
+    }
+    if (!atomic_exchange(&w->redis_ok, true))
+        op_info("redis_available", "url_host=%s reconnects=%llu", w->redis.url.host,
+                (unsigned long long)w->redis.reconnects);
+    /* ids and encodings first: the id block may need a round trip of its own */
+    op_buf_reset(&w->enc);
+    for (struct job *j = list; j; j = j->next) {
+        for (int i = 0; i < j->nitems; i++) {
+            struct item *it = &j->items[i];
+            if (it->kind != ITEM_ORDER)
+                continue;
+            if (it->msg.kind == OP_MSG_NEW) {
+                if (ensure_id_block(w) != 0) {
+                    complete_all(list, ITEM_REDIS_DOWN);
+                    return;
+                }
+                it->msg.order_id = (w->id_block << ID_BLOCK_BITS) | w->id_next++;
+            }
+            it->enc_off = w->enc.len;
+            if (op_codec_encode_order(&w->enc, &it->msg) != 0) {
+                complete_all(list, ITEM_REDIS_DOWN);
+                return;
+            }
+            it->enc_len = w->enc.len - it->enc_off;
+        }
+    }
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    for (struct job *j = list; j; j = j->next) {
+        for (int i = 0; i < j->nitems; i++) {
+            struct item *it = &j->items[i];
+            if (append_item(w, it, key, it->enc_off, it->enc_len) != 0)
+                goto lost;
+            n++;
+        }
+    }
+    for (struct job *j = list; j; j = j->next) {
+        for (int i = 0; i < j->nitems; i++) {
+            if (take_reply(w, &j->items[i], op_redis_next_reply(&w->redis)) != 0)
+                goto lost;
+        }
+    }
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    op_hist_observe(&w->stats.round_us, (uint64_t)((ts1.tv_sec - ts0.tv_sec) * 1000000 +
+                                                  (ts1.tv_nsec - ts0.tv_nsec) / 1000));
+    op_hist_observe_size(&w->stats.batch_items, (uint64_t)n);
+    atomic_fetch_add(&w->stats.rounds, 1);
+    complete_all(list, ITEM_REDIS_DOWN); /* nothing pending is left; completes the jobs */
+    return;
+lost:
+    op_error("redis_lost", "err=\"%s\" items=%d", w->redis.errstr, n);
+    atomic_store(&w->redis_ok, false);
+    complete_all(list, ITEM_REDIS_DOWN);
+}
+
+/* Takes up to ROUND_MAX_ITEMS items' worth of jobs off the queue (always at
+ * least one job). Called with mu held. */
+static struct job *take_jobs(struct writer *w)
+{
+    struct job *first = w->head, *last = NULL;
+    int items = 0;
+    for (struct job *j = w->head; j && (items == 0 || items + j->nitems <= ROUND_MAX_ITEMS); j = j->next) {
+        items += j->nitems;
+        last = j;
+    }
+    w->head = last->next;
+    if (!w->head)
+        w->tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->head && !w->stopping) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += LAG_POLL_MS * 1000000L;
+            if (dl.tv_nsec >= 1000000000L)
+                dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+            if (op_now_ms() >= w->next_lag_poll_ms)
+                break;
+        }
+        if (!w->head && w->stopping)
+            break;
+        struct job *list = w->head ? take_jobs(w) : NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (list)
+            run_round(w, list);
+        if (op_now_ms() >= w->next_lag_poll_ms) {
+            w->next_lag_poll_ms = op_now_ms() + LAG_POLL_MS;
+            if (op_redis_ensure(&w->redis) == 0) {
+                poll_lag(w);
+                atomic_store(&w->redis_ok, w->redis.ctx != NULL);
+            } else {
+                atomic_store(&w->redis_ok, false);
+            }
+        }
+        atomic_store(&w->stats.reconnects, w->redis.reconnects);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+struct writer *writer_start(const struct writer_config *cfg)
+{
+    struct writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->cfg = *cfg;
+    w->backlog = calloc(cfg->shards, sizeof(*w->backlog));
+    if (!w->backlog || op_redis_init(&w->redis, cfg->redis_url, cfg->timeout_ms) != 0) {
+        fprintf(stderr, "ingest: %s\n", w->redis.errstr[0] ? w->redis.errstr : "out of memory");
+        free(w->backlog);
+        free(w);
+        return NULL;
+    }
+    op_buf_init(&w->enc);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (op_redis_ensure(&w->redis) == 0) {
+        atomic_store(&w->redis_ok, true);
+    } else {
+        op_warn("redis_unavailable", "err=\"%s\" note=\"answering 503 until it is back\"",
+                w->redis.errstr);
+    }
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        fprintf(stderr, "ingest: cannot start the redis writer thread\n");
+        op_redis_release(&w->redis);
+        free(w->backlog);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void writer_stop(struct writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    op_redis_release(&w->redis);
+    op_buf_release(&w->enc);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->backlog);
+    free(w);
+}
