@@ -695,8 +695,11 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
         size_t n = strlen("application/json");
         if (!ct || strncasecmp(ct, "application/json", n) != 0 || (ct[n] && ct[n] != ';' && ct[n] != ' '))
             return fail(r, 415, "unsupported_media_type", "", "Content-Type must be application/json");
+        /* A body somewhat over the limit is read and dropped, so that the
+         * client sees the 413 rather than a reset; a grossly larger one is
+         * refused at once (the client may see the connection close). */
         const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > r->s->cfg.max_body)
+        if (cl && strtoull(cl, NULL, 10) > 16 * (unsigned long long)r->s->cfg.max_body)
             return fail(r, 413, "payload_too_large", "", "the body is larger than INGEST_MAX_BODY");
     }
     return MHD_YES;
@@ -811,6 +814,7 @@ struct http_server *http_start(const struct http_config *cfg)
                      MHD_USE_ERROR_LOG;
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, so it gets every message */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
@@ -819,7 +823,6 @@ struct http_server *http_start(const struct http_config *cfg)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
     if (!s->d) {
         fprintf(stderr, "ingest: cannot listen on %s:%d (INGEST_BIND, INGEST_PORT): port in use or not permitted\n",

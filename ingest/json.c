@@ -109,33 +109,12 @@ static bool string_ok(const char *s, int n)
     return true;
 }
 
-int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok *toks, int max,
-               const char **err)
+/* Converts jsmn's n tokens (or its error code n) into d->toks and checks
+ * what jsmn does not. Returns 0 or -1 with *err. */
+static int json_check(struct json_doc *d, const char *text, size_t len, const jsmntok_t *jt, int n,
+                      const char **err)
 {
-    /* jsmn's tokens go to a per-thread scratch array, grown to the largest
-     * max seen (bounded by the caller's body limit), then converted. */
-    static __thread jsmntok_t *jt;
-    static __thread int jt_cap;
-    jsmn_parser p;
-
-    d->text = text;
-    d->toks = toks;
-    d->ntoks = 0;
-    if (len > (size_t)1 << 30) {
-        *err = "body is too large";
-        return -1;
-    }
-    if (max > jt_cap) {
-        jsmntok_t *nj = realloc(jt, (size_t)max * sizeof(*nj));
-        if (!nj) {
-            *err = "out of memory";
-            return -1;
-        }
-        jt = nj;
-        jt_cap = max;
-    }
-    jsmn_init(&p);
-    int n = jsmn_parse(&p, text, len, jt, (unsigned)max);
+    struct json_tok *toks = d->toks;
     if (n == JSMN_ERROR_NOMEM) {
         *err = "body has too many JSON values";
         return -1;
@@ -234,6 +213,32 @@ int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok
     }
     d->ntoks = n;
     return 0;
+}
+
+
+int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok *toks, int max,
+               const char **err)
+{
+    jsmn_parser p;
+
+    d->text = text;
+    d->toks = toks;
+    d->ntoks = 0;
+    if (len > (size_t)1 << 30) {
+        *err = "body is too large";
+        return -1;
+    }
+    /* jsmn's own tokens, converted into toks below; freed before returning. */
+    jsmntok_t *jt = malloc((size_t)max * sizeof(*jt));
+    if (!jt) {
+        *err = "out of memory";
+        return -1;
+    }
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, text, len, jt, (unsigned)max);
+    int rc = json_check(d, text, len, jt, n, err);
+    free(jt);
+    return rc;
 }
 
 bool json_eq(const struct json_doc *d, int tok, const char *s)

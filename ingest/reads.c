@@ -1,7 +1,9 @@
 /* The read side of the REST API: orders and fills from PostgreSQL, owner-only. */
 #include "ingest/reads.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ingest/json.h"
@@ -10,19 +12,36 @@
 #include "shared/redis.h"
 
 static const char *db_url;
+
 /* One connection per HTTP thread: libpq connections are not shared between
- * threads, and the pool's threads are few and long-lived. */
-static __thread struct op_pg conn;
-static __thread int64_t next_retry_ms;
+ * threads, and the pool's threads are few and long-lived. A thread-specific
+ * key closes it when the thread exits. */
+struct thread_db {
+    struct op_pg pg;
+    int64_t next_retry_ms; /* no reconnect attempt before this */
+};
+static pthread_key_t db_key;
+
+static void thread_db_free(void *p)
+{
+    struct thread_db *t = p;
+    op_pg_close(&t->pg);
+    free(t);
+}
 
 void reads_init(const char *database_url)
 {
     db_url = database_url;
+    pthread_key_create(&db_key, thread_db_free);
 }
 
 void reads_thread_close(void)
 {
-    op_pg_close(&conn);
+    struct thread_db *t = pthread_getspecific(db_key);
+    if (t) {
+        thread_db_free(t);
+        pthread_setspecific(db_key, NULL);
+    }
 }
 
 /* Returns this thread's connection, connecting or resetting as needed, or
@@ -30,17 +49,25 @@ void reads_thread_close(void)
  * dead database does not add a connect timeout to every request). */
 static struct op_pg *db(void)
 {
-    if (op_pg_ok(&conn))
-        return &conn;
-    if (op_now_ms() < next_retry_ms)
+    struct thread_db *t = pthread_getspecific(db_key);
+    if (!t) {
+        t = calloc(1, sizeof(*t));
+        if (!t || pthread_setspecific(db_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    if (op_pg_ok(&t->pg))
+        return &t->pg;
+    if (op_now_ms() < t->next_retry_ms)
         return NULL;
-    int rc = conn.conn ? op_pg_reset(&conn) : op_pg_connect(&conn, db_url, "orderpipe-ingest");
+    int rc = t->pg.conn ? op_pg_reset(&t->pg) : op_pg_connect(&t->pg, db_url, "orderpipe-ingest");
     if (rc != 0) {
-        op_warn("db_unavailable", "err=\"%s\"", conn.err);
-        next_retry_ms = op_now_ms() + 1000;
+        op_warn("db_unavailable", "err=\"%s\"", t->pg.err);
+        t->next_retry_ms = op_now_ms() + 1000;
         return NULL;
     }
-    return &conn;
+    return &t->pg;
 }
 
 int reads_db_ok(void)

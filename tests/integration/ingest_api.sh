@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Ingest over HTTP against a real Redis: every bad-input class gets its status
+# and error code and changes nothing; good orders, batches, idempotent retries,
+# cancels, amends and owner-only reads work.
+set -uo pipefail
+. "$OP_ROOT/tests/lib/testlib.sh"
+
+port="$(op_free_port)"
+url="http://127.0.0.1:$port"
+syms="$OP_STACK_DIR/symbols-ingest.conf"
+printf 'AAPL 0.01 1 1000000\nMSFT 0.01 1 1000000\nNICK 0.05 10 1000\n' >"$syms"
+t_start ingest orderpipe-ingest INGEST_PORT="$port" SYMBOLS_FILE="$syms" INGEST_MAX_BODY=262144 >/dev/null
+op_wait_until 20 "ingest on $port" curl -sf "$url/healthz" || { t_fail "ingest did not start"; cat "$OP_STACK_DIR/ingest.log"; t_done; exit 1; }
+
+A=("Authorization: Bearer dev-key-alice" "Content-Type: application/json")
+B=("Authorization: Bearer dev-key-bob" "Content-Type: application/json")
+
+# bad NAME STATUS CODE METHOD PATH BODY [HEADERS...]: the request must fail
+# with STATUS and error code CODE, and queue nothing.
+bad() {
+	local name="$1" status="$2" code="$3" method="$4" path="$5" body="$6"
+	shift 6
+	local before after
+	before="$(t_orders_len)"
+	t_http "$method" "$url$path" "$body" "$@"
+	after="$(t_orders_len)"
+	t_eq "$name: status" "$T_STATUS" "$status"
+	t_match "$name: code" "$T_BODY" "\"code\":\"$code\""
+	t_eq "$name: nothing queued" "$after" "$before"
+}
+
+order() { # order JSON-FIELDS: a limit buy of AAPL with the fields replaced/added
+	printf '{"symbol":"AAPL","side":"buy","type":"limit","price":"187.25","qty":100%s}' "$1"
+}
+
+# --- malformed bodies ----------------------------------------------------------
+bad "truncated json" 400 invalid_json POST /v1/orders '{"symbol":"AAPL"' "${A[@]}"
+bad "missing comma" 400 invalid_json POST /v1/orders '{"symbol":"AAPL" "side":"buy"}' "${A[@]}"
+bad "trailing garbage" 400 invalid_json POST /v1/orders "$(order '')x" "${A[@]}"
+bad "two values" 400 invalid_json POST /v1/orders "$(order '') {}" "${A[@]}"
+bad "array body" 400 invalid_body POST /v1/orders '[1,2]' "${A[@]}"
+bad "string body" 400 invalid_body POST /v1/orders '"x"' "${A[@]}"
+bad "empty body" 400 invalid_json POST /v1/orders '' "${A[@]}"
+bad "bad escape" 400 invalid_json POST /v1/orders '{"symbol":"AA\qPL"}' "${A[@]}"
+bad "bad number" 400 invalid_json POST /v1/orders '{"qty":01}' "${A[@]}"
+bad "unknown field" 400 unknown_field POST /v1/orders "$(order ',"stop":"1"')" "${A[@]}"
+bad "duplicate key" 400 duplicate_field POST /v1/orders "$(order ',"qty":5')" "${A[@]}"
+# --- missing and wrongly typed fields -------------------------------------------
+bad "missing side" 400 missing_field POST /v1/orders '{"symbol":"AAPL","type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "missing symbol" 400 missing_field POST /v1/orders '{"side":"buy","type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "missing qty" 400 missing_field POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"limit","price":"1"}' "${A[@]}"
+bad "side as number" 400 invalid_field POST /v1/orders '{"symbol":"AAPL","side":1,"type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "bad side" 400 invalid_field POST /v1/orders '{"symbol":"AAPL","side":"hold","type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "side case" 400 invalid_field POST /v1/orders '{"symbol":"AAPL","side":"BUY","type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "bad type" 400 invalid_field POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"stop","price":"1","qty":1}' "${A[@]}"
+bad "bad tif" 400 invalid_field POST /v1/orders "$(order ',"tif":"DAY"')" "${A[@]}"
+bad "post_only string" 400 invalid_field POST /v1/orders "$(order ',"post_only":"yes"')" "${A[@]}"
+bad "post_only with IOC" 400 invalid_field POST /v1/orders "$(order ',"tif":"IOC","post_only":true')" "${A[@]}"
+bad "symbol as number" 400 unknown_symbol POST /v1/orders '{"symbol":5,"side":"buy","type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "unknown symbol" 400 unknown_symbol POST /v1/orders '{"symbol":"ZZZZ","side":"buy","type":"limit","price":"1","qty":1}' "${A[@]}"
+bad "lowercase symbol" 400 unknown_symbol POST /v1/orders '{"symbol":"aapl","side":"buy","type":"limit","price":"1","qty":1}' "${A[@]}"
+# --- prices ------------------------------------------------------------------------
+bad "too many decimals" 400 invalid_price POST /v1/orders "$(order '' | sed 's/187.25/187.251/')" "${A[@]}"
+bad "not a tick multiple" 400 invalid_price POST /v1/orders '{"symbol":"NICK","side":"buy","type":"limit","price":"1.12","qty":10}' "${A[@]}"
+bad "negative price" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/"-1.00"/')" "${A[@]}"
+bad "negative number price" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/-1/')" "${A[@]}"
+bad "zero price" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/"0"/')" "${A[@]}"
+bad "huge price" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/"99999999999999999999"/')" "${A[@]}"
+bad "exponent price" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/"1.8725e2"/')" "${A[@]}"
+bad "exponent number price" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/1.8725e2/')" "${A[@]}"
+bad "price as bool" 400 invalid_price POST /v1/orders "$(order '' | sed 's/"187.25"/true/')" "${A[@]}"
+bad "market with price" 400 invalid_price POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"market","price":"1","qty":1}' "${A[@]}"
+bad "market GTC" 400 invalid_field POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"market","tif":"GTC","qty":1}' "${A[@]}"
+bad "limit without price" 400 missing_field POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"limit","qty":1}' "${A[@]}"
+# --- quantities --------------------------------------------------------------------
+bad "qty zero" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":0/')" "${A[@]}"
+bad "qty negative" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":-5/')" "${A[@]}"
+bad "qty over max" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":1000001/')" "${A[@]}"
+bad "qty fraction" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":1.5/')" "${A[@]}"
+bad "qty exponent" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":1e3/')" "${A[@]}"
+bad "qty string" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":"100"/')" "${A[@]}"
+bad "qty huge" 400 invalid_qty POST /v1/orders "$(order '' | sed 's/"qty":100/"qty":99999999999999999999999/')" "${A[@]}"
+bad "qty not lot multiple" 400 invalid_qty POST /v1/orders '{"symbol":"NICK","side":"buy","type":"limit","price":"1.10","qty":15}' "${A[@]}"
+# --- client_order_id -------------------------------------------------------------
+bad "coid too long" 400 invalid_field POST /v1/orders "$(order ',"client_order_id":"aaaaaaaaaabbbbbbbbbbccccccccccddddddd"')" "${A[@]}"
+bad "coid bad chars" 400 invalid_field POST /v1/orders "$(order ',"client_order_id":"a b"')" "${A[@]}"
+bad "coid empty" 400 invalid_field POST /v1/orders "$(order ',"client_order_id":""')" "${A[@]}"
+bad "coid non-ascii" 400 invalid_field POST /v1/orders "$(order ',"client_order_id":"caf\u00e9"')" "${A[@]}"
+# --- batches -------------------------------------------------------------------------
+bad "empty batch" 400 invalid_field POST /v1/orders/batch '{"orders":[]}' "${A[@]}"
+bad "batch not array" 400 invalid_field POST /v1/orders/batch '{"orders":{}}' "${A[@]}"
+bad "batch missing orders" 400 missing_field POST /v1/orders/batch '{}' "${A[@]}"
+big="$(printf '{"orders":['; for ((i = 0; i < 1001; i++)); do printf '%s{"symbol":"AAPL","side":"buy","type":"limit","price":"1","qty":1}' "$([[ $i -gt 0 ]] && echo ,)"; done; printf ']}')"
+bad "batch of 1001" 400 invalid_field POST /v1/orders/batch "$big" "${A[@]}"
+# --- transport ---------------------------------------------------------------------
+bad "wrong content type" 415 unsupported_media_type POST /v1/orders "$(order '')" "Authorization: Bearer dev-key-alice" "Content-Type: text/plain"
+bad "no content type" 415 unsupported_media_type POST /v1/orders "$(order '')" "Authorization: Bearer dev-key-alice"
+{ order ''; head -c 300000 /dev/zero | tr '\0' ' '; } >"$OP_STACK_DIR/huge.json" # too big for an argv string
+bad "oversized body" 413 payload_too_large POST /v1/orders "@$OP_STACK_DIR/huge.json" "${A[@]}"
+bad "no auth" 401 unauthorized POST /v1/orders "$(order '')" "Content-Type: application/json"
+bad "bad key" 401 unauthorized POST /v1/orders "$(order '')" "Authorization: Bearer dev-key-mallory" "Content-Type: application/json"
+bad "basic auth" 401 unauthorized POST /v1/orders "$(order '')" "Authorization: Basic YWxpY2U6eA==" "Content-Type: application/json"
+bad "put" 405 method_not_allowed PUT /v1/orders "$(order '')" "${A[@]}"
+bad "unknown path" 404 not_found GET /v2/orders "" "${A[@]}"
+bad "cancel bad id" 400 invalid_order_id DELETE "/v1/orders/abc?symbol=AAPL" "" "${A[@]}"
+bad "cancel id zero" 400 invalid_order_id DELETE "/v1/orders/0?symbol=AAPL" "" "${A[@]}"
+bad "cancel id too big" 400 invalid_order_id DELETE "/v1/orders/9223372036854775808?symbol=AAPL" "" "${A[@]}"
+bad "cancel no symbol" 400 missing_field DELETE "/v1/orders/12" "" "${A[@]}"
+bad "cancel unknown symbol" 400 unknown_symbol DELETE "/v1/orders/12?symbol=ZZZ" "" "${A[@]}"
+bad "amend no qty" 400 missing_field PATCH "/v1/orders/12?symbol=AAPL" '{}' "${A[@]}"
+bad "amend qty zero" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":0}' "${A[@]}"
+bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"price":"1"}' "${A[@]}"
+t_http PUT "$url/v1/orders/12" "" "${A[@]}"
+t_match "405 Allow header" "$T_HEADERS" "Allow: GET, PATCH, DELETE"
+
+# --- good orders -------------------------------------------------------------------
+before="$(t_orders_len)"
+t_http POST "$url/v1/orders" "$(order ',"tif":"GTC","post_only":false,"client_order_id":"it-1"')" "${A[@]}"
+t_eq "new order status" "$T_STATUS" 202
+t_match "new order body" "$T_BODY" '^\{"status":"QUEUED","order_id":"[0-9]+","client_order_id":"it-1"\}$'
+oid="$(sed -E 's/.*"order_id":"([0-9]+)".*/\1/' <<<"$T_BODY")"
+t_eq "queued once" "$(t_orders_len)" $((before + 1))
+shard_line="$(for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "orders:{$s}" + - COUNT 1 | sed -n 2,6p | tr '\n' ' '; echo; done | grep -a -m1 'sym AAPL')"
+t_match "stream entry readable in redis-cli" "$shard_line" '^type new sym AAPL m $'
+
+t_http POST "$url/v1/orders" "$(order ',"tif":"GTC","post_only":false,"client_order_id":"it-1"')" "${A[@]}"
+t_eq "retry status" "$T_STATUS" 200
+t_match "retry answers the original id" "$T_BODY" "\"order_id\":\"$oid\""
+t_eq "retry not queued" "$(t_orders_len)" $((before + 1))
+t_http POST "$url/v1/orders" "$(order ',"client_order_id":"it-1"')" "${B[@]}"
+t_eq "same coid, other account" "$T_STATUS" 202
+t_eq "other account queued" "$(t_orders_len)" $((before + 2))
+
+t_http POST "$url/v1/orders" '{"symbol":"MSFT","side":"sell","type":"market","qty":5}' "${A[@]}"
+t_eq "market order" "$T_STATUS" 202
+t_http POST "$url/v1/orders" '{"symbol":"NICK","side":"sell","type":"limit","price":1.10,"qty":20,"tif":"FOK"}' "${A[@]}"
+t_eq "JSON number price, FOK" "$T_STATUS" 202
+
+before="$(t_orders_len)"
+t_http POST "$url/v1/orders/batch" '{"orders":[{"symbol":"AAPL","side":"buy","type":"limit","price":"1.00","qty":1},{"symbol":"ZZZ","side":"buy","type":"limit","price":"1","qty":1},{"symbol":"MSFT","side":"sell","type":"limit","price":"2.5","qty":3,"client_order_id":"b-1"},{"qty":0},{"symbol":"AAPL","side":"sell","type":"market","qty":2}]}' "${A[@]}"
+t_eq "batch status" "$T_STATUS" 202
+t_match "batch results in order" "$T_BODY" '^\{"results":\[\{"status":"QUEUED".*\},\{"status":"REJECTED","error":\{"code":"unknown_symbol".*\},\{"status":"QUEUED".*"client_order_id":"b-1"\},\{"status":"REJECTED","error":\{"code":"[a-z_]+".*\},\{"status":"QUEUED".*\}\]\}$'
+t_eq "batch queued the valid ones" "$(t_orders_len)" $((before + 3))
+
+t_http DELETE "$url/v1/orders/$oid?symbol=AAPL" "" "${A[@]}"
+t_eq "cancel" "$T_STATUS" 202
+t_match "cancel body" "$T_BODY" '"status":"CANCEL_QUEUED"'
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"qty":50}' "${A[@]}"
+t_eq "amend" "$T_STATUS" 202
+t_match "amend body" "$T_BODY" '"status":"AMEND_QUEUED"'
+t_eq "cancel and amend queued" "$(t_orders_len)" $((before + 5))
+
+# --- reads: owner only -----------------------------------------------------------
+psql -q "$DATABASE_URL" -c "INSERT INTO orders (order_id, account, symbol, side, type, tif, price, qty, filled_qty, status, created_at, updated_at, version) VALUES (777001, 'bob', 'AAPL', 'sell', 'limit', 'GTC', 187.25, 10, 4, 'PARTIALLY_FILLED', now(), now(), 1) ON CONFLICT DO NOTHING" >/dev/null
+t_http GET "$url/v1/orders/777001" "" "${B[@]}"
+t_eq "owner reads order" "$T_STATUS" 200
+t_match "order fields" "$T_BODY" '"order_id":"777001".*"price":"187.25","qty":10,"filled_qty":4,"status":"PARTIALLY_FILLED"'
+t_http GET "$url/v1/orders/777001" "" "${A[@]}"
+t_eq "other account cannot read" "$T_STATUS" 404
+t_http GET "$url/v1/orders/777002" "" "${B[@]}"
+t_eq "unknown order" "$T_STATUS" 404
+t_http GET "$url/v1/fills?limit=0" "" "${B[@]}"
+t_eq "fills bad limit" "$T_STATUS" 400
+t_http GET "$url/v1/fills?symbol=AAPL&limit=5" "" "${B[@]}"
+t_eq "fills" "$T_STATUS" 200
+t_match "fills body" "$T_BODY" '^\{"fills":\['
+t_http GET "$url/v1/book/AAPL?depth=5" "" "${A[@]}"
+t_eq "book" "$T_STATUS" 200
+t_http GET "$url/v1/book/ZZZ" "" "${A[@]}"
+t_eq "book unknown symbol" "$T_STATUS" 404
+t_http GET "$url/metrics" ""
+t_match "metrics" "$T_BODY" 'ingest_requests_total\{route="new_order",code="202"\} [0-9]+'
+
+t_done

@@ -1,0 +1,93 @@
+# Helpers for the integration tests written in bash (sourced, not run).
+#
+# Expects the environment of tests/run-integration.sh (REDIS_URL, OP_BUILD,
+# OP_REDIS_PORT, …). Provides service start/stop, HTTP requests with curl,
+# Redis queries and assertions that count failures and print them.
+# shellcheck shell=bash
+
+# shellcheck source=ops/lib.sh
+. "$OP_ROOT/ops/lib.sh"
+
+T_FAILS=0
+T_CHECKS=0
+T_PIDS=()
+
+t_fail() {
+	T_FAILS=$((T_FAILS + 1))
+	printf 'FAIL: %s\n' "$*" >&2
+}
+
+# t_eq WHAT GOT WANT
+t_eq() {
+	T_CHECKS=$((T_CHECKS + 1))
+	[[ "$2" == "$3" ]] || t_fail "$1: got '$2', want '$3'"
+}
+
+# t_match WHAT TEXT REGEX
+t_match() {
+	T_CHECKS=$((T_CHECKS + 1))
+	[[ "$2" =~ $3 ]] || t_fail "$1: '$2' does not match /$3/"
+}
+
+# t_done: prints the summary and exits non-zero on any failure.
+t_done() {
+	t_stop_all
+	printf '%s: %d checks, %d failed\n' "$(basename "$0")" "$T_CHECKS" "$T_FAILS"
+	((T_FAILS == 0))
+}
+
+# redis-cli against the test Redis.
+t_redis() {
+	redis-cli -p "$OP_REDIS_PORT" --no-raw "$@" 2>/dev/null | sed 's/^(integer) //; s/^"//; s/"$//'
+}
+
+# Sum of XLEN over orders:{0..ORDER_SHARDS-1}.
+t_orders_len() {
+	local s total=0 n
+	for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do
+		n="$(t_redis XLEN "orders:{$s}")"
+		total=$((total + ${n:-0}))
+	done
+	printf '%s\n' "$total"
+}
+
+# t_start NAME BINARY [ENV=VAL ...]: starts a service in the background with
+# its log in $OP_STACK_DIR/NAME.log; its pid is remembered for t_stop_all.
+t_start() {
+	local name="$1" bin="$2"
+	shift 2
+	env "$@" "$OP_BUILD/bin/$bin" >>"$OP_STACK_DIR/$name.log" 2>&1 &
+	T_PIDS+=($!)
+	printf '%s\n' "$!"
+}
+
+# t_stop_all: SIGTERM to every service started; each must exit 0 (a graceful
+# stop; under ASan a leak or memory error also makes it non-zero).
+t_stop_all() {
+	local p rc
+	for p in "${T_PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${T_PIDS[@]}"; do
+		rc=0
+		wait "$p" 2>/dev/null || rc=$?
+		t_eq "exit status of pid $p after SIGTERM" "$rc" 0
+		((rc == 0)) || tail -n 30 "$OP_STACK_DIR"/*.log >&2
+	done
+	T_PIDS=()
+}
+
+# t_http METHOD URL [BODY] [HEADER ...]: sets T_STATUS, T_BODY, T_HEADERS.
+# A BODY of @FILE sends the file (argv strings are limited to 128 KiB).
+t_http() {
+	local method="$1" url="$2" body="${3:-}"
+	shift 3 || shift $#
+	local args=(-s -S -X "$method" -D "$OP_STACK_DIR/.h" -o "$OP_STACK_DIR/.b" -w '%{http_code}' --max-time 20)
+	local h
+	for h in "$@"; do args+=(-H "$h"); done
+	[[ -n "$body" ]] && args+=(--data-binary "$body")
+	rm -f "$OP_STACK_DIR/.b" "$OP_STACK_DIR/.h"
+	T_STATUS="$(curl "${args[@]}" "$url" 2>/dev/null || true)"
+	T_BODY="$(cat "$OP_STACK_DIR/.b" 2>/dev/null || true)"
+	T_HEADERS="$(cat "$OP_STACK_DIR/.h" 2>/dev/null || true)"
+}
