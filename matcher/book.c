@@ -26,7 +26,8 @@ _Noreturn void eng_oom(const char *what)
 void book_pool_init(struct book_pool *p, size_t obj_size)
 {
     memset(p, 0, sizeof(*p));
-    p->obj_size = (obj_size + 7) & ~(size_t)7;
+    /* Objects of a cache line or more start on a line: one order = 2 lines, not 3. */
+    p->obj_size = obj_size >= 64 ? (obj_size + 63) & ~(size_t)63 : (obj_size + 7) & ~(size_t)7;
 }
 
 void book_pool_release(struct book_pool *p)
@@ -47,7 +48,7 @@ void book_pool_grow(struct book_pool *p)
         p->slabs = s;
         p->cap_slabs = cap;
     }
-    char *slab = malloc(p->obj_size * BOOK_SLAB);
+    char *slab = aligned_alloc(64, p->obj_size * BOOK_SLAB);
     if (slab == NULL)
         eng_oom("pool slab");
     p->slabs[p->nslabs++] = slab;

@@ -48,28 +48,37 @@ _Noreturn void eng_oom(const char *what);
 
 enum { BOOK_BID = 0, BOOK_ASK = 1 };
 
-/* Objects per pool slab: 4096 orders ≈ 600 KiB, few enough mallocs that
+/* Objects per pool slab: 4096 orders = 512 KiB, few enough mallocs that
  * growth is noise, small enough that an idle shard wastes little. */
 #define BOOK_SLAB 4096
 
-/* One resting (or arriving) order. Hot matching fields first. */
+/*
+ * One resting (or arriving) order: exactly two cache lines, 64-byte aligned
+ * in its slab. Line 1 holds everything matching, cancel and amend touch;
+ * line 2 what only reports need. The account is interned (an index into the
+ * engine's account table) so that the owner check is an integer compare and
+ * the order fits in 128 bytes.
+ */
 struct book_order {
-    struct book_order *next;      /* FIFO: newer order at the level; free-list link */
-    struct book_order *prev;      /* FIFO: older order at the level */
-    struct book_level *level;     /* (ref) the level it rests at; NULL while arriving */
-    uint64_t id;                  /* order_id, 1 … 2^63-1 */
-    int64_t price;                /* limit price, ticks; 0 for a market order */
-    int64_t qty;                  /* total quantity, lots (reduced by amends) */
-    int64_t filled;               /* cumulative filled quantity, 0 ≤ filled < qty while open */
-    uint64_t acct_hash;           /* fnv1a64 of account: kept when the order closes */
-    uint32_t book;                /* index of its book in the engine */
-    uint8_t side;                 /* enum op_side */
-    uint8_t type;                 /* enum op_type */
-    uint8_t tif;                  /* enum op_tif (market orders: IOC or FOK) */
-    uint8_t post_only;            /* 0 or 1 */
-    char account[OP_ACCOUNT_MAX]; /* NUL-padded to the end */
+    /* line 1 */
+    struct book_order *next;  /* FIFO: newer order at the level; free-list link */
+    struct book_order *prev;  /* FIFO: older order at the level */
+    struct book_level *level; /* (ref) the level it rests at; NULL while arriving */
+    uint64_t id;              /* order_id, 1 … 2^63-1 */
+    int64_t price;            /* limit price, ticks; 0 for a market order */
+    int64_t qty;              /* total quantity, lots (reduced by amends) */
+    int64_t filled;           /* cumulative filled quantity, 0 ≤ filled < qty while open */
+    uint32_t book;            /* index of its book in the engine */
+    uint8_t side;             /* enum op_side */
+    uint8_t type;             /* enum op_type */
+    uint8_t tif;              /* enum op_tif (market orders: IOC or FOK) */
+    uint8_t post_only;        /* 0 or 1 */
+    /* line 2 */
+    uint32_t account;                     /* index in the engine's account table */
     char client_order_id[OP_CLORDID_MAX]; /* NUL-padded to the end */
+    char pad_[128 - 68 - OP_CLORDID_MAX]; /* to two full cache lines */
 };
+_Static_assert(sizeof(struct book_order) == 128, "struct book_order is two cache lines");
 
 /* One price level: a FIFO queue of orders at one price. */
 struct book_level {

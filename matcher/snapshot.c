@@ -16,7 +16,7 @@
  *     books  = [ [ symbol, bids, asks ], … ]        in book index order
  *     bids, asks = [ order, … ]                     best price first, FIFO within a price
  *     order  = [ id, price, qty, filled, type, tif, post_only, account, client_order_id ]
- *     closed = [ [ id, account_hash, book_index ], … ]   oldest first
+ *     closed = [ [ id, account, book_index ], … ]   oldest first
  *
  * hash = FNV-1a 64 over the body bytes. The body is canonical (one encoding
  * per state: msgpack-c always picks the shortest form, the order of every
@@ -51,7 +51,8 @@ static int pack_body(const struct eng *e, msgpack_sbuffer *sb)
             rc |= msgpack_pack_array(&pk, n);
             for (uint32_t j = sd->n; j-- > 0;) {
                 for (const struct book_order *o = sd->lv[j]->head; o != NULL; o = o->next) {
-                    size_t al = strlen(o->account), cl = strlen(o->client_order_id);
+                    const char *acct = e->accounts[o->account];
+                    size_t al = strlen(acct), cl = strlen(o->client_order_id);
                     rc |= msgpack_pack_array(&pk, 9);
                     rc |= msgpack_pack_uint64(&pk, o->id);
                     rc |= msgpack_pack_int64(&pk, o->price);
@@ -61,7 +62,7 @@ static int pack_body(const struct eng *e, msgpack_sbuffer *sb)
                     rc |= msgpack_pack_uint8(&pk, o->tif);
                     rc |= o->post_only ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
                     rc |= msgpack_pack_str(&pk, al);
-                    rc |= msgpack_pack_str_body(&pk, o->account, al);
+                    rc |= msgpack_pack_str_body(&pk, acct, al);
                     rc |= msgpack_pack_str(&pk, cl);
                     rc |= msgpack_pack_str_body(&pk, o->client_order_id, cl);
                 }
@@ -73,7 +74,9 @@ static int pack_body(const struct eng *e, msgpack_sbuffer *sb)
         const struct eng_closed *c = &e->ring[(e->closed_head + k) % e->closed_max];
         rc |= msgpack_pack_array(&pk, 3);
         rc |= msgpack_pack_uint64(&pk, c->id);
-        rc |= msgpack_pack_uint64(&pk, c->acct_hash);
+        const char *acct = e->accounts[c->account];
+        rc |= msgpack_pack_str(&pk, strlen(acct));
+        rc |= msgpack_pack_str_body(&pk, acct, strlen(acct));
         rc |= msgpack_pack_uint32(&pk, c->book);
     }
     return rc ? -1 : 0;
@@ -200,13 +203,12 @@ static int restore_side(struct eng *e, struct book *b, int s, const msgpack_obje
         o->price = (int64_t)price;
         o->qty = (int64_t)qty;
         o->filled = (int64_t)filled;
-        o->acct_hash = eng_fnv1a64(account, strlen(account));
+        o->account = (uint32_t)eng_account(e, account, 1);
         o->book = b->index;
         o->side = s == BOOK_BID ? OP_SIDE_BUY : OP_SIDE_SELL;
         o->type = (uint8_t)type;
         o->tif = (uint8_t)tif;
         o->post_only = f[6].via.boolean ? 1 : 0;
-        memcpy(o->account, account, sizeof(account));
         memcpy(o->client_order_id, clordid, sizeof(clordid));
         eng_rest(e, o);
     }
@@ -333,14 +335,15 @@ static int restore_body(struct eng **ep, const msgpack_object *body, struct rctx
         return fail(c, "closed list longer than its bound");
     for (uint32_t k = 0; k < closed->via.array.size; k++) {
         const msgpack_object *cf = arr(&closed->via.array.ptr[k], 3);
-        uint64_t id, acct_hash, book;
+        uint64_t id, book;
+        char account[OP_ACCOUNT_MAX];
         if (cf == NULL || get_u64(&cf[0], INT64_MAX, &id) || id == 0 ||
-            get_u64(&cf[1], UINT64_MAX, &acct_hash) ||
+            get_str(&cf[1], account, sizeof(account)) ||
             get_u64(&cf[2], (uint64_t)e->nbooks - 1, &book) || e->nbooks == 0)
             return fail(c, "closed record %u malformed", k);
         if (eng_id_known(e, id))
             return fail(c, "order id %llu appears twice", (unsigned long long)id);
-        eng_closed_add(e, id, acct_hash, (uint32_t)book);
+        eng_closed_add(e, id, (uint32_t)eng_account(e, account, 1), (uint32_t)book);
     }
     return 0;
 }

@@ -42,8 +42,8 @@ struct ref {
     uint64_t time; /* arrivals */
     struct ref_order *open;
     size_t nopen, capopen;
-    struct ref_closed *closed; /* oldest first */
-    size_t nclosed, closed_max;
+    struct ref_closed *closed; /* a ring: oldest at closed_head once full */
+    size_t nclosed, closed_max, closed_head;
 };
 
 static inline void ref_die(const char *what)
@@ -128,11 +128,13 @@ static inline void ref_desc(struct op_report *p, const struct ref_order *o)
 
 static inline void ref_close(struct ref *r, const struct ref_order *o)
 {
-    if (r->nclosed == r->closed_max) {
-        memmove(&r->closed[0], &r->closed[1], (r->closed_max - 1) * sizeof(*r->closed));
-        r->nclosed--;
+    struct ref_closed *c;
+    if (r->nclosed == r->closed_max) { /* overwrite the oldest */
+        c = &r->closed[r->closed_head];
+        r->closed_head = (r->closed_head + 1) % r->closed_max;
+    } else {
+        c = &r->closed[r->nclosed++];
     }
-    struct ref_closed *c = &r->closed[r->nclosed++];
     c->id = o->id;
     memcpy(c->symbol, o->symbol, OP_SYMBOL_MAX);
     memcpy(c->account, o->account, OP_ACCOUNT_MAX);
