@@ -9,7 +9,7 @@ port="$(op_free_port)"
 url="http://127.0.0.1:$port"
 syms="$OP_STACK_DIR/symbols-ingest.conf"
 printf 'AAPL 0.01 1 1000000\nMSFT 0.01 1 1000000\nNICK 0.05 10 1000\n' >"$syms"
-t_start ingest orderpipe-ingest INGEST_PORT="$port" SYMBOLS_FILE="$syms" INGEST_MAX_BODY=262144 >/dev/null
+t_start ingest orderpipe-ingest INGEST_PORT="$port" SYMBOLS_FILE="$syms" INGEST_MAX_BODY=262144
 op_wait_until 20 "ingest on $port" curl -sf "$url/healthz" || { t_fail "ingest did not start"; cat "$OP_STACK_DIR/ingest.log"; t_done; exit 1; }
 
 A=("Authorization: Bearer dev-key-alice" "Content-Type: application/json")

@@ -52,13 +52,14 @@ t_orders_len() {
 }
 
 # t_start NAME BINARY [ENV=VAL ...]: starts a service in the background with
-# its log in $OP_STACK_DIR/NAME.log; its pid is remembered for t_stop_all.
+# its log in $OP_STACK_DIR/NAME.log; its pid is in T_PID and remembered for
+# t_stop_all. (Call it directly, not in $(…): the service must be our child.)
 t_start() {
 	local name="$1" bin="$2"
 	shift 2
 	env "$@" "$OP_BUILD/bin/$bin" >>"$OP_STACK_DIR/$name.log" 2>&1 &
-	T_PIDS+=($!)
-	printf '%s\n' "$!"
+	T_PID=$!
+	T_PIDS+=("$T_PID")
 }
 
 # t_stop_all: SIGTERM to every service started; each must exit 0 (a graceful
