@@ -21,7 +21,8 @@
 # The setup tool is ${OP_BUILD:-build/rel}/bin/orderpipe-setup (built by make;
 # it reads REDIS_URL, DATABASE_URL and ORDER_SHARDS). Until it exists, the SQL
 # files of schemas/ are applied with psql in lexical order instead, each once
-# per database, and the Redis streams are left to the services.
+# (recorded in schema_migrations like the tool does), and the Redis streams
+# are left to the services.
 #
 # As root, PostgreSQL runs as the 'postgres' user, which must be able to reach
 # DIR/postgres. When it cannot (a checkout in a 700 home directory), the cluster
@@ -129,23 +130,46 @@ check_database_url() {
 	fi
 }
 
-# apply_sql_fallback: apply schemas/*.sql with psql, each file in its own
-# transaction, in lexical order, skipping files already applied to this
-# database (remembered by content hash in DIR/migrations.applied).
+# fnv1a32_file FILE: print the FNV-1a 32-bit hash of FILE's bytes as 8 hex
+# digits: the checksum the setup tool records in schema_migrations.
+fnv1a32_file() {
+	local h=2166136261 b
+	for b in $(od -An -v -tu1 "$1"); do
+		h=$(((h ^ b) * 16777619 & 0xffffffff))
+	done
+	printf '%08x\n' "$h"
+}
+
+# apply_sql_fallback: apply schemas/*.sql with psql, in lexical order, each in
+# one transaction with its row in schema_migrations (version = file name,
+# checksum = FNV-1a 32 of the file): the same bookkeeping as the setup tool, so
+# a database migrated here is carried on by the tool once it is built.
 apply_sql_fallback() {
-	local f key applied="$dir/migrations.applied" n=0
-	local -a files=()
+	local f name sum have n=0
+	local -a files=() psql_cmd=(psql -X -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL")
 	op_need_cmd psql postgresql-client-15
+	op_need_cmd od coreutils
 	while IFS= read -r f; do files+=("$f"); done < <(find "$OP_ROOT/schemas" -maxdepth 1 -name '*.sql' -type f 2>/dev/null | LC_ALL=C sort)
 	op_log "note: no setup tool at '$setup' yet: applying schemas/*.sql with psql instead (${#files[@]} file(s)); the redis streams and groups are not created"
-	touch "$applied"
+	"${psql_cmd[@]}" -c 'CREATE TABLE IF NOT EXISTS schema_migrations (
+		version text PRIMARY KEY, checksum text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())' >/dev/null 8>&- ||
+		op_die "cannot create the table schema_migrations on $DATABASE_URL: see psql's message above"
 	for f in "${files[@]}"; do
-		key="$(printf '%s %s %s' "$DATABASE_URL" "$(basename "$f")" "$(sha256sum <"$f" | cut -c1-64)")"
-		grep -qxF "$key" "$applied" && continue
-		op_log "applying $(basename "$f")"
-		psql -X -q -v ON_ERROR_STOP=1 -1 "$DATABASE_URL" -f "$f" >/dev/null 8>&- ||
+		name="$(basename "$f")"
+		[[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || op_die "migration file name '$name' has characters other than [A-Za-z0-9._-]: rename it"
+		sum="$(fnv1a32_file "$f")"
+		have="$("${psql_cmd[@]}" -c "SELECT checksum FROM schema_migrations WHERE version = '$name'" 8>&-)" ||
+			op_die "cannot read schema_migrations on $DATABASE_URL: see psql's message above"
+		if [[ -n "$have" ]]; then
+			[[ "$have" == "$sum" ]] ||
+				op_die "migration '$name' changed after it was applied (checksum $have, now $sum): add a new migration instead"
+			continue
+		fi
+		op_log "applying $name"
+		"${psql_cmd[@]}" -1 -f "$f" \
+			-c "INSERT INTO schema_migrations (version, checksum) VALUES ('$name', '$sum')" >/dev/null 8>&- ||
 			op_die "migration '$f' failed on $DATABASE_URL: fix it and run 'ops/stack.sh start' again"
-		printf '%s\n' "$key" >>"$applied"
 		n=$((n + 1))
 	done
 	op_log "applied $n new migration(s)"
