@@ -94,6 +94,7 @@ int main(void)
     struct http_server *s = http_start(&hc);
     if (!s) {
         writer_stop(w);
+        writer_free(w);
         return 1;
     }
     op_info("started", "bind=%s port=%d threads=%d shards=%u symbols=%zu keys=%zu", hc.bind,
@@ -113,6 +114,7 @@ int main(void)
     usleep(50000);  /* let resumed connections send their answers */
     long left = http_inflight(s);
     http_stop(s);
+    writer_free(w); /* only now: HTTP threads may submit until the daemon stopped */
     op_info("stopped", "unanswered=%ld", left);
     op_symtab_release(&syms);
     op_apikeys_release(&keys);

@@ -402,6 +402,10 @@ void writer_stop(struct writer *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+}
+
+void writer_free(struct writer *w)
+{
     op_redis_release(&w->redis);
     op_buf_release(&w->enc);
     pthread_mutex_destroy(&w->mu);

@@ -105,7 +105,12 @@ int64_t writer_backlog(struct writer *w, uint32_t shard);
 
 struct writer_stats *writer_stats(struct writer *w);
 
-/* Answers every queued job, stops the thread, frees w. */
+/* Answers every queued job and stops the thread. w stays valid: jobs
+ * submitted afterwards are answered at once with ITEM_REDIS_DOWN, so HTTP
+ * threads still running can use it until the daemon is stopped. */
 void writer_stop(struct writer *w);
+
+/* Frees a stopped writer (after the HTTP daemon is gone). */
+void writer_free(struct writer *w);
 
 #endif
