@@ -5,7 +5,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential libhiredis-dev libmicrohttpd-dev libmsgpack-dev libpq-dev \
-      libjson-c-dev libcmocka-dev \
+      libjsmn-dev libcmocka-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -21,7 +21,7 @@ RUN make -j"$(nproc)" BUILD=/out WERROR=1 all && ls /out/bin
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libhiredis0.14 libmicrohttpd12 libmsgpackc2 libpq5 libjson-c5 curl ca-certificates \
+      libhiredis0.14 libmicrohttpd12 libmsgpackc2 libpq5 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /app --shell /usr/sbin/nologin orderpipe
 WORKDIR /app

@@ -27,7 +27,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/hiredis -I/usr/include/postgresql \
-            -I/usr/include/json-c -MMD -MP
+            -MMD -MP
 CFLAGS += $(WARN) $(OPT)
 LDFLAGS += $(if $(SANITIZER),-fsanitize=$(SANITIZER))
 LDLIBS := -lhiredis -lmsgpackc -lpq -lpthread -lm

@@ -32,7 +32,7 @@ packages=(
 	# build
 	build-essential pkg-config git ca-certificates
 	# libraries the services and tests link
-	libhiredis-dev libmicrohttpd-dev libmsgpack-dev libpq-dev libjson-c-dev libcmocka-dev
+	libhiredis-dev libmicrohttpd-dev libmsgpack-dev libpq-dev libjsmn-dev libcmocka-dev
 	# the servers, and their clients used by ops/ and tests/
 	redis-server redis-tools "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
 	# what the ops/ and tests/ scripts use: ps, ss, flock/runuser, curl
