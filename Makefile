@@ -48,6 +48,9 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBOP     := $(BUILD)/libop.a
 LIBENGINE := $(BUILD)/libengine.a
+# ingest's pure parts (JSON, validation), for unit tests
+INGEST_CORE_SRCS := ingest/json.c ingest/order.c
+LIBINGEST := $(BUILD)/libingest.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
@@ -65,7 +68,7 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(LIBOP) $(LIBENGINE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -78,6 +81,10 @@ $(LIBOP): $(call obj,$(LIB_SRCS))
 $(LIBENGINE): $(call obj,$(ENGINE_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $(call obj,$(ENGINE_SRCS))
+
+$(LIBINGEST): $(call obj,$(INGEST_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
 
 $(BUILD)/bin/orderpipe-ingest: $(call obj,$(INGEST_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
@@ -95,7 +102,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 

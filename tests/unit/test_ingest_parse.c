@@ -1,0 +1,198 @@
+/* Unit tests of ingest's strict JSON reader and order validation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "ingest/json.h"
+#include "ingest/order.h"
+#include "shared/buf.h"
+
+static struct json_tok toks[256];
+
+static int parse(struct json_doc *d, const char *s)
+{
+    const char *err;
+    return json_parse(d, s, strlen(s), toks, 256, &err);
+}
+
+static void test_json_valid_and_invalid(void **state)
+{
+    (void)state;
+    static const char *good[] = {
+        "{}", " { \"a\" : 1 } ", "{\"a\":[1,2,{\"b\":null}],\"c\":true,\"d\":false}",
+        "[]", "\"x\"", "[-0.5e+3, 0, 1E2]", "{\"a\":\"\\u0041\\n\\\"\"}", "[[[[1]]]]",
+    };
+    static const char *bad[] = {
+        "", " ", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{\"a\":1 \"b\":2}", "{\"a\":1,}",
+        "[1,]", "[1 2]", "{} {}", "{}x", "01", "1.", ".5", "+1", "1e", "--1", "tru", "nul",
+        "{a:1}", "{\"a\":'x'}", "\"\\x\"", "\"\\u12\"", "\"a\tb\"", "[1,,2]", "{,}", "{\"a\"::1}",
+    };
+    struct json_doc d;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (parse(&d, good[i]) != 0)
+            fail_msg("rejected valid '%s'", good[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (parse(&d, bad[i]) == 0)
+            fail_msg("accepted invalid '%s'", bad[i]);
+}
+
+static void test_json_navigation(void **state)
+{
+    (void)state;
+    struct json_doc d;
+    char s[16];
+    assert_int_equal(parse(&d, "{\"x\":{\"y\":[1,2]},\"z\":\"a\\/b\",\"n\":-12.50}"), 0);
+    int z = json_get(&d, 0, "z");
+    assert_true(z > 0);
+    assert_int_equal(json_string(&d, z, s, sizeof(s)), 3);
+    assert_string_equal(s, "a/b");
+    int n = json_get(&d, 0, "n");
+    assert_int_equal(d.toks[n].type, JSON_NUMBER);
+    assert_int_equal(d.toks[n].end - d.toks[n].start, 6); /* exact text "-12.50" */
+    assert_int_equal(json_get(&d, 0, "y"), -1);          /* not a top-level key */
+    assert_int_equal(json_string(&d, json_get(&d, 0, "x"), s, sizeof(s)), -1);
+    assert_int_equal(json_string(&d, z, s, 3), -1); /* does not fit */
+
+    static const char *const allowed[] = {"a", "b", NULL};
+    const char *bad;
+    bool dup;
+    assert_int_equal(parse(&d, "{\"a\":1,\"b\":{\"a\":2,\"a\":3}}"), 0);
+    assert_int_equal(json_object_check(&d, 0, allowed, &bad, &dup), 0); /* nested dup not ours */
+    assert_int_equal(parse(&d, "{\"a\":1,\"b\":2,\"a\":3}"), 0);
+    assert_int_equal(json_object_check(&d, 0, allowed, &bad, &dup), -1);
+    assert_true(dup);
+    assert_string_equal(bad, "a");
+    assert_int_equal(parse(&d, "{\"a\":1,\"zz\":2}"), 0);
+    assert_int_equal(json_object_check(&d, 0, allowed, &bad, &dup), -1);
+    assert_false(dup);
+    assert_string_equal(bad, "zz");
+}
+
+static void test_json_put_str(void **state)
+{
+    (void)state;
+    struct op_buf b;
+    op_buf_init(&b);
+    json_put_str(&b, "a\"b\\c\n\x01");
+    assert_string_equal(b.data, "\"a\\\"b\\\\c\\u000a\\u0001\"");
+    op_buf_release(&b);
+}
+
+static struct op_symtab syms;
+
+static int setup(void **state)
+{
+    (void)state;
+    return op_symtab_defaults(&syms);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    op_symtab_release(&syms);
+    return 0;
+}
+
+/* Parses body as an order; returns the error code, or "ok". */
+static const char *order_code(const char *body, struct op_order_msg *m)
+{
+    struct json_doc d;
+    struct api_error e;
+    if (parse(&d, body) != 0)
+        return "invalid_json";
+    if (order_parse_new(&d, 0, &syms, "alice", m, &e) != 0)
+        return e.code;
+    return "ok";
+}
+
+static void test_order_fields(void **state)
+{
+    (void)state;
+    struct op_order_msg m;
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"187.25\",\"qty\":100,\"client_order_id\":\"my-1\"}", &m), "ok");
+    assert_int_equal(m.kind, OP_MSG_NEW);
+    assert_int_equal(m.side, OP_SIDE_BUY);
+    assert_int_equal(m.type, OP_TYPE_LIMIT);
+    assert_int_equal(m.tif, OP_TIF_GTC);
+    assert_int_equal(m.price, 18725);
+    assert_int_equal(m.qty, 100);
+    assert_string_equal(m.symbol, "AAPL");
+    assert_string_equal(m.account, "alice");
+    assert_string_equal(m.client_order_id, "my-1");
+
+    assert_string_equal(order_code("{\"symbol\":\"TSLA\",\"side\":\"sell\",\"type\":\"market\",\"qty\":3}", &m), "ok");
+    assert_int_equal(m.tif, OP_TIF_IOC); /* market orders default to IOC */
+    assert_int_equal(m.price, 0);
+    assert_string_equal(order_code("{\"symbol\":\"TSLA\",\"side\":\"sell\",\"type\":\"limit\",\"price\":250.5,\"qty\":3,\"tif\":\"FOK\",\"post_only\":false}", &m), "ok");
+    assert_int_equal(m.price, 25050);
+    assert_int_equal(m.tif, OP_TIF_FOK);
+
+    static const struct {
+        const char *body, *code;
+    } cases[] = {
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"qty\":2}", "duplicate_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"x\":1}", "unknown_field"},
+        {"{\"symbol\":\"AAPL\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}", "missing_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"qty\":1}", "missing_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"price\":\"1\",\"qty\":1}", "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"tif\":\"GTC\",\"qty\":1}", "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"post_only\":true,\"qty\":1}", "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1e2\",\"qty\":1}", "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1.001\",\"qty\":1}", "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":null,\"qty\":1}", "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":0}", "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":-1}", "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":2.0}", "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1000001}", "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":true}", "invalid_qty"},
+        {"{\"symbol\":\"NOPE\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}", "unknown_symbol"},
+        {"{\"symbol\":\"AAPL\\u0000\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}", "unknown_symbol"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"client_order_id\":\"x/y\"}", "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"client_order_id\":7}", "invalid_field"},
+        {"[]", "invalid_body"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = order_code(cases[i].body, &m);
+        if (strcmp(got, cases[i].code) != 0)
+            fail_msg("case %zu: got %s want %s", i, got, cases[i].code);
+    }
+}
+
+static void test_amend_and_id(void **state)
+{
+    (void)state;
+    struct json_doc d;
+    struct api_error e;
+    int64_t qty;
+    uint64_t id;
+    assert_int_equal(parse(&d, "{\"qty\":5}"), 0);
+    assert_int_equal(order_parse_amend(&d, 0, &qty, &e), 0);
+    assert_int_equal(qty, 5);
+    assert_int_equal(parse(&d, "{\"qty\":5,\"price\":\"1\"}"), 0);
+    assert_int_equal(order_parse_amend(&d, 0, &qty, &e), -1);
+    assert_string_equal(e.code, "unknown_field");
+    assert_int_equal(order_parse_id("9223372036854775807", &id, &e), 0);
+    assert_true(id == UINT64_C(9223372036854775807));
+    assert_int_equal(order_parse_id("9223372036854775808", &id, &e), -1);
+    assert_int_equal(order_parse_id("0", &id, &e), -1);
+    assert_int_equal(order_parse_id("-1", &id, &e), -1);
+    assert_int_equal(order_parse_id("12a", &id, &e), -1);
+    assert_int_equal(order_parse_id("", &id, &e), -1);
+    assert_string_equal(e.code, "invalid_order_id");
+    assert_int_equal(e.status, 400);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_valid_and_invalid),
+        cmocka_unit_test(test_json_navigation),
+        cmocka_unit_test(test_json_put_str),
+        cmocka_unit_test(test_order_fields),
+        cmocka_unit_test(test_amend_and_id),
+    };
+    return cmocka_run_group_tests_name("ingest_parse", tests, setup, teardown);
+}
