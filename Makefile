@@ -124,7 +124,7 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@ops/run.sh
+	@OP_BUILD=$(BUILD) ops/run.sh
 
 # The tests always run under ASan+UBSan: a memory error fails the suite.
 test: deps
@@ -139,7 +139,7 @@ test-integration: all
 BENCH ?=
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@bench/run.sh $(BUILD) $(BENCH)
+	@OP_BUILD=$(BUILD) bench/run.sh $(BUILD) $(BENCH)
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
