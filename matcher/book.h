@@ -39,12 +39,13 @@
 #define ENG_ASSERT(cond) ((cond) ? (void)0 : eng_assert_fail(#cond, __FILE__, __LINE__))
 
 /* Prints "engine invariant broken at file:line: expr" to stderr and aborts. */
-_Noreturn void eng_assert_fail(const char *expr, const char *file, int line);
+_Noreturn void eng_assert_fail(const char *expr, const char *file, int line)
+    __attribute__((noreturn));
 
 /* Prints "engine: out of memory (what)" to stderr and aborts. An input that is
  * half applied cannot be rolled back, so running out of memory is fatal;
  * recovery is snapshot + replay (DESIGN.md, invariant 4). */
-_Noreturn void eng_oom(const char *what);
+_Noreturn void eng_oom(const char *what) __attribute__((noreturn));
 
 enum { BOOK_BID = 0, BOOK_ASK = 1 };
 

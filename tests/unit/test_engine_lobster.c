@@ -105,6 +105,17 @@ static uint64_t parse_ts(const char *s)
     return sec * 1000000000u + ns;
 }
 
+/* realloc that fails the test instead of returning NULL */
+static void *grow(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (q == NULL) {
+        free(p);
+        fail_msg("out of memory");
+    }
+    return q;
+}
+
 static size_t load_msgs(FILE *f, struct msg **out)
 {
     size_t n = 0, cap = 1024;
@@ -112,7 +123,7 @@ static size_t load_msgs(FILE *f, struct msg **out)
     char line[256];
     while (fgets(line, sizeof(line), f)) {
         if (n == cap)
-            v = realloc(v, (cap *= 2) * sizeof(*v));
+            v = grow(v, (cap *= 2) * sizeof(*v));
         char *p = strchr(line, ',');
         if (p == NULL)
             continue;
@@ -138,7 +149,7 @@ static size_t load_rows(FILE *f, struct row **out)
     char line[1024];
     while (fgets(line, sizeof(line), f)) {
         if (n == cap)
-            v = realloc(v, (cap *= 2) * sizeof(*v));
+            v = grow(v, (cap *= 2) * sizeof(*v));
         char *p = line;
         for (int l = 0; l < LEVELS; l++) {
             v[n].ask_px[l] = strtoll(p, &p, 10), p++;
@@ -358,13 +369,14 @@ static void test_lobster_replay(void **state)
     (void)state;
     FILE *mf = open_data(MSG_FILE), *bf = open_data(BOOK_FILE);
     if (mf == NULL || bf == NULL) {
-        if (mf)
+        if (mf != NULL)
             fclose(mf);
-        if (bf)
+        if (bf != NULL)
             fclose(bf);
         print_message("LOBSTER sample not found (set LOBSTER_DIR or add ../shared/data/lobster): "
                       "skipped\n");
         skip();
+        return;
     }
     struct msg *msgs;
     struct row *rows;
