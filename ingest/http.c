@@ -230,7 +230,9 @@ static uint64_t ts_ns(void)
 /* Error of an item the writer could not queue. */
 static void item_error(const struct item *it, struct api_error *e)
 {
-    if (it->status == ITEM_NO_STREAM)
+    if (it->status == ITEM_SHUTTING_DOWN)
+        api_fail(e, 503, "shutting_down", "", "ingest is stopping: nothing was queued, retry");
+    else if (it->status == ITEM_NO_STREAM)
         api_fail(e, 503, "redis_unavailable", "",
                  "the stream of shard %u does not exist: run orderpipe-setup", it->shard);
     else

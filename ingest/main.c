@@ -73,6 +73,7 @@ int main(void)
         .shards = c.order_shards,
         .max_lag = env_or_exit("INGEST_MAX_LAG", 1000000, 1, INT64_MAX),
         .idempotency_ttl_s = (int)env_or_exit("INGEST_IDEMPOTENCY_TTL_S", 86400, 86400, 30 * 86400),
+        .lanes = (int)env_or_exit("INGEST_REDIS_LANES", 2, 1, 32),
     };
     int drain_s = (int)env_or_exit("INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
 

@@ -36,20 +36,32 @@ static const char IDEM_SCRIPT[] =
     "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) "
     "return {1, id}";
 
+/* One writer thread with its own Redis connection. Several lanes take jobs
+ * from the one queue, so that while a pipeline waits for Redis (with
+ * appendfsync always, for its fsync) the next one is already being sent:
+ * Redis then fsyncs the commands of all lanes together. */
+struct lane {
+    struct writer *w;            /* (ref) */
+    int index;                   /* 0 also polls the backlog */
+    pthread_t thread;
+    struct op_redis redis;
+    struct op_buf enc;           /* encoded messages of the round */
+    uint64_t id_block;           /* 0 = none yet */
+    uint64_t id_next;            /* next n within the block */
+    int64_t next_lag_poll_ms;
+    _Atomic bool up;             /* last contact with Redis succeeded */
+};
+
 struct writer {
     struct writer_config cfg;
-    struct op_redis redis;
-    pthread_t thread;
+    struct lane *lanes;
+    int nlanes;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct job *head, *tail;     /* queue, under mu */
     bool stopping;               /* under mu */
-    _Atomic bool redis_ok;
     _Atomic int64_t *backlog;    /* per shard */
-    uint64_t id_block;           /* 0 = none yet */
-    uint64_t id_next;            /* next n within the block */
-    int64_t next_lag_poll_ms;
-    struct op_buf enc;           /* encoded messages of the round */
+    _Atomic int lanes_up;        /* lanes whose last contact with Redis succeeded */
     struct writer_stats stats;
 };
 
@@ -78,7 +90,21 @@ int64_t writer_backlog(struct writer *w, uint32_t shard)
 
 bool writer_redis_ok(struct writer *w)
 {
-    return atomic_load(&w->redis_ok);
+    return atomic_load(&w->lanes_up) > 0;
+}
+
+/* Records whether lane l can talk to Redis; logs the transitions. */
+static void lane_set_up(struct lane *l, bool up)
+{
+    bool was = atomic_exchange(&l->up, up);
+    if (was == up)
+        return;
+    atomic_fetch_add(&l->w->lanes_up, up ? 1 : -1);
+    if (up)
+        op_info("redis_available", "lane=%d host=%s reconnects=%llu", l->index, l->redis.url.host,
+                (unsigned long long)l->redis.reconnects);
+    else
+        op_error("redis_unavailable", "lane=%d err=\"%s\"", l->index, l->redis.errstr);
 }
 
 /* Marks every still-pending item of the jobs in list with st and completes
@@ -103,7 +129,7 @@ void writer_submit(struct writer *w, struct job *j)
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);
-        complete_all(j, ITEM_REDIS_DOWN);
+        complete_all(j, ITEM_SHUTTING_DOWN);
         return;
     }
     if (w->tail)
@@ -116,11 +142,11 @@ void writer_submit(struct writer *w, struct job *j)
 }
 
 /* Gets a fresh id block when the current one is used up. 0 or -1. */
-static int ensure_id_block(struct writer *w)
+static int ensure_id_block(struct lane *l)
 {
-    if (w->id_block != 0 && w->id_next < (UINT64_C(1) << ID_BLOCK_BITS))
+    if (l->id_block != 0 && l->id_next < (UINT64_C(1) << ID_BLOCK_BITS))
         return 0;
-    struct redisReply *rep = op_redis_cmdf(&w->redis, "INCR %s", ID_BLOCK_KEY);
+    struct redisReply *rep = op_redis_cmdf(&l->redis, "INCR %s", ID_BLOCK_KEY);
     if (!rep)
         return -1;
     long long b = op_reply_int(rep);
@@ -128,23 +154,24 @@ static int ensure_id_block(struct writer *w)
     op_reply_free(rep);
     if (!ok)
         return op_log_fail("id_block_failed", "key=%s", ID_BLOCK_KEY);
-    w->id_block = (uint64_t)b;
-    w->id_next = 0;
+    l->id_block = (uint64_t)b;
+    l->id_next = 0;
     op_info("id_block", "block=%lld", b);
     return 0;
 }
 
 /* Polls XINFO GROUPS of every shard; backlog = lag + pending of "matchers". */
-static void poll_lag(struct writer *w)
+static void poll_lag(struct lane *l)
 {
+    struct writer *w = l->w;
     char key[OP_KEY_MAX];
     for (uint32_t s = 0; s < w->cfg.shards; s++) {
         op_key_orders(key, s);
-        if (op_redis_appendf(&w->redis, "XINFO GROUPS %s", key) != 0)
+        if (op_redis_appendf(&l->redis, "XINFO GROUPS %s", key) != 0)
             return;
     }
     for (uint32_t s = 0; s < w->cfg.shards; s++) {
-        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        struct redisReply *rep = op_redis_next_reply(&l->redis);
         if (!rep)
             return;
         int64_t backlog = 0;
@@ -173,11 +200,12 @@ static void poll_lag(struct writer *w)
 }
 
 /* Appends the command of one item to the pipeline. 0 or -1 (connection). */
-static int append_item(struct writer *w, struct item *it, char *key, size_t off, size_t len)
+static int append_item(struct lane *l, struct item *it, char *key, size_t off, size_t len)
 {
+    struct writer *w = l->w;
     const char *type = op_msg_kind_name(it->msg.kind);
     if (it->kind == ITEM_GET)
-        return op_redis_appendf(&w->redis, "GET %s", it->key);
+        return op_redis_appendf(&l->redis, "GET %s", it->key);
     op_key_orders(key, it->shard);
     if (it->msg.kind == OP_MSG_NEW && it->msg.client_order_id[0]) {
         char idem[160], id[24], ttl[16];
@@ -185,11 +213,11 @@ static int append_item(struct writer *w, struct item *it, char *key, size_t off,
                  it->msg.client_order_id);
         snprintf(id, sizeof(id), "%llu", (unsigned long long)it->msg.order_id);
         snprintf(ttl, sizeof(ttl), "%d", w->cfg.idempotency_ttl_s);
-        return op_redis_appendf(&w->redis, "EVAL %s 2 %s %s %s %b %s %s", IDEM_SCRIPT, idem, key,
-                                it->msg.symbol, w->enc.data + off, len, id, ttl);
+        return op_redis_appendf(&l->redis, "EVAL %s 2 %s %s %s %b %s %s", IDEM_SCRIPT, idem, key,
+                                it->msg.symbol, l->enc.data + off, len, id, ttl);
     }
-    return op_redis_appendf(&w->redis, "XADD %s NOMKSTREAM * type %s sym %s m %b", key, type,
-                            it->msg.symbol, w->enc.data + off, len);
+    return op_redis_appendf(&l->redis, "XADD %s NOMKSTREAM * type %s sym %s m %b", key, type,
+                            it->msg.symbol, l->enc.data + off, len);
 }
 
 /* Records the reply of one item. Returns 0, or -1 if rep is NULL (lost). */
@@ -243,40 +271,38 @@ static int take_reply(struct writer *w, struct item *it, struct redisReply *rep)
 }
 
 /* One round: ids, encoding, pipeline, replies, completions for the jobs in list. */
-static void run_round(struct writer *w, struct job *list)
+static void run_round(struct lane *l, struct job *list)
 {
+    struct writer *w = l->w;
     char key[OP_KEY_MAX];
     int n = 0;
 
-    if (op_redis_ensure(&w->redis) != 0 || ensure_id_block(w) != 0) {
-        if (atomic_exchange(&w->redis_ok, false))
-            op_error("redis_unavailable", "err=\"%s\"", w->redis.errstr);
+    if (op_redis_ensure(&l->redis) != 0 || ensure_id_block(l) != 0) {
+        lane_set_up(l, false);
         complete_all(list, ITEM_REDIS_DOWN);
         return;
     }
-    if (!atomic_exchange(&w->redis_ok, true))
-        op_info("redis_available", "url_host=%s reconnects=%llu", w->redis.url.host,
-                (unsigned long long)w->redis.reconnects);
+    lane_set_up(l, true);
     /* ids and encodings first: the id block may need a round trip of its own */
-    op_buf_reset(&w->enc);
+    op_buf_reset(&l->enc);
     for (struct job *j = list; j; j = j->next) {
         for (int i = 0; i < j->nitems; i++) {
             struct item *it = &j->items[i];
             if (it->kind != ITEM_ORDER)
                 continue;
             if (it->msg.kind == OP_MSG_NEW) {
-                if (ensure_id_block(w) != 0) {
+                if (ensure_id_block(l) != 0) {
                     complete_all(list, ITEM_REDIS_DOWN);
                     return;
                 }
-                it->msg.order_id = (w->id_block << ID_BLOCK_BITS) | w->id_next++;
+                it->msg.order_id = (l->id_block << ID_BLOCK_BITS) | l->id_next++;
             }
-            it->enc_off = w->enc.len;
-            if (op_codec_encode_order(&w->enc, &it->msg) != 0) {
+            it->enc_off = l->enc.len;
+            if (op_codec_encode_order(&l->enc, &it->msg) != 0) {
                 complete_all(list, ITEM_REDIS_DOWN);
                 return;
             }
-            it->enc_len = w->enc.len - it->enc_off;
+            it->enc_len = l->enc.len - it->enc_off;
         }
     }
     struct timespec ts0;
@@ -284,14 +310,14 @@ static void run_round(struct writer *w, struct job *list)
     for (struct job *j = list; j; j = j->next) {
         for (int i = 0; i < j->nitems; i++) {
             struct item *it = &j->items[i];
-            if (append_item(w, it, key, it->enc_off, it->enc_len) != 0)
+            if (append_item(l, it, key, it->enc_off, it->enc_len) != 0)
                 goto lost;
             n++;
         }
     }
     for (struct job *j = list; j; j = j->next) {
         for (int i = 0; i < j->nitems; i++) {
-            if (take_reply(w, &j->items[i], op_redis_next_reply(&w->redis)) != 0)
+            if (take_reply(w, &j->items[i], op_redis_next_reply(&l->redis)) != 0)
                 goto lost;
         }
     }
@@ -304,8 +330,8 @@ static void run_round(struct writer *w, struct job *list)
     complete_all(list, ITEM_REDIS_DOWN); /* nothing pending is left; completes the jobs */
     return;
 lost:
-    op_error("redis_lost", "err=\"%s\" items=%d", w->redis.errstr, n);
-    atomic_store(&w->redis_ok, false);
+    op_error("redis_lost", "lane=%d err=\"%s\" items=%d", l->index, l->redis.errstr, n);
+    lane_set_up(l, false);
     complete_all(list, ITEM_REDIS_DOWN);
 }
 
@@ -328,7 +354,8 @@ static struct job *take_jobs(struct writer *w)
 
 static void *writer_main(void *arg)
 {
-    struct writer *w = arg;
+    struct lane *l = arg;
+    struct writer *w = l->w;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stopping) {
@@ -338,26 +365,28 @@ static void *writer_main(void *arg)
             if (dl.tv_nsec >= 1000000000L)
                 dl.tv_sec++, dl.tv_nsec -= 1000000000L;
             pthread_cond_timedwait(&w->cv, &w->mu, &dl);
-            if (op_now_ms() >= w->next_lag_poll_ms)
+            if (l->index == 0 && op_now_ms() >= l->next_lag_poll_ms)
                 break;
         }
         if (!w->head && w->stopping)
             break;
         struct job *list = w->head ? take_jobs(w) : NULL;
+        if (w->head) /* more than one round's worth: wake another lane */
+            pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
         if (list)
-            run_round(w, list);
-        if (op_now_ms() >= w->next_lag_poll_ms) {
-            w->next_lag_poll_ms = op_now_ms() + LAG_POLL_MS;
-            if (op_redis_ensure(&w->redis) == 0) {
-                poll_lag(w);
-                atomic_store(&w->redis_ok, w->redis.ctx != NULL);
-            } else {
-                atomic_store(&w->redis_ok, false);
-            }
+            run_round(l, list);
+        if (l->index == 0 && op_now_ms() >= l->next_lag_poll_ms) {
+            l->next_lag_poll_ms = op_now_ms() + LAG_POLL_MS;
+            if (op_redis_ensure(&l->redis) == 0)
+                poll_lag(l);
+            lane_set_up(l, l->redis.ctx != NULL);
         }
-        atomic_store(&w->stats.reconnects, w->redis.reconnects);
         pthread_mutex_lock(&w->mu);
+        uint64_t rc = 0;
+        for (int i = 0; i < w->nlanes; i++)
+            rc += w->lanes[i].redis.reconnects;
+        atomic_store(&w->stats.reconnects, rc);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -369,47 +398,69 @@ struct writer *writer_start(const struct writer_config *cfg)
     if (!w)
         return NULL;
     w->cfg = *cfg;
+    w->nlanes = cfg->lanes > 0 ? cfg->lanes : 1;
     w->backlog = calloc(cfg->shards, sizeof(*w->backlog));
-    if (!w->backlog || op_redis_init(&w->redis, cfg->redis_url, cfg->timeout_ms) != 0) {
-        fprintf(stderr, "ingest: %s\n", w->redis.errstr[0] ? w->redis.errstr : "out of memory");
-        free(w->backlog);
-        free(w);
-        return NULL;
+    w->lanes = calloc((size_t)w->nlanes, sizeof(*w->lanes));
+    if (!w->backlog || !w->lanes) {
+        fprintf(stderr, "ingest: out of memory\n");
+        goto fail;
     }
-    op_buf_init(&w->enc);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (op_redis_ensure(&w->redis) == 0) {
-        atomic_store(&w->redis_ok, true);
-    } else {
-        op_warn("redis_unavailable", "err=\"%s\" note=\"answering 503 until it is back\"",
-                w->redis.errstr);
+    for (int i = 0; i < w->nlanes; i++) {
+        struct lane *l = &w->lanes[i];
+        l->w = w;
+        l->index = i;
+        op_buf_init(&l->enc);
+        if (op_redis_init(&l->redis, cfg->redis_url, cfg->timeout_ms) != 0) {
+            fprintf(stderr, "ingest: %s (REDIS_URL)\n", l->redis.errstr);
+            goto fail;
+        }
+        if (op_redis_ensure(&l->redis) == 0)
+            lane_set_up(l, true);
+        else if (i == 0)
+            op_warn("redis_unavailable", "err=\"%s\" note=\"answering 503 until it is back\"",
+                    l->redis.errstr);
     }
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
-        fprintf(stderr, "ingest: cannot start the redis writer thread\n");
-        op_redis_release(&w->redis);
-        free(w->backlog);
-        free(w);
-        return NULL;
+    for (int i = 0; i < w->nlanes; i++) {
+        if (pthread_create(&w->lanes[i].thread, NULL, writer_main, &w->lanes[i]) != 0) {
+            fprintf(stderr, "ingest: cannot start redis writer thread %d\n", i);
+            w->nlanes = i; /* stop the ones started */
+            writer_stop(w);
+            writer_free(w);
+            return NULL;
+        }
     }
     return w;
+fail:
+    if (w->lanes)
+        for (int i = 0; i < w->nlanes; i++)
+            op_redis_release(&w->lanes[i].redis);
+    free(w->lanes);
+    free(w->backlog);
+    free(w);
+    return NULL;
 }
 
 void writer_stop(struct writer *w)
 {
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
-    pthread_cond_signal(&w->cv);
+    pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
+    for (int i = 0; i < w->nlanes; i++)
+        pthread_join(w->lanes[i].thread, NULL);
 }
 
 void writer_free(struct writer *w)
 {
-    op_redis_release(&w->redis);
-    op_buf_release(&w->enc);
+    for (int i = 0; i < w->nlanes; i++) {
+        op_redis_release(&w->lanes[i].redis);
+        op_buf_release(&w->lanes[i].enc);
+    }
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    free(w->lanes);
     free(w->backlog);
     free(w);
 }

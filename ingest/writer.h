@@ -36,6 +36,7 @@ enum item_status {
     ITEM_NO_STREAM,   /* the shard's stream does not exist: 503, setup not run */
     ITEM_FOUND,       /* ITEM_GET: value holds the string */
     ITEM_NOT_FOUND,   /* ITEM_GET: no such key */
+    ITEM_SHUTTING_DOWN, /* submitted after writer_stop: 503, nothing queued */
 };
 
 struct item {
@@ -81,6 +82,7 @@ struct writer_config {
     uint32_t shards;
     int64_t max_lag;          /* backpressure high-water mark, entries per shard */
     int idempotency_ttl_s;    /* how long a client_order_id is remembered */
+    int lanes;                /* writer threads, each with its own connection */
 };
 
 struct writer;
@@ -90,14 +92,14 @@ struct writer;
 struct writer *writer_start(const struct writer_config *cfg);
 
 /* Queues j; thread-safe, never blocks on Redis. After writer_stop began,
- * jobs are answered at once with ITEM_REDIS_DOWN. */
+ * jobs are answered at once with ITEM_SHUTTING_DOWN. */
 void writer_submit(struct writer *w, struct job *j);
 
 /* 1 if shard's backlog (lag + pending of group "matchers") is above
  * max_lag as of the last check (at most ~200 ms old). Thread-safe. */
 bool writer_overloaded(struct writer *w, uint32_t shard);
 
-/* 1 if the last contact with Redis succeeded. Thread-safe. */
+/* 1 if the last contact of some lane with Redis succeeded. Thread-safe. */
 bool writer_redis_ok(struct writer *w);
 
 /* Backlog of a shard as of the last check. */
@@ -106,7 +108,7 @@ int64_t writer_backlog(struct writer *w, uint32_t shard);
 struct writer_stats *writer_stats(struct writer *w);
 
 /* Answers every queued job and stops the thread. w stays valid: jobs
- * submitted afterwards are answered at once with ITEM_REDIS_DOWN, so HTTP
+ * submitted afterwards are answered at once with ITEM_SHUTTING_DOWN, so HTTP
  * threads still running can use it until the daemon is stopped. */
 void writer_stop(struct writer *w);
 
