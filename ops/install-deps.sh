@@ -35,8 +35,8 @@ packages=(
 	libhiredis-dev libmicrohttpd-dev libmsgpack-dev libpq-dev libjsmn-dev libcmocka-dev
 	# the servers, and their clients used by ops/ and tests/
 	redis-server redis-tools "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
-	# what the ops/ and tests/ scripts use: ps, ss, flock/runuser, curl
-	procps iproute2 util-linux curl
+	# what the ops/ and tests/ scripts use: ps, ss, flock/runuser, curl, python3 (end-to-end test)
+	procps iproute2 util-linux curl python3
 	# lint, format, memory checks
 	clang clang-tidy clang-format cppcheck valgrind
 	# benchmarks and their plots
