@@ -17,11 +17,21 @@
 static int fail(struct op_pg *pg, const char *what, const char *why)
 {
     char msg[200];
+    pg->sqlstate[0] = '\0';
     snprintf(msg, sizeof(msg), "%s", why ? why : "unknown error");
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
     snprintf(pg->err, sizeof(pg->err), "%.50s: %s", what, msg);
+    return -1;
+}
+
+/* Like fail, with the server's message and SQLSTATE taken from res (may be NULL). */
+static int fail_res(struct op_pg *pg, const char *what, const PGresult *res)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    fail(pg, what, res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+    snprintf(pg->sqlstate, sizeof(pg->sqlstate), "%s", st ? st : "");
     return -1;
 }
 
@@ -82,7 +92,7 @@ int op_pg_exec(struct op_pg *pg, const char *sql)
     PGresult *res = PQexec(pg->conn, sql);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        fail(pg, "query failed", res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+        fail_res(pg, "query failed", res);
         PQclear(res);
         return -1;
     }
@@ -99,7 +109,7 @@ struct pg_result *op_pg_query(struct op_pg *pg, const char *sql, int nparams,
     }
     PGresult *res = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fail(pg, "query failed", res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+        fail_res(pg, "query failed", res);
         PQclear(res);
         return NULL;
     }
@@ -137,7 +147,7 @@ int op_pg_copy_begin(struct op_pg *pg, const char *copy_sql)
         return fail(pg, "copy failed", "not connected");
     PGresult *res = PQexec(pg->conn, copy_sql);
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
-        fail(pg, "copy failed", res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+        fail_res(pg, "copy failed", res);
         PQclear(res);
         return -1;
     }
@@ -166,7 +176,7 @@ int op_pg_copy_end(struct op_pg *pg, int failed)
     PGresult *res;
     while ((res = PQgetResult(pg->conn)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0 && !failed)
-            rc = fail(pg, "copy failed", PQresultErrorMessage(res));
+            rc = fail_res(pg, "copy failed", res);
         PQclear(res);
     }
     return failed ? -1 : rc;

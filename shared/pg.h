@@ -16,6 +16,8 @@ struct pg_result;
 struct op_pg {
     struct pg_conn *conn; /* NULL when never connected */
     char err[256];        /* what failed last, lowercase, for logs */
+    char sqlstate[6];     /* SQLSTATE of the last failed statement ("23514", …), or "" when
+                             the failure carried none (connection lost, not connected) */
 };
 
 /*

@@ -1,0 +1,483 @@
+/* A batch of fills entries: decoded reports, poison detection, and the COPY text to write them. */
+#include "recorder/batch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shared/alloc.h"
+#include "shared/pg.h"
+
+/* Why 64: most entries hold 1-3 reports; the arrays grow by doubling. */
+#define INITIAL_CAP 64
+
+int rec_batch_init(struct rec_batch *b, const struct op_symtab *syms)
+{
+    memset(b, 0, sizeof(*b));
+    b->syms = syms;
+    b->ts_sec = -1;
+    op_buf_init(&b->raw);
+    b->codec = op_codec_new();
+    return b->codec ? 0 : -1;
+}
+
+void rec_batch_release(struct rec_batch *b)
+{
+    op_codec_free(b->codec);
+    op_free(b->entries);
+    op_free(b->reports);
+    op_free(b->orders);
+    op_free(b->slots);
+    op_buf_release(&b->raw);
+    memset(b, 0, sizeof(*b));
+}
+
+void rec_batch_reset(struct rec_batch *b)
+{
+    b->nentries = 0;
+    b->nreports = 0;
+    b->rows = 0;
+    b->npoison = 0;
+    b->first_ms = 0;
+    b->ignored_rejects = 0;
+    op_buf_reset(&b->raw);
+}
+
+/* Grows *arr (of elem-byte items, capacity *cap) to hold at least need items.
+ * Returns 0, or -1 (unchanged) out of memory. */
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : INITIAL_CAP;
+    while (n < need)
+        n *= 2;
+    void *p = op_realloc(*arr, n * elem);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+/* What a report writes: 0 nothing (ignored reject), 1 order state, 2 trade. */
+static int report_effect(const struct op_report *r)
+{
+    switch (r->kind) {
+    case OP_REPORT_TRADE:
+        return 2;
+    case OP_REPORT_ACCEPTED:
+    case OP_REPORT_CANCELLED:
+    case OP_REPORT_AMENDED:
+        return 1;
+    case OP_REPORT_REJECTED:
+        /* A rejected cancel/amend leaves its target unchanged; a new order
+         * rejected as a duplicate id is not the order that owns the id. */
+        return (r->req_kind == OP_MSG_NEW && r->reason != OP_REASON_DUPLICATE_ID) ? 1 : 0;
+    default:
+        return -1;
+    }
+}
+
+/* Marks entry e poison with a printable-ASCII copy of why. */
+static void set_poison(struct rec_batch *b, struct rec_entry *e, const char *why)
+{
+    snprintf(e->err, sizeof(e->err), "%s", why);
+    for (char *p = e->err; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
+    b->nreports = e->first; /* its reports, if any were decoded, are dropped */
+    e->n = 0;
+    b->npoison++;
+}
+
+int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
+                  const void *m, size_t mlen)
+{
+    if (grow((void **)&b->entries, &b->cap_entries, b->nentries + 1, sizeof(*b->entries)) != 0 ||
+        grow((void **)&b->reports, &b->cap_reports, b->nreports + OP_CODEC_REPORTS_MAX,
+             sizeof(*b->reports)) != 0)
+        return -1;
+    size_t raw_off = b->raw.len;
+    if (m && op_buf_append(&b->raw, m, mlen) != 0)
+        return -1;
+    struct rec_entry *e = &b->entries[b->nentries++];
+    e->shard = shard;
+    if (idlen >= sizeof(e->id))
+        idlen = sizeof(e->id) - 1;
+    memcpy(e->id, id, idlen);
+    e->id[idlen] = '\0';
+    e->raw_off = raw_off;
+    e->raw_len = m ? mlen : 0;
+    e->has_raw = m != NULL;
+    e->first = b->nreports;
+    e->n = 0;
+    e->err[0] = '\0';
+    if (!m) {
+        set_poison(b, e, "entry has no 'm' field");
+        return 0;
+    }
+    size_t n = 0;
+    if (op_codec_decode_reports(b->codec, m, mlen, b->reports + b->nreports, OP_CODEC_REPORTS_MAX,
+                                &n) != 0) {
+        char why[REC_ERR_MAX];
+        snprintf(why, sizeof(why), "cannot decode reports: %s", op_codec_error(b->codec));
+        set_poison(b, e, why);
+        return 0;
+    }
+    size_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct op_report *r = &b->reports[b->nreports + i];
+        int eff = report_effect(r);
+        if (eff < 0) {
+            char why[REC_ERR_MAX];
+            snprintf(why, sizeof(why), "unknown report kind %u", r->kind);
+            set_poison(b, e, why);
+            return 0;
+        }
+        if (eff == 0) {
+            b->ignored_rejects++;
+            continue;
+        }
+        if (!op_symtab_find(b->syms, r->symbol, strlen(r->symbol))) {
+            char why[REC_ERR_MAX];
+            snprintf(why, sizeof(why), "unknown symbol '%s' (not in SYMBOLS_FILE)", r->symbol);
+            set_poison(b, e, why);
+            return 0;
+        }
+        rows++;
+    }
+    e->n = n;
+    b->nreports += n;
+    b->rows += rows ? rows : 1; /* an entry of ignored reports still costs a little */
+    return 0;
+}
+
+int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
+                         const char *why)
+{
+    if (rec_batch_add(b, shard, id, idlen, NULL, 0) != 0)
+        return -1;
+    struct rec_entry *e = &b->entries[b->nentries - 1];
+    snprintf(e->err, sizeof(e->err), "%s", why);
+    return 0;
+}
+
+/* ---- text formatting, without printf on the hot path ---------------------- */
+
+/* Appends the decimal text of v. The caller reserved room (21 bytes). */
+static void put_u64(struct op_buf *o, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    char *d = o->data + o->len;
+    for (int i = 0; i < n; i++)
+        d[i] = tmp[n - 1 - i];
+    o->len += (size_t)n;
+}
+
+static void put_i64(struct op_buf *o, int64_t v)
+{
+    if (v < 0) {
+        o->data[o->len++] = '-';
+        put_u64(o, (uint64_t)0 - (uint64_t)v);
+    } else {
+        put_u64(o, (uint64_t)v);
+    }
+}
+
+static void put_str(struct op_buf *o, const char *s, size_t n)
+{
+    memcpy(o->data + o->len, s, n);
+    o->len += n;
+}
+
+static void put_c(struct op_buf *o, char c)
+{
+    o->data[o->len++] = c;
+}
+
+static void put_null(struct op_buf *o)
+{
+    put_str(o, "\\N", 2);
+}
+
+/* Appends s, escaped for COPY; s is at most OP_CLORDID_MAX-ish bytes.
+ * Fast path for the common case of nothing to escape. */
+static int put_text(struct op_buf *o, const char *s)
+{
+    size_t n = strlen(s);
+    if (strpbrk(s, "\\\t\n\r") == NULL) {
+        put_str(o, s, n);
+        return 0;
+    }
+    return op_pg_copy_escape(o, s, n);
+}
+
+int rec_format_ts(struct rec_batch *b, uint64_t ts_ns, char *out)
+{
+    int64_t sec = (int64_t)(ts_ns / 1000000000u);
+    unsigned us = (unsigned)((ts_ns % 1000000000u) / 1000u);
+    if (sec != b->ts_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(b->ts_prefix, sizeof(b->ts_prefix), "%Y-%m-%d %H:%M:%S", &tm);
+        b->ts_sec = sec;
+    }
+    size_t n = strlen(b->ts_prefix);
+    memcpy(out, b->ts_prefix, n);
+    out[n++] = '.';
+    for (int i = 5; i >= 0; i--) {
+        out[n + (size_t)i] = (char)('0' + us % 10);
+        us /= 10;
+    }
+    n += 6;
+    memcpy(out + n, "+00", 4);
+    return (int)n + 3;
+}
+
+static void put_ts(struct rec_batch *b, struct op_buf *o, uint64_t ts_ns)
+{
+    char t[40];
+    int n = rec_format_ts(b, ts_ns, t);
+    put_str(o, t, (size_t)n);
+}
+
+/* Appends ticks of symbol sym as a decimal; -1 if the symbol is unknown
+ * (cannot happen: rec_batch_add made such entries poison). */
+static int put_price(const struct rec_batch *b, struct op_buf *o, const char *sym, int64_t ticks)
+{
+    const struct op_symbol *s = op_symtab_find(b->syms, sym, strlen(sym));
+    char txt[OP_DECIMAL_MAX_LEN + 8];
+    int n = s ? op_decimal_format(ticks, s->tick, txt, sizeof(txt)) : -1;
+    if (n < 0)
+        return -1;
+    put_str(o, txt, (size_t)n);
+    return 0;
+}
+
+/* Per-row worst case before the variable strings: numbers, timestamps, enum
+ * names, separators. Strings are bounded by msg.h's sizes (x2 escaped). */
+#define ROW_RESERVE 1024
+
+/* ---- the merge table ------------------------------------------------------ */
+
+static uint32_t hash_id(uint64_t id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (uint32_t)id;
+}
+
+/* Sizes the table for up to max orders (load <= 1/2) and empties it. */
+static int merge_reset(struct rec_batch *b, size_t max)
+{
+    size_t want = 64;
+    while (want < max * 2)
+        want *= 2;
+    if (want > b->nslots) {
+        uint32_t *s = op_realloc(b->slots, want * sizeof(*s));
+        if (!s)
+            return -1;
+        b->slots = s;
+        b->nslots = want;
+    }
+    memset(b->slots, 0, b->nslots * sizeof(*b->slots));
+    if (grow((void **)&b->orders, &b->cap_orders, max, sizeof(*b->orders)) != 0)
+        return -1;
+    b->norders = 0;
+    return 0;
+}
+
+/* Folds one report's view of order_id into its merged row: the state if its
+ * version (report_id) is the highest so far, the description if the row has
+ * none yet, created_at from an ACCEPTED/REJECTED report. */
+static void merge(struct rec_batch *b, uint64_t order_id, const struct op_report *r, int maker)
+{
+    size_t mask = b->nslots - 1;
+    size_t i = hash_id(order_id) & mask;
+    struct rec_order_row *row;
+    for (;;) {
+        uint32_t s = b->slots[i];
+        if (s == 0) {
+            row = &b->orders[b->norders];
+            b->slots[i] = (uint32_t)++b->norders;
+            memset(row, 0, sizeof(*row));
+            row->order_id = order_id;
+            break;
+        }
+        if (b->orders[s - 1].order_id == order_id) {
+            row = &b->orders[s - 1];
+            break;
+        }
+        i = (i + 1) & mask;
+    }
+    if (!maker && !row->desc)
+        row->desc = r;
+    if (!maker && !row->created_ns &&
+        (r->kind == OP_REPORT_ACCEPTED || r->kind == OP_REPORT_REJECTED))
+        row->created_ns = r->ts_ns;
+    if (!row->state || r->report_id > row->state->report_id) {
+        row->state = r;
+        row->state_is_maker = maker;
+    }
+}
+
+/* Appends one fills row for trade r. Returns 0, or -1 (price not formattable). */
+static int put_fill(struct rec_batch *b, struct op_buf *o, const struct op_report *r)
+{
+    put_u64(o, r->report_id);
+    put_c(o, '\t');
+    put_text(o, r->symbol);
+    put_c(o, '\t');
+    if (put_price(b, o, r->symbol, r->trade_price) != 0)
+        return -1;
+    put_c(o, '\t');
+    put_i64(o, r->trade_qty);
+    put_c(o, '\t');
+    put_u64(o, r->maker_order_id);
+    put_c(o, '\t');
+    put_u64(o, r->order_id);
+    put_c(o, '\t');
+    if (put_text(o, r->maker_account) != 0)
+        return -1;
+    put_c(o, '\t');
+    if (put_text(o, r->account) != 0)
+        return -1;
+    put_c(o, '\t');
+    const char *side = op_side_name(r->side);
+    put_str(o, side, strlen(side));
+    put_c(o, '\t');
+    put_ts(b, o, r->ts_ns);
+    put_c(o, '\n');
+    return 0;
+}
+
+static void put_name(struct op_buf *o, const char *s)
+{
+    put_str(o, s, strlen(s));
+}
+
+/* Appends one orders row for merged row w. Returns 0 or -1. */
+static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_order_row *w)
+{
+    const struct op_report *s = w->state, *d = w->desc;
+    int64_t qty, filled;
+    int status;
+    const char *reason = NULL;
+    if (w->state_is_maker) {
+        qty = s->maker_qty, filled = s->maker_filled_qty, status = s->maker_status;
+    } else {
+        qty = s->qty, filled = s->filled_qty, status = s->status;
+        if ((s->kind == OP_REPORT_CANCELLED || s->kind == OP_REPORT_REJECTED) && s->reason)
+            reason = op_reason_name(s->reason);
+    }
+    put_u64(o, w->order_id);
+    put_c(o, '\t');
+    if (d && d->client_order_id[0]) {
+        if (put_text(o, d->client_order_id) != 0)
+            return -1;
+    } else {
+        put_null(o);
+    }
+    put_c(o, '\t');
+    if (put_text(o, w->state_is_maker ? s->maker_account : s->account) != 0)
+        return -1;
+    put_c(o, '\t');
+    if (put_text(o, s->symbol) != 0)
+        return -1;
+    put_c(o, '\t');
+    if (d) {
+        put_name(o, op_side_name(d->side));
+        put_c(o, '\t');
+        put_name(o, op_type_name(d->type));
+        put_c(o, '\t');
+        put_name(o, op_tif_name(d->tif));
+        put_c(o, '\t');
+        put_c(o, d->post_only ? 't' : 'f');
+        put_c(o, '\t');
+        if (d->price > 0) { /* 0: market order (and a refused price): NULL */
+            if (put_price(b, o, d->symbol, d->price) != 0)
+                return -1;
+        } else {
+            put_null(o);
+        }
+    } else {
+        put_str(o, "\\N\t\\N\t\\N\t\\N\t\\N", 14);
+    }
+    put_c(o, '\t');
+    put_i64(o, qty);
+    put_c(o, '\t');
+    put_i64(o, filled);
+    put_c(o, '\t');
+    put_name(o, op_status_name(status));
+    put_c(o, '\t');
+    if (reason)
+        put_name(o, reason);
+    else
+        put_null(o);
+    put_c(o, '\t');
+    if (w->created_ns)
+        put_ts(b, o, w->created_ns);
+    else
+        put_null(o);
+    put_c(o, '\t');
+    put_ts(b, o, s->ts_ns);
+    put_c(o, '\t');
+    put_u64(o, s->report_id);
+    put_c(o, '\n');
+    return 0;
+}
+
+/* Orders rows in order_id order: two recorders upserting overlapping orders
+ * then take row locks in the same order and cannot deadlock. */
+static int cmp_rows(const void *x, const void *y)
+{
+    const struct rec_order_row *a = x, *c = y;
+    return a->order_id < c->order_id ? -1 : a->order_id > c->order_id;
+}
+
+int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct op_buf *fills,
+                    struct op_buf *orders, size_t *nfills, size_t *norders)
+{
+    op_buf_reset(fills);
+    op_buf_reset(orders);
+    *nfills = 0;
+    *norders = 0;
+    size_t nrep = 0;
+    for (size_t i = lo; i < hi; i++)
+        nrep += b->entries[i].n;
+    if (merge_reset(b, nrep * 2 + 1) != 0)
+        return -1;
+    for (size_t i = lo; i < hi; i++) {
+        const struct rec_entry *e = &b->entries[i];
+        if (e->err[0])
+            continue;
+        for (size_t k = e->first; k < e->first + e->n; k++) {
+            const struct op_report *r = &b->reports[k];
+            int eff = report_effect(r);
+            if (eff <= 0)
+                continue;
+            merge(b, r->order_id, r, 0);
+            if (eff == 2) {
+                merge(b, r->maker_order_id, r, 1);
+                if (op_buf_reserve(fills, ROW_RESERVE) != 0 || put_fill(b, fills, r) != 0)
+                    return -1;
+                (*nfills)++;
+            }
+        }
+    }
+    qsort(b->orders, b->norders, sizeof(*b->orders), cmp_rows);
+    for (size_t i = 0; i < b->norders; i++)
+        if (op_buf_reserve(orders, ROW_RESERVE) != 0 || put_order(b, orders, &b->orders[i]) != 0)
+            return -1;
+    *norders = b->norders;
+    return 0;
+}

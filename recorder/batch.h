@@ -1,0 +1,124 @@
+/* A batch of fills entries: decoded reports, poison detection, and the COPY text to write them. */
+#ifndef REC_BATCH_H
+#define REC_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/buf.h"
+#include "shared/codec.h"
+#include "shared/msg.h"
+#include "shared/symbols.h"
+
+/*
+ * Pure code: no I/O, no clock. The stream module fills a batch with entries
+ * (rec_batch_add), the store module asks for the COPY text of any range of
+ * them (rec_batch_build) — the whole batch, or a half while it bisects a
+ * batch that PostgreSQL refused. Every array is reused across batches
+ * (rec_batch_reset keeps the allocations), so steady state does not allocate.
+ *
+ * What a report becomes (see docs/recorder.md):
+ *   ACCEPTED            order row: description, created_at, state
+ *   TRADE               fills row; taker state (with its description);
+ *                       maker state (no description: it is not in the report)
+ *   CANCELLED, AMENDED  order state (+ description); reject_reason = cancel reason
+ *   REJECTED, req NEW   order row with status REJECTED, reject_reason, created_at
+ *   REJECTED otherwise  nothing (a rejected cancel/amend leaves its order as it
+ *                       was; a duplicate-id new order is not the order of that id)
+ * Within a range, all the states of one order collapse into one row: the
+ * state of the highest report_id, the description of any report carrying it,
+ * created_at of its ACCEPTED/REJECTED report.
+ */
+
+/* "18446744073709551615-18446744073709551615" plus NUL, rounded up. */
+#define REC_ID_MAX 48
+/* Room for an error such as "unknown symbol 'XXXXXXXXXXXXXXX'" or a codec message. */
+#define REC_ERR_MAX 96
+
+/* One stream entry of the batch. */
+struct rec_entry {
+    uint32_t shard;         /* fills:{shard} */
+    char id[REC_ID_MAX];    /* stream entry id, NUL-terminated */
+    size_t raw_off;         /* its `m` field: batch->raw.data[raw_off .. +raw_len) */
+    size_t raw_len;
+    int has_raw;            /* 0 when the entry had no `m` field */
+    size_t first;           /* its reports: batch->reports[first .. first + n) */
+    size_t n;
+    char err[REC_ERR_MAX];  /* "" or why it cannot be recorded (poison: dead letter) */
+};
+
+/* One order's merged row (internal to rec_batch_build; here for sizing). */
+struct rec_order_row {
+    uint64_t order_id;
+    const struct op_report *state; /* (ref) report of the highest version */
+    const struct op_report *desc;  /* (ref) a report carrying the description, or NULL */
+    uint64_t created_ns;           /* ts of its ACCEPTED/REJECTED report, 0 if none */
+    int state_is_maker;            /* state comes from the maker_* fields of a TRADE */
+};
+
+struct rec_batch {
+    const struct op_symtab *syms;  /* (ref) ticks of each symbol, for prices */
+    struct op_codec *codec;        /* owned decoder */
+    struct rec_entry *entries;     /* [0 .. nentries) */
+    size_t nentries, cap_entries;
+    struct op_report *reports;     /* decoded reports of every entry */
+    size_t nreports, cap_reports;
+    struct op_buf raw;             /* the entries' `m` bytes, back to back */
+    size_t rows;                   /* reports that write something (the size limit's unit) */
+    size_t npoison;                /* entries with err set */
+    int64_t first_ms;              /* monotonic ms when the first entry came in (caller's) */
+    /* rec_batch_build's merge table, reused */
+    struct rec_order_row *orders;
+    size_t norders, cap_orders;
+    uint32_t *slots;               /* open addressing: orders index + 1, 0 = empty */
+    size_t nslots;                 /* a power of two */
+    /* ts formatting cache: the text of the last whole second seen */
+    int64_t ts_sec;
+    char ts_prefix[24];            /* "YYYY-MM-DD HH:MM:SS" */
+    /* counters since the last rec_batch_reset, for the caller's metrics */
+    uint64_t ignored_rejects;
+};
+
+/* Prepares b (empty). syms must outlive b. Returns 0, or -1 out of memory. */
+int rec_batch_init(struct rec_batch *b, const struct op_symtab *syms);
+void rec_batch_release(struct rec_batch *b);
+/* Empties b, keeping its allocations. */
+void rec_batch_reset(struct rec_batch *b);
+
+/*
+ * Appends one stream entry: id (idlen bytes) of fills:{shard} with its `m`
+ * field (m may be NULL: then the entry is poison, "entry has no 'm' field").
+ * Decodes it; an undecodable entry, or one with a report of unknown kind or
+ * unknown symbol, is kept as poison (err set, no reports) so that the store
+ * dead-letters and acknowledges it. Returns 0, or -1 out of memory (nothing
+ * appended).
+ */
+int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
+                  const void *m, size_t mlen);
+
+/*
+ * Appends an entry that is known to be unrecordable without its content (for
+ * instance deleted from the stream before it was recorded): poison with the
+ * given reason and no raw bytes. Returns 0, or -1 out of memory.
+ */
+int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
+                         const char *why);
+
+/*
+ * Builds the COPY text (text format, tab-separated, \N for NULL) of entries
+ * [lo, hi) into fills (columns of `fills`, in table order) and orders
+ * (order_id, client_order_id, account, symbol, side, type, tif, post_only,
+ * price, qty, filled_qty, status, reject_reason, created_at, updated_at,
+ * version), both reset first. Poison entries are skipped. Orders rows are
+ * unique by order_id. Stores the row counts in *nfills and *norders. Returns
+ * 0, or -1 out of memory.
+ */
+int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct op_buf *fills,
+                    struct op_buf *orders, size_t *nfills, size_t *norders);
+
+/* Formats ts_ns (ns since the epoch, UTC) as "YYYY-MM-DD HH:MM:SS.uuuuuu+00"
+ * (truncated to the microsecond, PostgreSQL's resolution) into out[32].
+ * Returns the length (29). Uses and updates b's cache. */
+int rec_format_ts(struct rec_batch *b, uint64_t ts_ns, char *out);
+
+#endif

@@ -1,0 +1,310 @@
+/* The recorder's PostgreSQL side: one transaction per batch, idempotent, with dead letters. */
+#include "recorder/store.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shared/log.h"
+#include "shared/redis.h"
+#include "shared/shard.h"
+
+/* The staging tables, once per session. TEMP: no WAL and private to the
+ * session; ON COMMIT DELETE ROWS: emptied by each commit, so nothing is
+ * created or dropped per batch (that would bloat the catalog). */
+static const char SESSION_SQL[] =
+    "CREATE TEMP TABLE IF NOT EXISTS rec_fills (LIKE fills) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS rec_orders ("
+    " order_id bigint, client_order_id text, account text, symbol text, side text, type text,"
+    " tif text, post_only boolean, price numeric, qty bigint, filled_qty bigint, status text,"
+    " reject_reason text, created_at timestamptz, updated_at timestamptz, version bigint"
+    ") ON COMMIT DELETE ROWS;"
+    "DEALLOCATE ALL;"
+    /* fills: a redelivered trade has the same fill_id: DO NOTHING absorbs
+     * it. fill_id order: two recorders inserting overlapping batches lock
+     * keys in one order and cannot deadlock. */
+    "PREPARE rec_ins_fills AS WITH ins AS ("
+    " INSERT INTO fills SELECT * FROM rec_fills ORDER BY fill_id"
+    " ON CONFLICT (fill_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins;"
+    /* orders: one staged row per order (merged in C). The state (qty,
+     * filled_qty, status, reject_reason, updated_at) is taken only from a
+     * higher version (report_id), so it only moves forward whatever the order
+     * in which recorders commit; the description (side … created_at) is filled
+     * in where it is missing (a maker row created from a TRADE before its own
+     * ACCEPTED was recorded). A row with nothing new is not touched at all. */
+    "PREPARE rec_upsert_orders AS WITH up AS ("
+    " INSERT INTO orders AS o (order_id, client_order_id, account, symbol, side, type, tif,"
+    "  post_only, price, qty, filled_qty, status, reject_reason, created_at, updated_at, version)"
+    " SELECT * FROM rec_orders ORDER BY order_id"
+    " ON CONFLICT (order_id) DO UPDATE SET"
+    "  client_order_id = COALESCE(o.client_order_id, EXCLUDED.client_order_id),"
+    "  side = COALESCE(o.side, EXCLUDED.side),"
+    "  type = COALESCE(o.type, EXCLUDED.type),"
+    "  tif = COALESCE(o.tif, EXCLUDED.tif),"
+    "  post_only = COALESCE(o.post_only, EXCLUDED.post_only),"
+    "  price = COALESCE(o.price, EXCLUDED.price),"
+    "  created_at = COALESCE(o.created_at, EXCLUDED.created_at),"
+    "  qty = CASE WHEN EXCLUDED.version > o.version THEN EXCLUDED.qty ELSE o.qty END,"
+    "  filled_qty = CASE WHEN EXCLUDED.version > o.version"
+    "               THEN EXCLUDED.filled_qty ELSE o.filled_qty END,"
+    "  status = CASE WHEN EXCLUDED.version > o.version THEN EXCLUDED.status ELSE o.status END,"
+    "  reject_reason = CASE WHEN EXCLUDED.version > o.version"
+    "                  THEN EXCLUDED.reject_reason ELSE o.reject_reason END,"
+    "  updated_at = CASE WHEN EXCLUDED.version > o.version"
+    "               THEN EXCLUDED.updated_at ELSE o.updated_at END,"
+    "  version = GREATEST(o.version, EXCLUDED.version)"
+    " WHERE EXCLUDED.version > o.version"
+    "  OR (o.side IS NULL AND EXCLUDED.side IS NOT NULL)"
+    "  OR (o.created_at IS NULL AND EXCLUDED.created_at IS NOT NULL)"
+    " RETURNING 1) SELECT count(*) FROM up;";
+
+/* Rare: one statement per poison entry. (stream, entry_id) is unique, so a
+ * redelivered poison entry is recorded once. */
+static const char DEAD_LETTER_SQL[] =
+    "INSERT INTO dead_letters (stream, entry_id, raw, error)"
+    " VALUES ($1, $2, decode($3, 'hex'), $4)"
+    " ON CONFLICT (stream, entry_id) DO NOTHING RETURNING id";
+
+void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *stats)
+{
+    memset(st, 0, sizeof(*st));
+    st->url = url;
+    st->stats = stats;
+    st->backoff_ms = REC_PG_BACKOFF_MIN_MS;
+    op_buf_init(&st->fills);
+    op_buf_init(&st->orders);
+    op_buf_init(&st->hex);
+}
+
+void rec_store_release(struct rec_store *st)
+{
+    op_pg_close(&st->pg);
+    op_buf_release(&st->fills);
+    op_buf_release(&st->orders);
+    op_buf_release(&st->hex);
+}
+
+/* Notes a failure to reach or use the server: gauge down, retry counted,
+ * session to be rebuilt if the connection went. */
+static void pg_failed(struct rec_store *st, const char *what)
+{
+    REC_SET(st->stats, pg_up, 0);
+    REC_ADD(st->stats, pg_retries, 1);
+    if (!op_pg_ok(&st->pg))
+        st->session_ready = 0;
+    op_warn("postgres_unavailable", "op=%s sqlstate=%s err=\"%s\"", what,
+            st->pg.sqlstate[0] ? st->pg.sqlstate : "-", st->pg.err);
+}
+
+int rec_store_ready(struct rec_store *st)
+{
+    if (st->session_ready && op_pg_ok(&st->pg))
+        return 0;
+    int64_t now = op_now_ms();
+    if (now < st->next_attempt_ms)
+        return -1;
+    int rc;
+    if (!st->pg.conn)
+        rc = op_pg_connect(&st->pg, st->url, "orderpipe-recorder");
+    else
+        rc = op_pg_reset(&st->pg);
+    if (rc == 0)
+        rc = op_pg_exec(&st->pg, SESSION_SQL);
+    if (rc != 0) {
+        pg_failed(st, "connect");
+        st->session_ready = 0;
+        st->next_attempt_ms = now + st->backoff_ms;
+        st->backoff_ms = st->backoff_ms * 2 > REC_PG_BACKOFF_MAX_MS ? REC_PG_BACKOFF_MAX_MS
+                                                                    : st->backoff_ms * 2;
+        return -1;
+    }
+    if (st->commits > 0 || st->next_attempt_ms > 0)
+        op_info("postgres_connected", "note=\"session prepared\"");
+    st->session_ready = 1;
+    st->backoff_ms = REC_PG_BACKOFF_MIN_MS;
+    st->next_attempt_ms = 0;
+    REC_SET(st->stats, pg_up, 1);
+    return 0;
+}
+
+/* 1 when the last failure is about the data (a value or a constraint):
+ * retrying the same rows cannot succeed, isolating them can. */
+static int data_error(const struct rec_store *st)
+{
+    const char *s = st->pg.sqlstate;
+    return op_pg_ok(&st->pg) && (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0);
+}
+
+/* Runs a prepared statement returning one count; stores it in *n. */
+static int exec_count(struct rec_store *st, const char *sql, long long *n)
+{
+    struct pg_result *res = op_pg_query(&st->pg, sql, 0, NULL);
+    if (!res)
+        return -1;
+    *n = op_pg_rows(res) > 0 ? atoll(op_pg_value(res, 0, 0)) : 0;
+    op_pg_clear(res);
+    return 0;
+}
+
+static int copy_in(struct rec_store *st, const char *sql, const struct op_buf *data)
+{
+    if (op_pg_copy_begin(&st->pg, sql) != 0)
+        return -1;
+    if (op_pg_copy_put(&st->pg, data->data, data->len) != 0) {
+        char keep[256];
+        snprintf(keep, sizeof(keep), "%s", st->pg.err);
+        op_pg_copy_end(&st->pg, 1);
+        snprintf(st->pg.err, sizeof(st->pg.err), "%s", keep);
+        return -1;
+    }
+    return op_pg_copy_end(&st->pg, 0);
+}
+
+/* Inserts the dead letter of entry e with error why (inside the caller's
+ * transaction, or on its own). Returns 1 inserted, 0 already there, -1 failed. */
+static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
+                              const struct rec_entry *e, const char *why)
+{
+    static const char hexd[] = "0123456789abcdef";
+    char stream[OP_KEY_MAX];
+    op_key_fills(stream, e->shard);
+    op_buf_reset(&st->hex);
+    if (op_buf_reserve(&st->hex, e->raw_len * 2 + 1) != 0)
+        return op_log_fail("out_of_memory", "what=dead_letter");
+    const unsigned char *raw = (const unsigned char *)b->raw.data + e->raw_off;
+    for (size_t i = 0; i < e->raw_len; i++) {
+        st->hex.data[st->hex.len++] = hexd[raw[i] >> 4];
+        st->hex.data[st->hex.len++] = hexd[raw[i] & 15];
+    }
+    st->hex.data[st->hex.len] = '\0';
+    /* Only printable ASCII in the error text, whatever the server quoted. */
+    char err[300];
+    snprintf(err, sizeof(err), "%s", why);
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
+    const char *params[] = {stream, e->id, e->has_raw ? st->hex.data : NULL, err};
+    struct pg_result *res =
+        op_pg_query(&st->pg, DEAD_LETTER_SQL, 4, params);
+    if (!res)
+        return -1;
+    int rows = op_pg_rows(res);
+    op_pg_clear(res);
+    op_warn("dead_letter", "stream=%s id=%s err=\"%s\"", stream, e->id, err);
+    return rows > 0;
+}
+
+/* Test only (RECORDER_FAULT=exit_after_commit:N): dies like kill -9 right
+ * after the Nth commit, before anything is acknowledged. */
+static void fault_point(struct rec_store *st)
+{
+    if (st->fault_after && st->commits == st->fault_after) {
+        op_warn("fault_injected", "what=exit_after_commit commits=%llu",
+                (unsigned long long)st->commits);
+        raise(SIGKILL);
+    }
+}
+
+static uint64_t us_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
+/*
+ * One transaction for entries [lo, hi). Returns 0 committed, 1 refused for
+ * its data (pg.err says why; rolled back), -1 any other failure (rolled back
+ * or connection lost).
+ */
+static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, size_t hi)
+{
+    size_t nfills, norders;
+    long long fills_written = 0, orders_written = 0;
+    uint64_t dead = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (rec_batch_build(b, lo, hi, &st->fills, &st->orders, &nfills, &norders) != 0) {
+        op_error("out_of_memory", "what=copy_text");
+        return -1;
+    }
+    if (op_pg_exec(&st->pg, "BEGIN") != 0)
+        goto fail;
+    if (nfills && copy_in(st, "COPY rec_fills FROM STDIN", &st->fills) != 0)
+        goto fail;
+    if (norders && copy_in(st, "COPY rec_orders FROM STDIN", &st->orders) != 0)
+        goto fail;
+    if (nfills && exec_count(st, "EXECUTE rec_ins_fills", &fills_written) != 0)
+        goto fail;
+    if (norders && exec_count(st, "EXECUTE rec_upsert_orders", &orders_written) != 0)
+        goto fail;
+    for (size_t i = lo; i < hi; i++) {
+        if (!b->entries[i].err[0])
+            continue;
+        int r = insert_dead_letter(st, b, &b->entries[i], b->entries[i].err);
+        if (r < 0)
+            goto fail;
+        dead += (uint64_t)r;
+    }
+    if (op_pg_exec(&st->pg, "COMMIT") != 0)
+        goto fail; /* outcome unknown: the retry is idempotent either way */
+    st->commits++;
+    op_hist_observe(&st->stats->commit_us, us_since(&t0));
+    REC_ADD(st->stats, fills_written, (uint64_t)fills_written);
+    REC_ADD(st->stats, orders_written, (uint64_t)orders_written);
+    REC_ADD(st->stats, dead_letters, dead);
+    REC_SET(st->stats, pg_up, 1);
+    fault_point(st);
+    return 0;
+fail:;
+    int data = data_error(st);
+    char keep[256], state[6];
+    snprintf(keep, sizeof(keep), "%s", st->pg.err);
+    snprintf(state, sizeof(state), "%s", st->pg.sqlstate);
+    if (op_pg_ok(&st->pg))
+        op_pg_exec(&st->pg, "ROLLBACK");
+    snprintf(st->pg.err, sizeof(st->pg.err), "%s", keep);
+    snprintf(st->pg.sqlstate, sizeof(st->pg.sqlstate), "%s", state);
+    if (data)
+        return 1;
+    pg_failed(st, "write");
+    return -1;
+}
+
+/* Records entries [lo, hi), splitting on data errors down to single entries,
+ * which become dead letters. Returns 0 when all are committed, -1 to retry. */
+static int write_split(struct rec_store *st, struct rec_batch *b, size_t lo, size_t hi)
+{
+    int r = write_range(st, b, lo, hi);
+    if (r <= 0)
+        return r;
+    if (hi - lo == 1) {
+        struct rec_entry *e = &b->entries[lo];
+        char why[256];
+        snprintf(why, sizeof(why), "%s", st->pg.err);
+        int d = insert_dead_letter(st, b, e, why); /* autocommit: its own transaction */
+        if (d < 0) {
+            pg_failed(st, "dead_letter");
+            return -1;
+        }
+        REC_ADD(st->stats, dead_letters, (uint64_t)d);
+        return 0;
+    }
+    REC_ADD(st->stats, bisects, 1);
+    op_info("batch_split", "entries=%zu err=\"%s\"", hi - lo, st->pg.err);
+    size_t mid = lo + (hi - lo) / 2;
+    if (write_split(st, b, lo, mid) != 0)
+        return -1;
+    return write_split(st, b, mid, hi);
+}
+
+int rec_store_write(struct rec_store *st, struct rec_batch *b)
+{
+    if (b->nentries == 0)
+        return 0;
+    if (rec_store_ready(st) != 0)
+        return -1;
+    return write_split(st, b, 0, b->nentries);
+}

@@ -1,0 +1,58 @@
+/* The recorder's PostgreSQL side: one transaction per batch, idempotent, with dead letters. */
+#ifndef REC_STORE_H
+#define REC_STORE_H
+
+#include <stdint.h>
+
+#include "recorder/batch.h"
+#include "recorder/stats.h"
+#include "shared/buf.h"
+#include "shared/pg.h"
+
+struct rec_store {
+    struct op_pg pg;
+    const char *url;          /* (ref) DATABASE_URL */
+    struct rec_stats *stats;  /* (ref) */
+    int session_ready;        /* staging tables and prepared statements exist */
+    int backoff_ms;           /* delay before the next reconnect attempt */
+    int64_t next_attempt_ms;  /* monotonic ms before which rec_store_ready won't retry */
+    struct op_buf fills;      /* COPY text, reused across batches */
+    struct op_buf orders;
+    struct op_buf hex;        /* a dead letter's raw bytes as hex */
+    uint64_t commits;         /* transactions committed */
+    uint64_t fault_after;     /* test only: SIGKILL self after this commit (0: never) */
+};
+
+/* Why these bounds: 100 ms retries a restarting server quickly; 5 s keeps a
+ * long outage from filling the log while recovering within seconds. */
+#define REC_PG_BACKOFF_MIN_MS 100
+#define REC_PG_BACKOFF_MAX_MS 5000
+
+/* Prepares st (no connection yet). url and stats must outlive st. */
+void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *stats);
+void rec_store_release(struct rec_store *st);
+
+/*
+ * Makes sure the connection is up and the session prepared: the TEMP staging
+ * tables (created once per session, ON COMMIT DELETE ROWS) and the prepared
+ * statements. Retries at most once per backoff delay (doubling up to
+ * REC_PG_BACKOFF_MAX_MS). Returns 0 when ready, -1 otherwise (logged).
+ */
+int rec_store_ready(struct rec_store *st);
+
+/*
+ * Records every entry of b, committed, before returning 0:
+ *   BEGIN; COPY rec_fills; COPY rec_orders; INSERT INTO fills … ON CONFLICT
+ *   DO NOTHING; upsert of orders guarded by version (= report_id, state only
+ *   moves forward; description filled in once); dead letters of the entries
+ *   rec_batch_add marked poison; COMMIT.
+ * When PostgreSQL refuses the data itself (SQLSTATE class 22 or 23: a value
+ * or a constraint), the range is split in halves and each retried, down to
+ * the single entry, which goes to dead_letters with the server's message:
+ * the good entries are all recorded. Any other failure (connection lost,
+ * server restarting, deadlock) returns -1: nothing is lost, the caller
+ * retries the same batch later (every statement is idempotent).
+ */
+int rec_store_write(struct rec_store *st, struct rec_batch *b);
+
+#endif
