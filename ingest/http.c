@@ -27,11 +27,21 @@
 #define TOKENS_MAX 32768
 
 enum route {
-    R_NONE = 0, R_NEW, R_BATCH, R_CANCEL, R_AMEND, R_GET_ORDER, R_FILLS, R_BOOK, R_HEALTH,
-    R_METRICS, R_COUNT
+    R_NONE = 0,
+    R_NEW,
+    R_BATCH,
+    R_CANCEL,
+    R_AMEND,
+    R_GET_ORDER,
+    R_FILLS,
+    R_BOOK,
+    R_HEALTH,
+    R_METRICS,
+    R_COUNT
 };
-static const char *const route_names[R_COUNT] = {
-    "unknown", "new_order", "batch", "cancel", "amend", "get_order", "fills", "book", "healthz", "metrics"};
+static const char *const route_names[R_COUNT] = {"unknown", "new_order", "batch", "cancel",
+                                                 "amend",   "get_order", "fills", "book",
+                                                 "healthz", "metrics"};
 
 /* Status codes counted per route; anything else lands in "other". */
 static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
@@ -49,21 +59,21 @@ struct http_server {
 
 /* Per-request state, from the first header callback to completion. */
 struct req {
-    struct http_server *s;       /* (ref) */
+    struct http_server *s; /* (ref) */
     enum route route;
-    char path_arg[40];           /* the {id} or {symbol} of the URL */
-    const char *account;         /* (ref) into the key table, NULL = anonymous */
+    char path_arg[40];   /* the {id} or {symbol} of the URL */
+    const char *account; /* (ref) into the key table, NULL = anonymous */
     struct op_buf body;
     bool too_large;
     bool waiting;                /* submitted to the writer, suspended */
     _Atomic bool done;           /* writer finished the job */
     struct MHD_Connection *conn; /* (ref) */
     struct job job;
-    struct item *items;          /* the job's items */
-    int *item_of;                /* batch: index of each input's item, -1 if rejected */
-    struct api_error *errs;      /* batch: per-input errors */
+    struct item *items;     /* the job's items */
+    int *item_of;           /* batch: index of each input's item, -1 if rejected */
+    struct api_error *errs; /* batch: per-input errors */
     int ninputs;
-    int depth;                   /* R_BOOK: levels per side wanted */
+    int depth; /* R_BOOK: levels per side wanted */
     struct timespec t0;
 };
 
@@ -281,7 +291,8 @@ static int book_slice(const char *text, size_t len, int depth, struct op_buf *ou
         op_buf_append(out, "[", 1);
         int e = k + 2;
         for (int j = 0; j < v->size && j < depth; j++, e = toks[e].next)
-            op_buf_printf(out, "%s%.*s", j ? "," : "", toks[e].end - toks[e].start, text + toks[e].start);
+            op_buf_printf(out, "%s%.*s", j ? "," : "", toks[e].end - toks[e].start,
+                          text + toks[e].start);
         op_buf_append(out, "]", 1);
     }
     op_buf_append(out, "}", 1);
@@ -304,7 +315,8 @@ static enum MHD_Result finish(struct req *r)
             if (i)
                 op_buf_append(&b, ",", 1);
             int k = r->item_of[i];
-            if (k >= 0 && (r->items[k].status == ITEM_QUEUED || r->items[k].status == ITEM_DUPLICATE)) {
+            if (k >= 0 &&
+                (r->items[k].status == ITEM_QUEUED || r->items[k].status == ITEM_DUPLICATE)) {
                 put_queued(&b, &r->items[k]);
                 queued++;
                 continue;
@@ -364,16 +376,25 @@ static int parse_body(struct req *r, struct json_doc *doc, struct json_tok **tok
                       struct api_error *e)
 {
     const char *err;
+    doc->text = "";
+    doc->toks = NULL;
+    doc->ntoks = 0;
     int max = (int)(r->body.len / 2 + 8);
     if (max > TOKENS_MAX)
         max = TOKENS_MAX;
     *toks = malloc((size_t)max * sizeof(**toks));
-    if (!*toks)
-        return api_fail(e, 500, "internal", "", "out of memory");
-    if (json_parse(doc, r->body.data ? r->body.data : "", r->body.len, *toks, max, &err) != 0)
-        return api_fail(e, 400, "invalid_json", "", "%s", err);
-    if (doc->toks[0].type != JSON_OBJECT)
-        return api_fail(e, 400, "invalid_body", "", "the body must be one JSON object");
+    if (!*toks) {
+        api_fail(e, 500, "internal", "", "out of memory");
+        return -1;
+    }
+    if (json_parse(doc, r->body.data ? r->body.data : "", r->body.len, *toks, max, &err) != 0) {
+        api_fail(e, 400, "invalid_json", "", "%s", err);
+        return -1;
+    }
+    if (doc->ntoks < 1 || doc->toks[0].type != JSON_OBJECT) {
+        api_fail(e, 400, "invalid_body", "", "the body must be one JSON object");
+        return -1;
+    }
     return 0;
 }
 
@@ -537,8 +558,8 @@ static enum MHD_Result handle_get_order(struct req *r)
     if (order_parse_id(r->path_arg, &id, &e) != 0)
         return respond_error(r, &e);
     op_buf_init(&b);
-    enum MHD_Result rc = reads_order(id, r->account, &b, &e) == 0 ? respond_json(r, 200, &b)
-                                                                   : respond_error(r, &e);
+    enum MHD_Result rc =
+        reads_order(id, r->account, &b, &e) == 0 ? respond_json(r, 200, &b) : respond_error(r, &e);
     op_buf_release(&b);
     return rc;
 }
@@ -623,41 +644,51 @@ static enum MHD_Result handle_metrics(struct req *r)
             if (!v)
                 continue;
             if (c < NCODES)
-                snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route_names[rt], codes[c]);
+                snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%d\"", route_names[rt],
+                         codes[c]);
             else
                 snprintf(labels, sizeof(labels), "route=\"%s\",code=\"other\"", route_names[rt]);
             op_metrics_sample(&b, "ingest_requests_total", labels, v);
         }
     }
-    op_metrics_header(&b, "ingest_request_duration_seconds", "histogram", "time from request to answer");
+    op_metrics_header(&b, "ingest_request_duration_seconds", "histogram",
+                      "time from request to answer");
     for (int rt = 1; rt < R_COUNT; rt++) {
         snprintf(labels, sizeof(labels), "route=\"%s\"", route_names[rt]);
         op_metrics_hist(&b, "ingest_request_duration_seconds", labels, &s->latency[rt], 1e-6, 0);
     }
-    op_metrics_header(&b, "ingest_orders_queued_total", "counter", "messages acknowledged by redis (new, cancel, amend)");
+    op_metrics_header(&b, "ingest_orders_queued_total", "counter",
+                      "messages acknowledged by redis (new, cancel, amend)");
     op_metrics_sample(&b, "ingest_orders_queued_total", NULL, atomic_load(&ws->orders_queued));
-    op_metrics_header(&b, "ingest_duplicates_total", "counter", "repeated client_order_ids answered with the original id");
+    op_metrics_header(&b, "ingest_duplicates_total", "counter",
+                      "repeated client_order_ids answered with the original id");
     op_metrics_sample(&b, "ingest_duplicates_total", NULL, atomic_load(&ws->duplicates));
-    op_metrics_header(&b, "ingest_backpressure_total", "counter", "orders refused with 429 because a shard's backlog is above INGEST_MAX_LAG");
+    op_metrics_header(&b, "ingest_backpressure_total", "counter",
+                      "orders refused with 429 because a shard's backlog is above INGEST_MAX_LAG");
     op_metrics_sample(&b, "ingest_backpressure_total", NULL, atomic_load(&s->backpressure));
-    op_metrics_header(&b, "ingest_redis_errors_total", "counter", "items answered 503 (redis down, refusing or timing out)");
+    op_metrics_header(&b, "ingest_redis_errors_total", "counter",
+                      "items answered 503 (redis down, refusing or timing out)");
     op_metrics_sample(&b, "ingest_redis_errors_total", NULL, atomic_load(&ws->redis_errors));
     op_metrics_header(&b, "ingest_redis_reconnects_total", "counter", "reconnections to redis");
     op_metrics_sample(&b, "ingest_redis_reconnects_total", NULL, atomic_load(&ws->reconnects));
     op_metrics_header(&b, "ingest_redis_up", "gauge", "1 if the last contact with redis succeeded");
     op_metrics_sample(&b, "ingest_redis_up", NULL, writer_redis_ok(s->cfg.writer) ? 1 : 0);
-    op_metrics_header(&b, "ingest_redis_roundtrip_seconds", "histogram", "round trip of one pipeline of XADDs");
+    op_metrics_header(&b, "ingest_redis_roundtrip_seconds", "histogram",
+                      "round trip of one pipeline of XADDs");
     op_metrics_hist(&b, "ingest_redis_roundtrip_seconds", NULL, &ws->round_us, 1e-6, 0);
     op_metrics_header(&b, "ingest_pipeline_commands", "histogram", "commands per redis pipeline");
     op_metrics_hist(&b, "ingest_pipeline_commands", NULL, &ws->batch_items, 1, 1);
     op_metrics_header(&b, "ingest_batch_orders", "histogram", "orders per batch request");
     op_metrics_hist(&b, "ingest_batch_orders", NULL, &s->batch_sizes, 1, 1);
-    op_metrics_header(&b, "ingest_shard_backlog", "gauge", "lag + pending of the matchers group per shard");
+    op_metrics_header(&b, "ingest_shard_backlog", "gauge",
+                      "lag + pending of the matchers group per shard");
     for (uint32_t sh = 0; sh < s->cfg.shards; sh++) {
         snprintf(labels, sizeof(labels), "shard=\"%u\"", sh);
-        op_metrics_sample_f(&b, "ingest_shard_backlog", labels, (double)writer_backlog(s->cfg.writer, sh));
+        op_metrics_sample_f(&b, "ingest_shard_backlog", labels,
+                            (double)writer_backlog(s->cfg.writer, sh));
     }
-    op_metrics_header(&b, "ingest_inflight_requests", "gauge", "requests received and not yet answered");
+    op_metrics_header(&b, "ingest_inflight_requests", "gauge",
+                      "requests received and not yet answered");
     op_metrics_sample_f(&b, "ingest_inflight_requests", NULL, (double)atomic_load(&s->inflight));
     enum MHD_Result rc = respond(r, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, NULL);
     op_buf_release(&b);
@@ -695,8 +726,10 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
     if (r->route == R_NEW || r->route == R_BATCH || r->route == R_AMEND) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
         size_t n = strlen("application/json");
-        if (!ct || strncasecmp(ct, "application/json", n) != 0 || (ct[n] && ct[n] != ';' && ct[n] != ' '))
-            return fail(r, 415, "unsupported_media_type", "", "Content-Type must be application/json");
+        if (!ct || strncasecmp(ct, "application/json", n) != 0 ||
+            (ct[n] && ct[n] != ';' && ct[n] != ' '))
+            return fail(r, 415, "unsupported_media_type", "",
+                        "Content-Type must be application/json");
         /* A body somewhat over the limit is read and dropped, so that the
          * client sees the 413 rather than a reset; a grossly larger one is
          * refused at once (the client may see the connection close). */
@@ -743,16 +776,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return fail(r, 413, "payload_too_large", "", "the body is larger than INGEST_MAX_BODY");
 
     switch (r->route) {
-    case R_NEW: return handle_new(r);
-    case R_BATCH: return handle_batch(r);
+    case R_NEW:
+        return handle_new(r);
+    case R_BATCH:
+        return handle_batch(r);
     case R_CANCEL:
-    case R_AMEND: return handle_cancel_amend(r);
-    case R_GET_ORDER: return handle_get_order(r);
-    case R_FILLS: return handle_fills(r);
-    case R_BOOK: return handle_book(r);
-    case R_HEALTH: return handle_health(r);
-    case R_METRICS: return handle_metrics(r);
-    default: return fail(r, 404, "not_found", "", "no such endpoint");
+    case R_AMEND:
+        return handle_cancel_amend(r);
+    case R_GET_ORDER:
+        return handle_get_order(r);
+    case R_FILLS:
+        return handle_fills(r);
+    case R_BOOK:
+        return handle_book(r);
+    case R_HEALTH:
+        return handle_health(r);
+    case R_METRICS:
+        return handle_metrics(r);
+    default:
+        return fail(r, 404, "not_found", "", "no such endpoint");
     }
 }
 
@@ -806,7 +848,8 @@ struct http_server *http_start(const struct http_config *cfg)
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)cfg->port);
     if (inet_pton(AF_INET, cfg->bind, &addr.sin_addr) != 1) {
-        fprintf(stderr, "ingest: invalid INGEST_BIND='%s': want an IPv4 address such as 127.0.0.1\n",
+        fprintf(stderr,
+                "ingest: invalid INGEST_BIND='%s': want an IPv4 address such as 127.0.0.1\n",
                 cfg->bind);
         free(s);
         return NULL;
@@ -815,19 +858,18 @@ struct http_server *http_start(const struct http_config *cfg)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     s->d = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, so it gets every message */
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, /* first, so it gets every message */
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         /* headers + the first body chunk; headers beyond this get 431/413 */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->d) {
-        fprintf(stderr, "ingest: cannot listen on %s:%d (INGEST_BIND, INGEST_PORT): port in use or not permitted\n",
+        fprintf(stderr,
+                "ingest: cannot listen on %s:%d (INGEST_BIND, INGEST_PORT): port in use or not "
+                "permitted\n",
                 cfg->bind, cfg->port);
         free(s);
         return NULL;

@@ -94,7 +94,14 @@ static bool string_ok(const char *s, int n)
         if (++i >= n)
             return false;
         switch (s[i]) {
-        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
             break;
         case 'u':
             for (int k = 1; k <= 4; k++)
@@ -131,9 +138,15 @@ static int json_check(struct json_doc *d, const char *text, size_t len, const js
         o->size = t.size;
         o->next = i + 1;
         switch (t.type) {
-        case JSMN_OBJECT: o->type = JSON_OBJECT; break;
-        case JSMN_ARRAY: o->type = JSON_ARRAY; break;
-        case JSMN_STRING: o->type = JSON_STRING; break;
+        case JSMN_OBJECT:
+            o->type = JSON_OBJECT;
+            break;
+        case JSMN_ARRAY:
+            o->type = JSON_ARRAY;
+            break;
+        case JSMN_STRING:
+            o->type = JSON_STRING;
+            break;
         default: {
             const char *s = text + t.start;
             int l = t.end - t.start;
@@ -215,7 +228,6 @@ static int json_check(struct json_doc *d, const char *text, size_t len, const js
     return 0;
 }
 
-
 int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok *toks, int max,
                const char **err)
 {
@@ -262,21 +274,39 @@ int json_string(const struct json_doc *d, int tok, char *out, size_t size)
         if (c == '\\') {
             c = s[++i];
             switch (c) {
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
             case 'u': {
-                int v = (hexval(s[i + 1]) << 12) | (hexval(s[i + 2]) << 8) |
-                        (hexval(s[i + 3]) << 4) | hexval(s[i + 4]);
+                /* json_parse checked the four hex digits; check again so this
+                 * function stands alone */
+                unsigned v = 0;
+                for (int k = 1; k <= 4; k++) {
+                    int h = i + k < n ? hexval(s[i + k]) : -1;
+                    if (h < 0)
+                        return -1;
+                    v = (v << 4) | (unsigned)h;
+                }
                 if (v == 0 || v > 0x7f)
                     return -1;
                 c = (char)v;
                 i += 4;
                 break;
             }
-            default: break; /* '"', '\\', '/' stand for themselves */
+            default:
+                break; /* '"', '\\', '/' stand for themselves */
             }
         } else if ((unsigned char)c > 0x7f) {
             return -1;
@@ -315,7 +345,8 @@ int json_object_check(const struct json_doc *d, int obj, const char *const *allo
         bool twice = false;
         for (int j = obj + 1; j < k && !twice; j = d->toks[j + 1].next) {
             const struct json_tok *u = &d->toks[j];
-            twice = u->end - u->start == len && memcmp(d->text + u->start, d->text + t->start, (size_t)len) == 0;
+            twice = u->end - u->start == len &&
+                    memcmp(d->text + u->start, d->text + t->start, (size_t)len) == 0;
         }
         if (!known || twice) {
             int c = len < (int)sizeof(keybuf) - 1 ? len : (int)sizeof(keybuf) - 1;

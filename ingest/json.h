@@ -12,7 +12,15 @@
  * (prices are parsed from it, never through a double).
  */
 
-enum json_type { JSON_OBJECT = 1, JSON_ARRAY, JSON_STRING, JSON_NUMBER, JSON_TRUE, JSON_FALSE, JSON_NULL };
+enum json_type {
+    JSON_OBJECT = 1,
+    JSON_ARRAY,
+    JSON_STRING,
+    JSON_NUMBER,
+    JSON_TRUE,
+    JSON_FALSE,
+    JSON_NULL
+};
 
 struct json_tok {
     enum json_type type;
@@ -59,8 +67,6 @@ int json_object_check(const struct json_doc *d, int obj, const char *const *allo
 
 /* Index of the value of key in object obj, or -1 if absent. */
 int json_get(const struct json_doc *d, int obj, const char *key);
-
-
 
 struct op_buf;
 /* Appends s as a JSON string literal (quotes included, everything escaped). */

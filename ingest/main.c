@@ -43,7 +43,8 @@ static void load_tables(const struct op_config *c, struct op_symtab *syms, struc
             exit(2);
         }
         op_symtab_defaults(syms);
-        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"", c->symbols_file);
+        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"",
+                c->symbols_file);
     }
     if (op_apikeys_load(keys, c->api_keys_file, err, sizeof(err)) != 0) {
         fprintf(stderr, "ingest: %s (API_KEYS_FILE)\n", err);
@@ -72,7 +73,8 @@ int main(void)
         .timeout_ms = c.redis_timeout_ms,
         .shards = c.order_shards,
         .max_lag = env_or_exit("INGEST_MAX_LAG", 1000000, 1, INT64_MAX),
-        .idempotency_ttl_s = (int)env_or_exit("INGEST_IDEMPOTENCY_TTL_S", 86400, 86400, 30 * 86400),
+        .idempotency_ttl_s =
+            (int)env_or_exit("INGEST_IDEMPOTENCY_TTL_S", 86400, 86400, 30LL * 86400),
         .lanes = (int)env_or_exit("INGEST_REDIS_LANES", 2, 1, 32),
     };
     int drain_s = (int)env_or_exit("INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);

@@ -7,8 +7,8 @@
 
 #include "shared/decimal.h"
 
-int api_fail(struct api_error *e, int status, const char *code, const char *field,
-             const char *fmt, ...)
+int api_fail(struct api_error *e, int status, const char *code, const char *field, const char *fmt,
+             ...)
 {
     va_list ap;
     e->status = status;
@@ -81,8 +81,8 @@ static int read_enum(const struct json_doc *d, int t, const char *field, const c
     return api_fail(e, 400, "invalid_field", field, "%s must be one of %s", field, list);
 }
 
-static const char *const new_fields[] = {"symbol", "side",      "type",            "price", "qty",
-                                         "tif",    "post_only", "client_order_id", NULL};
+static const char *const new_fields[] = {
+    "symbol", "side", "type", "price", "qty", "tif", "post_only", "client_order_id", NULL};
 
 int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *syms,
                     const char *account, struct op_order_msg *m, struct api_error *e)
@@ -132,7 +132,8 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
     if (t >= 0) {
         enum json_type ty = d->toks[t].type;
         if (ty != JSON_TRUE && ty != JSON_FALSE)
-            return api_fail(e, 400, "invalid_field", "post_only", "post_only must be true or false");
+            return api_fail(e, 400, "invalid_field", "post_only",
+                            "post_only must be true or false");
         m->post_only = ty == JSON_TRUE;
         if (m->post_only && m->type != OP_TYPE_LIMIT)
             return api_fail(e, 400, "invalid_field", "post_only",
@@ -153,8 +154,8 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
         if (k->type != JSON_STRING && k->type != JSON_NUMBER)
             return api_fail(e, 400, "invalid_price", "price",
                             "price must be a decimal string such as \"187.25\"");
-        enum op_decimal_err de = op_decimal_parse(d->text + k->start, (size_t)(k->end - k->start),
-                                                  sym->tick, &m->price);
+        enum op_decimal_err de =
+            op_decimal_parse(d->text + k->start, (size_t)(k->end - k->start), sym->tick, &m->price);
         if (de != OP_DEC_OK)
             return api_fail(e, 400, "invalid_price", "price", "%s", op_decimal_strerror(de));
     }

@@ -20,14 +20,14 @@
  */
 struct api_error {
     int status;
-    const char *code;  /* a literal */
+    const char *code; /* a literal */
     char message[192];
     char field[40];
 };
 
 /* Fills e and returns -1, so that validators can `return api_fail(…)`. */
-int api_fail(struct api_error *e, int status, const char *code, const char *field,
-             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int api_fail(struct api_error *e, int status, const char *code, const char *field, const char *fmt,
+             ...) __attribute__((format(printf, 5, 6)));
 
 /*
  * Validates the order object at token obj of d for `account` against the

@@ -106,8 +106,9 @@ static void put_field(struct op_buf *b, const char *key, const struct pg_result 
 int reads_order(uint64_t id, const char *account, struct op_buf *out, struct api_error *e)
 {
     static const char *const names[] = {
-        "order_id", "client_order_id", "account", "symbol", "side", "type", "tif", "price",
-        "qty", "filled_qty", "status", "reject_reason", "created_at", "updated_at"};
+        "order_id",   "client_order_id", "account", "symbol",     "side",   "type",
+        "tif",        "price",           "qty",     "filled_qty", "status", "reject_reason",
+        "created_at", "updated_at"};
     /* numbers unquoted except ids and price (ids may exceed 2^53; prices are
      * exact decimals and must not meet a JSON parser's double) */
     static const int quoted[] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
@@ -120,8 +121,8 @@ int reads_order(uint64_t id, const char *account, struct op_buf *out, struct api
     struct pg_result *res = op_pg_query(
         pg,
         "SELECT order_id::text, client_order_id, account, symbol, side, type, tif, price::text, "
-        "qty, filled_qty, status, reject_reason, " TS("created_at") ", " TS("updated_at")
-        " FROM orders WHERE order_id = $1 AND account = $2",
+        "qty, filled_qty, status, reject_reason, " TS("created_at") ", " TS(
+            "updated_at") " FROM orders WHERE order_id = $1 AND account = $2",
         2, params);
     if (!res)
         return op_pg_ok(pg) ? api_fail(e, 500, "internal", "", "order lookup failed") : db_fail(e);
@@ -157,17 +158,19 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
         " CASE WHEN taker_account = $1 THEN taker_order_id ELSE maker_order_id END::text, "
         " CASE WHEN taker_account = $1 THEN taker_side "
         "      WHEN taker_side = 'buy' THEN 'sell' ELSE 'buy' END, "
-        " CASE WHEN taker_account = $1 THEN 'taker' ELSE 'maker' END, " TS("matched_at")
-        " FROM fills WHERE (taker_account = $1 OR maker_account = $1)"
-        "  AND ($2 = '' OR symbol = $2)"
-        "  AND ($3::bigint = 0 OR (taker_order_id = $3::bigint AND taker_account = $1)"
-        "                      OR (maker_order_id = $3::bigint AND maker_account = $1))"
-        " ORDER BY fill_id DESC LIMIT $4::int",
+        " CASE WHEN taker_account = $1 THEN 'taker' ELSE 'maker' END, " TS(
+            "matched_at") " FROM fills WHERE (taker_account = $1 OR maker_account = $1)"
+                          "  AND ($2 = '' OR symbol = $2)"
+                          "  AND ($3::bigint = 0 OR (taker_order_id = $3::bigint AND taker_account "
+                          "= $1)"
+                          "                      OR (maker_order_id = $3::bigint AND maker_account "
+                          "= $1))"
+                          " ORDER BY fill_id DESC LIMIT $4::int",
         4, params);
     if (!res)
         return op_pg_ok(pg) ? api_fail(e, 500, "internal", "", "fills lookup failed") : db_fail(e);
-    static const char *const names[] = {"fill_id", "symbol",    "price",     "qty",
-                                        "order_id", "side", "liquidity", "matched_at"};
+    static const char *const names[] = {"fill_id",  "symbol", "price",     "qty",
+                                        "order_id", "side",   "liquidity", "matched_at"};
     static const int quoted[] = {1, 1, 1, 0, 1, 1, 1, 1};
     op_buf_append(out, "{\"fills\":[", 10);
     for (int r = 0; r < op_pg_rows(res); r++) {

@@ -28,28 +28,28 @@
 /* Atomically: if the client_order_id key exists, answer its order id;
  * else XADD the order and remember the id for ARGV[4] seconds. Both keys
  * carry the shard's hash tag, so this also works on a Redis Cluster. */
-static const char IDEM_SCRIPT[] =
-    "local prev = redis.call('GET', KEYS[1]) "
-    "if prev then return {0, prev} end "
-    "local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*', 'type', 'new', 'sym', ARGV[1], 'm', ARGV[2]) "
-    "if not id then return {2, ''} end "
-    "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) "
-    "return {1, id}";
+static const char IDEM_SCRIPT[] = "local prev = redis.call('GET', KEYS[1]) "
+                                  "if prev then return {0, prev} end "
+                                  "local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*', "
+                                  "'type', 'new', 'sym', ARGV[1], 'm', ARGV[2]) "
+                                  "if not id then return {2, ''} end "
+                                  "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) "
+                                  "return {1, id}";
 
 /* One writer thread with its own Redis connection. Several lanes take jobs
  * from the one queue, so that while a pipeline waits for Redis (with
  * appendfsync always, for its fsync) the next one is already being sent:
  * Redis then fsyncs the commands of all lanes together. */
 struct lane {
-    struct writer *w;            /* (ref) */
-    int index;                   /* 0 also polls the backlog */
+    struct writer *w; /* (ref) */
+    int index;        /* 0 also polls the backlog */
     pthread_t thread;
     struct op_redis redis;
-    struct op_buf enc;           /* encoded messages of the round */
-    uint64_t id_block;           /* 0 = none yet */
-    uint64_t id_next;            /* next n within the block */
+    struct op_buf enc; /* encoded messages of the round */
+    uint64_t id_block; /* 0 = none yet */
+    uint64_t id_next;  /* next n within the block */
     int64_t next_lag_poll_ms;
-    _Atomic bool up;             /* last contact with Redis succeeded */
+    _Atomic bool up; /* last contact with Redis succeeded */
 };
 
 struct writer {
@@ -58,10 +58,10 @@ struct writer {
     int nlanes;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct job *head, *tail;     /* queue, under mu */
-    bool stopping;               /* under mu */
-    _Atomic int64_t *backlog;    /* per shard */
-    _Atomic int lanes_up;        /* lanes whose last contact with Redis succeeded */
+    struct job *head, *tail;  /* queue, under mu */
+    bool stopping;            /* under mu */
+    _Atomic int64_t *backlog; /* per shard */
+    _Atomic int lanes_up;     /* lanes whose last contact with Redis succeeded */
     struct writer_stats stats;
 };
 
@@ -260,11 +260,18 @@ static int take_reply(struct writer *w, struct item *it, struct redisReply *rep)
         it->status = ITEM_REDIS_DOWN;
     }
     switch (it->status) {
-    case ITEM_QUEUED: atomic_fetch_add(&w->stats.orders_queued, 1); break;
-    case ITEM_DUPLICATE: atomic_fetch_add(&w->stats.duplicates, 1); break;
+    case ITEM_QUEUED:
+        atomic_fetch_add(&w->stats.orders_queued, 1);
+        break;
+    case ITEM_DUPLICATE:
+        atomic_fetch_add(&w->stats.duplicates, 1);
+        break;
     case ITEM_REDIS_DOWN:
-    case ITEM_NO_STREAM: atomic_fetch_add(&w->stats.redis_errors, 1); break;
-    default: break;
+    case ITEM_NO_STREAM:
+        atomic_fetch_add(&w->stats.redis_errors, 1);
+        break;
+    default:
+        break;
     }
     op_reply_free(rep);
     return 0;
@@ -324,7 +331,7 @@ static void run_round(struct lane *l, struct job *list)
     struct timespec ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     op_hist_observe(&w->stats.round_us, (uint64_t)((ts1.tv_sec - ts0.tv_sec) * 1000000 +
-                                                  (ts1.tv_nsec - ts0.tv_nsec) / 1000));
+                                                   (ts1.tv_nsec - ts0.tv_nsec) / 1000));
     op_hist_observe_size(&w->stats.batch_items, (uint64_t)n);
     atomic_fetch_add(&w->stats.rounds, 1);
     complete_all(list, ITEM_REDIS_DOWN); /* nothing pending is left; completes the jobs */
@@ -335,13 +342,13 @@ lost:
     complete_all(list, ITEM_REDIS_DOWN);
 }
 
-/* Takes up to ROUND_MAX_ITEMS items' worth of jobs off the queue (always at
- * least one job). Called with mu held. */
+/* Takes up to ROUND_MAX_ITEMS items' worth of jobs off the non-empty queue
+ * (always at least one job, however large). Called with mu held. */
 static struct job *take_jobs(struct writer *w)
 {
-    struct job *first = w->head, *last = NULL;
-    int items = 0;
-    for (struct job *j = w->head; j && (items == 0 || items + j->nitems <= ROUND_MAX_ITEMS); j = j->next) {
+    struct job *first = w->head, *last = first;
+    int items = first->nitems;
+    for (struct job *j = first->next; j && items + j->nitems <= ROUND_MAX_ITEMS; j = j->next) {
         items += j->nitems;
         last = j;
     }

@@ -30,25 +30,25 @@ enum item_kind {
 
 enum item_status {
     ITEM_PENDING = 0,
-    ITEM_QUEUED,      /* XADD acknowledged: 202 */
-    ITEM_DUPLICATE,   /* client_order_id seen before: 200 with the original id */
-    ITEM_REDIS_DOWN,  /* Redis unreachable, erroring or timing out: 503, nothing queued */
-    ITEM_NO_STREAM,   /* the shard's stream does not exist: 503, setup not run */
-    ITEM_FOUND,       /* ITEM_GET: value holds the string */
-    ITEM_NOT_FOUND,   /* ITEM_GET: no such key */
+    ITEM_QUEUED,        /* XADD acknowledged: 202 */
+    ITEM_DUPLICATE,     /* client_order_id seen before: 200 with the original id */
+    ITEM_REDIS_DOWN,    /* Redis unreachable, erroring or timing out: 503, nothing queued */
+    ITEM_NO_STREAM,     /* the shard's stream does not exist: 503, setup not run */
+    ITEM_FOUND,         /* ITEM_GET: value holds the string */
+    ITEM_NOT_FOUND,     /* ITEM_GET: no such key */
     ITEM_SHUTTING_DOWN, /* submitted after writer_stop: 503, nothing queued */
 };
 
 struct item {
     enum item_kind kind;
     uint32_t shard;
-    struct op_order_msg msg;   /* ITEM_ORDER: the message; order_id is set by the
-                                  writer for NEW orders */
-    char key[96];              /* ITEM_GET: the key */
-    enum item_status status;   /* set by the writer */
-    char *value;               /* ITEM_GET result, malloc'd; freed by job_release */
+    struct op_order_msg msg; /* ITEM_ORDER: the message; order_id is set by the
+                                writer for NEW orders */
+    char key[96];            /* ITEM_GET: the key */
+    enum item_status status; /* set by the writer */
+    char *value;             /* ITEM_GET result, malloc'd; freed by job_release */
     size_t value_len;
-    size_t enc_off, enc_len;   /* writer-private: the encoding in its round buffer */
+    size_t enc_off, enc_len; /* writer-private: the encoding in its round buffer */
 };
 
 struct job;
@@ -56,33 +56,33 @@ typedef void (*job_done_fn)(struct job *j);
 
 /* A unit of work: the items of one HTTP request. Owned by the request. */
 struct job {
-    struct item *items;   /* (ref) the request's array */
+    struct item *items; /* (ref) the request's array */
     int nitems;
-    job_done_fn done;     /* called once, on the writer thread, when all items have a status */
-    void *arg;            /* for done */
-    struct job *next;     /* queue link, writer-owned while queued */
+    job_done_fn done; /* called once, on the writer thread, when all items have a status */
+    void *arg;        /* for done */
+    struct job *next; /* queue link, writer-owned while queued */
 };
 
 /* Frees what the writer attached to items (GET values). */
 void job_release(struct job *j);
 
 struct writer_stats {
-    _Atomic uint64_t orders_queued;     /* XADDs acknowledged */
-    _Atomic uint64_t duplicates;        /* client_order_id repeats answered 200 */
-    _Atomic uint64_t redis_errors;      /* items answered 503 */
-    _Atomic uint64_t rounds;            /* pipelines sent */
+    _Atomic uint64_t orders_queued; /* XADDs acknowledged */
+    _Atomic uint64_t duplicates;    /* client_order_id repeats answered 200 */
+    _Atomic uint64_t redis_errors;  /* items answered 503 */
+    _Atomic uint64_t rounds;        /* pipelines sent */
     _Atomic uint64_t reconnects;
-    struct op_hist round_us;            /* round-trip time of a pipeline */
-    struct op_hist batch_items;         /* commands per pipeline */
+    struct op_hist round_us;    /* round-trip time of a pipeline */
+    struct op_hist batch_items; /* commands per pipeline */
 };
 
 struct writer_config {
     const char *redis_url;
     int timeout_ms;
     uint32_t shards;
-    int64_t max_lag;          /* backpressure high-water mark, entries per shard */
-    int idempotency_ttl_s;    /* how long a client_order_id is remembered */
-    int lanes;                /* writer threads, each with its own connection */
+    int64_t max_lag;       /* backpressure high-water mark, entries per shard */
+    int idempotency_ttl_s; /* how long a client_order_id is remembered */
+    int lanes;             /* writer threads, each with its own connection */
 };
 
 struct writer;

@@ -22,13 +22,24 @@ static void test_json_valid_and_invalid(void **state)
 {
     (void)state;
     static const char *good[] = {
-        "{}", " { \"a\" : 1 } ", "{\"a\":[1,2,{\"b\":null}],\"c\":true,\"d\":false}",
-        "[]", "\"x\"", "[-0.5e+3, 0, 1E2]", "{\"a\":\"\\u0041\\n\\\"\"}", "[[[[1]]]]",
+        "{}",
+        " { \"a\" : 1 } ",
+        "{\"a\":[1,2,{\"b\":null}],\"c\":true,\"d\":false}",
+        "[]",
+        "\"x\"",
+        "[-0.5e+3, 0, 1E2]",
+        "{\"a\":\"\\u0041\\n\\\"\"}",
+        "[[[[1]]]]",
     };
     static const char *bad[] = {
-        "", " ", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{\"a\":1 \"b\":2}", "{\"a\":1,}",
-        "[1,]", "[1 2]", "{} {}", "{}x", "01", "1.", ".5", "+1", "1e", "--1", "tru", "nul",
-        "{a:1}", "{\"a\":'x'}", "\"\\x\"", "\"\\u12\"", "\"a\tb\"", "[1,,2]", "{,}", "{\"a\"::1}",
+        "",           " ",        "{",           "}",
+        "{\"a\"}",    "{\"a\":}", "{\"a\" 1}",   "{\"a\":1 \"b\":2}",
+        "{\"a\":1,}", "[1,]",     "[1 2]",       "{} {}",
+        "{}x",        "01",       "1.",          ".5",
+        "+1",         "1e",       "--1",         "tru",
+        "nul",        "{a:1}",    "{\"a\":'x'}", "\"\\x\"",
+        "\"\\u12\"",  "\"a\tb\"", "[1,,2]",      "{,}",
+        "{\"a\"::1}",
     };
     struct json_doc d;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
@@ -52,7 +63,7 @@ static void test_json_navigation(void **state)
     int n = json_get(&d, 0, "n");
     assert_int_equal(d.toks[n].type, JSON_NUMBER);
     assert_int_equal(d.toks[n].end - d.toks[n].start, 6); /* exact text "-12.50" */
-    assert_int_equal(json_get(&d, 0, "y"), -1);          /* not a top-level key */
+    assert_int_equal(json_get(&d, 0, "y"), -1);           /* not a top-level key */
     assert_int_equal(json_string(&d, json_get(&d, 0, "x"), s, sizeof(s)), -1);
     assert_int_equal(json_string(&d, z, s, 3), -1); /* does not fit */
 
@@ -101,6 +112,7 @@ static const char *order_code(const char *body, struct op_order_msg *m)
 {
     struct json_doc d;
     struct api_error e;
+    memset(m, 0, sizeof(*m));
     if (parse(&d, body) != 0)
         return "invalid_json";
     if (order_parse_new(&d, 0, &syms, "alice", m, &e) != 0)
@@ -112,7 +124,10 @@ static void test_order_fields(void **state)
 {
     (void)state;
     struct op_order_msg m;
-    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"187.25\",\"qty\":100,\"client_order_id\":\"my-1\"}", &m), "ok");
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\","
+                                   "\"price\":\"187.25\",\"qty\":100,\"client_order_id\":\"my-1\"}",
+                                   &m),
+                        "ok");
     assert_int_equal(m.kind, OP_MSG_NEW);
     assert_int_equal(m.side, OP_SIDE_BUY);
     assert_int_equal(m.type, OP_TYPE_LIMIT);
@@ -123,35 +138,63 @@ static void test_order_fields(void **state)
     assert_string_equal(m.account, "alice");
     assert_string_equal(m.client_order_id, "my-1");
 
-    assert_string_equal(order_code("{\"symbol\":\"TSLA\",\"side\":\"sell\",\"type\":\"market\",\"qty\":3}", &m), "ok");
+    assert_string_equal(
+        order_code("{\"symbol\":\"TSLA\",\"side\":\"sell\",\"type\":\"market\",\"qty\":3}", &m),
+        "ok");
     assert_int_equal(m.tif, OP_TIF_IOC); /* market orders default to IOC */
     assert_int_equal(m.price, 0);
-    assert_string_equal(order_code("{\"symbol\":\"TSLA\",\"side\":\"sell\",\"type\":\"limit\",\"price\":250.5,\"qty\":3,\"tif\":\"FOK\",\"post_only\":false}", &m), "ok");
+    assert_string_equal(order_code("{\"symbol\":\"TSLA\",\"side\":\"sell\",\"type\":\"limit\","
+                                   "\"price\":250.5,\"qty\":3,\"tif\":\"FOK\",\"post_only\":false}",
+                                   &m),
+                        "ok");
     assert_int_equal(m.price, 25050);
     assert_int_equal(m.tif, OP_TIF_FOK);
 
     static const struct {
         const char *body, *code;
     } cases[] = {
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"qty\":2}", "duplicate_field"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"x\":1}", "unknown_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"qty\":2}",
+         "duplicate_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"x\":"
+         "1}",
+         "unknown_field"},
         {"{\"symbol\":\"AAPL\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}", "missing_field"},
         {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"qty\":1}", "missing_field"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"price\":\"1\",\"qty\":1}", "invalid_price"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"tif\":\"GTC\",\"qty\":1}", "invalid_field"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"post_only\":true,\"qty\":1}", "invalid_field"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1e2\",\"qty\":1}", "invalid_price"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1.001\",\"qty\":1}", "invalid_price"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":null,\"qty\":1}", "invalid_price"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":0}", "invalid_qty"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":-1}", "invalid_qty"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":2.0}", "invalid_qty"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1000001}", "invalid_qty"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":true}", "invalid_qty"},
-        {"{\"symbol\":\"NOPE\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}", "unknown_symbol"},
-        {"{\"symbol\":\"AAPL\\u0000\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}", "unknown_symbol"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"client_order_id\":\"x/y\"}", "invalid_field"},
-        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,\"client_order_id\":7}", "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"price\":\"1\",\"qty\":1}",
+         "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"tif\":\"GTC\",\"qty\":1}",
+         "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"post_only\":true,\"qty\":1}",
+         "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1e2\",\"qty\":1}",
+         "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1.001\",\"qty\":1}",
+         "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":null,\"qty\":1}",
+         "invalid_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":0}",
+         "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":-1}",
+         "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":2.0}",
+         "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":"
+         "1000001}",
+         "invalid_qty"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":true}",
+         "invalid_qty"},
+        {"{\"symbol\":\"NOPE\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1}",
+         "unknown_symbol"},
+        {"{\"symbol\":\"AAPL\\u0000\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":"
+         "1}",
+         "unknown_symbol"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"client_order_id\":\"x/y\"}",
+         "invalid_field"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"client_order_id\":7}",
+         "invalid_field"},
         {"[]", "invalid_body"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -188,10 +231,8 @@ static void test_amend_and_id(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_valid_and_invalid),
-        cmocka_unit_test(test_json_navigation),
-        cmocka_unit_test(test_json_put_str),
-        cmocka_unit_test(test_order_fields),
+        cmocka_unit_test(test_json_valid_and_invalid), cmocka_unit_test(test_json_navigation),
+        cmocka_unit_test(test_json_put_str),           cmocka_unit_test(test_order_fields),
         cmocka_unit_test(test_amend_and_id),
     };
     return cmocka_run_group_tests_name("ingest_parse", tests, setup, teardown);
