@@ -186,7 +186,8 @@ static void housekeeping(struct recorder *r, int may_claim)
         int trim = r->set.trim_ms > 0 && now >= r->next_trim_ms;
         if (rec_stream_poll(&r->stream, trim) == 0 && trim)
             r->next_trim_ms = now + r->set.trim_ms;
-        r->next_poll_ms = now + POLL_MS;
+        r->next_poll_ms = now + (r->set.trim_ms > 0 && r->set.trim_ms < POLL_MS ? r->set.trim_ms
+                                                                                : POLL_MS);
     }
     if (may_claim && r->set.claim_idle_ms > 0 && now >= r->next_claim_ms &&
         (size_t)r->set.batch_rows > r->batch.rows) {

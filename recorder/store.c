@@ -86,6 +86,19 @@ void rec_store_release(struct rec_store *st)
     op_buf_release(&st->hex);
 }
 
+/* Copies the last error into out[size] fit for a log value or a dead letter:
+ * printable ASCII only, double quotes turned into single ones. */
+static void clean_err(const struct rec_store *st, char *out, size_t size)
+{
+    snprintf(out, size, "%s", st->pg.err);
+    for (char *p = out; *p; p++) {
+        if (*p == '"')
+            *p = '\'';
+        else if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = ' ';
+    }
+}
+
 /* Notes a failure to reach or use the server: gauge down, retry counted,
  * session to be rebuilt if the connection went. */
 static void pg_failed(struct rec_store *st, const char *what)
@@ -94,8 +107,10 @@ static void pg_failed(struct rec_store *st, const char *what)
     REC_ADD(st->stats, pg_retries, 1);
     if (!op_pg_ok(&st->pg))
         st->session_ready = 0;
+    char err[256];
+    clean_err(st, err, sizeof(err));
     op_warn("postgres_unavailable", "op=%s sqlstate=%s err=\"%s\"", what,
-            st->pg.sqlstate[0] ? st->pg.sqlstate : "-", st->pg.err);
+            st->pg.sqlstate[0] ? st->pg.sqlstate : "-", err);
 }
 
 int rec_store_ready(struct rec_store *st)
@@ -183,7 +198,9 @@ static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
     char err[300];
     snprintf(err, sizeof(err), "%s", why);
     for (char *p = err; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+        if (*p == '\n')
+            *p = ' ';
+        else if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';
     const char *params[] = {stream, e->id, e->has_raw ? st->hex.data : NULL, err};
     struct pg_result *res =
@@ -192,6 +209,9 @@ static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
         return -1;
     int rows = op_pg_rows(res);
     op_pg_clear(res);
+    for (char *p = err; *p; p++)
+        if (*p == '"')
+            *p = '\'';
     op_warn("dead_letter", "stream=%s id=%s err=\"%s\"", stream, e->id, err);
     return rows > 0;
 }
@@ -293,7 +313,9 @@ static int write_split(struct rec_store *st, struct rec_batch *b, size_t lo, siz
         return 0;
     }
     REC_ADD(st->stats, bisects, 1);
-    op_info("batch_split", "entries=%zu err=\"%s\"", hi - lo, st->pg.err);
+    char err[256];
+    clean_err(st, err, sizeof(err));
+    op_info("batch_split", "entries=%zu err=\"%s\"", hi - lo, err);
     size_t mid = lo + (hi - lo) / 2;
     if (write_split(st, b, lo, mid) != 0)
         return -1;

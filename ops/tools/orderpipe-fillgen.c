@@ -1,0 +1,638 @@
+/* orderpipe-fillgen: writes realistic execution reports to fills:{S}, and the tables they must give. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shared/alloc.h"
+#include "shared/buf.h"
+#include "shared/codec.h"
+#include "shared/config.h"
+#include "shared/log.h"
+#include "shared/pg.h"
+#include "shared/redis.h"
+#include "shared/shard.h"
+#include "shared/symbols.h"
+
+/*
+ * For tests and benchmarks of the recorder: a small order-book model (not the
+ * matching engine: FIFO per side, no price priority) that turns random inputs
+ * — new orders (limit/market, GTC/IOC/FOK, post-only), cancels, amends,
+ * rejections — into the execution reports the matcher would publish, with
+ * report ids (seq << 10 | shard) and states consistent with schemas/messages.md,
+ * one fills entry per input (fields sym, kind, m) XADDed to its shard with
+ * NOMKSTREAM in pipelined rounds.
+ *
+ * With --expect DIR it also writes what the recorder must produce, computed
+ * from the model alone (the last state of every order, every trade), in the
+ * format of
+ *   COPY (SELECT … ORDER BY id) TO STDOUT
+ * with times as integer microseconds (see tests/integration/recorder_lib.sh):
+ *   DIR/orders.tsv  DIR/fills.tsv  DIR/dead.count (poison entries written)
+ *
+ * Usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] [--expect DIR]
+ *          [--poison K] [--round N] [--pace-ms MS] [--id-base B] [--seq-base Q]
+ * Reads REDIS_URL, ORDER_SHARDS, SYMBOLS_FILE. Prints one summary line.
+ * Exit status: 0 done, 1 redis or file failure, 2 bad arguments.
+ */
+
+#define NACCOUNTS 6
+static const char *const accounts[NACCOUNTS] = {"alice", "bob", "carol", "dave",
+                                                "back\\slash", "erin"};
+/* Why 40: resting orders per side per symbol kept small so a sweep stays a
+ * few reports and the model stays O(pool) per input. */
+#define POOL_MAX 40
+
+struct gorder {
+    uint64_t id;
+    int64_t price; /* ticks, 0 market (or a refused price) */
+    int64_t qty, filled;
+    uint64_t created_ns, updated_ns, version;
+    uint16_t sym;
+    uint8_t acct, side, type, tif, post_only, status, reason, has_coid, is_state_report_reason;
+};
+
+struct gsym {
+    const struct op_symbol *s; /* (ref) */
+    uint32_t shard;
+    uint32_t pool[2][POOL_MAX]; /* resting order indices, FIFO; [0] buys, [1] sells */
+    int npool[2];
+};
+
+struct gen {
+    struct op_redis redis;
+    struct op_symtab syms;
+    uint32_t shards;
+    struct gsym *gs;
+    size_t nsyms;
+    struct gorder *orders;
+    size_t norders, cap_orders;
+    uint64_t *seq; /* per shard */
+    uint64_t next_id;
+    uint64_t ts;
+    uint64_t rng;
+    /* the current input's reports */
+    struct op_report rep[POOL_MAX * 2 + 8];
+    size_t nrep;
+    /* the fills expected, as text */
+    struct op_buf fills_tsv;
+    struct op_buf enc;
+    int pending;  /* XADDs queued in this round */
+    int round;
+    int pace_ms;
+    uint64_t inputs, entries, reports, trades, poison;
+    int write_expect;
+};
+
+static uint64_t rnd(struct gen *g)
+{
+    /* xorshift64*: deterministic for a seed, good enough for test data */
+    g->rng ^= g->rng >> 12;
+    g->rng ^= g->rng << 25;
+    g->rng ^= g->rng >> 27;
+    return g->rng * 2685821657736338717ULL;
+}
+
+static uint64_t below(struct gen *g, uint64_t n)
+{
+    return rnd(g) % n;
+}
+
+static int die(const char *what, const char *why)
+{
+    fprintf(stderr, "orderpipe-fillgen: %s: %s\n", what, why);
+    exit(1);
+}
+
+/* Sends the queued XADDs' replies; dies on any failure (a test tool). */
+static void flush_round(struct gen *g)
+{
+    for (int i = 0; i < g->pending; i++) {
+        struct redisReply *rep = op_redis_next_reply(&g->redis);
+        if (!rep)
+            die("xadd failed", g->redis.errstr);
+        if (op_reply_type(rep) != OP_REPLY_STRING)
+            die("xadd refused (did orderpipe-setup create the streams?)",
+                op_reply_type(rep) == OP_REPLY_ERROR ? op_reply_str(rep, NULL) : "nil reply");
+        op_reply_free(rep);
+    }
+    g->pending = 0;
+    if (g->pace_ms > 0) {
+        struct timespec ts = {g->pace_ms / 1000, (long)(g->pace_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* XADDs m (len bytes) to fills:{shard} with fields sym and kind. */
+static void xadd(struct gen *g, uint32_t shard, const char *sym, const char *kind, const char *m,
+                 size_t len)
+{
+    char key[OP_KEY_MAX];
+    op_key_fills(key, shard);
+    const char *argv[] = {"XADD", key, "NOMKSTREAM", "*", "sym", sym, "kind", kind, "m", m};
+    size_t lens[] = {4, strlen(key), 10, 1, 3, strlen(sym), 4, strlen(kind), 1, len};
+    if (op_redis_append(&g->redis, 10, argv, lens) != 0)
+        die("xadd failed", g->redis.errstr);
+    g->entries++;
+    if (++g->pending >= g->round)
+        flush_round(g);
+}
+
+/* Publishes the current input's reports as one entry of sym's shard. */
+static void publish(struct gen *g, const struct gsym *s)
+{
+    char kind[1024];
+    size_t kl = 0;
+    kind[0] = '\0';
+    for (size_t i = 0; i < g->nrep && kl + 16 < sizeof(kind); i++)
+        kl += (size_t)snprintf(kind + kl, sizeof(kind) - kl, "%s%s", i ? "," : "",
+                               op_report_kind_name(g->rep[i].kind));
+    op_buf_reset(&g->enc);
+    if (op_codec_encode_reports(&g->enc, g->rep, g->nrep) != 0)
+        die("encode", "out of memory");
+    xadd(g, s->shard, s->s->name, kind, g->enc.data, g->enc.len);
+    g->reports += g->nrep;
+    g->nrep = 0;
+}
+
+static uint64_t next_rid(struct gen *g, uint32_t shard)
+{
+    return (g->seq[shard]++ << 10) | shard;
+}
+
+static const char *status_of(int st)
+{
+    return op_status_name(st);
+}
+
+/* A report about order o (taker side), description included, state after. */
+static struct op_report *report(struct gen *g, struct gorder *o, int kind, int req_kind)
+{
+    const struct gsym *s = &g->gs[o->sym];
+    struct op_report *r = &g->rep[g->nrep++];
+    memset(r, 0, sizeof(*r));
+    r->kind = (uint8_t)kind;
+    r->req_kind = (uint8_t)req_kind;
+    r->report_id = next_rid(g, s->shard);
+    r->ts_ns = g->ts;
+    r->order_id = o->id;
+    r->side = o->side, r->type = o->type, r->tif = o->tif, r->post_only = o->post_only;
+    r->price = o->price;
+    r->qty = o->qty;
+    r->filled_qty = o->filled;
+    r->status = o->status;
+    snprintf(r->symbol, sizeof(r->symbol), "%s", s->s->name);
+    snprintf(r->account, sizeof(r->account), "%s", accounts[o->acct]);
+    if (o->has_coid)
+        snprintf(r->client_order_id, sizeof(r->client_order_id), "c-%llu",
+                 (unsigned long long)o->id);
+    return r;
+}
+
+/* The model's record of what the recorder must show: state from report r. */
+static void applied(struct gorder *o, const struct op_report *r, int reason)
+{
+    o->updated_ns = r->ts_ns;
+    o->version = r->report_id;
+    o->reason = (uint8_t)reason;
+}
+
+static struct gorder *new_order(struct gen *g)
+{
+    if (g->norders == g->cap_orders) {
+        size_t cap = g->cap_orders ? g->cap_orders * 2 : 4096;
+        struct gorder *p = op_realloc(g->orders, cap * sizeof(*p));
+        if (!p)
+            die("model", "out of memory");
+        g->orders = p;
+        g->cap_orders = cap;
+    }
+    struct gorder *o = &g->orders[g->norders++];
+    memset(o, 0, sizeof(*o));
+    o->id = g->next_id++;
+    return o;
+}
+
+static void pool_remove(struct gsym *s, int side, int k)
+{
+    memmove(&s->pool[side][k], &s->pool[side][k + 1],
+            (size_t)(s->npool[side] - k - 1) * sizeof(uint32_t));
+    s->npool[side]--;
+}
+
+static int crosses(const struct gorder *taker, const struct gorder *maker)
+{
+    if (taker->type == OP_TYPE_MARKET)
+        return 1;
+    return taker->side == OP_SIDE_BUY ? maker->price <= taker->price
+                                      : maker->price >= taker->price;
+}
+
+/* Appends the fills row of trade r (COPY text, times in µs). */
+static void expect_fill(struct gen *g, const struct op_report *r, const struct op_symbol *sym)
+{
+    if (!g->write_expect)
+        return;
+    char px[64];
+    op_decimal_format(r->trade_price, sym->tick, px, sizeof(px));
+    struct op_buf *b = &g->fills_tsv;
+    op_buf_printf(b, "%llu\t%s\t%s\t%lld\t%llu\t%llu\t", (unsigned long long)r->report_id,
+                  r->symbol, px, (long long)r->trade_qty, (unsigned long long)r->maker_order_id,
+                  (unsigned long long)r->order_id);
+    op_pg_copy_escape(b, r->maker_account, strlen(r->maker_account));
+    op_buf_append(b, "\t", 1);
+    op_pg_copy_escape(b, r->account, strlen(r->account));
+    op_buf_printf(b, "\t%s\t%llu\n", op_side_name(r->side), (unsigned long long)(r->ts_ns / 1000));
+}
+
+/* One NEW input on symbol si. */
+static void input_new(struct gen *g, size_t si)
+{
+    struct gsym *s = &g->gs[si];
+    struct gorder *o = new_order(g);
+    uint32_t oi = (uint32_t)(g->norders - 1);
+    o->sym = (uint16_t)si;
+    o->acct = (uint8_t)below(g, NACCOUNTS);
+    o->side = below(g, 2) ? OP_SIDE_BUY : OP_SIDE_SELL;
+    o->has_coid = below(g, 2) == 0;
+    uint64_t k = below(g, 100);
+    o->type = k < 8 ? OP_TYPE_MARKET : OP_TYPE_LIMIT;
+    o->tif = o->type == OP_TYPE_MARKET ? OP_TIF_IOC
+             : k < 16                  ? OP_TIF_IOC
+             : k < 20                  ? OP_TIF_FOK
+                                       : OP_TIF_GTC;
+    o->post_only = o->tif == OP_TIF_GTC && k >= 95;
+    o->price = o->type == OP_TYPE_MARKET ? 0 : 10000 + (int64_t)below(g, 21) - 10;
+    o->qty = 1 + (int64_t)below(g, 100);
+    o->created_ns = g->ts;
+    o->status = OP_STATUS_NEW;
+    if (below(g, 100) < 2) { /* refused by the engine: a bad price */
+        o->price = -(int64_t)below(g, 5);
+        o->status = OP_STATUS_REJECTED;
+        struct op_report *r = report(g, o, OP_REPORT_REJECTED, OP_MSG_NEW);
+        r->reason = OP_REASON_BAD_PRICE;
+        applied(o, r, OP_REASON_BAD_PRICE);
+        o->price = 0; /* recorded as NULL: not a price */
+        publish(g, s);
+        return;
+    }
+    applied(o, report(g, o, OP_REPORT_ACCEPTED, OP_MSG_NEW), 0);
+    int opp = o->side == OP_SIDE_BUY ? 1 : 0;
+    int64_t avail = 0;
+    for (int i = 0; i < s->npool[opp]; i++)
+        if (crosses(o, &g->orders[s->pool[opp][i]]))
+            avail += g->orders[s->pool[opp][i]].qty - g->orders[s->pool[opp][i]].filled;
+    int reason = 0;
+    if (o->tif == OP_TIF_FOK && avail < o->qty)
+        reason = OP_REASON_FOK_UNFILLED;
+    else if (o->post_only && avail > 0)
+        reason = OP_REASON_POST_ONLY;
+    else if (o->type == OP_TYPE_MARKET && s->npool[opp] == 0)
+        reason = OP_REASON_NO_LIQUIDITY;
+    for (int i = 0; !reason && i < s->npool[opp] && o->filled < o->qty;) {
+        struct gorder *m = &g->orders[s->pool[opp][i]];
+        if (!crosses(o, m)) {
+            i++;
+            continue;
+        }
+        int64_t q = o->qty - o->filled;
+        if (m->qty - m->filled < q)
+            q = m->qty - m->filled;
+        o->filled += q;
+        m->filled += q;
+        o->status = o->filled == o->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
+        m->status = m->filled == m->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
+        struct op_report *r = report(g, o, OP_REPORT_TRADE, OP_MSG_NEW);
+        r->maker_order_id = m->id;
+        r->trade_price = m->price;
+        r->trade_qty = q;
+        r->maker_qty = m->qty;
+        r->maker_filled_qty = m->filled;
+        r->maker_status = m->status;
+        snprintf(r->maker_account, sizeof(r->maker_account), "%s", accounts[m->acct]);
+        applied(o, r, 0);
+        applied(m, r, 0);
+        expect_fill(g, r, s->s);
+        g->trades++;
+        if (m->filled == m->qty)
+            pool_remove(s, opp, i);
+        else
+            i++;
+    }
+    if (!reason && o->filled < o->qty && o->tif != OP_TIF_GTC)
+        reason = OP_REASON_IOC_REMAINDER;
+    if (reason) {
+        o->status = OP_STATUS_CANCELLED;
+        struct op_report *r = report(g, o, OP_REPORT_CANCELLED, OP_MSG_NEW);
+        r->reason = (uint8_t)reason;
+        applied(o, r, reason);
+    } else if (o->filled < o->qty) {
+        int side = o->side == OP_SIDE_BUY ? 0 : 1;
+        if (s->npool[side] == POOL_MAX) { /* the oldest leaves: its owner cancels it */
+            publish(g, s);
+            struct gorder *old = &g->orders[s->pool[side][0]];
+            pool_remove(s, side, 0);
+            old->status = OP_STATUS_CANCELLED;
+            struct op_report *r = report(g, old, OP_REPORT_CANCELLED, OP_MSG_CANCEL);
+            r->reason = OP_REASON_USER_CANCEL;
+            applied(old, r, OP_REASON_USER_CANCEL);
+        }
+        s->pool[side][s->npool[side]++] = oi;
+    }
+    publish(g, s);
+}
+
+/* A cancel or amend of a random resting order of si (or of one that is not). */
+static void input_modify(struct gen *g, size_t si, int amend)
+{
+    struct gsym *s = &g->gs[si];
+    int side = (int)below(g, 2);
+    if (s->npool[side] == 0 || below(g, 10) == 0) {
+        /* refused: the target is unknown or closed; the order is unchanged */
+        struct op_report *r = &g->rep[g->nrep++];
+        memset(r, 0, sizeof(*r));
+        r->kind = OP_REPORT_REJECTED;
+        r->req_kind = amend ? OP_MSG_AMEND : OP_MSG_CANCEL;
+        r->reason = OP_REASON_UNKNOWN_ORDER;
+        r->report_id = next_rid(g, s->shard);
+        r->ts_ns = g->ts;
+        /* sometimes an existing order: a rejected request must not touch it */
+        r->order_id = g->norders && below(g, 2) ? g->orders[below(g, g->norders)].id : 424242;
+        snprintf(r->symbol, sizeof(r->symbol), "%s", s->s->name);
+        snprintf(r->account, sizeof(r->account), "%s", accounts[below(g, NACCOUNTS)]);
+        publish(g, s);
+        return;
+    }
+    int k = (int)below(g, (uint64_t)s->npool[side]);
+    struct gorder *o = &g->orders[s->pool[side][k]];
+    if (amend && o->qty - o->filled >= 2) {
+        o->qty = o->filled + 1 + (int64_t)below(g, (uint64_t)(o->qty - o->filled - 1));
+        applied(o, report(g, o, OP_REPORT_AMENDED, OP_MSG_AMEND), 0);
+    } else if (amend) {
+        struct op_report *r = report(g, o, OP_REPORT_REJECTED, OP_MSG_AMEND);
+        r->reason = OP_REASON_BAD_AMEND;
+        /* the order's state is unchanged: the model records nothing */
+    } else {
+        pool_remove(s, side, k);
+        o->status = OP_STATUS_CANCELLED;
+        struct op_report *r = report(g, o, OP_REPORT_CANCELLED, OP_MSG_CANCEL);
+        r->reason = OP_REASON_USER_CANCEL;
+        applied(o, r, OP_REASON_USER_CANCEL);
+    }
+    publish(g, s);
+}
+
+/* A new order whose id is already taken: rejected, and the existing order
+ * must stay as it is. */
+static void input_duplicate(struct gen *g, size_t si)
+{
+    if (g->norders == 0)
+        return;
+    struct gorder copy = g->orders[below(g, g->norders)];
+    copy.sym = (uint16_t)si;
+    copy.status = OP_STATUS_REJECTED;
+    copy.filled = 0;
+    if (copy.price <= 0 && copy.type == OP_TYPE_LIMIT)
+        copy.price = 10000;
+    struct op_report *r = report(g, &copy, OP_REPORT_REJECTED, OP_MSG_NEW);
+    r->reason = OP_REASON_DUPLICATE_ID;
+    publish(g, &g->gs[si]);
+}
+
+/* Poison entries, each of its own kind in turn; their ids are outside the
+ * model's so they change no expected row. */
+static void input_poison(struct gen *g, uint64_t n)
+{
+    struct gsym *s = &g->gs[below(g, g->nsyms)];
+    struct gorder o;
+    memset(&o, 0, sizeof(o));
+    o.id = 9000000000000000000ULL + n;
+    o.side = OP_SIDE_BUY, o.type = OP_TYPE_LIMIT, o.tif = OP_TIF_GTC;
+    o.price = 10000, o.qty = 5, o.status = OP_STATUS_NEW;
+    o.sym = (uint16_t)(s - g->gs);
+    switch (n % 4) {
+    case 0: /* not msgpack at all */
+        xadd(g, s->shard, s->s->name, "accepted", "\xc1garbage", 8);
+        break;
+    case 1: /* a symbol the recorder does not know */
+        report(g, &o, OP_REPORT_ACCEPTED, OP_MSG_NEW);
+        snprintf(g->rep[0].symbol, sizeof(g->rep[0].symbol), "NOPE");
+        publish(g, s);
+        break;
+    case 2: /* a rejected order with no quantity: orders.qty >= 1 refuses it */
+        o.qty = 0;
+        o.status = OP_STATUS_REJECTED;
+        report(g, &o, OP_REPORT_REJECTED, OP_MSG_NEW)->reason = OP_REASON_BAD_QTY;
+        publish(g, s);
+        break;
+    default: /* a side the table's CHECK refuses */
+        o.side = 9;
+        report(g, &o, OP_REPORT_ACCEPTED, OP_MSG_NEW);
+        publish(g, s);
+        break;
+    }
+    g->poison++;
+}
+
+/* Writes DIR/name from b, or dies. */
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || (len && fwrite(data, 1, len, f) != len) || fclose(f) != 0)
+        die(path, strerror(errno));
+}
+
+static int cmp_order(const void *a, const void *b)
+{
+    const struct gorder *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+struct fill_line {
+    uint64_t id;
+    const char *p;
+    size_t len;
+};
+
+static int cmp_fill(const void *a, const void *b)
+{
+    const struct fill_line *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void write_expect(struct gen *g, const char *dir)
+{
+    struct op_buf b;
+    op_buf_init(&b);
+    qsort(g->orders, g->norders, sizeof(*g->orders), cmp_order);
+    for (size_t i = 0; i < g->norders; i++) {
+        const struct gorder *o = &g->orders[i];
+        const struct op_symbol *sym = g->gs[o->sym].s;
+        char px[64] = "\\N";
+        if (o->price > 0)
+            op_decimal_format(o->price, sym->tick, px, sizeof(px));
+        op_buf_printf(&b, "%llu\t", (unsigned long long)o->id);
+        if (o->has_coid)
+            op_buf_printf(&b, "c-%llu\t", (unsigned long long)o->id);
+        else
+            op_buf_append(&b, "\\N\t", 3);
+        op_pg_copy_escape(&b, accounts[o->acct], strlen(accounts[o->acct]));
+        op_buf_printf(&b, "\t%s\t%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t%s\t%s\t%llu\t%llu\t%llu\n",
+                      sym->name, op_side_name(o->side), op_type_name(o->type),
+                      op_tif_name(o->tif), o->post_only ? "t" : "f", px, (long long)o->qty,
+                      (long long)o->filled, status_of(o->status),
+                      o->reason ? op_reason_name(o->reason) : "\\N",
+                      (unsigned long long)(o->created_ns / 1000),
+                      (unsigned long long)(o->updated_ns / 1000), (unsigned long long)o->version);
+    }
+    write_file(dir, "orders.tsv", b.data, b.len);
+    /* fills: reports ids interleave across shards: sort the lines by id */
+    size_t n = 0, cap = 1024;
+    struct fill_line *lines = op_malloc(cap * sizeof(*lines));
+    const char *p = g->fills_tsv.data, *end = p ? p + g->fills_tsv.len : NULL;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (n == cap) {
+            cap *= 2;
+            lines = op_realloc(lines, cap * sizeof(*lines));
+        }
+        if (!lines)
+            die("expect", "out of memory");
+        lines[n].id = strtoull(p, NULL, 10);
+        lines[n].p = p;
+        lines[n].len = (size_t)(nl - p) + 1;
+        n++;
+        p = nl + 1;
+    }
+    qsort(lines, n, sizeof(*lines), cmp_fill);
+    op_buf_reset(&b);
+    for (size_t i = 0; i < n; i++)
+        op_buf_append(&b, lines[i].p, lines[i].len);
+    write_file(dir, "fills.tsv", b.data ? b.data : "", b.len);
+    op_free(lines);
+    char cnt[32];
+    int l = snprintf(cnt, sizeof(cnt), "%llu\n", (unsigned long long)g->poison);
+    write_file(dir, "dead.count", cnt, (size_t)l);
+    op_buf_release(&b);
+}
+
+static uint64_t arg_u64(const char *flag, const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = v ? strtoull(v, &end, 10) : 0;
+    if (!v || errno || *end) {
+        fprintf(stderr, "orderpipe-fillgen: %s wants a non-negative integer\n", flag);
+        exit(2);
+    }
+    return x;
+}
+
+int main(int argc, char **argv)
+{
+    struct op_config c;
+    struct gen *g = op_calloc(1, sizeof(*g));
+    uint64_t inputs = 10000, trades = 0, seed = 1, npoison = 0;
+    const char *expect = NULL;
+    if (!g)
+        return 1;
+    g->round = 1000;
+    g->next_id = 1 << 20;
+    uint64_t seq_base = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--inputs") == 0)
+            inputs = arg_u64(a, v), i++;
+        else if (strcmp(a, "--trades") == 0)
+            trades = arg_u64(a, v), i++;
+        else if (strcmp(a, "--seed") == 0)
+            seed = arg_u64(a, v), i++;
+        else if (strcmp(a, "--poison") == 0)
+            npoison = arg_u64(a, v), i++;
+        else if (strcmp(a, "--round") == 0)
+            g->round = (int)arg_u64(a, v), i++;
+        else if (strcmp(a, "--pace-ms") == 0)
+            g->pace_ms = (int)arg_u64(a, v), i++;
+        else if (strcmp(a, "--id-base") == 0)
+            g->next_id = arg_u64(a, v), i++;
+        else if (strcmp(a, "--seq-base") == 0)
+            seq_base = arg_u64(a, v), i++;
+        else if (strcmp(a, "--expect") == 0 && v)
+            expect = v, i++;
+        else {
+            fprintf(stderr, "usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] "
+                            "[--expect DIR] [--poison K] [--round N] [--pace-ms MS] "
+                            "[--id-base B] [--seq-base Q]\n");
+            return 2;
+        }
+    }
+    if (g->round < 1)
+        g->round = 1;
+    op_config_load_or_exit(&c, "orderpipe-fillgen");
+    char err[300];
+    if (op_symtab_load(&g->syms, c.symbols_file, err, sizeof(err)) != 0 &&
+        op_symtab_defaults(&g->syms) != 0)
+        die("symbols", err);
+    g->shards = c.order_shards;
+    g->nsyms = g->syms.n;
+    g->gs = op_calloc(g->nsyms, sizeof(*g->gs));
+    g->seq = op_calloc(g->shards, sizeof(*g->seq));
+    if (!g->gs || !g->seq)
+        die("model", "out of memory");
+    for (uint32_t i = 0; i < g->shards; i++)
+        g->seq[i] = seq_base;
+    for (size_t i = 0; i < g->nsyms; i++) {
+        g->gs[i].s = &g->syms.v[i];
+        g->gs[i].shard = op_shard_of(g->syms.v[i].name, strlen(g->syms.v[i].name), g->shards);
+    }
+    g->rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+    g->write_expect = expect != NULL;
+    op_buf_init(&g->fills_tsv);
+    op_buf_init(&g->enc);
+    /* event times: a fixed day, ns digits that do not round to whole µs */
+    g->ts = 1795000000000000000ULL + seed * 1000000000000ULL;
+    if (op_redis_init(&g->redis, c.redis_url, c.redis_timeout_ms) != 0 ||
+        op_redis_connect(&g->redis) != 0)
+        die("cannot connect to redis", g->redis.errstr);
+
+    uint64_t poison_every = npoison ? (trades ? trades : inputs) / (npoison + 1) + 1 : 0;
+    uint64_t poison_done = 0;
+    while (trades ? g->trades < trades : g->inputs < inputs) {
+        size_t si = (size_t)below(g, g->nsyms);
+        g->ts += 1000 + below(g, 100000);
+        uint64_t k = below(g, 100);
+        if (k < 70)
+            input_new(g, si);
+        else if (k < 85)
+            input_modify(g, si, 0);
+        else if (k < 97)
+            input_modify(g, si, 1);
+        else
+            input_duplicate(g, si);
+        g->inputs++;
+        uint64_t progress = trades ? g->trades : g->inputs;
+        if (poison_every && poison_done < npoison && progress >= poison_every * (poison_done + 1))
+            input_poison(g, poison_done++);
+    }
+    while (poison_done < npoison)
+        input_poison(g, poison_done++);
+    flush_round(g);
+    if (expect)
+        write_expect(g, expect);
+    printf("fillgen: inputs=%llu entries=%llu reports=%llu trades=%llu orders=%zu poison=%llu\n",
+           (unsigned long long)g->inputs, (unsigned long long)g->entries,
+           (unsigned long long)g->reports, (unsigned long long)g->trades, g->norders,
+           (unsigned long long)g->poison);
+    op_redis_release(&g->redis);
+    op_symtab_release(&g->syms);
+    op_buf_release(&g->fills_tsv);
+    op_buf_release(&g->enc);
+    op_free(g->orders);
+    op_free(g->gs);
+    op_free(g->seq);
+    op_free(g);
+    return 0;
+}
