@@ -1,0 +1,184 @@
+/* orderpipe-matcher: wires config -> symbol table -> worker loop, with /healthz and /metrics. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "matcher/matcher.h"
+#include "shared/config.h"
+#include "shared/log.h"
+#include "shared/opsd.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Reads one integer setting or exits with the message naming it. */
+static long long env_or_exit(const char *name, long long def, long long min, long long max)
+{
+    long long v;
+    char err[200];
+    if (op_env_int(name, def, min, max, &v, err, sizeof(err)) != 0) {
+        fprintf(stderr, "matcher: %s\n", err);
+        exit(2);
+    }
+    return v;
+}
+
+/* MATCHER_NAME, or "<host>-<pid>-<random>": unique even for containers that
+ * all run as pid 1 on hosts with equal names. */
+static void worker_name(char *out, size_t size)
+{
+    const char *name = op_env_str("MATCHER_NAME", NULL);
+    if (name) {
+        if (strlen(name) >= size || strpbrk(name, " \t\r\n\"")) {
+            fprintf(stderr, "matcher: invalid MATCHER_NAME='%.60s': want 1-95 characters without "
+                            "spaces or quotes\n",
+                    name);
+            exit(2);
+        }
+        snprintf(out, size, "%s", name);
+        return;
+    }
+    char host[48] = "matcher";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    unsigned rnd = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&rnd, sizeof(rnd), 1, f) != 1)
+        rnd = (unsigned)op_now_ms() ^ (unsigned)getpid() * 2654435761u;
+    if (f)
+        fclose(f);
+    snprintf(out, size, "%s-%ld-%08x", host, (long)getpid(), rnd);
+}
+
+static void load_symbols(const struct op_config *c, struct op_symtab *syms)
+{
+    char err[300];
+    if (op_symtab_load(syms, c->symbols_file, err, sizeof(err)) != 0) {
+        if (c->symbols_file_set || access(c->symbols_file, F_OK) == 0) {
+            fprintf(stderr, "matcher: %s (SYMBOLS_FILE)\n", err);
+            exit(2);
+        }
+        if (op_symtab_defaults(syms) != 0) {
+            fprintf(stderr, "matcher: out of memory loading the default symbols\n");
+            exit(1);
+        }
+        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"",
+                c->symbols_file);
+    }
+}
+
+struct ops_ctx {
+    const struct matcher_config *cfg;
+    const struct matcher_stats *st;
+};
+
+/* Healthy while Redis answers; the body says what this worker holds. */
+static int health(void *arg, struct op_buf *out)
+{
+    const struct ops_ctx *x = arg;
+    int up = atomic_load(&x->st->redis_up);
+    int owned = 0;
+    for (uint32_t s = 0; s < x->cfg->shards; s++)
+        owned += atomic_load(&x->st->shard[s].owned);
+    op_buf_printf(out, "{\"status\":\"%s\",\"redis\":%s,\"name\":\"%s\",\"owned_shards\":%d}",
+                  up ? "ok" : "unavailable", up ? "true" : "false", x->cfg->name, owned);
+    return up;
+}
+
+static void metrics(void *arg, struct op_buf *out)
+{
+    const struct ops_ctx *x = arg;
+    stats_render(x->st, x->cfg->shards, out);
+}
+
+int main(void)
+{
+    struct op_config c;
+    struct op_symtab syms;
+    struct matcher_config mc;
+
+    op_config_load_or_exit(&c, "matcher");
+    memset(&mc, 0, sizeof(mc));
+    mc.redis_url = c.redis_url;
+    mc.redis_timeout_ms = c.redis_timeout_ms;
+    mc.shards = c.order_shards;
+    worker_name(mc.name, sizeof(mc.name));
+    mc.lease_ms = (int)env_or_exit("MATCHER_LEASE_MS", 3000, 300, 600000);
+    mc.batch = (int)env_or_exit("MATCHER_BATCH", 500, 1, 10000);
+    mc.block_ms = (int)env_or_exit("MATCHER_BLOCK_MS", 100, 1, 10000);
+    mc.snapshot_every = env_or_exit("MATCHER_SNAPSHOT_EVERY", 100000, 1, 1000000000);
+    mc.snapshot_ms = (int)env_or_exit("MATCHER_SNAPSHOT_MS", 30000, 10, 86400000);
+    mc.book_ms = (int)env_or_exit("MATCHER_BOOK_MS", 100, 0, 3600000);
+    mc.book_levels = (int)env_or_exit("MATCHER_BOOK_LEVELS", 100, 1, MATCHER_BOOK_LEVELS_MAX);
+    mc.metrics_port = (int)env_or_exit("MATCHER_METRICS_PORT", 9101, 0, 65535);
+    mc.closed_max = (uint32_t)env_or_exit("MATCHER_CLOSED_MAX", ENG_CLOSED_DEFAULT, 1,
+                                          ENG_CLOSED_LIMIT);
+    const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
+    if (mc.block_ms >= mc.redis_timeout_ms) {
+        fprintf(stderr, "matcher: invalid MATCHER_BLOCK_MS=%d: must be below REDIS_TIMEOUT_MS=%d "
+                        "(a blocked read would look like a timeout)\n",
+                mc.block_ms, mc.redis_timeout_ms);
+        exit(2);
+    }
+    if (mc.redis_timeout_ms >= mc.lease_ms) {
+        fprintf(stderr, "matcher: invalid MATCHER_LEASE_MS=%d: must exceed REDIS_TIMEOUT_MS=%d "
+                        "(a worker must notice a dead connection before its lease runs out)\n",
+                mc.lease_ms, mc.redis_timeout_ms);
+        exit(2);
+    }
+    load_symbols(&c, &syms);
+    mc.syms = &syms;
+
+    struct matcher_stats st;
+    memset(&st, 0, sizeof(st));
+    st.shard = calloc(mc.shards, sizeof(*st.shard));
+    struct worker *w = st.shard ? worker_new(&mc, &st) : NULL;
+    if (!w) {
+        fprintf(stderr, "matcher: out of memory\n");
+        return 1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    struct ops_ctx ox = {&mc, &st};
+    struct op_opsd *opsd = NULL;
+    if (mc.metrics_port > 0) {
+        struct op_opsd_config oc = {
+            .bind = bind, .port = mc.metrics_port, .health = health, .metrics = metrics, .arg = &ox};
+        opsd = op_opsd_start(&oc);
+        if (!opsd) {
+            fprintf(stderr, "matcher: cannot serve metrics on %s:%d (METRICS_BIND, "
+                            "MATCHER_METRICS_PORT): port in use or bad address\n",
+                    bind, mc.metrics_port);
+            worker_free(w);
+            free(st.shard);
+            op_symtab_release(&syms);
+            return 2;
+        }
+    }
+    op_info("started", "name=%s shards=%u lease_ms=%d batch=%d snapshot_every=%lld "
+            "snapshot_ms=%d book_ms=%d metrics_port=%d symbols=%zu",
+            mc.name, mc.shards, mc.lease_ms, mc.batch, mc.snapshot_every, mc.snapshot_ms,
+            mc.book_ms, mc.metrics_port, syms.n);
+
+    int rc = worker_run(w, &stop_requested);
+
+    op_opsd_stop(opsd);
+    worker_free(w);
+    free(st.shard);
+    op_symtab_release(&syms);
+    op_info("stopped", "rc=%d", rc);
+    return rc;
+}

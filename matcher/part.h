@@ -1,0 +1,120 @@
+/* The matcher's private structures: the worker and the shards it owns (worker.c, partition.c). */
+#ifndef OP_MATCHER_PART_H
+#define OP_MATCHER_PART_H
+
+#include "matcher/matcher.h"
+
+/* A Redis stream id, compared numerically. */
+struct sid {
+    uint64_t ms;
+    uint64_t seq;
+};
+#define SID_TEXT_MAX 44 /* "18446744073709551615-18446744073709551615" + NUL */
+
+/* Parses "ms-seq" (len bytes); returns 0 or -1. */
+int sid_parse(const char *s, size_t len, struct sid *out);
+int sid_cmp(struct sid a, struct sid b);
+/* Formats id as "ms-seq" into buf (SID_TEXT_MAX bytes), with an optional
+ * '(' prefix for exclusive ranges; returns buf. */
+char *sid_format(struct sid id, int exclusive, char *buf);
+
+/*
+ * The life of an owned shard:
+ *
+ *   acquire ─▶ RECOVER ─▶ PENDING ─▶ LIVE ─▶ (hand back | lease lost)
+ *              load snapshot,        read own PEL      read '>'
+ *              replay acknowledged   from 0, publish   publish
+ *
+ * Any doubt about what Redis holds (a connection lost mid-publish, an EXEC
+ * with an error inside) sends the shard back to RECOVER while the lease is
+ * still ours; a lost lease drops it at once.
+ */
+enum part_state { PART_RECOVER = 0, PART_PENDING = 1, PART_LIVE = 2 };
+
+struct part {
+    uint32_t shard;
+    enum part_state state;
+    char orders[OP_KEY_MAX];   /* orders:{S} */
+    char fills[OP_KEY_MAX];    /* fills:{S} */
+    char lease[OP_KEY_MAX];    /* lease:{S} */
+    char snap[OP_KEY_MAX];     /* snap:{S} */
+    struct eng *eng;           /* NULL until recovered */
+    int64_t lease_deadline_ms; /* monotonic ms after which the lease is surely gone */
+    int64_t retry_at_ms;       /* RECOVER: not before this (after a failed recovery) */
+    struct sid last;           /* the last input applied to eng */
+    struct sid cursor;         /* PENDING: the last entry of our PEL read */
+    struct redisReply *next;   /* a batch read ahead with the last EXEC, or NULL */
+    uint64_t since_snap;       /* inputs applied since the last snapshot stored */
+    int64_t snap_due_ms;       /* a snapshot is due by time after this */
+    int64_t book_due_ms;       /* market data not before this */
+    uint8_t *dirty;            /* [syms->n]: book changed since last published */
+    uint64_t *sym_ts;          /* [syms->n]: event time of the last input of the symbol */
+    int any_dirty;             /* some dirty[] is set */
+    int idle;                  /* the last read found nothing new */
+    int lost;                  /* lease lost: drop at the next chance, publish nothing */
+};
+
+/* One input of a batch. */
+struct in_entry {
+    const char *id; /* (ref) into the batch reply */
+    size_t idlen;
+    struct sid sid;
+    int deleted;    /* the entry is gone from the stream (PEL read of a trimmed id) */
+    int sym;        /* index in the symbol table, -1 when not listed */
+};
+
+/* One XADD to fills:{S}: a run of at most OP_CODEC_REPORTS_MAX reports of one input. */
+struct out_entry {
+    size_t input;      /* index of the input */
+    size_t m_off, m_len; /* msgpack array in w->enc */
+    size_t k_off, k_len; /* kinds text in w->kinds */
+};
+
+struct worker {
+    const struct matcher_config *cfg; /* (ref) */
+    struct matcher_stats *st;         /* (ref) */
+    struct op_redis redis;            /* the one connection (hiredis: one per thread) */
+    struct op_codec *codec;
+    struct part **parts;              /* [shards]: NULL when not owned */
+    int owned;                        /* non-NULL parts */
+    int target;                       /* shards to own, from the balance */
+    int64_t next_renew_ms;            /* lease renewal due */
+    int64_t next_balance_ms;          /* heartbeat, balance and group poll due */
+    int no_read_ahead;                /* handing back: do not read the next batch */
+    /* per-batch buffers, reused: no allocation per order once warm */
+    struct in_entry *ents;
+    struct op_order_msg *msgs;
+    size_t *rep_end; /* reports of input i end at rep_end[i] */
+    size_t cap;
+    struct eng_reports reps;
+    struct out_entry *outs;
+    size_t nouts, cap_outs;
+    struct op_buf enc;   /* msgpack of every out_entry */
+    struct op_buf kinds; /* "accepted,trade" of every out_entry */
+    struct op_buf md;    /* book JSONs */
+    const char **argv;   /* XACK arguments */
+    size_t *lens;
+    size_t cap_argv;
+};
+
+/* partition.c */
+struct part *part_new(struct worker *w, uint32_t shard, int64_t deadline_ms);
+void part_free(struct part *p);
+/* Loads the snapshot, replays the acknowledged inputs after it, claims the
+ * pending ones: RECOVER → PENDING. Returns 0, or -1 (lease lost, Redis or
+ * snapshot failure; the caller decides by p's state and w->redis.err). */
+int part_recover(struct worker *w, struct part *p);
+/* One step of a PENDING or LIVE shard: read a batch (or use the one read
+ * ahead), apply it, publish it fenced. Returns 1 when it processed inputs,
+ * 0 when there was nothing to read, -1 when the shard must be dropped
+ * (lease lost) or Redis failed (w->redis.err set). */
+int part_step(struct worker *w, struct part *p);
+/* Publishes what is due without inputs (market data; with force_snapshot a
+ * snapshot of unsnapshotted inputs). Returns 0 or -1 as part_step. */
+int part_flush(struct worker *w, struct part *p, int force_snapshot);
+
+/* worker.c: renews the leases when due (long operations such as a recovery
+ * call it between pages); a lease found lost sets its part's `lost`. */
+void worker_renew(struct worker *w);
+
+#endif

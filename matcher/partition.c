@@ -1,0 +1,772 @@
+/* One owned shard: recovery by snapshot + replay, batches, the fenced publish, snapshots. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "matcher/part.h"
+#include "shared/log.h"
+
+/* Why 1000: a replay page of 1000 orders entries is ~200 KB, one round trip
+ * per ~1 ms of engine work; the lease is renewed between pages. */
+#define REPLAY_PAGE 1000
+/* Why 1000: XAUTOCLAIM's COUNT per call while moving a dead owner's PEL. */
+#define CLAIM_PAGE 1000
+
+int sid_parse(const char *s, size_t len, struct sid *out)
+{
+    char buf[SID_TEXT_MAX];
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    out->ms = strtoull(buf, &end, 10);
+    if (end == buf || *end != '-')
+        return -1;
+    const char *q = end + 1;
+    out->seq = strtoull(q, &end, 10);
+    return end == q || *end != '\0' ? -1 : 0;
+}
+
+int sid_cmp(struct sid a, struct sid b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+char *sid_format(struct sid id, int exclusive, char *buf)
+{
+    snprintf(buf, SID_TEXT_MAX, "%s%" PRIu64 "-%" PRIu64, exclusive ? "(" : "", id.ms, id.seq);
+    return buf;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct part *part_new(struct worker *w, uint32_t shard, int64_t deadline_ms)
+{
+    struct part *p = calloc(1, sizeof(*p));
+    size_t nsym = w->cfg->syms->n ? w->cfg->syms->n : 1;
+    if (!p)
+        return NULL;
+    p->dirty = calloc(nsym, sizeof(*p->dirty));
+    p->sym_ts = calloc(nsym, sizeof(*p->sym_ts));
+    if (!p->dirty || !p->sym_ts) {
+        part_free(p);
+        return NULL;
+    }
+    p->shard = shard;
+    p->state = PART_RECOVER;
+    p->lease_deadline_ms = deadline_ms;
+    op_key_orders(p->orders, shard);
+    op_key_fills(p->fills, shard);
+    lease_key(p->lease, shard);
+    snap_key(p->snap, shard);
+    return p;
+}
+
+void part_free(struct part *p)
+{
+    if (!p)
+        return;
+    eng_free(p->eng);
+    op_reply_free(p->next);
+    free(p->dirty);
+    free(p->sym_ts);
+    free(p);
+}
+
+/* Makes room for n inputs in the worker's batch arrays. 0 or -1. */
+static int reserve_inputs(struct worker *w, size_t n)
+{
+    if (n <= w->cap)
+        return 0;
+    size_t cap = n < 64 ? 64 : n;
+    struct in_entry *e = realloc(w->ents, cap * sizeof(*e));
+    if (e)
+        w->ents = e;
+    struct op_order_msg *m = realloc(w->msgs, cap * sizeof(*m));
+    if (m)
+        w->msgs = m;
+    size_t *r = realloc(w->rep_end, cap * sizeof(*r));
+    if (r)
+        w->rep_end = r;
+    if (!e || !m || !r)
+        return op_log_fail("out_of_memory", "what=batch inputs=%zu", n);
+    w->cap = cap;
+    return 0;
+}
+
+/* Finds field `name` in a flat [f1, v1, f2, v2, …] reply; its value or NULL. */
+static const char *field_of(const struct redisReply *fields, const char *name, size_t *len)
+{
+    size_t n = op_reply_count(fields), nl = strlen(name);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        size_t kl;
+        const char *k = op_reply_str(op_reply_at(fields, i), &kl);
+        if (k && kl == nl && memcmp(k, name, nl) == 0)
+            return op_reply_str(op_reply_at(fields, i + 1), len);
+    }
+    return NULL;
+}
+
+/*
+ * Turns stream entry `entry` ([id, [fields…]] or [id, nil] for a deleted
+ * one) into w->ents[i] and w->msgs[i]. An `m` that does not decode becomes
+ * an input of kind 0 carrying the entry's `sym` (when it fits), which the
+ * engine answers REJECTED MALFORMED with the next report id: a poisoned
+ * entry is reported and acknowledged like any other and never stops the
+ * shard. Returns 0, or -1 when the reply is not a stream entry at all.
+ */
+static int decode_entry(struct worker *w, const struct redisReply *entry, size_t i)
+{
+    struct in_entry *e = &w->ents[i];
+    struct op_order_msg *m = &w->msgs[i];
+    const struct redisReply *fields = op_reply_at(entry, 1);
+    e->id = op_reply_str(op_reply_at(entry, 0), &e->idlen);
+    if (!e->id || sid_parse(e->id, e->idlen, &e->sid) != 0)
+        return op_log_fail("bad_stream_reply", "what=entry id");
+    e->deleted = !fields || op_reply_type(fields) != OP_REPLY_ARRAY;
+    e->sym = -1;
+    memset(m, 0, sizeof(*m));
+    if (e->deleted)
+        return 0;
+    size_t mlen = 0, slen = 0;
+    const char *mv = field_of(fields, "m", &mlen);
+    if (!mv || op_codec_decode_order(w->codec, mv, mlen, m) != 0) {
+        const char *sym = field_of(fields, "sym", &slen);
+        memset(m, 0, sizeof(*m)); /* kind 0: the engine answers MALFORMED */
+        if (sym && slen > 0 && slen < OP_SYMBOL_MAX)
+            memcpy(m->symbol, sym, slen);
+        atomic_fetch_add(&w->st->malformed, 1);
+        op_warn("malformed_entry", "id=%.*s err=\"%s\"", (int)e->idlen, e->id,
+                mv ? op_codec_error(w->codec) : "no m field");
+    }
+    const struct op_symbol *s = op_symtab_find(w->cfg->syms, m->symbol, strlen(m->symbol));
+    e->sym = s ? (int)(s - w->cfg->syms->v) : -1;
+    return 0;
+}
+
+/* Decodes the entries array `list` into w->ents/msgs; returns their number or -1. */
+static long decode_entries(struct worker *w, const struct redisReply *list)
+{
+    size_t n = op_reply_count(list);
+    if (reserve_inputs(w, n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (decode_entry(w, op_reply_at(list, i), i) != 0)
+            return -1;
+    return (long)n;
+}
+
+/* Applies inputs 0 … n-1 to p's engine, recording where each one's reports
+ * end (w->rep_end), and marks their books for market data. Prefetches as
+ * eng_apply_batch does (the id-map slot 16 inputs ahead, the order 8 ahead). */
+static void apply_inputs(struct worker *w, struct part *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i + 16 < n && !w->ents[i + 16].deleted)
+            eng_prefetch(p->eng, &w->msgs[i + 16], 0);
+        if (i + 8 < n && !w->ents[i + 8].deleted)
+            eng_prefetch(p->eng, &w->msgs[i + 8], 1);
+        if (!w->ents[i].deleted) {
+            eng_apply(p->eng, &w->msgs[i], &w->reps);
+            if (w->ents[i].sym >= 0) {
+                p->dirty[w->ents[i].sym] = 1;
+                p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
+                p->any_dirty = 1;
+            }
+            p->last = w->ents[i].sid;
+            p->since_snap++;
+        }
+        w->rep_end[i] = w->reps.len;
+    }
+}
+
+/* ---- recovery --------------------------------------------------------------- */
+
+/* Loads snap:{S} into p (or a new engine when there is none). 0 or -1. */
+static int load_snapshot(struct worker *w, struct part *p)
+{
+    struct redisReply *rep = op_redis_cmdf(&w->redis, "HMGET %s id eng", p->snap);
+    if (!rep)
+        return -1;
+    size_t idlen = 0, len = 0;
+    const char *id = op_reply_count(rep) == 2 ? op_reply_str(op_reply_at(rep, 0), &idlen) : NULL;
+    const char *blob = op_reply_count(rep) == 2 ? op_reply_str(op_reply_at(rep, 1), &len) : NULL;
+    char err[200];
+    int rc = 0;
+    eng_free(p->eng);
+    p->eng = NULL;
+    memset(&p->last, 0, sizeof(p->last));
+    if (id && blob) {
+        int64_t t0 = now_us();
+        if (sid_parse(id, idlen, &p->last) != 0) {
+            rc = op_log_fail("snapshot_bad", "shard=%u err=\"bad id\"", p->shard);
+        } else if (!(p->eng = eng_restore(blob, len, err, sizeof(err)))) {
+            rc = op_log_fail("snapshot_bad", "shard=%u err=\"%s\"", p->shard, err);
+        } else if (p->eng->shard != p->shard) {
+            rc = op_log_fail("snapshot_bad", "shard=%u err=\"snapshot of shard %u\"", p->shard,
+                             p->eng->shard);
+        } else {
+            op_info("snapshot_loaded", "shard=%u id=%.*s bytes=%zu open_orders=%llu ms=%lld",
+                    p->shard, (int)idlen, id, len, (unsigned long long)eng_open_orders(p->eng),
+                    (long long)((now_us() - t0) / 1000));
+        }
+    } else if (op_reply_type(rep) != OP_REPLY_ARRAY) {
+        rc = op_log_fail("snapshot_read_failed", "shard=%u", p->shard);
+    } else if (!(p->eng = eng_new(p->shard, w->cfg->closed_max))) {
+        rc = op_log_fail("out_of_memory", "what=engine shard=%u", p->shard);
+    }
+    op_reply_free(rep);
+    return rc;
+}
+
+/* Moves every pending entry of group "matchers" (ours and dead owners') to
+ * us with XAUTOCLAIM, fenced on the lease. Sets *pmin to the lowest pending
+ * id and *any to whether there is one. Entries found deleted (the third
+ * element of the 7.0 reply) are counted and logged: their content is gone.
+ * Returns 0 or -1. */
+static int claim_pending(struct worker *w, struct part *p, struct sid *pmin, int *any)
+{
+    char cursor[SID_TEXT_MAX] = "0-0", count[16];
+    snprintf(count, sizeof(count), "%d", CLAIM_PAGE);
+    *any = 0;
+    for (;;) {
+        const char *argv[] = {"XAUTOCLAIM", p->orders, OP_GROUP_MATCHERS, w->cfg->name, "0",
+                              cursor, "COUNT", count, "JUSTID"};
+        if (lease_append_fenced(&w->redis, p->shard, w->cfg->name, p->orders, 9, argv) != 0)
+            return -1;
+        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        if (!rep)
+            return -1;
+        if (lease_is_fenced(rep)) {
+            p->lost = 1;
+            op_reply_free(rep);
+            return -1;
+        }
+        const struct redisReply *ids = op_reply_at(rep, 1), *gone = op_reply_at(rep, 2);
+        size_t clen = 0;
+        const char *next = op_reply_str(op_reply_at(rep, 0), &clen);
+        if (!next || !ids || clen >= sizeof(cursor)) {
+            const char *s = op_reply_str(rep, NULL);
+            op_error("xautoclaim_failed", "shard=%u err=\"%s\"", p->shard, s ? s : "bad reply");
+            op_reply_free(rep);
+            return -1;
+        }
+        for (size_t i = 0; i < op_reply_count(ids); i++) {
+            size_t l;
+            const char *s = op_reply_str(op_reply_at(ids, i), &l);
+            struct sid id;
+            if (s && sid_parse(s, l, &id) == 0 && (!*any || sid_cmp(id, *pmin) < 0)) {
+                *pmin = id;
+                *any = 1;
+            }
+        }
+        for (size_t i = 0; gone && i < op_reply_count(gone); i++) {
+            size_t l;
+            const char *s = op_reply_str(op_reply_at(gone, i), &l);
+            atomic_fetch_add(&w->st->deleted_pending, 1);
+            op_error("pending_entry_deleted", "shard=%u id=%.*s note=\"trimmed before it was "
+                     "processed: its reports are lost\"", p->shard, (int)l, s ? s : "?");
+        }
+        memcpy(cursor, next, clen);
+        cursor[clen] = '\0';
+        op_reply_free(rep);
+        if (strcmp(cursor, "0-0") == 0)
+            return 0;
+    }
+}
+
+/* The group's last-delivered-id of orders:{S} into *d. 0 or -1. */
+static int last_delivered(struct worker *w, struct part *p, struct sid *d)
+{
+    struct redisReply *rep = op_redis_cmdf(&w->redis, "XINFO GROUPS %s", p->orders);
+    if (!rep)
+        return -1;
+    int rc = -1;
+    for (size_t g = 0; g < op_reply_count(rep); g++) {
+        const struct redisReply *grp = op_reply_at(rep, g);
+        const char *name = field_of(grp, "name", NULL);
+        size_t l;
+        const char *id = field_of(grp, "last-delivered-id", &l);
+        if (name && strcmp(name, OP_GROUP_MATCHERS) == 0 && id)
+            rc = sid_parse(id, l, d);
+    }
+    if (rc != 0)
+        op_error("group_missing", "stream=%s group=%s note=\"run orderpipe-setup\"", p->orders,
+                 OP_GROUP_MATCHERS);
+    op_reply_free(rep);
+    return rc;
+}
+
+/* Replays entries after p->last up to `end` (inclusive, or exclusive when
+ * end_exclusive) through the engine without publishing. 0 or -1. */
+static int replay(struct worker *w, struct part *p, struct sid end, int end_exclusive)
+{
+    char from[SID_TEXT_MAX], to[SID_TEXT_MAX], count[16];
+    snprintf(count, sizeof(count), "%d", REPLAY_PAGE);
+    sid_format(end, end_exclusive, to);
+    for (;;) {
+        worker_renew(w);
+        if (p->lost)
+            return -1;
+        sid_format(p->last, 1, from);
+        if (!end_exclusive && sid_cmp(p->last, end) >= 0)
+            return 0;
+        struct redisReply *rep =
+            op_redis_cmdf(&w->redis, "XRANGE %s %s %s COUNT %s", p->orders, from, to, count);
+        if (!rep)
+            return -1;
+        if (op_reply_type(rep) != OP_REPLY_ARRAY) {
+            const char *s = op_reply_str(rep, NULL);
+            op_error("replay_failed", "shard=%u err=\"%s\"", p->shard, s ? s : "bad reply");
+            op_reply_free(rep);
+            return -1;
+        }
+        long n = decode_entries(w, rep);
+        if (n < 0) {
+            op_reply_free(rep);
+            return -1;
+        }
+        eng_reports_reset(&w->reps);
+        apply_inputs(w, p, (size_t)n);
+        atomic_fetch_add(&w->st->replayed, (uint64_t)n);
+        op_reply_free(rep);
+        if (n < REPLAY_PAGE)
+            return 0;
+    }
+}
+
+int part_recover(struct worker *w, struct part *p)
+{
+    int64_t t0 = now_us();
+    struct sid pmin = {0, 0}, d = {0, 0};
+    int any = 0;
+    op_reply_free(p->next);
+    p->next = NULL;
+    p->since_snap = 0;
+    if (load_snapshot(w, p) != 0 || claim_pending(w, p, &pmin, &any) != 0 ||
+        last_delivered(w, p, &d) != 0)
+        return -1;
+    struct sid from = p->last;
+    /* Acknowledged = below every pending entry (a shard is processed in id
+     * order and a batch is acknowledged whole), and not after the group's
+     * last-delivered-id. */
+    if (replay(w, p, any ? pmin : d, any) != 0)
+        return -1;
+    uint64_t replayed = p->since_snap; /* kept: the next snapshot covers the replay too */
+    p->state = PART_PENDING;
+    memset(&p->cursor, 0, sizeof(p->cursor));
+    p->snap_due_ms = op_now_ms() + w->cfg->snapshot_ms;
+    p->book_due_ms = 0;
+    atomic_fetch_add(&w->st->recoveries, 1);
+    op_hist_observe(&w->st->recovery_us, (uint64_t)(now_us() - t0));
+    atomic_store(&w->st->shard[p->shard].open_orders, eng_open_orders(p->eng));
+    char a[SID_TEXT_MAX], b[SID_TEXT_MAX];
+    op_info("recovered", "shard=%u from=%s to=%s replayed=%llu pending_from=%s ms=%lld", p->shard,
+            sid_format(from, 0, a), sid_format(p->last, 0, b), (unsigned long long)replayed,
+            any ? sid_format(pmin, 0, b) : "none", (long long)((now_us() - t0) / 1000));
+    return 0;
+}
+
+/* ---- batches and the fenced publish ------------------------------------------ */
+
+/* Queues the fenced read of p's next batch: its own PEL after the cursor
+ * (PENDING) or new entries (LIVE). 0 or -1. */
+static int append_read(struct worker *w, struct part *p)
+{
+    char count[16], cur[SID_TEXT_MAX];
+    snprintf(count, sizeof(count), "%d", w->cfg->batch);
+    const char *argv[] = {"XREADGROUP", "GROUP", OP_GROUP_MATCHERS, w->cfg->name, "COUNT", count,
+                          "STREAMS", p->orders,
+                          p->state == PART_PENDING ? sid_format(p->cursor, 0, cur) : ">"};
+    return lease_append_fenced(&w->redis, p->shard, w->cfg->name, p->orders, 9, argv);
+}
+
+/* Makes room for n XACK arguments. 0 or -1. */
+static int reserve_argv(struct worker *w, size_t n)
+{
+    if (n <= w->cap_argv)
+        return 0;
+    const char **a = realloc(w->argv, n * sizeof(*a));
+    if (a)
+        w->argv = a;
+    size_t *l = realloc(w->lens, n * sizeof(*l));
+    if (l)
+        w->lens = l;
+    if (!a || !l)
+        return op_log_fail("out_of_memory", "what=xack args=%zu", n);
+    w->cap_argv = n;
+    return 0;
+}
+
+/* Encodes the reports of inputs 0 … n-1 into w->outs (one fills entry per
+ * input, split in runs of OP_CODEC_REPORTS_MAX). 0 or -1. */
+static int encode_outputs(struct worker *w, size_t n)
+{
+    op_buf_reset(&w->enc);
+    op_buf_reset(&w->kinds);
+    w->nouts = 0;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t end = w->rep_end[i];
+        while (start < end) {
+            size_t k = end - start < OP_CODEC_REPORTS_MAX ? end - start : OP_CODEC_REPORTS_MAX;
+            if (w->nouts == w->cap_outs) {
+                size_t cap = w->cap_outs ? w->cap_outs * 2 : 256;
+                struct out_entry *o = realloc(w->outs, cap * sizeof(*o));
+                if (!o)
+                    return op_log_fail("out_of_memory", "what=outputs");
+                w->outs = o;
+                w->cap_outs = cap;
+            }
+            struct out_entry *o = &w->outs[w->nouts++];
+            o->input = i;
+            o->m_off = w->enc.len;
+            o->k_off = w->kinds.len;
+            if (op_codec_encode_reports(&w->enc, w->reps.v + start, k) != 0)
+                return op_log_fail("encode_failed", "reports=%zu", k);
+            for (size_t j = 0; j < k; j++)
+                if (op_buf_printf(&w->kinds, "%s%s", j ? "," : "",
+                                  op_report_kind_name(w->reps.v[start + j].kind)) != 0)
+                    return -1;
+            o->m_len = w->enc.len - o->m_off;
+            o->k_len = w->kinds.len - o->k_off;
+            start += k;
+        }
+    }
+    return 0;
+}
+
+/* The book JSONs due now; each appended as "key\0json\0" to w->md. Returns
+ * the number of books, clearing their dirty marks. */
+static int encode_books(struct worker *w, struct part *p, int64_t now)
+{
+    op_buf_reset(&w->md);
+    if (!p->any_dirty || now < p->book_due_ms || !w->cfg->syms->n)
+        return 0;
+    int n = 0;
+    for (size_t i = 0; i < w->cfg->syms->n; i++) {
+        if (!p->dirty[i])
+            continue;
+        const struct op_symbol *s = &w->cfg->syms->v[i];
+        if (op_buf_printf(&w->md, "book:{%u}:%s", p->shard, s->name) != 0 ||
+            op_buf_append(&w->md, "", 1) != 0 ||
+            md_book_json(p->eng, s->name, s->tick, p->sym_ts[i], w->cfg->book_levels, &w->md) !=
+                0 ||
+            op_buf_append(&w->md, "", 1) != 0)
+            return -1;
+        p->dirty[i] = 0;
+        n++;
+    }
+    p->any_dirty = 0;
+    p->book_due_ms = now + w->cfg->book_ms;
+    return n;
+}
+
+/* Checks, after WATCH, that the lease still names us with more than a
+ * margin of TTL (renewing once if it is short). Returns 1 (go on: WATCH is
+ * set), 0 (lease lost: unwatched) or -1 (Redis failed). */
+static int fence_check(struct worker *w, struct part *p)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        op_redis_appendf(&w->redis, "WATCH %s", p->lease);
+        op_redis_appendf(&w->redis, "GET %s", p->lease);
+        op_redis_appendf(&w->redis, "PTTL %s", p->lease);
+        struct redisReply *r0 = op_redis_next_reply(&w->redis);
+        struct redisReply *r1 = r0 ? op_redis_next_reply(&w->redis) : NULL;
+        struct redisReply *r2 = r1 ? op_redis_next_reply(&w->redis) : NULL;
+        if (!r2) {
+            op_reply_free(r0);
+            op_reply_free(r1);
+            return -1;
+        }
+        const char *v = op_reply_str(r1, NULL);
+        int mine = op_reply_is_status(r0, "OK") && v && strcmp(v, w->cfg->name) == 0;
+        long long ttl = op_reply_int(r2);
+        op_reply_free(r0);
+        op_reply_free(r1);
+        op_reply_free(r2);
+        /* Why a quarter: renewals run every third of the TTL, so a healthy
+         * lease never has less; less means renewals are failing or late. */
+        if (mine && ttl > w->cfg->lease_ms / 4)
+            return 1;
+        op_reply_free(op_redis_cmdf(&w->redis, "UNWATCH"));
+        if (!mine) {
+            p->lost = 1;
+            return 0;
+        }
+        w->next_renew_ms = 0; /* renew now, then check again */
+        worker_renew(w);
+        if (p->lost || w->redis.err)
+            return p->lost ? 0 : -1;
+    }
+    return 0;
+}
+
+/*
+ * Publishes inputs 0 … n-1 of the current batch (already applied: their
+ * reports are in w->reps) in one transaction fenced on the lease:
+ *
+ *   WATCH lease:{S}; GET; PTTL            → ours, with margin? else drop
+ *   MULTI
+ *     XADD fills:{S} NOMKSTREAM * sym … kind … in … m …   (per input / run)
+ *     XACK orders:{S} matchers <ids…>
+ *     [HSET snap:{S} id <last> eng <snapshot>; XTRIM orders:{S} MINID ~ <last>]
+ *     [SET book:{S}:<SYMBOL> <json> …]
+ *   EXEC
+ *   [fenced XREADGROUP of the next batch, read ahead]
+ *
+ * A nil EXEC (the lease changed or expired since WATCH) drops the shard.
+ * Returns 0, or -1 with p->lost set or w->redis.err set, or p sent back to
+ * RECOVER when Redis refused part of the transaction.
+ */
+static int publish(struct worker *w, struct part *p, size_t n, int force_snapshot, int read_next,
+                   int64_t t_read_us)
+{
+    int64_t now = op_now_ms();
+    if (now >= p->lease_deadline_ms) {
+        p->lost = 1;
+        return -1;
+    }
+    if (encode_outputs(w, n) != 0 || reserve_argv(w, n + 3) != 0)
+        return -1;
+    int nbooks = encode_books(w, p, now);
+    if (nbooks < 0)
+        return -1;
+    int snap = p->since_snap > 0 &&
+               (force_snapshot || p->since_snap >= (uint64_t)w->cfg->snapshot_every ||
+                now >= p->snap_due_ms);
+    char *blob = NULL;
+    size_t blen = 0;
+    if (snap) {
+        int64_t t0 = now_us();
+        if (eng_snapshot(p->eng, &blob, &blen) != 0)
+            return op_log_fail("snapshot_failed", "shard=%u err=\"out of memory\"", p->shard);
+        op_hist_observe(&w->st->snapshot_us, (uint64_t)(now_us() - t0));
+        op_hist_observe_size(&w->st->snapshot_bytes, blen / 1024);
+    }
+    if (n == 0 && !snap && nbooks == 0) {
+        if (read_next && append_read(w, p) == 0)
+            p->next = op_redis_next_reply(&w->redis);
+        return w->redis.err ? -1 : 0;
+    }
+    int rc = fence_check(w, p);
+    if (rc != 1) {
+        free(blob);
+        return -1;
+    }
+    char last[SID_TEXT_MAX], trim[SID_TEXT_MAX];
+    int queued = 0;
+    op_redis_appendf(&w->redis, "MULTI");
+    for (size_t j = 0; j < w->nouts; j++) {
+        const struct out_entry *o = &w->outs[j];
+        const struct in_entry *e = &w->ents[o->input];
+        const char *sym = w->msgs[o->input].symbol;
+        const char *argv[] = {"XADD", p->fills, "NOMKSTREAM", "*", "sym", sym, "kind",
+                              w->kinds.data + o->k_off, "in", e->id, "m", w->enc.data + o->m_off};
+        size_t lens[] = {4, strlen(p->fills), 10, 1, 3, strlen(sym), 4, o->k_len, 2, e->idlen, 1,
+                         o->m_len};
+        op_redis_append(&w->redis, 12, argv, lens);
+        queued++;
+    }
+    if (n) { /* deleted entries too: they leave the PEL */
+        w->argv[0] = "XACK";
+        w->argv[1] = p->orders;
+        w->argv[2] = OP_GROUP_MATCHERS;
+        w->lens[0] = 4;
+        w->lens[1] = strlen(p->orders);
+        w->lens[2] = strlen(OP_GROUP_MATCHERS);
+        for (size_t i = 0; i < n; i++) {
+            w->argv[3 + i] = w->ents[i].id;
+            w->lens[3 + i] = w->ents[i].idlen;
+        }
+        op_redis_append(&w->redis, (int)(n + 3), w->argv, w->lens);
+        queued++;
+    }
+    if (snap) {
+        sid_format(p->last, 0, last);
+        const char *argv[] = {"HSET", p->snap, "id", last, "eng", blob};
+        size_t lens[] = {4, strlen(p->snap), 2, strlen(last), 3, blen};
+        op_redis_append(&w->redis, 6, argv, lens);
+        /* Only below the snapshot: everything before it is acknowledged and
+         * reflected in it, so no recovery ever needs it again. */
+        snprintf(trim, sizeof(trim), "%s", last);
+        op_redis_appendf(&w->redis, "XTRIM %s MINID ~ %s", p->orders, trim);
+        queued += 2;
+    }
+    for (const char *k = w->md.data; nbooks > 0 && k < w->md.data + w->md.len;) {
+        const char *json = k + strlen(k) + 1;
+        op_redis_appendf(&w->redis, "SET %s %s", k, json);
+        queued++;
+        k = json + strlen(json) + 1;
+    }
+    op_redis_appendf(&w->redis, "EXEC");
+    if (read_next)
+        append_read(w, p);
+    free(blob);
+
+    /* Replies: MULTI's OK, one QUEUED per command, EXEC's array. */
+    int ok = 1;
+    for (int i = 0; i <= queued; i++) {
+        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        if (!rep)
+            return -1;
+        if (op_reply_type(rep) == OP_REPLY_ERROR) {
+            op_error("multi_refused", "shard=%u err=\"%s\"", p->shard, op_reply_str(rep, NULL));
+            ok = 0;
+        }
+        op_reply_free(rep);
+    }
+    struct redisReply *ex = op_redis_next_reply(&w->redis);
+    struct redisReply *next = ex && read_next ? op_redis_next_reply(&w->redis) : NULL;
+    if (!ex || (read_next && !next)) {
+        op_reply_free(ex);
+        return -1;
+    }
+    if (op_reply_type(ex) == OP_REPLY_NIL) {
+        /* The lease changed or expired after WATCH: nothing was written. */
+        atomic_fetch_add(&w->st->fenced, 1);
+        op_warn("publish_fenced", "shard=%u inputs=%zu", p->shard, n);
+        p->lost = 1;
+        op_reply_free(ex);
+        op_reply_free(next);
+        return -1;
+    }
+    for (size_t i = 0; ok && i < op_reply_count(ex); i++)
+        if (op_reply_type(op_reply_at(ex, i)) == OP_REPLY_ERROR) {
+            op_error("exec_element_failed", "shard=%u element=%zu err=\"%s\" note=\"part of the "
+                     "batch may be published: recovering the shard\"",
+                     p->shard, i, op_reply_str(op_reply_at(ex, i), NULL));
+            ok = 0;
+        }
+    if (!ok || op_reply_type(ex) != OP_REPLY_ARRAY || op_reply_count(ex) != (size_t)queued) {
+        op_reply_free(ex);
+        op_reply_free(next);
+        p->state = PART_RECOVER; /* our engine may be ahead of what Redis holds */
+        p->retry_at_ms = op_now_ms() + 1000;
+        return -1;
+    }
+    op_reply_free(ex);
+    p->next = next;
+    /* Published. */
+    uint64_t trades = 0;
+    for (size_t i = 0; i < w->reps.len; i++)
+        trades += w->reps.v[i].kind == OP_REPORT_TRADE;
+    atomic_fetch_add(&w->st->inputs, n);
+    atomic_fetch_add(&w->st->reports, w->reps.len);
+    atomic_fetch_add(&w->st->trades, trades);
+    atomic_fetch_add(&w->st->book_updates, (uint64_t)nbooks);
+    if (n) {
+        atomic_fetch_add(&w->st->batches, 1);
+        op_hist_observe_size(&w->st->batch_size, n);
+        op_hist_observe(&w->st->batch_latency, (uint64_t)(now_us() - t_read_us));
+    }
+    if (snap) {
+        p->since_snap = 0;
+        p->snap_due_ms = op_now_ms() + w->cfg->snapshot_ms;
+        atomic_fetch_add(&w->st->snapshots, 1);
+        atomic_store(&w->st->shard[p->shard].snapshot_wall_ms, wall_ms());
+        op_debug("snapshot_stored", "shard=%u id=%s bytes=%zu", p->shard, last, blen);
+    }
+    atomic_store(&w->st->shard[p->shard].open_orders, eng_open_orders(p->eng));
+    return 0;
+}
+
+/* Takes the batch in reply `rep` (a fenced XREADGROUP reply) apart. Returns
+ * the number of entries, 0 for none, -1 when fenced or broken (p->lost set
+ * when fenced). */
+static long take_batch(struct worker *w, struct part *p, const struct redisReply *rep)
+{
+    if (lease_is_fenced(rep)) {
+        p->lost = 1;
+        return -1;
+    }
+    if (op_reply_type(rep) == OP_REPLY_NIL)
+        return 0;
+    if (op_reply_type(rep) != OP_REPLY_ARRAY) {
+        const char *s = op_reply_str(rep, NULL);
+        op_error("xreadgroup_failed", "shard=%u err=\"%s\"", p->shard, s ? s : "bad reply");
+        return -1;
+    }
+    const struct redisReply *stream = op_reply_at(rep, 0);
+    return decode_entries(w, op_reply_at(stream, 1));
+}
+
+int part_step(struct worker *w, struct part *p)
+{
+    struct redisReply *rep = p->next;
+    p->next = NULL;
+    if (!rep) {
+        if (append_read(w, p) != 0 || !(rep = op_redis_next_reply(&w->redis)))
+            return -1;
+    }
+    int64_t t_read = now_us();
+    long n = take_batch(w, p, rep);
+    if (n < 0) {
+        op_reply_free(rep);
+        return -1;
+    }
+    if (n == 0) {
+        op_reply_free(rep);
+        if (p->state == PART_PENDING) { /* our PEL is worked off: new entries now */
+            p->state = PART_LIVE;
+            op_info("shard_live", "shard=%u last=%llu-%llu", p->shard,
+                    (unsigned long long)p->last.ms, (unsigned long long)p->last.seq);
+            return 1;
+        }
+        p->idle = 1;
+        return 0;
+    }
+    p->idle = 0;
+    /* An entry at or below what the engine already reflects was applied
+     * before (it cannot be pending: batches are acknowledged whole, in
+     * order); acknowledge it again without applying it. */
+    for (long i = 0; i < n; i++)
+        if (!w->ents[i].deleted && sid_cmp(w->ents[i].sid, p->last) <= 0) {
+            op_error("entry_already_applied", "shard=%u id=%.*s", p->shard, (int)w->ents[i].idlen,
+                     w->ents[i].id);
+            w->ents[i].deleted = 1;
+        }
+    if (p->state == PART_PENDING)
+        p->cursor = w->ents[n - 1].sid;
+    for (long i = 0; i < n; i++)
+        if (w->ents[i].deleted) {
+            atomic_fetch_add(&w->st->deleted_pending, 1);
+            op_error("pending_entry_deleted", "shard=%u id=%.*s", p->shard, (int)w->ents[i].idlen,
+                     w->ents[i].id);
+        }
+    eng_reports_reset(&w->reps);
+    apply_inputs(w, p, (size_t)n);
+    int rc = publish(w, p, (size_t)n, 0, !w->no_read_ahead, t_read);
+    op_reply_free(rep); /* the entry ids of the XACK pointed into it */
+    if (rc != 0 && !p->lost && p->state != PART_RECOVER)
+        p->state = PART_RECOVER; /* Redis failed mid-publish: did EXEC run? recover to know */
+    return rc == 0 ? 1 : -1;
+}
+
+int part_flush(struct worker *w, struct part *p, int force_snapshot)
+{
+    if (p->state == PART_RECOVER || !p->eng)
+        return 0;
+    eng_reports_reset(&w->reps);
+    int rc = publish(w, p, 0, force_snapshot, 0, now_us());
+    if (rc != 0 && !p->lost)
+        p->state = PART_RECOVER;
+    return rc;
+}

@@ -1,0 +1,382 @@
+/* The matcher's loop: leases, heartbeat and balancing, owned shards' batches, idle waits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "matcher/part.h"
+#include "shared/log.h"
+
+struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats *st)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->cfg = cfg;
+    w->st = st;
+    w->parts = calloc(cfg->shards, sizeof(*w->parts));
+    w->codec = op_codec_new();
+    if (!w->parts || !w->codec) {
+        worker_free(w);
+        return NULL;
+    }
+    eng_reports_init(&w->reps);
+    op_buf_init(&w->enc);
+    op_buf_init(&w->kinds);
+    op_buf_init(&w->md);
+    op_redis_init(&w->redis, cfg->redis_url, cfg->redis_timeout_ms);
+    return w;
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    for (uint32_t s = 0; w->parts && s < w->cfg->shards; s++)
+        part_free(w->parts[s]);
+    free(w->parts);
+    op_codec_free(w->codec);
+    op_redis_release(&w->redis);
+    eng_reports_release(&w->reps);
+    op_buf_release(&w->enc);
+    op_buf_release(&w->kinds);
+    op_buf_release(&w->md);
+    free(w->ents);
+    free(w->msgs);
+    free(w->rep_end);
+    free(w->outs);
+    free(w->argv);
+    free(w->lens);
+    free(w);
+}
+
+/* Why a third: two renewals can fail (a Redis hiccup, a slow batch) before
+ * the lease runs out. */
+static int64_t renew_every(const struct worker *w)
+{
+    return w->cfg->lease_ms / 3;
+}
+
+/* Forgets shard s at once: its engine state is ahead of nothing we may still
+ * publish. `released` says whether the lease was handed back or lost. */
+static void forget(struct worker *w, uint32_t s, int released, const char *why)
+{
+    struct part *p = w->parts[s];
+    if (!p)
+        return;
+    if (released) {
+        atomic_fetch_add(&w->st->lease_released, 1);
+        op_info("lease_released", "shard=%u why=%s", s, why);
+    } else {
+        atomic_fetch_add(&w->st->lease_lost, 1);
+        op_warn("lease_lost", "shard=%u why=%s note=\"in-memory state discarded, nothing "
+                "more published\"", s, why);
+    }
+    part_free(p);
+    w->parts[s] = NULL;
+    w->owned--;
+    atomic_store(&w->st->shard[s].owned, 0);
+}
+
+void worker_renew(struct worker *w)
+{
+    int64_t now = op_now_ms();
+    if (now < w->next_renew_ms || w->owned == 0) {
+        if (w->owned == 0)
+            w->next_renew_ms = now + renew_every(w);
+        return;
+    }
+    for (uint32_t s = 0; s < w->cfg->shards; s++)
+        if (w->parts[s] && lease_append_renew(&w->redis, s, w->cfg->name, w->cfg->lease_ms) != 0)
+            return;
+    for (uint32_t s = 0; s < w->cfg->shards; s++) {
+        struct part *p = w->parts[s];
+        if (!p)
+            continue;
+        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        if (!rep)
+            return;
+        if (op_reply_type(rep) == OP_REPLY_INTEGER && op_reply_int(rep) == 1)
+            p->lease_deadline_ms = now + w->cfg->lease_ms; /* from before we sent it */
+        else
+            p->lost = 1;
+        op_reply_free(rep);
+    }
+    w->next_renew_ms = now + renew_every(w);
+}
+
+/* Hands shard s back: publishes a batch read ahead, stores a snapshot so the
+ * next owner starts fast, then deletes the lease if it is still ours. */
+static void hand_back(struct worker *w, uint32_t s, const char *why)
+{
+    struct part *p = w->parts[s];
+    w->no_read_ahead = 1;
+    if (p->state != PART_RECOVER && !p->lost) {
+        while (p->next && !p->lost && p->state != PART_RECOVER && !w->redis.err)
+            part_step(w, p);
+        if (!p->lost && p->state != PART_RECOVER && !w->redis.err)
+            part_flush(w, p, 1);
+    }
+    w->no_read_ahead = 0;
+    if (p->lost) {
+        forget(w, s, 0, "lost while handing back");
+        return;
+    }
+    if (!w->redis.err)
+        lease_release(&w->redis, s, w->cfg->name);
+    forget(w, s, 1, why);
+}
+
+/* Polls lag and pending of group "matchers" for every shard (metrics). */
+static void poll_groups(struct worker *w)
+{
+    char key[OP_KEY_MAX];
+    for (uint32_t s = 0; s < w->cfg->shards; s++) {
+        op_key_orders(key, s);
+        if (op_redis_appendf(&w->redis, "XINFO GROUPS %s", key) != 0)
+            return;
+    }
+    for (uint32_t s = 0; s < w->cfg->shards; s++) {
+        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        if (!rep)
+            return;
+        for (size_t g = 0; g < op_reply_count(rep); g++) {
+            const struct redisReply *grp = op_reply_at(rep, g);
+            int mine = 0;
+            long long lag = 0, pending = 0;
+            for (size_t f = 0; f + 1 < op_reply_count(grp); f += 2) {
+                const char *k = op_reply_str(op_reply_at(grp, f), NULL);
+                const struct redisReply *v = op_reply_at(grp, f + 1);
+                if (!k)
+                    continue;
+                if (strcmp(k, "name") == 0)
+                    mine = op_reply_str(v, NULL) &&
+                           strcmp(op_reply_str(v, NULL), OP_GROUP_MATCHERS) == 0;
+                else if (strcmp(k, "lag") == 0)
+                    lag = op_reply_int(v);
+                else if (strcmp(k, "pending") == 0)
+                    pending = op_reply_int(v);
+            }
+            if (mine) {
+                atomic_store(&w->st->shard[s].lag, lag);
+                atomic_store(&w->st->shard[s].pending, pending);
+            }
+        }
+        op_reply_free(rep);
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The balance: every live worker (heartbeat set) computes the same sorted
+ * list of names; the worker of rank r should own
+ *     floor(shards / live) + (r < shards % live ? 1 : 0)
+ * shards, which sums to exactly `shards`. A worker above its target hands
+ * back its highest shards (batch finished, snapshot, lease deleted); one
+ * below takes free leases (no key, or expired) with SET NX, trying shards
+ * from an offset by rank so that workers rarely race for the same one.
+ */
+static void balance(struct worker *w)
+{
+    const struct matcher_config *c = w->cfg;
+    struct redisReply *rep = lease_heartbeat(&w->redis, c->name, c->lease_ms);
+    if (!rep)
+        return;
+    size_t live = op_reply_count(rep), rank = live;
+    const char **names = calloc(live ? live : 1, sizeof(*names));
+    if (!names) {
+        op_reply_free(rep);
+        return;
+    }
+    for (size_t i = 0; i < live; i++) {
+        names[i] = op_reply_str(op_reply_at(rep, i), NULL);
+        if (!names[i])
+            names[i] = "";
+    }
+    qsort(names, live, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < live; i++)
+        if (strcmp(names[i], c->name) == 0)
+            rank = i;
+    free(names);
+    op_reply_free(rep);
+    if (rank == live) /* our heartbeat is not in the set: wait for the next one */
+        return;
+    int target = (int)(c->shards / live) + (rank < c->shards % live ? 1 : 0);
+    if (target != w->target)
+        op_info("balance", "live=%zu rank=%zu target=%d owned=%d", live, rank, target, w->owned);
+    w->target = target;
+    atomic_store(&w->st->live_workers, (int)live);
+    atomic_store(&w->st->target_shards, target);
+
+    for (uint32_t s = c->shards; s-- > 0 && w->owned > target;)
+        if (w->parts[s])
+            hand_back(w, s, "balance");
+    if (w->owned >= target || w->redis.err)
+        return;
+    uint32_t first = (uint32_t)((uint64_t)rank * c->shards / live);
+    for (uint32_t k = 0; k < c->shards && w->owned < target; k++) {
+        uint32_t s = (first + k) % c->shards;
+        if (w->parts[s])
+            continue;
+        int64_t t = op_now_ms();
+        int rc = lease_acquire(&w->redis, s, c->name, c->lease_ms);
+        if (rc < 0)
+            return;
+        if (rc == 0)
+            continue;
+        struct part *p = part_new(w, s, t + c->lease_ms);
+        if (!p) {
+            lease_release(&w->redis, s, c->name);
+            return;
+        }
+        w->parts[s] = p;
+        w->owned++;
+        atomic_store(&w->st->shard[s].owned, 1);
+        atomic_fetch_add(&w->st->lease_acquired, 1);
+        op_info("lease_acquired", "shard=%u owned=%d target=%d", s, w->owned, target);
+    }
+}
+
+/* Waits for new entries on the LIVE shards (XREAD BLOCK, which changes
+ * nothing in the groups), or sleeps when there is none, at most until the
+ * next renewal or market-data publication is due. */
+static void idle_wait(struct worker *w)
+{
+    int64_t now = op_now_ms(), until = now + w->cfg->block_ms;
+    if (w->next_renew_ms < until)
+        until = w->next_renew_ms;
+    if (w->next_balance_ms < until)
+        until = w->next_balance_ms;
+    const char *argv[4 + 2 * OP_SHARDS_MAX];
+    char ids[OP_SHARDS_MAX][SID_TEXT_MAX];
+    char block[24];
+    int n = 0;
+    for (uint32_t s = 0; s < w->cfg->shards; s++) {
+        const struct part *p = w->parts[s];
+        if (!p || p->state != PART_LIVE)
+            continue;
+        if (p->any_dirty && p->book_due_ms < until)
+            until = p->book_due_ms;
+        sid_format(p->last, 0, ids[n]);
+        argv[4 + n] = p->orders;
+        n++;
+    }
+    int64_t ms = until - now;
+    if (ms < 1)
+        return;
+    if (n == 0) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        argv[4 + n + i] = ids[i];
+    snprintf(block, sizeof(block), "%lld", (long long)ms);
+    argv[0] = "XREAD";
+    argv[1] = "BLOCK";
+    argv[2] = block;
+    argv[3] = "STREAMS";
+    op_reply_free(op_redis_cmd(&w->redis, 4 + 2 * n, argv, NULL));
+}
+
+/* Runs one pass over the owned shards. Returns 1 when one of them did work. */
+static int pass(struct worker *w)
+{
+    int did = 0;
+    int64_t now = op_now_ms();
+    for (uint32_t s = 0; s < w->cfg->shards && !w->redis.err; s++) {
+        struct part *p = w->parts[s];
+        if (!p)
+            continue;
+        if (!p->lost && now >= p->lease_deadline_ms) {
+            p->lost = 1; /* not renewed in time: another worker may own it already */
+        }
+        if (p->lost) {
+            forget(w, s, 0, "lease expired or taken over");
+            continue;
+        }
+        int rc;
+        if (p->state == PART_RECOVER) {
+            if (now < p->retry_at_ms)
+                continue;
+            rc = part_recover(w, p);
+            if (rc != 0 && !p->lost && !w->redis.err) {
+                p->state = PART_RECOVER;
+                p->retry_at_ms = now + 2000; /* a bad snapshot: log and retry, lease kept */
+            }
+            did |= rc == 0;
+        } else {
+            rc = part_step(w, p);
+            did |= rc == 1;
+            if (rc == 0 && (p->any_dirty || now >= p->snap_due_ms))
+                part_flush(w, p, 0);
+        }
+        if (p->lost)
+            forget(w, s, 0, "fenced");
+    }
+    return did;
+}
+
+/* After Redis failed: whether the last EXEC ran, and which entries a read
+ * cut short delivered to us, is unknown, so every shard recovers from what
+ * Redis holds (its lease, if still ours, is kept). */
+static void redis_lost(struct worker *w)
+{
+    if (atomic_exchange(&w->st->redis_up, 0) == 1) {
+        atomic_fetch_add(&w->st->redis_errors, 1);
+        op_error("redis_unavailable", "err=\"%s\" owned=%d", w->redis.errstr, w->owned);
+    }
+    for (uint32_t s = 0; s < w->cfg->shards; s++)
+        if (w->parts[s]) {
+            w->parts[s]->state = PART_RECOVER;
+            w->parts[s]->retry_at_ms = 0;
+        }
+}
+
+int worker_run(struct worker *w, volatile sig_atomic_t *stop)
+{
+    while (!*stop) {
+        if (w->redis.err || !w->redis.ctx) {
+            redis_lost(w);
+            if (op_redis_ensure(&w->redis) != 0) {
+                int64_t now = op_now_ms();
+                for (uint32_t s = 0; s < w->cfg->shards; s++)
+                    if (w->parts[s] && now >= w->parts[s]->lease_deadline_ms)
+                        forget(w, s, 0, "lease expired while redis was unreachable");
+                struct timespec ts = {0, 50 * 1000000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            op_info("redis_available", "reconnects=%llu",
+                    (unsigned long long)w->redis.reconnects);
+            atomic_store(&w->st->redis_up, 1);
+        }
+        worker_renew(w);
+        if (!w->redis.err && op_now_ms() >= w->next_balance_ms) {
+            balance(w);
+            poll_groups(w);
+            w->next_balance_ms = op_now_ms() + renew_every(w);
+        }
+        if (w->redis.err)
+            continue;
+        if (!pass(w) && !w->redis.err)
+            idle_wait(w);
+    }
+    /* SIGTERM: the batch in hand is published (pass returned); hand every
+     * shard back with a snapshot so that its next owner starts at once. */
+    op_info("stopping", "owned=%d", w->owned);
+    for (uint32_t s = 0; s < w->cfg->shards; s++)
+        if (w->parts[s]) {
+            if (w->redis.err)
+                forget(w, s, 0, "redis unavailable at shutdown");
+            else
+                hand_back(w, s, "shutdown");
+        }
+    if (!w->redis.err)
+        lease_leave(&w->redis, w->cfg->name);
+    return 0;
+}

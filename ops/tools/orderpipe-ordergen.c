@@ -1,0 +1,179 @@
+/* orderpipe-ordergen: XADDs a seeded, deterministic order flow to orders:{S} (tests, benchmarks). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ops/tools/ordergen.h"
+#include "shared/buf.h"
+#include "shared/codec.h"
+#include "shared/config.h"
+#include "shared/log.h"
+#include "shared/redis.h"
+
+/*
+ *   orderpipe-ordergen --seed N --count N [--from K] [--rate R] [--batch B]
+ *                      [--poison-every K] [--symbols A,B,…]
+ *
+ * Writes inputs from … from+count-1 of the flow of `seed` (ops/tools/
+ * ordergen.h) to orders:{S} with XADD NOMKSTREAM, B entries per pipeline
+ * (default 1000), at most R inputs per second when --rate is given (a
+ * sustained flow for fault tests), as fast as Redis takes them otherwise.
+ * Reads REDIS_URL, REDIS_TIMEOUT_MS and ORDER_SHARDS. A Redis failure stops
+ * it (exit 1): whether the entries of a pipeline cut short were written is
+ * unknown, and a retry could duplicate them. Exits 0 when all were written,
+ * 2 on bad arguments.
+ */
+
+struct args {
+    uint64_t seed, count, from, rate, batch, poison_every;
+    const char *symbols;
+};
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s)
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->batch = 1000;
+    a->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t *dst = strcmp(k, "--seed") == 0           ? &a->seed
+                        : strcmp(k, "--count") == 0        ? &a->count
+                        : strcmp(k, "--from") == 0         ? &a->from
+                        : strcmp(k, "--rate") == 0         ? &a->rate
+                        : strcmp(k, "--batch") == 0        ? &a->batch
+                        : strcmp(k, "--poison-every") == 0 ? &a->poison_every
+                                                           : NULL;
+        if (strcmp(k, "--symbols") == 0 && v) {
+            a->symbols = v;
+        } else if (!dst || parse_u64(v, dst) != 0) {
+            fprintf(stderr, "orderpipe-ordergen: bad argument '%s'\n", k);
+            return -1;
+        }
+        i++;
+    }
+    if (a->count == 0 || a->batch == 0 || a->batch > 100000) {
+        fprintf(stderr, "orderpipe-ordergen: --count must be >= 1 and --batch in 1..100000\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* One entry ready to be XADDed. */
+struct entry {
+    uint32_t shard;
+    const char *type; /* "new" | "cancel" | "amend" */
+    char sym[OP_SYMBOL_MAX];
+    size_t off, len; /* of its m in the batch buffer */
+};
+
+/* Sends entries e[0 … n-1] (m bytes in buf) in one pipeline; returns how many
+ * Redis acknowledged, in order (stops at the first failure). */
+static size_t send_batch(struct op_redis *r, const struct entry *e, size_t n, const struct op_buf *buf)
+{
+    char key[OP_KEY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        op_key_orders(key, e[i].shard);
+        const char *argv[] = {"XADD", key, "NOMKSTREAM", "*", "type", e[i].type, "sym", e[i].sym,
+                              "m", buf->data + e[i].off};
+        size_t lens[] = {4, strlen(key), 10, 1, 4, strlen(e[i].type), 3, strlen(e[i].sym), 1,
+                         e[i].len};
+        if (op_redis_append(r, 10, argv, lens) != 0)
+            return 0;
+    }
+    size_t ok = 0;
+    int broken = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct redisReply *rep = op_redis_next_reply(r);
+        if (!rep)
+            return ok;
+        if (op_reply_type(rep) != OP_REPLY_STRING) {
+            const char *s = op_reply_str(rep, NULL);
+            op_error("xadd_failed", "err=\"%s\"", s ? s : "no id");
+            broken = 1;
+        } else if (!broken) {
+            ok++;
+        }
+        op_reply_free(rep);
+    }
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    struct op_config c;
+    if (parse_args(argc, argv, &a) != 0)
+        return 2;
+    op_config_load_or_exit(&c, "ordergen");
+    struct flowgen g;
+    if (flowgen_init(&g, a.seed, a.symbols, c.order_shards, a.poison_every) != 0) {
+        fprintf(stderr, "orderpipe-ordergen: bad --symbols\n");
+        return 2;
+    }
+    struct op_redis r;
+    if (op_redis_init(&r, c.redis_url, c.redis_timeout_ms) != 0 || op_redis_connect(&r) != 0) {
+        fprintf(stderr, "orderpipe-ordergen: %s\n", r.errstr);
+        return 1;
+    }
+    struct op_order_msg m;
+    for (uint64_t i = 0; i < a.from; i++)
+        flowgen_next(&g, &m);
+
+    struct entry *e = calloc(a.batch, sizeof(*e));
+    struct op_buf buf;
+    op_buf_init(&buf);
+    int64_t t0 = op_now_ms();
+    uint64_t done = 0;
+    while (done < a.count && e) {
+        size_t n = 0;
+        op_buf_reset(&buf);
+        while (n < a.batch && done + n < a.count) {
+            int poison = flowgen_next(&g, &m);
+            e[n].shard = flowgen_shard(&g, &m);
+            e[n].type = m.kind == OP_MSG_NEW ? "new" : m.kind == OP_MSG_CANCEL ? "cancel" : "amend";
+            memcpy(e[n].sym, m.symbol, sizeof(e[n].sym));
+            e[n].off = buf.len;
+            if (poison)
+                op_buf_append(&buf, "\xc1garbage", 8); /* 0xc1: never used in msgpack */
+            else if (op_codec_encode_order(&buf, &m) != 0)
+                break;
+            e[n].len = buf.len - e[n].off;
+            n++;
+        }
+        if (send_batch(&r, e, n, &buf) < n) {
+            fprintf(stderr, "orderpipe-ordergen: writing to redis failed: %s\n",
+                    r.err ? r.errstr : "an XADD was refused");
+            break;
+        }
+        done += n;
+        if (a.rate) { /* pace: input `done` is due at t0 + done / rate */
+            int64_t due = t0 + (int64_t)(done * 1000 / a.rate);
+            int64_t now = op_now_ms();
+            if (due > now) {
+                struct timespec ts = {(due - now) / 1000, (long)((due - now) % 1000) * 1000000};
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
+    int64_t ms = op_now_ms() - t0;
+    printf("ordergen: wrote %llu inputs (from %llu, seed %llu) in %lld ms\n",
+           (unsigned long long)done, (unsigned long long)a.from, (unsigned long long)a.seed,
+           (long long)ms);
+    free(e);
+    op_buf_release(&buf);
+    op_redis_release(&r);
+    return done == a.count ? 0 : 1;
+}
