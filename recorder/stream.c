@@ -232,10 +232,19 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
     if (!rep)
         return redis_failed(s, "xreadgroup");
     if (op_reply_type(rep) == OP_REPLY_ERROR) {
-        op_warn("xreadgroup_refused", "err=\"%s\" hint=\"run orderpipe-setup to create the "
-                                      "streams and the recorders group\"",
-                op_reply_str(rep, NULL));
+        /* LOADING after a restart, NOGROUP before setup ran: retried by the
+         * loop every few tens of ms, so logged at most every 5 s. */
+        int64_t now = op_now_ms();
+        if (now - s->refused_log_ms >= 5000) {
+            const char *e = op_reply_str(rep, NULL);
+            op_warn("xreadgroup_refused", "err=\"%s\"%s", e,
+                    op_reply_is_error(rep, "NOGROUP")
+                        ? " hint=\"run orderpipe-setup to create the streams and the group\""
+                        : "");
+            s->refused_log_ms = now;
+        }
         op_reply_free(rep);
+        REC_SET(s->stats, redis_up, 0);
         REC_ADD(s->stats, redis_retries, 1);
         return -1;
     }
