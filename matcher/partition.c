@@ -185,7 +185,7 @@ static void apply_inputs(struct worker *w, struct part *p, size_t n)
             eng_prefetch(p->eng, &w->msgs[i + 8], 1);
         if (!w->ents[i].deleted) {
             eng_apply(p->eng, &w->msgs[i], &w->reps);
-            if (w->ents[i].sym >= 0) {
+            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) { /* not a malformed entry */
                 p->dirty[w->ents[i].sym] = 1;
                 p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
                 p->any_dirty = 1;

@@ -116,7 +116,7 @@ static inline int flowgen_next(struct flowgen *g, struct op_order_msg *m)
     uint64_t i = g->i++;
     struct flowgen_sym *s = &g->sym[flowgen_below(g, g->nsym)];
     memcpy(m->symbol, s->name, sizeof(m->symbol));
-    memcpy(m->account, flowgen_below(g, 2) ? "alice" : "bob", 6);
+    snprintf(m->account, sizeof(m->account), "%s", flowgen_below(g, 2) ? "alice" : "bob");
     m->ts_ns = FLOWGEN_TS0 + i * 10000;
     if (flowgen_below(g, 50) == 0) /* the mid wanders */
         s->mid += flowgen_below(g, 2) ? 5 : -5;
