@@ -144,8 +144,19 @@ def wait(what, cond, timeout):
     return False
 
 
+def reset():
+    """Starts from a clean slate: the harness shares one stack between tests,
+    and orders other tests left in the streams would otherwise reach the books."""
+    subprocess.run(["redis-cli", "-u", os.environ["REDIS_URL"], "FLUSHALL"], check=True,
+                   capture_output=True)
+    subprocess.run([os.path.join(os.environ["OP_BUILD"], "bin", "orderpipe-setup")], check=True,
+                   capture_output=True)
+    psql("TRUNCATE orders, fills")
+
+
 def main():
     port = int(os.environ["INGEST_PORT"])
+    reset()
     procs = [
         start("e2e-ingest", "orderpipe-ingest", {"INGEST_PORT": str(port)}),
         start("e2e-matcher", "orderpipe-matcher", {"MATCHER_METRICS_PORT": "0"}),
@@ -279,6 +290,7 @@ def main():
                 rc = "timeout"
             if rc != 0:
                 fails.append(f"{p.args[0]} exited with {rc} after SIGTERM")
+        reset()  # leave a clean stack to the tests after this one
     for f in fails[:40]:
         print("FAIL:", f)
     print(f"e2e: {len(fails)} failures")
