@@ -1,5 +1,6 @@
 /* Single-threaded order book benchmark: the engine against the naive reference book on a realistic
  * mix. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,7 @@ static void model_del(struct model *m, uint64_t id)
     uint32_t p = m->pos[id];
     if (p == 0)
         return;
+    assert(p <= m->n); /* pos only names entries of v */
     m->v[p - 1] = m->v[--m->n];
     if (p - 1 < m->n)
         m->pos[m->v[p - 1].id] = p;
@@ -168,8 +170,8 @@ static void make_new(struct model *m, struct op_order_msg *in, int side, int tif
         in->price = aggressive ? m->best_bid : m->best_bid + 1 + behind;
     if (tif == OP_TIF_IOC)
         in->qty = 50 + (int64_t)gen_below(&m->rng, 300);
-    strcpy(in->symbol, "AAPL");
-    strcpy(in->account, in->order_id % 2 ? "alice" : "bob");
+    snprintf(in->symbol, sizeof(in->symbol), "%s", "AAPL");
+    snprintf(in->account, sizeof(in->account), "%s", in->order_id % 2 ? "alice" : "bob");
 }
 
 static void make_target(struct model *m, struct op_order_msg *in, int kind, const struct live *o)
@@ -178,8 +180,9 @@ static void make_target(struct model *m, struct op_order_msg *in, int kind, cons
     in->kind = (uint8_t)kind;
     in->order_id = o->id;
     in->ts_ns = m->ts;
-    strcpy(in->symbol, "AAPL");
-    strcpy(in->account, o->id % 2 ? "alice" : "bob"); /* the owner: ids alternate */
+    snprintf(in->symbol, sizeof(in->symbol), "%s", "AAPL");
+    /* the owner: ids alternate */
+    snprintf(in->account, sizeof(in->account), "%s", o->id % 2 ? "alice" : "bob");
 }
 
 /* Generates n inputs into v (applying each to shadow); returns how many (≥ n, < n+2). */
@@ -326,8 +329,8 @@ static void seed(struct model *m, struct eng *shadow, struct op_order_msg *v, lo
         in->qty = 100 + (int64_t)gen_below(&m->rng, 400);
         int64_t lvl = (int64_t)((i / 2) % 50);
         in->price = side == OP_SIDE_BUY ? MID - 1 - lvl : MID + 1 + lvl;
-        strcpy(in->symbol, "AAPL");
-        strcpy(in->account, in->order_id % 2 ? "alice" : "bob");
+        snprintf(in->symbol, sizeof(in->symbol), "%s", "AAPL");
+        snprintf(in->account, sizeof(in->account), "%s", in->order_id % 2 ? "alice" : "bob");
         shadow_apply(m, shadow, in, out);
     }
 }
@@ -343,10 +346,11 @@ int main(void)
     m.next_id = 1;
     m.ts = 1700000000000000000ull;
     m.rng = 0x9E3779B97F4A7C15ull;
-    m.pos = calloc((size_t)TOTAL_OPS * 2 + 4 * SIDE_ORDERS, sizeof(*m.pos));
+    m.pos = calloc((size_t)TOTAL_OPS * 2 + 4 * (size_t)SIDE_ORDERS, sizeof(*m.pos));
     /* + PREFETCH_PAD: the pipeline reads (and ignores) up to 16 inputs past the end */
     struct op_order_msg *all = calloc((size_t)TOTAL_OPS + CHUNK + 2 + PREFETCH_PAD, sizeof(*all));
-    struct op_order_msg *base_in = malloc((BASE_OPS + 2 + 2 * SIDE_ORDERS) * sizeof(*base_in));
+    struct op_order_msg *base_in =
+        malloc(((size_t)BASE_OPS + 2 + 2 * (size_t)SIDE_ORDERS) * sizeof(*base_in));
     if (m.pos == NULL || all == NULL || base_in == NULL) {
         fprintf(stderr, "bench_book: out of memory\n");
         exit(1); /* the process ends: nothing to free */

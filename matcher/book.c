@@ -122,7 +122,7 @@ static void side_reserve(struct book_side *sd)
     if (key == NULL)
         eng_oom("level keys");
     sd->key = key;
-    struct book_level **lv = realloc(sd->lv, cap * sizeof(*lv));
+    struct book_level **lv = realloc(sd->lv, cap * sizeof(struct book_level *));
     if (lv == NULL)
         eng_oom("level table");
     sd->lv = lv;
@@ -146,7 +146,7 @@ void book_add(struct book *b, struct book_pool *levels, struct book_order *o)
         uint32_t tail = sd->n - i;
         if (tail) {
             memmove(&sd->key[i + 1], &sd->key[i], tail * sizeof(*sd->key));
-            memmove(&sd->lv[i + 1], &sd->lv[i], tail * sizeof(*sd->lv));
+            memmove(&sd->lv[i + 1], &sd->lv[i], tail * sizeof(struct book_level *));
         }
         sd->key[i] = k;
         sd->lv[i] = lv;
@@ -188,15 +188,14 @@ void book_remove(struct book *b, struct book_pool *levels, struct book_order *o)
     ENG_ASSERT(lv->open == 0 && lv->head == NULL);
     int s = book_side_of(o->side);
     struct book_side *sd = &b->side[s];
-    uint32_t i;
-    if (sd->n && sd->lv[sd->n - 1] == lv) {
-        i = sd->n - 1; /* the touch: the common case while matching */
-    } else {
-        i = side_find(sd, book_key(s, lv->price));
+    /* The touch, the common case while matching, is the last entry: nothing
+     * to move. Any other level is found and the levels after it close up. */
+    if (sd->n == 0 || sd->lv[sd->n - 1] != lv) {
+        uint32_t i = side_find(sd, book_key(s, lv->price));
         ENG_ASSERT(i < sd->n && sd->lv[i] == lv);
         uint32_t tail = sd->n - i - 1;
         memmove(&sd->key[i], &sd->key[i + 1], tail * sizeof(*sd->key));
-        memmove(&sd->lv[i], &sd->lv[i + 1], tail * sizeof(*sd->lv));
+        memmove(&sd->lv[i], &sd->lv[i + 1], tail * sizeof(struct book_level *));
     }
     sd->n--;
     book_pool_put(levels, lv);

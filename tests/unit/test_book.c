@@ -416,6 +416,7 @@ static void test_deep_book_and_many_books(void **state)
     assert_int_equal(trades, 100);
     assert_int_equal(out.v[out.len - 1].reason, OP_REASON_IOC_REMAINDER);
     n = eng_depth(e, "AAPL", OP_SIDE_BUY, d, 1);
+    assert_int_equal(n, 1);
     assert_int_equal(d[0].price, 900);
     char err[200];
     assert_int_equal(eng_check(e, err, sizeof(err)), 0);

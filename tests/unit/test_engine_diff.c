@@ -53,7 +53,7 @@ static void compare_depth(const struct eng *e, const struct ref *r, long op)
                 fprintf(stderr, "op %ld %s side %d: %zu levels vs %zu\n", op, gen_symbols[si], side,
                         ne, nr);
             assert_int_equal(ne, nr);
-            for (size_t i = 0; i < ne; i++) {
+            for (size_t i = 0; i < ne && i < nr; i++) {
                 assert_int_equal(ed[i].price, rd[i].price);
                 assert_int_equal(ed[i].qty, rd[i].qty);
                 assert_int_equal(ed[i].count, rd[i].count);

@@ -480,18 +480,19 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
         g->mid[si] += gen_below(&g->rng, 2) ? 3 : -3;
     if (g->mid[si] < 50)
         g->mid[si] = 50;
-    strcpy(in->symbol, gen_symbols[si]);
+    snprintf(in->symbol, sizeof(in->symbol), "%s", gen_symbols[si]);
     if (gen_below(&g->rng, 100) == 0) /* a long tail of quiet symbols: many books */
         snprintf(in->symbol, sizeof(in->symbol), "Z%02d", (int)gen_below(&g->rng, 64));
-    strcpy(in->account, gen_accounts[gen_below(&g->rng, GEN_ACCOUNTS)]);
+    snprintf(in->account, sizeof(in->account), "%s",
+             gen_accounts[gen_below(&g->rng, GEN_ACCOUNTS)]);
     uint64_t dice = gen_below(&g->rng, 100);
     if (r != NULL && r->nopen > GEN_OPEN_TARGET && gen_below(&g->rng, 3) == 0) {
         /* keep the book near GEN_OPEN_TARGET orders: the owner cancels one */
         const struct ref_order *o = &r->open[gen_below(&g->rng, r->nopen)];
         in->kind = OP_MSG_CANCEL;
         in->order_id = o->id;
-        strcpy(in->symbol, o->symbol);
-        strcpy(in->account, o->account);
+        snprintf(in->symbol, sizeof(in->symbol), "%s", o->symbol);
+        snprintf(in->account, sizeof(in->account), "%s", o->account);
         return;
     }
     if (dice < 60) {
@@ -573,12 +574,12 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
     if (r != NULL && r->nopen > 0 && pick < 50) {
         const struct ref_order *o = &r->open[gen_below(&g->rng, r->nopen)];
         in->order_id = o->id;
-        cur_qty = o->qty;
-        strcpy(in->symbol, o->symbol);
+        snprintf(in->symbol, sizeof(in->symbol), "%s", o->symbol);
         if (gen_below(&g->rng, 10) != 0)
-            strcpy(in->account, o->account);
+            snprintf(in->account, sizeof(in->account), "%s", o->account);
         else if (gen_below(&g->rng, 2))
-            strcpy(in->symbol, gen_symbols[gen_below(&g->rng, GEN_SYMBOLS)]);
+            snprintf(in->symbol, sizeof(in->symbol), "%s",
+                     gen_symbols[gen_below(&g->rng, GEN_SYMBOLS)]);
         if (in->kind == OP_MSG_AMEND && gen_below(&g->rng, 4) != 0)
             in->qty = o->filled + 1 + (int64_t)gen_below(&g->rng, (uint64_t)(o->qty - o->filled));
         else
