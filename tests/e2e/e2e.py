@@ -134,6 +134,14 @@ def start(name, binary, env):
                             env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
 
 
+def healthy(client):
+    """True once ingest answers /healthz with 200."""
+    try:
+        return client.call("GET", "/healthz", "x")[0] == 200
+    except Exception:
+        return False
+
+
 def wait(what, cond, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -165,14 +173,7 @@ def main():
     fails = []
     try:
         c = Client(port)
-
-        def healthy():
-            try:
-                return c.call("GET", "/healthz", "x")[0] == 200
-            except Exception:
-                return False
-
-        if not wait("ingest", healthy, 30):
+        if not wait("ingest", lambda: healthy(c), 30):
             return 1
         rnd = random.Random(SEED)
         model = Model()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end: a seeded random order flow over HTTP through ingest, matcher and
-# recorder; the orders and fills tables must equal an independent reference
-# model (tests/e2e/e2e.py). Skips (passes with a note) until all three
-# service binaries exist.
+# End-to-end through ingest, matcher and recorder over HTTP:
+#  1. a seeded random order flow; the orders and fills tables must equal an
+#     independent reference model (tests/e2e/e2e.py);
+#  2. the LOBSTER AAPL sample replayed; every execution burst must trade its
+#     type-4 rows (tests/e2e/lobster.py; skipped when the sample is absent).
 set -uo pipefail
 for b in orderpipe-ingest orderpipe-matcher orderpipe-recorder; do
 	if [[ ! -x "$OP_BUILD/bin/$b" ]]; then
@@ -10,4 +11,7 @@ for b in orderpipe-ingest orderpipe-matcher orderpipe-recorder; do
 		exit 0
 	fi
 done
-exec python3 "$OP_ROOT/tests/e2e/e2e.py"
+rc=0
+python3 "$OP_ROOT/tests/e2e/e2e.py" || rc=1
+python3 "$OP_ROOT/tests/e2e/lobster.py" || rc=1
+exit "$rc"
