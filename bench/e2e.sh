@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Load benchmark of the whole pipeline: ingest -> Redis -> matcher -> Redis ->
+# recorder -> PostgreSQL at a target rate for a fixed time, with both
+# durability modes, and at half the rate for latency. Writes
+# var/bench/report.md and PNG plots (gnuplot) next to it.
+#
+#   bench/e2e.sh <build-dir>        (make bench BENCH=e2e)
+#
+# Settings: BENCH_RATE (orders/s offered, default 100000), BENCH_TIME (s,
+# default 60), BENCH_BATCH (orders per request, 100), BENCH_CONNS (32),
+# PL_MATCHERS / PL_RECORDERS (1 / 1), BENCH_MODES ("always everysec").
+#
+# Measured per run: orders offered and accepted per second (loadgen), orders
+# and fills recorded in PostgreSQL (zero loss = every accepted order has its
+# row), end-to-end latency of each fill from ingest receipt (the taker's ts,
+# fills.matched_at) to its insert in the committing transaction
+# (fills.recorded_at), stream backlogs, RSS of every process, Redis
+# used_memory and CPU per process, every second.
+set -euo pipefail
+OP_BUILD="$(cd "${1:-build/rel}" && pwd)"
+OP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export OP_BUILD OP_ROOT
+rate="${BENCH_RATE:-100000}"
+secs="${BENCH_TIME:-60}"
+batch="${BENCH_BATCH:-100}"
+conns="${BENCH_CONNS:-32}"
+modes="${BENCH_MODES:-always everysec}"
+out="$OP_ROOT/var/bench"
+mkdir -p "$out"
+rm -f "$out"/run-*.csv "$out"/*.png
+
+printf 'machine: %s, %s cores, %s, %s GiB RAM\n' "$(uname -m)" "$(nproc)" \
+	"$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')" \
+	"$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)"
+printf 'load: loadgen %s orders/s offered for %s s, %s orders per batch request, %s connections; matchers %s, recorders %s, ORDER_SHARDS %s\n' \
+	"$rate" "$secs" "$batch" "$conns" "${PL_MATCHERS:-1}" "${PL_RECORDERS:-1}" "${ORDER_SHARDS:-4}"
+
+results=()
+# run NAME FSYNC RATE: one run; appends a row to results.
+run() {
+	local name="$1" fsync="$2" r="$3"
+	printf '\n==== run %s: appendfsync %s, %s orders/s offered for %s s\n' "$name" "$fsync" "$r" "$secs"
+	(
+		export OP_REDIS_FSYNC="$fsync"
+		. "$OP_ROOT/bench/lib/pipeline.sh"
+		trap pl_stop EXIT
+		pl_start
+		pl_start_sampling "$out/run-$name-samples.csv"
+		summary="$("$OP_BUILD/bench/tools/loadgen" --port "$pl_ingest_port" --rate "$r" --duration "$secs" \
+			--batch "$batch" --conns "$conns" --csv "$out/run-$name-load.csv")"
+		printf '%s\n' "$summary"
+		t_end=$SECONDS
+		drained=yes
+		pl_wait_drained 300 || drained=no
+		drain_s=$((SECONDS - t_end))
+		sleep 2
+		pl_stop_sampling
+		accepted="$(sed -E 's/.* accepted ([0-9]+) .*/\1/' <<<"$summary")"
+		orders="$(pl_psql "SELECT count(*) FROM orders")"
+		fills="$(pl_psql "SELECT count(*) FROM fills")"
+		lat="$(pl_psql "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1) || ' ' ||
+			round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1) || ' ' ||
+			round(percentile_cont(0.999) WITHIN GROUP (ORDER BY ms)::numeric, 1)
+			FROM (SELECT extract(epoch FROM recorded_at - matched_at) * 1000 AS ms FROM fills) l")"
+		pl_psql "COPY (SELECT s - min(s) OVER () + 1, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), percentile_cont(0.999) WITHIN GROUP (ORDER BY ms)
+			FROM (SELECT floor(extract(epoch FROM matched_at)) AS s,
+			             extract(epoch FROM recorded_at - matched_at) * 1000 AS ms FROM fills) x
+			GROUP BY s ORDER BY s) TO STDOUT WITH CSV" >"$out/run-$name-latency.csv"
+		cpu="$(awk -F, 'NR==1 {for (i=1;i<=NF;i++) if ($i ~ /^cpu_/) {n[i]=substr($i,5)}; next}
+			{for (i in n) {s[i]+=$i}; rows++} END {for (i in n) printf "%s %.0f%% ", n[i], s[i]/rows}' \
+			"$out/run-$name-samples.csv")"
+		loss=$([[ "$orders" == "$accepted" ]] && echo "zero loss" || echo "LOSS: $accepted accepted, $orders recorded")
+		printf 'accepted %s orders (%s/s), recorded %s orders and %s fills; %s; drained %s s after the load (%s)\n' \
+			"$accepted" "$((accepted / secs))" "$orders" "$fills" "$loss" "$drain_s" "$drained"
+		printf 'end-to-end latency of fills (ingest receipt -> recorded), ms: p50 %s p99 %s p99.9 %s\n' $lat
+		printf 'mean cpu by process: %s\n' "$cpu"
+		printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$name" "$fsync" "$r" "$((accepted / secs))" "$orders" \
+			"$fills" "$loss" "$drain_s" "$lat" "$cpu" >"$out/run-$name.row"
+	)
+}
+
+for m in $modes; do
+	run "$m-full" "$m" "$rate"
+done
+run "always-half" always $((rate / 2))
+
+# ---- report ------------------------------------------------------------------
+plot() { # plot NAME TITLE YLABEL "using-spec…" FILE…
+	local name="$1" title="$2" ylabel="$3" spec="$4"
+	gnuplot -e "set terminal png size 1000,500; set output '$out/$name.png'; set title '$title';
+		set xlabel 'seconds'; set ylabel '$ylabel'; set datafile separator ','; set key outside;
+		set grid; plot $spec" 2>/dev/null || op_warn=1
+}
+specs=""
+for f in "$out"/run-*-load.csv; do
+	n="$(basename "$f" -load.csv)"; n="${n#run-}"
+	specs+="'$f' every ::1 using 1:3 with lines title '$n accepted/s',"
+done
+plot throughput "Orders accepted per second" "orders/s" "${specs%,}"
+specs=""
+for f in "$out"/run-*-latency.csv; do
+	n="$(basename "$f" -latency.csv)"; n="${n#run-}"
+	specs+="'$f' using 1:4 with lines title '$n p99',"
+	specs+="'$f' using 1:3 with lines title '$n p50',"
+done
+plot latency "End-to-end fill latency (ingest receipt to PostgreSQL), per second of match time" "ms" "${specs%,}"
+f="$out/run-always-full-samples.csv"
+if [[ -f "$f" ]]; then
+	hdr="$(head -1 "$f")"
+	specs="'$f' every ::1 using 1:(\$2/1048576) with lines title 'redis used_memory MiB',"
+	IFS=, read -ra cols <<<"$hdr"
+	for i in "${!cols[@]}"; do
+		[[ "${cols[i]}" == rss_kb_* ]] && specs+="'$f' every ::1 using 1:(\$$((i + 1))/1024) with lines title '${cols[i]#rss_kb_} RSS MiB',"
+	done
+	plot memory "Memory over time (always, full rate)" "MiB" "${specs%,}"
+	plot backlog "Stream backlog (always, full rate)" "entries" "'$f' every ::1 using 1:3 with lines title 'orders backlog', '$f' every ::1 using 1:4 with lines title 'fills backlog'"
+fi
+
+{
+	printf '# orderpipe end-to-end load benchmark\n\n'
+	printf -- '- machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
+	printf -- '- date: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	printf -- '- load: %s orders/s offered for %s s per run, batches of %s, %s connections (bench/tools/loadgen)\n' "$rate" "$secs" "$batch" "$conns"
+	printf -- '- services: 1 ingest, %s matcher(s), %s recorder(s), ORDER_SHARDS=%s; Redis %s, PostgreSQL 15 (synchronous_commit on); all on this machine\n\n' \
+		"${PL_MATCHERS:-1}" "${PL_RECORDERS:-1}" "${ORDER_SHARDS:-4}" "$(redis-server --version | awk '{print $3}')"
+	printf '| run | appendfsync | offered/s | accepted/s | orders recorded | fills recorded | loss | drain after load (s) | fill latency p50 / p99 / p99.9 (ms) | mean CPU by process |\n'
+	printf '|---|---|---|---|---|---|---|---|---|---|\n'
+	for f in "$out"/run-*.row; do
+		IFS='|' read -r n fs r a o fl l d lat cpu <"$f"
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$fs" "$r" "$a" "$o" "$fl" "$l" "$d" "${lat// / \/ }" "$cpu"
+	done
+	printf '\n![throughput](throughput.png)\n![latency](latency.png)\n![memory](memory.png)\n![backlog](backlog.png)\n'
+} >"$out/report.md"
+printf '\nreport: %s\n' "$out/report.md"
+IFS='|' read -r _ _ r a _ <"$out/run-always-full.row"
+printf 'bench e2e: %s orders/s (baseline %s orders/s, ratio %s)\n' "$a" "$r" "$(awk -v a="$a" -v b="$r" 'BEGIN {printf "%.2f", a/b}')"

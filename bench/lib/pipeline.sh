@@ -1,0 +1,130 @@
+# The whole pipeline on a private stack, for bench/e2e.sh and ops/soak.sh (sourced).
+#
+# pl_start: Redis (OP_REDIS_FSYNC) + PostgreSQL on free ports under a temp dir,
+#   orderpipe-setup, ingest, PL_MATCHERS matchers, PL_RECORDERS recorders.
+# pl_sample_loop FILE: one CSV row per second until pl_stop_sampling:
+#   t_s,redis_used_memory,orders_backlog,fills_backlog,fills_rows,<rss_kb per service…>,<cpu% per service…>
+# pl_stop: stops everything and removes the temp dir.
+# shellcheck shell=bash
+. "$OP_ROOT/ops/lib.sh"
+
+export ORDER_SHARDS="${ORDER_SHARDS:-4}"
+PL_MATCHERS="${PL_MATCHERS:-1}"
+PL_RECORDERS="${PL_RECORDERS:-1}"
+pl_dir="$(mktemp -d /tmp/orderpipe-pl.XXXXXX)"
+pl_pids=()
+pl_names=()
+pl_sampler=""
+
+pl_start() {
+	pl_redis_port="$(op_free_port)"
+	pl_pg_port="$(op_free_port)"
+	"$OP_ROOT/ops/redis.sh" start "$pl_dir/redis" "$pl_redis_port" >/dev/null
+	"$OP_ROOT/ops/postgres.sh" start "$pl_dir/postgres" "$pl_pg_port" >/dev/null
+	export REDIS_URL="redis://127.0.0.1:$pl_redis_port"
+	export DATABASE_URL="postgresql://orderpipe@127.0.0.1:$pl_pg_port/orderpipe"
+	"$OP_BUILD/bin/orderpipe-setup" >/dev/null 2>&1 || op_die "orderpipe-setup failed"
+	pl_ingest_port="$(op_free_port)"
+	pl_run ingest orderpipe-ingest INGEST_PORT="$pl_ingest_port" LOG_LEVEL=warn
+	local i
+	for ((i = 1; i <= PL_MATCHERS; i++)); do
+		pl_run "matcher$i" orderpipe-matcher MATCHER_METRICS_PORT=0 LOG_LEVEL=warn
+	done
+	for ((i = 1; i <= PL_RECORDERS; i++)); do
+		pl_run "recorder$i" orderpipe-recorder RECORDER_METRICS_PORT=0 LOG_LEVEL=warn
+	done
+	op_wait_until 30 ingest curl -sf "http://127.0.0.1:$pl_ingest_port/healthz" ||
+		op_die "ingest did not start: $(tail -5 "$pl_dir/ingest.log")"
+}
+
+# pl_run NAME BINARY [ENV=VAL…]
+pl_run() {
+	local name="$1" bin="$2"
+	shift 2
+	env "$@" "$OP_BUILD/bin/$bin" >>"$pl_dir/$name.log" 2>&1 &
+	pl_pids+=($!)
+	pl_names+=("$name")
+}
+
+pl_redis() { redis-cli -p "$pl_redis_port" "$@"; }
+pl_psql() { psql -qAtX "$DATABASE_URL" -c "$1"; }
+
+# Sum over shards of lag + pending of GROUP on STREAM-prefix.
+pl_backlog() {
+	local prefix="$1" s total=0 v
+	for ((s = 0; s < ORDER_SHARDS; s++)); do
+		v="$(pl_redis XINFO GROUPS "$prefix:{$s}" 2>/dev/null | awk 'prev=="pending"||prev=="lag"{sum+=$1} {prev=$1} END{print sum+0}')"
+		total=$((total + v))
+	done
+	printf '%s\n' "$total"
+}
+
+pl_rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+pl_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+pl_sample_loop() {
+	local file="$1" t=0 i redis_pid hz
+	hz="$(getconf CLK_TCK)"
+	redis_pid="$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)"
+	local all_pids=("${pl_pids[@]}" "$redis_pid") all_names=("${pl_names[@]}" redis)
+	{
+		printf 't_s,redis_used_memory,orders_backlog,fills_backlog,fills_rows'
+		for i in "${all_names[@]}"; do printf ',rss_kb_%s' "$i"; done
+		for i in "${all_names[@]}"; do printf ',cpu_%s' "$i"; done
+		printf '\n'
+	} >"$file"
+	local -a prev
+	for i in "${!all_pids[@]}"; do prev[i]="$(pl_cpu_ticks "${all_pids[i]}")"; done
+	while [[ ! -e "$pl_dir/stop-sampling" ]]; do
+		sleep 1
+		t=$((t + 1))
+		local mem ob fb rows line cur
+		mem="$(pl_redis INFO memory | awk -F: '/^used_memory:/ {print $2+0}')"
+		ob="$(pl_backlog orders)"
+		fb="$(pl_backlog fills)"
+		rows="$(pl_psql "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'fills'" 2>/dev/null || echo 0)"
+		line="$t,$mem,$ob,$fb,${rows:-0}"
+		for i in "${!all_pids[@]}"; do line+=",$(pl_rss_kb "${all_pids[i]}")"; done
+		for i in "${!all_pids[@]}"; do
+			cur="$(pl_cpu_ticks "${all_pids[i]}")"
+			line+=",$(((cur - prev[i]) * 100 / hz))"
+			prev[i]="$cur"
+		done
+		printf '%s\n' "$line" >>"$file"
+	done
+}
+
+pl_start_sampling() {
+	rm -f "$pl_dir/stop-sampling"
+	pl_sample_loop "$1" &
+	pl_sampler=$!
+}
+
+pl_stop_sampling() {
+	touch "$pl_dir/stop-sampling"
+	[[ -n "$pl_sampler" ]] && wait "$pl_sampler" 2>/dev/null
+	pl_sampler=""
+}
+
+# pl_wait_drained TIMEOUT_S: until no backlog is left in either stream.
+pl_wait_drained() {
+	local deadline=$((SECONDS + $1))
+	while ((SECONDS < deadline)); do
+		if (($(pl_backlog orders) == 0 && $(pl_backlog fills) == 0)); then
+			return 0
+		fi
+		sleep 0.5
+	done
+	return 1
+}
+
+pl_stop() {
+	local p
+	pl_stop_sampling 2>/dev/null || true
+	for p in "${pl_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pl_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pl_pids=()
+	"$OP_ROOT/ops/redis.sh" stop "$pl_dir/redis" "$pl_redis_port" >/dev/null 2>&1 || true
+	"$OP_ROOT/ops/postgres.sh" stop "$pl_dir/postgres" "$pl_pg_port" >/dev/null 2>&1 || true
+	rm -rf "$pl_dir"
+}

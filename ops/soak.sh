@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Soak test: the whole pipeline under steady load for a long time; checks that
+# memory stays flat. Not part of `make test` (it takes SOAK_TIME, 10 min by
+# default); run it before a release:
+#
+#   ops/soak.sh [build-dir]            (default build/rel; `make` it first)
+#
+# Load: SOAK_RATE orders/s (default 50000, half of the 100k/s target) in
+# batches of SOAK_BATCH (100). After SOAK_WARMUP seconds (default 60), the RSS
+# of every service and Redis' used_memory must stay within SOAK_TOLERANCE
+# percent (10) of their value at the end of the warm-up, for the rest of the
+# run. Samples go to var/soak/samples.csv, a plot to var/soak/memory.png.
+# Exit status: 0 flat, 1 something grew (or the pipeline fell behind).
+set -euo pipefail
+OP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OP_BUILD="$(cd "${1:-$OP_ROOT/build/rel}" && pwd)"
+export OP_ROOT OP_BUILD
+time_s="${SOAK_TIME:-600}"
+rate="${SOAK_RATE:-50000}"
+batch="${SOAK_BATCH:-100}"
+warm="${SOAK_WARMUP:-60}"
+tol="${SOAK_TOLERANCE:-10}"
+out="$OP_ROOT/var/soak"
+mkdir -p "$out"
+. "$OP_ROOT/bench/lib/pipeline.sh"
+trap pl_stop EXIT
+
+printf 'soak: %s orders/s for %s s (warm-up %s s, tolerance %s%%), appendfsync %s\n' "$rate" "$time_s" "$warm" "$tol" "${OP_REDIS_FSYNC:-always}"
+pl_start
+pl_start_sampling "$out/samples.csv"
+"$OP_BUILD/bench/tools/loadgen" --port "$pl_ingest_port" --rate "$rate" --duration "$time_s" \
+	--batch "$batch" --conns 32 --csv "$out/load.csv"
+drained=0
+pl_wait_drained 120 && drained=1
+pl_stop_sampling
+
+# For every memory column: the value at the end of the warm-up, the largest
+# after it, and whether it stayed within the tolerance.
+verdict="$(awk -F, -v warm="$warm" -v tol="$tol" '
+	NR == 1 { for (i = 2; i <= NF; i++) if ($i ~ /^rss_kb_/ || $i == "redis_used_memory") { col[i] = $i }; next }
+	{ for (i in col) { if ($1 == warm) base[i] = $i; if ($1 > warm && $i > peak[i]) peak[i] = $i } }
+	END {
+		bad = 0
+		for (i in col) {
+			g = base[i] > 0 ? (peak[i] - base[i]) * 100 / base[i] : 0
+			printf "%-22s after warm-up %12d, peak %12d, growth %+6.1f%%\n", col[i], base[i], peak[i], g
+			if (g > tol) bad = 1
+		}
+		print (bad ? "GREW" : "FLAT")
+	}' "$out/samples.csv")"
+printf '%s\n' "$verdict"
+gnuplot -e "set terminal png size 1000,500; set output '$out/memory.png'; set datafile separator ',';
+	set title 'Memory during the soak'; set xlabel 'seconds'; set ylabel 'MiB'; set key outside; set grid;
+	plot for [i=2:*] '$out/samples.csv' every ::1 using 1:(column(i)/1024) with lines title columnhead(i)" 2>/dev/null || true
+if [[ "$(tail -1 <<<"$verdict")" != FLAT || $drained != 1 ]]; then
+	printf 'soak: FAILED (memory grew more than %s%% or the pipeline did not drain)\n' "$tol"
+	exit 1
+fi
+printf 'soak: memory flat within %s%% after warm-up; samples in %s\n' "$tol" "$out/samples.csv"
