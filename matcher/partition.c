@@ -386,8 +386,11 @@ int part_recover(struct worker *w, struct part *p)
 
 /* ---- batches and the fenced publish ------------------------------------------ */
 
-/* Queues the fenced read of p's next batch: its own PEL after the cursor
- * (PENDING) or new entries (LIVE). 0 or -1. */
+/* Queues (inside the MULTI of a fenced publish) the read of p's next
+ * batch: its own PEL after the cursor (PENDING) or new entries (LIVE).
+ * Inside MULTI the read cannot block, and it runs only if the lease did not
+ * change since WATCH: a stale owner never takes entries into its PEL after
+ * a takeover (which would hide them from the new owner's '>' reads). */
 static int append_read(struct worker *w, struct part *p)
 {
     char count[16], cur[SID_TEXT_MAX];
@@ -395,7 +398,7 @@ static int append_read(struct worker *w, struct part *p)
     const char *argv[] = {"XREADGROUP", "GROUP", OP_GROUP_MATCHERS, w->cfg->name, "COUNT", count,
                           "STREAMS", p->orders,
                           p->state == PART_PENDING ? sid_format(p->cursor, 0, cur) : ">"};
-    return lease_append_fenced(&w->redis, p->shard, w->cfg->name, p->orders, 9, argv);
+    return op_redis_append(&w->redis, 9, argv, NULL);
 }
 
 /* Makes room for n XACK arguments. 0 or -1. */
@@ -529,10 +532,12 @@ static int fence_check(struct worker *w, struct part *p)
  *     XACK orders:{S} matchers <ids…>
  *     [HSET snap:{S} id <last> eng <snapshot>; XTRIM orders:{S} MINID ~ <last>]
  *     [SET book:{S}:<SYMBOL> <json> …]
+ *     [XREADGROUP … COUNT batch STREAMS orders:{S} >|<cursor>   the next batch]
  *   EXEC
- *   [fenced XREADGROUP of the next batch, read ahead]
  *
- * A nil EXEC (the lease changed or expired since WATCH) drops the shard.
+ * With read_next the EXEC reply is kept in p->next (its last element is the
+ * next batch). A nil EXEC (the lease changed or expired since WATCH) drops
+ * the shard.
  * Returns 0, or -1 with p->lost set or w->redis.err set, or p sent back to
  * RECOVER when Redis refused part of the transaction.
  */
@@ -561,11 +566,8 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         op_hist_observe(&w->st->snapshot_us, (uint64_t)(now_us() - t0));
         op_hist_observe_size(&w->st->snapshot_bytes, blen / 1024);
     }
-    if (n == 0 && !snap && nbooks == 0) {
-        if (read_next && append_read(w, p) == 0)
-            p->next = op_redis_next_reply(&w->redis);
-        return w->redis.err ? -1 : 0;
-    }
+    if (n == 0 && !snap && nbooks == 0 && !read_next)
+        return 0;
     int rc = fence_check(w, p);
     if (rc != 1) {
         free(blob);
@@ -616,9 +618,11 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         queued++;
         k = json + strlen(json) + 1;
     }
-    op_redis_appendf(&w->redis, "EXEC");
-    if (read_next)
+    if (read_next) {
         append_read(w, p);
+        queued++;
+    }
+    op_redis_appendf(&w->redis, "EXEC");
     free(blob);
 
     /* Replies: MULTI's OK, one QUEUED per command, EXEC's array. */
@@ -634,18 +638,14 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         op_reply_free(rep);
     }
     struct redisReply *ex = op_redis_next_reply(&w->redis);
-    struct redisReply *next = ex && read_next ? op_redis_next_reply(&w->redis) : NULL;
-    if (!ex || (read_next && !next)) {
-        op_reply_free(ex);
+    if (!ex)
         return -1;
-    }
     if (op_reply_type(ex) == OP_REPLY_NIL) {
         /* The lease changed or expired after WATCH: nothing was written. */
         atomic_fetch_add(&w->st->fenced, 1);
         op_warn("publish_fenced", "shard=%u inputs=%zu", p->shard, n);
         p->lost = 1;
         op_reply_free(ex);
-        op_reply_free(next);
         return -1;
     }
     for (size_t i = 0; ok && i < op_reply_count(ex); i++)
@@ -657,13 +657,14 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         }
     if (!ok || op_reply_type(ex) != OP_REPLY_ARRAY || op_reply_count(ex) != (size_t)queued) {
         op_reply_free(ex);
-        op_reply_free(next);
         p->state = PART_RECOVER; /* our engine may be ahead of what Redis holds */
         p->retry_at_ms = op_now_ms() + 1000;
         return -1;
     }
-    op_reply_free(ex);
-    p->next = next;
+    if (read_next)
+        p->next = ex; /* its last element is the next batch */
+    else
+        op_reply_free(ex);
     /* Published. */
     uint64_t trades = 0;
     for (size_t i = 0; i < w->reps.len; i++)
@@ -688,15 +689,12 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     return 0;
 }
 
-/* Takes the batch in reply `rep` (a fenced XREADGROUP reply) apart. Returns
- * the number of entries, 0 for none, -1 when fenced or broken (p->lost set
- * when fenced). */
+/* Takes the batch in `rep` (an XREADGROUP reply) apart. Returns the number
+ * of entries, 0 for none, -1 when the reply is broken. */
 static long take_batch(struct worker *w, struct part *p, const struct redisReply *rep)
 {
-    if (lease_is_fenced(rep)) {
-        p->lost = 1;
+    if (!rep)
         return -1;
-    }
     if (op_reply_type(rep) == OP_REPLY_NIL)
         return 0;
     if (op_reply_type(rep) != OP_REPLY_ARRAY) {
@@ -712,12 +710,18 @@ int part_step(struct worker *w, struct part *p)
 {
     struct redisReply *rep = p->next;
     p->next = NULL;
-    if (!rep) {
-        if (append_read(w, p) != 0 || !(rep = op_redis_next_reply(&w->redis)))
+    if (!rep) { /* nothing read ahead: a fenced transaction of just the read */
+        eng_reports_reset(&w->reps);
+        if (publish(w, p, 0, 0, 1, now_us()) != 0) {
+            if (!p->lost && p->state != PART_RECOVER)
+                p->state = PART_RECOVER;
             return -1;
+        }
+        rep = p->next;
+        p->next = NULL;
     }
     int64_t t_read = now_us();
-    long n = take_batch(w, p, rep);
+    long n = rep ? take_batch(w, p, op_reply_at(rep, op_reply_count(rep) - 1)) : -1;
     if (n < 0) {
         op_reply_free(rep);
         return -1;

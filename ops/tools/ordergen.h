@@ -48,6 +48,7 @@ struct flowgen {
     uint64_t i;         /* index of the next input */
     uint32_t shards;    /* ORDER_SHARDS */
     uint64_t poison_every;
+    int resting;        /* every input a GTC limit that never crosses (benchmarks) */
     struct flowgen_sym sym[FLOWGEN_SYMBOLS_MAX];
     unsigned nsym;
 };
@@ -118,11 +119,22 @@ static inline int flowgen_next(struct flowgen *g, struct op_order_msg *m)
     memcpy(m->symbol, s->name, sizeof(m->symbol));
     snprintf(m->account, sizeof(m->account), "%s", flowgen_below(g, 2) ? "alice" : "bob");
     m->ts_ns = FLOWGEN_TS0 + i * 10000;
-    if (flowgen_below(g, 50) == 0) /* the mid wanders */
+    if (!g->resting && flowgen_below(g, 50) == 0) /* the mid wanders */
         s->mid += flowgen_below(g, 2) ? 5 : -5;
     if (s->mid < 100)
         s->mid = 100;
     uint64_t r = flowgen_below(g, 100);
+    if (g->resting) { /* bids below the mid, asks above: nothing ever trades */
+        m->kind = OP_MSG_NEW;
+        m->order_id = FLOWGEN_ID0 + i;
+        m->side = r < 50 ? OP_SIDE_BUY : OP_SIDE_SELL;
+        m->type = OP_TYPE_LIMIT;
+        m->tif = OP_TIF_GTC;
+        m->qty = 1 + (int64_t)flowgen_below(g, 500);
+        int64_t off = 100 + (int64_t)flowgen_below(g, 200);
+        m->price = m->side == OP_SIDE_BUY ? s->mid - off : s->mid + off;
+        return 0;
+    }
     if (r < 70) {
         m->kind = OP_MSG_NEW;
         m->order_id = FLOWGEN_ID0 + i;

@@ -13,12 +13,15 @@
 
 /*
  *   orderpipe-ordergen --seed N --count N [--from K] [--rate R] [--batch B]
- *                      [--poison-every K] [--symbols A,B,…]
+ *                      [--poison-every K] [--symbols A,B,…] [--resting]
  *
  * Writes inputs from … from+count-1 of the flow of `seed` (ops/tools/
  * ordergen.h) to orders:{S} with XADD NOMKSTREAM, B entries per pipeline
  * (default 1000), at most R inputs per second when --rate is given (a
  * sustained flow for fault tests), as fast as Redis takes them otherwise.
+ * --resting makes every input a GTC limit order that never trades (bids
+ * 1.00 … 2.99 below the mid, asks as far above): a deep book for the
+ * recovery benchmark.
  * Reads REDIS_URL, REDIS_TIMEOUT_MS and ORDER_SHARDS. A Redis failure stops
  * it (exit 1): whether the entries of a pipeline cut short were written is
  * unknown, and a retry could duplicate them. Exits 0 when all were written,
@@ -28,6 +31,7 @@
 struct args {
     uint64_t seed, count, from, rate, batch, poison_every;
     const char *symbols;
+    int resting;
 };
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -56,6 +60,10 @@ static int parse_args(int argc, char **argv, struct args *a)
                         : strcmp(k, "--batch") == 0        ? &a->batch
                         : strcmp(k, "--poison-every") == 0 ? &a->poison_every
                                                            : NULL;
+        if (strcmp(k, "--resting") == 0) {
+            a->resting = 1;
+            continue;
+        }
         if (strcmp(k, "--symbols") == 0 && v) {
             a->symbols = v;
         } else if (!dst || parse_u64(v, dst) != 0) {
@@ -123,6 +131,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "orderpipe-ordergen: bad --symbols\n");
         return 2;
     }
+    g.resting = a.resting;
     struct op_redis r;
     if (op_redis_init(&r, c.redis_url, c.redis_timeout_ms) != 0 || op_redis_connect(&r) != 0) {
         fprintf(stderr, "orderpipe-ordergen: %s\n", r.errstr);
