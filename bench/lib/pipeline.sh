@@ -12,6 +12,7 @@ export ORDER_SHARDS="${ORDER_SHARDS:-4}"
 PL_MATCHERS="${PL_MATCHERS:-1}"
 PL_RECORDERS="${PL_RECORDERS:-1}"
 pl_dir="$(mktemp -d /tmp/orderpipe-pl.XXXXXX)"
+chmod 755 "$pl_dir" # PostgreSQL runs as the postgres user when we are root
 pl_pids=()
 pl_names=()
 pl_sampler=""
