@@ -208,8 +208,12 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
         s->pending_phase = 0;
         return 0;
     }
-    /* COUNT is per stream: share the room so one read stays about one batch. */
-    size_t per = room / nactive;
+    /* COUNT is per stream: share the room among the streams that had entries
+     * last time (often fewer than all shards), so that one read fills about
+     * one batch — every XREADGROUP is a round trip, and with appendfsync
+     * always an fsync in Redis. Overshoot is bounded by shards x room. */
+    uint32_t share = s->busy_shards && s->busy_shards < nactive ? s->busy_shards : nactive;
+    size_t per = (room + share - 1) / share;
     snprintf(count, sizeof(count), "%zu", per ? per : 1);
     snprintf(block, sizeof(block), "%d", block_ms > 0 ? block_ms : 1);
     arg(s, argc++, "XREADGROUP");
@@ -249,6 +253,7 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
         return -1;
     }
     int added = 0;
+    uint32_t busy = 0;
     size_t ns = op_reply_count(rep); /* NIL on a BLOCK timeout: 0 streams */
     for (size_t i = 0; i < ns && added >= 0; i++) {
         const struct redisReply *st = op_reply_at(rep, i);
@@ -260,6 +265,7 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
         const struct redisReply *entries = op_reply_at(st, 1);
         if (s->pending_phase && op_reply_count(entries) == 0)
             s->drained[shard] = 1;
+        busy += op_reply_count(entries) > 0;
         int a = add_entries(s, b, (uint32_t)shard, entries,
                             s->pending_phase ? s->cursor[shard] : NULL);
         added = a < 0 ? -1 : added + a;
@@ -267,6 +273,8 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
     op_reply_free(rep);
     if (added < 0)
         return op_log_fail("out_of_memory", "what=batch");
+    if (busy)
+        s->busy_shards = busy;
     if (s->pending_phase && added > 0)
         op_info("pending_recovered", "entries=%d", added);
     REC_SET(s->stats, redis_up, 1);
