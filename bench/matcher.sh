@@ -92,45 +92,53 @@ brep="$(sed 's/.* inputs\/s, \([0-9]*\) reports\/s.*/\1/' <<<"$eng")"
 printf '%-44s %10s orders/s in, %10s reports/s out\n' "in-process engine (decode+apply+encode)" "$base" "$brep"
 
 # --- recovery ----------------------------------------------------------------------------
-# R resting orders, one snapshot of them (MATCHER_SNAPSHOT_EVERY=R), 100k more
-# inputs of the normal flow, kill -9; a new matcher loads the snapshot and
-# replays the 100k.
+# R resting orders processed and snapshotted (SIGTERM hands the shards back
+# with a snapshot), then 100k inputs of the normal flow processed by a
+# matcher that takes no snapshot and is killed (-9): a new matcher loads the
+# snapshots (R orders) and replays the 100k acknowledged inputs.
+run_until() { # run_until TOTAL LOG ENV... : a matcher until the fills hold TOTAL; pid in $mp
+	local total="$1" log="$2"
+	shift 2
+	env MATCHER_METRICS_PORT=0 "$@" "$OP_BUILD/bin/orderpipe-matcher" >"$log" 2>&1 &
+	mp=$!
+	pids+=("$mp")
+	while (($(fills_len) < total)); do
+		sleep 0.1
+		op_pid_alive "$mp" || op_die "matcher died: $(tail -5 "$log")"
+	done
+}
 for rest in ${BENCH_MATCHER_RESTING-100000 1000000}; do
 	reset
 	"$OP_BUILD/bin/orderpipe-ordergen" --seed 3 --count "$rest" --resting >/dev/null
+	run_until "$rest" "$dir/rec1.log"
+	kill -TERM "$mp"
+	wait "$mp" || op_die "matcher exit status $? on SIGTERM"
 	"$OP_BUILD/bin/orderpipe-ordergen" --seed 4 --from "$rest" --count 100000 >/dev/null
-	total=$((rest + 100000))
-	MATCHER_METRICS_PORT=0 MATCHER_SNAPSHOT_EVERY="$((rest / ORDER_SHARDS))" MATCHER_SNAPSHOT_MS=86400000 \
-		"$OP_BUILD/bin/orderpipe-matcher" >"$dir/rec1.log" 2>&1 &
-	pids+=($!)
-	p1=$!
-	while (($(fills_len) < total)); do
-		sleep 0.1
-		op_pid_alive "$p1" || op_die "matcher died: $(tail -5 "$dir/rec1.log")"
-	done
-	kill -KILL "$p1"
-	wait "$p1" 2>/dev/null || true
+	run_until "$((rest + 100000))" "$dir/rec2.log" MATCHER_SNAPSHOT_EVERY=1000000000 MATCHER_SNAPSHOT_MS=86400000
+	kill -KILL "$mp"
+	wait "$mp" 2>/dev/null || true
 	pids=()
 	R DEL "lease:{0}" "lease:{1}" "lease:{2}" "lease:{3}" matchers:alive >/dev/null # as if expired
 	snapbytes=0
 	for ((s = 0; s < ORDER_SHARDS; s++)); do snapbytes=$((snapbytes + $(R HSTRLEN "snap:{$s}" eng))); done
 	t0="$(now_ms)"
-	MATCHER_METRICS_PORT=0 "$OP_BUILD/bin/orderpipe-matcher" >"$dir/rec2.log" 2>&1 &
+	MATCHER_METRICS_PORT=0 "$OP_BUILD/bin/orderpipe-matcher" >"$dir/rec3.log" 2>&1 &
 	pids+=($!)
-	p2=$!
-	while (($(grep -c 'event=shard_live' "$dir/rec2.log" || true) < ORDER_SHARDS)); do
+	p3=$!
+	while (($(grep -c 'event=shard_live' "$dir/rec3.log" || true) < ORDER_SHARDS)); do
 		sleep 0.02
-		op_pid_alive "$p2" || op_die "matcher died: $(tail -5 "$dir/rec2.log")"
+		op_pid_alive "$p3" || op_die "matcher died: $(tail -5 "$dir/rec3.log")"
 	done
 	t1="$(now_ms)"
-	replayed="$(grep -o 'event=recovered.* replayed=[0-9]*' "$dir/rec2.log" | sed 's/.*replayed=//' | awk '{s += $1} END {print s + 0}')"
-	loadms="$(grep -o 'event=snapshot_loaded.* ms=[0-9]*' "$dir/rec2.log" | sed 's/.*ms=//' | sort -n | tail -1)"
-	open="$(grep -o 'open_orders=[0-9]*' "$dir/rec2.log" | sed 's/.*=//' | awk '{s += $1} END {print s + 0}')"
-	kill -TERM "$p2"
-	wait "$p2" || true
+	replayed="$(grep -o 'event=recovered.* replayed=[0-9]*' "$dir/rec3.log" | sed 's/.*replayed=//' | awk '{s += $1} END {print s + 0}')"
+	loadms="$(grep -o 'event=snapshot_loaded.* ms=[0-9]*' "$dir/rec3.log" | sed 's/.*ms=//' | awk '{s += $1} END {print s + 0}')"
+	recms="$(grep -o 'event=recovered.* ms=[0-9]*' "$dir/rec3.log" | sed 's/.*ms=//' | awk '{s += $1} END {print s + 0}')"
+	open="$(grep -o 'open_orders=[0-9]*' "$dir/rec3.log" | sed 's/.*=//' | awk '{s += $1} END {print s + 0}')"
+	kill -TERM "$p3"
+	wait "$p3" || true
 	pids=()
-	printf 'recovery with %7s resting orders (snapshots %s MB, %s open after load): %5s ms from start to every shard live (slowest snapshot load %s ms, %s inputs replayed)\n' \
-		"$rest" "$((snapbytes / 1000000))" "$open" "$((t1 - t0))" "$loadms" "$replayed"
+	printf 'recovery, %7s resting orders: %5s ms from start to every shard live; snapshots %s MB holding %s open orders, loaded in %s ms; %s inputs replayed; recoveries %s ms in all\n' \
+		"$rest" "$((t1 - t0))" "$((snapbytes / 1000000))" "$open" "$loadms" "$replayed" "$recms"
 done
 
 ratio="$(awk -v a="$rate" -v b="$base" 'BEGIN {printf "%.3f", a / b}')"

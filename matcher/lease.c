@@ -15,13 +15,11 @@
 
 /* Renew only while the lease still names us: a lease that expired and was
  * taken by another worker must not be extended by the old owner. */
-static const char RENEW_SCRIPT[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
+static const char RENEW_SCRIPT[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
 
-static const char RELEASE_SCRIPT[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "redis.call('DEL', KEYS[1]) return 1 end return 0";
+static const char RELEASE_SCRIPT[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                     "redis.call('DEL', KEYS[1]) return 1 end return 0";
 
 /* Server time, so that the workers' clocks never need to agree. A sorted
  * set rather than one key per worker: counting keys would need SCAN over a

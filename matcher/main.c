@@ -37,8 +37,9 @@ static void worker_name(char *out, size_t size)
     const char *name = op_env_str("MATCHER_NAME", NULL);
     if (name) {
         if (strlen(name) >= size || strpbrk(name, " \t\r\n\"")) {
-            fprintf(stderr, "matcher: invalid MATCHER_NAME='%.60s': want 1-95 characters without "
-                            "spaces or quotes\n",
+            fprintf(stderr,
+                    "matcher: invalid MATCHER_NAME='%.60s': want 1-95 characters without "
+                    "spaces or quotes\n",
                     name);
             exit(2);
         }
@@ -118,18 +119,20 @@ int main(void)
     mc.book_ms = (int)env_or_exit("MATCHER_BOOK_MS", 100, 0, 3600000);
     mc.book_levels = (int)env_or_exit("MATCHER_BOOK_LEVELS", 100, 1, MATCHER_BOOK_LEVELS_MAX);
     mc.metrics_port = (int)env_or_exit("MATCHER_METRICS_PORT", 9101, 0, 65535);
-    mc.closed_max = (uint32_t)env_or_exit("MATCHER_CLOSED_MAX", ENG_CLOSED_DEFAULT, 1,
-                                          ENG_CLOSED_LIMIT);
+    mc.closed_max =
+        (uint32_t)env_or_exit("MATCHER_CLOSED_MAX", ENG_CLOSED_DEFAULT, 1, ENG_CLOSED_LIMIT);
     const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
     if (mc.block_ms >= mc.redis_timeout_ms) {
-        fprintf(stderr, "matcher: invalid MATCHER_BLOCK_MS=%d: must be below REDIS_TIMEOUT_MS=%d "
-                        "(a blocked read would look like a timeout)\n",
+        fprintf(stderr,
+                "matcher: invalid MATCHER_BLOCK_MS=%d: must be below REDIS_TIMEOUT_MS=%d "
+                "(a blocked read would look like a timeout)\n",
                 mc.block_ms, mc.redis_timeout_ms);
         exit(2);
     }
     if (mc.redis_timeout_ms >= mc.lease_ms) {
-        fprintf(stderr, "matcher: invalid MATCHER_LEASE_MS=%d: must exceed REDIS_TIMEOUT_MS=%d "
-                        "(a worker must notice a dead connection before its lease runs out)\n",
+        fprintf(stderr,
+                "matcher: invalid MATCHER_LEASE_MS=%d: must exceed REDIS_TIMEOUT_MS=%d "
+                "(a worker must notice a dead connection before its lease runs out)\n",
                 mc.lease_ms, mc.redis_timeout_ms);
         exit(2);
     }
@@ -155,12 +158,16 @@ int main(void)
     struct ops_ctx ox = {&mc, &st};
     struct op_opsd *opsd = NULL;
     if (mc.metrics_port > 0) {
-        struct op_opsd_config oc = {
-            .bind = bind, .port = mc.metrics_port, .health = health, .metrics = metrics, .arg = &ox};
+        struct op_opsd_config oc = {.bind = bind,
+                                    .port = mc.metrics_port,
+                                    .health = health,
+                                    .metrics = metrics,
+                                    .arg = &ox};
         opsd = op_opsd_start(&oc);
         if (!opsd) {
-            fprintf(stderr, "matcher: cannot serve metrics on %s:%d (METRICS_BIND, "
-                            "MATCHER_METRICS_PORT): port in use or bad address\n",
+            fprintf(stderr,
+                    "matcher: cannot serve metrics on %s:%d (METRICS_BIND, "
+                    "MATCHER_METRICS_PORT): port in use or bad address\n",
                     bind, mc.metrics_port);
             worker_free(w);
             free(st.shard);
@@ -168,7 +175,8 @@ int main(void)
             return 2;
         }
     }
-    op_info("started", "name=%s shards=%u lease_ms=%d batch=%d snapshot_every=%lld "
+    op_info("started",
+            "name=%s shards=%u lease_ms=%d batch=%d snapshot_every=%lld "
             "snapshot_ms=%d book_ms=%d metrics_port=%d symbols=%zu",
             mc.name, mc.shards, mc.lease_ms, mc.batch, mc.snapshot_every, mc.snapshot_ms,
             mc.book_ms, mc.metrics_port, syms.n);

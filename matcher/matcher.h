@@ -33,55 +33,55 @@
  */
 
 struct matcher_config {
-    const char *redis_url;         /* REDIS_URL */
-    int redis_timeout_ms;          /* REDIS_TIMEOUT_MS: must exceed block_ms */
-    uint32_t shards;               /* ORDER_SHARDS */
-    char name[96];                 /* MATCHER_NAME, or host-pid-random */
-    int lease_ms;                  /* MATCHER_LEASE_MS: lease TTL */
-    int batch;                     /* MATCHER_BATCH: XREADGROUP COUNT */
-    int block_ms;                  /* MATCHER_BLOCK_MS: idle wait per XREAD */
-    long long snapshot_every;      /* MATCHER_SNAPSHOT_EVERY: inputs between snapshots */
-    int snapshot_ms;               /* MATCHER_SNAPSHOT_MS: time between snapshots */
-    int book_ms;                   /* MATCHER_BOOK_MS: market data at most this often */
-    int book_levels;               /* MATCHER_BOOK_LEVELS: levels per side */
-    int metrics_port;              /* MATCHER_METRICS_PORT: 0 disables */
-    uint32_t closed_max;           /* MATCHER_CLOSED_MAX: engine's closed-order memory */
-    const struct op_symtab *syms;  /* (ref) SYMBOLS_FILE: ticks for market data */
+    const char *redis_url;        /* REDIS_URL */
+    int redis_timeout_ms;         /* REDIS_TIMEOUT_MS: must exceed block_ms */
+    uint32_t shards;              /* ORDER_SHARDS */
+    char name[96];                /* MATCHER_NAME, or host-pid-random */
+    int lease_ms;                 /* MATCHER_LEASE_MS: lease TTL */
+    int batch;                    /* MATCHER_BATCH: XREADGROUP COUNT */
+    int block_ms;                 /* MATCHER_BLOCK_MS: idle wait per XREAD */
+    long long snapshot_every;     /* MATCHER_SNAPSHOT_EVERY: inputs between snapshots */
+    int snapshot_ms;              /* MATCHER_SNAPSHOT_MS: time between snapshots */
+    int book_ms;                  /* MATCHER_BOOK_MS: market data at most this often */
+    int book_levels;              /* MATCHER_BOOK_LEVELS: levels per side */
+    int metrics_port;             /* MATCHER_METRICS_PORT: 0 disables */
+    uint32_t closed_max;          /* MATCHER_CLOSED_MAX: engine's closed-order memory */
+    const struct op_symtab *syms; /* (ref) SYMBOLS_FILE: ticks for market data */
 };
 
 /* Per-shard gauges, written by the loop, read by the metrics thread. */
 struct matcher_shard_stats {
-    _Atomic int owned;               /* 1 while this worker owns the shard */
-    _Atomic int64_t lag;             /* group "matchers": entries not yet delivered */
-    _Atomic int64_t pending;         /* group "matchers": delivered, not acknowledged */
+    _Atomic int owned;                /* 1 while this worker owns the shard */
+    _Atomic int64_t lag;              /* group "matchers": entries not yet delivered */
+    _Atomic int64_t pending;          /* group "matchers": delivered, not acknowledged */
     _Atomic int64_t snapshot_wall_ms; /* wall-clock ms of this worker's last snapshot, 0 none */
-    _Atomic uint64_t open_orders;    /* resting orders in the engine */
+    _Atomic uint64_t open_orders;     /* resting orders in the engine */
 };
 
 struct matcher_stats {
-    _Atomic uint64_t inputs;          /* inputs processed and published */
-    _Atomic uint64_t reports;         /* execution reports published */
-    _Atomic uint64_t trades;          /* TRADE reports published */
-    _Atomic uint64_t malformed;       /* entries that could not be decoded */
-    _Atomic uint64_t replayed;        /* inputs replayed (not published) in recoveries */
-    _Atomic uint64_t batches;         /* batches published */
-    _Atomic uint64_t fenced;          /* publishes refused by the fence (lease lost) */
-    _Atomic uint64_t lease_acquired;  /* leases taken */
-    _Atomic uint64_t lease_lost;      /* leases lost (expired, taken over) */
-    _Atomic uint64_t lease_released;  /* leases handed back (balance, shutdown) */
-    _Atomic uint64_t recoveries;      /* shard recoveries completed */
-    _Atomic uint64_t snapshots;       /* snapshots stored */
-    _Atomic uint64_t deleted_pending; /* pending entries found deleted (trimmed) */
-    _Atomic uint64_t redis_errors;    /* connection failures */
-    _Atomic uint64_t book_updates;    /* book:{S}:<SYMBOL> keys written */
-    _Atomic int live_workers;         /* matchers alive, from the heartbeat */
-    _Atomic int target_shards;        /* shards this worker should own */
-    _Atomic int redis_up;             /* 1 while Redis answers */
-    struct op_hist batch_size;        /* inputs per published batch */
-    struct op_hist batch_latency;     /* µs from read to EXEC reply */
-    struct op_hist snapshot_us;       /* µs to serialise a snapshot */
-    struct op_hist snapshot_bytes;    /* (size histogram, KiB) snapshot sizes */
-    struct op_hist recovery_us;       /* µs of a recovery (load + replay) */
+    _Atomic uint64_t inputs;           /* inputs processed and published */
+    _Atomic uint64_t reports;          /* execution reports published */
+    _Atomic uint64_t trades;           /* TRADE reports published */
+    _Atomic uint64_t malformed;        /* entries that could not be decoded */
+    _Atomic uint64_t replayed;         /* inputs replayed (not published) in recoveries */
+    _Atomic uint64_t batches;          /* batches published */
+    _Atomic uint64_t fenced;           /* publishes refused by the fence (lease lost) */
+    _Atomic uint64_t lease_acquired;   /* leases taken */
+    _Atomic uint64_t lease_lost;       /* leases lost (expired, taken over) */
+    _Atomic uint64_t lease_released;   /* leases handed back (balance, shutdown) */
+    _Atomic uint64_t recoveries;       /* shard recoveries completed */
+    _Atomic uint64_t snapshots;        /* snapshots stored */
+    _Atomic uint64_t deleted_pending;  /* pending entries found deleted (trimmed) */
+    _Atomic uint64_t redis_errors;     /* connection failures */
+    _Atomic uint64_t book_updates;     /* book:{S}:<SYMBOL> keys written */
+    _Atomic int live_workers;          /* matchers alive, from the heartbeat */
+    _Atomic int target_shards;         /* shards this worker should own */
+    _Atomic int redis_up;              /* 1 while Redis answers */
+    struct op_hist batch_size;         /* inputs per published batch */
+    struct op_hist batch_latency;      /* µs from read to EXEC reply */
+    struct op_hist snapshot_us;        /* µs to serialise a snapshot */
+    struct op_hist snapshot_bytes;     /* (size histogram, KiB) snapshot sizes */
+    struct op_hist recovery_us;        /* µs of a recovery (load + replay) */
     struct matcher_shard_stats *shard; /* [shards] */
 };
 

@@ -59,13 +59,13 @@ struct in_entry {
     const char *id; /* (ref) into the batch reply */
     size_t idlen;
     struct sid sid;
-    int deleted;    /* the entry is gone from the stream (PEL read of a trimmed id) */
-    int sym;        /* index in the symbol table, -1 when not listed */
+    int deleted; /* the entry is gone from the stream (PEL read of a trimmed id) */
+    int sym;     /* index in the symbol table, -1 when not listed */
 };
 
 /* One XADD to fills:{S}: a run of at most OP_CODEC_REPORTS_MAX reports of one input. */
 struct out_entry {
-    size_t input;      /* index of the input */
+    size_t input;        /* index of the input */
     size_t m_off, m_len; /* msgpack array in w->enc */
     size_t k_off, k_len; /* kinds text in w->kinds */
 };
@@ -75,12 +75,12 @@ struct worker {
     struct matcher_stats *st;         /* (ref) */
     struct op_redis redis;            /* the one connection (hiredis: one per thread) */
     struct op_codec *codec;
-    struct part **parts;              /* [shards]: NULL when not owned */
-    int owned;                        /* non-NULL parts */
-    int target;                       /* shards to own, from the balance */
-    int64_t next_renew_ms;            /* lease renewal due */
-    int64_t next_balance_ms;          /* heartbeat, balance and group poll due */
-    int no_read_ahead;                /* handing back: do not read the next batch */
+    struct part **parts;     /* [shards]: NULL when not owned */
+    int owned;               /* non-NULL parts */
+    int target;              /* shards to own, from the balance */
+    int64_t next_renew_ms;   /* lease renewal due */
+    int64_t next_balance_ms; /* heartbeat, balance and group poll due */
+    int no_read_ahead;       /* handing back: do not read the next batch */
     /* per-batch buffers, reused: no allocation per order once warm */
     struct in_entry *ents;
     struct op_order_msg *msgs;

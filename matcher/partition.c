@@ -247,8 +247,8 @@ static int claim_pending(struct worker *w, struct part *p, struct sid *pmin, int
     snprintf(count, sizeof(count), "%d", CLAIM_PAGE);
     *any = 0;
     for (;;) {
-        const char *argv[] = {"XAUTOCLAIM", p->orders, OP_GROUP_MATCHERS, w->cfg->name, "0",
-                              cursor, "COUNT", count, "JUSTID"};
+        const char *argv[] = {"XAUTOCLAIM", p->orders, OP_GROUP_MATCHERS, w->cfg->name, "0", cursor,
+                              "COUNT",      count,     "JUSTID"};
         if (lease_append_fenced(&w->redis, p->shard, w->cfg->name, p->orders, 9, argv) != 0)
             return -1;
         struct redisReply *rep = op_redis_next_reply(&w->redis);
@@ -281,8 +281,10 @@ static int claim_pending(struct worker *w, struct part *p, struct sid *pmin, int
             size_t l;
             const char *s = op_reply_str(op_reply_at(gone, i), &l);
             atomic_fetch_add(&w->st->deleted_pending, 1);
-            op_error("pending_entry_deleted", "shard=%u id=%.*s note=\"trimmed before it was "
-                     "processed: its reports are lost\"", p->shard, (int)l, s ? s : "?");
+            op_error("pending_entry_deleted",
+                     "shard=%u id=%.*s note=\"trimmed before it was "
+                     "processed: its reports are lost\"",
+                     p->shard, (int)l, s ? s : "?");
         }
         memcpy(cursor, next, clen);
         cursor[clen] = '\0';
@@ -395,9 +397,10 @@ static int append_read(struct worker *w, struct part *p)
 {
     char count[16], cur[SID_TEXT_MAX];
     snprintf(count, sizeof(count), "%d", w->cfg->batch);
-    const char *argv[] = {"XREADGROUP", "GROUP", OP_GROUP_MATCHERS, w->cfg->name, "COUNT", count,
-                          "STREAMS", p->orders,
-                          p->state == PART_PENDING ? sid_format(p->cursor, 0, cur) : ">"};
+    const char *argv[] = {
+        "XREADGROUP", "GROUP",   OP_GROUP_MATCHERS,
+        w->cfg->name, "COUNT",   count,
+        "STREAMS",    p->orders, p->state == PART_PENDING ? sid_format(p->cursor, 0, cur) : ">"};
     return op_redis_append(&w->redis, 9, argv, NULL);
 }
 
@@ -554,9 +557,9 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     int nbooks = encode_books(w, p, now);
     if (nbooks < 0)
         return -1;
-    int snap = p->since_snap > 0 &&
-               (force_snapshot || p->since_snap >= (uint64_t)w->cfg->snapshot_every ||
-                now >= p->snap_due_ms);
+    int snap =
+        p->since_snap > 0 && (force_snapshot || p->since_snap >= (uint64_t)w->cfg->snapshot_every ||
+                              now >= p->snap_due_ms);
     char *blob = NULL;
     size_t blen = 0;
     if (snap) {
@@ -580,10 +583,11 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         const struct out_entry *o = &w->outs[j];
         const struct in_entry *e = &w->ents[o->input];
         const char *sym = w->msgs[o->input].symbol;
-        const char *argv[] = {"XADD", p->fills, "NOMKSTREAM", "*", "sym", sym, "kind",
-                              w->kinds.data + o->k_off, "in", e->id, "m", w->enc.data + o->m_off};
-        size_t lens[] = {4, strlen(p->fills), 10, 1, 3, strlen(sym), 4, o->k_len, 2, e->idlen, 1,
-                         o->m_len};
+        const char *argv[] = {"XADD", p->fills, "NOMKSTREAM", "*",
+                              "sym",  sym,      "kind",       w->kinds.data + o->k_off,
+                              "in",   e->id,    "m",          w->enc.data + o->m_off};
+        size_t lens[] = {4, strlen(p->fills), 10, 1,        3, strlen(sym),
+                         4, o->k_len,         2,  e->idlen, 1, o->m_len};
         op_redis_append(&w->redis, 12, argv, lens);
         queued++;
     }
@@ -650,7 +654,8 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     }
     for (size_t i = 0; ok && i < op_reply_count(ex); i++)
         if (op_reply_type(op_reply_at(ex, i)) == OP_REPLY_ERROR) {
-            op_error("exec_element_failed", "shard=%u element=%zu err=\"%s\" note=\"part of the "
+            op_error("exec_element_failed",
+                     "shard=%u element=%zu err=\"%s\" note=\"part of the "
                      "batch may be published: recovering the shard\"",
                      p->shard, i, op_reply_str(op_reply_at(ex, i), NULL));
             ok = 0;

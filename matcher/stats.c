@@ -64,8 +64,7 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
     hist(b, "matcher_batch_seconds",
          "Processing latency of a batch: from its read to its EXEC reply (fence, apply, publish).",
          &st->batch_latency, 1e-6, 0);
-    hist(b, "matcher_snapshot_seconds", "Time to serialise a snapshot.", &st->snapshot_us, 1e-6,
-         0);
+    hist(b, "matcher_snapshot_seconds", "Time to serialise a snapshot.", &st->snapshot_us, 1e-6, 0);
     hist(b, "matcher_snapshot_kib", "Snapshot sizes in KiB.", &st->snapshot_bytes, 1, 1);
     hist(b, "matcher_recovery_seconds", "Shard recoveries: snapshot load + replay.",
          &st->recovery_us, 1e-6, 0);

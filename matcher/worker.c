@@ -14,7 +14,7 @@ struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats
         return NULL;
     w->cfg = cfg;
     w->st = st;
-    w->parts = calloc(cfg->shards, sizeof(*w->parts));
+    w->parts = calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
     w->codec = op_codec_new();
     if (!w->parts || !w->codec) {
         worker_free(w);
@@ -69,8 +69,10 @@ static void forget(struct worker *w, uint32_t s, int released, const char *why)
         op_info("lease_released", "shard=%u why=%s", s, why);
     } else {
         atomic_fetch_add(&w->st->lease_lost, 1);
-        op_warn("lease_lost", "shard=%u why=%s note=\"in-memory state discarded, nothing "
-                "more published\"", s, why);
+        op_warn("lease_lost",
+                "shard=%u why=%s note=\"in-memory state discarded, nothing "
+                "more published\"",
+                s, why);
     }
     part_free(p);
     w->parts[s] = NULL;
@@ -347,12 +349,11 @@ int worker_run(struct worker *w, volatile sig_atomic_t *stop)
                 for (uint32_t s = 0; s < w->cfg->shards; s++)
                     if (w->parts[s] && now >= w->parts[s]->lease_deadline_ms)
                         forget(w, s, 0, "lease expired while redis was unreachable");
-                struct timespec ts = {0, 50 * 1000000};
+                struct timespec ts = {0, 50L * 1000000};
                 nanosleep(&ts, NULL);
                 continue;
             }
-            op_info("redis_available", "reconnects=%llu",
-                    (unsigned long long)w->redis.reconnects);
+            op_info("redis_available", "reconnects=%llu", (unsigned long long)w->redis.reconnects);
             atomic_store(&w->st->redis_up, 1);
         }
         worker_renew(w);

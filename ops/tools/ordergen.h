@@ -38,17 +38,17 @@
 
 struct flowgen_sym {
     char name[OP_SYMBOL_MAX];
-    int64_t mid;                      /* ticks */
+    int64_t mid;                     /* ticks */
     uint64_t recent[FLOWGEN_RECENT]; /* last new order ids, 0 = none */
-    unsigned nrecent;                 /* ids written so far (ring position) */
+    unsigned nrecent;                /* ids written so far (ring position) */
 };
 
 struct flowgen {
-    uint64_t rng;       /* xorshift64* state */
-    uint64_t i;         /* index of the next input */
-    uint32_t shards;    /* ORDER_SHARDS */
+    uint64_t rng;    /* xorshift64* state */
+    uint64_t i;      /* index of the next input */
+    uint32_t shards; /* ORDER_SHARDS */
     uint64_t poison_every;
-    int resting;        /* every input a GTC limit that never crosses (benchmarks) */
+    int resting; /* every input a GTC limit that never crosses (benchmarks) */
     struct flowgen_sym sym[FLOWGEN_SYMBOLS_MAX];
     unsigned nsym;
 };
@@ -68,7 +68,7 @@ static inline uint64_t flowgen_rand(struct flowgen *g)
 /* Uniform in [0, n). */
 static inline uint64_t flowgen_below(struct flowgen *g, uint64_t n)
 {
-    return flowgen_rand(g) % n;
+    return n ? flowgen_rand(g) % n : 0;
 }
 
 /* Sets up g for `seed` over the comma-separated `symbols` (NULL: the

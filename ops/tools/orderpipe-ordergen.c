@@ -1,4 +1,5 @@
-/* orderpipe-ordergen: XADDs a seeded, deterministic order flow to orders:{S} (tests, benchmarks). */
+/* orderpipe-ordergen: XADDs a seeded, deterministic order flow to orders:{S} (tests, benchmarks).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,15 +90,16 @@ struct entry {
 
 /* Sends entries e[0 … n-1] (m bytes in buf) in one pipeline; returns how many
  * Redis acknowledged, in order (stops at the first failure). */
-static size_t send_batch(struct op_redis *r, const struct entry *e, size_t n, const struct op_buf *buf)
+static size_t send_batch(struct op_redis *r, const struct entry *e, size_t n,
+                         const struct op_buf *buf)
 {
     char key[OP_KEY_MAX];
     for (size_t i = 0; i < n; i++) {
         op_key_orders(key, e[i].shard);
-        const char *argv[] = {"XADD", key, "NOMKSTREAM", "*", "type", e[i].type, "sym", e[i].sym,
-                              "m", buf->data + e[i].off};
-        size_t lens[] = {4, strlen(key), 10, 1, 4, strlen(e[i].type), 3, strlen(e[i].sym), 1,
-                         e[i].len};
+        const char *argv[] = {"XADD",    key,   "NOMKSTREAM", "*", "type",
+                              e[i].type, "sym", e[i].sym,     "m", buf->data + e[i].off};
+        size_t lens[] = {4, strlen(key),      10, 1,       4, strlen(e[i].type),
+                         3, strlen(e[i].sym), 1,  e[i].len};
         if (op_redis_append(r, 10, argv, lens) != 0)
             return 0;
     }

@@ -194,9 +194,11 @@ static int check(struct op_redis *r, const struct opts *o, uint32_t shards)
     if (!f)
         return 2;
     struct flowgen g;
-    if (flowgen_init(&g, o->seed, o->symbols, shards, o->poison_every) != 0)
+    if (flowgen_init(&g, o->seed, o->symbols, shards, o->poison_every) != 0) {
+        fshards_free(f, shards);
         return 2;
-    struct eng **e = calloc(shards, sizeof(*e));
+    }
+    struct eng **e = calloc(shards, sizeof(struct eng *)); /* NOLINT(bugprone-sizeof-expression) */
     struct eng_reports reps;
     struct op_buf enc, kinds;
     eng_reports_init(&reps);
@@ -277,7 +279,7 @@ static int engine_rate(const struct opts *o, uint32_t shards)
     }
     off[o->count] = in.len;
     struct op_codec *c = op_codec_new();
-    struct eng **e = calloc(shards, sizeof(*e));
+    struct eng **e = calloc(shards, sizeof(struct eng *)); /* NOLINT(bugprone-sizeof-expression) */
     struct eng_reports reps;
     eng_reports_init(&reps);
     for (uint32_t s = 0; s < shards; s++)
@@ -313,12 +315,12 @@ static int engine_rate(const struct opts *o, uint32_t shards)
 
 /* Writes the expected fills of o to <prefix>{S}, skipping input `skip` and
  * doubling input `dup`, altering input `alter` (UINT64_MAX: none). */
-static int write_expected(struct op_redis *r, const struct opts *o, uint32_t shards,
-                          uint64_t skip, uint64_t dup, uint64_t alter)
+static int write_expected(struct op_redis *r, const struct opts *o, uint32_t shards, uint64_t skip,
+                          uint64_t dup, uint64_t alter)
 {
     struct flowgen g;
     flowgen_init(&g, o->seed, o->symbols, shards, o->poison_every);
-    struct eng **e = calloc(shards, sizeof(*e));
+    struct eng **e = calloc(shards, sizeof(struct eng *)); /* NOLINT(bugprone-sizeof-expression) */
     struct eng_reports reps;
     struct op_buf enc, kinds;
     eng_reports_init(&reps);
@@ -395,7 +397,9 @@ static int self_test(struct op_redis *r, uint32_t shards)
         struct op_order_msg x, y;
         flowgen_next(&a, &x);
         flowgen_next(&b, &y);
-        if (memcmp(&x, &y, sizeof(x)) != 0) {
+        if (x.order_id != y.order_id || x.ts_ns != y.ts_ns || x.kind != y.kind ||
+            x.price != y.price || x.qty != y.qty || strcmp(x.symbol, y.symbol) != 0 ||
+            strcmp(x.account, y.account) != 0) {
             printf("self-test: the flow is not deterministic at input %d\n", i);
             fails++;
             break;
@@ -432,8 +436,9 @@ int main(int argc, char **argv)
     struct opts o;
     op_config_load_or_exit(&c, "matchcheck");
     if (argc > 1 && parse(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: %s [check|engine] --seed N --count N [--poison-every K] "
-                        "[--symbols A,B]\n",
+        fprintf(stderr,
+                "usage: %s [check|engine] --seed N --count N [--poison-every K] "
+                "[--symbols A,B]\n",
                 argv[0]);
         return 2;
     }
