@@ -92,8 +92,8 @@ static void set_poison(struct rec_batch *b, struct rec_entry *e, const char *why
     b->npoison++;
 }
 
-int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
-                  const void *m, size_t mlen)
+int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen, const void *m,
+                  size_t mlen)
 {
     if (grow((void **)&b->entries, &b->cap_entries, b->nentries + 1, sizeof(*b->entries)) != 0 ||
         grow((void **)&b->reports, &b->cap_reports, b->nreports + OP_CODEC_REPORTS_MAX,

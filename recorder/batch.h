@@ -37,14 +37,14 @@
 
 /* One stream entry of the batch. */
 struct rec_entry {
-    uint32_t shard;         /* fills:{shard} */
-    char id[REC_ID_MAX];    /* stream entry id, NUL-terminated */
-    size_t raw_off;         /* its `m` field: batch->raw.data[raw_off .. +raw_len) */
+    uint32_t shard;      /* fills:{shard} */
+    char id[REC_ID_MAX]; /* stream entry id, NUL-terminated */
+    size_t raw_off;      /* its `m` field: batch->raw.data[raw_off .. +raw_len) */
     size_t raw_len;
-    int has_raw;            /* 0 when the entry had no `m` field */
-    size_t first;           /* its reports: batch->reports[first .. first + n) */
+    int has_raw;  /* 0 when the entry had no `m` field */
+    size_t first; /* its reports: batch->reports[first .. first + n) */
     size_t n;
-    char err[REC_ERR_MAX];  /* "" or why it cannot be recorded (poison: dead letter) */
+    char err[REC_ERR_MAX]; /* "" or why it cannot be recorded (poison: dead letter) */
 };
 
 /* One order's merged row (internal to rec_batch_build; here for sizing). */
@@ -57,24 +57,24 @@ struct rec_order_row {
 };
 
 struct rec_batch {
-    const struct op_symtab *syms;  /* (ref) ticks of each symbol, for prices */
-    struct op_codec *codec;        /* owned decoder */
-    struct rec_entry *entries;     /* [0 .. nentries) */
+    const struct op_symtab *syms; /* (ref) ticks of each symbol, for prices */
+    struct op_codec *codec;       /* owned decoder */
+    struct rec_entry *entries;    /* [0 .. nentries) */
     size_t nentries, cap_entries;
-    struct op_report *reports;     /* decoded reports of every entry */
+    struct op_report *reports; /* decoded reports of every entry */
     size_t nreports, cap_reports;
-    struct op_buf raw;             /* the entries' `m` bytes, back to back */
-    size_t rows;                   /* reports that write something (the size limit's unit) */
-    size_t npoison;                /* entries with err set */
-    int64_t first_ms;              /* monotonic ms when the first entry came in (caller's) */
+    struct op_buf raw; /* the entries' `m` bytes, back to back */
+    size_t rows;       /* reports that write something (the size limit's unit) */
+    size_t npoison;    /* entries with err set */
+    int64_t first_ms;  /* monotonic ms when the first entry came in (caller's) */
     /* rec_batch_build's merge table, reused */
     struct rec_order_row *orders;
     size_t norders, cap_orders;
-    uint32_t *slots;               /* open addressing: orders index + 1, 0 = empty */
-    size_t nslots;                 /* a power of two */
+    uint32_t *slots; /* open addressing: orders index + 1, 0 = empty */
+    size_t nslots;   /* a power of two */
     /* ts formatting cache: the text of the last whole second seen */
     int64_t ts_sec;
-    char ts_prefix[24];            /* "YYYY-MM-DD HH:MM:SS" */
+    char ts_prefix[24]; /* "YYYY-MM-DD HH:MM:SS" */
     /* counters since the last rec_batch_reset, for the caller's metrics */
     uint64_t ignored_rejects;
 };
@@ -93,8 +93,8 @@ void rec_batch_reset(struct rec_batch *b);
  * dead-letters and acknowledges it. Returns 0, or -1 out of memory (nothing
  * appended).
  */
-int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
-                  const void *m, size_t mlen);
+int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen, const void *m,
+                  size_t mlen);
 
 /*
  * Appends an entry that is known to be unrecordable without its content (for

@@ -48,8 +48,8 @@ struct settings {
     long long stop_ms;       /* RECORDER_STOP_TIMEOUT_MS */
     long long metrics_port;  /* RECORDER_METRICS_PORT (0: no HTTP) */
     const char *metrics_bind;
-    char name[128];          /* RECORDER_NAME, default hostname-pid */
-    uint64_t fault_after;    /* RECORDER_FAULT=exit_after_commit:N (tests) */
+    char name[128];       /* RECORDER_NAME, default hostname-pid */
+    uint64_t fault_after; /* RECORDER_FAULT=exit_after_commit:N (tests) */
 };
 
 /* Why 500 ms: the longest XREADGROUP BLOCK while idle; it bounds how late a
@@ -87,8 +87,9 @@ static void load_settings(struct settings *s)
     const char *name = op_env_str("RECORDER_NAME", NULL);
     if (name) {
         if (strlen(name) >= sizeof(s->name) || strpbrk(name, " \t\r\n")) {
-            fprintf(stderr, "recorder: invalid RECORDER_NAME='%.60s': want 1-127 characters "
-                            "without spaces\n",
+            fprintf(stderr,
+                    "recorder: invalid RECORDER_NAME='%.60s': want 1-127 characters "
+                    "without spaces\n",
                     name);
             exit(2);
         }
@@ -101,13 +102,14 @@ static void load_settings(struct settings *s)
     }
     const char *fault = op_env_str("RECORDER_FAULT", NULL);
     if (fault) {
-        char *end;
+        char *end = NULL;
         unsigned long long n = 0;
         if (strncmp(fault, "exit_after_commit:", 18) == 0)
             n = strtoull(fault + 18, &end, 10);
-        if (n == 0 || *end != '\0') {
-            fprintf(stderr, "recorder: invalid RECORDER_FAULT='%.60s': want exit_after_commit:N "
-                            "(N >= 1; test only)\n",
+        if (n == 0 || !end || *end != '\0') {
+            fprintf(stderr,
+                    "recorder: invalid RECORDER_FAULT='%.60s': want exit_after_commit:N "
+                    "(N >= 1; test only)\n",
                     fault);
             exit(2);
         }
@@ -186,8 +188,8 @@ static void housekeeping(struct recorder *r, int may_claim)
         int trim = r->set.trim_ms > 0 && now >= r->next_trim_ms;
         if (rec_stream_poll(&r->stream, trim) == 0 && trim)
             r->next_trim_ms = now + r->set.trim_ms;
-        r->next_poll_ms = now + (r->set.trim_ms > 0 && r->set.trim_ms < POLL_MS ? r->set.trim_ms
-                                                                                : POLL_MS);
+        r->next_poll_ms =
+            now + (r->set.trim_ms > 0 && r->set.trim_ms < POLL_MS ? r->set.trim_ms : POLL_MS);
     }
     if (may_claim && r->set.claim_idle_ms > 0 && now >= r->next_claim_ms &&
         (size_t)r->set.batch_rows > r->batch.rows) {
@@ -211,7 +213,7 @@ static void fill(struct recorder *r)
          * unseen. With nothing in hand, re-read our own pending list. */
         r->stream.pending_phase = 1;
         for (uint32_t i = 0; i < r->stream.cfg.shards; i++) {
-            strcpy(r->stream.cursor[i], "0");
+            snprintf(r->stream.cursor[i], sizeof(r->stream.cursor[i]), "0");
             r->stream.drained[i] = 0;
         }
     }
@@ -232,6 +234,7 @@ static void fill(struct recorder *r)
             return;
         int block = b->nentries ? (int)(b->first_ms + r->set.flush_ms - now) : IDLE_BLOCK_MS;
         size_t before = b->nentries;
+        int64_t t_read = op_now_ms();
         int n = rec_stream_read(&r->stream, b, (size_t)r->set.batch_rows - b->rows,
                                 block > 0 ? block : 1);
         if (n < 0) {
@@ -240,8 +243,8 @@ static void fill(struct recorder *r)
             sleep_ms(RETRY_SLICE_MS);
             continue;
         }
-        if (before == 0 && b->nentries > 0)
-            b->first_ms = op_now_ms();
+        if (before == 0 && b->nentries > 0) /* a batch starts with the read that began it; */
+            b->first_ms = n > 0 && op_now_ms() - t_read < IDLE_BLOCK_MS / 2 ? t_read : op_now_ms();
     }
 }
 
@@ -341,8 +344,9 @@ int main(void)
                                     .arg = &stats};
         opsd = op_opsd_start(&oc);
         if (!opsd) {
-            fprintf(stderr, "recorder: cannot serve metrics on %s:%lld (METRICS_BIND, "
-                            "RECORDER_METRICS_PORT): port in use or bad address\n",
+            fprintf(stderr,
+                    "recorder: cannot serve metrics on %s:%lld (METRICS_BIND, "
+                    "RECORDER_METRICS_PORT): port in use or bad address\n",
                     r.set.metrics_bind, r.set.metrics_port);
             return 2;
         }

@@ -58,10 +58,11 @@ void rec_stats_render(const struct rec_stats *s, struct op_buf *b)
                       "Failed attempts retried with backoff, by server.");
     op_metrics_sample(b, "recorder_retries_total", "target=\"postgres\"", REC_GET(s, pg_retries));
     op_metrics_sample(b, "recorder_retries_total", "target=\"redis\"", REC_GET(s, redis_retries));
-    counter(b, "recorder_reclaimed_total", "Pending entries of other consumers taken over (XAUTOCLAIM).",
-            REC_GET(s, reclaimed));
+    counter(b, "recorder_reclaimed_total",
+            "Pending entries of other consumers taken over (XAUTOCLAIM).", REC_GET(s, reclaimed));
     counter(b, "recorder_reclaim_deleted_total",
-            "Pending ids XAUTOCLAIM reported deleted from the stream.", REC_GET(s, reclaim_deleted));
+            "Pending ids XAUTOCLAIM reported deleted from the stream.",
+            REC_GET(s, reclaim_deleted));
     counter(b, "recorder_pending_trimmed_total",
             "Own pending entries read back without fields (trimmed meanwhile).",
             REC_GET(s, pending_trimmed));

@@ -62,10 +62,9 @@ static const char SESSION_SQL[] =
 
 /* Rare: one statement per poison entry. (stream, entry_id) is unique, so a
  * redelivered poison entry is recorded once. */
-static const char DEAD_LETTER_SQL[] =
-    "INSERT INTO dead_letters (stream, entry_id, raw, error)"
-    " VALUES ($1, $2, decode($3, 'hex'), $4)"
-    " ON CONFLICT (stream, entry_id) DO NOTHING RETURNING id";
+static const char DEAD_LETTER_SQL[] = "INSERT INTO dead_letters (stream, entry_id, raw, error)"
+                                      " VALUES ($1, $2, decode($3, 'hex'), $4)"
+                                      " ON CONFLICT (stream, entry_id) DO NOTHING RETURNING id";
 
 void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *stats)
 {
@@ -131,8 +130,8 @@ int rec_store_ready(struct rec_store *st)
         pg_failed(st, "connect");
         st->session_ready = 0;
         st->next_attempt_ms = now + st->backoff_ms;
-        st->backoff_ms = st->backoff_ms * 2 > REC_PG_BACKOFF_MAX_MS ? REC_PG_BACKOFF_MAX_MS
-                                                                    : st->backoff_ms * 2;
+        st->backoff_ms =
+            st->backoff_ms * 2 > REC_PG_BACKOFF_MAX_MS ? REC_PG_BACKOFF_MAX_MS : st->backoff_ms * 2;
         return -1;
     }
     if (st->commits > 0 || st->next_attempt_ms > 0)
@@ -203,8 +202,7 @@ static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
         else if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';
     const char *params[] = {stream, e->id, e->has_raw ? st->hex.data : NULL, err};
-    struct pg_result *res =
-        op_pg_query(&st->pg, DEAD_LETTER_SQL, 4, params);
+    struct pg_result *res = op_pg_query(&st->pg, DEAD_LETTER_SQL, 4, params);
     if (!res)
         return -1;
     int rows = op_pg_rows(res);

@@ -1,4 +1,5 @@
-/* The recorder's Redis side: read fills:{S} in the "recorders" group, reclaim, acknowledge, trim. */
+/* The recorder's Redis side: read fills:{S} in the "recorders" group, reclaim, acknowledge, trim.
+ */
 #include "recorder/stream.h"
 
 #include <inttypes.h>
@@ -73,8 +74,8 @@ int rec_stream_init(struct rec_stream *s, const struct rec_stream_config *cfg,
     }
     for (uint32_t i = 0; i < n; i++) {
         op_key_fills(s->keys[i], i);
-        strcpy(s->cursor[i], "0");
-        strcpy(s->claim[i], "0-0");
+        snprintf(s->cursor[i], sizeof(s->cursor[i]), "0");
+        snprintf(s->claim[i], sizeof(s->claim[i]), "0-0");
     }
     return 0;
 }
@@ -266,8 +267,8 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
         if (s->pending_phase && op_reply_count(entries) == 0)
             s->drained[shard] = 1;
         busy += op_reply_count(entries) > 0;
-        int a = add_entries(s, b, (uint32_t)shard, entries,
-                            s->pending_phase ? s->cursor[shard] : NULL);
+        int a =
+            add_entries(s, b, (uint32_t)shard, entries, s->pending_phase ? s->cursor[shard] : NULL);
         added = a < 0 ? -1 : added + a;
     }
     op_reply_free(rep);
@@ -342,8 +343,8 @@ int rec_stream_claim(struct rec_stream *s, struct rec_batch *b, size_t room)
         if (a > 0 || ng > 0) {
             REC_ADD(s->stats, reclaimed, (uint64_t)a - ng);
             REC_ADD(s->stats, reclaim_deleted, ng);
-            op_info("reclaimed", "stream=%s entries=%zu deleted=%zu", s->keys[i],
-                    (size_t)a - ng, ng);
+            op_info("reclaimed", "stream=%s entries=%zu deleted=%zu", s->keys[i], (size_t)a - ng,
+                    ng);
         }
         total += a;
     }

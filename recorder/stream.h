@@ -1,4 +1,5 @@
-/* The recorder's Redis side: read fills:{S} in the "recorders" group, reclaim, acknowledge, trim. */
+/* The recorder's Redis side: read fills:{S} in the "recorders" group, reclaim, acknowledge, trim.
+ */
 #ifndef REC_STREAM_H
 #define REC_STREAM_H
 
@@ -12,10 +13,10 @@
 
 struct rec_stream_config {
     const char *redis_url;
-    int timeout_ms;      /* REDIS_TIMEOUT_MS: connect and command timeout */
-    uint32_t shards;     /* ORDER_SHARDS */
-    const char *name;    /* consumer name in the group (RECORDER_NAME) */
-    int claim_idle_ms;   /* RECORDER_CLAIM_IDLE_MS; 0 disables XAUTOCLAIM */
+    int timeout_ms;    /* REDIS_TIMEOUT_MS: connect and command timeout */
+    uint32_t shards;   /* ORDER_SHARDS */
+    const char *name;  /* consumer name in the group (RECORDER_NAME) */
+    int claim_idle_ms; /* RECORDER_CLAIM_IDLE_MS; 0 disables XAUTOCLAIM */
 };
 
 /*
@@ -26,19 +27,19 @@ struct rec_stream_config {
 struct rec_stream {
     struct rec_stream_config cfg;
     struct op_redis redis;
-    struct rec_stats *stats;      /* (ref) */
-    char (*keys)[OP_KEY_MAX];     /* fills:{S} per shard */
-    char (*cursor)[REC_ID_MAX];   /* pending phase: last id read per shard */
-    char (*claim)[REC_ID_MAX];    /* XAUTOCLAIM cursor per shard */
-    unsigned char *drained;       /* pending phase: shard's own list read to the end */
-    int pending_phase;            /* 1 while reading the own pending list */
-    int rescan;                   /* a reply was lost: re-read the pending list when idle */
-    const char **argv;            /* reused argument vectors */
+    struct rec_stats *stats;    /* (ref) */
+    char (*keys)[OP_KEY_MAX];   /* fills:{S} per shard */
+    char (*cursor)[REC_ID_MAX]; /* pending phase: last id read per shard */
+    char (*claim)[REC_ID_MAX];  /* XAUTOCLAIM cursor per shard */
+    unsigned char *drained;     /* pending phase: shard's own list read to the end */
+    int pending_phase;          /* 1 while reading the own pending list */
+    int rescan;                 /* a reply was lost: re-read the pending list when idle */
+    const char **argv;          /* reused argument vectors */
     size_t *lens;
     size_t argv_cap;
-    int connected_before;         /* for the reconnect log line */
-    int64_t refused_log_ms;       /* when a refused XREADGROUP was last logged */
-    uint32_t busy_shards;         /* streams that returned entries in the last read */
+    int connected_before;   /* for the reconnect log line */
+    int64_t refused_log_ms; /* when a refused XREADGROUP was last logged */
+    uint32_t busy_shards;   /* streams that returned entries in the last read */
 };
 
 /* Prepares s (no connection yet). Returns 0, or -1 (logged) on a bad URL or

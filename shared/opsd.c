@@ -57,8 +57,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 /* GET /healthz -> health callback, GET /metrics -> metrics callback; no body
  * is read (GET only), so the first call for a request answers it. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     struct op_opsd *d = cls;
     (void)version, (void)upload_data, (void)con_cls;
@@ -117,15 +117,15 @@ struct op_opsd *op_opsd_start(const struct op_opsd_config *cfg)
         return NULL;
     }
     d->cfg = *cfg;
-    d->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                            (uint16_t)cfg->port, NULL, NULL, on_request, d,
-                            MHD_OPTION_EXTERNAL_LOGGER, opsd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)OPSD_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)OPSD_TIMEOUT_S, MHD_OPTION_END);
+    d->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)cfg->port, NULL, NULL,
+        on_request, d, MHD_OPTION_EXTERNAL_LOGGER, opsd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)OPSD_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)OPSD_TIMEOUT_S, MHD_OPTION_END);
     if (!d->d) {
-        op_error("opsd_start_failed", "bind=%s port=%d err=\"cannot listen: port in use or not "
-                                      "permitted\"",
+        op_error("opsd_start_failed",
+                 "bind=%s port=%d err=\"cannot listen: port in use or not "
+                 "permitted\"",
                  cfg->bind, cfg->port);
         op_free(d);
         return NULL;

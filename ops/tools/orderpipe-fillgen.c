@@ -1,4 +1,5 @@
-/* orderpipe-fillgen: writes realistic execution reports to fills:{S}, and the tables they must give. */
+/* orderpipe-fillgen: writes realistic execution reports to fills:{S}, and the tables they must
+ * give. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,8 @@
  */
 
 #define NACCOUNTS 6
-static const char *const accounts[NACCOUNTS] = {"alice", "bob", "carol", "dave",
-                                                "back\\slash", "erin"};
+static const char *const accounts[NACCOUNTS] = {"alice", "bob",         "carol",
+                                                "dave",  "back\\slash", "erin"};
 /* Why 40: resting orders per side per symbol kept small so a sweep stays a
  * few reports and the model stays O(pool) per input. */
 #define POOL_MAX 40
@@ -78,7 +79,7 @@ struct gen {
     /* the fills expected, as text */
     struct op_buf fills_tsv;
     struct op_buf enc;
-    int pending;  /* XADDs queued in this round */
+    int pending; /* XADDs queued in this round */
     int round;
     int pace_ms;
     uint64_t inputs, entries, reports, trades, poison;
@@ -225,8 +226,7 @@ static int crosses(const struct gorder *taker, const struct gorder *maker)
 {
     if (taker->type == OP_TYPE_MARKET)
         return 1;
-    return taker->side == OP_SIDE_BUY ? maker->price <= taker->price
-                                      : maker->price >= taker->price;
+    return taker->side == OP_SIDE_BUY ? maker->price <= taker->price : maker->price >= taker->price;
 }
 
 /* Appends the fills row of trade r (COPY text, times in µs). */
@@ -481,10 +481,9 @@ static void write_expect(struct gen *g, const char *dir)
             op_buf_append(&b, "\\N\t", 3);
         op_pg_copy_escape(&b, accounts[o->acct], strlen(accounts[o->acct]));
         op_buf_printf(&b, "\t%s\t%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t%s\t%s\t%llu\t%llu\t%llu\n",
-                      sym->name, op_side_name(o->side), op_type_name(o->type),
-                      op_tif_name(o->tif), o->post_only ? "t" : "f", px, (long long)o->qty,
-                      (long long)o->filled, status_of(o->status),
-                      o->reason ? op_reason_name(o->reason) : "\\N",
+                      sym->name, op_side_name(o->side), op_type_name(o->type), op_tif_name(o->tif),
+                      o->post_only ? "t" : "f", px, (long long)o->qty, (long long)o->filled,
+                      status_of(o->status), o->reason ? op_reason_name(o->reason) : "\\N",
                       (unsigned long long)(o->created_ns / 1000),
                       (unsigned long long)(o->updated_ns / 1000), (unsigned long long)o->version);
     }
