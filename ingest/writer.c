@@ -60,6 +60,9 @@ struct writer {
     pthread_cond_t cv;
     struct job *head, *tail;  /* queue, under mu */
     bool stopping;            /* under mu */
+    int idle;                 /* lanes waiting on cv, under mu: submit wakes one
+                                 only if some lane is idle; a busy lane looks at
+                                 the queue itself when its round is done */
     _Atomic int64_t *backlog; /* per shard */
     _Atomic int lanes_up;     /* lanes whose last contact with Redis succeeded */
     struct writer_stats stats;
@@ -137,7 +140,8 @@ void writer_submit(struct writer *w, struct job *j)
     else
         w->head = j;
     w->tail = j;
-    pthread_cond_signal(&w->cv);
+    if (w->idle > 0)
+        pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -371,14 +375,16 @@ static void *writer_main(void *arg)
             dl.tv_nsec += LAG_POLL_MS * 1000000L;
             if (dl.tv_nsec >= 1000000000L)
                 dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+            w->idle++;
             pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+            w->idle--;
             if (l->index == 0 && op_now_ms() >= l->next_lag_poll_ms)
                 break;
         }
         if (!w->head && w->stopping)
             break;
         struct job *list = w->head ? take_jobs(w) : NULL;
-        if (w->head) /* more than one round's worth: wake another lane */
+        if (w->head && w->idle > 0) /* more than one round's worth: wake another lane */
             pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
         if (list)
