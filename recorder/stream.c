@@ -341,12 +341,11 @@ int rec_stream_claim(struct rec_stream *s, struct rec_batch *b, size_t room)
             return op_log_fail("out_of_memory", "what=batch");
         }
         if (a > 0 || ng > 0) {
-            REC_ADD(s->stats, reclaimed, (uint64_t)a - ng);
+            REC_ADD(s->stats, reclaimed, (uint64_t)a);
             REC_ADD(s->stats, reclaim_deleted, ng);
-            op_info("reclaimed", "stream=%s entries=%zu deleted=%zu", s->keys[i], (size_t)a - ng,
-                    ng);
+            op_info("reclaimed", "stream=%s entries=%d deleted=%zu", s->keys[i], a, ng);
         }
-        total += a;
+        total += a + (int)ng;
     }
     return total;
 }
