@@ -34,7 +34,7 @@
  */
 
 #define MAX_CONNS 1024
-#define RESP_MAX (256 * 1024)
+#define RESP_MAX ((size_t)256 * 1024)
 
 struct conn {
     int fd;
@@ -230,7 +230,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--seed"))
             opt.seed = (unsigned)atoi(v);
         else if (!strcmp(k, "--symbols")) {
-            char *s = strdup(v);
+            char *s = argv[i + 1]; /* tokenised in place: argv is ours to modify */
             opt.nsymbols = 0;
             for (char *t = strtok(s, ","); t && opt.nsymbols < 16; t = strtok(NULL, ","))
                 opt.symbols[opt.nsymbols++] = t;
