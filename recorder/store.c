@@ -15,7 +15,11 @@
  * session; ON COMMIT DELETE ROWS: emptied by each commit, so nothing is
  * created or dropped per batch (that would bloat the catalog). */
 static const char SESSION_SQL[] =
-    "CREATE TEMP TABLE IF NOT EXISTS rec_fills (LIKE fills) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS rec_fills ("
+    " fill_id bigint, symbol text, price numeric, qty bigint, maker_order_id bigint,"
+    " taker_order_id bigint, maker_account text, taker_account text, taker_side text,"
+    " matched_at timestamptz"
+    ") ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS rec_orders ("
     " order_id bigint, client_order_id text, account text, symbol text, side text, type text,"
     " tif text, post_only boolean, price numeric, qty bigint, filled_qty bigint, status text,"
@@ -26,7 +30,9 @@ static const char SESSION_SQL[] =
      * it. fill_id order: two recorders inserting overlapping batches lock
      * keys in one order and cannot deadlock. */
     "PREPARE rec_ins_fills AS WITH ins AS ("
-    " INSERT INTO fills SELECT * FROM rec_fills ORDER BY fill_id"
+    " INSERT INTO fills (fill_id, symbol, price, qty, maker_order_id, taker_order_id,"
+    "  maker_account, taker_account, taker_side, matched_at)"
+    " SELECT * FROM rec_fills ORDER BY fill_id"
     " ON CONFLICT (fill_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins;"
     /* orders: one staged row per order (merged in C). The state (qty,
      * filled_qty, status, reject_reason, updated_at) is taken only from a
