@@ -152,21 +152,30 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
     const char *params[] = {account, symbol ? symbol : "", idtxt, limtxt};
     /* The account's side of each fill: its order, its side, maker or taker.
      * The counterparty's account is never shown. */
-    struct pg_result *res = op_pg_query(
-        pg,
-        "SELECT fill_id::text, symbol, price::text, qty, "
-        " CASE WHEN taker_account = $1 THEN taker_order_id ELSE maker_order_id END::text, "
-        " CASE WHEN taker_account = $1 THEN taker_side "
-        "      WHEN taker_side = 'buy' THEN 'sell' ELSE 'buy' END, "
-        " CASE WHEN taker_account = $1 THEN 'taker' ELSE 'maker' END, " TS(
-            "matched_at") " FROM fills WHERE (taker_account = $1 OR maker_account = $1)"
-                          "  AND ($2 = '' OR symbol = $2)"
-                          "  AND ($3::bigint = 0 OR (taker_order_id = $3::bigint AND taker_account "
-                          "= $1)"
-                          "                      OR (maker_order_id = $3::bigint AND maker_account "
-                          "= $1))"
-                          " ORDER BY fill_id DESC LIMIT $4::int",
-        4, params);
+    /* Two ordered index scans, one per role, merged: each reads at most
+     * `limit` rows of (taker_account, fill_id) / (maker_account, fill_id)
+     * newest first, where an OR would need a bitmap scan and a sort of all
+     * the account's fills. A self-trade shows both of its legs. */
+#define FILLS_LEG(role, acct_col, order_col, side_expr)                                            \
+    "(SELECT fill_id, symbol, price, qty, " order_col " AS order_id, " side_expr                   \
+    " AS side, '" role "' AS liquidity, matched_at FROM fills WHERE " acct_col " = $1"             \
+    " AND ($2 = '' OR symbol = $2) AND ($3::bigint = 0 OR " order_col " = $3::bigint)"             \
+    " ORDER BY fill_id DESC LIMIT $4::int)"
+    struct pg_result
+        *res =
+            op_pg_query(
+                pg,
+                "SELECT fill_id::text, symbol, price::text, qty, order_id::text, side, "
+                "liquidity, " TS("matched_at") " FROM (" FILLS_LEG(
+                    "taker", "taker_account", "taker_order_id",
+                    "taker_side") " UNION ALL " FILLS_LEG("maker", "maker_account",
+                                                          "maker_order_id",
+                                                          "CASE WHEN taker_side = 'buy' THEN "
+                                                          "'sell' ELSE 'buy' END") ") f ORDER BY "
+                                                                                   "fill_id DESC "
+                                                                                   "LIMIT $4::int",
+                4, params);
+#undef FILLS_LEG
     if (!res)
         return op_pg_ok(pg) ? api_fail(e, 500, "internal", "", "fills lookup failed") : db_fail(e);
     static const char *const names[] = {"fill_id",  "symbol", "price",     "qty",
