@@ -36,7 +36,7 @@ packages=(
 	# the servers, and their clients used by ops/ and tests/
 	redis-server redis-tools "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
 	# what the ops/ and tests/ scripts use: ps, ss, flock/runuser, curl, python3 (end-to-end test)
-	procps iproute2 util-linux curl python3
+	procps iproute2 util-linux curl python3 python3-yaml
 	# lint, format, memory checks
 	clang clang-tidy clang-format cppcheck valgrind
 	# benchmarks and their plots

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# docker-compose.yml and Dockerfile checked without a Docker engine (none runs
+# on the CI machines): the YAML parses; every service runs a binary the
+# Makefile builds; every environment variable it sets is one the README
+# documents (or the postgres image's own); health checks probe the port the
+# service is configured to serve; every path the Dockerfile copies exists;
+# the runtime image runs as a non-root user.
+set -uo pipefail
+exec python3 - "$OP_ROOT" <<'PY'
+import os, re, sys
+import yaml
+
+root = sys.argv[1]
+fails = []
+compose = yaml.safe_load(open(os.path.join(root, "docker-compose.yml")))
+readme = open(os.path.join(root, "README.md")).read()
+documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", readme, re.M))
+documented |= {v for row in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)+) \|", readme, re.M)
+               for v in re.findall(r"`([A-Z_]+)`", row)}
+binaries = {"orderpipe-ingest": "ingest", "orderpipe-matcher": "matcher",
+            "orderpipe-recorder": "recorder", "orderpipe-setup": "ops/tools/orderpipe-setup.c"}
+services = compose.get("services", {})
+for name, svc in services.items():
+    cmd = svc.get("command") or []
+    if cmd and cmd[0].startswith("/app/bin/"):
+        b = cmd[0][len("/app/bin/"):]
+        if b not in binaries or not os.path.exists(os.path.join(root, binaries[b])):
+            fails.append(f"{name}: runs {cmd[0]}, which the Makefile does not build")
+    env = svc.get("environment") or {}
+    for var in (env if isinstance(env, dict) else {}):
+        if var.startswith("POSTGRES_") and "postgres" in str(svc.get("image", "")):
+            continue
+        if var not in documented:
+            fails.append(f"{name}: sets {var}, which README's configuration table does not document")
+    hc = svc.get("healthcheck", {}).get("test", [])
+    ports = re.findall(r"127\.0\.0\.1:(\d+)", " ".join(hc))
+    for p in ports:
+        configured = {str(v) for k, v in (env.items() if isinstance(env, dict) else []) if k.endswith("_PORT")}
+        if p not in configured:
+            fails.append(f"{name}: health check probes port {p}, not a port the service is given ({configured})")
+    for dep in (svc.get("depends_on") or {}):
+        if dep not in services:
+            fails.append(f"{name}: depends on unknown service {dep}")
+for want in ("redis", "postgres", "setup", "ingest"):
+    if want not in services:
+        fails.append(f"no {want} service")
+if sum(1 for s in services.values() if "orderpipe-matcher" in " ".join(s.get("command") or [])) < 2:
+    fails.append("fewer than two matchers")
+if sum(1 for s in services.values() if "orderpipe-recorder" in " ".join(s.get("command") or [])) < 2:
+    fails.append("fewer than two recorders")
+if "appendfsync" not in " ".join(services.get("redis", {}).get("command", [])) or \
+        "always" not in services.get("redis", {}).get("command", []):
+    fails.append("redis does not run with appendfsync always")
+for v in compose.get("volumes", {}) or {}:
+    pass
+dockerfile = open(os.path.join(root, "Dockerfile")).read()
+for src in re.findall(r"^COPY (?!--from)(\S+) ", dockerfile, re.M):
+    if not os.path.exists(os.path.join(root, src)):
+        fails.append(f"Dockerfile copies {src}, which does not exist")
+if not re.search(r"^USER (?!root)\S+", dockerfile, re.M):
+    fails.append("the runtime image does not switch to a non-root USER")
+if "FROM debian:bookworm-slim AS build" not in dockerfile or dockerfile.count("FROM debian:bookworm-slim") < 2:
+    fails.append("the Dockerfile is not a multi-stage build on debian:bookworm-slim")
+for f in fails:
+    print("FAIL:", f)
+print(f"compose_check: {len(services)} services checked, {len(fails)} problems")
+sys.exit(1 if fails else 0)
+PY
