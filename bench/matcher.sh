@@ -44,10 +44,17 @@ reset() {
 	"$OP_BUILD/bin/orderpipe-setup" --no-db >/dev/null 2>&1 || op_die "orderpipe-setup failed"
 }
 
-fills_len() {
-	local s t=0
-	for ((s = 0; s < ORDER_SHARDS; s++)); do t=$((t + $(R XLEN "fills:{$s}"))); done
-	printf '%s\n' "$t"
+# caught_up: every shard's last fills entry covers its last orders entry
+# (a fills entry carries a batch; its `in` is "<first>..<last>" or one id).
+caught_up() {
+	local s o f
+	for ((s = 0; s < ORDER_SHARDS; s++)); do
+		o="$(R --raw XREVRANGE "orders:{$s}" + - COUNT 1 | sed -n 1p)"
+		[[ -z "$o" ]] && continue
+		f="$(R --raw XREVRANGE "fills:{$s}" + - COUNT 1 | awk 'p == 1 { print; p = 2 } $0 == "in" && !p { p = 1 }')"
+		[[ "${f##*..}" == "$o" ]] || return 1
+	done
+	return 0
 }
 
 now_ms() { date +%s%3N; }
@@ -68,7 +75,7 @@ MATCHER_METRICS_PORT="$mport" MATCHER_BATCH="$BATCH" LOG_LEVEL=warn "$OP_BUILD/b
 	>>"$dir/matcher.log" 2>&1 &
 pids+=($!)
 mpid=$!
-while (($(fills_len) < N)); do
+while ! caught_up; do
 	sleep 0.05
 	op_pid_alive "$mpid" || op_die "matcher died: $(tail -5 "$dir/matcher.log")"
 done
@@ -96,13 +103,13 @@ printf '%-44s %10s orders/s in, %10s reports/s out\n' "in-process engine (decode
 # with a snapshot), then 100k inputs of the normal flow processed by a
 # matcher that takes no snapshot and is killed (-9): a new matcher loads the
 # snapshots (R orders) and replays the 100k acknowledged inputs.
-run_until() { # run_until TOTAL LOG ENV... : a matcher until the fills hold TOTAL; pid in $mp
-	local total="$1" log="$2"
-	shift 2
+run_until() { # run_until LOG ENV... : a matcher until it caught up with the orders; pid in $mp
+	local log="$1"
+	shift
 	env MATCHER_METRICS_PORT=0 "$@" "$OP_BUILD/bin/orderpipe-matcher" >"$log" 2>&1 &
 	mp=$!
 	pids+=("$mp")
-	while (($(fills_len) < total)); do
+	while ! caught_up; do
 		sleep 0.1
 		op_pid_alive "$mp" || op_die "matcher died: $(tail -5 "$log")"
 	done
@@ -110,11 +117,11 @@ run_until() { # run_until TOTAL LOG ENV... : a matcher until the fills hold TOTA
 for rest in ${BENCH_MATCHER_RESTING-100000 1000000}; do
 	reset
 	"$OP_BUILD/bin/orderpipe-ordergen" --seed 3 --count "$rest" --resting >/dev/null
-	run_until "$rest" "$dir/rec1.log"
+	run_until "$dir/rec1.log"
 	kill -TERM "$mp"
 	wait "$mp" || op_die "matcher exit status $? on SIGTERM"
 	"$OP_BUILD/bin/orderpipe-ordergen" --seed 4 --from "$rest" --count 100000 >/dev/null
-	run_until "$((rest + 100000))" "$dir/rec2.log" MATCHER_SNAPSHOT_EVERY=1000000000 MATCHER_SNAPSHOT_MS=86400000
+	run_until "$dir/rec2.log" MATCHER_SNAPSHOT_EVERY=1000000000 MATCHER_SNAPSHOT_MS=86400000
 	kill -KILL "$mp"
 	wait "$mp" 2>/dev/null || true
 	pids=()

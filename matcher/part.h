@@ -63,11 +63,18 @@ struct in_entry {
     int sym;     /* index in the symbol table, -1 when not listed */
 };
 
-/* One XADD to fills:{S}: a run of at most OP_CODEC_REPORTS_MAX reports of one input. */
+/*
+ * One XADD to fills:{S}: the reports of a run of consecutive inputs of a
+ * batch, at most OP_CODEC_REPORTS_MAX of them (a batch's reports are cut at
+ * input boundaries when they exceed it; a single input beyond it is split).
+ * The texts are NUL-terminated in w->text at the given offsets.
+ */
 struct out_entry {
-    size_t input;        /* index of the input */
-    size_t m_off, m_len; /* msgpack array in w->enc */
-    size_t k_off, k_len; /* kinds text in w->kinds */
+    size_t m_off, m_len; /* msgpack array of the reports in w->enc */
+    size_t sym_off;      /* "AAPL,MSFT": distinct symbols of the inputs covered */
+    size_t kind_off;     /* "accepted=312,trade=140": report counts by kind */
+    size_t n_off;        /* inputs whose last report is in this entry, decimal */
+    size_t in_off;       /* "<first id>..<last id>" of the inputs covered, or one id */
 };
 
 struct worker {
@@ -81,6 +88,13 @@ struct worker {
     int64_t next_renew_ms;   /* lease renewal due */
     int64_t next_balance_ms; /* heartbeat, balance and group poll due */
     int no_read_ahead;       /* handing back: do not read the next batch */
+    /* The fence of the next publish, pipelined behind the previous EXEC
+     * (docs/matcher.md, "Publish fence"): */
+    int watching;        /* a WATCH may be set on the connection (UNWATCH before reuse) */
+    int fence_for;       /* shard whose WATCH + GET + PTTL replies are below, or -1 */
+    int fence_mine;      /* the GET named us */
+    long long fence_ttl; /* the PTTL, ms */
+    int64_t fence_at_ms; /* monotonic ms when the WATCH was sent */
     /* per-batch buffers, reused: no allocation per order once warm */
     struct in_entry *ents;
     struct op_order_msg *msgs;
@@ -89,10 +103,10 @@ struct worker {
     struct eng_reports reps;
     struct out_entry *outs;
     size_t nouts, cap_outs;
-    struct op_buf enc;   /* msgpack of every out_entry */
-    struct op_buf kinds; /* "accepted,trade" of every out_entry */
-    struct op_buf md;    /* book JSONs */
-    const char **argv;   /* XACK arguments */
+    struct op_buf enc;  /* msgpack of every out_entry */
+    struct op_buf text; /* the readable fields of every out_entry */
+    struct op_buf md;   /* book JSONs */
+    const char **argv;  /* XACK arguments */
     size_t *lens;
     size_t cap_argv;
 };
@@ -112,6 +126,11 @@ int part_step(struct worker *w, struct part *p);
 /* Publishes what is due without inputs (market data; with force_snapshot a
  * snapshot of unsnapshotted inputs). Returns 0 or -1 as part_step. */
 int part_flush(struct worker *w, struct part *p, int force_snapshot);
+
+/* worker.c: the shard whose publish follows shard s's in the round-robin
+ * (s itself when it is the only one), or -1: its fence is pipelined behind
+ * s's EXEC. */
+int worker_next_publisher(const struct worker *w, uint32_t s);
 
 /* worker.c: renews the leases when due (long operations such as a recovery
  * call it between pages); a lease found lost sets its part's `lost`. */

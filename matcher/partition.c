@@ -421,40 +421,123 @@ static int reserve_argv(struct worker *w, size_t n)
     return 0;
 }
 
-/* Encodes the reports of inputs 0 … n-1 into w->outs (one fills entry per
- * input, split in runs of OP_CODEC_REPORTS_MAX). 0 or -1. */
+/* Why 8: the `sym` field is for a human in redis-cli; a batch of a busy
+ * shard can touch every symbol of it, and the list must stay short. */
+#define SYM_SUMMARY_MAX 8
+
+/* Appends "AAPL,MSFT" to w->text: the distinct non-empty symbols of the
+ * inputs first … last that have reports in [pos, cut), in order of first
+ * appearance, at most SYM_SUMMARY_MAX, then ",..." if there are more; and a
+ * NUL. Returns 0 or -1. */
+static int sym_summary(struct worker *w, size_t first, size_t last, size_t pos, size_t cut)
+{
+    const char *seen[SYM_SUMMARY_MAX];
+    size_t nseen = 0;
+    int more = 0;
+    for (size_t k = first; k <= last; k++) {
+        size_t from = k ? w->rep_end[k - 1] : 0;
+        const char *sym = w->msgs[k].symbol;
+        if (w->rep_end[k] <= pos || from >= cut || from == w->rep_end[k] || !sym[0])
+            continue;
+        size_t j = 0;
+        while (j < nseen && strcmp(seen[j], sym) != 0)
+            j++;
+        if (j < nseen)
+            continue;
+        if (nseen == SYM_SUMMARY_MAX) {
+            more = 1;
+            continue;
+        }
+        if (op_buf_printf(&w->text, "%s%s", nseen ? "," : "", sym) != 0)
+            return -1;
+        seen[nseen++] = sym;
+    }
+    return op_buf_append(&w->text, more ? ",...\0" : "\0", more ? 5 : 1);
+}
+
+/* Appends "accepted=312,trade=140" (counts of the report kinds among
+ * r[0 … k-1], in kind order) and a NUL to b. Returns 0 or -1. */
+static int kind_summary(struct op_buf *b, const struct op_report *r, size_t k)
+{
+    size_t count[OP_REPORT_AMENDED + 1] = {0};
+    int any = 0;
+    for (size_t j = 0; j < k; j++)
+        if (r[j].kind <= OP_REPORT_AMENDED)
+            count[r[j].kind]++;
+    for (int kind = 0; kind <= OP_REPORT_AMENDED; kind++)
+        if (count[kind]) {
+            if (op_buf_printf(b, "%s%s=%zu", any ? "," : "", op_report_kind_name(kind),
+                              count[kind]) != 0)
+                return -1;
+            any = 1;
+        }
+    return op_buf_append(b, "", 1);
+}
+
+/* Makes room for one more out_entry. 0 or -1. */
+static int reserve_out(struct worker *w)
+{
+    if (w->nouts < w->cap_outs)
+        return 0;
+    size_t cap = w->cap_outs ? w->cap_outs * 2 : 16;
+    struct out_entry *o = realloc(w->outs, cap * sizeof(*o));
+    if (!o)
+        return op_log_fail("out_of_memory", "what=outputs");
+    w->outs = o;
+    w->cap_outs = cap;
+    return 0;
+}
+
+/*
+ * Encodes the reports of inputs 0 … n-1 (w->reps, ending at w->rep_end[i])
+ * into w->outs: as few fills entries as possible, each of at most
+ * OP_CODEC_REPORTS_MAX reports, cut at an input boundary unless one input
+ * alone exceeds the limit from where the entry starts. Inputs without
+ * reports (entries deleted from the stream) are in no entry. 0 or -1.
+ */
 static int encode_outputs(struct worker *w, size_t n)
 {
     op_buf_reset(&w->enc);
-    op_buf_reset(&w->kinds);
+    op_buf_reset(&w->text);
     w->nouts = 0;
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t end = w->rep_end[i];
-        while (start < end) {
-            size_t k = end - start < OP_CODEC_REPORTS_MAX ? end - start : OP_CODEC_REPORTS_MAX;
-            if (w->nouts == w->cap_outs) {
-                size_t cap = w->cap_outs ? w->cap_outs * 2 : 256;
-                struct out_entry *o = realloc(w->outs, cap * sizeof(*o));
-                if (!o)
-                    return op_log_fail("out_of_memory", "what=outputs");
-                w->outs = o;
-                w->cap_outs = cap;
-            }
-            struct out_entry *o = &w->outs[w->nouts++];
-            o->input = i;
-            o->m_off = w->enc.len;
-            o->k_off = w->kinds.len;
-            if (op_codec_encode_reports(&w->enc, w->reps.v + start, k) != 0)
-                return op_log_fail("encode_failed", "reports=%zu", k);
-            for (size_t j = 0; j < k; j++)
-                if (op_buf_printf(&w->kinds, "%s%s", j ? "," : "",
-                                  op_report_kind_name(w->reps.v[start + j].kind)) != 0)
-                    return -1;
-            o->m_len = w->enc.len - o->m_off;
-            o->k_len = w->kinds.len - o->k_off;
-            start += k;
-        }
+    size_t total = n ? w->rep_end[n - 1] : 0, pos = 0, i = 0;
+    while (pos < total) {
+        while (w->rep_end[i] <= pos) /* the input holding report pos */
+            i++;
+        size_t limit = total - pos > OP_CODEC_REPORTS_MAX ? pos + OP_CODEC_REPORTS_MAX : total;
+        size_t cut = pos, last = i, done = 0;
+        for (size_t j = i; j < n && w->rep_end[j] <= limit; j++)
+            cut = w->rep_end[j];
+        if (cut == pos) /* input i alone goes past the limit: split it */
+            cut = limit;
+        while (w->rep_end[last] < cut) /* the input holding report cut - 1 */
+            last++;
+        for (size_t k = i; k <= last; k++)
+            done += w->rep_end[k] <= cut && w->rep_end[k] > (k ? w->rep_end[k - 1] : 0);
+        if (reserve_out(w) != 0)
+            return -1;
+        struct out_entry *o = &w->outs[w->nouts++];
+        o->m_off = w->enc.len;
+        if (op_codec_encode_reports(&w->enc, w->reps.v + pos, cut - pos) != 0)
+            return op_log_fail("encode_failed", "reports=%zu", cut - pos);
+        o->m_len = w->enc.len - o->m_off;
+        o->sym_off = w->text.len;
+        if (sym_summary(w, i, last, pos, cut) != 0)
+            return -1;
+        o->kind_off = w->text.len;
+        if (kind_summary(&w->text, w->reps.v + pos, cut - pos) != 0)
+            return -1;
+        o->n_off = w->text.len;
+        if (op_buf_printf(&w->text, "%zu", done) != 0 || op_buf_append(&w->text, "", 1) != 0)
+            return -1;
+        o->in_off = w->text.len;
+        const struct in_entry *a = &w->ents[i], *z = &w->ents[last];
+        if ((i == last ? op_buf_printf(&w->text, "%.*s", (int)a->idlen, a->id)
+                       : op_buf_printf(&w->text, "%.*s..%.*s", (int)a->idlen, a->id, (int)z->idlen,
+                                       z->id)) != 0 ||
+            op_buf_append(&w->text, "", 1) != 0)
+            return -1;
+        pos = cut;
     }
     return 0;
 }
@@ -485,35 +568,76 @@ static int encode_books(struct worker *w, struct part *p, int64_t now)
     return n;
 }
 
-/* Checks, after WATCH, that the lease still names us with more than a
- * margin of TTL (renewing once if it is short). Returns 1 (go on: WATCH is
- * set), 0 (lease lost: unwatched) or -1 (Redis failed). */
+/* Queues WATCH + GET + PTTL of shard s's lease (the fence of its next
+ * publish), recording that the replies follow. */
+static void append_fence(struct worker *w, int s)
+{
+    char key[OP_KEY_MAX];
+    lease_key(key, (uint32_t)s);
+    op_redis_appendf(&w->redis, "WATCH %s", key);
+    op_redis_appendf(&w->redis, "GET %s", key);
+    op_redis_appendf(&w->redis, "PTTL %s", key);
+    w->watching = 1;
+    w->fence_for = s;
+    w->fence_at_ms = op_now_ms();
+}
+
+/* Reads the three replies queued by append_fence into w->fence_*. 0, or -1
+ * when Redis failed. */
+static int read_fence(struct worker *w)
+{
+    struct redisReply *r0 = op_redis_next_reply(&w->redis);
+    struct redisReply *r1 = r0 ? op_redis_next_reply(&w->redis) : NULL;
+    struct redisReply *r2 = r1 ? op_redis_next_reply(&w->redis) : NULL;
+    int rc = r2 ? 0 : -1;
+    const char *v = op_reply_str(r1, NULL);
+    w->fence_mine = r2 && op_reply_is_status(r0, "OK") && v && strcmp(v, w->cfg->name) == 0;
+    w->fence_ttl = r2 ? op_reply_int(r2) : 0;
+    op_reply_free(r0);
+    op_reply_free(r1);
+    op_reply_free(r2);
+    if (rc != 0)
+        w->fence_for = -1;
+    return rc;
+}
+
+/*
+ * The fence of a publish of p: the lease must still name us, after WATCH,
+ * with more than a quarter of the TTL left (renewing once if it is short).
+ * The WATCH + GET + PTTL were usually pipelined behind the previous EXEC
+ * (w->fence_for == p->shard); then no round trip is needed here, and the
+ * TTL counts as reduced by the time since the WATCH was sent. Otherwise a
+ * WATCH that may still be set for another shard is dropped (UNWATCH) in the
+ * same round trip as the new WATCH + GET + PTTL. Returns 1 (go on: WATCH
+ * is set), 0 (lease lost: unwatched) or -1 (Redis failed).
+ */
 static int fence_check(struct worker *w, struct part *p)
 {
+    /* Why a quarter: renewals run every third of the TTL, so a healthy
+     * lease never has less; less means renewals are failing or late. */
+    long long margin = w->cfg->lease_ms / 4;
+    if (w->fence_for == (int)p->shard) {
+        w->fence_for = -1;
+        if (w->fence_mine && w->fence_ttl - (op_now_ms() - w->fence_at_ms) > margin)
+            return 1;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
-        op_redis_appendf(&w->redis, "WATCH %s", p->lease);
-        op_redis_appendf(&w->redis, "GET %s", p->lease);
-        op_redis_appendf(&w->redis, "PTTL %s", p->lease);
-        struct redisReply *r0 = op_redis_next_reply(&w->redis);
-        struct redisReply *r1 = r0 ? op_redis_next_reply(&w->redis) : NULL;
-        struct redisReply *r2 = r1 ? op_redis_next_reply(&w->redis) : NULL;
-        if (!r2) {
-            op_reply_free(r0);
-            op_reply_free(r1);
-            return -1;
+        if (w->watching) {
+            op_redis_appendf(&w->redis, "UNWATCH");
+            op_reply_free(op_redis_next_reply(&w->redis));
+            w->watching = 0;
+            if (w->redis.err)
+                return -1;
         }
-        const char *v = op_reply_str(r1, NULL);
-        int mine = op_reply_is_status(r0, "OK") && v && strcmp(v, w->cfg->name) == 0;
-        long long ttl = op_reply_int(r2);
-        op_reply_free(r0);
-        op_reply_free(r1);
-        op_reply_free(r2);
-        /* Why a quarter: renewals run every third of the TTL, so a healthy
-         * lease never has less; less means renewals are failing or late. */
-        if (mine && ttl > w->cfg->lease_ms / 4)
+        append_fence(w, (int)p->shard);
+        if (read_fence(w) != 0)
+            return -1;
+        w->fence_for = -1;
+        if (w->fence_mine && w->fence_ttl > margin)
             return 1;
         op_reply_free(op_redis_cmdf(&w->redis, "UNWATCH"));
-        if (!mine) {
+        w->watching = 0;
+        if (!w->fence_mine) {
             p->lost = 1;
             return 0;
         }
@@ -581,14 +705,22 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     op_redis_appendf(&w->redis, "MULTI");
     for (size_t j = 0; j < w->nouts; j++) {
         const struct out_entry *o = &w->outs[j];
-        const struct in_entry *e = &w->ents[o->input];
-        const char *sym = w->msgs[o->input].symbol;
-        const char *argv[] = {"XADD", p->fills, "NOMKSTREAM", "*",
-                              "sym",  sym,      "kind",       w->kinds.data + o->k_off,
-                              "in",   e->id,    "m",          w->enc.data + o->m_off};
-        size_t lens[] = {4, strlen(p->fills), 10, 1,        3, strlen(sym),
-                         4, o->k_len,         2,  e->idlen, 1, o->m_len};
-        op_redis_append(&w->redis, 12, argv, lens);
+        const char *t = w->text.data;
+        const char *argv[] = {"XADD",       p->fills,
+                              "NOMKSTREAM", "*",
+                              "sym",        t + o->sym_off,
+                              "kind",       t + o->kind_off,
+                              "n",          t + o->n_off,
+                              "in",         t + o->in_off,
+                              "m",          w->enc.data + o->m_off};
+        size_t lens[] = {4,  strlen(p->fills),
+                         10, 1,
+                         3,  strlen(t + o->sym_off),
+                         4,  strlen(t + o->kind_off),
+                         1,  strlen(t + o->n_off),
+                         2,  strlen(t + o->in_off),
+                         1,  o->m_len};
+        op_redis_append(&w->redis, 14, argv, lens);
         queued++;
     }
     if (n) { /* deleted entries too: they leave the PEL */
@@ -627,7 +759,12 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         queued++;
     }
     op_redis_appendf(&w->redis, "EXEC");
+    w->watching = 0;
     free(blob);
+    /* The fence of the next publish rides on this round trip. */
+    int next = read_next && !w->no_read_ahead ? worker_next_publisher(w, p->shard) : -1;
+    if (next >= 0)
+        append_fence(w, next);
 
     /* Replies: MULTI's OK, one QUEUED per command, EXEC's array. */
     int ok = 1;
@@ -642,8 +779,10 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         op_reply_free(rep);
     }
     struct redisReply *ex = op_redis_next_reply(&w->redis);
-    if (!ex)
+    if (!ex || (next >= 0 && read_fence(w) != 0)) {
+        op_reply_free(ex);
         return -1;
+    }
     if (op_reply_type(ex) == OP_REPLY_NIL) {
         /* The lease changed or expired after WATCH: nothing was written. */
         atomic_fetch_add(&w->st->fenced, 1);

@@ -14,6 +14,7 @@ struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats
         return NULL;
     w->cfg = cfg;
     w->st = st;
+    w->fence_for = -1;
     w->parts = calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
     w->codec = op_codec_new();
     if (!w->parts || !w->codec) {
@@ -22,7 +23,7 @@ struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats
     }
     eng_reports_init(&w->reps);
     op_buf_init(&w->enc);
-    op_buf_init(&w->kinds);
+    op_buf_init(&w->text);
     op_buf_init(&w->md);
     op_redis_init(&w->redis, cfg->redis_url, cfg->redis_timeout_ms);
     return w;
@@ -39,7 +40,7 @@ void worker_free(struct worker *w)
     op_redis_release(&w->redis);
     eng_reports_release(&w->reps);
     op_buf_release(&w->enc);
-    op_buf_release(&w->kinds);
+    op_buf_release(&w->text);
     op_buf_release(&w->md);
     free(w->ents);
     free(w->msgs);
@@ -74,6 +75,8 @@ static void forget(struct worker *w, uint32_t s, int released, const char *why)
                 "more published\"",
                 s, why);
     }
+    if (w->fence_for == (int)s)
+        w->fence_for = -1; /* its WATCH stays set until the next UNWATCH or EXEC */
     part_free(p);
     w->parts[s] = NULL;
     w->owned--;
@@ -87,6 +90,16 @@ void worker_renew(struct worker *w)
         if (w->owned == 0)
             w->next_renew_ms = now + renew_every(w);
         return;
+    }
+    /* A renewal modifies the lease keys: a WATCH pipelined for the next
+     * publish would make its EXEC fail. Drop it; that publish watches again. */
+    if (w->watching) {
+        op_redis_appendf(&w->redis, "UNWATCH");
+        op_reply_free(op_redis_next_reply(&w->redis));
+        w->watching = 0;
+        w->fence_for = -1;
+        if (w->redis.err)
+            return;
     }
     for (uint32_t s = 0; s < w->cfg->shards; s++)
         if (w->parts[s] && lease_append_renew(&w->redis, s, w->cfg->name, w->cfg->lease_ms) != 0)
@@ -105,6 +118,17 @@ void worker_renew(struct worker *w)
         op_reply_free(rep);
     }
     w->next_renew_ms = now + renew_every(w);
+}
+
+int worker_next_publisher(const struct worker *w, uint32_t s)
+{
+    for (uint32_t k = 1; k <= w->cfg->shards; k++) {
+        uint32_t t = (s + k) % w->cfg->shards;
+        const struct part *p = w->parts[t];
+        if (p && !p->lost && p->state != PART_RECOVER)
+            return (int)t;
+    }
+    return -1;
 }
 
 /* Hands shard s back: publishes a batch read ahead, stores a snapshot so the
@@ -332,6 +356,8 @@ static void redis_lost(struct worker *w)
         atomic_fetch_add(&w->st->redis_errors, 1);
         op_error("redis_unavailable", "err=\"%s\" owned=%d", w->redis.errstr, w->owned);
     }
+    w->watching = 0; /* a new connection watches nothing */
+    w->fence_for = -1;
     for (uint32_t s = 0; s < w->cfg->shards; s++)
         if (w->parts[s]) {
             w->parts[s]->state = PART_RECOVER;

@@ -38,7 +38,7 @@ m_gen --count 10000 --poison-every 97 >/dev/null || t_fail "ordergen (poison) fa
 m_wait_fills 10000 60 && m_check 10000 --poison-every 97
 rejected=0
 for ((s = 0; s < M_SHARDS; s++)); do
-	n="$(redis-cli -p "$OP_REDIS_PORT" --raw XRANGE "fills:{$s}" - + | grep -c '^rejected$' || true)"
+	n="$(redis-cli -p "$OP_REDIS_PORT" --raw XRANGE "fills:{$s}" - + | grep -a -o 'rejected=[0-9]*' | awk -F= '{ t += $2 } END { print t + 0 }')"
 	rejected=$((rejected + n))
 done
 t_match "poisoned entries are reported as rejected ($rejected)" "$rejected" '^[1-9][0-9]*$'

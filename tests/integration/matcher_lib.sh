@@ -6,7 +6,8 @@
 #                       books, heartbeat) and recreate the streams and groups
 # m_gen ARGS...         orderpipe-ordergen with the test's seed and ARGS
 # m_start NAME [ENV=VAL ...]   a matcher (short lease for quick takeovers)
-# m_wait_fills N SECS   wait until the fills streams hold N entries in total
+# m_wait_fills N SECS   wait until the matchers published the reports of the
+#                       N inputs of the flow (every orders entry is covered)
 # m_check N [ARGS]      the checker: fills equal the engine's run of inputs 0…N-1
 # m_owners              "shard:owner ..." of every lease
 # m_owned_by NAME       how many leases NAME holds
@@ -53,21 +54,26 @@ m_start() {
 		MATCHER_SNAPSHOT_MS=1000 "$@"
 }
 
-m_fills_len() {
-	local s total=0 n
+# m_caught_up: 0 when, on every shard, the last fills entry covers the last
+# orders entry (an entry carries a batch; its `in` is "<first>..<last>" or
+# one id). The flow's generator must have finished.
+m_caught_up() {
+	local s o f
 	for ((s = 0; s < M_SHARDS; s++)); do
-		n="$(t_redis XLEN "fills:{$s}")"
-		total=$((total + ${n:-0}))
+		o="$(redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "orders:{$s}" + - COUNT 1 | sed -n 1p)"
+		[[ -z "$o" ]] && continue
+		f="$(redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "fills:{$s}" + - COUNT 1 | awk 'p == 1 { print; p = 2 } $0 == "in" && !p { p = 1 }')"
+		[[ "${f##*..}" == "$o" ]] || return 1
 	done
-	printf '%s\n' "$total"
+	return 0
 }
 
-# m_wait_fills N SECS (every input of the flow gives exactly one fills entry)
+# m_wait_fills N SECS (N: the flow's inputs, for the message)
 m_wait_fills() {
 	local want="$1" secs="$2" deadline=$((SECONDS + $2))
-	while (($(m_fills_len) < want)); do
+	while ! m_caught_up; do
 		if ((SECONDS >= deadline)); then
-			t_fail "timed out after ${secs}s waiting for $want fills entries (have $(m_fills_len))"
+			t_fail "timed out after ${secs}s waiting for the reports of $want inputs"
 			return 1
 		fi
 		sleep 0.2

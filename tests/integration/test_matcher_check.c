@@ -19,20 +19,24 @@
  *
  * check: regenerates inputs 0 … count-1 of the flow of `seed`
  * (ops/tools/ordergen.h, as orderpipe-ordergen wrote them), runs them through
- * one engine per shard (eng_new(S, 0), as the matcher), encodes the reports
- * of each input exactly as the matcher lays them out (one entry per input,
- * runs of OP_CODEC_REPORTS_MAX) and compares, shard by shard and in order,
- * with every entry of fills:{S} (XRANGE): the same `sym`, `kind` and `m`
- * bytes — so the same reports with the same ids in the same order, nothing
- * missing, nothing duplicated, nothing extra; the `in` ids must increase.
- * Prints the first difference and exits 1, or prints a summary and exits 0.
+ * one engine per shard (eng_new(S, 0), as the matcher), and compares, shard
+ * by shard, the concatenated sequence of the reports of every entry of
+ * fills:{S} (XRANGE; each entry's `m` is an array of reports, one entry per
+ * batch, so how inputs are grouped into entries may differ after a failover)
+ * with the engine's reports, byte for byte: the same reports with the same
+ * ids in the same order, nothing missing, nothing duplicated, nothing extra.
+ * The readable fields of each entry must agree with its reports: `kind`
+ * the counts by kind, `sym` the distinct symbols of the inputs it covers,
+ * `n` the inputs whose last report it holds; the `in` ids must not go
+ * backwards. Prints the first difference and exits 1, or a summary and 0.
  *
  * engine: the same inputs through decode → apply → encode in-process, no
  * Redis, and prints the rate (the matcher benchmark's baseline).
  *
  * With no arguments (integration harness): a self-test of the checker on
- * scratch streams — an exact copy passes; a missing, a duplicated and an
- * altered entry each fail.
+ * scratch streams — exact copies in two different groupings pass; a missing,
+ * a duplicated, an altered and an extra input, and a wrong readable field,
+ * each fail.
  */
 
 struct opts {
@@ -43,13 +47,26 @@ struct opts {
 
 /* One fills entry, copied out of the reply. */
 struct fentry {
-    char *sym, *kind, *m, *in;
+    char *sym, *kind, *m, *in, *n;
     size_t m_len;
+    size_t count; /* reports in m (its array header) */
+    size_t body;  /* offset of the first report in m */
 };
 
 struct fshard {
     struct fentry *v;
-    size_t n, cap, next; /* next: the entry to compare next */
+    size_t n, cap;
+    size_t next; /* the entry being compared */
+    size_t rep;  /* reports of it compared so far */
+    size_t off;  /* byte offset in its m of the next report */
+    /* what its readable fields must say, built as its reports are compared */
+    size_t kinds[OP_REPORT_AMENDED + 1];
+    char syms[256];
+    size_t nsyms;
+    int more_syms;
+    size_t done;        /* inputs whose last report it holds */
+    uint64_t cur_input; /* the input whose reports are being compared */
+    int cur_counted;    /* cur_input's symbol already counted in this entry */
 };
 
 static void fshards_free(struct fshard *f, uint32_t shards)
@@ -60,6 +77,7 @@ static void fshards_free(struct fshard *f, uint32_t shards)
             free(f[s].v[i].kind);
             free(f[s].v[i].m);
             free(f[s].v[i].in);
+            free(f[s].v[i].n);
         }
         free(f[s].v);
     }
@@ -89,6 +107,26 @@ static char *dup_field(const struct redisReply *fields, const char *name, size_t
     if (len)
         *len = 0;
     return empty;
+}
+
+/* Reads the msgpack array header of x->m into x->count and x->body; a
+ * missing or bad header reads as an empty array with no body, which the
+ * comparison reports. */
+static void array_header(struct fentry *x)
+{
+    const unsigned char *m = (const unsigned char *)x->m;
+    x->count = 0;
+    x->body = x->m_len;
+    if (x->m_len >= 1 && (m[0] & 0xf0) == 0x90) {
+        x->count = m[0] & 0x0f;
+        x->body = 1;
+    } else if (x->m_len >= 3 && m[0] == 0xdc) {
+        x->count = (size_t)m[1] << 8 | m[2];
+        x->body = 3;
+    } else if (x->m_len >= 5 && m[0] == 0xdd) {
+        x->count = (size_t)m[1] << 24 | (size_t)m[2] << 16 | (size_t)m[3] << 8 | m[4];
+        x->body = 5;
+    }
 }
 
 /* Reads every entry of <prefix>{s} for each shard. NULL on a Redis error. */
@@ -123,7 +161,9 @@ static struct fshard *load_fills(struct op_redis *r, const char *prefix, uint32_
                 x->sym = dup_field(fields, "sym", NULL);
                 x->kind = dup_field(fields, "kind", NULL);
                 x->in = dup_field(fields, "in", NULL);
+                x->n = dup_field(fields, "n", NULL);
                 x->m = dup_field(fields, "m", &x->m_len);
+                array_header(x);
                 if (i + 1 == n)
                     snprintf(from, sizeof(from), "(%s", op_reply_str(op_reply_at(e, 0), NULL));
             }
@@ -146,43 +186,123 @@ static int sid_cmp_text(const char *a, const char *b)
     return as < bs ? -1 : as > bs;
 }
 
-/* The expected entries of one input's reports r[0 … n-1], compared with the
- * next entries of f. Returns 0, or -1 after printing the difference. */
-static int compare_input(struct fshard *f, uint32_t s, uint64_t i, const struct op_order_msg *m,
-                         const struct op_report *r, size_t n, struct op_buf *enc,
-                         struct op_buf *kinds)
+/* Why 8, and the format: as the matcher's `sym` field (matcher/partition.c). */
+#define SYM_SUMMARY_MAX 8
+
+/* Adds sym to the expected `sym` of the current entry of f. */
+static void expect_sym(struct fshard *f, const char *sym)
 {
-    for (size_t start = 0; start < n;) {
-        size_t k = n - start < OP_CODEC_REPORTS_MAX ? n - start : OP_CODEC_REPORTS_MAX;
-        op_buf_reset(enc);
-        op_buf_reset(kinds);
-        op_codec_encode_reports(enc, r + start, k);
-        for (size_t j = 0; j < k; j++)
-            op_buf_printf(kinds, "%s%s", j ? "," : "", op_report_kind_name(r[start + j].kind));
+    if (!sym[0])
+        return;
+    const char *p = f->syms;
+    for (size_t j = 0; j < f->nsyms; j++) {
+        size_t l = strcspn(p, ",");
+        if (l == strlen(sym) && memcmp(p, sym, l) == 0)
+            return;
+        p += l + 1;
+    }
+    if (f->nsyms == SYM_SUMMARY_MAX) {
+        f->more_syms = 1;
+        return;
+    }
+    size_t used = strlen(f->syms);
+    snprintf(f->syms + used, sizeof(f->syms) - used, "%s%s", f->nsyms ? "," : "", sym);
+    f->nsyms++;
+}
+
+/* The current entry of f is complete: checks it holds nothing more and
+ * that its readable fields say what its reports are, then moves to the
+ * next one. Returns 0, or -1 after printing the difference. */
+static int close_entry(struct fshard *f, uint32_t s)
+{
+    const struct fentry *x = &f->v[f->next];
+    char kinds[128] = "", syms[300], n[32];
+    size_t used = 0;
+    for (int k = 0; k <= OP_REPORT_AMENDED; k++)
+        if (f->kinds[k])
+            used += (size_t)snprintf(kinds + used, sizeof(kinds) - used, "%s%s=%zu",
+                                     used ? "," : "", op_report_kind_name(k), f->kinds[k]);
+    snprintf(syms, sizeof(syms), "%s%s", f->syms, f->more_syms ? ",..." : "");
+    snprintf(n, sizeof(n), "%zu", f->done);
+    if (f->off != x->m_len) {
+        printf("matchcheck: DIFFERENT: shard %u entry %zu (in %s): %zu bytes of m after its %zu "
+               "reports\n",
+               s, f->next, x->in, x->m_len - f->off, x->count);
+        return -1;
+    }
+    if (strcmp(x->kind, kinds) != 0 || strcmp(x->sym, syms) != 0 || strcmp(x->n, n) != 0) {
+        printf("matchcheck: FIELDS: shard %u entry %zu (in %s): kind=%s sym=%s n=%s; its reports "
+               "say kind=%s sym=%s n=%s\n",
+               s, f->next, x->in, x->kind, x->sym, x->n, kinds, syms, n);
+        return -1;
+    }
+    const char *first = x->in, *dots = strstr(x->in, "..");
+    if (f->next > 0) {
+        const char *prev = f->v[f->next - 1].in, *pd = strstr(prev, "..");
+        if (sid_cmp_text(pd ? pd + 2 : prev, first) > 0) {
+            printf("matchcheck: ORDER: shard %u entry %zu has in=%s after in=%s\n", s, f->next,
+                   x->in, prev);
+            return -1;
+        }
+    }
+    if (dots && sid_cmp_text(first, dots + 2) > 0) {
+        printf("matchcheck: ORDER: shard %u entry %zu has in=%s\n", s, f->next, x->in);
+        return -1;
+    }
+    f->next++;
+    f->rep = 0;
+    f->off = f->next < f->n ? f->v[f->next].body : 0;
+    memset(f->kinds, 0, sizeof(f->kinds));
+    f->syms[0] = '\0';
+    f->nsyms = 0;
+    f->more_syms = 0;
+    f->done = 0;
+    f->cur_counted = 0;
+    return 0;
+}
+
+/* Compares the reports r[0 … n-1] of input i (message m) of shard s with
+ * the next reports of f, wherever entries begin and end. Returns 0, or -1
+ * after printing the difference. */
+static int compare_input(struct fshard *f, uint32_t s, uint64_t i, const struct op_order_msg *m,
+                         const struct op_report *r, size_t n, struct op_buf *enc)
+{
+    f->cur_input = i;
+    f->cur_counted = 0;
+    for (size_t j = 0; j < n; j++) {
+        while (f->next < f->n && f->rep == f->v[f->next].count)
+            if (close_entry(f, s) != 0) /* an empty entry, or one whose reports are all seen */
+                return -1;
         if (f->next == f->n) {
             printf("matchcheck: MISSING: shard %u has %zu entries; input %" PRIu64
-                   " (%s, order %" PRIu64 ") expects one more (kind %s, report id %" PRIu64 ")\n",
-                   s, f->n, i, op_msg_kind_name(m->kind), m->order_id, kinds->data,
-                   r[start].report_id);
+                   " (%s, order %" PRIu64 ") expects one more report (%s, report id %" PRIu64 ")\n",
+                   s, f->n, i, op_msg_kind_name(m->kind), m->order_id,
+                   op_report_kind_name(r[j].kind), r[j].report_id);
             return -1;
         }
         const struct fentry *x = &f->v[f->next];
-        if (strcmp(x->sym, m->symbol) != 0 || strcmp(x->kind, kinds->data) != 0 ||
-            x->m_len != enc->len || memcmp(x->m, enc->data, enc->len) != 0) {
-            printf("matchcheck: DIFFERENT: shard %u entry %zu (in %s): sym=%s kind=%s (%zu bytes); "
-                   "input %" PRIu64 " expects sym=%s kind=%s (%zu bytes, first report id %" PRIu64
-                   ")\n",
-                   s, f->next, x->in, x->sym, x->kind, x->m_len, i, m->symbol, kinds->data,
-                   enc->len, r[start].report_id);
+        op_buf_reset(enc);
+        op_codec_encode_reports(enc, r + j, 1);
+        size_t len = enc->len - 1; /* without the array header of one element */
+        if (x->m_len - f->off < len || memcmp(x->m + f->off, enc->data + 1, len) != 0) {
+            printf("matchcheck: DIFFERENT: shard %u entry %zu (in %s) report %zu: input %" PRIu64
+                   " (%s, order %" PRIu64 ") expects %s with report id %" PRIu64 " there\n",
+                   s, f->next, x->in, f->rep, i, op_msg_kind_name(m->kind), m->order_id,
+                   op_report_kind_name(r[j].kind), r[j].report_id);
             return -1;
         }
-        if (f->next > 0 && sid_cmp_text(f->v[f->next - 1].in, x->in) > 0) {
-            printf("matchcheck: ORDER: shard %u entry %zu has in=%s after in=%s\n", s, f->next,
-                   x->in, f->v[f->next - 1].in);
-            return -1;
+        f->off += len;
+        f->rep++;
+        if (r[j].kind <= OP_REPORT_AMENDED)
+            f->kinds[r[j].kind]++;
+        if (!f->cur_counted) {
+            expect_sym(f, m->symbol);
+            f->cur_counted = 1;
         }
-        f->next++;
-        start += k;
+        if (j + 1 == n)
+            f->done++;
+        if (f->rep == x->count && j + 1 < n)
+            f->cur_counted = 0; /* the input goes on in the next entry */
     }
     return 0;
 }
@@ -200,12 +320,13 @@ static int check(struct op_redis *r, const struct opts *o, uint32_t shards)
     }
     struct eng **e = calloc(shards, sizeof(struct eng *)); /* NOLINT(bugprone-sizeof-expression) */
     struct eng_reports reps;
-    struct op_buf enc, kinds;
+    struct op_buf enc;
     eng_reports_init(&reps);
     op_buf_init(&enc);
-    op_buf_init(&kinds);
     int rc = 0;
     uint64_t nreports = 0, poisoned = 0;
+    for (uint32_t s = 0; s < shards; s++)
+        f[s].off = f[s].n ? f[s].v[0].body : 0;
     for (uint32_t s = 0; s < shards; s++)
         if (!(e[s] = eng_new(s, 0)))
             abort();
@@ -222,16 +343,20 @@ static int check(struct op_redis *r, const struct opts *o, uint32_t shards)
         eng_reports_reset(&reps);
         eng_apply(e[s], &m, &reps);
         nreports += reps.len;
-        if (compare_input(&f[s], s, i, &m, reps.v, reps.len, &enc, &kinds) != 0)
+        if (compare_input(&f[s], s, i, &m, reps.v, reps.len, &enc) != 0)
             rc = 1;
     }
     size_t entries = 0;
     for (uint32_t s = 0; s < shards && rc == 0; s++) {
         entries += f[s].n;
-        if (f[s].next != f[s].n) {
-            printf("matchcheck: EXTRA: shard %u has %zu entries, %zu expected; the first extra: "
-                   "in=%s kind=%s\n",
-                   s, f[s].n, f[s].next, f[s].v[f[s].next].in, f[s].v[f[s].next].kind);
+        while (rc == 0 && f[s].next < f[s].n && f[s].rep == f[s].v[f[s].next].count)
+            if (close_entry(&f[s], s) != 0)
+                rc = 1;
+        if (rc == 0 && f[s].next != f[s].n) {
+            const struct fentry *x = &f[s].v[f[s].next];
+            printf("matchcheck: EXTRA: shard %u entry %zu (in=%s kind=%s) has %zu more reports "
+                   "than the flow gives\n",
+                   s, f[s].next, x->in, x->kind, x->count - f[s].rep);
             rc = 1;
         }
     }
@@ -244,7 +369,6 @@ static int check(struct op_redis *r, const struct opts *o, uint32_t shards)
     free(e);
     eng_reports_release(&reps);
     op_buf_release(&enc);
-    op_buf_release(&kinds);
     fshards_free(f, shards);
     return rc;
 }
@@ -313,25 +437,77 @@ static int engine_rate(const struct opts *o, uint32_t shards)
     return 0;
 }
 
-/* Writes the expected fills of o to <prefix>{S}, skipping input `skip` and
- * doubling input `dup`, altering input `alter` (UINT64_MAX: none). */
-static int write_expected(struct op_redis *r, const struct opts *o, uint32_t shards, uint64_t skip,
-                          uint64_t dup, uint64_t alter)
+/* A self-test case: how the expected fills are written. */
+struct wcase {
+    const char *what;
+    uint64_t skip, dup, alter; /* inputs left out, written twice, altered (UINT64_MAX: none) */
+    uint64_t bad_kind;         /* the entry holding this input gets a wrong `kind` */
+    size_t group;              /* inputs per entry: cycles 1, group, 3 * group, … */
+    int want;                  /* the checker's expected result */
+};
+
+/* One shard's entry being built by write_expected. */
+struct wentry {
+    struct op_report *r;
+    size_t nr, cap;
+    size_t inputs, done;
+    char syms[256];
+    size_t nsyms;
+    int more, bad;
+    uint64_t first, last;
+    size_t seq; /* entries written: picks the size of the next one */
+};
+
+/* XADDs the entry e of shard key (as the matcher lays it out) and empties it. */
+static void flush_wentry(struct op_redis *r, const char *key, struct wentry *e, struct op_buf *enc)
+{
+    if (e->nr == 0 && e->inputs == 0)
+        return;
+    char kinds[128] = "", syms[300], in[64], n[32];
+    size_t count[OP_REPORT_AMENDED + 1] = {0}, used = 0;
+    for (size_t j = 0; j < e->nr; j++)
+        count[e->r[j].kind <= OP_REPORT_AMENDED ? e->r[j].kind : 0]++;
+    for (int k = 0; k <= OP_REPORT_AMENDED; k++)
+        if (count[k])
+            used += (size_t)snprintf(kinds + used, sizeof(kinds) - used, "%s%s=%zu",
+                                     used ? "," : "", op_report_kind_name(k), count[k]);
+    if (e->bad)
+        snprintf(kinds, sizeof(kinds), "accepted=1");
+    snprintf(syms, sizeof(syms), "%s%s", e->syms, e->more ? ",..." : "");
+    snprintf(n, sizeof(n), "%zu", e->done);
+    snprintf(in, sizeof(in), "%" PRIu64 "-0..%" PRIu64 "-0", e->first, e->last);
+    op_buf_reset(enc);
+    op_codec_encode_reports(enc, e->r, e->nr);
+    op_reply_free(op_redis_cmdf(r, "XADD %s * sym %s kind %s n %s in %s m %b", key, syms, kinds, n,
+                                in, enc->data, enc->len));
+    e->nr = e->inputs = e->done = e->nsyms = 0;
+    e->syms[0] = '\0';
+    e->more = e->bad = 0;
+    e->seq++;
+}
+
+/* Writes the expected fills of o to <prefix>{S} as c says: entries of a
+ * varying number of inputs (at most OP_CODEC_REPORTS_MAX reports each). */
+static int write_expected(struct op_redis *r, const struct opts *o, uint32_t shards,
+                          const struct wcase *c)
 {
     struct flowgen g;
     flowgen_init(&g, o->seed, o->symbols, shards, o->poison_every);
     struct eng **e = calloc(shards, sizeof(struct eng *)); /* NOLINT(bugprone-sizeof-expression) */
+    struct wentry *we = calloc(shards, sizeof(*we));
     struct eng_reports reps;
-    struct op_buf enc, kinds;
+    struct op_buf enc;
+    if (!e || !we)
+        abort();
     eng_reports_init(&reps);
     op_buf_init(&enc);
-    op_buf_init(&kinds);
     for (uint32_t s = 0; s < shards; s++) {
         char key[96];
         e[s] = eng_new(s, 0);
         snprintf(key, sizeof(key), "%s{%u}", o->prefix, s);
         op_reply_free(op_redis_cmdf(r, "DEL %s", key));
     }
+    size_t groups[] = {1, c->group, 3 * c->group, 2};
     for (uint64_t i = 0; i < o->count; i++) {
         struct op_order_msg m;
         int poison = flowgen_next(&g, &m);
@@ -343,26 +519,57 @@ static int write_expected(struct op_redis *r, const struct opts *o, uint32_t sha
         }
         eng_reports_reset(&reps);
         eng_apply(e[s], &m, &reps);
-        op_buf_reset(&enc);
-        op_buf_reset(&kinds);
-        op_codec_encode_reports(&enc, reps.v, reps.len);
-        for (size_t j = 0; j < reps.len; j++)
-            op_buf_printf(&kinds, "%s%s", j ? "," : "", op_report_kind_name(reps.v[j].kind));
-        if (i == alter)
-            enc.data[enc.len - 1] ^= 1;
-        char key[96], in[32];
+        if (i == c->alter)
+            reps.v[reps.len - 1].qty ^= 1;
+        char key[96];
         snprintf(key, sizeof(key), "%s{%u}", o->prefix, s);
-        snprintf(in, sizeof(in), "%" PRIu64 "-0", i + 1);
-        for (int rep = 0; rep < (i == dup ? 2 : i == skip ? 0 : 1); rep++)
-            op_reply_free(op_redis_cmdf(r, "XADD %s * sym %s kind %s in %s m %b", key, m.symbol,
-                                        kinds.data, in, enc.data, enc.len));
+        struct wentry *x = &we[s];
+        for (int rep = 0; rep < (i == c->dup ? 2 : i == c->skip ? 0 : 1); rep++) {
+            if (x->nr + reps.len > OP_CODEC_REPORTS_MAX)
+                flush_wentry(r, key, x, &enc);
+            if (x->cap < x->nr + reps.len) {
+                x->cap = OP_CODEC_REPORTS_MAX;
+                x->r = realloc(x->r, x->cap * sizeof(*x->r));
+                if (!x->r)
+                    abort();
+            }
+            memcpy(x->r + x->nr, reps.v, reps.len * sizeof(*reps.v));
+            x->nr += reps.len;
+            if (x->inputs++ == 0)
+                x->first = i + 1;
+            x->last = i + 1;
+            x->done++;
+            x->bad |= i == c->bad_kind;
+            int seen = 0;
+            for (const char *p = x->syms; *p && !seen;
+                 p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
+                seen = strcspn(p, ",") == strlen(m.symbol) &&
+                       memcmp(p, m.symbol, strlen(m.symbol)) == 0;
+            if (!seen && m.symbol[0]) {
+                if (x->nsyms == SYM_SUMMARY_MAX) {
+                    x->more = 1;
+                } else {
+                    size_t used = strlen(x->syms);
+                    snprintf(x->syms + used, sizeof(x->syms) - used, "%s%s", x->nsyms ? "," : "",
+                             m.symbol);
+                    x->nsyms++;
+                }
+            }
+            if (x->inputs >= groups[x->seq % 4] || i + 1 == o->count)
+                flush_wentry(r, key, x, &enc);
+        }
     }
-    for (uint32_t s = 0; s < shards; s++)
+    for (uint32_t s = 0; s < shards; s++) {
+        char key[96];
+        snprintf(key, sizeof(key), "%s{%u}", o->prefix, s);
+        flush_wentry(r, key, &we[s], &enc);
+        free(we[s].r);
         eng_free(e[s]);
+    }
+    free(we);
     free(e);
     eng_reports_release(&reps);
     op_buf_release(&enc);
-    op_buf_release(&kinds);
     return 0;
 }
 
@@ -370,19 +577,19 @@ static int self_test(struct op_redis *r, uint32_t shards)
 {
     struct opts o = {.seed = 7, .count = 3000, .poison_every = 500, .prefix = "selftest-fills:"};
     int fails = 0;
-    struct {
-        const char *what;
-        uint64_t skip, dup, alter;
-        int want;
-    } cases[] = {
-        {"exact copy passes", UINT64_MAX, UINT64_MAX, UINT64_MAX, 0},
-        {"a missing entry fails", 1234, UINT64_MAX, UINT64_MAX, 1},
-        {"a duplicated entry fails", UINT64_MAX, 2000, UINT64_MAX, 1},
-        {"an altered report fails", UINT64_MAX, UINT64_MAX, 17, 1},
-        {"an extra entry at the end fails", UINT64_MAX, 2999, UINT64_MAX, 1},
+    const uint64_t none = UINT64_MAX;
+    struct wcase cases[] = {
+        {"exact copy passes", none, none, none, none, 50, 0},
+        {"exact copy, grouped otherwise, passes", none, none, none, none, 7, 0},
+        {"exact copy, one input per entry, passes", none, none, none, none, 1, 0},
+        {"a missing input fails", 1234, none, none, none, 50, 1},
+        {"a duplicated input fails", none, 2000, none, none, 50, 1},
+        {"an altered report fails", none, none, 17, none, 50, 1},
+        {"an extra input at the end fails", none, 2999, none, none, 50, 1},
+        {"a wrong kind field fails", none, none, none, 600, 50, 1},
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        write_expected(r, &o, shards, cases[k].skip, cases[k].dup, cases[k].alter);
+        write_expected(r, &o, shards, &cases[k]);
         int got = check(r, &o, shards);
         printf("self-test: %s: %s\n", cases[k].what, got == cases[k].want ? "ok" : "FAILED");
         fails += got != cases[k].want;
