@@ -9,7 +9,7 @@
 #   bench/matcher.sh <build-dir>     (make bench BENCH=matcher)
 #
 # Environment: BENCH_MATCHER_ORDERS (default 500000), BENCH_MATCHER_BATCH
-# (MATCHER_BATCH, default 500), BENCH_MATCHER_RESTING (book sizes of the
+# (MATCHER_BATCH, default 2000), BENCH_MATCHER_RESTING (book sizes of the
 # recovery runs, default "100000 1000000"; empty skips them),
 # BENCH_MATCHER_CHECK (1: run the checker on the output, default),
 # OP_REDIS_FSYNC (default always, as the stack).
@@ -20,7 +20,7 @@ export OP_BUILD OP_ROOT
 . "$OP_ROOT/ops/lib.sh"
 
 N="${BENCH_MATCHER_ORDERS:-500000}"
-BATCH="${BENCH_MATCHER_BATCH:-500}"
+BATCH="${BENCH_MATCHER_BATCH:-2000}"
 export ORDER_SHARDS=4
 dir="$(mktemp -d /tmp/orderpipe-bench-matcher.XXXXXX)"
 pids=()

@@ -653,14 +653,18 @@ static int fence_check(struct worker *w, struct part *p)
  * Publishes inputs 0 … n-1 of the current batch (already applied: their
  * reports are in w->reps) in one transaction fenced on the lease:
  *
- *   WATCH lease:{S}; GET; PTTL            → ours, with margin? else drop
+ *   [WATCH lease:{S}; GET; PTTL]          → ours, with margin? else drop
+ *                                           (usually already read: fence_check)
  *   MULTI
- *     XADD fills:{S} NOMKSTREAM * sym … kind … in … m …   (per input / run)
+ *     XADD fills:{S} NOMKSTREAM * sym … kind … n … in … m …   (one per batch,
+ *                                           or per run of 4096 reports)
  *     XACK orders:{S} matchers <ids…>
  *     [HSET snap:{S} id <last> eng <snapshot>; XTRIM orders:{S} MINID ~ <last>]
  *     [SET book:{S}:<SYMBOL> <json> …]
  *     [XREADGROUP … COUNT batch STREAMS orders:{S} >|<cursor>   the next batch]
  *   EXEC
+ *   [WATCH lease:{S'}; GET; PTTL]          the fence of the next publish (S'
+ *                                           from worker_next_publisher)
  *
  * With read_next the EXEC reply is kept in p->next (its last element is the
  * next batch). A nil EXEC (the lease changed or expired since WATCH) drops

@@ -45,6 +45,37 @@ struct opts {
     const char *prefix; /* fills stream prefix, "fills:" */
 };
 
+/* Why 8, and the format: as the matcher's `sym` field (matcher/partition.c). */
+#define SYM_SUMMARY_MAX 8
+
+/* The `sym` field being built: distinct symbols in order of appearance. */
+struct symlist {
+    char text[256]; /* "AAPL,MSFT" */
+    size_t n;       /* symbols in text */
+    int more;       /* more than SYM_SUMMARY_MAX: text is followed by ",..." */
+};
+
+/* Adds sym (unless empty or already listed) to l. */
+static void symlist_add(struct symlist *l, const char *sym)
+{
+    if (!sym[0])
+        return;
+    const char *p = l->text;
+    for (size_t j = 0; j < l->n; j++) {
+        size_t len = strcspn(p, ",");
+        if (len == strlen(sym) && memcmp(p, sym, len) == 0)
+            return;
+        p += len + 1;
+    }
+    if (l->n == SYM_SUMMARY_MAX) {
+        l->more = 1;
+        return;
+    }
+    size_t used = strlen(l->text);
+    snprintf(l->text + used, sizeof(l->text) - used, "%s%s", l->n ? "," : "", sym);
+    l->n++;
+}
+
 /* One fills entry, copied out of the reply. */
 struct fentry {
     char *sym, *kind, *m, *in, *n;
@@ -61,9 +92,7 @@ struct fshard {
     size_t off;  /* byte offset in its m of the next report */
     /* what its readable fields must say, built as its reports are compared */
     size_t kinds[OP_REPORT_AMENDED + 1];
-    char syms[256];
-    size_t nsyms;
-    int more_syms;
+    struct symlist syms;
     size_t done;        /* inputs whose last report it holds */
     uint64_t cur_input; /* the input whose reports are being compared */
     int cur_counted;    /* cur_input's symbol already counted in this entry */
@@ -186,30 +215,6 @@ static int sid_cmp_text(const char *a, const char *b)
     return as < bs ? -1 : as > bs;
 }
 
-/* Why 8, and the format: as the matcher's `sym` field (matcher/partition.c). */
-#define SYM_SUMMARY_MAX 8
-
-/* Adds sym to the expected `sym` of the current entry of f. */
-static void expect_sym(struct fshard *f, const char *sym)
-{
-    if (!sym[0])
-        return;
-    const char *p = f->syms;
-    for (size_t j = 0; j < f->nsyms; j++) {
-        size_t l = strcspn(p, ",");
-        if (l == strlen(sym) && memcmp(p, sym, l) == 0)
-            return;
-        p += l + 1;
-    }
-    if (f->nsyms == SYM_SUMMARY_MAX) {
-        f->more_syms = 1;
-        return;
-    }
-    size_t used = strlen(f->syms);
-    snprintf(f->syms + used, sizeof(f->syms) - used, "%s%s", f->nsyms ? "," : "", sym);
-    f->nsyms++;
-}
-
 /* The current entry of f is complete: checks it holds nothing more and
  * that its readable fields say what its reports are, then moves to the
  * next one. Returns 0, or -1 after printing the difference. */
@@ -222,7 +227,7 @@ static int close_entry(struct fshard *f, uint32_t s)
         if (f->kinds[k])
             used += (size_t)snprintf(kinds + used, sizeof(kinds) - used, "%s%s=%zu",
                                      used ? "," : "", op_report_kind_name(k), f->kinds[k]);
-    snprintf(syms, sizeof(syms), "%s%s", f->syms, f->more_syms ? ",..." : "");
+    snprintf(syms, sizeof(syms), "%s%s", f->syms.text, f->syms.more ? ",..." : "");
     snprintf(n, sizeof(n), "%zu", f->done);
     if (f->off != x->m_len) {
         printf("matchcheck: DIFFERENT: shard %u entry %zu (in %s): %zu bytes of m after its %zu "
@@ -253,9 +258,7 @@ static int close_entry(struct fshard *f, uint32_t s)
     f->rep = 0;
     f->off = f->next < f->n ? f->v[f->next].body : 0;
     memset(f->kinds, 0, sizeof(f->kinds));
-    f->syms[0] = '\0';
-    f->nsyms = 0;
-    f->more_syms = 0;
+    memset(&f->syms, 0, sizeof(f->syms));
     f->done = 0;
     f->cur_counted = 0;
     return 0;
@@ -296,7 +299,7 @@ static int compare_input(struct fshard *f, uint32_t s, uint64_t i, const struct 
         if (r[j].kind <= OP_REPORT_AMENDED)
             f->kinds[r[j].kind]++;
         if (!f->cur_counted) {
-            expect_sym(f, m->symbol);
+            symlist_add(&f->syms, m->symbol);
             f->cur_counted = 1;
         }
         if (j + 1 == n)
@@ -448,12 +451,11 @@ struct wcase {
 
 /* One shard's entry being built by write_expected. */
 struct wentry {
-    struct op_report *r;
-    size_t nr, cap;
+    struct op_report *r; /* [OP_CODEC_REPORTS_MAX] */
+    size_t nr;
     size_t inputs, done;
-    char syms[256];
-    size_t nsyms;
-    int more, bad;
+    struct symlist syms;
+    int bad;
     uint64_t first, last;
     size_t seq; /* entries written: picks the size of the next one */
 };
@@ -473,16 +475,16 @@ static void flush_wentry(struct op_redis *r, const char *key, struct wentry *e, 
                                      used ? "," : "", op_report_kind_name(k), count[k]);
     if (e->bad)
         snprintf(kinds, sizeof(kinds), "accepted=1");
-    snprintf(syms, sizeof(syms), "%s%s", e->syms, e->more ? ",..." : "");
+    snprintf(syms, sizeof(syms), "%s%s", e->syms.text, e->syms.more ? ",..." : "");
     snprintf(n, sizeof(n), "%zu", e->done);
     snprintf(in, sizeof(in), "%" PRIu64 "-0..%" PRIu64 "-0", e->first, e->last);
     op_buf_reset(enc);
     op_codec_encode_reports(enc, e->r, e->nr);
     op_reply_free(op_redis_cmdf(r, "XADD %s * sym %s kind %s n %s in %s m %b", key, syms, kinds, n,
                                 in, enc->data, enc->len));
-    e->nr = e->inputs = e->done = e->nsyms = 0;
-    e->syms[0] = '\0';
-    e->more = e->bad = 0;
+    e->nr = e->inputs = e->done = 0;
+    memset(&e->syms, 0, sizeof(e->syms));
+    e->bad = 0;
     e->seq++;
 }
 
@@ -504,6 +506,9 @@ static int write_expected(struct op_redis *r, const struct opts *o, uint32_t sha
     for (uint32_t s = 0; s < shards; s++) {
         char key[96];
         e[s] = eng_new(s, 0);
+        we[s].r = malloc(OP_CODEC_REPORTS_MAX * sizeof(*we[s].r));
+        if (!we[s].r)
+            abort();
         snprintf(key, sizeof(key), "%s{%u}", o->prefix, s);
         op_reply_free(op_redis_cmdf(r, "DEL %s", key));
     }
@@ -519,42 +524,26 @@ static int write_expected(struct op_redis *r, const struct opts *o, uint32_t sha
         }
         eng_reports_reset(&reps);
         eng_apply(e[s], &m, &reps);
+        if (reps.len > OP_CODEC_REPORTS_MAX)
+            abort(); /* not in this flow: no book that deep */
         if (i == c->alter)
             reps.v[reps.len - 1].qty ^= 1;
         char key[96];
         snprintf(key, sizeof(key), "%s{%u}", o->prefix, s);
         struct wentry *x = &we[s];
+        if (!x->r)
+            abort(); /* allocated above for every shard */
         for (int rep = 0; rep < (i == c->dup ? 2 : i == c->skip ? 0 : 1); rep++) {
             if (x->nr + reps.len > OP_CODEC_REPORTS_MAX)
                 flush_wentry(r, key, x, &enc);
-            if (x->cap < x->nr + reps.len) {
-                x->cap = OP_CODEC_REPORTS_MAX;
-                x->r = realloc(x->r, x->cap * sizeof(*x->r));
-                if (!x->r)
-                    abort();
-            }
-            memcpy(x->r + x->nr, reps.v, reps.len * sizeof(*reps.v));
-            x->nr += reps.len;
+            for (size_t j = 0; j < reps.len; j++)
+                x->r[x->nr++] = reps.v[j];
             if (x->inputs++ == 0)
                 x->first = i + 1;
             x->last = i + 1;
             x->done++;
             x->bad |= i == c->bad_kind;
-            int seen = 0;
-            for (const char *p = x->syms; *p && !seen;
-                 p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
-                seen = strcspn(p, ",") == strlen(m.symbol) &&
-                       memcmp(p, m.symbol, strlen(m.symbol)) == 0;
-            if (!seen && m.symbol[0]) {
-                if (x->nsyms == SYM_SUMMARY_MAX) {
-                    x->more = 1;
-                } else {
-                    size_t used = strlen(x->syms);
-                    snprintf(x->syms + used, sizeof(x->syms) - used, "%s%s", x->nsyms ? "," : "",
-                             m.symbol);
-                    x->nsyms++;
-                }
-            }
+            symlist_add(&x->syms, m.symbol);
             if (x->inputs >= groups[x->seq % 4] || i + 1 == o->count)
                 flush_wentry(r, key, x, &enc);
         }
