@@ -29,6 +29,7 @@ void rec_batch_release(struct rec_batch *b)
     op_free(b->reports);
     op_free(b->orders);
     op_free(b->slots);
+    op_free((void *)b->trades);
     op_buf_release(&b->raw);
     memset(b, 0, sizeof(*b));
 }
@@ -444,17 +445,40 @@ static int cmp_rows(const void *x, const void *y)
     return a->order_id < c->order_id ? -1 : a->order_id > c->order_id;
 }
 
-int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct op_buf *fills,
-                    struct op_buf *orders, size_t *nfills, size_t *norders)
+/* Trades in fill_id (report_id) order, for the same reason. */
+static int cmp_trades(const void *x, const void *y)
 {
-    op_buf_reset(fills);
-    op_buf_reset(orders);
-    *nfills = 0;
-    *norders = 0;
-    size_t nrep = 0;
+    const struct op_report *a = *(const struct op_report *const *)x;
+    const struct op_report *c = *(const struct op_report *const *)y;
+    return a->report_id < c->report_id ? -1 : a->report_id > c->report_id;
+}
+
+void rec_copy_init(struct rec_copy *c)
+{
+    memset(c, 0, sizeof(*c));
+    op_buf_init(&c->fills);
+    op_buf_init(&c->new_orders);
+    op_buf_init(&c->upd_orders);
+}
+
+void rec_copy_release(struct rec_copy *c)
+{
+    op_buf_release(&c->fills);
+    op_buf_release(&c->new_orders);
+    op_buf_release(&c->upd_orders);
+}
+
+int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *out)
+{
+    op_buf_reset(&out->fills);
+    op_buf_reset(&out->new_orders);
+    op_buf_reset(&out->upd_orders);
+    out->nfills = out->nnew = out->nupd = 0;
+    size_t nrep = 0, ntrades = 0;
     for (size_t i = lo; i < hi; i++)
         nrep += b->entries[i].n;
-    if (merge_reset(b, nrep * 2 + 1) != 0)
+    if (merge_reset(b, nrep * 2 + 1) != 0 ||
+        grow((void **)&b->trades, &b->cap_trades, nrep + 1, sizeof(*b->trades)) != 0)
         return -1;
     for (size_t i = lo; i < hi; i++) {
         const struct rec_entry *e = &b->entries[i];
@@ -468,16 +492,33 @@ int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct op_buf *fi
             merge(b, r->order_id, r, 0);
             if (eff == 2) {
                 merge(b, r->maker_order_id, r, 1);
-                if (op_buf_reserve(fills, ROW_RESERVE) != 0 || put_fill(b, fills, r) != 0)
-                    return -1;
-                (*nfills)++;
+                b->trades[ntrades++] = r;
             }
         }
     }
-    qsort(b->orders, b->norders, sizeof(*b->orders), cmp_rows);
-    for (size_t i = 0; i < b->norders; i++)
-        if (op_buf_reserve(orders, ROW_RESERVE) != 0 || put_order(b, orders, &b->orders[i]) != 0)
+    qsort((void *)b->trades, ntrades, sizeof(*b->trades), cmp_trades);
+    for (size_t i = 0; i < ntrades; i++) {
+        /* A redelivered entry repeats a trade of another entry of the range
+         * (same report_id, same content): one row is enough. */
+        if (i > 0 && b->trades[i]->report_id == b->trades[i - 1]->report_id)
+            continue;
+        if (op_buf_reserve(&out->fills, ROW_RESERVE) != 0 ||
+            put_fill(b, &out->fills, b->trades[i]) != 0)
             return -1;
-    *norders = b->norders;
+        out->nfills++;
+    }
+    qsort(b->orders, b->norders, sizeof(*b->orders), cmp_rows);
+    for (size_t i = 0; i < b->norders; i++) {
+        const struct rec_order_row *w = &b->orders[i];
+        /* created_ns: the order's ACCEPTED (or REJECTED new order) is in the
+         * range, so its row was most likely never written before. */
+        struct op_buf *o = w->created_ns ? &out->new_orders : &out->upd_orders;
+        if (op_buf_reserve(o, ROW_RESERVE) != 0 || put_order(b, o, w) != 0)
+            return -1;
+        if (w->created_ns)
+            out->nnew++;
+        else
+            out->nupd++;
+    }
     return 0;
 }

@@ -70,6 +70,8 @@ struct rec_batch {
     /* rec_batch_build's merge table, reused */
     struct rec_order_row *orders;
     size_t norders, cap_orders;
+    const struct op_report **trades; /* (ref) the range's trades, sorted by fill_id */
+    size_t cap_trades;
     uint32_t *slots; /* open addressing: orders index + 1, 0 = empty */
     size_t nslots;   /* a power of two */
     /* ts formatting cache: the text of the last whole second seen */
@@ -105,16 +107,36 @@ int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, si
                          const char *why);
 
 /*
- * Builds the COPY text (text format, tab-separated, \N for NULL) of entries
- * [lo, hi) into fills (columns of `fills`, in table order) and orders
- * (order_id, client_order_id, account, symbol, side, type, tif, post_only,
- * price, qty, filled_qty, status, reject_reason, created_at, updated_at,
- * version), both reset first. Poison entries are skipped. Orders rows are
- * unique by order_id. Stores the row counts in *nfills and *norders. Returns
- * 0, or -1 out of memory.
+ * The COPY text (text format, tab-separated, \N for NULL) of a range of
+ * entries, split by how the store writes it:
+ *   fills       one row per trade, columns of `fills` up to matched_at, in
+ *               fill_id order;
+ *   new_orders  orders rows created by a report of the range (their ACCEPTED,
+ *               or REJECTED new order, is in it): rows the table most likely
+ *               does not hold yet, in order_id order;
+ *   upd_orders  the other orders rows (a later state of an order created
+ *               earlier), in order_id order.
+ * Orders columns: order_id, client_order_id, account, symbol, side, type,
+ * tif, post_only, price, qty, filled_qty, status, reject_reason, created_at,
+ * updated_at, version. Orders rows are unique by order_id across both lists.
+ * Sorted so that two recorders writing overlapping rows lock them in one
+ * order, and so that the primary keys are appended in key order.
  */
-int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct op_buf *fills,
-                    struct op_buf *orders, size_t *nfills, size_t *norders);
+struct rec_copy {
+    struct op_buf fills;
+    struct op_buf new_orders;
+    struct op_buf upd_orders;
+    size_t nfills, nnew, nupd; /* rows in each */
+};
+
+void rec_copy_init(struct rec_copy *c);
+void rec_copy_release(struct rec_copy *c);
+
+/*
+ * Builds into out (reset first) the COPY text of entries [lo, hi); poison
+ * entries are skipped. Returns 0, or -1 out of memory.
+ */
+int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *out);
 
 /* Formats ts_ns (ns since the epoch, UTC) as "YYYY-MM-DD HH:MM:SS.uuuuuu+00"
  * (truncated to the microsecond, PostgreSQL's resolution) into out[32].

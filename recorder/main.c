@@ -10,6 +10,7 @@
 #include "recorder/stats.h"
 #include "recorder/store.h"
 #include "recorder/stream.h"
+#include "recorder/writer.h"
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/opsd.h"
@@ -17,15 +18,25 @@
 #include "shared/symbols.h"
 
 /*
- * The loop, single-threaded (the opsd thread only reads atomics):
+ * The loop (the opsd thread only reads atomics; the writer thread only runs
+ * transactions):
  *
  *   fill   XREADGROUP (own pending list first, then ">") into one batch until
  *          RECORDER_BATCH_ROWS reports or RECORDER_FLUSH_MS after its first
  *          entry; XAUTOCLAIM of dead consumers' entries and the lag poll /
  *          trim run between reads
- *   write  one transaction (rec_store_write); on failure retry the same
- *          batch with backoff, reading nothing new (one batch in memory)
- *   ack    XACK per shard, pipelined, retried until Redis takes it
+ *   write  one transaction (rec_store_write) on the writer thread, while the
+ *          main thread fills the next batch (two batches in memory at most)
+ *   ack    once the writer committed it: XACK per shard, pipelined, retried
+ *          until Redis takes it; then the next batch goes to the writer
+ *
+ *   main:   fill n+1 ........ | wait n, ack n | fill n+2 ........ | wait n+1 …
+ *   writer:   BEGIN … COMMIT n |  idle         | BEGIN … COMMIT n+1 |
+ *
+ * A failed transaction is retried with backoff on the main thread (the writer
+ * idle), reading nothing new meanwhile. While the own pending list is re-read
+ * (start, or a lost Redis reply), batches are written one at a time: a
+ * re-read would otherwise deliver the batch in flight a second time.
  *
  * SIGTERM/SIGINT: stop filling, write and acknowledge the batch in hand, exit
  * 0. If a server stays down past RECORDER_STOP_TIMEOUT_MS, exit 0 anyway:
@@ -161,7 +172,9 @@ struct recorder {
     struct rec_stats *stats;
     struct rec_stream stream;
     struct rec_store store;
-    struct rec_batch batch;
+    struct rec_batch batches[2]; /* one being filled, one with the writer */
+    struct rec_writer writer;
+    int overlap; /* the writer thread runs */
     int64_t next_poll_ms;
     int64_t next_trim_ms;
     int64_t next_claim_ms;
@@ -181,7 +194,7 @@ static int stop_overdue(struct recorder *r)
 
 /* Lag poll, trimming and reclaiming, each when due. Redis failures are only
  * noted: the loop's next read notices them too. */
-static void housekeeping(struct recorder *r, int may_claim)
+static void housekeeping(struct recorder *r, struct rec_batch *b, int may_claim)
 {
     int64_t now = op_now_ms();
     if (now >= r->next_poll_ms) {
@@ -191,23 +204,24 @@ static void housekeeping(struct recorder *r, int may_claim)
         r->next_poll_ms =
             now + (r->set.trim_ms > 0 && r->set.trim_ms < POLL_MS ? r->set.trim_ms : POLL_MS);
     }
-    if (may_claim && r->set.claim_idle_ms > 0 && now >= r->next_claim_ms &&
-        (size_t)r->set.batch_rows > r->batch.rows) {
-        if (rec_stream_claim(&r->stream, &r->batch, (size_t)r->set.batch_rows - r->batch.rows) >
-                0 &&
-            r->batch.first_ms == 0)
-            r->batch.first_ms = now;
+    if (may_claim && r->set.claim_idle_ms > 0 && now >= r->next_claim_ms && b &&
+        (size_t)r->set.batch_rows > b->rows) {
+        if (rec_stream_claim(&r->stream, b, (size_t)r->set.batch_rows - b->rows) > 0 &&
+            b->first_ms == 0)
+            b->first_ms = now;
         /* Why half the idle time: a dead consumer's entries wait at most
          * 1.5 x RECORDER_CLAIM_IDLE_MS. */
         r->next_claim_ms = now + (r->set.claim_idle_ms / 2 > 50 ? r->set.claim_idle_ms / 2 : 50);
     }
 }
 
-/* Fills the batch until it is full, its flush time has come, or a stop is
- * requested. Returns when there is something to write (or on stop). */
-static void fill(struct recorder *r)
+/* Fills b until it is full, its flush time has come, or a stop is requested.
+ * Returns when there is something to write (or on stop) — or, with
+ * in_flight set (a batch is being committed and waits for its XACK), as soon
+ * as one read found nothing, so that the XACK is not held up by an idle
+ * BLOCK. */
+static void fill(struct recorder *r, struct rec_batch *b, int in_flight)
 {
-    struct rec_batch *b = &r->batch;
     if (b->nentries == 0 && r->stream.rescan && !r->stream.pending_phase) {
         /* A reply was lost with Redis: entries may have been delivered to us
          * unseen. With nothing in hand, re-read our own pending list. */
@@ -229,10 +243,11 @@ static void fill(struct recorder *r)
             sleep_ms(RETRY_SLICE_MS);
             continue;
         }
-        housekeeping(r, !r->stream.pending_phase);
+        housekeeping(r, b, !r->stream.pending_phase);
         if (b->rows >= (size_t)r->set.batch_rows)
             return;
-        int block = b->nentries ? (int)(b->first_ms + r->set.flush_ms - now) : IDLE_BLOCK_MS;
+        int idle = in_flight ? (int)r->set.flush_ms : IDLE_BLOCK_MS;
+        int block = b->nentries ? (int)(b->first_ms + r->set.flush_ms - now) : idle;
         size_t before = b->nentries;
         int64_t t_read = op_now_ms();
         int n = rec_stream_read(&r->stream, b, (size_t)r->set.batch_rows - b->rows,
@@ -245,6 +260,8 @@ static void fill(struct recorder *r)
         }
         if (before == 0 && b->nentries > 0) /* a batch starts with the read that began it; */
             b->first_ms = n > 0 && op_now_ms() - t_read < IDLE_BLOCK_MS / 2 ? t_read : op_now_ms();
+        if (in_flight && b->nentries == 0)
+            return;
     }
 }
 
@@ -254,12 +271,14 @@ static uint64_t us_since_ms(int64_t t0_ms)
     return d > 0 ? (uint64_t)d * 1000 : 0;
 }
 
-/* Writes the batch, then acknowledges it, each retried until it works or a
- * stop is overdue. Returns 0 done, -1 given up (stop overdue). */
-static int write_and_ack(struct recorder *r)
+/* Writes b (unless the writer thread already tried: then rc is its result),
+ * then acknowledges it, each retried until it works or a stop is overdue.
+ * Returns 0 done, -1 given up (stop overdue). */
+static int write_and_ack(struct recorder *r, struct rec_batch *b, int tried, int rc)
 {
-    struct rec_batch *b = &r->batch;
-    while (rec_store_write(&r->store, b) != 0) {
+    if (!tried)
+        rc = rec_store_write(&r->store, b);
+    while (rc != 0) {
         REC_SET(r->stats, blocked, 1);
         if (stop_overdue(r)) {
             op_warn("stop_before_commit", "entries=%zu note=\"left pending: redelivered later\"",
@@ -267,8 +286,9 @@ static int write_and_ack(struct recorder *r)
             return -1;
         }
         if (rec_stream_ready(&r->stream) == 0)
-            housekeeping(r, 0); /* keep the lag gauges fresh while blocked */
+            housekeeping(r, NULL, 0); /* keep the lag gauges fresh while blocked */
         sleep_ms(RETRY_SLICE_MS);
+        rc = rec_store_write(&r->store, b);
     }
     while (rec_stream_ready(&r->stream) != 0 || rec_stream_ack(&r->stream, b) != 0) {
         REC_SET(r->stats, blocked, 1);
@@ -331,7 +351,7 @@ int main(void)
     }
     rec_store_init(&r.store, c.database_url, &stats);
     r.store.fault_after = r.set.fault_after;
-    if (rec_batch_init(&r.batch, &syms) != 0) {
+    if (rec_batch_init(&r.batches[0], &syms) != 0 || rec_batch_init(&r.batches[1], &syms) != 0) {
         fprintf(stderr, "recorder: out of memory\n");
         return 1;
     }
@@ -359,26 +379,49 @@ int main(void)
     /* Connect to PostgreSQL up front so /healthz tells the truth early; a
      * failure here is retried by the loop like any other. */
     rec_store_ready(&r.store);
+    /* Without the thread (it could not be created) batches are written one
+     * at a time, as correct, only slower. */
+    r.overlap = rec_writer_start(&r.writer, &r.store) == 0;
 
-    while (!stop_requested) {
-        fill(&r);
-        if (r.batch.nentries == 0)
+    /* in_flight: the batch the writer thread is committing, or NULL. */
+    struct rec_batch *cur = &r.batches[0], *in_flight = NULL;
+    int stopped = 0;
+    while (!stop_requested && !stopped) {
+        fill(&r, cur, in_flight != NULL);
+        if (in_flight) {
+            int rc = rec_writer_wait(&r.writer);
+            stopped = write_and_ack(&r, in_flight, 1, rc) != 0;
+            in_flight = NULL;
+        }
+        if (stopped || cur->nentries == 0)
             continue;
-        if (write_and_ack(&r) != 0)
-            break;
+        if (r.overlap && !r.stream.rescan && !r.stream.pending_phase) {
+            rec_writer_submit(&r.writer, cur);
+            in_flight = cur;
+            cur = cur == &r.batches[0] ? &r.batches[1] : &r.batches[0];
+        } else {
+            stopped = write_and_ack(&r, cur, 0, 0) != 0;
+        }
     }
-    /* A batch still in hand (the stop came while filling): write and ack it.
-     * If a server stays down past the stop deadline, its entries simply stay
-     * pending and are redelivered: nothing is lost, so the exit is still 0. */
-    if (r.batch.nentries && !stop_overdue(&r))
-        write_and_ack(&r);
+    /* Batches still in hand (the stop came while filling): write and ack
+     * them, the one in flight first. If a server stays down past the stop
+     * deadline, their entries simply stay pending and are redelivered:
+     * nothing is lost, so the exit is still 0. */
+    if (in_flight) {
+        int rc = rec_writer_wait(&r.writer);
+        stopped = write_and_ack(&r, in_flight, 1, rc) != 0 || stopped;
+    }
+    if (!stopped && cur->nentries && !stop_overdue(&r))
+        write_and_ack(&r, cur, 0, 0);
+    rec_writer_stop(&r.writer);
     op_info("stopped", "batches=%llu fills=%llu order_updates=%llu dead_letters=%llu",
             (unsigned long long)REC_GET(&stats, batches),
             (unsigned long long)REC_GET(&stats, fills_written),
             (unsigned long long)REC_GET(&stats, orders_written),
             (unsigned long long)REC_GET(&stats, dead_letters));
     op_opsd_stop(opsd);
-    rec_batch_release(&r.batch);
+    rec_batch_release(&r.batches[0]);
+    rec_batch_release(&r.batches[1]);
     rec_store_release(&r.store);
     rec_stream_release(&r.stream);
     rec_stats_release(&stats);

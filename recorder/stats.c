@@ -52,6 +52,10 @@ void rec_stats_render(const struct rec_stats *s, struct op_buf *b)
     counter(b, "recorder_batches_total", "Batches committed.", REC_GET(s, batches));
     counter(b, "recorder_bisects_total", "Batch splits while isolating a poison entry.",
             REC_GET(s, bisects));
+    counter(b, "recorder_safe_writes_total",
+            "Batches whose direct COPY met rows already recorded (a redelivery): written again "
+            "with ON CONFLICT.",
+            REC_GET(s, safe_retries));
     counter(b, "recorder_dead_letters_total", "Entries written to dead_letters and acknowledged.",
             REC_GET(s, dead_letters));
     op_metrics_header(b, "recorder_retries_total", "counter",

@@ -26,24 +26,27 @@ static const char SESSION_SQL[] =
     " reject_reason text, created_at timestamptz, updated_at timestamptz, version bigint"
     ") ON COMMIT DELETE ROWS;"
     "DEALLOCATE ALL;"
-    /* fills: a redelivered trade has the same fill_id: DO NOTHING absorbs
-     * it. fill_id order: two recorders inserting overlapping batches lock
-     * keys in one order and cannot deadlock. */
-    "PREPARE rec_ins_fills AS WITH ins AS ("
+    /* The safe path for fills (a batch the fast path found already partly
+     * recorded): a redelivered trade has the same fill_id, DO NOTHING absorbs
+     * it. Staged in fill_id order (sorted in C), which a scan of the staging
+     * table returns, so two recorders inserting overlapping batches lock keys
+     * in one order. */
+    "PREPARE rec_ins_fills AS"
     " INSERT INTO fills (fill_id, symbol, price, qty, maker_order_id, taker_order_id,"
     "  maker_account, taker_account, taker_side, matched_at)"
-    " SELECT * FROM rec_fills ORDER BY fill_id"
-    " ON CONFLICT (fill_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins;"
-    /* orders: one staged row per order (merged in C). The state (qty,
-     * filled_qty, status, reject_reason, updated_at) is taken only from a
-     * higher version (report_id), so it only moves forward whatever the order
-     * in which recorders commit; the description (side … created_at) is filled
-     * in where it is missing (a maker row created from a TRADE before its own
-     * ACCEPTED was recorded). A row with nothing new is not touched at all. */
-    "PREPARE rec_upsert_orders AS WITH up AS ("
+    " SELECT * FROM rec_fills ON CONFLICT (fill_id) DO NOTHING;"
+    /* orders that may exist: one staged row per order (merged in C), in
+     * order_id order. The state (qty, filled_qty, status, reject_reason,
+     * updated_at) is taken only from a higher version (report_id), so it only
+     * moves forward whatever the order in which recorders commit; the
+     * description (side … created_at) is filled in where it is missing (a
+     * maker row created from a TRADE before its own ACCEPTED was recorded). A
+     * row with nothing new is not touched at all. The count of rows written
+     * comes from the command tag (no RETURNING). */
+    "PREPARE rec_upsert_orders AS"
     " INSERT INTO orders AS o (order_id, client_order_id, account, symbol, side, type, tif,"
     "  post_only, price, qty, filled_qty, status, reject_reason, created_at, updated_at, version)"
-    " SELECT * FROM rec_orders ORDER BY order_id"
+    " SELECT * FROM rec_orders"
     " ON CONFLICT (order_id) DO UPDATE SET"
     "  client_order_id = COALESCE(o.client_order_id, EXCLUDED.client_order_id),"
     "  side = COALESCE(o.side, EXCLUDED.side),"
@@ -63,8 +66,18 @@ static const char SESSION_SQL[] =
     "  version = GREATEST(o.version, EXCLUDED.version)"
     " WHERE EXCLUDED.version > o.version"
     "  OR (o.side IS NULL AND EXCLUDED.side IS NOT NULL)"
-    "  OR (o.created_at IS NULL AND EXCLUDED.created_at IS NOT NULL)"
-    " RETURNING 1) SELECT count(*) FROM up;";
+    "  OR (o.created_at IS NULL AND EXCLUDED.created_at IS NOT NULL);";
+
+/* The fast path: rows straight into the tables, like `psql \copy` (no
+ * staging, no ON CONFLICT check per row). A unique violation (a redelivered
+ * batch, or a row another recorder wrote first) rolls the transaction back
+ * and the range is written again through the safe path above. */
+static const char COPY_FILLS_SQL[] =
+    "COPY fills (fill_id, symbol, price, qty, maker_order_id, taker_order_id,"
+    " maker_account, taker_account, taker_side, matched_at) FROM STDIN";
+static const char COPY_ORDERS_SQL[] =
+    "COPY orders (order_id, client_order_id, account, symbol, side, type, tif, post_only, price,"
+    " qty, filled_qty, status, reject_reason, created_at, updated_at, version) FROM STDIN";
 
 /* Rare: one statement per poison entry. (stream, entry_id) is unique, so a
  * redelivered poison entry is recorded once. */
@@ -78,16 +91,14 @@ void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *sta
     st->url = url;
     st->stats = stats;
     st->backoff_ms = REC_PG_BACKOFF_MIN_MS;
-    op_buf_init(&st->fills);
-    op_buf_init(&st->orders);
+    rec_copy_init(&st->copy);
     op_buf_init(&st->hex);
 }
 
 void rec_store_release(struct rec_store *st)
 {
     op_pg_close(&st->pg);
-    op_buf_release(&st->fills);
-    op_buf_release(&st->orders);
+    rec_copy_release(&st->copy);
     op_buf_release(&st->hex);
 }
 
@@ -157,29 +168,26 @@ static int data_error(const struct rec_store *st)
     return op_pg_ok(&st->pg) && (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0);
 }
 
-/* Runs a prepared statement returning one count; stores it in *n. */
-static int exec_count(struct rec_store *st, const char *sql, long long *n)
-{
-    struct pg_result *res = op_pg_query(&st->pg, sql, 0, NULL);
-    if (!res)
-        return -1;
-    *n = op_pg_rows(res) > 0 ? atoll(op_pg_value(res, 0, 0)) : 0;
-    op_pg_clear(res);
-    return 0;
-}
-
-static int copy_in(struct rec_store *st, const char *sql, const struct op_buf *data)
+/* Runs sql (COPY … FROM STDIN) with the given buffers as its data, one after
+ * the other; adds the rows loaded to *rows. Returns 0 or -1 (pg.err). */
+static int copy_in(struct rec_store *st, const char *sql, const struct op_buf *d1,
+                   const struct op_buf *d2, long long *rows)
 {
     if (op_pg_copy_begin(&st->pg, sql) != 0)
         return -1;
-    if (op_pg_copy_put(&st->pg, data->data, data->len) != 0) {
+    if (op_pg_copy_put(&st->pg, d1->data, d1->len) != 0 ||
+        (d2 && op_pg_copy_put(&st->pg, d2->data, d2->len) != 0)) {
         char keep[256];
         snprintf(keep, sizeof(keep), "%s", st->pg.err);
         op_pg_copy_end(&st->pg, 1);
         snprintf(st->pg.err, sizeof(st->pg.err), "%s", keep);
         return -1;
     }
-    return op_pg_copy_end(&st->pg, 0);
+    long long n = 0;
+    if (op_pg_copy_end_rows(&st->pg, &n) != 0)
+        return -1;
+    *rows += n;
+    return 0;
 }
 
 /* Inserts the dead letter of entry e with error why (inside the caller's
@@ -238,32 +246,55 @@ static uint64_t us_since(const struct timespec *t0)
     return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
+/* What write_range returns besides 0 (committed) and -1 (any other failure). */
+#define WRITE_DATA_ERROR 1 /* refused for its data (class 22/23): bisect */
+#define WRITE_CONFLICT 2   /* fast path hit a row already there: use the safe path */
+
 /*
- * One transaction for entries [lo, hi). Returns 0 committed, 1 refused for
- * its data (pg.err says why; rolled back), -1 any other failure (rolled back
- * or connection lost).
+ * One transaction for entries [lo, hi):
+ *   fast (safe == 0): COPY fills and the range's new orders straight into the
+ *     tables; stage the other orders rows and upsert them;
+ *   safe: stage everything, INSERT fills … ON CONFLICT DO NOTHING, upsert
+ *     every orders row — idempotent whatever is already recorded.
+ * Then the dead letters of poison entries, then COMMIT. Returns 0 committed,
+ * WRITE_CONFLICT (fast only: a unique violation, rolled back),
+ * WRITE_DATA_ERROR (pg.err says why; rolled back), or -1 for any other
+ * failure (rolled back or connection lost).
  */
-static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, size_t hi)
+static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, size_t hi, int safe)
 {
-    size_t nfills, norders;
+    struct rec_copy *c = &st->copy;
     long long fills_written = 0, orders_written = 0;
     uint64_t dead = 0;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (rec_batch_build(b, lo, hi, &st->fills, &st->orders, &nfills, &norders) != 0) {
+    if (rec_batch_build(b, lo, hi, c) != 0) {
         op_error("out_of_memory", "what=copy_text");
         return -1;
     }
     if (op_pg_exec(&st->pg, "BEGIN") != 0)
         goto fail;
-    if (nfills && copy_in(st, "COPY rec_fills FROM STDIN", &st->fills) != 0)
-        goto fail;
-    if (norders && copy_in(st, "COPY rec_orders FROM STDIN", &st->orders) != 0)
-        goto fail;
-    if (nfills && exec_count(st, "EXECUTE rec_ins_fills", &fills_written) != 0)
-        goto fail;
-    if (norders && exec_count(st, "EXECUTE rec_upsert_orders", &orders_written) != 0)
-        goto fail;
+    if (!safe) {
+        if (c->nfills && copy_in(st, COPY_FILLS_SQL, &c->fills, NULL, &fills_written) != 0)
+            goto fail;
+        if (c->nnew && copy_in(st, COPY_ORDERS_SQL, &c->new_orders, NULL, &orders_written) != 0)
+            goto fail;
+        if (c->nupd &&
+            (copy_in(st, "COPY rec_orders FROM STDIN", &c->upd_orders, NULL, &(long long){0}) !=
+                 0 ||
+             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &orders_written) != 0))
+            goto fail;
+    } else {
+        if (c->nfills &&
+            (copy_in(st, "COPY rec_fills FROM STDIN", &c->fills, NULL, &(long long){0}) != 0 ||
+             op_pg_exec_rows(&st->pg, "EXECUTE rec_ins_fills", &fills_written) != 0))
+            goto fail;
+        if ((c->nnew || c->nupd) &&
+            (copy_in(st, "COPY rec_orders FROM STDIN", &c->new_orders, &c->upd_orders,
+                     &(long long){0}) != 0 ||
+             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &orders_written) != 0))
+            goto fail;
+    }
     for (size_t i = lo; i < hi; i++) {
         if (!b->entries[i].err[0])
             continue;
@@ -284,6 +315,7 @@ static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, siz
     return 0;
 fail:;
     int data = data_error(st);
+    int conflict = !safe && data && strcmp(st->pg.sqlstate, "23505") == 0;
     char keep[256], state[6];
     snprintf(keep, sizeof(keep), "%s", st->pg.err);
     snprintf(state, sizeof(state), "%s", st->pg.sqlstate);
@@ -291,8 +323,12 @@ fail:;
         op_pg_exec(&st->pg, "ROLLBACK");
     snprintf(st->pg.err, sizeof(st->pg.err), "%s", keep);
     snprintf(st->pg.sqlstate, sizeof(st->pg.sqlstate), "%s", state);
+    if (conflict) {
+        REC_ADD(st->stats, safe_retries, 1);
+        return WRITE_CONFLICT;
+    }
     if (data)
-        return 1;
+        return WRITE_DATA_ERROR;
     pg_failed(st, "write");
     return -1;
 }
@@ -301,7 +337,9 @@ fail:;
  * which become dead letters. Returns 0 when all are committed, -1 to retry. */
 static int write_split(struct rec_store *st, struct rec_batch *b, size_t lo, size_t hi)
 {
-    int r = write_range(st, b, lo, hi);
+    int r = write_range(st, b, lo, hi, 0);
+    if (r == WRITE_CONFLICT)
+        r = write_range(st, b, lo, hi, 1);
     if (r <= 0)
         return r;
     if (hi - lo == 1) {

@@ -16,11 +16,10 @@ struct rec_store {
     int session_ready;       /* staging tables and prepared statements exist */
     int backoff_ms;          /* delay before the next reconnect attempt */
     int64_t next_attempt_ms; /* monotonic ms before which rec_store_ready won't retry */
-    struct op_buf fills;     /* COPY text, reused across batches */
-    struct op_buf orders;
-    struct op_buf hex;    /* a dead letter's raw bytes as hex */
-    uint64_t commits;     /* transactions committed */
-    uint64_t fault_after; /* test only: SIGKILL self after this commit (0: never) */
+    struct rec_copy copy;    /* COPY text, reused across batches */
+    struct op_buf hex;       /* a dead letter's raw bytes as hex */
+    uint64_t commits;        /* transactions committed */
+    uint64_t fault_after;    /* test only: SIGKILL self after this commit (0: never) */
 };
 
 /* Why these bounds: 100 ms retries a restarting server quickly; 5 s keeps a

@@ -182,6 +182,50 @@ int op_pg_copy_end(struct op_pg *pg, int failed)
     return failed ? -1 : rc;
 }
 
+/* The count in res's command tag, or 0 when it has none. */
+static long long cmd_rows(PGresult *res)
+{
+    const char *n = PQcmdTuples(res);
+    return n && *n ? atoll(n) : 0;
+}
+
+int op_pg_exec_rows(struct op_pg *pg, const char *sql, long long *rows)
+{
+    if (!pg->conn)
+        return fail(pg, "query failed", "not connected");
+    PGresult *res = PQexec(pg->conn, sql);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fail_res(pg, "query failed", res);
+        PQclear(res);
+        return -1;
+    }
+    *rows = cmd_rows(res);
+    PQclear(res);
+    return 0;
+}
+
+int op_pg_copy_end_rows(struct op_pg *pg, long long *rows)
+{
+    int rc = 0;
+    long long n = 0;
+    if (PQputCopyEnd(pg->conn, NULL) != 1)
+        rc = fail_conn(pg, "copy failed");
+    PGresult *res;
+    while ((res = PQgetResult(pg->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            if (rc == 0)
+                rc = fail_res(pg, "copy failed", res);
+        } else {
+            n += cmd_rows(res);
+        }
+        PQclear(res);
+    }
+    if (rc == 0)
+        *rows = n;
+    return rc;
+}
+
 int op_pg_copy_escape(struct op_buf *out, const char *s, size_t len)
 {
     if (op_buf_reserve(out, len * 2) != 0)

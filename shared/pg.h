@@ -66,6 +66,18 @@ int op_pg_copy_put(struct op_pg *pg, const char *data, size_t len);
 int op_pg_copy_end(struct op_pg *pg, int failed);
 
 /*
+ * The same, with the count of rows the command affected (libpq's PQcmdTuples:
+ * rows inserted, updated or copied; 0 for a command that reports none) stored
+ * in *rows — so that a caller needs no `RETURNING … count(*)` to know it.
+ * op_pg_exec_rows runs one statement without parameters (a prepared one via
+ * EXECUTE reports the command tag of the statement it runs);
+ * op_pg_copy_end_rows is op_pg_copy_end(pg, 0). Return 0, or -1 with pg->err
+ * (*rows untouched).
+ */
+int op_pg_exec_rows(struct op_pg *pg, const char *sql, long long *rows);
+int op_pg_copy_end_rows(struct op_pg *pg, long long *rows);
+
+/*
  * Applies every `NNN_name.sql` file of dir not yet recorded in the
  * schema_migrations table, in name order, each in its own transaction, under
  * an advisory lock so that concurrent starters cannot apply one twice.
