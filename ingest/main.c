@@ -12,40 +12,14 @@
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/redis.h"
+#include "shared/service.h"
 #include "shared/symbols.h"
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* Reads one integer setting or exits with the message naming it. */
-static long long env_or_exit(const char *name, long long def, long long min, long long max)
-{
-    long long v;
-    char err[200];
-    if (op_env_int(name, def, min, max, &v, err, sizeof(err)) != 0) {
-        fprintf(stderr, "ingest: %s\n", err);
-        exit(2);
-    }
-    return v;
-}
-
+/* Loads the symbol table and the API keys, or exits naming the file. */
 static void load_tables(const struct op_config *c, struct op_symtab *syms, struct op_apikeys *keys)
 {
     char err[300];
-    if (op_symtab_load(syms, c->symbols_file, err, sizeof(err)) != 0) {
-        if (c->symbols_file_set || access(c->symbols_file, F_OK) == 0) {
-            fprintf(stderr, "ingest: %s (SYMBOLS_FILE)\n", err);
-            exit(2);
-        }
-        op_symtab_defaults(syms);
-        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"",
-                c->symbols_file);
-    }
+    op_symbols_load_or_exit(c, "ingest", syms);
     if (op_apikeys_load(keys, c->api_keys_file, err, sizeof(err)) != 0) {
         fprintf(stderr, "ingest: %s (API_KEYS_FILE)\n", err);
         exit(2);
@@ -62,30 +36,27 @@ int main(void)
     struct http_config hc = {
         .bind = op_env_str("INGEST_BIND", "127.0.0.1"),
         .port = c.ingest_port,
-        .threads = (int)env_or_exit("INGEST_THREADS", 2, 1, 64),
-        .max_connections = (int)env_or_exit("INGEST_MAX_CONNECTIONS", 4096, 1, 1000000),
-        .idle_timeout_s = (int)env_or_exit("INGEST_IDLE_TIMEOUT_S", 30, 1, 3600),
-        .max_body = (size_t)env_or_exit("INGEST_MAX_BODY", 1 << 20, 1024, 64 << 20),
+        .threads = (int)op_env_int_or_exit("ingest", "INGEST_THREADS", 2, 1, 64),
+        .max_connections =
+            (int)op_env_int_or_exit("ingest", "INGEST_MAX_CONNECTIONS", 4096, 1, 1000000),
+        .idle_timeout_s = (int)op_env_int_or_exit("ingest", "INGEST_IDLE_TIMEOUT_S", 30, 1, 3600),
+        .max_body =
+            (size_t)op_env_int_or_exit("ingest", "INGEST_MAX_BODY", 1 << 20, 1024, 64 << 20),
         .shards = c.order_shards,
     };
     struct writer_config wc = {
         .redis_url = c.redis_url,
         .timeout_ms = c.redis_timeout_ms,
         .shards = c.order_shards,
-        .max_lag = env_or_exit("INGEST_MAX_LAG", 1000000, 1, INT64_MAX),
-        .idempotency_ttl_s =
-            (int)env_or_exit("INGEST_IDEMPOTENCY_TTL_S", 86400, 86400, 30LL * 86400),
-        .lanes = (int)env_or_exit("INGEST_REDIS_LANES", 2, 1, 32),
+        .max_lag = op_env_int_or_exit("ingest", "INGEST_MAX_LAG", 1000000, 1, INT64_MAX),
+        .idempotency_ttl_s = (int)op_env_int_or_exit("ingest", "INGEST_IDEMPOTENCY_TTL_S", 86400,
+                                                     86400, 30LL * 86400),
+        .lanes = (int)op_env_int_or_exit("ingest", "INGEST_REDIS_LANES", 2, 1, 32),
     };
-    int drain_s = (int)env_or_exit("INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
+    int drain_s = (int)op_env_int_or_exit("ingest", "INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
 
     load_tables(&c, &syms, &keys);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    op_stop_signals_install();
 
     reads_init(c.database_url);
     struct writer *w = writer_start(&wc);
@@ -103,7 +74,7 @@ int main(void)
     op_info("started", "bind=%s port=%d threads=%d shards=%u symbols=%zu keys=%zu", hc.bind,
             hc.port, hc.threads, c.order_shards, syms.n, keys.n);
 
-    while (!stop_requested)
+    while (!op_stop_requested)
         usleep(50000); /* a signal also cuts the sleep short */
 
     /* Graceful stop: no new connections, let in-flight requests finish (the

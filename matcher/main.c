@@ -9,26 +9,7 @@
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/opsd.h"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* Reads one integer setting or exits with the message naming it. */
-static long long env_or_exit(const char *name, long long def, long long min, long long max)
-{
-    long long v;
-    char err[200];
-    if (op_env_int(name, def, min, max, &v, err, sizeof(err)) != 0) {
-        fprintf(stderr, "matcher: %s\n", err);
-        exit(2);
-    }
-    return v;
-}
+#include "shared/service.h"
 
 /* MATCHER_NAME, or "<host>-<pid>-<random>": unique even for containers that
  * all run as pid 1 on hosts with equal names. */
@@ -56,23 +37,6 @@ static void worker_name(char *out, size_t size)
     if (f)
         fclose(f);
     snprintf(out, size, "%s-%ld-%08x", host, (long)getpid(), rnd);
-}
-
-static void load_symbols(const struct op_config *c, struct op_symtab *syms)
-{
-    char err[300];
-    if (op_symtab_load(syms, c->symbols_file, err, sizeof(err)) != 0) {
-        if (c->symbols_file_set || access(c->symbols_file, F_OK) == 0) {
-            fprintf(stderr, "matcher: %s (SYMBOLS_FILE)\n", err);
-            exit(2);
-        }
-        if (op_symtab_defaults(syms) != 0) {
-            fprintf(stderr, "matcher: out of memory loading the default symbols\n");
-            exit(1);
-        }
-        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"",
-                c->symbols_file);
-    }
 }
 
 struct ops_ctx {
@@ -111,20 +75,22 @@ int main(void)
     mc.redis_timeout_ms = c.redis_timeout_ms;
     mc.shards = c.order_shards;
     worker_name(mc.name, sizeof(mc.name));
-    mc.lease_ms = (int)env_or_exit("MATCHER_LEASE_MS", 3000, 300, 600000);
+    mc.lease_ms = (int)op_env_int_or_exit("matcher", "MATCHER_LEASE_MS", 3000, 300, 600000);
     /* Why 2000: with appendfsync always every batch costs one fsync and one
      * round trip, whatever its size; a backlog drains ~15% faster than with
      * 500 (bench/matcher.sh), and ~3,200 reports still fit in one fills
      * entry (4096). A live flow's batches are what arrived meanwhile. */
-    mc.batch = (int)env_or_exit("MATCHER_BATCH", 2000, 1, 10000);
-    mc.block_ms = (int)env_or_exit("MATCHER_BLOCK_MS", 100, 1, 10000);
-    mc.snapshot_every = env_or_exit("MATCHER_SNAPSHOT_EVERY", 100000, 1, 1000000000);
-    mc.snapshot_ms = (int)env_or_exit("MATCHER_SNAPSHOT_MS", 30000, 10, 86400000);
-    mc.book_ms = (int)env_or_exit("MATCHER_BOOK_MS", 100, 0, 3600000);
-    mc.book_levels = (int)env_or_exit("MATCHER_BOOK_LEVELS", 100, 1, MATCHER_BOOK_LEVELS_MAX);
-    mc.metrics_port = (int)env_or_exit("MATCHER_METRICS_PORT", 9101, 0, 65535);
-    mc.closed_max =
-        (uint32_t)env_or_exit("MATCHER_CLOSED_MAX", ENG_CLOSED_DEFAULT, 1, ENG_CLOSED_LIMIT);
+    mc.batch = (int)op_env_int_or_exit("matcher", "MATCHER_BATCH", 2000, 1, 10000);
+    mc.block_ms = (int)op_env_int_or_exit("matcher", "MATCHER_BLOCK_MS", 100, 1, 10000);
+    mc.snapshot_every =
+        op_env_int_or_exit("matcher", "MATCHER_SNAPSHOT_EVERY", 100000, 1, 1000000000);
+    mc.snapshot_ms = (int)op_env_int_or_exit("matcher", "MATCHER_SNAPSHOT_MS", 30000, 10, 86400000);
+    mc.book_ms = (int)op_env_int_or_exit("matcher", "MATCHER_BOOK_MS", 100, 0, 3600000);
+    mc.book_levels =
+        (int)op_env_int_or_exit("matcher", "MATCHER_BOOK_LEVELS", 100, 1, MATCHER_BOOK_LEVELS_MAX);
+    mc.metrics_port = (int)op_env_int_or_exit("matcher", "MATCHER_METRICS_PORT", 9101, 0, 65535);
+    mc.closed_max = (uint32_t)op_env_int_or_exit("matcher", "MATCHER_CLOSED_MAX",
+                                                 ENG_CLOSED_DEFAULT, 1, ENG_CLOSED_LIMIT);
     const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
     if (mc.block_ms >= mc.redis_timeout_ms) {
         fprintf(stderr,
@@ -140,7 +106,7 @@ int main(void)
                 mc.lease_ms, mc.redis_timeout_ms);
         exit(2);
     }
-    load_symbols(&c, &syms);
+    op_symbols_load_or_exit(&c, "matcher", &syms);
     mc.syms = &syms;
 
     struct matcher_stats st;
@@ -152,12 +118,7 @@ int main(void)
         return 1;
     }
 
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    op_stop_signals_install();
 
     struct ops_ctx ox = {&mc, &st};
     struct op_opsd *opsd = NULL;
@@ -185,7 +146,7 @@ int main(void)
             mc.name, mc.shards, mc.lease_ms, mc.batch, mc.snapshot_every, mc.snapshot_ms,
             mc.book_ms, mc.metrics_port, syms.n);
 
-    int rc = worker_run(w, &stop_requested);
+    int rc = worker_run(w, &op_stop_requested);
 
     op_opsd_stop(opsd);
     worker_free(w);
