@@ -85,8 +85,9 @@ cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 printf 'machine: %s, %s cores (%s), %s MB RAM, load average %s\n' "$(uname -m)" "$(nproc)" \
 	"${cpu:-unknown cpu}" "$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo)" \
 	"$(cut -d' ' -f1-3 /proc/loadavg)"
-printf 'postgresql %s: fsync on, synchronous_commit on, shared_buffers %s; redis %s: appendfsync %s\n' \
+printf 'postgresql %s: fsync on, synchronous_commit on, shared_buffers %s, max_wal_size %s; redis %s: appendfsync %s\n' \
 	"$(psqlq -c 'SHOW server_version' | cut -d' ' -f1)" "$(psqlq -c 'SHOW shared_buffers')" \
+	"$(psqlq -c 'SHOW max_wal_size')" \
 	"$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')" "$fsync"
 printf 'prefill: %s (%s entries in %d shards, %.1f s)\n' "$gen" "$entries" "$shards" "$(echo "$t1 - $t0" | bc)"
 

@@ -29,7 +29,7 @@ void rec_batch_release(struct rec_batch *b)
     op_free(b->reports);
     op_free(b->orders);
     op_free(b->slots);
-    op_free((void *)b->trades);
+    op_free(b->trades);
     op_buf_release(&b->raw);
     memset(b, 0, sizeof(*b));
 }
@@ -448,9 +448,8 @@ static int cmp_rows(const void *x, const void *y)
 /* Trades in fill_id (report_id) order, for the same reason. */
 static int cmp_trades(const void *x, const void *y)
 {
-    const struct op_report *a = *(const struct op_report *const *)x;
-    const struct op_report *c = *(const struct op_report *const *)y;
-    return a->report_id < c->report_id ? -1 : a->report_id > c->report_id;
+    const struct rec_trade_ref *a = x, *c = y;
+    return a->fill_id < c->fill_id ? -1 : a->fill_id > c->fill_id;
 }
 
 void rec_copy_init(struct rec_copy *c)
@@ -492,18 +491,19 @@ int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *
             merge(b, r->order_id, r, 0);
             if (eff == 2) {
                 merge(b, r->maker_order_id, r, 1);
-                b->trades[ntrades++] = r;
+                b->trades[ntrades].fill_id = r->report_id;
+                b->trades[ntrades++].rep = r;
             }
         }
     }
-    qsort((void *)b->trades, ntrades, sizeof(*b->trades), cmp_trades);
+    qsort(b->trades, ntrades, sizeof(*b->trades), cmp_trades);
     for (size_t i = 0; i < ntrades; i++) {
         /* A redelivered entry repeats a trade of another entry of the range
          * (same report_id, same content): one row is enough. */
-        if (i > 0 && b->trades[i]->report_id == b->trades[i - 1]->report_id)
+        if (i > 0 && b->trades[i].fill_id == b->trades[i - 1].fill_id)
             continue;
         if (op_buf_reserve(&out->fills, ROW_RESERVE) != 0 ||
-            put_fill(b, &out->fills, b->trades[i]) != 0)
+            put_fill(b, &out->fills, b->trades[i].rep) != 0)
             return -1;
         out->nfills++;
     }

@@ -56,6 +56,12 @@ struct rec_order_row {
     int state_is_maker;            /* state comes from the maker_* fields of a TRADE */
 };
 
+/* A trade of the range being built (internal to rec_batch_build). */
+struct rec_trade_ref {
+    uint64_t fill_id;            /* its report_id */
+    const struct op_report *rep; /* (ref) into batch->reports */
+};
+
 struct rec_batch {
     const struct op_symtab *syms; /* (ref) ticks of each symbol, for prices */
     struct op_codec *codec;       /* owned decoder */
@@ -70,7 +76,7 @@ struct rec_batch {
     /* rec_batch_build's merge table, reused */
     struct rec_order_row *orders;
     size_t norders, cap_orders;
-    const struct op_report **trades; /* (ref) the range's trades, sorted by fill_id */
+    struct rec_trade_ref *trades; /* the range's trades, sorted by fill_id */
     size_t cap_trades;
     uint32_t *slots; /* open addressing: orders index + 1, 0 = empty */
     size_t nslots;   /* a power of two */

@@ -88,7 +88,7 @@ static long long env_or_exit(const char *name, long long def, long long min, lon
 static void load_settings(struct settings *s)
 {
     memset(s, 0, sizeof(*s));
-    s->batch_rows = env_or_exit("RECORDER_BATCH_ROWS", 5000, 1, 1000000);
+    s->batch_rows = env_or_exit("RECORDER_BATCH_ROWS", 10000, 1, 1000000);
     s->flush_ms = env_or_exit("RECORDER_FLUSH_MS", 20, 1, 60000);
     s->claim_idle_ms = env_or_exit("RECORDER_CLAIM_IDLE_MS", 30000, 0, 86400000);
     s->trim_ms = env_or_exit("RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);

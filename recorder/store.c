@@ -274,27 +274,27 @@ static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, siz
     }
     if (op_pg_exec(&st->pg, "BEGIN") != 0)
         goto fail;
+    long long staged = 0, upserted = 0; /* rows copied into a staging table; upserted */
     if (!safe) {
         if (c->nfills && copy_in(st, COPY_FILLS_SQL, &c->fills, NULL, &fills_written) != 0)
             goto fail;
         if (c->nnew && copy_in(st, COPY_ORDERS_SQL, &c->new_orders, NULL, &orders_written) != 0)
             goto fail;
         if (c->nupd &&
-            (copy_in(st, "COPY rec_orders FROM STDIN", &c->upd_orders, NULL, &(long long){0}) !=
-                 0 ||
-             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &orders_written) != 0))
+            (copy_in(st, "COPY rec_orders FROM STDIN", &c->upd_orders, NULL, &staged) != 0 ||
+             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &upserted) != 0))
             goto fail;
     } else {
-        if (c->nfills &&
-            (copy_in(st, "COPY rec_fills FROM STDIN", &c->fills, NULL, &(long long){0}) != 0 ||
-             op_pg_exec_rows(&st->pg, "EXECUTE rec_ins_fills", &fills_written) != 0))
+        if (c->nfills && (copy_in(st, "COPY rec_fills FROM STDIN", &c->fills, NULL, &staged) != 0 ||
+                          op_pg_exec_rows(&st->pg, "EXECUTE rec_ins_fills", &fills_written) != 0))
             goto fail;
         if ((c->nnew || c->nupd) &&
-            (copy_in(st, "COPY rec_orders FROM STDIN", &c->new_orders, &c->upd_orders,
-                     &(long long){0}) != 0 ||
-             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &orders_written) != 0))
+            (copy_in(st, "COPY rec_orders FROM STDIN", &c->new_orders, &c->upd_orders, &staged) !=
+                 0 ||
+             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &upserted) != 0))
             goto fail;
     }
+    orders_written += upserted;
     for (size_t i = lo; i < hi; i++) {
         if (!b->entries[i].err[0])
             continue;

@@ -48,8 +48,11 @@ t_stop_all
 
 # Redelivery of everything (the group rewound) changes nothing: idempotent.
 for ((s = 0; s < REC_SHARDS; s++)); do t_redis XGROUP SETID "fills:{$s}" recorders 0 >/dev/null; done
-rec_start rec1b RECORDER_METRICS_PORT=0 RECORDER_TRIM_INTERVAL_MS=0
+rec_start rec1b RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=0
 rec_wait_drained 60 || t_fail "replay: streams not drained"
+# The direct COPY met the recorded rows: every batch went through the safe path.
+t_match "metric safe writes (redelivered batches redone with ON CONFLICT)" "$(rec_metric "$port" recorder_safe_writes_total)" '^[1-9][0-9]*$'
+t_eq "metric fills written by the replay" "$(rec_metric "$port" recorder_fills_written_total)" 0
 t_stop_all
 rec_check_tables "everything delivered twice" "$exp"
 t_eq "dead letters after replay" "$(rec_psql -c "SELECT count(*) FROM dead_letters")" 8
