@@ -71,7 +71,7 @@ now() { date +%s.%N; }
 
 # --- 1. prefill ------------------------------------------------------------------
 t0="$(now)"
-gen="$("$bin/orderpipe-fillgen" --trades "$trades" --seed 7 --round 5000)"
+gen="$("$bin/orderpipe-fillgen" --trades "$trades" --seed 7 --round 5000 --group "${BENCH_RECORDER_GROUP:-2000}")"
 t1="$(now)"
 entries=0
 for ((s = 0; s < shards; s++)); do

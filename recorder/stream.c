@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shared/alloc.h"
+#include "shared/codec.h"
 #include "shared/log.h"
 
 /* Stream ids as numbers, for comparing and incrementing. */
@@ -194,6 +195,20 @@ static int add_entries(struct rec_stream *s, struct rec_batch *b, uint32_t shard
     return added;
 }
 
+/* How many entries to ask each of `streams` streams for, so that about
+ * `room` reports come back (see the COUNT comment in rec_stream_read). */
+static size_t entries_per_stream(struct rec_stream *s, size_t room, uint32_t streams)
+{
+    if (s->per_entry == 0)
+        s->per_entry = OP_CODEC_REPORTS_MAX;
+    size_t total = room / s->per_entry;
+    size_t cap = 16 * room / OP_CODEC_REPORTS_MAX;
+    if (total > cap)
+        total = cap;
+    size_t per = (total + streams - 1) / streams;
+    return per ? per : 1;
+}
+
 int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int block_ms)
 {
     uint32_t n = s->cfg.shards;
@@ -209,12 +224,18 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
         s->pending_phase = 0;
         return 0;
     }
-    /* COUNT is per stream: share the room among the streams that had entries
-     * last time (often fewer than all shards), so that one read fills about
-     * one batch — every XREADGROUP is a round trip, and with appendfsync
-     * always an fsync in Redis. Overshoot is bounded by shards x room. */
+    /* COUNT is per stream and counts entries, while room counts reports, and
+     * an entry holds from one to OP_CODEC_REPORTS_MAX reports (the matcher
+     * writes one entry per batch). So COUNT = room / the largest entry size
+     * seen lately, shared among the streams that had entries last time
+     * (often fewer than all shards), so that one read fills about one batch —
+     * every XREADGROUP is a round trip, and with appendfsync always an fsync
+     * in Redis. The estimate starts at the maximum and decays by a quarter
+     * per read; whatever it says, one read takes at most 16 x room /
+     * OP_CODEC_REPORTS_MAX entries, so that a backlog of large entries after
+     * a quiet spell of small ones overshoots by at most 16 batches. */
     uint32_t share = s->busy_shards && s->busy_shards < nactive ? s->busy_shards : nactive;
-    size_t per = (room + share - 1) / share;
+    size_t per = entries_per_stream(s, room, share);
     snprintf(count, sizeof(count), "%zu", per ? per : 1);
     snprintf(block, sizeof(block), "%d", block_ms > 0 ? block_ms : 1);
     arg(s, argc++, "XREADGROUP");
@@ -255,6 +276,7 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
     }
     int added = 0;
     uint32_t busy = 0;
+    size_t first_entry = b->nentries;
     size_t ns = op_reply_count(rep); /* NIL on a BLOCK timeout: 0 streams */
     for (size_t i = 0; i < ns && added >= 0; i++) {
         const struct redisReply *st = op_reply_at(rep, i);
@@ -276,6 +298,14 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
         return op_log_fail("out_of_memory", "what=batch");
     if (busy)
         s->busy_shards = busy;
+    if (b->nentries > first_entry) {
+        size_t biggest = 1;
+        for (size_t i = first_entry; i < b->nentries; i++)
+            if (b->entries[i].n > biggest)
+                biggest = b->entries[i].n;
+        size_t decayed = s->per_entry - s->per_entry / 4;
+        s->per_entry = biggest > decayed ? biggest : (decayed ? decayed : 1);
+    }
     if (s->pending_phase && added > 0)
         op_info("pending_recovered", "entries=%d", added);
     REC_SET(s->stats, redis_up, 1);
@@ -288,8 +318,7 @@ int rec_stream_claim(struct rec_stream *s, struct rec_batch *b, size_t room)
         return 0;
     char idle[24], count[24];
     snprintf(idle, sizeof(idle), "%d", s->cfg.claim_idle_ms);
-    size_t per = room / s->cfg.shards;
-    snprintf(count, sizeof(count), "%zu", per ? per : 1);
+    snprintf(count, sizeof(count), "%zu", entries_per_stream(s, room, s->cfg.shards));
     int total = 0;
     for (uint32_t i = 0; i < s->cfg.shards; i++) {
         int argc = 0;

@@ -40,6 +40,7 @@ struct rec_stream {
     int connected_before;   /* for the reconnect log line */
     int64_t refused_log_ms; /* when a refused XREADGROUP was last logged */
     uint32_t busy_shards;   /* streams that returned entries in the last read */
+    size_t per_entry;       /* estimated reports per entry (the largest lately seen) */
 };
 
 /* Prepares s (no connection yet). Returns 0, or -1 (logged) on a bad URL or

@@ -34,6 +34,10 @@
  *
  * Usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] [--expect DIR]
  *          [--poison K] [--round N] [--pace-ms MS] [--id-base B] [--seq-base Q]
+ *          [--group N]
+ * --group N puts the reports of N inputs of a shard into one entry, as the
+ * matcher does with a batch (default 1: one entry per input). Poison entries
+ * always stand alone.
  * Reads REDIS_URL, ORDER_SHARDS, SYMBOLS_FILE. Prints one summary line.
  * Exit status: 0 done, 1 redis or file failure, 2 bad arguments.
  */
@@ -80,6 +84,13 @@ struct gen {
     struct op_buf fills_tsv;
     struct op_buf enc;
     int pending; /* XADDs queued in this round */
+    /* --group N: reports of N inputs per entry, per shard, as the matcher
+     * writes them (one entry per batch); 1 = one entry per input */
+    uint32_t group;
+    struct op_report **acc; /* per shard: reports waiting for their entry */
+    size_t *nacc;           /* per shard: how many */
+    uint32_t *inacc;        /* per shard: of how many inputs */
+    int no_group;           /* publish the next entry alone (poison) */
     int round;
     int pace_ms;
     uint64_t inputs, entries, reports, trades, poison;
@@ -140,21 +151,50 @@ static void xadd(struct gen *g, uint32_t shard, const char *sym, const char *kin
         flush_round(g);
 }
 
-/* Publishes the current input's reports as one entry of sym's shard. */
-static void publish(struct gen *g, const struct gsym *s)
+/* XADDs reps[0..n) as one entry of shard, fields sym and kind (the kinds). */
+static void publish_now(struct gen *g, uint32_t shard, const char *sym,
+                        const struct op_report *reps, size_t n)
 {
     char kind[1024];
     size_t kl = 0;
     kind[0] = '\0';
-    for (size_t i = 0; i < g->nrep && kl + 16 < sizeof(kind); i++)
+    for (size_t i = 0; i < n && kl + 16 < sizeof(kind); i++)
         kl += (size_t)snprintf(kind + kl, sizeof(kind) - kl, "%s%s", i ? "," : "",
-                               op_report_kind_name(g->rep[i].kind));
+                               op_report_kind_name(reps[i].kind));
     op_buf_reset(&g->enc);
-    if (op_codec_encode_reports(&g->enc, g->rep, g->nrep) != 0)
+    if (op_codec_encode_reports(&g->enc, reps, n) != 0)
         die("encode", "out of memory");
-    xadd(g, s->shard, s->s->name, kind, g->enc.data, g->enc.len);
-    g->reports += g->nrep;
+    xadd(g, shard, sym, kind, g->enc.data, g->enc.len);
+    g->reports += n;
+}
+
+/* Writes the reports waiting for shard's grouped entry, if any. */
+static void flush_group(struct gen *g, uint32_t shard)
+{
+    if (!g->acc || g->nacc[shard] == 0)
+        return;
+    publish_now(g, shard, g->acc[shard][0].symbol, g->acc[shard], g->nacc[shard]);
+    g->nacc[shard] = 0;
+    g->inacc[shard] = 0;
+}
+
+/* Publishes the current input's reports: as one entry of sym's shard, or
+ * (--group) added to the shard's pending entry. */
+static void publish(struct gen *g, const struct gsym *s)
+{
+    if (g->group <= 1 || g->no_group) {
+        publish_now(g, s->shard, s->s->name, g->rep, g->nrep);
+        g->nrep = 0;
+        return;
+    }
+    uint32_t sh = s->shard;
+    if (g->nacc[sh] + g->nrep > OP_CODEC_REPORTS_MAX)
+        flush_group(g, sh);
+    memcpy(&g->acc[sh][g->nacc[sh]], g->rep, g->nrep * sizeof(g->rep[0]));
+    g->nacc[sh] += g->nrep;
     g->nrep = 0;
+    if (++g->inacc[sh] >= g->group)
+        flush_group(g, sh);
 }
 
 static uint64_t next_rid(struct gen *g, uint32_t shard)
@@ -411,6 +451,8 @@ static void input_poison(struct gen *g, uint64_t n)
     o.side = OP_SIDE_BUY, o.type = OP_TYPE_LIMIT, o.tif = OP_TIF_GTC;
     o.price = 10000, o.qty = 5, o.status = OP_STATUS_NEW;
     o.sym = (uint16_t)(s - g->gs);
+    flush_group(g, s->shard); /* a poison entry stands alone: it is dead-lettered whole */
+    g->no_group = 1;
     switch (n % 4) {
     case 0: /* not msgpack at all */
         xadd(g, s->shard, s->s->name, "accepted", "\xc1garbage", 8);
@@ -432,6 +474,7 @@ static void input_poison(struct gen *g, uint64_t n)
         publish(g, s);
         break;
     }
+    g->no_group = 0;
     g->poison++;
 }
 
@@ -561,10 +604,12 @@ int main(int argc, char **argv)
             seq_base = arg_u64(a, v), i++;
         else if (strcmp(a, "--expect") == 0 && v)
             expect = v, i++;
+        else if (strcmp(a, "--group") == 0)
+            g->group = (uint32_t)arg_u64(a, v), i++;
         else {
             fprintf(stderr, "usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] "
                             "[--expect DIR] [--poison K] [--round N] [--pace-ms MS] "
-                            "[--id-base B] [--seq-base Q]\n");
+                            "[--id-base B] [--seq-base Q] [--group N]\n");
             return 2;
         }
     }
@@ -583,6 +628,16 @@ int main(int argc, char **argv)
         die("model", "out of memory");
     for (uint32_t i = 0; i < g->shards; i++)
         g->seq[i] = seq_base;
+    if (g->group > 1) {
+        g->acc = op_calloc(g->shards, sizeof(*g->acc));
+        g->nacc = op_calloc(g->shards, sizeof(*g->nacc));
+        g->inacc = op_calloc(g->shards, sizeof(*g->inacc));
+        if (!g->acc || !g->nacc || !g->inacc)
+            die("model", "out of memory");
+        for (uint32_t i = 0; i < g->shards; i++)
+            if (!(g->acc[i] = op_calloc(OP_CODEC_REPORTS_MAX, sizeof(*g->acc[i]))))
+                die("model", "out of memory");
+    }
     for (size_t i = 0; i < g->nsyms; i++) {
         g->gs[i].s = &g->syms.v[i];
         g->gs[i].shard = op_shard_of(g->syms.v[i].name, strlen(g->syms.v[i].name), g->shards);
@@ -618,6 +673,8 @@ int main(int argc, char **argv)
     }
     while (poison_done < npoison)
         input_poison(g, poison_done++);
+    for (uint32_t sh = 0; sh < g->shards; sh++)
+        flush_group(g, sh);
     flush_round(g);
     if (expect)
         write_expect(g, expect);
@@ -628,6 +685,13 @@ int main(int argc, char **argv)
     op_redis_release(&g->redis);
     op_symtab_release(&g->syms);
     op_buf_release(&g->fills_tsv);
+    if (g->acc) {
+        for (uint32_t i = 0; i < g->shards; i++)
+            op_free(g->acc[i]);
+        op_free(g->acc);
+        op_free(g->nacc);
+        op_free(g->inacc);
+    }
     op_buf_release(&g->enc);
     op_free(g->orders);
     op_free(g->gs);

@@ -15,6 +15,19 @@ set -uo pipefail
 
 port="$(op_free_port)"
 
+# --- 0. entries of many inputs each (as the matcher writes one per batch) ----------
+# A read asks for entries, a batch is counted in reports: the recorder must
+# size its reads by the entries' size, and still record everything exactly.
+rec_reset
+exp="$REC_TMP/grouped"
+mkdir -p "$exp"
+rec_gen --inputs 6000 --poison 4 --seed 12 --group 700 --expect "$exp" || t_fail "fillgen --group"
+rec_start recg RECORDER_BATCH_ROWS=2000 RECORDER_METRICS_PORT=0
+rec_wait_drained 60 || t_fail "grouped entries: streams not drained in 60 s"
+rec_check_tables "grouped entries" "$exp"
+t_eq "grouped entries: dead letters (poison stands alone)" "$(rec_psql -c "SELECT count(*) FROM dead_letters")" "$(cat "$exp/dead.count")"
+t_stop_all
+
 # --- 1. one recorder, poison included ------------------------------------------
 rec_reset
 exp="$REC_TMP/one"
