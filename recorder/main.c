@@ -14,6 +14,7 @@
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/opsd.h"
+#include "shared/service.h"
 #include "shared/redis.h"
 #include "shared/symbols.h"
 
@@ -43,14 +44,6 @@
  * the unacknowledged entries stay pending and are redelivered.
  */
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
 struct settings {
     long long batch_rows;    /* RECORDER_BATCH_ROWS */
     long long flush_ms;      /* RECORDER_FLUSH_MS */
@@ -74,26 +67,15 @@ struct settings {
  * to notice SIGTERM and a recovered server promptly. */
 #define RETRY_SLICE_MS 50
 
-static long long env_or_exit(const char *name, long long def, long long min, long long max)
-{
-    long long v;
-    char err[200];
-    if (op_env_int(name, def, min, max, &v, err, sizeof(err)) != 0) {
-        fprintf(stderr, "recorder: %s\n", err);
-        exit(2);
-    }
-    return v;
-}
-
 static void load_settings(struct settings *s)
 {
     memset(s, 0, sizeof(*s));
-    s->batch_rows = env_or_exit("RECORDER_BATCH_ROWS", 10000, 1, 1000000);
-    s->flush_ms = env_or_exit("RECORDER_FLUSH_MS", 20, 1, 60000);
-    s->claim_idle_ms = env_or_exit("RECORDER_CLAIM_IDLE_MS", 30000, 0, 86400000);
-    s->trim_ms = env_or_exit("RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);
-    s->stop_ms = env_or_exit("RECORDER_STOP_TIMEOUT_MS", 10000, 0, 3600000);
-    s->metrics_port = env_or_exit("RECORDER_METRICS_PORT", 9102, 0, 65535);
+    s->batch_rows = op_env_int_or_exit("recorder", "RECORDER_BATCH_ROWS", 10000, 1, 1000000);
+    s->flush_ms = op_env_int_or_exit("recorder", "RECORDER_FLUSH_MS", 20, 1, 60000);
+    s->claim_idle_ms = op_env_int_or_exit("recorder", "RECORDER_CLAIM_IDLE_MS", 30000, 0, 86400000);
+    s->trim_ms = op_env_int_or_exit("recorder", "RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);
+    s->stop_ms = op_env_int_or_exit("recorder", "RECORDER_STOP_TIMEOUT_MS", 10000, 0, 3600000);
+    s->metrics_port = op_env_int_or_exit("recorder", "RECORDER_METRICS_PORT", 9102, 0, 65535);
     s->metrics_bind = op_env_str("METRICS_BIND", "127.0.0.1");
     const char *name = op_env_str("RECORDER_NAME", NULL);
     if (name) {
@@ -125,23 +107,6 @@ static void load_settings(struct settings *s)
             exit(2);
         }
         s->fault_after = n;
-    }
-}
-
-static void load_symbols(const struct op_config *c, struct op_symtab *syms)
-{
-    char err[300];
-    if (op_symtab_load(syms, c->symbols_file, err, sizeof(err)) != 0) {
-        if (c->symbols_file_set || access(c->symbols_file, F_OK) == 0) {
-            fprintf(stderr, "recorder: %s (SYMBOLS_FILE)\n", err);
-            exit(2);
-        }
-        if (op_symtab_defaults(syms) != 0) {
-            fprintf(stderr, "recorder: out of memory loading the default symbols\n");
-            exit(1);
-        }
-        op_info("symbols_default", "note=\"%s missing: AAPL MSFT GOOG AMZN TSLA\"",
-                c->symbols_file);
     }
 }
 
@@ -184,7 +149,7 @@ struct recorder {
 /* 1 when a stop was requested and its deadline has passed. */
 static int stop_overdue(struct recorder *r)
 {
-    if (!stop_requested)
+    if (!op_stop_requested)
         return 0;
     int64_t now = op_now_ms();
     if (!r->stop_deadline_ms)
@@ -232,7 +197,7 @@ static void fill(struct recorder *r, struct rec_batch *b, int in_flight)
         }
     }
     r->stream.rescan = 0;
-    while (!stop_requested && b->rows < (size_t)r->set.batch_rows) {
+    while (!op_stop_requested && b->rows < (size_t)r->set.batch_rows) {
         int64_t now = op_now_ms();
         if (b->nentries && now >= b->first_ms + r->set.flush_ms)
             return;
@@ -323,13 +288,8 @@ int main(void)
     op_config_load_or_exit(&c, "recorder");
     memset(&r, 0, sizeof(r));
     load_settings(&r.set);
-    load_symbols(&c, &syms);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    op_symbols_load_or_exit(&c, "recorder", &syms);
+    op_stop_signals_install();
 
     if (rec_stats_init(&stats, c.order_shards) != 0) {
         fprintf(stderr, "recorder: out of memory\n");
@@ -386,7 +346,7 @@ int main(void)
     /* in_flight: the batch the writer thread is committing, or NULL. */
     struct rec_batch *cur = &r.batches[0], *in_flight = NULL;
     int stopped = 0;
-    while (!stop_requested && !stopped) {
+    while (!op_stop_requested && !stopped) {
         fill(&r, cur, in_flight != NULL);
         if (in_flight) {
             int rc = rec_writer_wait(&r.writer);
