@@ -23,7 +23,7 @@ export OP_BUILD OP_ROOT
 rate="${BENCH_RATE:-100000}"
 secs="${BENCH_TIME:-60}"
 batch="${BENCH_BATCH:-100}"
-conns="${BENCH_CONNS:-32}"
+conns="${BENCH_CONNS:-64}"
 modes="${BENCH_MODES:-always everysec}"
 out="$OP_ROOT/var/bench"
 mkdir -p "$out"
@@ -75,8 +75,13 @@ run() {
 			"$accepted" "$((accepted / secs))" "$orders" "$fills" "$loss" "$drain_s" "$drained"
 		printf 'end-to-end latency of fills (ingest receipt -> recorded), ms: p50 %s p99 %s p99.9 %s\n' $lat
 		printf 'mean cpu by process: %s\n' "$cpu"
-		printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$name" "$fsync" "$r" "$((accepted / secs))" "$orders" \
-			"$fills" "$loss" "$drain_s" "$lat" "$cpu" >"$out/run-$name.row"
+		# sustained: what the pipeline recorded per second, load time plus the
+		# drain after it (the rate it can keep up with indefinitely)
+		sustained=$((orders / (secs + drain_s)))
+		printf 'sustained end to end: %s orders/s (%s recorded in %s s of load + %s s of drain)\n' \
+			"$sustained" "$orders" "$secs" "$drain_s"
+		printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$name" "$fsync" "$r" "$((accepted / secs))" "$sustained" \
+			"$orders" "$fills" "$loss" "$drain_s" "$lat" "$cpu" >"$out/run-$name.row"
 	)
 }
 
@@ -84,6 +89,9 @@ for m in $modes; do
 	run "$m-full" "$m" "$rate"
 done
 run "always-half" always $((rate / 2))
+# and at half of what the pipeline sustained above: latency below saturation
+IFS='|' read -r _ _ _ _ sus _ <"$out/run-always-full.row"
+run "always-halfsustained" always $((sus / 2))
 
 # ---- report ------------------------------------------------------------------
 plot() { # plot NAME TITLE YLABEL "using-spec…" FILE…
@@ -124,14 +132,15 @@ fi
 	printf -- '- load: %s orders/s offered for %s s per run, batches of %s, %s connections (bench/tools/loadgen)\n' "$rate" "$secs" "$batch" "$conns"
 	printf -- '- services: 1 ingest, %s matcher(s), %s recorder(s), ORDER_SHARDS=%s; Redis %s, PostgreSQL 15 (synchronous_commit on); all on this machine\n\n' \
 		"${PL_MATCHERS:-1}" "${PL_RECORDERS:-1}" "${ORDER_SHARDS:-4}" "$(redis-server --version | awk '{print $3}')"
-	printf '| run | appendfsync | offered/s | accepted/s | orders recorded | fills recorded | loss | drain after load (s) | fill latency p50 / p99 / p99.9 (ms) | mean CPU by process |\n'
-	printf '|---|---|---|---|---|---|---|---|---|---|\n'
+	printf '| run | appendfsync | offered/s | accepted/s | sustained/s | orders recorded | fills recorded | loss | drain after load (s) | fill latency p50 / p99 / p99.9 (ms) | mean CPU by process |\n'
+	printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 	for f in "$out"/run-*.row; do
-		IFS='|' read -r n fs r a o fl l d lat cpu <"$f"
-		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$fs" "$r" "$a" "$o" "$fl" "$l" "$d" "${lat// / \/ }" "$cpu"
+		IFS='|' read -r n fs r a su o fl l d lat cpu <"$f"
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$fs" "$r" "$a" "$su" "$o" "$fl" "$l" "$d" "${lat// / \/ }" "$cpu"
 	done
+	printf '\n*sustained* = orders recorded / (load time + time to drain the backlog afterwards): the rate the pipeline keeps up with. Latency is from ingest receiving the taker order to the fill row being inserted by the committing transaction; above the sustained rate it is mostly time spent in the backlog.\n'
 	printf '\n![throughput](throughput.png)\n![latency](latency.png)\n![memory](memory.png)\n![backlog](backlog.png)\n'
 } >"$out/report.md"
 printf '\nreport: %s\n' "$out/report.md"
-IFS='|' read -r _ _ r a _ <"$out/run-always-full.row"
-printf 'bench e2e: %s orders/s (baseline %s orders/s, ratio %s)\n' "$a" "$r" "$(awk -v a="$a" -v b="$r" 'BEGIN {printf "%.2f", a/b}')"
+IFS='|' read -r _ _ r _ sus _ <"$out/run-always-full.row"
+printf 'bench e2e: %s orders/s sustained (baseline %s orders/s offered, ratio %s)\n' "$sus" "$r" "$(awk -v a="$sus" -v b="$r" 'BEGIN {printf "%.2f", a/b}')"

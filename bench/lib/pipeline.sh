@@ -63,6 +63,16 @@ pl_backlog() {
 pl_rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 pl_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# CPU ticks of the whole PostgreSQL cluster: the postmaster and its children
+# (the recorder's backend does the COPY/INSERT work).
+pl_pg_ticks() {
+	local pm
+	pm="$(head -1 "$pl_dir/postgres/data/postmaster.pid" 2>/dev/null)" || { echo 0; return; }
+	ps -o pid= --ppid "$pm" 2>/dev/null | { total="$(pl_cpu_ticks "$pm")"
+		while read -r p; do total=$((total + $(pl_cpu_ticks "$p"))); done
+		echo "$total"; }
+}
+
 pl_sample_loop() {
 	local file="$1" t=0 i redis_pid hz
 	hz="$(getconf CLK_TCK)"
@@ -72,10 +82,12 @@ pl_sample_loop() {
 		printf 't_s,redis_used_memory,orders_backlog,fills_backlog,fills_rows'
 		for i in "${all_names[@]}"; do printf ',rss_kb_%s' "$i"; done
 		for i in "${all_names[@]}"; do printf ',cpu_%s' "$i"; done
-		printf '\n'
+		printf ',cpu_postgres\n'
 	} >"$file"
 	local -a prev
+	local pg_prev
 	for i in "${!all_pids[@]}"; do prev[i]="$(pl_cpu_ticks "${all_pids[i]}")"; done
+	pg_prev="$(pl_pg_ticks)"
 	while [[ ! -e "$pl_dir/stop-sampling" ]]; do
 		sleep 1
 		t=$((t + 1))
@@ -91,6 +103,9 @@ pl_sample_loop() {
 			line+=",$(((cur - prev[i]) * 100 / hz))"
 			prev[i]="$cur"
 		done
+		cur="$(pl_pg_ticks)"
+		line+=",$(((cur - pg_prev) * 100 / hz))"
+		pg_prev="$cur"
 		printf '%s\n' "$line" >>"$file"
 	done
 }
