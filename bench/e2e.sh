@@ -94,9 +94,9 @@ IFS='|' read -r _ _ _ _ sus _ <"$out/run-always-full.row"
 run "always-halfsustained" always $((sus / 2))
 
 # ---- report ------------------------------------------------------------------
-plot() { # plot NAME TITLE YLABEL "using-spec…" FILE…
+plot() { # plot NAME TITLE YLABEL "using-spec…" [extra gnuplot settings]
 	local name="$1" title="$2" ylabel="$3" spec="$4"
-	gnuplot -e "set terminal png size 1000,500; set output '$out/$name.png'; set title '$title';
+	gnuplot -e "set terminal png size 1000,500 noenhanced; set output '$out/$name.png'; set title '$title'; $5
 		set xlabel 'seconds'; set ylabel '$ylabel'; set datafile separator ','; set key outside;
 		set grid; plot $spec" 2>/dev/null || op_warn=1
 }
@@ -112,7 +112,7 @@ for f in "$out"/run-*-latency.csv; do
 	specs+="'$f' using 1:4 with lines title '$n p99',"
 	specs+="'$f' using 1:3 with lines title '$n p50',"
 done
-plot latency "End-to-end fill latency (ingest receipt to PostgreSQL), per second of match time" "ms" "${specs%,}"
+plot latency "End-to-end fill latency (ingest receipt to PostgreSQL), per second of match time" "ms (log scale)" "${specs%,}" "set logscale y;"
 f="$out/run-always-full-samples.csv"
 if [[ -f "$f" ]]; then
 	hdr="$(head -1 "$f")"

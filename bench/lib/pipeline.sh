@@ -74,7 +74,7 @@ pl_pg_ticks() {
 }
 
 pl_sample_loop() {
-	local file="$1" t=0 i redis_pid hz
+	local file="$1" t=0 i redis_pid hz start=$SECONDS
 	hz="$(getconf CLK_TCK)"
 	redis_pid="$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)"
 	local all_pids=("${pl_pids[@]}" "$redis_pid") all_names=("${pl_names[@]}" redis)
@@ -90,7 +90,7 @@ pl_sample_loop() {
 	pg_prev="$(pl_pg_ticks)"
 	while [[ ! -e "$pl_dir/stop-sampling" ]]; do
 		sleep 1
-		t=$((t + 1))
+		t=$((SECONDS - start)) # the sampling itself takes time: stamp real seconds
 		local mem ob fb rows line cur
 		mem="$(pl_redis INFO memory | awk -F: '/^used_memory:/ {print $2+0}')"
 		ob="$(pl_backlog orders)"
