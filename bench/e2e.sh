@@ -96,7 +96,7 @@ run "always-halfsustained" always $((sus / 2))
 # ---- report ------------------------------------------------------------------
 plot() { # plot NAME TITLE YLABEL "using-spec…" [extra gnuplot settings]
 	local name="$1" title="$2" ylabel="$3" spec="$4"
-	gnuplot -e "set terminal png size 1000,500 noenhanced; set output '$out/$name.png'; set title '$title'; $5
+	gnuplot -e "set terminal png size 1000,500 noenhanced; set output '$out/$name.png'; set title '$title'; ${5:-}
 		set xlabel 'seconds'; set ylabel '$ylabel'; set datafile separator ','; set key outside;
 		set grid; plot $spec" 2>/dev/null || op_warn=1
 }
