@@ -161,20 +161,17 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
     " AS side, '" role "' AS liquidity, matched_at FROM fills WHERE " acct_col " = $1"             \
     " AND ($2 = '' OR symbol = $2) AND ($3::bigint = 0 OR " order_col " = $3::bigint)"             \
     " ORDER BY fill_id DESC LIMIT $4::int)"
-    struct pg_result
-        *res =
-            op_pg_query(
-                pg,
-                "SELECT fill_id::text, symbol, price::text, qty, order_id::text, side, "
-                "liquidity, " TS("matched_at") " FROM (" FILLS_LEG(
-                    "taker", "taker_account", "taker_order_id",
-                    "taker_side") " UNION ALL " FILLS_LEG("maker", "maker_account",
-                                                          "maker_order_id",
-                                                          "CASE WHEN taker_side = 'buy' THEN "
-                                                          "'sell' ELSE 'buy' END") ") f ORDER BY "
-                                                                                   "fill_id DESC "
-                                                                                   "LIMIT $4::int",
-                4, params);
+    struct pg_result *res = op_pg_query(
+        pg,
+        "SELECT fill_id::text, symbol, price::text, qty, order_id::text, side, "
+        "liquidity, " TS("matched_at") " FROM (" FILLS_LEG(
+            "taker", "taker_account", "taker_order_id",
+            "taker_side") " UNION ALL " FILLS_LEG("maker", "maker_account", "maker_order_id",
+                                                  "CASE WHEN taker_side = 'buy' THEN "
+                                                  "'sell' ELSE 'buy' END") ") f ORDER BY "
+                                                                           "fill_id DESC "
+                                                                           "LIMIT $4::int",
+        4, params);
 #undef FILLS_LEG
     if (!res)
         return op_pg_ok(pg) ? api_fail(e, 500, "internal", "", "fills lookup failed") : db_fail(e);

@@ -50,8 +50,8 @@ int op_metrics_sample_f(struct op_buf *b, const char *name, const char *labels, 
     return op_buf_printf(b, "%s %.9g\n", name, value);
 }
 
-int op_metrics_hist(struct op_buf *b, const char *name, const char *labels,
-                    const struct op_hist *h, double scale, int sizes)
+int op_metrics_hist(struct op_buf *b, const char *name, const char *labels, const struct op_hist *h,
+                    double scale, int sizes)
 {
     const uint64_t *bounds = sizes ? op_size_bounds : op_hist_bounds_us;
     const char *sep = (labels && *labels) ? "," : "";

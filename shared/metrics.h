@@ -17,7 +17,7 @@ extern const uint64_t op_hist_bounds_us[OP_HIST_BUCKETS];
 struct op_hist {
     _Atomic uint64_t buckets[OP_HIST_BUCKETS + 1]; /* last: +Inf */
     _Atomic uint64_t count;
-    _Atomic uint64_t sum;                           /* in the observed unit */
+    _Atomic uint64_t sum; /* in the observed unit */
 };
 
 /* Records one observation of v (µs for latencies). Thread-safe. */
@@ -38,7 +38,7 @@ int op_metrics_sample_f(struct op_buf *b, const char *name, const char *labels, 
 /* Appends the _bucket/_sum/_count lines of h. scale converts the stored unit
  * to the exported one (1e-6 for µs -> seconds, 1 for sizes); sizes=1 selects
  * the size bounds. */
-int op_metrics_hist(struct op_buf *b, const char *name, const char *labels,
-                    const struct op_hist *h, double scale, int sizes);
+int op_metrics_hist(struct op_buf *b, const char *name, const char *labels, const struct op_hist *h,
+                    double scale, int sizes);
 
 #endif
