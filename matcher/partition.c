@@ -747,9 +747,12 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         size_t lens[] = {4, strlen(p->snap), 2, strlen(last), 3, blen};
         op_redis_append(&w->redis, 6, argv, lens);
         /* Only below the snapshot: everything before it is acknowledged and
-         * reflected in it, so no recovery ever needs it again. */
+         * reflected in it, so no recovery ever needs it again. LIMIT 0: with
+         * "~" Redis otherwise removes at most 100 x stream-node-max-entries
+         * (10,000) entries per call, and a shard taking more than that
+         * between two snapshots grew without bound (seen in ops/soak.sh). */
         snprintf(trim, sizeof(trim), "%s", last);
-        op_redis_appendf(&w->redis, "XTRIM %s MINID ~ %s", p->orders, trim);
+        op_redis_appendf(&w->redis, "XTRIM %s MINID ~ %s LIMIT 0", p->orders, trim);
         queued += 2;
     }
     for (const char *k = w->md.data; nbooks > 0 && k < w->md.data + w->md.len;) {

@@ -555,14 +555,16 @@ int rec_stream_poll(struct rec_stream *s, int trim)
             known[i] = 1;
         }
     }
-    /* 3. XTRIM MINID ~: whole radix-tree nodes only, never above minid. */
+    /* 3. XTRIM MINID ~: whole radix-tree nodes only, never above minid.
+     * LIMIT 0: with "~" Redis otherwise removes at most 10,000 entries per
+     * call (100 x stream-node-max-entries) and a busy stream outgrows it. */
     int trims = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (!known[i] || (minid[i].ms == 0 && minid[i].seq <= 1))
             continue;
         char id[REC_ID_MAX];
         snprintf(id, sizeof(id), "%" PRIu64 "-%" PRIu64, minid[i].ms, minid[i].seq);
-        if (op_redis_appendf(&s->redis, "XTRIM %s MINID ~ %s", s->keys[i], id) != 0) {
+        if (op_redis_appendf(&s->redis, "XTRIM %s MINID ~ %s LIMIT 0", s->keys[i], id) != 0) {
             op_free(minid);
             op_free(known);
             goto redis_fail;

@@ -72,6 +72,25 @@ held=0
 for ((s = 0; s < M_SHARDS; s++)); do held=$((held + $(t_redis EXISTS "lease:{$s}"))); done
 t_eq "p1 and q1 released every lease on SIGTERM" "$held" 0
 
+# --- trimming keeps up with more than 10,000 entries between two snapshots ----------------
+# (XTRIM MINID ~ removes at most 10,000 entries per call unless LIMIT 0: the
+# orders streams grew without bound under ops/soak.sh)
+m_reset
+m_start tr1 MATCHER_SNAPSHOT_EVERY=15000 MATCHER_SNAPSHOT_MS=600000
+m_gen --count 80000 >/dev/null || t_fail "ordergen (trim) failed"
+m_wait_fills 80000 180 && m_check 80000 >/dev/null
+snapped=0
+for ((s = 0; s < M_SHARDS; s++)); do
+	snap="$(redis-cli -p "$OP_REDIS_PORT" --raw HGET "snap:{$s}" id)"
+	[[ -n "$snap" ]] || continue
+	snapped=$((snapped + 1))
+	below="$(redis-cli -p "$OP_REDIS_PORT" --raw XRANGE "orders:{$s}" - "$snap" COUNT 1000 | grep -c -E '^[0-9]+-[0-9]+$')"
+	# "~" keeps the radix-tree node holding the snapshot's id: at most 100 entries
+	t_match "orders:{$s} trimmed up to its snapshot ($below entries left at or below it)" "$below" '^([0-9]|[1-9][0-9]|100)$'
+done
+t_match "some shard took a snapshot after more than 10,000 entries ($snapped shards)" "$snapped" '^[1-9]$'
+t_stop_all
+
 # --- configuration errors name the variable ------------------------------------------------
 out="$(MATCHER_LEASE_MS=abc "$OP_BUILD/bin/orderpipe-matcher" 2>&1)"
 t_eq "bad MATCHER_LEASE_MS: exit status" "$?" 2
