@@ -817,24 +817,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->inflight, 1);
 }
 
-static void on_thread_exit(void *cls, struct MHD_Connection *conn, void **socket_context,
-                           enum MHD_ConnectionNotificationCode toe)
-{
-    (void)cls, (void)conn, (void)socket_context, (void)toe;
-}
-
+/* libmicrohttpd's error messages, as one log line each. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    char msg[256];
     (void)cls;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    for (char *p = msg; *p; p++)
-        if (*p == '"')
-            *p = '\'';
-    op_warn("http_error", "msg=\"%s\"", msg);
+    op_log_message(OP_LOG_WARN, "http_error", fmt, ap);
 }
 
 struct http_server *http_start(const struct http_config *cfg)
@@ -854,7 +841,6 @@ struct http_server *http_start(const struct http_config *cfg)
         free(s);
         return NULL;
     }
-    (void)on_thread_exit;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     s->d = MHD_start_daemon(

@@ -181,3 +181,18 @@ int op_log_fail(const char *event, const char *fmt, ...)
     }
     return -1;
 }
+
+void op_log_message(enum op_log_level level, const char *event, const char *fmt, va_list ap)
+{
+    char msg[256];
+    if (level < log_min)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    for (char *p = msg; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    op_log(level, event, "msg=\"%s\"", msg);
+}

@@ -2,6 +2,8 @@
 #ifndef OP_LOG_H
 #define OP_LOG_H
 
+#include <stdarg.h>
+
 enum op_log_level { OP_LOG_DEBUG = 0, OP_LOG_INFO = 1, OP_LOG_WARN = 2, OP_LOG_ERROR = 3 };
 enum op_log_format { OP_LOG_KV = 0, OP_LOG_JSON = 1 };
 
@@ -34,6 +36,14 @@ int op_log_fail(const char *event, const char *fmt, ...) __attribute__((format(p
 #define op_info(event, ...) op_log(OP_LOG_INFO, event, __VA_ARGS__)
 #define op_warn(event, ...) op_log(OP_LOG_WARN, event, __VA_ARGS__)
 #define op_error(event, ...) op_log(OP_LOG_ERROR, event, __VA_ARGS__)
+
+/*
+ * Logs a free-text message from a library callback (printf-style fmt/ap)
+ * as `event msg="…"`: newlines at the end are dropped and double quotes
+ * become single quotes, so the line stays one parseable key=value line.
+ */
+void op_log_message(enum op_log_level level, const char *event, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Whether a line at `level` would be written (to skip costly formatting). */
 int op_log_enabled(enum op_log_level level);

@@ -24,18 +24,11 @@ struct op_opsd {
 #define OPSD_MAX_CONNECTIONS 32
 #define OPSD_TIMEOUT_S 10
 
+/* libmicrohttpd's error messages, as one log line each. */
 static void opsd_log(void *cls, const char *fmt, va_list ap)
 {
-    char msg[256];
     (void)cls;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    for (char *p = msg; *p; p++)
-        if (*p == '"')
-            *p = '\'';
-    op_warn("opsd_error", "msg=\"%s\"", msg);
+    op_log_message(OP_LOG_WARN, "opsd_error", fmt, ap);
 }
 
 /* Queues a copy of body with content type ctype and the given status. */
