@@ -87,17 +87,8 @@ void op_pg_close(struct op_pg *pg)
 
 int op_pg_exec(struct op_pg *pg, const char *sql)
 {
-    if (!pg->conn)
-        return fail(pg, "query failed", "not connected");
-    PGresult *res = PQexec(pg->conn, sql);
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        fail_res(pg, "query failed", res);
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-    return 0;
+    long long ignored;
+    return op_pg_exec_rows(pg, sql, &ignored);
 }
 
 struct pg_result *op_pg_query(struct op_pg *pg, const char *sql, int nparams,
