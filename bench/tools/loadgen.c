@@ -17,6 +17,7 @@
 /*
  * usage: loadgen --port P [--host 127.0.0.1] --rate ORDERS_PER_S --duration S
  *                [--batch N] [--conns C] [--csv FILE] [--seed X] [--symbols AAPL,MSFT,…]
+ *                [--drift 0|1]
  *
  * One thread, epoll, C keep-alive HTTP/1.1 connections. A request carries
  * --batch orders (POST /v1/orders/batch; --batch 1 uses POST /v1/orders).
@@ -26,7 +27,10 @@
  * never hides that the target was missed).
  *
  * Orders: both dev accounts, limit orders placed around a slowly moving mid
- * so that about half of them cross and trade, some IOC, some market. Every
+ * so that about half of them cross and trade, some IOC, some market. With
+ * --drift 0 the mid stays put, so every resting level keeps being hit and
+ * the books stay bounded without cancels (what a soak needs: a drifting mid
+ * leaves orders behind that nobody cancels, and the books grow for good). Every
  * second a progress line goes to stderr and a CSV row to --csv:
  *   t_s,sent_orders,accepted_orders,rejected_orders,http_429,http_5xx,errors,inflight
  * (per-second counts). The final line on stdout is a summary:
@@ -54,7 +58,8 @@ static struct {
     unsigned seed;
     const char *symbols[16];
     int nsymbols;
-} opt = {"127.0.0.1", 0, 100, 64, 60, 10000, NULL, 1, {"AAPL", "MSFT", "GOOG", "AMZN", "TSLA"}, 5};
+    int drift; /* 1: the mid price wanders (default); 0: fixed, so resting orders keep being hit */
+} opt = {"127.0.0.1", 0, 100, 64, 60, 10000, NULL, 1, {"AAPL", "MSFT", "GOOG", "AMZN", "TSLA"}, 5, 1};
 
 static struct {
     uint64_t sent, accepted, rejected, s429, s5xx, errors;
@@ -82,7 +87,7 @@ static int gen_order(char *out, size_t size)
 {
     int s = (int)(next_rand() % (uint64_t)opt.nsymbols);
     int buy = (int)(next_rand() & 1);
-    if (next_rand() % 64 == 0)
+    if (opt.drift && next_rand() % 64 == 0)
         mid[s] += (next_rand() & 1) ? 1 : -1;
     if (mid[s] < 1000)
         mid[s] = 1000;
@@ -227,6 +232,8 @@ int main(int argc, char **argv)
             opt.conns = atoi(v);
         else if (!strcmp(k, "--csv"))
             opt.csv = v;
+        else if (!strcmp(k, "--drift"))
+            opt.drift = atoi(v) != 0;
         else if (!strcmp(k, "--seed"))
             opt.seed = (unsigned)atoi(v);
         else if (!strcmp(k, "--symbols")) {
