@@ -269,13 +269,13 @@ struct redisReply *op_redis_next_reply(struct op_redis *r)
 
 int op_reply_type(const struct redisReply *rep)
 {
-    return rep->type;
+    return rep ? rep->type : 0;
 }
 
 const char *op_reply_str(const struct redisReply *rep, size_t *len)
 {
-    if (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_STATUS &&
-        rep->type != REDIS_REPLY_ERROR)
+    if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_STATUS &&
+                 rep->type != REDIS_REPLY_ERROR))
         return NULL;
     if (len)
         *len = rep->len;
@@ -284,17 +284,17 @@ const char *op_reply_str(const struct redisReply *rep, size_t *len)
 
 long long op_reply_int(const struct redisReply *rep)
 {
-    return rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    return rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
 }
 
 size_t op_reply_count(const struct redisReply *rep)
 {
-    return rep->type == REDIS_REPLY_ARRAY ? rep->elements : 0;
+    return rep && rep->type == REDIS_REPLY_ARRAY ? rep->elements : 0;
 }
 
 struct redisReply *op_reply_at(const struct redisReply *rep, size_t i)
 {
-    return (rep->type == REDIS_REPLY_ARRAY && i < rep->elements) ? rep->element[i] : NULL;
+    return (rep && rep->type == REDIS_REPLY_ARRAY && i < rep->elements) ? rep->element[i] : NULL;
 }
 
 void op_reply_free(struct redisReply *rep)

@@ -92,7 +92,10 @@ int op_redis_append(struct op_redis *r, int argc, const char **argv, const size_
 int op_redis_appendf(struct op_redis *r, const char *fmt, ...);
 struct redisReply *op_redis_next_reply(struct op_redis *r);
 
-/* Reply accessors. */
+/* Reply accessors. Each accepts NULL (a missing element of a malformed
+ * reply) and answers as for an empty reply: type 0, NULL string, 0, no
+ * elements, so that a chain such as op_reply_str(op_reply_at(r, 3), NULL)
+ * never dereferences NULL. */
 enum op_reply_type {
     OP_REPLY_STRING = 1,
     OP_REPLY_ARRAY = 2,

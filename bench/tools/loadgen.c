@@ -59,7 +59,8 @@ static struct {
     const char *symbols[16];
     int nsymbols;
     int drift; /* 1: the mid price wanders (default); 0: fixed, so resting orders keep being hit */
-} opt = {"127.0.0.1", 0, 100, 64, 60, 10000, NULL, 1, {"AAPL", "MSFT", "GOOG", "AMZN", "TSLA"}, 5, 1};
+} opt = {"127.0.0.1", 0, 100, 64, 60, 10000, NULL, 1, {"AAPL", "MSFT", "GOOG", "AMZN", "TSLA"},
+         5,           1};
 
 static struct {
     uint64_t sent, accepted, rejected, s429, s5xx, errors;
