@@ -68,9 +68,26 @@ static void test_connect_refused_and_backoff(void **state)
     op_redis_release(&r);
 }
 
+/* A chained accessor over a missing element must not crash. */
+static void test_null_reply_accessors(void **state)
+{
+    (void)state;
+    size_t len = 7;
+    assert_int_equal(op_reply_type(NULL), 0);
+    assert_null(op_reply_str(NULL, &len));
+    assert_int_equal(len, 7);
+    assert_int_equal(op_reply_int(NULL), 0);
+    assert_int_equal(op_reply_count(NULL), 0);
+    assert_null(op_reply_at(op_reply_at(NULL, 0), 1));
+    assert_false(op_reply_is_status(NULL, "OK"));
+    assert_false(op_reply_is_error(NULL, "ERR"));
+    op_reply_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_null_reply_accessors),
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test(test_connect_refused_and_backoff),
     };
