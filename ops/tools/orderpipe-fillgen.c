@@ -629,7 +629,7 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < g->shards; i++)
         g->seq[i] = seq_base;
     if (g->group > 1) {
-        g->acc = op_calloc(g->shards, sizeof(*g->acc));
+        g->acc = op_calloc(g->shards, sizeof(struct op_report *));
         g->nacc = op_calloc(g->shards, sizeof(*g->nacc));
         g->inacc = op_calloc(g->shards, sizeof(*g->inacc));
         if (!g->acc || !g->nacc || !g->inacc)
