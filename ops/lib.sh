@@ -241,3 +241,51 @@ op_write_atomic() {
 	chmod 644 "$tmp"
 	mv -f "$tmp" "$file"
 }
+
+# Test-run bookkeeping shared by tests/run-unit.sh and tests/run-integration.sh.
+# op_test_outcome SUITE NAME STATUS TIMEOUT_S: counts one test's exit status
+# in op_passed / op_failed / op_failures and prints its "==== SUITE NAME: …"
+# line (124/137: killed by the timeout).
+op_passed=0
+op_failed=0
+op_failures=()
+op_test_outcome() {
+	local suite="$1" name="$2" st="$3" timeout="$4"
+	if ((st == 0)); then
+		op_passed=$((op_passed + 1))
+		printf '==== %s %s: ok\n' "$suite" "$name"
+	elif ((st == 124 || st == 137)); then
+		op_failed=$((op_failed + 1))
+		op_failures+=("$name")
+		printf '==== %s %s: FAILED (timed out after %ss)\n' "$suite" "$name" "$timeout"
+	else
+		op_failed=$((op_failed + 1))
+		op_failures+=("$name")
+		printf '==== %s %s: FAILED (exit status %s)\n' "$suite" "$name" "$st"
+	fi
+}
+
+# op_test_summary SUITE: prints the failed tests and "SUITE: N passed, N failed".
+op_test_summary() {
+	((op_failed)) && printf 'failed %s tests: %s\n' "$1" "${op_failures[*]}"
+	printf '%s: %d passed, %d failed\n' "$1" "$op_passed" "$op_failed"
+}
+
+# op_server_usage: the server scripts' usage line on stderr, exit 2.
+op_server_usage() {
+	printf 'usage: %s start|stop|status <dir> <port>\n' "$OP_PROG" >&2
+	exit 2
+}
+
+# op_server_args WHAT ARGS...: parses "start|stop|status <dir> <port>", the
+# arguments of ops/redis.sh and ops/postgres.sh; sets cmd, dir (absolute)
+# and port, or exits 2 with the usage / dies naming a bad port.
+op_server_args() {
+	local what="$1"
+	shift
+	(($# == 3)) || op_server_usage
+	cmd="$1"
+	dir="$(op_abspath "$2")"
+	port="$3"
+	op_check_port "$port" || op_die "invalid $what port '$port': expected a number in 1-65535"
+}

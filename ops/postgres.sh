@@ -29,16 +29,7 @@ set -euo pipefail
 # shellcheck source=ops/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() {
-	printf 'usage: %s start|stop|status <dir> <port>\n' "$0" >&2
-	exit 2
-}
-
-(($# == 3)) || usage
-cmd="$1"
-dir="$(op_abspath "$2")"
-port="$3"
-op_check_port "$port" || op_die "invalid postgresql port '$port': expected a number in 1-65535"
+op_server_args postgresql "$@"
 
 data="$dir/data"
 sockdir="$dir/run"
@@ -239,5 +230,5 @@ case "$cmd" in
 start) do_start ;;
 stop) do_stop ;;
 status) do_status ;;
-*) usage ;;
+*) op_server_usage ;;
 esac

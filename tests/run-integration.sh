@@ -127,31 +127,16 @@ if ((${#tests[@]} == 0)); then
 	exit 0
 fi
 
-passed=0
-failed=0
-failures=()
 for t in "${tests[@]}"; do
 	name="${t#"$OP_ROOT"/}"
 	name="${name#"$build"/}"
 	printf '==== integration %s\n' "$name"
 	st=0
 	(cd "$OP_ROOT" && timeout -k 10 "$timeout" "$t" </dev/null 2>&1) || st=$?
-	if ((st == 0)); then
-		passed=$((passed + 1))
-		printf '==== integration %s: ok\n' "$name"
-	else
-		failed=$((failed + 1))
-		failures+=("$name")
-		if ((st == 124 || st == 137)); then
-			printf '==== integration %s: FAILED (timed out after %ss)\n' "$name" "$timeout"
-		else
-			printf '==== integration %s: FAILED (exit status %s)\n' "$name" "$st"
-		fi
-	fi
+	op_test_outcome integration "$name" "$st" "$timeout"
 	heal
 done
 
 printf '\n'
-((failed)) && printf 'failed integration tests: %s\n' "${failures[*]}"
-printf 'integration: %d passed, %d failed\n' "$passed" "$failed"
-((failed == 0))
+op_test_summary integration
+((op_failed == 0))

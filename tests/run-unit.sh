@@ -51,9 +51,6 @@ run_one() {
 	return "${PIPESTATUS[0]}"
 }
 
-passed=0
-failed=0
-failures=()
 leaks_off=0
 for t in "${tests[@]}"; do
 	name="$(basename "$t")"
@@ -67,22 +64,10 @@ for t in "${tests[@]}"; do
 		st=0
 		run_one "$t" || st=$?
 	fi
-	if ((st == 0)); then
-		passed=$((passed + 1))
-		printf '==== unit %s: ok\n' "$name"
-	else
-		failed=$((failed + 1))
-		failures+=("$name")
-		if ((st == 124 || st == 137)); then
-			printf '==== unit %s: FAILED (timed out after %ss)\n' "$name" "$timeout"
-		else
-			printf '==== unit %s: FAILED (exit status %s)\n' "$name" "$st"
-		fi
-	fi
+	op_test_outcome unit "$name" "$st" "$timeout"
 done
 
 printf '\n'
 ((leaks_off)) && printf 'note: leak detection was off for part of this run (LeakSanitizer needs ptrace)\n'
-((failed)) && printf 'failed unit tests: %s\n' "${failures[*]}"
-printf 'unit: %d passed, %d failed\n' "$passed" "$failed"
-((failed == 0))
+op_test_summary unit
+((op_failed == 0))
