@@ -170,19 +170,31 @@ for name in "${services[@]}"; do
 done
 save_services
 
+# reap_dead: if a started service is no longer running, reap it, show the
+# tail of its log, forget it, set dead_name and dead_st, and return 0;
+# return 1 while every service runs.
+reap_dead() {
+	local name
+	for name in "${!pids[@]}"; do
+		if ! op_pid_alive "${pids[$name]}"; then
+			dead_name="$name"
+			dead_st=0
+			wait "${pids[$name]}" || dead_st=$?
+			unset "pids[$name]"
+			op_log_tail "$logdir/$name.log" 20
+			return 0
+		fi
+	done
+	return 1
+}
+
 # A service that cannot start (bad config, port taken) exits at once: give
 # them a moment and report any that did, rather than printing a ready banner.
 if ((${#pids[@]})); then
 	sleep 1
-	for name in "${!pids[@]}"; do
-		if ! op_pid_alive "${pids[$name]}"; then
-			st=0
-			wait "${pids[$name]}" || st=$?
-			unset "pids[$name]"
-			op_log_tail "$logdir/$name.log" 20
-			op_die "orderpipe-$name exited at start-up (status $st): see var/log/$name.log"
-		fi
-	done
+	if reap_dead; then
+		op_die "orderpipe-$dead_name exited at start-up (status $dead_st): see var/log/$dead_name.log"
+	fi
 fi
 
 cat <<EOF
@@ -213,16 +225,10 @@ fi
 
 # Wait for Ctrl-C; a service that dies meanwhile stops the whole run.
 while :; do
-	for name in "${!pids[@]}"; do
-		if ! op_pid_alive "${pids[$name]}"; then
-			st=0
-			wait "${pids[$name]}" || st=$?
-			unset "pids[$name]"
-			op_log_tail "$logdir/$name.log" 20
-			op_warn "orderpipe-$name exited unexpectedly (status $st): stopping everything; see var/log/$name.log"
-			cleanup 1
-		fi
-	done
+	if reap_dead; then
+		op_warn "orderpipe-$dead_name exited unexpectedly (status $dead_st): stopping everything; see var/log/$dead_name.log"
+		cleanup 1
+	fi
 	sleep 1 9>&- &
 	wait $! || true
 done
