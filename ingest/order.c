@@ -20,20 +20,6 @@ int api_fail(struct api_error *e, int status, const char *code, const char *fiel
     return -1;
 }
 
-int order_valid_client_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > 36)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Parses the digits-only text s[0..n) as an int64 >= 0; -1 on anything else
  * (sign, fraction, exponent, overflow). */
 static int parse_uint_text(const char *s, int n, int64_t *out)
@@ -171,7 +157,7 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
 
     t = json_get(d, obj, "client_order_id");
     if (t >= 0 && (json_string(d, t, m->client_order_id, sizeof(m->client_order_id)) < 0 ||
-                   !order_valid_client_id(m->client_order_id)))
+                   !op_client_order_id_valid(m->client_order_id)))
         return api_fail(e, 400, "invalid_field", "client_order_id",
                         "client_order_id must be 1-36 characters of [A-Za-z0-9._-]");
 

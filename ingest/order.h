@@ -45,7 +45,4 @@ int order_parse_amend(const struct json_doc *d, int obj, int64_t *qty, struct ap
  * Returns 0, or -1 with e (400 invalid_order_id). */
 int order_parse_id(const char *s, uint64_t *id, struct api_error *e);
 
-/* Checks a client_order_id: 1-36 of [A-Za-z0-9._-]. */
-int order_valid_client_id(const char *s);
-
 #endif

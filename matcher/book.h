@@ -104,6 +104,10 @@ struct book {
     uint32_t index;             /* its index in the engine's book table */
     uint32_t orders;            /* resting orders, both sides */
     struct book_side side[2];   /* BOOK_BID, BOOK_ASK */
+    /* Set by the engine (eng_list_symbols), not part of the book's state: */
+    int64_t lot;     /* a new order's qty must be a multiple of it */
+    int64_t max_qty; /* and at most this */
+    int listed;      /* 0: the symbol no longer trades here (new orders rejected) */
 };
 
 /* A pool of fixed-size objects; the first word of a free object links it. */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/shard.h"
+
 /* Initial sizes: small enough that an idle shard costs little, large enough
  * that a busy one grows only a few times. */
 #define IDS_INITIAL 1024u
@@ -71,9 +73,9 @@ void eng_reports_release(struct eng_reports *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Appends a zeroed report with its id, kind and time; aborts when out of memory. */
-static struct op_report *rep_new(struct eng *e, struct eng_reports *out, int kind, int req_kind,
-                                 uint64_t ts_ns)
+/* Appends a zeroed report with its id, kind and time (the engine time of the
+ * input being applied); aborts when out of memory. */
+static struct op_report *rep_new(struct eng *e, struct eng_reports *out, int kind, int req_kind)
 {
     if (out->len == out->cap) {
         size_t cap = out->cap ? out->cap * 2 : REPORTS_INITIAL;
@@ -94,7 +96,7 @@ static struct op_report *rep_new(struct eng *e, struct eng_reports *out, int kin
     e->seq++;
     ENG_ASSERT(e->seq < (UINT64_C(1) << (64 - ENG_SHARD_BITS)));
     r->report_id = (e->seq << ENG_SHARD_BITS) | e->shard;
-    r->ts_ns = ts_ns;
+    r->ts_ns = e->now_ns;
     return r;
 }
 
@@ -332,6 +334,33 @@ static void symtab_insert(struct eng *e, uint32_t index)
     e->symtab[i] = index + 1;
 }
 
+/* The listing of symbol (NUL-padded) in e's sorted list, or NULL. */
+static const struct eng_listing *listing_find(const struct eng *e, const char *symbol)
+{
+    uint32_t lo = 0, hi = e->nlisted;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(e->listed[mid].symbol, symbol, OP_SYMBOL_MAX);
+        if (c == 0)
+            return &e->listed[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Sets the trading limits of book b from e's listing (every symbol trades,
+ * with the engine's own limits, while no listing is set). */
+static void book_limits(const struct eng *e, struct book *b)
+{
+    const struct eng_listing *l = e->listing ? listing_find(e, b->symbol) : NULL;
+    b->listed = !e->listing || l != NULL;
+    b->lot = l ? l->lot : 1;
+    b->max_qty = l ? l->max_qty : ENG_QTY_MAX;
+}
+
 struct book *eng_book(struct eng *e, const char *symbol, int create)
 {
     int64_t at = book_lookup(e, symbol);
@@ -351,6 +380,7 @@ struct book *eng_book(struct eng *e, const char *symbol, int create)
     if (b == NULL)
         eng_oom("book");
     book_init(b, symbol, e->nbooks);
+    book_limits(e, b);
     e->books[e->nbooks++] = b;
     if ((uint64_t)e->nbooks * 2 > (uint64_t)e->symtab_mask + 1) {
         uint32_t n = (e->symtab_mask + 1) * 2;
@@ -416,9 +446,37 @@ void eng_free(struct eng *e)
     free(e->ring);
     free(e->accounts);
     free(e->accttab);
+    free(e->listed);
     book_pool_release(&e->orders);
     book_pool_release(&e->levels);
     free(e);
+}
+
+int eng_list_symbols(struct eng *e, const struct op_symtab *syms, uint32_t shards)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < syms->n; i++)
+        n += op_shard_of(syms->v[i].name, strlen(syms->v[i].name), shards) == e->shard;
+    struct eng_listing *v = n ? calloc(n, sizeof(*v)) : NULL;
+    if (n && v == NULL)
+        return -1;
+    uint32_t k = 0;
+    for (size_t i = 0; i < syms->n; i++) { /* syms->v is sorted by name: so is v */
+        const struct op_symbol *y = &syms->v[i];
+        if (op_shard_of(y->name, strlen(y->name), shards) != e->shard)
+            continue;
+        copy_field(v[k].symbol, y->name, sizeof(v[k].symbol));
+        v[k].lot = y->lot > 0 ? y->lot : 1;
+        v[k].max_qty = y->max_qty < ENG_QTY_MAX ? y->max_qty : ENG_QTY_MAX;
+        k++;
+    }
+    free(e->listed);
+    e->listed = v;
+    e->nlisted = n;
+    e->listing = 1;
+    for (uint32_t i = 0; i < e->nbooks; i++)
+        book_limits(e, e->books[i]);
+    return 0;
 }
 
 /* --- inputs ----------------------------------------------------------------- */
@@ -428,7 +486,7 @@ void eng_free(struct eng *e)
 static void reject_request(struct eng *e, const struct op_order_msg *in, const char *symbol,
                            const char *account, int reason, struct eng_reports *out)
 {
-    struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, in->kind, in->ts_ns);
+    struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, in->kind);
     r->reason = (uint8_t)reason;
     r->order_id = in->order_id;
     memcpy(r->symbol, symbol, OP_SYMBOL_MAX);
@@ -444,9 +502,9 @@ static inline void close_order(struct eng *e, struct book_order *o)
 
 /* Emits CANCELLED for o with reason (its state is CANCELLED from now on). */
 static void rep_cancelled(struct eng *e, const struct book_order *o, const struct book *b,
-                          int reason, uint64_t ts_ns, struct eng_reports *out)
+                          int reason, struct eng_reports *out)
 {
-    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_NEW, ts_ns);
+    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_NEW);
     rep_order(r, e, o, b);
     r->status = OP_STATUS_CANCELLED;
     r->reason = (uint8_t)reason;
@@ -470,8 +528,7 @@ static int fok_fillable(const struct book *b, const struct book_order *o)
 
 /* Matches the arriving order o against the opposite side of b while it
  * crosses, emitting one TRADE per maker touched, at the maker's price. */
-static void match(struct eng *e, struct book *b, struct book_order *o, uint64_t ts_ns,
-                  struct eng_reports *out)
+static void match(struct eng *e, struct book *b, struct book_order *o, struct eng_reports *out)
 {
     struct book_side *sd = &b->side[book_side_of(o->side) ^ 1];
     while (o->filled < o->qty && sd->n > 0) {
@@ -486,7 +543,7 @@ static void match(struct eng *e, struct book *b, struct book_order *o, uint64_t 
         m->filled += q;
         lv->open -= q;
 
-        struct op_report *r = rep_new(e, out, OP_REPORT_TRADE, OP_MSG_NEW, ts_ns);
+        struct op_report *r = rep_new(e, out, OP_REPORT_TRADE, OP_MSG_NEW);
         rep_order(r, e, o, b);
         r->maker_order_id = m->id;
         r->trade_price = lv->price;
@@ -503,25 +560,50 @@ static void match(struct eng *e, struct book *b, struct book_order *o, uint64_t 
     }
 }
 
-/* The reason a NEW input is invalid, or OP_REASON_NONE. */
-static int validate_new(const struct op_order_msg *in, int strings_bad, const char *symbol)
+/*
+ * The reason a NEW input is invalid, or OP_REASON_NONE: the same rules as
+ * ingest's (docs/engine.md, "Validation"), checked again because anything can
+ * be written into orders:{S}. b is the symbol's book when it has one, else
+ * NULL (its listing is looked up). symbol, account and clordid are in's
+ * strings, NUL-padded; strings_bad says one of them was not terminated.
+ */
+static int validate_new(const struct eng *e, const struct op_order_msg *in, int strings_bad,
+                        const char *symbol, const char *account, const char *clordid,
+                        const struct book *b)
 {
     if (strings_bad || in->order_id == 0 || in->order_id > (uint64_t)INT64_MAX)
         return OP_REASON_MALFORMED;
-    if (symbol[0] == '\0')
+    if (in->ts_ns == 0)
+        return OP_REASON_BAD_TIME;
+    int64_t lot = 1, max_qty = ENG_QTY_MAX;
+    if (b != NULL) {
+        if (!b->listed)
+            return OP_REASON_UNKNOWN_SYMBOL;
+        lot = b->lot, max_qty = b->max_qty;
+    } else if (symbol[0] == '\0') {
         return OP_REASON_UNKNOWN_SYMBOL;
+    } else if (e->listing) {
+        const struct eng_listing *l = listing_find(e, symbol);
+        if (l == NULL)
+            return OP_REASON_UNKNOWN_SYMBOL;
+        lot = l->lot, max_qty = l->max_qty;
+    }
+    if (account[0] == '\0')
+        return OP_REASON_BAD_ACCOUNT;
     if (in->side != OP_SIDE_BUY && in->side != OP_SIDE_SELL)
         return OP_REASON_BAD_SIDE;
     if (in->type != OP_TYPE_LIMIT && in->type != OP_TYPE_MARKET)
         return OP_REASON_BAD_TYPE;
     if (in->tif != OP_TIF_GTC && in->tif != OP_TIF_IOC && in->tif != OP_TIF_FOK)
         return OP_REASON_BAD_TIF;
-    if (in->qty < 1 || in->qty > ENG_QTY_MAX)
+    if (in->qty < 1 || in->qty > max_qty || (lot > 1 && in->qty % lot != 0))
         return OP_REASON_BAD_QTY;
     if (in->type == OP_TYPE_LIMIT ? in->price < 1 : in->price != 0)
         return OP_REASON_BAD_PRICE;
     if (in->post_only && (in->type == OP_TYPE_MARKET || in->tif != OP_TIF_GTC))
         return OP_REASON_BAD_POST_ONLY;
+    if (clordid[0] != '\0' && !op_client_order_id_valid(clordid))
+        return OP_REASON_BAD_CLIENT_ID;
     return OP_REASON_NONE;
 }
 
@@ -531,11 +613,13 @@ static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_r
     int bad = copy_field(symbol, in->symbol, sizeof(symbol));
     bad |= copy_field(account, in->account, sizeof(account));
     bad |= copy_field(clordid, in->client_order_id, sizeof(clordid));
-    int reason = validate_new(in, bad, symbol);
+    int64_t at = book_lookup(e, symbol);
+    struct book *b = at >= 0 ? e->books[at] : NULL;
+    int reason = validate_new(e, in, bad, symbol, account, clordid, b);
     if (reason == OP_REASON_NONE && eng_id_known(e, in->order_id))
         reason = OP_REASON_DUPLICATE_ID;
     if (reason != OP_REASON_NONE) {
-        struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, OP_MSG_NEW, in->ts_ns);
+        struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, OP_MSG_NEW);
         r->reason = (uint8_t)reason;
         r->status = OP_STATUS_REJECTED;
         r->side = in->side;
@@ -551,7 +635,8 @@ static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_r
         return;
     }
 
-    struct book *b = eng_book(e, symbol, 1);
+    if (b == NULL)
+        b = eng_book(e, symbol, 1);
     struct book_order *o = book_pool_get(&e->orders);
     o->next = o->prev = NULL;
     o->level = NULL;
@@ -568,28 +653,28 @@ static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_r
     o->post_only = in->post_only ? 1 : 0;
     memcpy(o->client_order_id, clordid, OP_CLORDID_MAX);
 
-    struct op_report *r = rep_new(e, out, OP_REPORT_ACCEPTED, OP_MSG_NEW, in->ts_ns);
+    struct op_report *r = rep_new(e, out, OP_REPORT_ACCEPTED, OP_MSG_NEW);
     rep_order(r, e, o, b);
 
     struct book_level *best = book_best(b, book_side_of(o->side) ^ 1);
     if (o->post_only && best != NULL && crosses(o, best->price)) {
-        rep_cancelled(e, o, b, OP_REASON_POST_ONLY, in->ts_ns, out);
+        rep_cancelled(e, o, b, OP_REASON_POST_ONLY, out);
         close_order(e, o);
         return;
     }
     if (o->tif == OP_TIF_FOK && !fok_fillable(b, o)) {
-        rep_cancelled(e, o, b, OP_REASON_FOK_UNFILLED, in->ts_ns, out);
+        rep_cancelled(e, o, b, OP_REASON_FOK_UNFILLED, out);
         close_order(e, o);
         return;
     }
-    match(e, b, o, in->ts_ns, out);
+    match(e, b, o, out);
     if (o->filled == o->qty) {
         close_order(e, o);
     } else if (o->tif != OP_TIF_GTC) {
         /* A market order that got nothing met an empty opposite side. */
         int why = o->type == OP_TYPE_MARKET && o->filled == 0 ? OP_REASON_NO_LIQUIDITY
                                                               : OP_REASON_IOC_REMAINDER;
-        rep_cancelled(e, o, b, why, in->ts_ns, out);
+        rep_cancelled(e, o, b, why, out);
         close_order(e, o);
     } else {
         eng_rest(e, o);
@@ -606,8 +691,11 @@ static struct book_order *target_of(struct eng *e, const struct op_order_msg *in
     char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
     int bad = copy_field(symbol, in->symbol, sizeof(symbol));
     bad |= copy_field(account, in->account, sizeof(account));
-    if (bad) {
-        reject_request(e, in, symbol, account, OP_REASON_MALFORMED, out);
+    if (bad || in->ts_ns == 0 || account[0] == '\0') {
+        int reason = bad              ? OP_REASON_MALFORMED
+                     : in->ts_ns == 0 ? OP_REASON_BAD_TIME
+                                      : OP_REASON_BAD_ACCOUNT;
+        reject_request(e, in, symbol, account, reason, out);
         return NULL;
     }
     struct eng_slot *s = in->order_id ? ids_find(e, in->order_id) : NULL;
@@ -648,7 +736,7 @@ static void apply_cancel(struct eng *e, const struct op_order_msg *in, struct en
     if (o == NULL)
         return;
     book_remove(b, &e->levels, o);
-    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_CANCEL, in->ts_ns);
+    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_CANCEL);
     rep_order(r, e, o, b);
     r->status = OP_STATUS_CANCELLED;
     r->reason = OP_REASON_USER_CANCEL;
@@ -667,13 +755,17 @@ static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng
     }
     o->level->open -= o->qty - in->qty;
     o->qty = in->qty;
-    struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, OP_MSG_AMEND, in->ts_ns);
+    struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, OP_MSG_AMEND);
     rep_order(r, e, o, b);
 }
 
 size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
 {
     size_t before = out->len;
+    /* Engine time never goes back (docs/engine.md, "Time"): two ingest
+     * threads may stamp and write in opposite orders. */
+    if (in->ts_ns > e->now_ns)
+        e->now_ns = in->ts_ns;
     switch (in->kind) {
     case OP_MSG_NEW:
         apply_new(e, in, out);

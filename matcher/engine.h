@@ -7,6 +7,7 @@
 
 #include "matcher/book.h"
 #include "shared/msg.h"
+#include "shared/symbols.h"
 
 /*
  * One struct eng holds every book of one shard. eng_apply() takes one input
@@ -81,6 +82,13 @@ struct eng_closed {
     uint32_t book;    /* index of its book */
 };
 
+/* A symbol the shard trades, with its limits from SYMBOLS_FILE. */
+struct eng_listing {
+    char symbol[OP_SYMBOL_MAX]; /* NUL-padded */
+    int64_t lot;                /* qty must be a multiple of it */
+    int64_t max_qty;            /* largest qty of one order, at most ENG_QTY_MAX */
+};
+
 /* One slot of the id map; id 0 marks an empty slot (order ids are ≥ 1). */
 struct eng_slot {
     uint64_t id;
@@ -91,6 +99,7 @@ struct eng_slot {
 struct eng {
     uint32_t shard;                   /* 0 … ENG_SHARD_MAX-1 */
     uint64_t seq;                     /* reports emitted so far; next report_id uses seq+1 */
+    uint64_t now_ns;                  /* engine time: the largest input ts applied so far */
     struct book **books;              /* books[i]->index == i */
     uint32_t nbooks;                  /* books in use */
     uint32_t cap_books;               /* allocated entries of books */
@@ -109,6 +118,9 @@ struct eng {
     uint32_t closed_max;              /* records remembered at most */
     uint32_t closed_head;             /* index of the oldest record */
     uint32_t closed_len;              /* records in use */
+    struct eng_listing *listed;       /* the shard's symbols, sorted by name (eng_list_symbols) */
+    uint32_t nlisted;                 /* entries of listed */
+    int listing;                      /* 0: no list set, every symbol trades */
     struct book_pool orders;          /* struct book_order */
     struct book_pool levels;          /* struct book_level */
 };
@@ -118,6 +130,17 @@ struct eng {
  * or NULL when an argument is out of range or memory is short. Free it with
  * eng_free. */
 struct eng *eng_new(uint32_t shard, uint32_t closed_max);
+
+/*
+ * Restricts e to the symbols of syms whose shard (op_shard_of over shards)
+ * is e's, with their lot and max quantity: a NEW order for any other symbol,
+ * or breaking those limits, is REJECTED (UNKNOWN_SYMBOL, BAD_QTY). Without
+ * this call every symbol trades, with lot 1 and ENG_QTY_MAX (unit tests,
+ * benchmarks). The listing is configuration, not state: it is not in
+ * snapshots, so call it again after eng_restore. Returns 0, or -1 out of
+ * memory (e unchanged). syms is only read.
+ */
+int eng_list_symbols(struct eng *e, const struct op_symtab *syms, uint32_t shards);
 
 /* Frees e and everything it owns; NULL is a no-op. */
 void eng_free(struct eng *e);

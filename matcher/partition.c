@@ -232,6 +232,9 @@ static int load_snapshot(struct worker *w, struct part *p)
     } else if (!(p->eng = eng_new(p->shard, w->cfg->closed_max))) {
         rc = op_log_fail("out_of_memory", "what=engine shard=%u", p->shard);
     }
+    /* The shard's symbols and their limits: configuration, not in snapshots. */
+    if (rc == 0 && eng_list_symbols(p->eng, w->cfg->syms, w->cfg->shards) != 0)
+        rc = op_log_fail("out_of_memory", "what=symbol_listing shard=%u", p->shard);
     op_reply_free(rep);
     return rc;
 }

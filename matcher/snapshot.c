@@ -10,9 +10,10 @@
 /*
  * Snapshot layout (msgpack), documented in docs/engine.md:
  *
- *   [ "orderpipe-engine", 1, hash:uint64, body:bin ]
+ *   [ "orderpipe-engine", 2, hash:uint64, body:bin ]
  *
- *   body = [ shard, seq, closed_max, books, closed ]
+ *   body = [ shard, seq, closed_max, books, closed, now_ns ]
+ *     (version 1, still restored: the same without now_ns, which is then 0)
  *     books  = [ [ symbol, bids, asks ], … ]        in book index order
  *     bids, asks = [ order, … ]                     best price first, FIFO within a price
  *     order  = [ id, price, qty, filled, type, tif, post_only, account, client_order_id ]
@@ -24,15 +25,16 @@
  */
 
 #define SNAP_MAGIC "orderpipe-engine"
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
 
-/* Packs e's canonical body into sb; returns 0 or -1 when memory is short. */
-static int pack_body(const struct eng *e, msgpack_sbuffer *sb)
+/* Packs e's canonical body of layout `version` (1 or 2) into sb; returns 0
+ * or -1 when memory is short. */
+static int pack_body(const struct eng *e, msgpack_sbuffer *sb, unsigned version)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     int rc = 0;
-    rc |= msgpack_pack_array(&pk, 5);
+    rc |= msgpack_pack_array(&pk, version >= 2 ? 6 : 5);
     rc |= msgpack_pack_uint32(&pk, e->shard);
     rc |= msgpack_pack_uint64(&pk, e->seq);
     rc |= msgpack_pack_uint32(&pk, e->closed_max);
@@ -79,18 +81,26 @@ static int pack_body(const struct eng *e, msgpack_sbuffer *sb)
         rc |= msgpack_pack_str_body(&pk, acct, strlen(acct));
         rc |= msgpack_pack_uint32(&pk, c->book);
     }
+    if (version >= 2)
+        rc |= msgpack_pack_uint64(&pk, e->now_ns);
     return rc ? -1 : 0;
 }
 
-uint64_t eng_hash(const struct eng *e)
+/* eng_hash of e in body layout `version`. */
+static uint64_t hash_as(const struct eng *e, unsigned version)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (pack_body(e, &sb) != 0)
+    if (pack_body(e, &sb, version) != 0)
         eng_oom("state hash");
     uint64_t h = eng_fnv1a64(sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return h;
+}
+
+uint64_t eng_hash(const struct eng *e)
+{
+    return hash_as(e, SNAP_VERSION);
 }
 
 int eng_snapshot(const struct eng *e, char **out, size_t *len)
@@ -99,7 +109,7 @@ int eng_snapshot(const struct eng *e, char **out, size_t *len)
     msgpack_sbuffer_init(&body);
     msgpack_sbuffer_init(&sb);
     int rc = -1;
-    if (pack_body(e, &body) != 0)
+    if (pack_body(e, &body, SNAP_VERSION) != 0)
         goto out;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -303,20 +313,23 @@ static int mp_plausible(const unsigned char *buf, size_t len)
     return pos == len ? 0 : -1;
 }
 
-/* Fills the empty engine *ep from the body object; 0 or -1. */
-static int restore_body(struct eng **ep, const msgpack_object *body, struct rctx *c)
+/* Fills the empty engine *ep from the body object of layout version; 0 or -1. */
+static int restore_body(struct eng **ep, const msgpack_object *body, unsigned version,
+                        struct rctx *c)
 {
-    const msgpack_object *f = arr(body, 5);
-    uint64_t shard, seq, closed_max;
+    const msgpack_object *f = arr(body, version >= 2 ? 6 : 5);
+    uint64_t shard, seq, closed_max, now_ns = 0;
     if (f == NULL || get_u64(&f[0], ENG_SHARD_MAX - 1, &shard) ||
         get_u64(&f[1], (UINT64_C(1) << (64 - ENG_SHARD_BITS)) - 1, &seq) ||
-        get_u64(&f[2], ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0)
+        get_u64(&f[2], ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0 ||
+        (version >= 2 && get_u64(&f[5], UINT64_MAX, &now_ns)))
         return fail(c, "snapshot header fields malformed");
     struct eng *e = eng_new((uint32_t)shard, (uint32_t)closed_max);
     if (e == NULL)
         return fail(c, "out of memory");
     *ep = e;
     e->seq = seq;
+    e->now_ns = now_ns;
     const msgpack_object *books = &f[3], *closed = &f[4];
     if (books->type != MSGPACK_OBJECT_ARRAY || closed->type != MSGPACK_OBJECT_ARRAY)
         return fail(c, "books or closed list is not an array");
@@ -368,7 +381,7 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
         fail(&c, "not an engine snapshot");
         goto out;
     }
-    if (get_u64(&f[1], UINT32_MAX, &version) || version != SNAP_VERSION) {
+    if (get_u64(&f[1], UINT32_MAX, &version) || version < 1 || version > SNAP_VERSION) {
         fail(&c, "unsupported snapshot version");
         goto out;
     }
@@ -392,7 +405,7 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
         fail(&c, "snapshot body truncated or not msgpack");
         goto out;
     }
-    int brc = restore_body(&e, &inner.data, &c);
+    int brc = restore_body(&e, &inner.data, (unsigned)version, &c);
     msgpack_unpacked_destroy(&inner);
     if (brc != 0)
         goto out;
@@ -401,7 +414,7 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
     /* A body msgpack-c would not have written (non-shortest integers, …)
      * restores a state whose canonical form differs: refuse it, so that
      * hash(restore(x)) == hash(x) always holds. */
-    if (eng_hash(e) != hash) {
+    if (hash_as(e, (unsigned)version) != hash) {
         fail(&c, "snapshot body is not in canonical form");
         goto out;
     }

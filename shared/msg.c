@@ -2,6 +2,7 @@
 #include "shared/msg.h"
 
 #include <stddef.h>
+#include <string.h>
 
 /* Returns names[v] when v indexes a non-NULL entry, "?" otherwise. */
 static const char *name_of(const char *const *names, size_t n, int v)
@@ -81,6 +82,23 @@ const char *op_reason_name(int reason)
         [OP_REASON_ORDER_CLOSED] = "ORDER_CLOSED",
         [OP_REASON_BAD_AMEND] = "BAD_AMEND",
         [OP_REASON_UNKNOWN_SYMBOL] = "UNKNOWN_SYMBOL",
+        [OP_REASON_BAD_ACCOUNT] = "BAD_ACCOUNT",
+        [OP_REASON_BAD_CLIENT_ID] = "BAD_CLIENT_ORDER_ID",
+        [OP_REASON_BAD_TIME] = "BAD_TIME",
     };
     return NAME_OF(names, reason);
+}
+
+int op_client_order_id_valid(const char *s)
+{
+    size_t n = strnlen(s, OP_CLORDID_MAX);
+    if (n < 1 || n >= OP_CLORDID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
 }

@@ -92,7 +92,11 @@ enum op_reason {
     OP_REASON_NOT_OWNER = 29,      /* cancel/amend of another account's order */
     OP_REASON_ORDER_CLOSED = 30,   /* cancel/amend of a filled or cancelled order */
     OP_REASON_BAD_AMEND = 31,      /* new total not in (filled, current total) */
-    OP_REASON_UNKNOWN_SYMBOL = 32, /* symbol not in the matcher's symbol table */
+    OP_REASON_UNKNOWN_SYMBOL = 32, /* symbol not listed for this shard in SYMBOLS_FILE */
+    OP_REASON_BAD_ACCOUNT = 33,    /* empty account name */
+    OP_REASON_BAD_CLIENT_ID =
+        34,                  /* client_order_id breaks its grammar (op_client_order_id_valid) */
+    OP_REASON_BAD_TIME = 35, /* ts 0: no receipt time */
 };
 
 /*
@@ -147,6 +151,11 @@ struct op_report {
     char maker_account[OP_ACCOUNT_MAX];   /* TRADE only */
     char client_order_id[OP_CLORDID_MAX]; /* of order_id, when known */
 };
+
+/* 1 when s (NUL-terminated) is a valid client_order_id: 1-36 characters of
+ * [A-Za-z0-9._-] (the contract's grammar, checked by ingest, the engine and
+ * the recorder alike), else 0. */
+int op_client_order_id_valid(const char *s);
 
 /* Names for logs, JSON and the database ("buy", "GTC", "PARTIALLY_FILLED", …);
  * each returns "?" for a value outside its enum. */

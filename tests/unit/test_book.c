@@ -7,9 +7,11 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "matcher/engine.h"
+#include "shared/shard.h"
 
 /* --- table notation -------------------------------------------------------- */
 
@@ -25,16 +27,18 @@
 #define NEWO(id_, acct, side_, type_, tif_, px, q, po)                                             \
     {                                                                                              \
         .kind = OP_MSG_NEW, .order_id = (id_), .side = (side_), .type = (type_), .tif = (tif_),    \
-        .price = (px), .qty = (q), .post_only = (po), .symbol = "AAPL", .account = (acct)          \
+        .price = (px), .qty = (q), .post_only = (po), .symbol = "AAPL", .account = (acct),         \
+        .ts_ns = 1                                                                                 \
     }
 #define LIM(id_, acct, side_, px, q) NEWO(id_, acct, side_, LMT, GTC, px, q, false)
 #define CXL(id_, acct)                                                                             \
     {                                                                                              \
-        .kind = OP_MSG_CANCEL, .order_id = (id_), .symbol = "AAPL", .account = (acct)              \
+        .kind = OP_MSG_CANCEL, .order_id = (id_), .symbol = "AAPL", .account = (acct), .ts_ns = 1  \
     }
 #define AMD(id_, acct, q)                                                                          \
     {                                                                                              \
-        .kind = OP_MSG_AMEND, .order_id = (id_), .qty = (q), .symbol = "AAPL", .account = (acct)   \
+        .kind = OP_MSG_AMEND, .order_id = (id_), .qty = (q), .symbol = "AAPL", .account = (acct),  \
+        .ts_ns = 1                                                                                 \
     }
 
 /* An expected report; fields left 0 in a TRADE are still compared. */
@@ -478,6 +482,109 @@ static void test_bad_args(void **state)
     eng_free(NULL);
 }
 
+/* One input through e; returns its first report (the test holds one at a time). */
+static struct op_report apply1(struct eng *e, struct op_order_msg in, size_t *n)
+{
+    struct eng_reports out;
+    eng_reports_init(&out);
+    *n = eng_apply(e, &in, &out);
+    struct op_report r = out.v[0];
+    eng_reports_release(&out);
+    return r;
+}
+
+/*
+ * Issue 10: what a rogue writer can put into orders:{S} is validated as
+ * strictly as ingest does, with the shard's symbol listing: every bad input
+ * is one REJECTED report with its reason, and changes nothing.
+ */
+static void test_hostile_inputs(void **state)
+{
+    (void)state;
+    /* Two shards; find a listed symbol of shard 0 and one of shard 1. */
+    struct op_symbol v[] = {
+        {.name = "AAPL", .tick = {1, 2}, .lot = 1, .max_qty = 1000},
+        {.name = "LOT10", .tick = {1, 2}, .lot = 10, .max_qty = 1000},
+        {.name = "MSFT", .tick = {1, 2}, .lot = 1, .max_qty = 1000},
+        {.name = "NVDA", .tick = {1, 2}, .lot = 1, .max_qty = 1000},
+        {.name = "TSLA", .tick = {1, 2}, .lot = 1, .max_qty = 1000},
+    };
+    struct op_symtab t = {v, sizeof(v) / sizeof(v[0])};
+    uint32_t aapl = op_shard_of("AAPL", 4, 2);
+    const char *other = NULL;
+    for (size_t i = 0; i < t.n; i++)
+        if (op_shard_of(v[i].name, strlen(v[i].name), 2) != aapl)
+            other = v[i].name;
+    assert_non_null(other);
+    struct eng *e = eng_new(aapl, 0);
+    assert_int_equal(eng_list_symbols(e, &t, 2), 0);
+    size_t n;
+    struct {
+        const char *what;
+        struct op_order_msg in;
+        int reason;
+    } cases[] = {
+        {"unknown symbol", LIM(1, "a", B, 100, 1), OP_REASON_UNKNOWN_SYMBOL},
+        {"symbol of another shard", LIM(2, "a", B, 100, 1), OP_REASON_UNKNOWN_SYMBOL},
+        {"qty above the symbol's max", LIM(3, "a", B, 100, 1001), OP_REASON_BAD_QTY},
+        {"qty 0", LIM(4, "a", B, 100, 0), OP_REASON_BAD_QTY},
+        {"empty account", LIM(5, "", B, 100, 1), OP_REASON_BAD_ACCOUNT},
+        {"bad client_order_id", LIM(6, "a", B, 100, 1), OP_REASON_BAD_CLIENT_ID},
+        {"ts 0", LIM(7, "a", B, 100, 1), OP_REASON_BAD_TIME},
+        {"id 2^63", LIM(UINT64_C(1) << 63, "a", B, 100, 1), OP_REASON_MALFORMED},
+        {"cancel with an empty account", CXL(9, ""), OP_REASON_BAD_ACCOUNT},
+        {"cancel at ts 0", CXL(9, "a"), OP_REASON_BAD_TIME},
+    };
+    snprintf(cases[0].in.symbol, sizeof(cases[0].in.symbol), "ZZZZ");
+    snprintf(cases[1].in.symbol, sizeof(cases[1].in.symbol), "%s", other);
+    snprintf(cases[5].in.client_order_id, sizeof(cases[5].in.client_order_id), "no spaces");
+    cases[6].in.ts_ns = 0;
+    cases[9].in.ts_ns = 0;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct op_report r = apply1(e, cases[i].in, &n);
+        if (r.kind != OP_REPORT_REJECTED || r.reason != cases[i].reason)
+            fail_msg("%s: got %s %s, want REJECTED %s", cases[i].what, op_report_kind_name(r.kind),
+                     op_reason_name(r.reason), op_reason_name(cases[i].reason));
+        assert_int_equal(n, 1);
+    }
+    assert_int_equal(eng_open_orders(e), 0);
+    char zzzz[OP_SYMBOL_MAX] = "ZZZZ";
+    assert_null(eng_book(e, zzzz, 0)); /* no book for a refused symbol */
+
+    /* A lot: qty must be a multiple of it. */
+    assert_int_equal(op_shard_of("LOT10", 5, 2), aapl);
+    {
+        struct op_order_msg in = LIM(20, "a", B, 100, 15);
+        snprintf(in.symbol, sizeof(in.symbol), "LOT10");
+        assert_int_equal(apply1(e, in, &n).reason, OP_REASON_BAD_QTY);
+        in.qty = 20;
+        assert_int_equal(apply1(e, in, &n).kind, OP_REPORT_ACCEPTED);
+    }
+    /* A good order still trades; engine time never goes back (the second
+     * order was stamped earlier, as two ingest threads may do). */
+    struct op_order_msg a = LIM(30, "a", B, 100, 5), b = LIM(31, "b", S, 100, 5);
+    a.ts_ns = 5000;
+    b.ts_ns = 4000;
+    assert_int_equal(apply1(e, a, &n).ts_ns, 5000);
+    struct op_report r = apply1(e, b, &n);
+    assert_int_equal(r.kind, OP_REPORT_ACCEPTED);
+    assert_int_equal(r.ts_ns, 5000);
+    assert_int_equal(e->now_ns, 5000);
+    char err[200];
+    assert_int_equal(eng_check(e, err, sizeof(err)), 0);
+
+    /* Engine time survives a snapshot. */
+    char *buf;
+    size_t len;
+    assert_int_equal(eng_snapshot(e, &buf, &len), 0);
+    struct eng *c = eng_restore(buf, len, err, sizeof(err));
+    assert_non_null(c);
+    assert_int_equal(c->now_ns, 5000);
+    free(buf);
+    eng_free(c);
+    eng_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_deep_book_and_many_books),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_hostile_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

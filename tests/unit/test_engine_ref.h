@@ -40,6 +40,7 @@ struct ref {
     uint32_t shard;
     uint64_t seq;  /* reports emitted */
     uint64_t time; /* arrivals */
+    uint64_t now;  /* the largest input ts so far: every report's time */
     struct ref_order *open;
     size_t nopen, capopen;
     struct ref_closed *closed; /* a ring: oldest at closed_head once full */
@@ -193,11 +194,23 @@ static inline void ref_remove(struct ref *r, long i)
 static inline void ref_reject_req(struct ref *r, const struct op_order_msg *in, const char *sym,
                                   const char *acct, int reason, struct op_report *out, size_t *n)
 {
-    struct op_report *p = ref_rep(r, out, n, OP_REPORT_REJECTED, in->kind, in->ts_ns);
+    struct op_report *p = ref_rep(r, out, n, OP_REPORT_REJECTED, in->kind, r->now);
     p->reason = (uint8_t)reason;
     p->order_id = in->order_id;
     memcpy(p->symbol, sym, OP_SYMBOL_MAX);
     memcpy(p->account, acct, OP_ACCOUNT_MAX);
+}
+
+/* 1 when s is 1-36 characters, each a letter, a digit, '.', '_' or '-'. */
+static inline int ref_clordid_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 36)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", s[i]))
+            return 0;
+    return 1;
 }
 
 /* Applies in; writes its reports to out (room for max) and returns how many. */
@@ -205,6 +218,8 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
                                size_t max)
 {
     size_t n = 0;
+    if (in->ts_ns > r->now)
+        r->now = in->ts_ns;
     char sym[OP_SYMBOL_MAX], acct[OP_ACCOUNT_MAX], clo[OP_CLORDID_MAX];
     int bad = ref_field(sym, in->symbol, sizeof(sym));
     bad |= ref_field(acct, in->account, sizeof(acct));
@@ -217,6 +232,10 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
         long i = -1;
         if (bad) {
             reason = OP_REASON_MALFORMED;
+        } else if (in->ts_ns == 0) {
+            reason = OP_REASON_BAD_TIME;
+        } else if (acct[0] == '\0') {
+            reason = OP_REASON_BAD_ACCOUNT;
         } else if ((i = ref_find_open(r, in->order_id)) >= 0 && in->order_id != 0) {
             struct ref_order *o = &r->open[i];
             if (strcmp(o->symbol, sym) != 0)
@@ -240,8 +259,7 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
         }
         struct ref_order *o = &r->open[i];
         if (in->kind == OP_MSG_CANCEL) {
-            struct op_report *p =
-                ref_rep(r, out, &n, OP_REPORT_CANCELLED, OP_MSG_CANCEL, in->ts_ns);
+            struct op_report *p = ref_rep(r, out, &n, OP_REPORT_CANCELLED, OP_MSG_CANCEL, r->now);
             ref_desc(p, o);
             p->status = OP_STATUS_CANCELLED;
             p->reason = OP_REASON_USER_CANCEL;
@@ -249,7 +267,7 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
             ref_remove(r, i);
         } else {
             o->qty = in->qty;
-            struct op_report *p = ref_rep(r, out, &n, OP_REPORT_AMENDED, OP_MSG_AMEND, in->ts_ns);
+            struct op_report *p = ref_rep(r, out, &n, OP_REPORT_AMENDED, OP_MSG_AMEND, r->now);
             ref_desc(p, o);
         }
         return n;
@@ -259,8 +277,12 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
     int reason = 0;
     if (bad || in->order_id == 0 || in->order_id > (uint64_t)INT64_MAX)
         reason = OP_REASON_MALFORMED;
+    else if (in->ts_ns == 0)
+        reason = OP_REASON_BAD_TIME;
     else if (sym[0] == '\0')
         reason = OP_REASON_UNKNOWN_SYMBOL;
+    else if (acct[0] == '\0')
+        reason = OP_REASON_BAD_ACCOUNT;
     else if (in->side != 1 && in->side != 2)
         reason = OP_REASON_BAD_SIDE;
     else if (in->type != 1 && in->type != 2)
@@ -274,10 +296,12 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
         reason = OP_REASON_BAD_PRICE;
     else if (in->post_only && (in->type == OP_TYPE_MARKET || in->tif != OP_TIF_GTC))
         reason = OP_REASON_BAD_POST_ONLY;
+    else if (clo[0] != '\0' && !ref_clordid_ok(clo))
+        reason = OP_REASON_BAD_CLIENT_ID;
     else if (ref_find_open(r, in->order_id) >= 0 || ref_find_closed(r, in->order_id) >= 0)
         reason = OP_REASON_DUPLICATE_ID;
     if (reason) {
-        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_REJECTED, OP_MSG_NEW, in->ts_ns);
+        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_REJECTED, OP_MSG_NEW, r->now);
         p->reason = (uint8_t)reason;
         p->status = OP_STATUS_REJECTED;
         p->side = in->side;
@@ -307,7 +331,7 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
     memcpy(t.symbol, sym, sizeof(sym));
     memcpy(t.account, acct, sizeof(acct));
     memcpy(t.clordid, clo, sizeof(clo));
-    ref_desc(ref_rep(r, out, &n, OP_REPORT_ACCEPTED, OP_MSG_NEW, in->ts_ns), &t);
+    ref_desc(ref_rep(r, out, &n, OP_REPORT_ACCEPTED, OP_MSG_NEW, r->now), &t);
 
     int cancel = 0;
     long b = ref_best(r, &t);
@@ -333,7 +357,7 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
         m->filled += q;
         if (n >= max)
             ref_die("report buffer too small");
-        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_TRADE, OP_MSG_NEW, in->ts_ns);
+        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_TRADE, OP_MSG_NEW, r->now);
         ref_desc(p, &t);
         p->maker_order_id = m->id;
         p->trade_price = m->price;
@@ -351,7 +375,7 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
         cancel = t.type == OP_TYPE_MARKET && t.filled == 0 ? OP_REASON_NO_LIQUIDITY
                                                            : OP_REASON_IOC_REMAINDER;
     if (cancel) {
-        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_CANCELLED, OP_MSG_NEW, in->ts_ns);
+        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_CANCELLED, OP_MSG_NEW, r->now);
         ref_desc(p, &t);
         p->status = OP_STATUS_CANCELLED;
         p->reason = (uint8_t)cancel;
@@ -475,6 +499,8 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
     memset(in, 0, sizeof(*in));
     g->ts += 1 + gen_below(&g->rng, 1000);
     in->ts_ns = g->ts;
+    if (gen_below(&g->rng, 40) == 0) /* stamped earlier than the last input: engine time holds */
+        in->ts_ns -= gen_below(&g->rng, 5000);
     int si = (int)gen_below(&g->rng, GEN_SYMBOLS);
     if (gen_below(&g->rng, 50) == 0)
         g->mid[si] += gen_below(&g->rng, 2) ? 3 : -3;
@@ -526,7 +552,7 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
             in->post_only = true;
         }
         if (dice >= 55) { /* invalid in one way */
-            switch (gen_below(&g->rng, 12)) {
+            switch (gen_below(&g->rng, 15)) {
             case 0:
                 in->side = (uint8_t)gen_below(&g->rng, 4) * 3;
                 break;
@@ -560,6 +586,16 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
                 break;
             case 10:
                 memset(in->account, 'a', sizeof(in->account));
+                break;
+            case 11:
+                in->account[0] = '\0';
+                break;
+            case 12:
+                snprintf(in->client_order_id, sizeof(in->client_order_id), "%s",
+                         gen_below(&g->rng, 2) ? "has space" : "semi;colon");
+                break;
+            case 13:
+                in->ts_ns = 0;
                 break;
             default:
                 in->qty = (int64_t)1 << 40;
@@ -595,6 +631,10 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
     in->qty = (int64_t)gen_below(&g->rng, (uint64_t)cur_qty + 2);
     if (pick == 99)
         memset(in->account, 'z', sizeof(in->account));
+    else if (pick == 98)
+        in->account[0] = '\0';
+    else if (pick == 97)
+        in->ts_ns = 0;
 }
 
 #endif
