@@ -27,6 +27,9 @@ void rec_batch_release(struct rec_batch *b)
     op_codec_free(b->codec);
     op_free(b->entries);
     op_free(b->reports);
+    op_free(b->rep_entry);
+    op_free(b->rep_skip);
+    op_free(b->bad);
     op_free(b->orders);
     op_free(b->slots);
     op_free(b->trades);
@@ -38,6 +41,7 @@ void rec_batch_reset(struct rec_batch *b)
 {
     b->nentries = 0;
     b->nreports = 0;
+    b->nbad = 0;
     b->rows = 0;
     b->npoison = 0;
     b->first_ms = 0;
@@ -62,7 +66,8 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* What a report writes: 0 nothing (ignored reject), 1 order state, 2 trade. */
+/* What a report writes: 0 nothing (ignored reject), 1 order state, 2 trade,
+ * -1 unknown kind. */
 static int report_effect(const struct op_report *r)
 {
     switch (r->kind) {
@@ -74,8 +79,12 @@ static int report_effect(const struct op_report *r)
         return 1;
     case OP_REPORT_REJECTED:
         /* A rejected cancel/amend leaves its target unchanged; a new order
-         * rejected as a duplicate id is not the order that owns the id. */
-        return (r->req_kind == OP_MSG_NEW && r->reason != OP_REASON_DUPLICATE_ID) ? 1 : 0;
+         * rejected as a duplicate id is not the order that owns the id; an
+         * id outside the table's range can have no row. */
+        return (r->req_kind == OP_MSG_NEW && r->reason != OP_REASON_DUPLICATE_ID &&
+                r->order_id >= 1 && r->order_id <= (uint64_t)INT64_MAX)
+                   ? 1
+                   : 0;
     default:
         return -1;
     }
@@ -96,10 +105,21 @@ static void set_poison(struct rec_batch *b, struct rec_entry *e, const char *why
 int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen, const void *m,
                   size_t mlen)
 {
+    size_t cap = b->cap_reports;
     if (grow((void **)&b->entries, &b->cap_entries, b->nentries + 1, sizeof(*b->entries)) != 0 ||
-        grow((void **)&b->reports, &b->cap_reports, b->nreports + OP_CODEC_REPORTS_MAX,
-             sizeof(*b->reports)) != 0)
+        grow((void **)&b->reports, &cap, b->nreports + OP_CODEC_REPORTS_MAX, sizeof(*b->reports)) !=
+            0)
         return -1;
+    if (cap != b->cap_reports) { /* the per-report arrays follow reports' capacity */
+        uint32_t *ent = op_realloc(b->rep_entry, cap * sizeof(*ent));
+        if (ent)
+            b->rep_entry = ent;
+        uint8_t *skip = ent ? op_realloc(b->rep_skip, cap) : NULL;
+        if (!skip)
+            return -1; /* cap_reports unchanged: the next call grows again */
+        b->rep_skip = skip;
+        b->cap_reports = cap;
+    }
     size_t raw_off = b->raw.len;
     if (m && op_buf_append(&b->raw, m, mlen) != 0)
         return -1;
@@ -129,23 +149,33 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
     }
     size_t rows = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct op_report *r = &b->reports[b->nreports + i];
+        size_t k = b->nreports + i;
+        const struct op_report *r = &b->reports[k];
+        b->rep_entry[k] = (uint32_t)(b->nentries - 1);
+        b->rep_skip[k] = 0;
         int eff = report_effect(r);
-        if (eff < 0) {
-            char why[REC_ERR_MAX];
+        char why[REC_ERR_MAX] = "";
+        if (eff < 0)
             snprintf(why, sizeof(why), "unknown report kind %u", r->kind);
-            set_poison(b, e, why);
-            return 0;
+        else if (eff > 0 && r->kind != OP_REPORT_REJECTED &&
+                 !op_symtab_find(b->syms, r->symbol, strlen(r->symbol)))
+            snprintf(why, sizeof(why), "unknown symbol '%s' (not in SYMBOLS_FILE)", r->symbol);
+        if (why[0]) {
+            if (grow((void **)&b->bad, &b->cap_bad, b->nbad + 1, sizeof(*b->bad)) != 0)
+                return -1;
+            struct rec_bad_report *x = &b->bad[b->nbad++];
+            x->report = k;
+            snprintf(x->err, sizeof(x->err), "%s", why);
+            for (char *p = x->err; *p; p++)
+                if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+                    *p = '?';
+            b->rep_skip[k] = 1;
+            b->npoison++;
+            continue;
         }
         if (eff == 0) {
             b->ignored_rejects++;
             continue;
-        }
-        if (!op_symtab_find(b->syms, r->symbol, strlen(r->symbol))) {
-            char why[REC_ERR_MAX];
-            snprintf(why, sizeof(why), "unknown symbol '%s' (not in SYMBOLS_FILE)", r->symbol);
-            set_poison(b, e, why);
-            return 0;
         }
         rows++;
     }
@@ -250,8 +280,9 @@ static void put_ts(struct rec_batch *b, struct op_buf *o, uint64_t ts_ns)
     put_str(o, t, (size_t)n);
 }
 
-/* Appends ticks of symbol sym as a decimal; -1 if the symbol is unknown
- * (cannot happen: rec_batch_add made such entries poison). */
+/* Appends ticks of symbol sym as a decimal; -1 (nothing appended) if the
+ * symbol is unknown: rec_batch_add set such reports aside, but for REJECTED
+ * ones, whose price is then NULL. */
 static int put_price(const struct rec_batch *b, struct op_buf *o, const char *sym, int64_t ticks)
 {
     const struct op_symbol *s = op_symtab_find(b->syms, sym, strlen(sym));
@@ -366,6 +397,16 @@ static void put_name(struct op_buf *o, const char *s)
     put_str(o, s, strlen(s));
 }
 
+/* An enum's name; with null_unknown, NULL instead of "?" (a value outside
+ * the enum, which a rejected order may carry). */
+static void put_enum(struct op_buf *o, const char *name, int null_unknown)
+{
+    if (null_unknown && strcmp(name, "?") == 0)
+        put_null(o);
+    else
+        put_name(o, name);
+}
+
 /* Appends one orders row for merged row w. Returns 0 or -1. */
 static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_order_row *w)
 {
@@ -380,9 +421,13 @@ static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_ord
         if ((s->kind == OP_REPORT_CANCELLED || s->kind == OP_REPORT_REJECTED) && s->reason)
             reason = op_reason_name(s->reason);
     }
+    /* A rejected order may carry values the table cannot hold (whatever a
+     * writer put into orders:{S}): those are NULL. Any other report with
+     * such a value is refused by a CHECK and dead-lettered alone. */
+    int rejected = status == OP_STATUS_REJECTED;
     put_u64(o, w->order_id);
     put_c(o, '\t');
-    if (d && d->client_order_id[0]) {
+    if (d && d->client_order_id[0] && (!rejected || op_client_order_id_valid(d->client_order_id))) {
         if (put_text(o, d->client_order_id) != 0)
             return -1;
     } else {
@@ -396,25 +441,26 @@ static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_ord
         return -1;
     put_c(o, '\t');
     if (d) {
-        put_name(o, op_side_name(d->side));
+        put_enum(o, op_side_name(d->side), rejected);
         put_c(o, '\t');
-        put_name(o, op_type_name(d->type));
+        put_enum(o, op_type_name(d->type), rejected);
         put_c(o, '\t');
-        put_name(o, op_tif_name(d->tif));
+        put_enum(o, op_tif_name(d->tif), rejected);
         put_c(o, '\t');
         put_c(o, d->post_only ? 't' : 'f');
         put_c(o, '\t');
-        if (d->price > 0) { /* 0: market order (and a refused price): NULL */
-            if (put_price(b, o, d->symbol, d->price) != 0)
-                return -1;
-        } else {
+        /* 0: market order (and a refused price): NULL; so is the price of a
+         * rejected order of an unlisted symbol (no tick to read it with). */
+        if (d->price <= 0 || put_price(b, o, d->symbol, d->price) != 0)
             put_null(o);
-        }
     } else {
         put_str(o, "\\N\t\\N\t\\N\t\\N\t\\N", 14);
     }
     put_c(o, '\t');
-    put_i64(o, qty);
+    if (qty >= 1 || !rejected)
+        put_i64(o, qty);
+    else
+        put_null(o); /* a rejected order without a valid quantity (migration 004) */
     put_c(o, '\t');
     put_i64(o, filled);
     put_c(o, '\t');
@@ -473,27 +519,20 @@ int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *
     op_buf_reset(&out->new_orders);
     op_buf_reset(&out->upd_orders);
     out->nfills = out->nnew = out->nupd = 0;
-    size_t nrep = 0, ntrades = 0;
-    for (size_t i = lo; i < hi; i++)
-        nrep += b->entries[i].n;
+    size_t nrep = hi - lo, ntrades = 0;
     if (merge_reset(b, nrep * 2 + 1) != 0 ||
         grow((void **)&b->trades, &b->cap_trades, nrep + 1, sizeof(*b->trades)) != 0)
         return -1;
-    for (size_t i = lo; i < hi; i++) {
-        const struct rec_entry *e = &b->entries[i];
-        if (e->err[0])
+    for (size_t k = lo; k < hi; k++) {
+        const struct op_report *r = &b->reports[k];
+        int eff = b->rep_skip[k] ? 0 : report_effect(r);
+        if (eff <= 0)
             continue;
-        for (size_t k = e->first; k < e->first + e->n; k++) {
-            const struct op_report *r = &b->reports[k];
-            int eff = report_effect(r);
-            if (eff <= 0)
-                continue;
-            merge(b, r->order_id, r, 0);
-            if (eff == 2) {
-                merge(b, r->maker_order_id, r, 1);
-                b->trades[ntrades].fill_id = r->report_id;
-                b->trades[ntrades++].rep = r;
-            }
+        merge(b, r->order_id, r, 0);
+        if (eff == 2) {
+            merge(b, r->maker_order_id, r, 1);
+            b->trades[ntrades].fill_id = r->report_id;
+            b->trades[ntrades++].rep = r;
         }
     }
     qsort(b->trades, ntrades, sizeof(*b->trades), cmp_trades);
@@ -521,4 +560,9 @@ int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *
             out->nupd++;
     }
     return 0;
+}
+
+int rec_batch_report_raw(const struct rec_batch *b, size_t k, struct op_buf *out)
+{
+    return op_codec_encode_reports(out, &b->reports[k], 1);
 }

@@ -13,8 +13,10 @@
 /*
  * Pure code: no I/O, no clock. The stream module fills a batch with entries
  * (rec_batch_add), the store module asks for the COPY text of any range of
- * them (rec_batch_build) — the whole batch, or a half while it bisects a
- * batch that PostgreSQL refused. Every array is reused across batches
+ * their reports (rec_batch_build) — the whole batch, or a half while it
+ * bisects a batch that PostgreSQL refused, down to a single report: one bad
+ * report is dead-lettered alone, never with the entry (a matcher batch) that
+ * carries it. Every array is reused across batches
  * (rec_batch_reset keeps the allocations), so steady state does not allocate.
  *
  * What a report becomes (see docs/recorder.md):
@@ -22,9 +24,13 @@
  *   TRADE               fills row; taker state (with its description);
  *                       maker state (no description: it is not in the report)
  *   CANCELLED, AMENDED  order state (+ description); reject_reason = cancel reason
- *   REJECTED, req NEW   order row with status REJECTED, reject_reason, created_at
+ *   REJECTED, req NEW   order row with status REJECTED, reject_reason, created_at;
+ *                       values the table cannot hold (qty < 1, a side/type/tif
+ *                       outside its enum, a client_order_id breaking its
+ *                       grammar, the price of an unlisted symbol) are NULL
  *   REJECTED otherwise  nothing (a rejected cancel/amend leaves its order as it
- *                       was; a duplicate-id new order is not the order of that id)
+ *                       was; a duplicate-id new order is not the order of that
+ *                       id; an id outside 1 … 2^63-1 can have no row)
  * Within a range, all the states of one order collapse into one row: the
  * state of the highest report_id, the description of any report carrying it,
  * created_at of its ACCEPTED/REJECTED report.
@@ -45,6 +51,13 @@ struct rec_entry {
     size_t first; /* its reports: batch->reports[first .. first + n) */
     size_t n;
     char err[REC_ERR_MAX]; /* "" or why it cannot be recorded (poison: dead letter) */
+};
+
+/* A report that cannot be recorded, found before writing (unknown kind, or a
+ * symbol SYMBOLS_FILE does not list): dead-lettered alone. */
+struct rec_bad_report {
+    size_t report;         /* index in batch->reports */
+    char err[REC_ERR_MAX]; /* why */
 };
 
 /* One order's merged row (internal to rec_batch_build; here for sizing). */
@@ -69,9 +82,13 @@ struct rec_batch {
     size_t nentries, cap_entries;
     struct op_report *reports; /* decoded reports of every entry */
     size_t nreports, cap_reports;
+    uint32_t *rep_entry; /* [cap_reports]: the entry of each report */
+    uint8_t *rep_skip;   /* [cap_reports]: 1 = in bad[], never written */
+    struct rec_bad_report *bad;
+    size_t nbad, cap_bad;
     struct op_buf raw; /* the entries' `m` bytes, back to back */
     size_t rows;       /* reports that write something (the size limit's unit) */
-    size_t npoison;    /* entries with err set */
+    size_t npoison;    /* entries with err set, plus bad reports */
     int64_t first_ms;  /* monotonic ms when the first entry came in (caller's) */
     /* rec_batch_build's merge table, reused */
     struct rec_order_row *orders;
@@ -96,10 +113,11 @@ void rec_batch_reset(struct rec_batch *b);
 /*
  * Appends one stream entry: id (idlen bytes) of fills:{shard} with its `m`
  * field (m may be NULL: then the entry is poison, "entry has no 'm' field").
- * Decodes it; an undecodable entry, or one with a report of unknown kind or
- * unknown symbol, is kept as poison (err set, no reports) so that the store
- * dead-letters and acknowledges it. Returns 0, or -1 out of memory (nothing
- * appended).
+ * Decodes it; an undecodable entry is kept as poison (err set, no reports),
+ * a report of unknown kind or of an unlisted symbol (except a REJECTED one,
+ * recordable without a tick) goes to bad[] while the entry's other reports
+ * stay, so that the store dead-letters just those and acknowledges the entry.
+ * Returns 0, or -1 out of memory (nothing appended).
  */
 int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen, const void *m,
                   size_t mlen);
@@ -139,10 +157,15 @@ void rec_copy_init(struct rec_copy *c);
 void rec_copy_release(struct rec_copy *c);
 
 /*
- * Builds into out (reset first) the COPY text of entries [lo, hi); poison
- * entries are skipped. Returns 0, or -1 out of memory.
+ * Builds into out (reset first) the COPY text of reports [lo, hi) of b
+ * (indices into b->reports, whatever entries they belong to); bad reports
+ * are skipped. Returns 0, or -1 out of memory.
  */
 int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *out);
+
+/* Appends to out the msgpack array of the one report k (a dead letter's raw
+ * bytes). Returns 0, or -1 out of memory. */
+int rec_batch_report_raw(const struct rec_batch *b, size_t k, struct op_buf *out);
 
 /* Formats ts_ns (ns since the epoch, UTC) as "YYYY-MM-DD HH:MM:SS.uuuuuu+00"
  * (truncated to the microsecond, PostgreSQL's resolution) into out[32].

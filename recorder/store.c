@@ -2,6 +2,7 @@
 #include "recorder/store.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,11 +80,12 @@ static const char COPY_ORDERS_SQL[] =
     "COPY orders (order_id, client_order_id, account, symbol, side, type, tif, post_only, price,"
     " qty, filled_qty, status, reject_reason, created_at, updated_at, version) FROM STDIN";
 
-/* Rare: one statement per poison entry. (stream, entry_id) is unique, so a
- * redelivered poison entry is recorded once. */
-static const char DEAD_LETTER_SQL[] = "INSERT INTO dead_letters (stream, entry_id, raw, error)"
-                                      " VALUES ($1, $2, decode($3, 'hex'), $4)"
-                                      " ON CONFLICT (stream, entry_id) DO NOTHING RETURNING id";
+/* Rare: one statement per poison entry or report. (stream, entry_id,
+ * report) is unique (migration 004), so a redelivered poison is recorded once. */
+static const char DEAD_LETTER_SQL[] =
+    "INSERT INTO dead_letters (stream, entry_id, report, raw, error)"
+    " VALUES ($1, $2, $3::integer, decode($4, 'hex'), $5)"
+    " ON CONFLICT (stream, entry_id, (COALESCE(report, -1))) DO NOTHING RETURNING id";
 
 void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *stats)
 {
@@ -93,6 +95,7 @@ void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *sta
     st->backoff_ms = REC_PG_BACKOFF_MIN_MS;
     rec_copy_init(&st->copy);
     op_buf_init(&st->hex);
+    op_buf_init(&st->one);
 }
 
 void rec_store_release(struct rec_store *st)
@@ -100,6 +103,7 @@ void rec_store_release(struct rec_store *st)
     op_pg_close(&st->pg);
     rec_copy_release(&st->copy);
     op_buf_release(&st->hex);
+    op_buf_release(&st->one);
 }
 
 /* Copies the last error into out[size] fit for a log value or a dead letter:
@@ -190,19 +194,36 @@ static int copy_in(struct rec_store *st, const char *sql, const struct op_buf *d
     return 0;
 }
 
-/* Inserts the dead letter of entry e with error why (inside the caller's
- * transaction, or on its own). Returns 1 inserted, 0 already there, -1 failed. */
+/*
+ * Inserts, in autocommit (its own transaction), the dead letter of report k
+ * of b (k == SIZE_MAX: the whole entry e, which has no decoded reports) with
+ * error why. A report that is its entry's only one stands for the entry: raw
+ * is then the entry's `m`, byte for byte, and report NULL; otherwise report
+ * is its index in the entry and raw that report alone, re-encoded. Returns 1
+ * inserted, 0 already there, -1 failed.
+ */
 static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
-                              const struct rec_entry *e, const char *why)
+                              const struct rec_entry *e, size_t k, const char *why)
 {
     static const char hexd[] = "0123456789abcdef";
-    char stream[OP_KEY_MAX];
+    char stream[OP_KEY_MAX], index[24] = "";
     op_key_fills(stream, e->shard);
-    op_buf_reset(&st->hex);
-    if (op_buf_reserve(&st->hex, e->raw_len * 2 + 1) != 0)
-        return op_log_fail("out_of_memory", "what=dead_letter");
     const unsigned char *raw = (const unsigned char *)b->raw.data + e->raw_off;
-    for (size_t i = 0; i < e->raw_len; i++) {
+    size_t raw_len = e->raw_len;
+    int has_raw = e->has_raw;
+    op_buf_reset(&st->one);
+    if (k != SIZE_MAX && e->n > 1) {
+        snprintf(index, sizeof(index), "%zu", k - e->first);
+        if (rec_batch_report_raw(b, k, &st->one) != 0)
+            return op_log_fail("out_of_memory", "what=dead_letter");
+        raw = (const unsigned char *)st->one.data;
+        raw_len = st->one.len;
+        has_raw = 1;
+    }
+    op_buf_reset(&st->hex);
+    if (op_buf_reserve(&st->hex, raw_len * 2 + 1) != 0)
+        return op_log_fail("out_of_memory", "what=dead_letter");
+    for (size_t i = 0; i < raw_len; i++) {
         st->hex.data[st->hex.len++] = hexd[raw[i] >> 4];
         st->hex.data[st->hex.len++] = hexd[raw[i] & 15];
     }
@@ -215,8 +236,9 @@ static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
             *p = ' ';
         else if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';
-    const char *params[] = {stream, e->id, e->has_raw ? st->hex.data : NULL, err};
-    struct pg_result *res = op_pg_query(&st->pg, DEAD_LETTER_SQL, 4, params);
+    const char *params[] = {stream, e->id, index[0] ? index : NULL, has_raw ? st->hex.data : NULL,
+                            err};
+    struct pg_result *res = op_pg_query(&st->pg, DEAD_LETTER_SQL, 5, params);
     if (!res)
         return -1;
     int rows = op_pg_rows(res);
@@ -224,7 +246,8 @@ static int insert_dead_letter(struct rec_store *st, const struct rec_batch *b,
     for (char *p = err; *p; p++)
         if (*p == '"')
             *p = '\'';
-    op_warn("dead_letter", "stream=%s id=%s err=\"%s\"", stream, e->id, err);
+    op_warn("dead_letter", "stream=%s id=%s report=%s err=\"%s\"", stream, e->id,
+            index[0] ? index : "all", err);
     return rows > 0;
 }
 
@@ -251,12 +274,12 @@ static uint64_t us_since(const struct timespec *t0)
 #define WRITE_CONFLICT 2   /* fast path hit a row already there: use the safe path */
 
 /*
- * One transaction for entries [lo, hi):
+ * One transaction for reports [lo, hi) of b:
  *   fast (safe == 0): COPY fills and the range's new orders straight into the
  *     tables; stage the other orders rows and upsert them;
  *   safe: stage everything, INSERT fills … ON CONFLICT DO NOTHING, upsert
  *     every orders row — idempotent whatever is already recorded.
- * Then the dead letters of poison entries, then COMMIT. Returns 0 committed,
+ * then COMMIT. Returns 0 committed,
  * WRITE_CONFLICT (fast only: a unique violation, rolled back),
  * WRITE_DATA_ERROR (pg.err says why; rolled back), or -1 for any other
  * failure (rolled back or connection lost).
@@ -265,7 +288,6 @@ static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, siz
 {
     struct rec_copy *c = &st->copy;
     long long fills_written = 0, orders_written = 0;
-    uint64_t dead = 0;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rec_batch_build(b, lo, hi, c) != 0) {
@@ -295,21 +317,12 @@ static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, siz
             goto fail;
     }
     orders_written += upserted;
-    for (size_t i = lo; i < hi; i++) {
-        if (!b->entries[i].err[0])
-            continue;
-        int r = insert_dead_letter(st, b, &b->entries[i], b->entries[i].err);
-        if (r < 0)
-            goto fail;
-        dead += (uint64_t)r;
-    }
     if (op_pg_exec(&st->pg, "COMMIT") != 0)
         goto fail; /* outcome unknown: the retry is idempotent either way */
     st->commits++;
     op_hist_observe(&st->stats->commit_us, us_since(&t0));
     REC_ADD(st->stats, fills_written, (uint64_t)fills_written);
     REC_ADD(st->stats, orders_written, (uint64_t)orders_written);
-    REC_ADD(st->stats, dead_letters, dead);
     REC_SET(st->stats, pg_up, 1);
     fault_point(st);
     return 0;
@@ -333,7 +346,20 @@ fail:;
     return -1;
 }
 
-/* Records entries [lo, hi), splitting on data errors down to single entries,
+/* Dead-letters report k of b alone (autocommit) with error why. Returns 0, or
+ * -1 to retry the batch. */
+static int dead_report(struct rec_store *st, struct rec_batch *b, size_t k, const char *why)
+{
+    int d = insert_dead_letter(st, b, &b->entries[b->rep_entry[k]], k, why);
+    if (d < 0) {
+        pg_failed(st, "dead_letter");
+        return -1;
+    }
+    REC_ADD(st->stats, dead_letters, (uint64_t)d);
+    return 0;
+}
+
+/* Records reports [lo, hi), splitting on data errors down to single reports,
  * which become dead letters. Returns 0 when all are committed, -1 to retry. */
 static int write_split(struct rec_store *st, struct rec_batch *b, size_t lo, size_t hi)
 {
@@ -343,32 +369,48 @@ static int write_split(struct rec_store *st, struct rec_batch *b, size_t lo, siz
     if (r <= 0)
         return r;
     if (hi - lo == 1) {
-        struct rec_entry *e = &b->entries[lo];
         char why[256];
         snprintf(why, sizeof(why), "%s", st->pg.err);
-        int d = insert_dead_letter(st, b, e, why); /* autocommit: its own transaction */
-        if (d < 0) {
-            pg_failed(st, "dead_letter");
-            return -1;
-        }
-        REC_ADD(st->stats, dead_letters, (uint64_t)d);
-        return 0;
+        return dead_report(st, b, lo, why);
     }
     REC_ADD(st->stats, bisects, 1);
     char err[256];
     clean_err(st, err, sizeof(err));
-    op_info("batch_split", "entries=%zu err=\"%s\"", hi - lo, err);
+    op_info("batch_split", "reports=%zu err=\"%s\"", hi - lo, err);
     size_t mid = lo + (hi - lo) / 2;
     if (write_split(st, b, lo, mid) != 0)
         return -1;
     return write_split(st, b, mid, hi);
 }
 
+/*
+ * Writes b: its reports (bisected on data errors), then the dead letters
+ * found before writing — entries that could not be decoded, reports set
+ * aside by rec_batch_add — each on its own. Every step is idempotent, so a
+ * failure anywhere (-1) retries the whole batch safely; 0 when all of b is
+ * recorded or dead-lettered and may be acknowledged.
+ */
 int rec_store_write(struct rec_store *st, struct rec_batch *b)
 {
     if (b->nentries == 0)
         return 0;
     if (rec_store_ready(st) != 0)
         return -1;
-    return write_split(st, b, 0, b->nentries);
+    if (b->nreports > b->nbad && write_split(st, b, 0, b->nreports) != 0)
+        return -1;
+    for (size_t i = 0; i < b->nbad; i++)
+        if (dead_report(st, b, b->bad[i].report, b->bad[i].err) != 0)
+            return -1;
+    for (size_t i = 0; i < b->nentries; i++) {
+        const struct rec_entry *e = &b->entries[i];
+        if (!e->err[0])
+            continue;
+        int d = insert_dead_letter(st, b, e, SIZE_MAX, e->err);
+        if (d < 0) {
+            pg_failed(st, "dead_letter");
+            return -1;
+        }
+        REC_ADD(st->stats, dead_letters, (uint64_t)d);
+    }
+    return 0;
 }

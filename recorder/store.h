@@ -18,6 +18,7 @@ struct rec_store {
     int64_t next_attempt_ms; /* monotonic ms before which rec_store_ready won't retry */
     struct rec_copy copy;    /* COPY text, reused across batches */
     struct op_buf hex;       /* a dead letter's raw bytes as hex */
+    struct op_buf one;       /* a dead report re-encoded alone */
     uint64_t commits;        /* transactions committed */
     uint64_t fault_after;    /* test only: SIGKILL self after this commit (0: never) */
 };
@@ -41,16 +42,18 @@ int rec_store_ready(struct rec_store *st);
 
 /*
  * Records every entry of b, committed, before returning 0:
- *   BEGIN; COPY rec_fills; COPY rec_orders; INSERT INTO fills … ON CONFLICT
- *   DO NOTHING; upsert of orders guarded by version (= report_id, state only
- *   moves forward; description filled in once); dead letters of the entries
- *   rec_batch_add marked poison; COMMIT.
+ *   BEGIN; COPY fills; COPY orders (new rows); upsert of the other orders rows
+ *   guarded by version (= report_id, state only moves forward; description
+ *   filled in once); COMMIT — then the dead letters of what rec_batch_add
+ *   set aside (undecodable entries, reports of an unknown kind or symbol),
+ *   each in its own statement.
  * When PostgreSQL refuses the data itself (SQLSTATE class 22 or 23: a value
- * or a constraint), the range is split in halves and each retried, down to
- * the single entry, which goes to dead_letters with the server's message:
- * the good entries are all recorded. Any other failure (connection lost,
- * server restarting, deadlock) returns -1: nothing is lost, the caller
- * retries the same batch later (every statement is idempotent).
+ * or a constraint), the range of reports is split in halves and each
+ * retried, down to the single report, which goes to dead_letters with the
+ * server's message: every other report — of the same entry too — is
+ * recorded. Any other failure (connection lost, server restarting,
+ * deadlock) returns -1: nothing is lost, the caller retries the same batch
+ * later (every statement is idempotent).
  */
 int rec_store_write(struct rec_store *st, struct rec_batch *b);
 

@@ -26,7 +26,8 @@
 # plus the sanitizer options of tests/run-unit.sh. A test that leaves redis or
 # PostgreSQL stopped gets them restarted before the next test runs.
 #
-# Environment: KEEP_STACK=1, OP_TEST_TIMEOUT (seconds per test, default 600),
+# Environment: KEEP_STACK=1, OP_TEST_ONLY=<substring> (only the tests whose
+# file name contains it), OP_TEST_TIMEOUT (seconds per test, default 600),
 # OP_TEST_TMP (where the stack dir goes, default $TMPDIR or /tmp; as root it
 # must be traversable by the 'postgres' user).
 set -euo pipefail
@@ -47,6 +48,11 @@ if [[ -d "$build/tests/integration" ]]; then
 	while IFS= read -r f; do tests+=("$f"); done < <(find "$build/tests/integration" -maxdepth 1 -type f -perm -u+x | LC_ALL=C sort)
 fi
 while IFS= read -r f; do tests+=("$f"); done < <(find "$OP_ROOT/tests/integration" -maxdepth 1 -type f -name '*.sh' 2>/dev/null | LC_ALL=C sort)
+if [[ -n "${OP_TEST_ONLY:-}" ]]; then
+	only=()
+	for f in "${tests[@]}"; do [[ "$(basename "$f")" == *"$OP_TEST_ONLY"* ]] && only+=("$f"); done
+	tests=("${only[@]}")
+fi
 
 # --- the stack ------------------------------------------------------------------
 tmproot="${OP_TEST_TMP:-${TMPDIR:-/tmp}}"
