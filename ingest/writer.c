@@ -213,8 +213,12 @@ static int append_item(struct lane *l, struct item *it, char *key, size_t off, s
     op_key_orders(key, it->shard);
     if (it->msg.kind == OP_MSG_NEW && it->msg.client_order_id[0]) {
         char idem[160], id[24], ttl[16];
-        snprintf(idem, sizeof(idem), "idem:{%u}:%s:%s", it->shard, it->msg.account,
-                 it->msg.client_order_id);
+        /* Scoped per account and symbol (docs/ingest.md): the same id on
+         * another symbol is another order, even on the same shard. Neither
+         * a symbol nor a client_order_id can contain ':', so the key is
+         * unambiguous whatever the account name holds. */
+        snprintf(idem, sizeof(idem), "idem:{%u}:%s:%s:%s", it->shard, it->msg.symbol,
+                 it->msg.account, it->msg.client_order_id);
         snprintf(id, sizeof(id), "%llu", (unsigned long long)it->msg.order_id);
         snprintf(ttl, sizeof(ttl), "%d", w->cfg.idempotency_ttl_s);
         return op_redis_appendf(&l->redis, "EVAL %s 2 %s %s %s %b %s %s", IDEM_SCRIPT, idem, key,

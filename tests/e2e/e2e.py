@@ -179,7 +179,7 @@ def main():
         model = Model()
         sent_new = []        # (oid, acct, sym, body)
         mid = {s: 10000 for s in SYMBOLS}  # in ticks
-        counts = {"new": 0, "cancel": 0, "amend": 0, "retry": 0}
+        counts = {"new": 0, "cancel": 0, "amend": 0, "retry": 0, "coid_other_symbol": 0}
         for i in range(REQUESTS):
             sym = rnd.choice(SYMBOLS)
             acct = rnd.choice(list(ACCOUNTS))
@@ -231,6 +231,16 @@ def main():
                     body["post_only"] = True
             if rnd.random() < 0.3:
                 body["client_order_id"] = f"e2e-{SEED}-{i}"
+                # client_order_id is unique per account and symbol: the id of
+                # one of this account's orders on another symbol (all three
+                # symbols share a shard) names a new order, not a repeat.
+                mine = {b.get("client_order_id") for _, a, s, b in sent_new if a == acct and s == sym}
+                others = [b["client_order_id"] for _, a, s, b in sent_new[-300:]
+                          if a == acct and s != sym and "client_order_id" in b
+                          and b["client_order_id"] not in mine]
+                if others and rnd.random() < 0.3:
+                    body["client_order_id"] = rnd.choice(others)
+                    counts["coid_other_symbol"] += 1
             st, ans = c.call("POST", "/v1/orders", ACCOUNTS[acct], body)
             if st != 202:
                 fails.append(f"new order {body}: {st} {ans}")
