@@ -289,6 +289,13 @@ def main():
                 k = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
                 fails.append(f"fills of {s}: {len(got)} rows, want {len(want)}; first difference at "
                              f"#{k}: got {got[k] if k < len(got) else None}, want {want[k] if k < len(want) else None}")
+        # Event time moves forward (docs/engine.md, "Time"): no fill before
+        # the creation of either of its orders.
+        early = psql("SELECT count(*) FROM fills f JOIN orders m ON m.order_id = f.maker_order_id"
+                     " JOIN orders t ON t.order_id = f.taker_order_id"
+                     " WHERE f.matched_at < m.created_at OR f.matched_at < t.created_at")[0][0]
+        if early != "0":
+            fails.append(f"{early} fills are matched before their maker or taker was created")
         print(f"compared {len(model.orders)} orders and {want_fills} fills")
     finally:
         for p in procs:

@@ -129,11 +129,20 @@ def main():
             m.update(over)
             redis_raw("XADD", f"orders:{{{s}}}", "*", "type", "new", "sym", m["sym"], "m",
                       data=mp(m))
+        # Event time (part 7): a taker stamped a second before the maker it
+        # meets (two ingest threads may write in that order) trades at the
+        # engine time, never before the maker's created_at.
+        t_sym = "MSFT" if shard_of("MSFT") == s else "AAPL"
+        maker, taker = base + 50, base + 51
+        for oid, side, acct, t in [(maker, 2, "bob", ts), (taker, 1, "alice", ts - 10**9)]:
+            m = {"k": 1, "id": oid, "ts": t, "sym": t_sym, "acct": acct, "side": side,
+                 "type": 1, "tif": 1, "px": 5000 if t_sym == "MSFT" else 200, "qty": 3}
+            redis_raw("XADD", f"orders:{{{s}}}", "*", "type", "new", "sym", t_sym, "m", data=mp(m))
         post(5, 5)
 
         matcher = start("hostile-matcher", "orderpipe-matcher", {"MATCHER_METRICS_PORT": "0"})
         procs.append(matcher)
-        want = len(good) + sum(1 for r in rogue if r[2])
+        want = len(good) + sum(1 for r in rogue if r[2]) + 2
         wait("orders recorded",
              lambda: int(psql("SELECT count(*) FROM orders")[0][0]) >= want, 60)
         time.sleep(0.5)  # anything wrongly dead-lettered lands with the same batch
@@ -157,6 +166,11 @@ def main():
         check("qty 0: qty is null", got.get(base + 3, ["", "", ""])[2], "null")
         check("bad client_order_id: null", got.get(base + 2, ["", "", "", ""])[3], "null")
         check("dead letters", psql("SELECT count(*) FROM dead_letters")[0][0], "0")
+        times = psql("SELECT f.matched_at >= m.created_at, t.created_at = m.created_at"
+                     " FROM fills f JOIN orders m ON m.order_id = f.maker_order_id"
+                     f" JOIN orders t ON t.order_id = f.taker_order_id WHERE f.taker_order_id = {taker}")
+        check("time: a fill is never before its maker's created_at (and the late-stamped taker"
+              " is created at the engine time)", times, [["t", "t"]])
         check("no book for the unknown symbol",
               subprocess.run(["redis-cli", "-u", os.environ["REDIS_URL"], "EXISTS",
                               f"book:{{{s}}}:ZZZZ"], capture_output=True, text=True).stdout.strip(),
