@@ -457,8 +457,8 @@ int eng_list_symbols(struct eng *e, const struct op_symtab *syms, uint32_t shard
     uint32_t n = 0;
     for (size_t i = 0; i < syms->n; i++)
         n += op_shard_of(syms->v[i].name, strlen(syms->v[i].name), shards) == e->shard;
-    struct eng_listing *v = n ? calloc(n, sizeof(*v)) : NULL;
-    if (n && v == NULL)
+    struct eng_listing *v = calloc(n ? n : 1, sizeof(*v)); /* 1: never NULL when it worked */
+    if (v == NULL)
         return -1;
     uint32_t k = 0;
     for (size_t i = 0; i < syms->n; i++) { /* syms->v is sorted by name: so is v */
