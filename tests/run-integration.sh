@@ -27,6 +27,8 @@
 # PostgreSQL stopped gets them restarted before the next test runs.
 #
 # Environment: KEEP_STACK=1, OP_TEST_TIMEOUT (seconds per test, default 600),
+# OP_TEST_ONLY (run only the tests whose file basename contains this
+# substring, e.g. OP_TEST_ONLY=backlog; unset or empty runs them all),
 # OP_TEST_TMP (where the stack dir goes, default $TMPDIR or /tmp; as root it
 # must be traversable by the 'postgres' user).
 set -euo pipefail
@@ -47,6 +49,12 @@ if [[ -d "$build/tests/integration" ]]; then
 	while IFS= read -r f; do tests+=("$f"); done < <(find "$build/tests/integration" -maxdepth 1 -type f -perm -u+x | LC_ALL=C sort)
 fi
 while IFS= read -r f; do tests+=("$f"); done < <(find "$OP_ROOT/tests/integration" -maxdepth 1 -type f -name '*.sh' 2>/dev/null | LC_ALL=C sort)
+if [[ -n "${OP_TEST_ONLY:-}" ]]; then
+	only=()
+	for t in "${tests[@]}"; do [[ "$(basename "$t")" == *"$OP_TEST_ONLY"* ]] && only+=("$t"); done
+	((${#only[@]} > 0)) || op_die "OP_TEST_ONLY='$OP_TEST_ONLY' matches no integration test"
+	tests=("${only[@]}")
+fi
 
 # --- the stack ------------------------------------------------------------------
 tmproot="${OP_TEST_TMP:-${TMPDIR:-/tmp}}"
