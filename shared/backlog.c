@@ -7,12 +7,13 @@
 /*
  * The rules of shared/backlog.h in one script per stream: KEYS[1] the
  * stream, ARGV[1] the group, ARGV[2] count_max. Returns {found, pending,
- * undelivered, redis_lag (-1 for nil), how}. `no-writes`: it still runs
- * while Redis refuses writes (maxmemory, MISCONF) and on a replica.
+ * undelivered, redis_lag (-1 for nil), how}. `no-writes`: it runs on a
+ * replica and while Redis refuses writes (MISCONF); `allow-oom`: also above
+ * maxmemory (a flagged script is refused there otherwise, even read-only).
  * Lua sees a nil reply element as false.
  */
 static const char BACKLOG_SCRIPT[] =
-    "#!lua flags=no-writes\n"
+    "#!lua flags=no-writes,allow-oom\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0, -1, 0} end\n"
     "local groups = redis.call('XINFO', 'GROUPS', KEYS[1])\n"
     "for _, g in ipairs(groups) do\n"
