@@ -355,6 +355,7 @@ static void redis_lost(struct worker *w)
 
 int worker_run(struct worker *w, volatile sig_atomic_t *stop)
 {
+    w->stop = stop;
     while (!*stop) {
         if (w->redis.err || !w->redis.ctx) {
             redis_lost(w);
