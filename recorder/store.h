@@ -49,8 +49,11 @@ int rec_store_ready(struct rec_store *st);
  * or a constraint), the range is split in halves and each retried, down to
  * the single entry, which goes to dead_letters with the server's message:
  * the good entries are all recorded. Any other failure (connection lost,
- * server restarting, deadlock) returns -1: nothing is lost, the caller
- * retries the same batch later (every statement is idempotent).
+ * server restarting, deadlock, disk full) returns -1: nothing is lost, the
+ * caller retries the same batch later (every statement is idempotent). After
+ * a failure, calls before the backoff delay (REC_PG_BACKOFF_MIN_MS doubling
+ * to REC_PG_BACKOFF_MAX_MS, reset by a commit) return -1 at once without
+ * touching the server: the caller may poll it as often as it likes.
  */
 int rec_store_write(struct rec_store *st, struct rec_batch *b);
 
