@@ -66,6 +66,7 @@ struct matcher_stats {
     _Atomic uint64_t replayed;         /* inputs replayed (not published) in recoveries */
     _Atomic uint64_t batches;          /* batches published */
     _Atomic uint64_t fenced;           /* publishes refused by the fence (lease lost) */
+    _Atomic uint64_t publish_refused;  /* publishes Redis refused whole (EXEC error), retried */
     _Atomic uint64_t lease_acquired;   /* leases taken */
     _Atomic uint64_t lease_lost;       /* leases lost (expired, taken over) */
     _Atomic uint64_t lease_released;   /* leases handed back (balance, shutdown) */

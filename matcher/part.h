@@ -82,12 +82,15 @@ struct worker {
     struct matcher_stats *st;         /* (ref) */
     struct op_redis redis;            /* the one connection (hiredis: one per thread) */
     struct op_codec *codec;
-    struct part **parts;     /* [shards]: NULL when not owned */
-    int owned;               /* non-NULL parts */
-    int target;              /* shards to own, from the balance */
-    int64_t next_renew_ms;   /* lease renewal due */
-    int64_t next_balance_ms; /* heartbeat, balance and group poll due */
-    int no_read_ahead;       /* handing back: do not read the next batch */
+    struct part **parts;         /* [shards]: NULL when not owned */
+    int owned;                   /* non-NULL parts */
+    int target;                  /* shards to own, from the balance */
+    int64_t next_renew_ms;       /* lease renewal due */
+    int64_t next_balance_ms;     /* heartbeat, balance and group poll due */
+    int no_read_ahead;           /* handing back: do not read the next batch */
+    volatile sig_atomic_t *stop; /* (ref) worker_run's stop flag: ends a publish retry */
+    int64_t refused_log_ms;      /* publish_refused is logged again not before this */
+    uint64_t refused_unlogged;   /* refusals since the last publish_refused line */
     /* The fence of the next publish, pipelined behind the previous EXEC
      * (docs/matcher.md, "Publish fence"): */
     int watching;        /* a WATCH may be set on the connection (UNWATCH before reuse) */

@@ -652,6 +652,80 @@ static int fence_check(struct worker *w, struct part *p)
     return 0;
 }
 
+/* Why 100 ms doubling to 5 s: Redis refuses writes (maxmemory reached with
+ * noeviction, a failed background save) until memory is freed or the disk
+ * recovers, which can take an operator minutes; 100 ms resumes at once after
+ * a short spike, 5 s keeps a long refusal from costing a whole batch's round
+ * trip several times a second. */
+#define REFUSED_BACKOFF_MIN_MS 100
+#define REFUSED_BACKOFF_MAX_MS 5000
+/* Why 5 s: a refusal can last for hours; one line every 5 s (with the
+ * refusals since the last line) says it still does without flooding the log. */
+#define REFUSED_LOG_EVERY_MS 5000
+/* Why 50 ms: the slice of a backoff wait, so that a lease renewal that is
+ * due and a SIGTERM are not held up by a long wait. */
+#define REFUSED_SLICE_MS 50
+
+/* The retries of one refused publish. */
+struct refusal {
+    int backoff_ms;    /* the next wait */
+    uint64_t attempts; /* refusals of this publish so far */
+};
+
+/*
+ * After Redis refused a publish of p's n inputs whole (err: nothing was
+ * written): counts it, logs it (at most every REFUSED_LOG_EVERY_MS per
+ * worker), then waits rf->backoff_ms (doubled for the next time, up to
+ * REFUSED_BACKOFF_MAX_MS) while renewing the leases of every owned shard.
+ * Returns 0 to send the same publish again, or -1 when it must not: the
+ * lease was lost or ran out (p->lost), Redis failed (w->redis.err: the
+ * caller recovers), or a stop was requested (p goes to RECOVER, so nothing
+ * more is published; the next owner recovers the shard from Redis).
+ */
+static int refusal_wait(struct worker *w, struct part *p, struct refusal *rf, size_t n,
+                        const char *err)
+{
+    rf->attempts++;
+    w->refused_unlogged++;
+    atomic_fetch_add(&w->st->publish_refused, 1);
+    int64_t now = op_now_ms();
+    if (now >= w->refused_log_ms) {
+        char e[160];
+        snprintf(e, sizeof(e), "%s", err);
+        for (char *c = e; *c; c++)
+            if (*c == '"' || (unsigned char)*c < 0x20)
+                *c = '\'';
+        op_warn("publish_refused",
+                "shard=%u inputs=%zu err=\"%s\" refusals=%llu retry_ms=%d note=\"nothing "
+                "written: the same batch is sent again, no recovery\"",
+                p->shard, n, e, (unsigned long long)w->refused_unlogged, rf->backoff_ms);
+        w->refused_unlogged = 0;
+        w->refused_log_ms = now + REFUSED_LOG_EVERY_MS;
+    }
+    int64_t until = now + rf->backoff_ms;
+    rf->backoff_ms =
+        rf->backoff_ms * 2 > REFUSED_BACKOFF_MAX_MS ? REFUSED_BACKOFF_MAX_MS : rf->backoff_ms * 2;
+    for (;;) {
+        if (w->stop && *w->stop) {
+            p->state = PART_RECOVER;
+            return -1;
+        }
+        worker_renew(w);
+        if (p->lost || w->redis.err)
+            return -1;
+        now = op_now_ms();
+        if (now >= p->lease_deadline_ms) {
+            p->lost = 1;
+            return -1;
+        }
+        if (now >= until)
+            return 0;
+        int64_t ms = until - now < REFUSED_SLICE_MS ? until - now : REFUSED_SLICE_MS;
+        struct timespec ts = {0, (long)ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /*
  * Publishes inputs 0 … n-1 of the current batch (already applied: their
  * reports are in w->reps) in one transaction fenced on the lease:
@@ -671,9 +745,14 @@ static int fence_check(struct worker *w, struct part *p)
  *
  * With read_next the EXEC reply is kept in p->next (its last element is the
  * next batch). A nil EXEC (the lease changed or expired since WATCH) drops
- * the shard.
+ * the shard. An EXEC answered with an error (EXECABORT after a command
+ * refused while queueing, e.g. OOM or MISCONF; or EXEC itself refused)
+ * means Redis discarded the whole transaction: the same commands are sent
+ * again, fenced again, with backoff (refusal_wait) — no recovery, and the
+ * engine does not apply the batch twice. Only errors among the elements of
+ * an executed EXEC (something may have been written) send p to RECOVER.
  * Returns 0, or -1 with p->lost set or w->redis.err set, or p sent back to
- * RECOVER when Redis refused part of the transaction.
+ * RECOVER (an element failed, or a stop came during refusals).
  */
 static int publish(struct worker *w, struct part *p, size_t n, int force_snapshot, int read_next,
                    int64_t t_read_us)
@@ -702,12 +781,15 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     }
     if (n == 0 && !snap && nbooks == 0 && !read_next)
         return 0;
+    char last[SID_TEXT_MAX], trim[SID_TEXT_MAX];
+    struct refusal rf = {REFUSED_BACKOFF_MIN_MS, 0};
+    struct redisReply *ex = NULL;
+again:;
     int rc = fence_check(w, p);
     if (rc != 1) {
         free(blob);
         return -1;
     }
-    char last[SID_TEXT_MAX], trim[SID_TEXT_MAX];
     int queued = 0;
     op_redis_appendf(&w->redis, "MULTI");
     for (size_t j = 0; j < w->nouts; j++) {
@@ -770,27 +852,34 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     }
     op_redis_appendf(&w->redis, "EXEC");
     w->watching = 0;
-    free(blob);
     /* The fence of the next publish rides on this round trip. */
     int next = read_next && !w->no_read_ahead ? worker_next_publisher(w, p->shard) : -1;
     if (next >= 0)
         append_fence(w, next);
 
-    /* Replies: MULTI's OK, one QUEUED per command, EXEC's array. */
+    /* Replies: MULTI's OK, one QUEUED per command, EXEC's array. A command
+     * refused while queueing (OOM, MISCONF, ...) makes Redis discard the
+     * whole transaction at EXEC (EXECABORT): its error is kept for the log
+     * of that case, not logged once per command. */
     int ok = 1;
+    char refused[160] = "";
     for (int i = 0; i <= queued; i++) {
         struct redisReply *rep = op_redis_next_reply(&w->redis);
-        if (!rep)
+        if (!rep) {
+            free(blob);
             return -1;
+        }
         if (op_reply_type(rep) == OP_REPLY_ERROR) {
-            op_error("multi_refused", "shard=%u err=\"%s\"", p->shard, op_reply_str(rep, NULL));
+            if (!refused[0])
+                snprintf(refused, sizeof(refused), "%s", op_reply_str(rep, NULL));
             ok = 0;
         }
         op_reply_free(rep);
     }
-    struct redisReply *ex = op_redis_next_reply(&w->redis);
+    ex = op_redis_next_reply(&w->redis);
     if (!ex || (next >= 0 && read_fence(w) != 0)) {
         op_reply_free(ex);
+        free(blob);
         return -1;
     }
     if (op_reply_type(ex) == OP_REPLY_NIL) {
@@ -799,8 +888,29 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
         op_warn("publish_fenced", "shard=%u inputs=%zu", p->shard, n);
         p->lost = 1;
         op_reply_free(ex);
+        free(blob);
         return -1;
     }
+    if (op_reply_type(ex) == OP_REPLY_ERROR) {
+        /* EXEC refused (EXECABORT after a refused command, or OOM on EXEC
+         * itself): Redis discarded the transaction, nothing was written, and
+         * our engine is ahead of Redis by exactly this batch. Send the very
+         * same commands again, fenced again, after a backoff: re-deriving
+         * them would apply the batch a second time. */
+        if (!refused[0])
+            snprintf(refused, sizeof(refused), "%s", op_reply_str(ex, NULL));
+        op_reply_free(ex);
+        ex = NULL;
+        if (refusal_wait(w, p, &rf, n, refused) != 0) {
+            free(blob);
+            return -1;
+        }
+        goto again;
+    }
+    if (rf.attempts)
+        op_info("publish_resumed", "shard=%u inputs=%zu refusals=%llu", p->shard, n,
+                (unsigned long long)rf.attempts);
+    free(blob);
     for (size_t i = 0; ok && i < op_reply_count(ex); i++)
         if (op_reply_type(op_reply_at(ex, i)) == OP_REPLY_ERROR) {
             op_error("exec_element_failed",
@@ -810,6 +920,8 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
             ok = 0;
         }
     if (!ok || op_reply_type(ex) != OP_REPLY_ARRAY || op_reply_count(ex) != (size_t)queued) {
+        if (refused[0])
+            op_error("multi_refused", "shard=%u err=\"%s\"", p->shard, refused);
         op_reply_free(ex);
         p->state = PART_RECOVER; /* our engine may be ahead of what Redis holds */
         p->retry_at_ms = op_now_ms() + 1000;

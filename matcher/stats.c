@@ -39,6 +39,9 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
             GET(st->batches));
     counter(b, "matcher_fenced_total", "Publishes refused by the lease fence (nil EXEC).",
             GET(st->fenced));
+    counter(b, "matcher_publish_refused_total",
+            "Publishes Redis refused whole (EXEC error: OOM, MISCONF, ...), retried as they were.",
+            GET(st->publish_refused));
     op_metrics_header(b, "matcher_lease_changes_total", "counter",
                       "Lease changes of this worker, by kind.");
     op_metrics_sample(b, "matcher_lease_changes_total", "kind=\"acquired\"",

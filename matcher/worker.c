@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "matcher/part.h"
+#include "shared/backlog.h"
 #include "shared/log.h"
 
 struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats *st)
@@ -153,42 +154,29 @@ static void hand_back(struct worker *w, uint32_t s, const char *why)
     forget(w, s, 1, why);
 }
 
-/* Polls lag and pending of group "matchers" for every shard (metrics). */
+/* Why 1000: as in ingest/writer.c, the same streams (rule 1 of
+ * shared/backlog.h: a backlog up to this is counted exactly). */
+#define BACKLOG_COUNT_MAX 1000
+
+/* Polls the backlog of group "matchers" for every shard (metrics): the
+ * undelivered part (shared/backlog.h, not XINFO's raw `lag`, which Redis
+ * 7.0 can leave stale after a restart) and the pending part. */
 static void poll_groups(struct worker *w)
 {
     char key[OP_KEY_MAX];
     for (uint32_t s = 0; s < w->cfg->shards; s++) {
         op_key_orders(key, s);
-        if (op_redis_appendf(&w->redis, "XINFO GROUPS %s", key) != 0)
+        if (op_backlog_append(&w->redis, key, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX) != 0)
             return;
     }
     for (uint32_t s = 0; s < w->cfg->shards; s++) {
-        struct redisReply *rep = op_redis_next_reply(&w->redis);
-        if (!rep)
+        struct op_backlog b;
+        if (op_backlog_read(&w->redis, &b) != 0)
             return;
-        for (size_t g = 0; g < op_reply_count(rep); g++) {
-            const struct redisReply *grp = op_reply_at(rep, g);
-            int mine = 0;
-            long long lag = 0, pending = 0;
-            for (size_t f = 0; f + 1 < op_reply_count(grp); f += 2) {
-                const char *k = op_reply_str(op_reply_at(grp, f), NULL);
-                const struct redisReply *v = op_reply_at(grp, f + 1);
-                if (!k)
-                    continue;
-                if (strcmp(k, "name") == 0)
-                    mine = op_reply_str(v, NULL) &&
-                           strcmp(op_reply_str(v, NULL), OP_GROUP_MATCHERS) == 0;
-                else if (strcmp(k, "lag") == 0)
-                    lag = op_reply_int(v);
-                else if (strcmp(k, "pending") == 0)
-                    pending = op_reply_int(v);
-            }
-            if (mine) {
-                atomic_store(&w->st->shard[s].lag, lag);
-                atomic_store(&w->st->shard[s].pending, pending);
-            }
+        if (b.found) {
+            atomic_store(&w->st->shard[s].lag, b.undelivered);
+            atomic_store(&w->st->shard[s].pending, b.pending);
         }
-        op_reply_free(rep);
     }
 }
 
@@ -367,6 +355,7 @@ static void redis_lost(struct worker *w)
 
 int worker_run(struct worker *w, volatile sig_atomic_t *stop)
 {
+    w->stop = stop;
     while (!*stop) {
         if (w->redis.err || !w->redis.ctx) {
             redis_lost(w);

@@ -63,8 +63,9 @@ struct settings {
 /* Why 1 s: lag and pending gauges fresh enough for a dashboard, at the cost of
  * two cheap commands per shard. */
 #define POLL_MS 1000
-/* Why 50 ms: the sleep between retries while a server is down; short enough
- * to notice SIGTERM and a recovered server promptly. */
+/* Why 50 ms: the sleep between polls while a server is down; short enough
+ * to notice SIGTERM promptly. It is not the retry pace: rec_store_write
+ * backs off by itself (100 ms doubling to 5 s), op_redis_ensure likewise. */
 #define RETRY_SLICE_MS 50
 
 static void load_settings(struct settings *s)

@@ -133,6 +133,18 @@ static void pg_failed(struct rec_store *st, const char *what)
             st->pg.sqlstate[0] ? st->pg.sqlstate : "-", err);
 }
 
+/* After a failed attempt (a connect, or a transaction the server refused
+ * for a reason other than the data: disk full, shutting down, ...): the next
+ * one not before backoff_ms, which doubles up to REC_PG_BACKOFF_MAX_MS. Only a
+ * commit resets it (store_write), so a server that accepts connections but
+ * fails every transaction is retried at the same slowing pace. */
+static void backoff(struct rec_store *st, int64_t now)
+{
+    st->next_attempt_ms = now + st->backoff_ms;
+    st->backoff_ms =
+        st->backoff_ms * 2 > REC_PG_BACKOFF_MAX_MS ? REC_PG_BACKOFF_MAX_MS : st->backoff_ms * 2;
+}
+
 int rec_store_ready(struct rec_store *st)
 {
     if (st->session_ready && op_pg_ok(&st->pg))
@@ -150,16 +162,12 @@ int rec_store_ready(struct rec_store *st)
     if (rc != 0) {
         pg_failed(st, "connect");
         st->session_ready = 0;
-        st->next_attempt_ms = now + st->backoff_ms;
-        st->backoff_ms =
-            st->backoff_ms * 2 > REC_PG_BACKOFF_MAX_MS ? REC_PG_BACKOFF_MAX_MS : st->backoff_ms * 2;
+        backoff(st, now);
         return -1;
     }
     if (st->commits > 0 || st->next_attempt_ms > 0)
         op_info("postgres_connected", "note=\"session prepared\"");
     st->session_ready = 1;
-    st->backoff_ms = REC_PG_BACKOFF_MIN_MS;
-    st->next_attempt_ms = 0;
     REC_SET(st->stats, pg_up, 1);
     return 0;
 }
@@ -390,12 +398,8 @@ static int write_split(struct rec_store *st, struct rec_batch *b, size_t lo, siz
  * failure anywhere (-1) retries the whole batch safely; 0 when all of b is
  * recorded or dead-lettered and may be acknowledged.
  */
-int rec_store_write(struct rec_store *st, struct rec_batch *b)
+static int write_all(struct rec_store *st, struct rec_batch *b)
 {
-    if (b->nentries == 0)
-        return 0;
-    if (rec_store_ready(st) != 0)
-        return -1;
     if (b->nreports > b->nbad && write_split(st, b, 0, b->nreports) != 0)
         return -1;
     for (size_t i = 0; i < b->nbad; i++)
@@ -412,5 +416,22 @@ int rec_store_write(struct rec_store *st, struct rec_batch *b)
         }
         REC_ADD(st->stats, dead_letters, (uint64_t)d);
     }
+    return 0;
+}
+
+int rec_store_write(struct rec_store *st, struct rec_batch *b)
+{
+    if (b->nentries == 0)
+        return 0;
+    if (op_now_ms() < st->next_attempt_ms) /* backing off after a failure */
+        return -1;
+    if (rec_store_ready(st) != 0)
+        return -1;
+    if (write_all(st, b) != 0) {
+        backoff(st, op_now_ms());
+        return -1;
+    }
+    st->backoff_ms = REC_PG_BACKOFF_MIN_MS;
+    st->next_attempt_ms = 0;
     return 0;
 }

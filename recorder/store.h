@@ -52,8 +52,11 @@ int rec_store_ready(struct rec_store *st);
  * retried, down to the single report, which goes to dead_letters with the
  * server's message: every other report — of the same entry too — is
  * recorded. Any other failure (connection lost, server restarting,
- * deadlock) returns -1: nothing is lost, the caller retries the same batch
- * later (every statement is idempotent).
+ * deadlock, disk full) returns -1: nothing is lost, the caller retries the
+ * same batch later (every statement is idempotent). After a failure, calls
+ * before the backoff delay (REC_PG_BACKOFF_MIN_MS doubling to
+ * REC_PG_BACKOFF_MAX_MS, reset by a commit) return -1 at once without
+ * touching the server: the caller may poll it as often as it likes.
  */
 int rec_store_write(struct rec_store *st, struct rec_batch *b);
 

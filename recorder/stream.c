@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shared/alloc.h"
+#include "shared/backlog.h"
 #include "shared/codec.h"
 #include "shared/log.h"
 
@@ -457,6 +458,12 @@ struct group_pos {
     long long pending;
 };
 
+/* Why 0 (rule 1 of shared/backlog.h: only "is anything undelivered"): a
+ * fills entry holds up to 4096 reports, hundreds of KB, too much to count
+ * them in a script every second; a fully delivered stream still reads 0,
+ * and a backlog is Redis' lag when consistent, else the stream's length. */
+#define BACKLOG_COUNT_MAX 0
+
 /* Why 16: a fills stream has one group ("recorders"); tools may add a few. */
 #define GROUPS_MAX 16
 
@@ -473,19 +480,28 @@ int rec_stream_poll(struct rec_stream *s, int trim)
     }
     /* 1. XINFO GROUPS of every shard (before XPENDING: an entry delivered
      *    after this snapshot is above its last-delivered id, so it is kept). */
+    /*    With each, the backlog script of shared/backlog.h for the lag gauge
+     *    (XINFO's raw `lag` can be stale after a Redis restart). */
     for (uint32_t i = 0; i < n; i++)
-        if (op_redis_appendf(&s->redis, "XINFO GROUPS %s", s->keys[i]) != 0)
+        if (op_redis_appendf(&s->redis, "XINFO GROUPS %s", s->keys[i]) != 0 ||
+            op_backlog_append(&s->redis, s->keys[i], OP_GROUP_RECORDERS, BACKLOG_COUNT_MAX) != 0)
             goto redis_fail;
     for (uint32_t i = 0; i < n; i++) {
         struct redisReply *rep = op_redis_next_reply(&s->redis);
+        struct op_backlog bl;
         if (!rep)
             goto redis_fail;
+        if (op_backlog_read(&s->redis, &bl) != 0) {
+            op_reply_free(rep);
+            goto redis_fail;
+        }
+        if (bl.found)
+            atomic_store_explicit(&s->stats->lag[i], bl.undelivered, memory_order_relaxed);
         for (size_t g = 0; g < op_reply_count(rep) && ng[i] < GROUPS_MAX; g++) {
             const struct redisReply *grp = op_reply_at(rep, g);
             const struct redisReply *nm = kv_get(grp, "name");
             const struct redisReply *ld = kv_get(grp, "last-delivered-id");
             const struct redisReply *pe = kv_get(grp, "pending");
-            const struct redisReply *lag = kv_get(grp, "lag");
             size_t ll;
             const char *lds = ld ? op_reply_str(ld, &ll) : NULL;
             struct group_pos *p = &gp[(size_t)i * GROUPS_MAX + (size_t)ng[i]];
@@ -493,12 +509,8 @@ int rec_stream_poll(struct rec_stream *s, int trim)
                 continue;
             snprintf(p->name, sizeof(p->name), "%s", op_reply_str(nm, NULL));
             p->pending = pe ? op_reply_int(pe) : 0;
-            if (strcmp(p->name, OP_GROUP_RECORDERS) == 0) {
+            if (strcmp(p->name, OP_GROUP_RECORDERS) == 0)
                 atomic_store_explicit(&s->stats->pending[i], p->pending, memory_order_relaxed);
-                if (lag && op_reply_type(lag) == OP_REPLY_INTEGER)
-                    atomic_store_explicit(&s->stats->lag[i], op_reply_int(lag),
-                                          memory_order_relaxed);
-            }
             ng[i]++;
         }
         op_reply_free(rep);

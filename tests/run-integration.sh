@@ -26,8 +26,9 @@
 # plus the sanitizer options of tests/run-unit.sh. A test that leaves redis or
 # PostgreSQL stopped gets them restarted before the next test runs.
 #
-# Environment: KEEP_STACK=1, OP_TEST_ONLY=<substring> (only the tests whose
-# file name contains it), OP_TEST_TIMEOUT (seconds per test, default 600),
+# Environment: KEEP_STACK=1, OP_TEST_TIMEOUT (seconds per test, default 600),
+# OP_TEST_ONLY (run only the tests whose file basename contains this
+# substring, e.g. OP_TEST_ONLY=backlog; unset or empty runs them all),
 # OP_TEST_TMP (where the stack dir goes, default $TMPDIR or /tmp; as root it
 # must be traversable by the 'postgres' user).
 set -euo pipefail
@@ -50,7 +51,8 @@ fi
 while IFS= read -r f; do tests+=("$f"); done < <(find "$OP_ROOT/tests/integration" -maxdepth 1 -type f -name '*.sh' 2>/dev/null | LC_ALL=C sort)
 if [[ -n "${OP_TEST_ONLY:-}" ]]; then
 	only=()
-	for f in "${tests[@]}"; do [[ "$(basename "$f")" == *"$OP_TEST_ONLY"* ]] && only+=("$f"); done
+	for t in "${tests[@]}"; do [[ "$(basename "$t")" == *"$OP_TEST_ONLY"* ]] && only+=("$t"); done
+	((${#only[@]} > 0)) || op_die "OP_TEST_ONLY='$OP_TEST_ONLY' matches no integration test"
 	tests=("${only[@]}")
 fi
 

@@ -1,0 +1,71 @@
+/* A consumer group's backlog (undelivered + pending) that survives Redis' stale `lag`. */
+#include "shared/backlog.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * The rules of shared/backlog.h in one script per stream: KEYS[1] the
+ * stream, ARGV[1] the group, ARGV[2] count_max. Returns {found, pending,
+ * undelivered, redis_lag (-1 for nil), how}. `no-writes`: it runs on a
+ * replica and while Redis refuses writes (MISCONF); `allow-oom`: also above
+ * maxmemory (a flagged script is refused there otherwise, even read-only).
+ * Lua sees a nil reply element as false.
+ */
+static const char BACKLOG_SCRIPT[] =
+    "#!lua flags=no-writes,allow-oom\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0, -1, 0} end\n"
+    "local groups = redis.call('XINFO', 'GROUPS', KEYS[1])\n"
+    "for _, g in ipairs(groups) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+    "  if f['name'] == ARGV[1] then\n"
+    "    local pending = f['pending'] or 0\n"
+    "    local lag = -1\n"
+    "    if type(f['lag']) == 'number' then lag = f['lag'] end\n"
+    "    local max = tonumber(ARGV[2])\n"
+    "    local n = #redis.call('XRANGE', KEYS[1], '(' .. f['last-delivered-id'], '+',\n"
+    "                          'COUNT', max + 1)\n"
+    "    if n <= max then return {1, pending, n, lag, 1} end\n"
+    "    local len = redis.call('XLEN', KEYS[1])\n"
+    "    if lag > max and lag <= len then return {1, pending, lag, lag, 2} end\n"
+    "    return {1, pending, len, lag, 3}\n"
+    "  end\n"
+    "end\n"
+    "return {0, 0, 0, -1, 0}\n";
+
+int64_t op_backlog_total(const struct op_backlog *b)
+{
+    return b->found ? b->undelivered + b->pending : 0;
+}
+
+int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
+                      long long count_max)
+{
+    char max[24];
+    snprintf(max, sizeof(max), "%lld", count_max > 0 ? count_max : 0);
+    return op_redis_appendf(r, "EVAL %s 1 %s %s %s", BACKLOG_SCRIPT, stream, group, max);
+}
+
+int op_backlog_read(struct op_redis *r, struct op_backlog *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->redis_lag = -1;
+    struct redisReply *rep = op_redis_next_reply(r);
+    if (!rep)
+        return -1;
+    if (op_reply_type(rep) == OP_REPLY_ARRAY && op_reply_count(rep) == 5 &&
+        op_reply_int(op_reply_at(rep, 0)) == 1) {
+        out->found = 1;
+        out->pending = op_reply_int(op_reply_at(rep, 1));
+        out->undelivered = op_reply_int(op_reply_at(rep, 2));
+        out->redis_lag = op_reply_int(op_reply_at(rep, 3));
+        out->how = (int)op_reply_int(op_reply_at(rep, 4));
+        if (out->pending < 0)
+            out->pending = 0;
+        if (out->undelivered < 0)
+            out->undelivered = 0;
+    }
+    op_reply_free(rep);
+    return 0;
+}

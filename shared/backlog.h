@@ -1,0 +1,66 @@
+/* A consumer group's backlog (undelivered + pending) that survives Redis' stale `lag`. */
+#ifndef OP_BACKLOG_H
+#define OP_BACKLOG_H
+
+#include <stdint.h>
+
+#include "shared/redis.h"
+
+/*
+ * XINFO GROUPS reports a group's `lag` (entries not yet delivered) from the
+ * group's `entries-read` counter, which Redis 7.0 does not restore exactly
+ * from the AOF: after restarts a fully delivered stream was seen reporting
+ * a lag of 48,183 (pending 0, last-delivered-id = the last entry), and
+ * ingest answered 429 on an idle pipeline. So the backlog is computed from
+ * what Redis does know exactly, in one script per stream (pipelined: one
+ * round trip for all shards):
+ *
+ *   1. the entries after the group's last-delivered-id are counted, up to
+ *      count_max: at most that many → undelivered = the count (exact; 0 for
+ *      a fully delivered stream, whatever `lag` says);
+ *   2. more: a `lag` in count_max+1 … XLEN is consistent (an undelivered
+ *      entry is never trimmed, so there cannot be more than the stream
+ *      holds)                                        → undelivered = lag;
+ *   3. more, and `lag` nil (unknown) or outside that range (inconsistent)
+ *                                                    → undelivered = XLEN,
+ *      an upper bound (trimming keeps the stream near what is not yet
+ *      processed), until the group's counter is exact again (Redis makes
+ *      it exact when the group reads the stream's last entry).
+ *
+ * Rule 1 reads up to count_max + 1 entries in full inside Redis: choose it
+ * by the size of the stream's entries (0: only "is there any").
+ */
+struct op_backlog {
+    int found;           /* the group exists on the stream */
+    int64_t pending;     /* delivered, not acknowledged (XINFO `pending`) */
+    int64_t undelivered; /* entries after last-delivered-id, as above */
+    int64_t redis_lag;   /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
+    int how;             /* which rule gave undelivered: OP_BACKLOG_* */
+};
+
+enum {
+    OP_BACKLOG_NONE = 0,        /* group or stream missing */
+    OP_BACKLOG_COUNTED = 1,     /* rule 1: counted, exact */
+    OP_BACKLOG_LAG = 2,         /* rule 2: Redis' lag, consistent */
+    OP_BACKLOG_UPPER_BOUND = 3, /* rule 3: XLEN (lag unknown or inconsistent) */
+};
+
+/* The backlog the caller acts on: undelivered + pending (0 when not found). */
+int64_t op_backlog_total(const struct op_backlog *b);
+
+/*
+ * Queues (pipelining) the script that measures group's backlog on stream;
+ * read its reply with op_backlog_read. count_max: rule 1's bound.
+ * Returns 0, or -1 when the connection failed (r->errstr).
+ */
+int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
+                      long long count_max);
+
+/*
+ * Reads the reply queued by op_backlog_append into *out. Returns 0 (out
+ * filled; found = 0 when the stream or group is missing or the reply is
+ * an error), or -1 when the connection failed (out zeroed).
+ */
+int op_backlog_read(struct op_redis *r, struct op_backlog *out);
+
+#endif
