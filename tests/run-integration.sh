@@ -28,7 +28,9 @@
 #
 # Environment: KEEP_STACK=1, OP_TEST_TIMEOUT (seconds per test, default 600),
 # OP_TEST_TMP (where the stack dir goes, default $TMPDIR or /tmp; as root it
-# must be traversable by the 'postgres' user).
+# must be traversable by the 'postgres' user), OP_TEST_ONLY (a space- or
+# comma-separated list of test names without directory or .sh, e.g.
+# OP_TEST_ONLY=ingest_framing,ingest_abuse: runs only those; default all).
 set -euo pipefail
 # shellcheck source=ops/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../ops/lib.sh"
@@ -47,6 +49,16 @@ if [[ -d "$build/tests/integration" ]]; then
 	while IFS= read -r f; do tests+=("$f"); done < <(find "$build/tests/integration" -maxdepth 1 -type f -perm -u+x | LC_ALL=C sort)
 fi
 while IFS= read -r f; do tests+=("$f"); done < <(find "$OP_ROOT/tests/integration" -maxdepth 1 -type f -name '*.sh' 2>/dev/null | LC_ALL=C sort)
+if [[ -n "${OP_TEST_ONLY:-}" ]]; then
+	only=" ${OP_TEST_ONLY//,/ } "
+	picked=()
+	for t in "${tests[@]}"; do
+		base="$(basename "$t" .sh)"
+		[[ "$only" == *" $base "* ]] && picked+=("$t")
+	done
+	((${#picked[@]} > 0)) || op_die "OP_TEST_ONLY='$OP_TEST_ONLY' matches no integration test"
+	tests=("${picked[@]}")
+fi
 
 # --- the stack ------------------------------------------------------------------
 tmproot="${OP_TEST_TMP:-${TMPDIR:-/tmp}}"
