@@ -334,6 +334,15 @@ static enum MHD_Result finish(struct req *r)
         if (queued == 0 && failed > 0) { /* Redis took none of them */
             item_error(&r->items[0], &e);
             rc = respond_error(r, &e);
+        } else if (queued == 0) {
+            /* Nothing was submitted: every item is invalid (400), or a valid
+             * one was refused by backpressure (429: a retry may pass). */
+            int status = 400;
+            for (int i = 0; i < r->ninputs; i++)
+                if (r->errs[i].status == 429)
+                    status = 429;
+            rc = respond(r, status, "application/json", b.data, b.len,
+                         status == 429 ? "Retry-After" : NULL, "1");
         } else {
             rc = respond_json(r, 202, &b);
         }
@@ -695,14 +704,165 @@ static enum MHD_Result handle_metrics(struct req *r)
     return rc;
 }
 
+/* ---- framing -------------------------------------------------------------- */
+
+/*
+ * libmicrohttpd 0.9.75 is lenient where a proxy in front of ingest may not
+ * be: it takes the first of two Content-Length headers, prefers
+ * Transfer-Encoding over Content-Length, ends a header value at an embedded
+ * NUL byte (the bytes after it vanish), and serves HTTP/1.1 without Host.
+ * Any of these lets the proxy and ingest see different requests (request
+ * smuggling, header confusion), so check_framing refuses them before a byte
+ * of the body is read.
+ *
+ * It does not see the NUL itself: it checks the layout. libmicrohttpd parses
+ * the request line and headers in place, in one buffer starting at the method
+ * ([method, method + MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)), replacing each
+ * CR and LF by '\0' and keeping pointers into it. So a header's value, taken
+ * up to its length, is followed by its line's one or two terminator bytes and
+ * then the next header's name (after the last header: the empty line, up to
+ * four bytes in all). Anything else there — the rest of a line cut at a NUL,
+ * an obsolete folded continuation line — is refused, as is a header that does
+ * not lie in that buffer at all (libmicrohttpd reallocates a folded one).
+ */
+
+/* Terminator bytes after a header line: CR LF. */
+#define LINE_END_MAX 2
+/* After the last header: its CR LF and the empty line's CR LF. */
+#define LAST_LINE_END_MAX 4
+
+struct header_scan {
+    const char *block;     /* (ref) start of the request line in libmicrohttpd's buffer */
+    const char *block_end; /* (ref) end of the empty line that ends the headers */
+    const char *prev_end;  /* end of the previous header's value, NULL before the first */
+    const char *prev_name; /* (ref) its name */
+    const char *bad;       /* (ref) first header with bytes hidden after its value */
+    int content_length;    /* occurrences of each header */
+    int transfer_encoding;
+    int authorization;
+    int host;
+    bool te_chunked; /* the Transfer-Encoding is exactly "chunked" */
+};
+
+/* True if the bytes from p to end are all '\0' and at most max of them. */
+static bool only_terminators(const char *p, const char *end, size_t max)
+{
+    if (end < p || (size_t)(end - p) > max)
+        return false;
+    for (; p < end; p++)
+        if (*p)
+            return false;
+    return true;
+}
+
+/* True if the n bytes at p lie in the header buffer (compared as addresses:
+ * p may point anywhere). */
+static bool in_block(const struct header_scan *sc, const char *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)sc->block, hi = (uintptr_t)sc->block_end;
+    return p && a >= lo && a <= hi && n <= hi - a;
+}
+
+/* MHD_get_connection_values_n iterator over the request's headers, in the
+ * order they arrived: counts the headers check_framing cares about and checks
+ * what lies between one header and the next (see above). */
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct header_scan *sc = cls;
+    (void)kind;
+    if (!sc->bad && (!in_block(sc, key, key_size) || !in_block(sc, value, value_size)))
+        sc->bad = key;
+    else if (!sc->bad && sc->prev_end && !only_terminators(sc->prev_end, key, LINE_END_MAX))
+        sc->bad = sc->prev_name;
+    sc->prev_end = value + value_size;
+    sc->prev_name = key;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        sc->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        sc->transfer_encoding++;
+        sc->te_chunked = strcasecmp(value, "chunked") == 0;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
+        sc->authorization++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        sc->host++;
+    }
+    return MHD_YES;
+}
+
+/* Answers 400 invalid_header naming field; with close set, also closes the
+ * connection after the answer: the framing of what follows is not known. */
+static enum MHD_Result fail_header(struct req *r, bool close, const char *field, const char *msg)
+{
+    struct api_error e;
+    struct op_buf b;
+    api_fail(&e, 400, "invalid_header", field, "%s", msg);
+    op_buf_init(&b);
+    op_buf_append(&b, "{\"error\":", 9);
+    put_error(&b, &e);
+    op_buf_append(&b, "}", 1);
+    enum MHD_Result rc = respond(r, 400, "application/json", b.data, b.len,
+                                 close ? MHD_HTTP_HEADER_CONNECTION : NULL, "close");
+    op_buf_release(&b);
+    return rc;
+}
+
+/*
+ * First call of a request, headers complete, body not read: refuses (400
+ * invalid_header) a request whose framing or identity headers could be read
+ * two ways. Returns MHD_YES when the request may proceed with *answered
+ * false; otherwise the result of queueing the 400, with *answered true.
+ */
+static enum MHD_Result check_framing(struct req *r, const char *method, const char *version,
+                                     bool *answered)
+{
+    struct header_scan sc = {0};
+    const union MHD_ConnectionInfo *hs =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    *answered = true;
+    if (!hs)
+        return fail_header(r, true, "", "the request headers could not be read");
+    sc.block = method;
+    sc.block_end = method + hs->header_size;
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &sc);
+    if (!sc.bad && sc.prev_end && !only_terminators(sc.prev_end, sc.block_end, LAST_LINE_END_MAX))
+        sc.bad = sc.prev_name;
+    if (sc.bad)
+        return fail_header(r, true, sc.bad,
+                           "a header holds a NUL byte or a folded line: send each header on "
+                           "one line, without NUL");
+    if (sc.content_length > 1)
+        return fail_header(r, true, MHD_HTTP_HEADER_CONTENT_LENGTH,
+                           "Content-Length appears more than once");
+    if (sc.transfer_encoding && sc.content_length)
+        return fail_header(r, true, MHD_HTTP_HEADER_TRANSFER_ENCODING,
+                           "send either Transfer-Encoding or Content-Length, not both");
+    if (sc.transfer_encoding > 1 || (sc.transfer_encoding && !sc.te_chunked))
+        return fail_header(r, true, MHD_HTTP_HEADER_TRANSFER_ENCODING,
+                           "the only Transfer-Encoding accepted is one 'chunked'");
+    if (sc.authorization > 1)
+        return fail_header(r, false, MHD_HTTP_HEADER_AUTHORIZATION,
+                           "Authorization appears more than once");
+    if (sc.host > 1 || (sc.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0))
+        return fail_header(r, false, MHD_HTTP_HEADER_HOST,
+                           "an HTTP/1.1 request needs exactly one Host header");
+    *answered = false;
+    return MHD_YES;
+}
+
 /* ---- the access handler -------------------------------------------------- */
 
-/* First call for a request (headers only): route, auth, content checks.
+/* First call for a request (headers only): framing, route, auth, content checks.
  * Returns MHD_YES to read the body, or the result of queueing an error. */
-static enum MHD_Result on_headers(struct req *r, const char *method, const char *url)
+static enum MHD_Result on_headers(struct req *r, const char *method, const char *url,
+                                  const char *version)
 {
     const char *allow;
     char msg[96];
+    bool answered;
+    enum MHD_Result frc = check_framing(r, method, version, &answered);
+    if (answered)
+        return frc;
     r->route = route_of(method, url, r->path_arg, sizeof(r->path_arg), &allow);
     if (r->route == R_NONE) {
         if (allow) {
@@ -746,7 +906,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
-    (void)version;
 
     if (!r) {
         r = calloc(1, sizeof(*r));
@@ -758,7 +917,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         op_buf_init(&r->body);
         *con_cls = r;
         atomic_fetch_add(&s->inflight, 1);
-        return on_headers(r, method, url);
+        return on_headers(r, method, url, version);
     }
     if (*upload_size) {
         if (!r->too_large && r->body.len + *upload_size <= s->cfg.max_body) {
