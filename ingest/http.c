@@ -1239,7 +1239,9 @@ static void raise_fd_limit(int want)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
         op_warn("fd_limit",
                 "open file limit %llu is below the %llu that %d connections need: "
                 "raise 'ulimit -n' or lower INGEST_MAX_CONNECTIONS",
