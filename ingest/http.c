@@ -4,11 +4,14 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "ingest/json.h"
@@ -47,8 +50,72 @@ static const char *const route_names[R_COUNT] = {"unknown", "new_order", "batch"
 static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
 #define NCODES (int)(sizeof(codes) / sizeof(codes[0]))
 
+/*
+ * Connection deadlines and eviction. libmicrohttpd's own timeout
+ * (INGEST_IDLE_TIMEOUT_S) restarts with every byte received, so a client
+ * trickling one byte every few seconds (slowloris) holds a connection for
+ * ever, and its connection limit refuses new clients once idle or trickling
+ * ones fill it. So ingest tracks every connection itself:
+ *
+ *   - deadline: a connection must complete a request within
+ *     INGEST_REQUEST_TIMEOUT_MS of its start or of the end of its previous
+ *     request, however its bytes trickle in; the reaper thread closes the
+ *     overdue ones (shutdown(), so libmicrohttpd sees the end of the stream
+ *     and closes it on its own thread). A request suspended waiting for the
+ *     writer is never reaped: the writer's REDIS_TIMEOUT_MS bounds it, and
+ *     its deadline restarts when it resumes.
+ *   - eviction: above INGEST_MAX_CONNECTIONS, a new connection closes the
+ *     one idle longest (no request in progress, oldest start or last answer)
+ *     instead of being refused; libmicrohttpd's hard limit sits above it
+ *     (HARD_LIMIT) to absorb the closes in flight.
+ *
+ * The slots are allocated once (one per possible connection); a request
+ * costs a few atomic stores on its slot and no lock. mu guards fd, shut and
+ * the free list: libmicrohttpd notifies CLOSED before it close()s the socket
+ * (MHD_cleanup_connections in 0.9.75), and CLOSED takes mu, so the reaper
+ * never shuts down a descriptor number that was closed and reused meanwhile.
+ */
+struct conn_slot {
+    int fd;                   /* the socket, -1 while the slot is free (mu) */
+    bool shut;                /* shutdown() sent, close not seen yet (mu) */
+    int next_free;            /* free-list link (mu) */
+    _Atomic int64_t since_ms; /* start of the connection or end of its last request */
+    _Atomic bool in_request;  /* headers received, answer not complete */
+    _Atomic bool suspended;   /* waiting for the writer: not reaped */
+    _Atomic bool answered;    /* has completed a request (eviction spares it longer) */
+};
+
+struct conn_table {
+    pthread_mutex_t mu;
+    struct conn_slot *slots; /* cap of them, owned */
+    int cap;                 /* libmicrohttpd's hard connection limit, HARD_LIMIT */
+    int free_head;           /* first free slot, -1 if none (mu) */
+    int live;                /* slots in use and not shut (mu) */
+    int soft_limit;          /* INGEST_MAX_CONNECTIONS */
+    int64_t timeout_ms;      /* INGEST_REQUEST_TIMEOUT_MS */
+    pthread_t reaper;
+    bool reaper_started;
+    _Atomic bool stop;
+    _Atomic uint64_t timed_out; /* closed at their deadline */
+    _Atomic uint64_t evicted;   /* closed to make room for a new one */
+    _Atomic int open;           /* live, for /metrics */
+};
+
+/* Connections open at most: INGEST_MAX_CONNECTIONS plus a quarter (plus 16
+ * for tiny limits) for those shut down but not yet closed, which a fast
+ * reconnecting flood keeps a few of at any time. */
+#define OPEN_MAX(soft) ((soft) + (soft) / 4 + 16)
+/* libmicrohttpd splits its connection limit evenly between its threads, and
+ * a thread at its share refuses what it accepts even when the others are
+ * empty: give each thread the whole OPEN_MAX, eviction bounds the total. */
+#define HARD_LIMIT(soft, threads) (OPEN_MAX(soft) * (threads))
+/* Descriptors beyond the connections: Redis lanes, PostgreSQL, epoll,
+ * listening socket, logs; generous. */
+#define FD_RESERVE 256
+
 struct http_server {
     struct http_config cfg;
+    struct conn_table conns;
     struct MHD_Daemon *d;
     _Atomic long inflight;
     _Atomic uint64_t requests[R_COUNT][NCODES + 1];
@@ -75,6 +142,7 @@ struct req {
     int ninputs;
     int depth; /* R_BOOK: levels per side wanted */
     struct timespec t0;
+    struct conn_slot *slot; /* (ref) its connection's, NULL if untracked */
 };
 
 /* ---- responses ----------------------------------------------------------- */
@@ -219,6 +287,8 @@ static enum MHD_Result submit(struct req *r, int nitems)
     r->job.done = job_done;
     r->job.arg = r;
     r->waiting = true;
+    if (r->slot)
+        atomic_store_explicit(&r->slot->suspended, true, memory_order_relaxed);
     MHD_suspend_connection(r->conn);
     writer_submit(r->s->cfg.writer, &r->job);
     return MHD_YES;
@@ -334,6 +404,15 @@ static enum MHD_Result finish(struct req *r)
         if (queued == 0 && failed > 0) { /* Redis took none of them */
             item_error(&r->items[0], &e);
             rc = respond_error(r, &e);
+        } else if (queued == 0) {
+            /* Nothing was submitted: every item is invalid (400), or a valid
+             * one was refused by backpressure (429: a retry may pass). */
+            int status = 400;
+            for (int i = 0; i < r->ninputs; i++)
+                if (r->errs[i].status == 429)
+                    status = 429;
+            rc = respond(r, status, "application/json", b.data, b.len,
+                         status == 429 ? "Retry-After" : NULL, "1");
         } else {
             rc = respond_json(r, 202, &b);
         }
@@ -687,6 +766,16 @@ static enum MHD_Result handle_metrics(struct req *r)
         op_metrics_sample_f(&b, "ingest_shard_backlog", labels,
                             (double)writer_backlog(s->cfg.writer, sh));
     }
+    op_metrics_header(&b, "ingest_connections_open", "gauge",
+                      "HTTP connections open (INGEST_MAX_CONNECTIONS evicts above it)");
+    op_metrics_sample_f(&b, "ingest_connections_open", NULL, (double)atomic_load(&s->conns.open));
+    op_metrics_header(&b, "ingest_connections_closed_total", "counter",
+                      "connections ingest closed: past INGEST_REQUEST_TIMEOUT_MS, or evicted "
+                      "(idle longest) for a new one above INGEST_MAX_CONNECTIONS");
+    op_metrics_sample(&b, "ingest_connections_closed_total", "reason=\"request_timeout\"",
+                      atomic_load(&s->conns.timed_out));
+    op_metrics_sample(&b, "ingest_connections_closed_total", "reason=\"evicted\"",
+                      atomic_load(&s->conns.evicted));
     op_metrics_header(&b, "ingest_inflight_requests", "gauge",
                       "requests received and not yet answered");
     op_metrics_sample_f(&b, "ingest_inflight_requests", NULL, (double)atomic_load(&s->inflight));
@@ -695,14 +784,165 @@ static enum MHD_Result handle_metrics(struct req *r)
     return rc;
 }
 
+/* ---- framing -------------------------------------------------------------- */
+
+/*
+ * libmicrohttpd 0.9.75 is lenient where a proxy in front of ingest may not
+ * be: it takes the first of two Content-Length headers, prefers
+ * Transfer-Encoding over Content-Length, ends a header value at an embedded
+ * NUL byte (the bytes after it vanish), and serves HTTP/1.1 without Host.
+ * Any of these lets the proxy and ingest see different requests (request
+ * smuggling, header confusion), so check_framing refuses them before a byte
+ * of the body is read.
+ *
+ * It does not see the NUL itself: it checks the layout. libmicrohttpd parses
+ * the request line and headers in place, in one buffer starting at the method
+ * ([method, method + MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE)), replacing each
+ * CR and LF by '\0' and keeping pointers into it. So a header's value, taken
+ * up to its length, is followed by its line's one or two terminator bytes and
+ * then the next header's name (after the last header: the empty line, up to
+ * four bytes in all). Anything else there — the rest of a line cut at a NUL,
+ * an obsolete folded continuation line — is refused, as is a header that does
+ * not lie in that buffer at all (libmicrohttpd reallocates a folded one).
+ */
+
+/* Terminator bytes after a header line: CR LF. */
+#define LINE_END_MAX 2
+/* After the last header: its CR LF and the empty line's CR LF. */
+#define LAST_LINE_END_MAX 4
+
+struct header_scan {
+    const char *block;     /* (ref) start of the request line in libmicrohttpd's buffer */
+    const char *block_end; /* (ref) end of the empty line that ends the headers */
+    const char *prev_end;  /* end of the previous header's value, NULL before the first */
+    const char *prev_name; /* (ref) its name */
+    const char *bad;       /* (ref) first header with bytes hidden after its value */
+    int content_length;    /* occurrences of each header */
+    int transfer_encoding;
+    int authorization;
+    int host;
+    bool te_chunked; /* the Transfer-Encoding is exactly "chunked" */
+};
+
+/* True if the bytes from p to end are all '\0' and at most max of them. */
+static bool only_terminators(const char *p, const char *end, size_t max)
+{
+    if (end < p || (size_t)(end - p) > max)
+        return false;
+    for (; p < end; p++)
+        if (*p)
+            return false;
+    return true;
+}
+
+/* True if the n bytes at p lie in the header buffer (compared as addresses:
+ * p may point anywhere). */
+static bool in_block(const struct header_scan *sc, const char *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)sc->block, hi = (uintptr_t)sc->block_end;
+    return p && a >= lo && a <= hi && n <= hi - a;
+}
+
+/* MHD_get_connection_values_n iterator over the request's headers, in the
+ * order they arrived: counts the headers check_framing cares about and checks
+ * what lies between one header and the next (see above). */
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct header_scan *sc = cls;
+    (void)kind;
+    if (!sc->bad && (!in_block(sc, key, key_size) || !in_block(sc, value, value_size)))
+        sc->bad = key;
+    else if (!sc->bad && sc->prev_end && !only_terminators(sc->prev_end, key, LINE_END_MAX))
+        sc->bad = sc->prev_name;
+    sc->prev_end = value + value_size;
+    sc->prev_name = key;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        sc->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        sc->transfer_encoding++;
+        sc->te_chunked = strcasecmp(value, "chunked") == 0;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
+        sc->authorization++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        sc->host++;
+    }
+    return MHD_YES;
+}
+
+/* Answers 400 invalid_header naming field; with close set, also closes the
+ * connection after the answer: the framing of what follows is not known. */
+static enum MHD_Result fail_header(struct req *r, bool close, const char *field, const char *msg)
+{
+    struct api_error e;
+    struct op_buf b;
+    api_fail(&e, 400, "invalid_header", field, "%s", msg);
+    op_buf_init(&b);
+    op_buf_append(&b, "{\"error\":", 9);
+    put_error(&b, &e);
+    op_buf_append(&b, "}", 1);
+    enum MHD_Result rc = respond(r, 400, "application/json", b.data, b.len,
+                                 close ? MHD_HTTP_HEADER_CONNECTION : NULL, "close");
+    op_buf_release(&b);
+    return rc;
+}
+
+/*
+ * First call of a request, headers complete, body not read: refuses (400
+ * invalid_header) a request whose framing or identity headers could be read
+ * two ways. Returns MHD_YES when the request may proceed with *answered
+ * false; otherwise the result of queueing the 400, with *answered true.
+ */
+static enum MHD_Result check_framing(struct req *r, const char *method, const char *version,
+                                     bool *answered)
+{
+    struct header_scan sc = {0};
+    const union MHD_ConnectionInfo *hs =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    *answered = true;
+    if (!hs)
+        return fail_header(r, true, "", "the request headers could not be read");
+    sc.block = method;
+    sc.block_end = method + hs->header_size;
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &sc);
+    if (!sc.bad && sc.prev_end && !only_terminators(sc.prev_end, sc.block_end, LAST_LINE_END_MAX))
+        sc.bad = sc.prev_name;
+    if (sc.bad)
+        return fail_header(r, true, sc.bad,
+                           "a header holds a NUL byte or a folded line: send each header on "
+                           "one line, without NUL");
+    if (sc.content_length > 1)
+        return fail_header(r, true, MHD_HTTP_HEADER_CONTENT_LENGTH,
+                           "Content-Length appears more than once");
+    if (sc.transfer_encoding && sc.content_length)
+        return fail_header(r, true, MHD_HTTP_HEADER_TRANSFER_ENCODING,
+                           "send either Transfer-Encoding or Content-Length, not both");
+    if (sc.transfer_encoding > 1 || (sc.transfer_encoding && !sc.te_chunked))
+        return fail_header(r, true, MHD_HTTP_HEADER_TRANSFER_ENCODING,
+                           "the only Transfer-Encoding accepted is one 'chunked'");
+    if (sc.authorization > 1)
+        return fail_header(r, false, MHD_HTTP_HEADER_AUTHORIZATION,
+                           "Authorization appears more than once");
+    if (sc.host > 1 || (sc.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0))
+        return fail_header(r, false, MHD_HTTP_HEADER_HOST,
+                           "an HTTP/1.1 request needs exactly one Host header");
+    *answered = false;
+    return MHD_YES;
+}
+
 /* ---- the access handler -------------------------------------------------- */
 
-/* First call for a request (headers only): route, auth, content checks.
+/* First call for a request (headers only): framing, route, auth, content checks.
  * Returns MHD_YES to read the body, or the result of queueing an error. */
-static enum MHD_Result on_headers(struct req *r, const char *method, const char *url)
+static enum MHD_Result on_headers(struct req *r, const char *method, const char *url,
+                                  const char *version)
 {
     const char *allow;
     char msg[96];
+    bool answered;
+    enum MHD_Result frc = check_framing(r, method, version, &answered);
+    if (answered)
+        return frc;
     r->route = route_of(method, url, r->path_arg, sizeof(r->path_arg), &allow);
     if (r->route == R_NONE) {
         if (allow) {
@@ -746,7 +986,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
-    (void)version;
 
     if (!r) {
         r = calloc(1, sizeof(*r));
@@ -756,9 +995,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         clock_gettime(CLOCK_MONOTONIC, &r->t0);
         op_buf_init(&r->body);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->slot = ci ? ci->socket_context : NULL;
+        if (r->slot)
+            atomic_store_explicit(&r->slot->in_request, true, memory_order_relaxed);
         *con_cls = r;
         atomic_fetch_add(&s->inflight, 1);
-        return on_headers(r, method, url);
+        return on_headers(r, method, url, version);
     }
     if (*upload_size) {
         if (!r->too_large && r->body.len + *upload_size <= s->cfg.max_body) {
@@ -770,8 +1014,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->waiting) /* resumed: the writer has answered */
-        return atomic_load(&r->done) ? finish(r) : MHD_YES;
+    if (r->waiting) { /* resumed: the writer has answered */
+        if (!atomic_load(&r->done))
+            return MHD_YES;
+        if (r->slot) { /* a fresh deadline to send the answer */
+            atomic_store_explicit(&r->slot->since_ms, op_now_ms(), memory_order_relaxed);
+            atomic_store_explicit(&r->slot->suspended, false, memory_order_relaxed);
+        }
+        return finish(r);
+    }
     if (r->too_large)
         return fail(r, 413, "payload_too_large", "", "the body is larger than INGEST_MAX_BODY");
 
@@ -804,9 +1055,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct http_server *s = cls;
     struct req *r = *con_cls;
     (void)conn;
-    (void)toe;
     if (!r)
         return;
+    if (r->slot) { /* the next request's deadline counts from here */
+        atomic_store_explicit(&r->slot->since_ms, op_now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&r->slot->in_request, false, memory_order_relaxed);
+        atomic_store_explicit(&r->slot->suspended, false, memory_order_relaxed);
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            atomic_store_explicit(&r->slot->answered, true, memory_order_relaxed);
+    }
     job_release(&r->job);
     free(r->items);
     free(r->item_of);
@@ -815,6 +1072,180 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* ---- connection tracking ------------------------------------------------- */
+
+/* Closes slot's connection: shutdown() makes libmicrohttpd read the end of
+ * the stream and close it on its own thread. Caller holds t->mu. */
+static void conn_shut(struct conn_table *t, struct conn_slot *slot)
+{
+    shutdown(slot->fd, SHUT_RDWR);
+    slot->shut = true;
+    t->live--;
+    atomic_store_explicit(&t->open, t->live, memory_order_relaxed);
+}
+
+/* The connection to evict for a new one (not self), by class, oldest start
+ * or last answer first within a class: idle and never answered (what an idle
+ * or slowloris flood is made of), then idle keep-alive ones that have been
+ * answered before, then those with a request in progress. Never a suspended
+ * one. The first class matters: a flood larger than the table arrives in
+ * bursts, and in a burst every connection is only milliseconds old, so age
+ * alone would let it push out a client's keep-alive connection. NULL if
+ * there is none. Caller holds t->mu. O(cap), run only above the soft limit. */
+static struct conn_slot *conn_victim(struct conn_table *t, const struct conn_slot *self)
+{
+    struct conn_slot *best[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < t->cap; i++) {
+        struct conn_slot *c = &t->slots[i];
+        if (c == self || c->fd < 0 || c->shut || atomic_load(&c->suspended))
+            continue;
+        int k = atomic_load(&c->in_request) ? 2 : atomic_load(&c->answered) ? 1 : 0;
+        if (!best[k] || atomic_load(&c->since_ms) < atomic_load(&best[k]->since_ms))
+            best[k] = c;
+    }
+    return best[0] ? best[0] : best[1] ? best[1] : best[2];
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: takes a slot for a new connection (evicting
+ * above the soft limit) and frees it when the connection closes. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct conn_table *t = &((struct http_server *)cls)->conns;
+    struct conn_slot *slot = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (!slot)
+            return;
+        pthread_mutex_lock(&t->mu);
+        if (!slot->shut)
+            t->live--;
+        atomic_store_explicit(&t->open, t->live, memory_order_relaxed);
+        slot->fd = -1;
+        slot->next_free = t->free_head;
+        t->free_head = (int)(slot - t->slots);
+        pthread_mutex_unlock(&t->mu);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    pthread_mutex_lock(&t->mu);
+    if (t->free_head >= 0) { /* always, as cap is libmicrohttpd's own limit */
+        slot = &t->slots[t->free_head];
+        t->free_head = slot->next_free;
+        slot->fd = ci->connect_fd;
+        slot->shut = false;
+        atomic_store(&slot->since_ms, op_now_ms());
+        atomic_store(&slot->in_request, false);
+        atomic_store(&slot->suspended, false);
+        atomic_store(&slot->answered, false);
+        t->live++;
+        while (t->live > t->soft_limit) {
+            struct conn_slot *victim = conn_victim(t, slot);
+            if (!victim)
+                break;
+            conn_shut(t, victim);
+            atomic_fetch_add_explicit(&t->evicted, 1, memory_order_relaxed);
+        }
+        atomic_store_explicit(&t->open, t->live, memory_order_relaxed);
+        *socket_context = slot;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The reaper thread: every few milliseconds, closes each connection that has
+ * not completed a request within timeout_ms of its start or previous answer
+ * (suspended ones excepted). */
+static void *conn_reaper(void *arg)
+{
+    struct conn_table *t = arg;
+    /* A tenth of the timeout, 10..250 ms: a deadline is overshot by at most
+     * that, and the scan stays negligible (cap slots, a few ns each). */
+    int64_t period = t->timeout_ms / 10;
+    period = period < 10 ? 10 : period > 250 ? 250 : period;
+    struct timespec ts = {.tv_sec = period / 1000, .tv_nsec = (long)(period % 1000) * 1000000};
+    while (!atomic_load(&t->stop)) {
+        nanosleep(&ts, NULL);
+        int64_t now = op_now_ms();
+        pthread_mutex_lock(&t->mu);
+        for (int i = 0; i < t->cap; i++) {
+            struct conn_slot *c = &t->slots[i];
+            if (c->fd < 0 || c->shut || atomic_load(&c->suspended) ||
+                now - atomic_load(&c->since_ms) < t->timeout_ms)
+                continue;
+            conn_shut(t, c);
+            atomic_fetch_add_explicit(&t->timed_out, 1, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+    return NULL;
+}
+
+/* Allocates cap slots and starts the reaper. Returns 0, or -1 with a message
+ * on stderr; conns_release undoes either way. */
+static int conns_init(struct conn_table *t, int soft_limit, int cap, int64_t timeout_ms)
+{
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_init(&t->mu, NULL);
+    t->slots = calloc((size_t)cap, sizeof(*t->slots));
+    if (!t->slots) {
+        fprintf(stderr, "ingest: out of memory for %d connection slots\n", cap);
+        return -1;
+    }
+    t->cap = cap;
+    t->soft_limit = soft_limit;
+    t->timeout_ms = timeout_ms;
+    for (int i = 0; i < cap; i++) {
+        t->slots[i].fd = -1;
+        t->slots[i].next_free = i + 1 < cap ? i + 1 : -1;
+    }
+    t->free_head = 0;
+    if (pthread_create(&t->reaper, NULL, conn_reaper, t) != 0) {
+        fprintf(stderr, "ingest: cannot start the connection reaper thread\n");
+        return -1;
+    }
+    t->reaper_started = true;
+    return 0;
+}
+
+/* Stops the reaper. Call before MHD_stop_daemon; conns_release after it. */
+static void conns_stop(struct conn_table *t)
+{
+    atomic_store(&t->stop, true);
+    if (t->reaper_started)
+        pthread_join(t->reaper, NULL);
+    t->reaper_started = false;
+}
+
+static void conns_release(struct conn_table *t)
+{
+    conns_stop(t);
+    free(t->slots);
+    t->slots = NULL;
+    pthread_mutex_destroy(&t->mu);
+}
+
+/* Raises the soft limit of open descriptors to what want connections need
+ * (up to the hard limit); warns when even that is too low, since accept()
+ * would then fail before the connection limit is reached. */
+static void raise_fd_limit(int want)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)want + FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        op_warn("fd_limit",
+                "open file limit %llu is below the %llu that %d connections need: "
+                "raise 'ulimit -n' or lower INGEST_MAX_CONNECTIONS",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)need, want);
 }
 
 /* libmicrohttpd's error messages, as one log line each. */
@@ -831,6 +1262,13 @@ struct http_server *http_start(const struct http_config *cfg)
     if (!s)
         return NULL;
     s->cfg = *cfg;
+    int hard = HARD_LIMIT(cfg->max_connections, cfg->threads);
+    if (conns_init(&s->conns, cfg->max_connections, hard, cfg->request_timeout_ms) != 0) {
+        conns_release(&s->conns);
+        free(s);
+        return NULL;
+    }
+    raise_fd_limit(OPEN_MAX(cfg->max_connections));
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)cfg->port);
@@ -838,6 +1276,7 @@ struct http_server *http_start(const struct http_config *cfg)
         fprintf(stderr,
                 "ingest: invalid INGEST_BIND='%s': want an IPv4 address such as 127.0.0.1\n",
                 cfg->bind);
+        conns_release(&s->conns);
         free(s);
         return NULL;
     }
@@ -847,8 +1286,10 @@ struct http_server *http_start(const struct http_config *cfg)
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, /* first, so it gets every message */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)hard,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->idle_timeout_s,
         /* Per-connection pool for the request line, headers and read buffer.
          * libmicrohttpd zeroes it for every request, so it is kept small:
          * 16 KiB holds any sane header set (larger headers get 431); 64 KiB
@@ -860,6 +1301,7 @@ struct http_server *http_start(const struct http_config *cfg)
                 "ingest: cannot listen on %s:%d (INGEST_BIND, INGEST_PORT): port in use or not "
                 "permitted\n",
                 cfg->bind, cfg->port);
+        conns_release(&s->conns);
         free(s);
         return NULL;
     }
@@ -878,6 +1320,8 @@ long http_inflight(struct http_server *s)
 
 void http_stop(struct http_server *s)
 {
+    conns_stop(&s->conns); /* no shutdown() while the daemon closes sockets */
     MHD_stop_daemon(s->d);
+    conns_release(&s->conns);
     free(s);
 }

@@ -9,12 +9,14 @@
 #include "shared/symbols.h"
 
 struct http_config {
-    const char *bind;    /* INGEST_BIND */
-    int port;            /* INGEST_PORT */
-    int threads;         /* INGEST_THREADS */
-    int max_connections; /* INGEST_MAX_CONNECTIONS */
-    int idle_timeout_s;  /* INGEST_IDLE_TIMEOUT_S */
-    size_t max_body;     /* INGEST_MAX_BODY */
+    const char *bind;           /* INGEST_BIND */
+    int port;                   /* INGEST_PORT */
+    int threads;                /* INGEST_THREADS */
+    int max_connections;        /* INGEST_MAX_CONNECTIONS: above it, evict the idlest */
+    int max_connections_per_ip; /* INGEST_MAX_CONNECTIONS_PER_IP, 0 = no cap */
+    int idle_timeout_s;         /* INGEST_IDLE_TIMEOUT_S */
+    int request_timeout_ms;     /* INGEST_REQUEST_TIMEOUT_MS */
+    size_t max_body;            /* INGEST_MAX_BODY */
     uint32_t shards;
     const struct op_symtab *syms;  /* (ref) */
     const struct op_apikeys *keys; /* (ref) */

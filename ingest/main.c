@@ -39,7 +39,11 @@ int main(void)
         .threads = (int)op_env_int_or_exit("ingest", "INGEST_THREADS", 2, 1, 64),
         .max_connections =
             (int)op_env_int_or_exit("ingest", "INGEST_MAX_CONNECTIONS", 4096, 1, 1000000),
+        .max_connections_per_ip =
+            (int)op_env_int_or_exit("ingest", "INGEST_MAX_CONNECTIONS_PER_IP", 1024, 0, 1000000),
         .idle_timeout_s = (int)op_env_int_or_exit("ingest", "INGEST_IDLE_TIMEOUT_S", 30, 1, 3600),
+        .request_timeout_ms =
+            (int)op_env_int_or_exit("ingest", "INGEST_REQUEST_TIMEOUT_MS", 10000, 100, 600000),
         .max_body =
             (size_t)op_env_int_or_exit("ingest", "INGEST_MAX_BODY", 1 << 20, 1024, 64 << 20),
         .shards = c.order_shards,
