@@ -34,10 +34,10 @@ LDLIBS := -lhiredis -lmsgpackc -lpq -lpthread -lm
 
 # --- sources --------------------------------------------------------------
 LIB_SRCS    := $(wildcard shared/*.c)
-# The matching engine core: pure code, no I/O (matcher/engine*.c, matcher/book*.c).
-ENGINE_SRCS := $(wildcard matcher/book*.c matcher/engine*.c matcher/snapshot*.c)
+# The matching engine core: pure code, no I/O, in its own folder.
+ENGINE_SRCS := $(wildcard matcher/engine/*.c)
 INGEST_SRCS := $(wildcard ingest/*.c)
-MATCHER_SRCS := $(filter-out $(ENGINE_SRCS),$(wildcard matcher/*.c))
+MATCHER_SRCS := $(wildcard matcher/*.c)
 RECORDER_SRCS := $(wildcard recorder/*.c)
 TOOL_SRCS   := $(wildcard ops/tools/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)

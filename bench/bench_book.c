@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "matcher/engine.h"
-#include "tests/unit/test_engine_ref.h"
+#include "matcher/engine/engine.h"
+#include "ops/tools/refengine.h"
 
 /*
  * What is measured: eng_apply() on one symbol whose book holds ~1,000
@@ -36,7 +36,7 @@
  * subtracted. Sampling 1 in 64 keeps the timer's share of the throughput
  * figure under 1%; percentiles come from those samples (78k of 5M).
  *
- * Baseline: the naive reference book of tests/unit/test_engine_ref.h (every
+ * Baseline: the naive reference book of ops/tools/refengine.h (every
  * lookup a linear scan) on the first BASE_OPS inputs of the same stream,
  * from the same starting book; it is too slow to run on all of them, so
  * both are compared in ops/s. Its reports are checked equal to the

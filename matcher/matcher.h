@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "matcher/engine.h"
+#include "matcher/engine/engine.h"
 #include "shared/buf.h"
 #include "shared/codec.h"
 #include "shared/metrics.h"

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "matcher/engine.h"
+#include "matcher/engine/engine.h"
 #include "ops/tools/ordergen.h"
 #include "shared/buf.h"
 #include "shared/codec.h"

@@ -7,8 +7,8 @@
 
 #include <inttypes.h>
 
-#include "matcher/engine.h"
-#include "tests/unit/test_engine_ref.h"
+#include "matcher/engine/engine.h"
+#include "ops/tools/refengine.h"
 
 /* Default operation count; ENGINE_DIFF_OPS overrides it (the default must
  * stay ≥ 1,000,000: it is what the issue asks this test to cover). */

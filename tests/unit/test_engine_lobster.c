@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "matcher/engine.h"
+#include "matcher/engine/engine.h"
 
 /*
  * LOBSTER (lobsterdata.com) gives, per trading day, a message file (every

@@ -8,8 +8,8 @@
 
 #include <inttypes.h>
 
-#include "matcher/engine.h"
-#include "tests/unit/test_engine_ref.h"
+#include "matcher/engine/engine.h"
+#include "ops/tools/refengine.h"
 
 #define SNAP_CLOSED_MAX 2000
 

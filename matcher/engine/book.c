@@ -1,5 +1,5 @@
 /* The order book of one symbol: level search/insert/removal, FIFO links, pools (see book.h). */
-#include "matcher/book.h"
+#include "matcher/engine/book.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Snapshot, restore and state hash of a whole engine, as msgpack (the only msgpack-c user here). */
-#include "matcher/engine.h"
+#include "matcher/engine/engine.h"
 
 #include <msgpack.h>
 #include <stdarg.h>

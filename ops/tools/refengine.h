@@ -1,7 +1,7 @@
 /* A deliberately naive reference engine (linear scans) and a random input generator, for tests and
  * the book bench. */
-#ifndef TEST_ENGINE_REF_H
-#define TEST_ENGINE_REF_H
+#ifndef OP_REFENGINE_H
+#define OP_REFENGINE_H
 
 /*
  * The reference implements docs/engine.md from scratch, as plainly as

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "matcher/book.h"
+#include "matcher/engine/book.h"
 #include "shared/msg.h"
 #include "shared/symbols.h"
 

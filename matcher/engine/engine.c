@@ -1,5 +1,5 @@
 /* The matching engine of one shard: validation, matching, id map, closed memory, reports. */
-#include "matcher/engine.h"
+#include "matcher/engine/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
