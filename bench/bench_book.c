@@ -9,6 +9,7 @@
 
 #include "matcher/engine/engine.h"
 #include "ops/tools/refengine.h"
+#include "bench/book_scenarios.h"
 
 /*
  * What is measured: eng_apply() on one symbol whose book holds ~1,000
@@ -41,7 +42,19 @@
  * from the same starting book; it is too slow to run on all of them, so
  * both are compared in ops/s. Its reports are checked equal to the
  * engine's, so the two do the same work.
+ *
+ * Then the realistic scenarios of bench/book_scenarios.h (deep books,
+ * cancel-heavy, reprices, IOC sweeps, a crash), each timed on a fresh engine
+ * with the default closed memory: the summary line is the worst of them
+ * (eng_apply_batch), against the reference's rate.
  */
+
+/* Messages per realistic scenario (book_scenarios.h); BENCH_BOOK_SCENARIO_OPS
+ * overrides, BENCH_BOOK_SCENARIO picks one by name. 2M as in the harness of
+ * issue 19: long enough for the id map to reach its steady size. */
+#define SCENARIO_OPS_DEFAULT 2000000L
+/* Inputs per eng_apply_batch call in the scenarios: the matcher's batch. */
+#define SCENARIO_BATCH 256
 
 /* Inputs timed; BENCH_BOOK_OPS overrides (for profiling runs). */
 #define TOTAL_OPS_DEFAULT 5000000L
@@ -335,6 +348,77 @@ static void seed(struct model *m, struct eng *shadow, struct op_order_msg *v, lo
     }
 }
 
+/* What one scenario measured. */
+struct sc_result {
+    double plain_s, piped_s; /* messages per second */
+    double reports;          /* per message */
+    uint64_t messages, open_end;
+    uint32_t closed; /* remembered closed ids when the timed part starts */
+};
+
+/* Generates scenario sc (untimed, against a shadow engine): `total`
+ * messages of warm-up, then `total` timed ones. Times a fresh engine
+ * (default closed memory) on it twice: eng_apply one by one, and
+ * eng_apply_batch in batches of SCENARIO_BATCH; each must end in the
+ * shadow's state. The warm-up (applied untimed) fills the closed-order
+ * memory to its bound, as in a matcher that has run for a while: the id map
+ * is at its working size (1M remembered ids), the state the timed part
+ * measures. Reports are reset per batch, as the matcher does. */
+static int run_scenario(const struct scenario *sc, long total, struct op_order_msg *v,
+                        struct sc_result *res)
+{
+    struct sc_gen g;
+    if (sc_init(&g, sc, (uint64_t)total * 2, 20261201) != 0)
+        return -1;
+    long n = 0, warm = 0;
+    while (n < total)
+        n += sc_next(&g, &v[n]);
+    warm = n;
+    while (n < 2 * total)
+        n += sc_next(&g, &v[n]);
+    memset(&v[n], 0, PREFETCH_PAD * sizeof(*v));
+    uint64_t want = eng_hash(g.shadow);
+    res->messages = (uint64_t)(n - warm);
+    res->open_end = eng_open_orders(g.shadow);
+    sc_release(&g);
+    struct eng_reports out;
+    eng_reports_init(&out);
+    for (int piped = 0; piped < 2; piped++) {
+        struct eng *e = eng_new(0, 0);
+        uint64_t reports = 0;
+        for (long i = 0; i < warm; i += SCENARIO_BATCH) {
+            eng_apply_batch(e, &v[i],
+                            (size_t)(warm - i < SCENARIO_BATCH ? warm - i : SCENARIO_BATCH), &out);
+            eng_reports_reset(&out);
+        }
+        res->closed = e->closed_len;
+        double t0 = now_s();
+        for (long i = warm; i < n; i += SCENARIO_BATCH) {
+            long k = n - i < SCENARIO_BATCH ? n - i : SCENARIO_BATCH;
+            if (piped) {
+                eng_apply_batch(e, &v[i], (size_t)k, &out);
+            } else {
+                for (long j = 0; j < k; j++)
+                    eng_apply(e, &v[i + j], &out);
+            }
+            reports += out.len;
+            eng_reports_reset(&out);
+        }
+        double el = now_s() - t0;
+        char err[256] = "";
+        if (eng_check(e, err, sizeof(err)) != 0 || eng_hash(e) != want) {
+            fprintf(stderr, "bench_book: scenario %s: engine state differs from the shadow's %s\n",
+                    sc->name, err);
+            exit(1); /* the process ends: nothing to free */
+        }
+        *(piped ? &res->piped_s : &res->plain_s) = (double)(n - warm) / el;
+        res->reports = (double)reports / (double)(n - warm);
+        eng_free(e);
+    }
+    eng_reports_release(&out);
+    return 0;
+}
+
 int main(void)
 {
     const char *env = getenv("BENCH_BOOK_OPS");
@@ -466,8 +550,43 @@ int main(void)
     printf("baseline (naive reference book, linear scans) on the first %ld inputs: "
            "%.0f ops/s; its reports equal the engine's\n",
            nbase - nseed, base_ops_s);
-    printf("bench book: %.0f ops/s (baseline %.0f ops/s, ratio %.1f)\n", piped.ops_s, base_ops_s,
-           piped.ops_s / base_ops_s);
+
+    /* The realistic scenarios (issue 19), in the buffer of the mix above. */
+    env = getenv("BENCH_BOOK_SCENARIO_OPS");
+    long sc_ops = env && atol(env) > 0 ? atol(env) : SCENARIO_OPS_DEFAULT;
+    if (sc_ops * 2 > TOTAL_OPS)
+        sc_ops = TOTAL_OPS / 2;
+    const char *only = getenv("BENCH_BOOK_SCENARIO");
+    printf("scenarios: one symbol, %ld messages each after as many untimed (warm-up: the closed "
+           "memory full), ids of two ingest lanes, GBM mid, power-law "
+           "depth, cancel-heavy, ~20%% of orders modified (cancel + re-insert), batches of %d; "
+           "closed memory %u ids (engine default)\n",
+           sc_ops, SCENARIO_BATCH, ENG_CLOSED_DEFAULT);
+    double worst = 0;
+    const char *worst_name = "";
+    for (size_t k = 0; k < NSCENARIOS; k++) {
+        if (only && strcmp(only, scenarios[k].name) != 0)
+            continue;
+        struct sc_result res;
+        if (run_scenario(&scenarios[k], sc_ops, all, &res) != 0) {
+            fprintf(stderr, "bench_book: out of memory\n");
+            exit(1);
+        }
+        printf("scenario %-12s (resting ~%5u, ioc %2.0f%%, modify %2.0f%%%s): eng_apply %9.0f "
+               "msgs/s, eng_apply_batch %9.0f msgs/s; %.2f reports/msg, %u closed remembered, %llu "
+               "open "
+               "at the end\n",
+               scenarios[k].name, scenarios[k].resting, scenarios[k].ioc * 100,
+               scenarios[k].modify * 100, scenarios[k].crash ? ", crash" : "", res.plain_s,
+               res.piped_s, res.reports, res.closed, (unsigned long long)res.open_end);
+        if (worst == 0 || res.piped_s < worst) {
+            worst = res.piped_s;
+            worst_name = scenarios[k].name;
+        }
+    }
+    printf("worst scenario: %s, %.0f msgs/s (eng_apply_batch)\n", worst_name, worst);
+    printf("bench book: %.0f msgs/s (baseline %.0f ops/s, ratio %.1f)\n", worst, base_ops_s,
+           worst / base_ops_s);
 
     ref_free(r);
     eng_free(e2);
