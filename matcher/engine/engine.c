@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "shared/shard.h"
 
@@ -120,10 +121,26 @@ static inline void rep_order(struct op_report *r, const struct eng *e, const str
 
 /* --- id map ---------------------------------------------------------------- */
 
+/*
+ * Where id's probe starts. Ids come from ingest's blocks (block << 20 | n,
+ * n counting up per writer lane), so a shard's live ids are a few dense,
+ * advancing runs: a page of ID_PAGE ids keeps its ids in consecutive slots
+ * at a hashed place, instead of every id at a random one. A NEW's duplicate
+ * check, its rest or close, and the eviction of the oldest closed id then
+ * touch slots next to ones touched a moment before (cached, or streamed by
+ * the hardware prefetcher) rather than a random cache line of a map that
+ * outgrows the caches (64 MiB at 1M remembered ids): one DRAM miss fewer
+ * per message in the common case. Any id still works (linear probing); ids
+ * that are not dense only lose the locality.
+ */
+#define ID_PAGE_BITS 6 /* 64 ids: 1 KiB of slots, 16 cache lines */
+#define ID_PAGE_MASK ((UINT64_C(1) << ID_PAGE_BITS) - 1)
+
 static inline uint64_t id_home(const struct eng *e, uint64_t id)
 {
-    uint64_t x = id * UINT64_C(0x9E3779B97F4A7C15);
-    return (x ^ (x >> 29)) & e->ids_mask;
+    uint64_t x = (id >> ID_PAGE_BITS) * UINT64_C(0x9E3779B97F4A7C15);
+    x ^= x >> 29;
+    return ((x << ID_PAGE_BITS) | (id & ID_PAGE_MASK)) & e->ids_mask;
 }
 
 /* The slot holding id, or NULL. */
@@ -138,12 +155,54 @@ static inline struct eng_slot *ids_find(const struct eng *e, uint64_t id)
     }
 }
 
+/* Id maps from this size up are mapped on their own, in transparent huge
+ * pages (2 MiB): the map of a busy shard (64 MiB at 1M remembered closed
+ * ids) is read at random, and with 4 KiB pages each lookup would also miss
+ * the TLB (its reach is ~6 MiB) and walk the page table — a second DRAM
+ * access. Below it, calloc. */
+#define IDS_HUGE_BYTES (UINT64_C(2) << 20)
+
+/* A zeroed array of n slots (n a power of two), or NULL. Large ones are
+ * mmap'ed 2 MiB-aligned with MADV_HUGEPAGE and written once here, so that
+ * the rehash that follows does not take a fault per page (a first read maps
+ * the zero page, the first write then faults again and copies). */
+static struct eng_slot *ids_alloc(uint64_t n)
+{
+    size_t bytes = (size_t)n * sizeof(struct eng_slot);
+    if (bytes < IDS_HUGE_BYTES)
+        return calloc(n, sizeof(struct eng_slot));
+    size_t len = bytes + IDS_HUGE_BYTES;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)p + IDS_HUGE_BYTES - 1) & ~(uintptr_t)(IDS_HUGE_BYTES - 1);
+    char *al = p + (a - (uintptr_t)p);
+    if (al > p)
+        munmap(p, (size_t)(al - p));
+    munmap(al + bytes, (size_t)(p + len - (al + bytes)));
+    madvise(al, bytes, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
+    memset(al, 0, bytes);              /* fault every page in now, writing */
+    return (struct eng_slot *)(void *)al;
+}
+
+/* Frees an array of n slots from ids_alloc. */
+static void ids_free(struct eng_slot *v, uint64_t n)
+{
+    size_t bytes = (size_t)n * sizeof(struct eng_slot);
+    if (v == NULL)
+        return;
+    if (bytes < IDS_HUGE_BYTES)
+        free(v);
+    else
+        munmap(v, bytes);
+}
+
 static void ids_grow(struct eng *e)
 {
     uint64_t old_n = e->ids_mask + 1;
     struct eng_slot *old = e->ids;
     uint64_t n = old_n * 2;
-    e->ids = calloc(n, sizeof(*e->ids));
+    e->ids = ids_alloc(n);
     if (e->ids == NULL)
         eng_oom("id map");
     e->ids_mask = n - 1;
@@ -155,7 +214,7 @@ static void ids_grow(struct eng *e)
             i = (i + 1) & e->ids_mask;
         e->ids[i] = old[j];
     }
-    free(old);
+    ids_free(old, old_n);
 }
 
 /* Sets id → ref, inserting id when absent. */
@@ -417,7 +476,7 @@ struct eng *eng_new(uint32_t shard, uint32_t closed_max)
         return NULL;
     e->shard = shard;
     e->closed_max = closed_max;
-    e->ids = calloc(IDS_INITIAL, sizeof(*e->ids));
+    e->ids = ids_alloc(IDS_INITIAL);
     e->symtab = calloc(SYMTAB_INITIAL, sizeof(*e->symtab));
     e->accttab = calloc(ACCTTAB_INITIAL, sizeof(*e->accttab));
     if (e->ids == NULL || e->symtab == NULL || e->accttab == NULL) {
@@ -442,7 +501,7 @@ void eng_free(struct eng *e)
     }
     free(e->books);
     free(e->symtab);
-    free(e->ids);
+    ids_free(e->ids, e->ids ? e->ids_mask + 1 : 0);
     free(e->ring);
     free(e->accounts);
     free(e->accttab);
