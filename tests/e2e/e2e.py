@@ -152,6 +152,23 @@ def wait(what, cond, timeout):
     return False
 
 
+def stop_all(procs):
+    """SIGTERM to every service, then waits for each; returns the failures
+    (a service must exit 0: a graceful stop, no sanitizer report)."""
+    fails = []
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            rc = p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = "timeout"
+        if rc != 0:
+            fails.append(f"{p.args[0]} exited with {rc} after SIGTERM")
+    return fails
+
+
 def reset():
     """Starts from a clean slate: the harness shares one stack between tests,
     and orders other tests left in the streams would otherwise reach the books."""
@@ -298,16 +315,7 @@ def main():
             fails.append(f"{early} fills are matched before their maker or taker was created")
         print(f"compared {len(model.orders)} orders and {want_fills} fills")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                rc = p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = "timeout"
-            if rc != 0:
-                fails.append(f"{p.args[0]} exited with {rc} after SIGTERM")
+        fails += stop_all(procs)
         reset()  # leave a clean stack to the tests after this one
     for f in fails[:40]:
         print("FAIL:", f)

@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import Client, healthy, psql, reset, start, wait  # noqa: E402
+from e2e import Client, healthy, psql, reset, start, stop_all, wait  # noqa: E402
 
 SHARDS = int(os.environ.get("ORDER_SHARDS", "4"))
 ALICE = "dev-key-alice"
@@ -214,16 +214,7 @@ def main():
         check("recorder: a dead report's raw is that report alone",
               raw[0][0][:2] if raw else "", "91")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                rc = p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = "killed"
-            if rc != 0:
-                fails.append(f"{p.args[0]} exit status {rc}")
+        fails += stop_all(procs)
         reset()  # a clean stack for the next test
         psql("TRUNCATE dead_letters")
     for f in fails:
