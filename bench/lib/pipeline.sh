@@ -73,6 +73,31 @@ pl_pg_ticks() {
 		echo "$total"; }
 }
 
+# CPU ticks (user + system, children included) of one process.
+pl_cpu_ticks_all() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# pl_cpu_snapshot: "ingest T matcher T recorder T redis T postgres T", the
+# CPU ticks each kind of process has used so far (matchers and recorders
+# summed; PostgreSQL = the postmaster with its exited children plus every
+# live child: backends, checkpointer, WAL writer, ...). Two snapshots'
+# difference is the CPU of a window.
+pl_cpu_snapshot() {
+	local i kind pm p
+	local -A t=([ingest]=0 [matcher]=0 [recorder]=0 [redis]=0 [postgres]=0)
+	for i in "${!pl_pids[@]}"; do
+		kind="${pl_names[i]%%[0-9]*}"
+		t[$kind]=$((t[$kind] + $(pl_cpu_ticks_all "${pl_pids[i]}")))
+	done
+	t[redis]="$(pl_cpu_ticks_all "$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)")"
+	pm="$(head -1 "$pl_dir/postgres/data/postmaster.pid" 2>/dev/null || echo 0)"
+	t[postgres]="$(pl_cpu_ticks_all "$pm")"
+	for p in $(ps -o pid= --ppid "$pm" 2>/dev/null); do
+		t[postgres]=$((t[postgres] + $(pl_cpu_ticks "$p")))
+	done
+	printf 'ingest %s matcher %s recorder %s redis %s postgres %s\n' \
+		"${t[ingest]}" "${t[matcher]}" "${t[recorder]}" "${t[redis]}" "${t[postgres]}"
+}
+
 pl_sample_loop() {
 	local file="$1" t=0 i redis_pid hz start=$SECONDS
 	hz="$(getconf CLK_TCK)"
