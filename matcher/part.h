@@ -3,20 +3,7 @@
 #define OP_MATCHER_PART_H
 
 #include "matcher/matcher.h"
-
-/* A Redis stream id, compared numerically. */
-struct sid {
-    uint64_t ms;
-    uint64_t seq;
-};
-#define SID_TEXT_MAX 44 /* "18446744073709551615-18446744073709551615" + NUL */
-
-/* Parses "ms-seq" (len bytes); returns 0 or -1. */
-int sid_parse(const char *s, size_t len, struct sid *out);
-int sid_cmp(struct sid a, struct sid b);
-/* Formats id as "ms-seq" into buf (SID_TEXT_MAX bytes), with an optional
- * '(' prefix for exclusive ranges; returns buf. */
-char *sid_format(struct sid id, int exclusive, char *buf);
+#include "shared/sid.h"
 
 /*
  * The life of an owned shard:
@@ -41,8 +28,8 @@ struct part {
     struct eng *eng;           /* NULL until recovered */
     int64_t lease_deadline_ms; /* monotonic ms after which the lease is surely gone */
     int64_t retry_at_ms;       /* RECOVER: not before this (after a failed recovery) */
-    struct sid last;           /* the last input applied to eng */
-    struct sid cursor;         /* PENDING: the last entry of our PEL read */
+    struct op_sid last;        /* the last input applied to eng */
+    struct op_sid cursor;      /* PENDING: the last entry of our PEL read */
     struct redisReply *next;   /* a batch read ahead with the last EXEC, or NULL */
     uint64_t since_snap;       /* inputs applied since the last snapshot stored */
     int64_t snap_due_ms;       /* a snapshot is due by time after this */
@@ -58,7 +45,7 @@ struct part {
 struct in_entry {
     const char *id; /* (ref) into the batch reply */
     size_t idlen;
-    struct sid sid;
+    struct op_sid sid;
     int deleted; /* the entry is gone from the stream (PEL read of a trimmed id) */
     int sym;     /* index in the symbol table, -1 when not listed */
 };

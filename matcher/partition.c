@@ -7,41 +7,13 @@
 
 #include "matcher/part.h"
 #include "shared/log.h"
+#include "shared/reply.h"
 
 /* Why 1000: a replay page of 1000 orders entries is ~200 KB, one round trip
  * per ~1 ms of engine work; the lease is renewed between pages. */
 #define REPLAY_PAGE 1000
 /* Why 1000: XAUTOCLAIM's COUNT per call while moving a dead owner's PEL. */
 #define CLAIM_PAGE 1000
-
-int sid_parse(const char *s, size_t len, struct sid *out)
-{
-    char buf[SID_TEXT_MAX];
-    if (len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *end;
-    out->ms = strtoull(buf, &end, 10);
-    if (end == buf || *end != '-')
-        return -1;
-    const char *q = end + 1;
-    out->seq = strtoull(q, &end, 10);
-    return end == q || *end != '\0' ? -1 : 0;
-}
-
-int sid_cmp(struct sid a, struct sid b)
-{
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    return a.seq < b.seq ? -1 : a.seq > b.seq;
-}
-
-char *sid_format(struct sid id, int exclusive, char *buf)
-{
-    snprintf(buf, SID_TEXT_MAX, "%s%" PRIu64 "-%" PRIu64, exclusive ? "(" : "", id.ms, id.seq);
-    return buf;
-}
 
 static int64_t now_us(void)
 {
@@ -111,19 +83,6 @@ static int reserve_inputs(struct worker *w, size_t n)
     return 0;
 }
 
-/* Finds field `name` in a flat [f1, v1, f2, v2, …] reply; its value or NULL. */
-static const char *field_of(const struct redisReply *fields, const char *name, size_t *len)
-{
-    size_t n = op_reply_count(fields), nl = strlen(name);
-    for (size_t i = 0; i + 1 < n; i += 2) {
-        size_t kl;
-        const char *k = op_reply_str(op_reply_at(fields, i), &kl);
-        if (k && kl == nl && memcmp(k, name, nl) == 0)
-            return op_reply_str(op_reply_at(fields, i + 1), len);
-    }
-    return NULL;
-}
-
 /*
  * Turns stream entry `entry` ([id, [fields…]] or [id, nil] for a deleted
  * one) into w->ents[i] and w->msgs[i]. An `m` that does not decode becomes
@@ -138,7 +97,7 @@ static int decode_entry(struct worker *w, const struct redisReply *entry, size_t
     struct op_order_msg *m = &w->msgs[i];
     const struct redisReply *fields = op_reply_at(entry, 1);
     e->id = op_reply_str(op_reply_at(entry, 0), &e->idlen);
-    if (!e->id || sid_parse(e->id, e->idlen, &e->sid) != 0)
+    if (!e->id || op_sid_parse(e->id, e->idlen, &e->sid) != 0)
         return op_log_fail("bad_stream_reply", "what=entry id");
     e->deleted = !fields || op_reply_type(fields) != OP_REPLY_ARRAY;
     e->sym = -1;
@@ -146,9 +105,9 @@ static int decode_entry(struct worker *w, const struct redisReply *entry, size_t
     if (e->deleted)
         return 0;
     size_t mlen = 0, slen = 0;
-    const char *mv = field_of(fields, "m", &mlen);
+    const char *mv = op_reply_field_str(fields, "m", &mlen);
     if (!mv || op_codec_decode_order(w->codec, mv, mlen, m) != 0) {
-        const char *sym = field_of(fields, "sym", &slen);
+        const char *sym = op_reply_field_str(fields, "sym", &slen);
         memset(m, 0, sizeof(*m)); /* kind 0: the engine answers MALFORMED */
         if (sym && slen > 0 && slen < OP_SYMBOL_MAX)
             memcpy(m->symbol, sym, slen);
@@ -215,7 +174,7 @@ static int load_snapshot(struct worker *w, struct part *p)
     memset(&p->last, 0, sizeof(p->last));
     if (id && blob) {
         int64_t t0 = now_us();
-        if (sid_parse(id, idlen, &p->last) != 0) {
+        if (op_sid_parse(id, idlen, &p->last) != 0) {
             rc = op_log_fail("snapshot_bad", "shard=%u err=\"bad id\"", p->shard);
         } else if (!(p->eng = eng_restore(blob, len, err, sizeof(err)))) {
             rc = op_log_fail("snapshot_bad", "shard=%u err=\"%s\"", p->shard, err);
@@ -244,9 +203,9 @@ static int load_snapshot(struct worker *w, struct part *p)
  * id and *any to whether there is one. Entries found deleted (the third
  * element of the 7.0 reply) are counted and logged: their content is gone.
  * Returns 0 or -1. */
-static int claim_pending(struct worker *w, struct part *p, struct sid *pmin, int *any)
+static int claim_pending(struct worker *w, struct part *p, struct op_sid *pmin, int *any)
 {
-    char cursor[SID_TEXT_MAX] = "0-0", count[16];
+    char cursor[OP_SID_TEXT_MAX] = "0-0", count[16];
     snprintf(count, sizeof(count), "%d", CLAIM_PAGE);
     *any = 0;
     for (;;) {
@@ -274,8 +233,8 @@ static int claim_pending(struct worker *w, struct part *p, struct sid *pmin, int
         for (size_t i = 0; i < op_reply_count(ids); i++) {
             size_t l;
             const char *s = op_reply_str(op_reply_at(ids, i), &l);
-            struct sid id;
-            if (s && sid_parse(s, l, &id) == 0 && (!*any || sid_cmp(id, *pmin) < 0)) {
+            struct op_sid id;
+            if (s && op_sid_parse(s, l, &id) == 0 && (!*any || op_sid_cmp(id, *pmin) < 0)) {
                 *pmin = id;
                 *any = 1;
             }
@@ -298,20 +257,15 @@ static int claim_pending(struct worker *w, struct part *p, struct sid *pmin, int
 }
 
 /* The group's last-delivered-id of orders:{S} into *d. 0 or -1. */
-static int last_delivered(struct worker *w, struct part *p, struct sid *d)
+static int last_delivered(struct worker *w, struct part *p, struct op_sid *d)
 {
     struct redisReply *rep = op_redis_cmdf(&w->redis, "XINFO GROUPS %s", p->orders);
     if (!rep)
         return -1;
-    int rc = -1;
-    for (size_t g = 0; g < op_reply_count(rep); g++) {
-        const struct redisReply *grp = op_reply_at(rep, g);
-        const char *name = field_of(grp, "name", NULL);
-        size_t l;
-        const char *id = field_of(grp, "last-delivered-id", &l);
-        if (name && strcmp(name, OP_GROUP_MATCHERS) == 0 && id)
-            rc = sid_parse(id, l, d);
-    }
+    struct op_group g;
+    int rc = op_groups_find(rep, OP_GROUP_MATCHERS, &g);
+    if (rc == 0)
+        *d = g.last_delivered;
     if (rc != 0)
         op_error("group_missing", "stream=%s group=%s note=\"run orderpipe-setup\"", p->orders,
                  OP_GROUP_MATCHERS);
@@ -321,17 +275,17 @@ static int last_delivered(struct worker *w, struct part *p, struct sid *d)
 
 /* Replays entries after p->last up to `end` (inclusive, or exclusive when
  * end_exclusive) through the engine without publishing. 0 or -1. */
-static int replay(struct worker *w, struct part *p, struct sid end, int end_exclusive)
+static int replay(struct worker *w, struct part *p, struct op_sid end, int end_exclusive)
 {
-    char from[SID_TEXT_MAX], to[SID_TEXT_MAX], count[16];
+    char from[OP_SID_TEXT_MAX], to[OP_SID_TEXT_MAX], count[16];
     snprintf(count, sizeof(count), "%d", REPLAY_PAGE);
-    sid_format(end, end_exclusive, to);
+    op_sid_format(end, end_exclusive, to);
     for (;;) {
         worker_renew(w);
         if (p->lost)
             return -1;
-        sid_format(p->last, 1, from);
-        if (!end_exclusive && sid_cmp(p->last, end) >= 0)
+        op_sid_format(p->last, 1, from);
+        if (!end_exclusive && op_sid_cmp(p->last, end) >= 0)
             return 0;
         struct redisReply *rep =
             op_redis_cmdf(&w->redis, "XRANGE %s %s %s COUNT %s", p->orders, from, to, count);
@@ -360,7 +314,7 @@ static int replay(struct worker *w, struct part *p, struct sid end, int end_excl
 int part_recover(struct worker *w, struct part *p)
 {
     int64_t t0 = now_us();
-    struct sid pmin = {0, 0}, d = {0, 0};
+    struct op_sid pmin = {0, 0}, d = {0, 0};
     int any = 0;
     op_reply_free(p->next);
     p->next = NULL;
@@ -368,7 +322,7 @@ int part_recover(struct worker *w, struct part *p)
     if (load_snapshot(w, p) != 0 || claim_pending(w, p, &pmin, &any) != 0 ||
         last_delivered(w, p, &d) != 0)
         return -1;
-    struct sid from = p->last;
+    struct op_sid from = p->last;
     /* Acknowledged = below every pending entry (a shard is processed in id
      * order and a batch is acknowledged whole), and not after the group's
      * last-delivered-id. */
@@ -382,10 +336,10 @@ int part_recover(struct worker *w, struct part *p)
     atomic_fetch_add(&w->st->recoveries, 1);
     op_hist_observe(&w->st->recovery_us, (uint64_t)(now_us() - t0));
     atomic_store(&w->st->shard[p->shard].open_orders, eng_open_orders(p->eng));
-    char a[SID_TEXT_MAX], b[SID_TEXT_MAX];
+    char a[OP_SID_TEXT_MAX], b[OP_SID_TEXT_MAX];
     op_info("recovered", "shard=%u from=%s to=%s replayed=%llu pending_from=%s ms=%lld", p->shard,
-            sid_format(from, 0, a), sid_format(p->last, 0, b), (unsigned long long)replayed,
-            any ? sid_format(pmin, 0, b) : "none", (long long)((now_us() - t0) / 1000));
+            op_sid_format(from, 0, a), op_sid_format(p->last, 0, b), (unsigned long long)replayed,
+            any ? op_sid_format(pmin, 0, b) : "none", (long long)((now_us() - t0) / 1000));
     return 0;
 }
 
@@ -398,12 +352,12 @@ int part_recover(struct worker *w, struct part *p)
  * a takeover (which would hide them from the new owner's '>' reads). */
 static int append_read(struct worker *w, struct part *p)
 {
-    char count[16], cur[SID_TEXT_MAX];
+    char count[16], cur[OP_SID_TEXT_MAX];
     snprintf(count, sizeof(count), "%d", w->cfg->batch);
     const char *argv[] = {
         "XREADGROUP", "GROUP",   OP_GROUP_MATCHERS,
         w->cfg->name, "COUNT",   count,
-        "STREAMS",    p->orders, p->state == PART_PENDING ? sid_format(p->cursor, 0, cur) : ">"};
+        "STREAMS",    p->orders, p->state == PART_PENDING ? op_sid_format(p->cursor, 0, cur) : ">"};
     return op_redis_append(&w->redis, 9, argv, NULL);
 }
 
@@ -781,7 +735,7 @@ static int publish(struct worker *w, struct part *p, size_t n, int force_snapsho
     }
     if (n == 0 && !snap && nbooks == 0 && !read_next)
         return 0;
-    char last[SID_TEXT_MAX], trim[SID_TEXT_MAX];
+    char last[OP_SID_TEXT_MAX], trim[OP_SID_TEXT_MAX];
     struct refusal rf = {REFUSED_BACKOFF_MIN_MS, 0};
     struct redisReply *ex = NULL;
 again:;
@@ -827,7 +781,7 @@ again:;
         queued++;
     }
     if (snap) {
-        sid_format(p->last, 0, last);
+        op_sid_format(p->last, 0, last);
         const char *argv[] = {"HSET", p->snap, "id", last, "eng", blob};
         size_t lens[] = {4, strlen(p->snap), 2, strlen(last), 3, blen};
         op_redis_append(&w->redis, 6, argv, lens);
@@ -1008,7 +962,7 @@ int part_step(struct worker *w, struct part *p)
      * before (it cannot be pending: batches are acknowledged whole, in
      * order); acknowledge it again without applying it. */
     for (long i = 0; i < n; i++)
-        if (!w->ents[i].deleted && sid_cmp(w->ents[i].sid, p->last) <= 0) {
+        if (!w->ents[i].deleted && op_sid_cmp(w->ents[i].sid, p->last) <= 0) {
             op_error("entry_already_applied", "shard=%u id=%.*s", p->shard, (int)w->ents[i].idlen,
                      w->ents[i].id);
             w->ents[i].deleted = 1;

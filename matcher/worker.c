@@ -158,26 +158,23 @@ static void hand_back(struct worker *w, uint32_t s, const char *why)
  * shared/backlog.h: a backlog up to this is counted exactly). */
 #define BACKLOG_COUNT_MAX 1000
 
+/* op_backlog_poll_orders' store: the shard's lag and pending gauges. */
+static void store_backlog(void *ctx, uint32_t s, const struct op_backlog *b)
+{
+    struct matcher_stats *st = ctx;
+    if (b->found) {
+        atomic_store(&st->shard[s].lag, b->undelivered);
+        atomic_store(&st->shard[s].pending, b->pending);
+    }
+}
+
 /* Polls the backlog of group "matchers" for every shard (metrics): the
  * undelivered part (shared/backlog.h, not XINFO's raw `lag`, which Redis
  * 7.0 can leave stale after a restart) and the pending part. */
 static void poll_groups(struct worker *w)
 {
-    char key[OP_KEY_MAX];
-    for (uint32_t s = 0; s < w->cfg->shards; s++) {
-        op_key_orders(key, s);
-        if (op_backlog_append(&w->redis, key, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX) != 0)
-            return;
-    }
-    for (uint32_t s = 0; s < w->cfg->shards; s++) {
-        struct op_backlog b;
-        if (op_backlog_read(&w->redis, &b) != 0)
-            return;
-        if (b.found) {
-            atomic_store(&w->st->shard[s].lag, b.undelivered);
-            atomic_store(&w->st->shard[s].pending, b.pending);
-        }
-    }
+    op_backlog_poll_orders(&w->redis, w->cfg->shards, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX,
+                           store_backlog, w->st);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -266,7 +263,7 @@ static void idle_wait(struct worker *w)
     if (w->next_balance_ms < until)
         until = w->next_balance_ms;
     const char *argv[4 + 2 * OP_SHARDS_MAX];
-    char ids[OP_SHARDS_MAX][SID_TEXT_MAX];
+    char ids[OP_SHARDS_MAX][OP_SID_TEXT_MAX];
     char block[24];
     int n = 0;
     for (uint32_t s = 0; s < w->cfg->shards; s++) {
@@ -275,7 +272,7 @@ static void idle_wait(struct worker *w)
             continue;
         if (p->any_dirty && p->book_due_ms < until)
             until = p->book_due_ms;
-        sid_format(p->last, 0, ids[n]);
+        op_sid_format(p->last, 0, ids[n]);
         argv[4 + n] = p->orders;
         n++;
     }
