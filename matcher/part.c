@@ -108,13 +108,13 @@ static int reserve_inputs(struct worker *w, size_t n)
     if (n <= w->cap)
         return 0;
     size_t cap = n < 64 ? 64 : n;
-    struct in_entry *e = realloc(w->ents, cap * sizeof(*e));
+    struct in_entry *e = op_realloc(w->ents, cap * sizeof(*e));
     if (e)
         w->ents = e;
-    struct op_order_msg *m = realloc(w->msgs, cap * sizeof(*m));
+    struct op_order_msg *m = op_realloc(w->msgs, cap * sizeof(*m));
     if (m)
         w->msgs = m;
-    size_t *r = realloc(w->rep_end, cap * sizeof(*r));
+    size_t *r = op_realloc(w->rep_end, cap * sizeof(*r));
     if (r)
         w->rep_end = r;
     if (!e || !m || !r)

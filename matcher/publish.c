@@ -29,10 +29,10 @@ static int reserve_argv(struct worker *w, size_t n)
 {
     if (n <= w->cap_argv)
         return 0;
-    const char **a = realloc(w->argv, n * sizeof(*a));
+    const char **a = op_realloc((void *)w->argv, n * sizeof(*a));
     if (a)
         w->argv = a;
-    size_t *l = realloc(w->lens, n * sizeof(*l));
+    size_t *l = op_realloc(w->lens, n * sizeof(*l));
     if (l)
         w->lens = l;
     if (!a || !l)
@@ -100,7 +100,7 @@ static int reserve_out(struct worker *w)
     if (w->nouts < w->cap_outs)
         return 0;
     size_t cap = w->cap_outs ? w->cap_outs * 2 : 16;
-    struct out_entry *o = realloc(w->outs, cap * sizeof(*o));
+    struct out_entry *o = op_realloc(w->outs, cap * sizeof(*o));
     if (!o)
         return op_log_fail("out_of_memory", "what=outputs");
     w->outs = o;
@@ -428,7 +428,7 @@ void publish_account(struct worker *w, struct part *p, const struct publish *pb)
 
 void publish_release(struct publish *pb)
 {
-    free(pb->blob); /* eng_snapshot's buffer: free(), as engine.h says */
+    free(pb->blob); /* eng_snapshot's buffer: op_free(), as engine.h says */
     op_reply_free(pb->batch);
     memset(pb, 0, sizeof(*pb));
 }

@@ -6,17 +6,19 @@
 
 #include "matcher/part.h"
 #include "shared/backlog.h"
+#include "shared/alloc.h"
 #include "shared/log.h"
 
 struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats *st)
 {
-    struct worker *w = calloc(1, sizeof(*w));
+    struct worker *w = op_calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->cfg = cfg;
     w->st = st;
     fence_init(&w->fence, cfg->name, cfg->lease_ms);
-    w->parts = calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
+    w->parts =
+        op_calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
     w->codec = op_codec_new();
     if (!w->parts || !w->codec) {
         worker_free(w);
@@ -36,20 +38,20 @@ void worker_free(struct worker *w)
         return;
     for (uint32_t s = 0; w->parts && s < w->cfg->shards; s++)
         part_free(w->parts[s]);
-    free(w->parts);
+    op_free(w->parts);
     op_codec_free(w->codec);
     op_redis_release(&w->redis);
     eng_reports_release(&w->reps);
     op_buf_release(&w->enc);
     op_buf_release(&w->text);
     op_buf_release(&w->md);
-    free(w->ents);
-    free(w->msgs);
-    free(w->rep_end);
-    free(w->outs);
-    free(w->argv);
-    free(w->lens);
-    free(w);
+    op_free(w->ents);
+    op_free(w->msgs);
+    op_free(w->rep_end);
+    op_free(w->outs);
+    op_free((void *)w->argv);
+    op_free(w->lens);
+    op_free(w);
 }
 
 /* Why a third: two renewals can fail (a Redis hiccup, a slow batch) before
@@ -202,7 +204,7 @@ static void balance(struct worker *w)
     if (!rep)
         return;
     size_t live = op_reply_count(rep), rank = live;
-    const char **names = calloc(live ? live : 1, sizeof(*names));
+    const char **names = op_calloc(live ? live : 1, sizeof(*names));
     if (!names) {
         op_reply_free(rep);
         return;
@@ -216,7 +218,7 @@ static void balance(struct worker *w)
     for (size_t i = 0; i < live; i++)
         if (strcmp(names[i], c->name) == 0)
             rank = i;
-    free(names);
+    op_free((void *)names);
     op_reply_free(rep);
     if (rank == live) /* our heartbeat is not in the set: wait for the next one */
         return;
