@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include "matcher/matcher.h"
+#include "shared/alloc.h"
 #include "shared/config.h"
 #include "shared/log.h"
 #include "shared/opsd.h"
 #include "shared/service.h"
+
+#include <stdatomic.h>
 
 /* MATCHER_NAME, or "<host>-<pid>-<random>": unique even for containers that
  * all run as pid 1 on hosts with equal names. */
@@ -63,6 +66,50 @@ static void metrics(void *arg, struct op_buf *out)
     stats_render(x->st, x->cfg->shards, out);
 }
 
+/* MATCHER_FAULT=fail_alloc:N (test only, tests/integration/matcher_alloc.sh):
+ * the Nth allocation through shared/alloc.h fails, once, so that the
+ * out-of-memory paths of the matcher are exercised on the real binary. */
+static _Atomic unsigned long long fault_calls;
+static unsigned long long fault_at;
+
+/* Counts an allocation; 1 when it is the one to fail (logged). */
+static int fault_hit(size_t n)
+{
+    if (atomic_fetch_add(&fault_calls, 1) + 1 != fault_at)
+        return 0;
+    op_warn("fault_alloc_failed", "call=%llu bytes=%zu note=\"MATCHER_FAULT\"", fault_at, n);
+    return 1;
+}
+
+static void *fault_malloc(size_t n)
+{
+    return fault_hit(n) ? NULL : malloc(n);
+}
+
+static void *fault_realloc(void *p, size_t n)
+{
+    return fault_hit(n) ? NULL : realloc(p, n);
+}
+
+/* Reads MATCHER_FAULT; exits 2 on a bad value. */
+static void fault_install(void)
+{
+    const char *fault = op_env_str("MATCHER_FAULT", NULL);
+    if (!fault)
+        return;
+    char *end = NULL;
+    if (strncmp(fault, "fail_alloc:", 11) == 0)
+        fault_at = strtoull(fault + 11, &end, 10);
+    if (fault_at == 0 || !end || *end != '\0') {
+        fprintf(stderr,
+                "matcher: invalid MATCHER_FAULT='%.60s': want fail_alloc:N (N >= 1; test only)\n",
+                fault);
+        exit(2);
+    }
+    static const struct op_alloc_hooks hooks = {fault_malloc, fault_realloc, free};
+    op_alloc_set_hooks(&hooks);
+}
+
 int main(void)
 {
     struct op_config c;
@@ -109,12 +156,15 @@ int main(void)
     op_symbols_load_or_exit(&c, "matcher", &syms);
     mc.syms = &syms;
 
+    fault_install();
     struct matcher_stats st;
     memset(&st, 0, sizeof(st));
-    st.shard = calloc(mc.shards, sizeof(*st.shard));
+    st.shard = op_calloc(mc.shards, sizeof(*st.shard));
     struct worker *w = st.shard ? worker_new(&mc, &st) : NULL;
     if (!w) {
-        fprintf(stderr, "matcher: out of memory\n");
+        fprintf(stderr, "matcher: out of memory (%u shards)\n", mc.shards);
+        op_free(st.shard);
+        op_symtab_release(&syms);
         return 1;
     }
 
@@ -135,7 +185,7 @@ int main(void)
                     "MATCHER_METRICS_PORT): port in use or bad address\n",
                     bind, mc.metrics_port);
             worker_free(w);
-            free(st.shard);
+            op_free(st.shard);
             op_symtab_release(&syms);
             return 2;
         }
@@ -150,7 +200,7 @@ int main(void)
 
     op_opsd_stop(opsd);
     worker_free(w);
-    free(st.shard);
+    op_free(st.shard);
     op_symtab_release(&syms);
     op_info("stopped", "rc=%d", rc);
     return rc;
