@@ -47,6 +47,10 @@ int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, stru
  * Returns 0, or -1 on allocation failure or n too large. */
 int op_codec_encode_reports(struct op_buf *out, const struct op_report *r, size_t n);
 
+/* The same bytes as op_codec_encode_reports, through msgpack-c's packer: the
+ * reference the fast encoder is tested against. */
+int op_codec_encode_reports_msgpack(struct op_buf *out, const struct op_report *r, size_t n);
+
 /*
  * Decodes an array of reports into out[0..max); stores the count in *n.
  * Returns 0, or -1 (with op_codec_error) when the input is malformed or holds

@@ -261,6 +261,69 @@ static void test_random_corruption(void **state)
     op_codec_free(c);
 }
 
+/* A value at or near a boundary of msgpack's integer forms, or random. */
+static uint64_t edge_u64(uint64_t *rng)
+{
+    static const uint64_t edges[] = {
+        0,     1,           127,         128, 255, 256,        65535,
+        65536, 4294967295u, 4294967296u, 31,  32,  UINT64_MAX, (UINT64_C(1) << 63)};
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    uint64_t r = *rng;
+    return r % 3 ? edges[r % (sizeof(edges) / sizeof(edges[0]))] + (r >> 60) % 3 - 1 : r;
+}
+
+/* The fast report encoder writes exactly msgpack-c's bytes (the reference),
+ * for values at every boundary of msgpack's integer and string forms, and
+ * negative ones (test_reports_round_trip decodes what it writes). */
+static void test_reports_fast_equals_msgpack(void **state)
+{
+    (void)state;
+    static struct op_report in[300];
+    uint64_t rng = 88172645463325252u;
+    for (int round = 0; round < 200; round++) {
+        memset(in, 0, sizeof(in));
+        size_t n = round < 100 ? (size_t)round % 20 + 1 : 300;
+        for (size_t i = 0; i < n; i++) {
+            struct op_report *r = &in[i];
+            r->kind = (uint8_t)edge_u64(&rng);
+            r->req_kind = (uint8_t)edge_u64(&rng);
+            r->reason = (uint8_t)edge_u64(&rng);
+            r->status = (uint8_t)edge_u64(&rng);
+            r->side = (uint8_t)edge_u64(&rng);
+            r->type = (uint8_t)edge_u64(&rng);
+            r->tif = (uint8_t)edge_u64(&rng);
+            r->post_only = edge_u64(&rng) & 1;
+            r->report_id = edge_u64(&rng);
+            r->ts_ns = edge_u64(&rng);
+            r->order_id = edge_u64(&rng);
+            r->maker_order_id = edge_u64(&rng);
+            r->maker_status = (uint8_t)edge_u64(&rng);
+            int64_t *iv[] = {&r->price,     &r->qty,       &r->filled_qty,      &r->trade_price,
+                             &r->trade_qty, &r->maker_qty, &r->maker_filled_qty};
+            for (size_t k = 0; k < sizeof(iv) / sizeof(iv[0]); k++) {
+                uint64_t u = edge_u64(&rng);
+                *iv[k] = (int64_t)(u & 1 ? u : (uint64_t)0 - u);
+            }
+            /* strings of every length up to each field's bound */
+            memset(r->symbol, 'S', edge_u64(&rng) % OP_SYMBOL_MAX);
+            memset(r->account, 'a', edge_u64(&rng) % OP_ACCOUNT_MAX);
+            memset(r->maker_account, 'm', edge_u64(&rng) % OP_ACCOUNT_MAX);
+            memset(r->client_order_id, 'c', edge_u64(&rng) % OP_CLORDID_MAX);
+        }
+        struct op_buf fast, ref;
+        op_buf_init(&fast);
+        op_buf_init(&ref);
+        assert_int_equal(op_codec_encode_reports(&fast, in, n), 0);
+        assert_int_equal(op_codec_encode_reports_msgpack(&ref, in, n), 0);
+        assert_int_equal(fast.len, ref.len);
+        assert_memory_equal(fast.data, ref.data, ref.len);
+        op_buf_release(&fast);
+        op_buf_release(&ref);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_wrong_types_and_missing),
         cmocka_unit_test(test_oversized_and_hostile),
         cmocka_unit_test(test_random_corruption),
+        cmocka_unit_test(test_reports_fast_equals_msgpack),
     };
     return cmocka_run_group_tests_name("codec", tests, NULL, NULL);
 }
