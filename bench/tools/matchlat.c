@@ -115,10 +115,12 @@ int main(void)
     struct op_report *reps = calloc(OP_CODEC_REPORTS_MAX, sizeof(*reps));
     struct op_codec *codec = op_codec_new();
     struct op_redis r;
+    int rc = 2;
+    memset(&r, 0, sizeof(r));
     if (!hist || !last || !argv || !keys || !reps || !codec ||
         op_redis_init(&r, c.redis_url, 5000) != 0 || op_redis_connect(&r) != 0) {
         fprintf(stderr, "matchlat: cannot start (memory or redis at '%s')\n", c.redis_url);
-        return 2;
+        goto out;
     }
     /* Start after each stream's last entry ("$" would only hold for the
      * first read: a stream that got nothing then would lose what arrives
@@ -158,6 +160,8 @@ int main(void)
     }
     printf("match latency (ms): p50 %.2f p99 %.2f p99.9 %.2f (%" PRIu64 " reports)\n", pct(0.5),
            pct(0.99), pct(0.999), total);
+    rc = 0;
+out:
     op_redis_release(&r);
     op_codec_free(codec);
     free(reps);
@@ -165,5 +169,5 @@ int main(void)
     free(argv);
     free(last);
     free(hist);
-    return 0;
+    return rc;
 }
