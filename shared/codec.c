@@ -548,7 +548,7 @@ static int pack_bool_field(msgpack_packer *pk, enum field f, bool v)
     return pack_key(pk, f) | (v ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
 }
 
-int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
+int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg *m)
 {
     msgpack_packer pk;
     size_t start = out->len;
@@ -861,6 +861,56 @@ static unsigned char *w_report(unsigned char *p, const struct op_report *r)
     memmove(p + hl, p + 3, (size_t)(q - (p + 3)));
     memcpy(p, head, hl);
     return q - (3 - hl);
+}
+
+/* Why 320: an order map holds at most 12 fields (keys of at most 4 bytes,
+ * numbers of at most 9) and three strings of at most 15, 32 and 36 bytes
+ * with 2-byte headers: 12 * 14 + 89 = 257, rounded up. */
+#define ORDER_MAX_BYTES 320
+
+int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
+{
+    bool coid = m->client_order_id[0] != '\0';
+    size_t fields;
+    switch (m->kind) {
+    case OP_MSG_NEW:
+        fields = 11 + (coid ? 1 : 0);
+        break;
+    case OP_MSG_CANCEL:
+        fields = 5;
+        break;
+    case OP_MSG_AMEND:
+        fields = 6;
+        break;
+    default:
+        return -1;
+    }
+    if (op_buf_reserve(out, ORDER_MAX_BYTES) != 0)
+        return -1;
+    unsigned char *q = (unsigned char *)out->data + out->len;
+    size_t n = 0; /* counted by the W_ macros; the header says `fields` */
+    q = w_head(q, 0x80, fields);
+    W_U(F_K, m->kind);
+    W_U(F_ID, m->order_id);
+    W_U(F_TS, m->ts_ns);
+    W_S(F_SYM, m->symbol);
+    W_S(F_ACCT, m->account);
+    if (m->kind == OP_MSG_NEW) {
+        W_U(F_SIDE, m->side);
+        W_U(F_TYPE, m->type);
+        W_U(F_TIF, m->tif);
+        q = w_key(q, F_PO);
+        *q++ = m->post_only ? 0xc3 : 0xc2;
+        n++;
+        W_I(F_PX, m->price);
+        if (coid)
+            W_S(F_COID, m->client_order_id);
+    }
+    if (m->kind != OP_MSG_CANCEL)
+        W_I(F_QTY, m->qty);
+    (void)n;
+    out->len = (size_t)(q - (unsigned char *)out->data);
+    return 0;
 }
 
 #undef W_U

@@ -39,6 +39,10 @@ const char *op_codec_error(const struct op_codec *c);
  * or an invalid kind. */
 int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m);
 
+/* The same bytes as op_codec_encode_order, through msgpack-c's packer: the
+ * reference the fast encoder is tested against. */
+int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg *m);
+
 /* Decodes len bytes at data into *m (zeroed first). Returns 0, or -1 with
  * op_codec_error(c) saying why. */
 int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m);

@@ -274,7 +274,7 @@ static uint64_t edge_u64(uint64_t *rng)
     return r % 3 ? edges[r % (sizeof(edges) / sizeof(edges[0]))] + (r >> 60) % 3 - 1 : r;
 }
 
-/* The fast report encoder writes exactly msgpack-c's bytes (the reference),
+/* The fast report and order encoders write exactly msgpack-c's bytes (the reference),
  * for values at every boundary of msgpack's integer and string forms, and
  * negative ones (test_reports_round_trip decodes what it writes). */
 static void test_reports_fast_equals_msgpack(void **state)
@@ -319,6 +319,25 @@ static void test_reports_fast_equals_msgpack(void **state)
         assert_int_equal(op_codec_encode_reports_msgpack(&ref, in, n), 0);
         assert_int_equal(fast.len, ref.len);
         assert_memory_equal(fast.data, ref.data, ref.len);
+        /* and an order of each kind made of the same values */
+        for (int k = 1; k <= 3; k++) {
+            struct op_order_msg m;
+            memset(&m, 0, sizeof(m));
+            m.kind = (uint8_t)k;
+            m.side = in[0].side, m.type = in[0].type, m.tif = in[0].tif;
+            m.post_only = in[0].post_only;
+            m.order_id = in[0].order_id, m.ts_ns = in[0].ts_ns;
+            m.price = in[0].price, m.qty = in[0].qty;
+            memcpy(m.symbol, in[0].symbol, sizeof(m.symbol));
+            memcpy(m.account, in[0].account, sizeof(m.account));
+            memcpy(m.client_order_id, in[0].client_order_id, sizeof(m.client_order_id));
+            op_buf_reset(&fast);
+            op_buf_reset(&ref);
+            assert_int_equal(op_codec_encode_order(&fast, &m), 0);
+            assert_int_equal(op_codec_encode_order_msgpack(&ref, &m), 0);
+            assert_int_equal(fast.len, ref.len);
+            assert_memory_equal(fast.data, ref.data, ref.len);
+        }
         op_buf_release(&fast);
         op_buf_release(&ref);
     }
