@@ -3,6 +3,7 @@
 
 #include <msgpack.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -283,13 +284,35 @@ static const char *const field_names[F_COUNT] = {
     [F_TQ] = "tq",   [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",
 };
 
-static enum field field_of(const msgpack_object_str *k)
+/* A cheap first test of a key against a name: its length, first and last
+ * byte in one integer (the 24 names differ in it but for a few pairs, which
+ * memcmp then tells apart). */
+static inline uint32_t key_sig(const char *p, size_t n)
+{
+    return n == 0
+               ? 0
+               : (uint32_t)n << 16 | (uint32_t)(unsigned char)p[0] << 8 | (unsigned char)p[n - 1];
+}
+
+static uint32_t field_sig[F_COUNT];
+static uint8_t field_len[F_COUNT];
+
+/* Fills field_sig/field_len before main (and before any thread exists). */
+__attribute__((constructor)) static void field_tables(void)
 {
     for (int i = 0; i < F_COUNT; i++) {
-        const char *n = field_names[i];
-        if (strlen(n) == k->size && memcmp(n, k->ptr, k->size) == 0)
-            return (enum field)i;
+        field_len[i] = (uint8_t)strlen(field_names[i]);
+        field_sig[i] = key_sig(field_names[i], field_len[i]);
     }
+}
+
+static enum field field_of(const msgpack_object_str *k)
+{
+    uint32_t g = key_sig(k->ptr, k->size);
+    for (int i = 0; i < F_COUNT; i++)
+        if (field_sig[i] == g && field_len[i] == k->size &&
+            memcmp(field_names[i], k->ptr, k->size) == 0)
+            return (enum field)i;
     return F_UNKNOWN;
 }
 
@@ -340,23 +363,71 @@ static int get_str(const msgpack_object *o, char *out, size_t size)
     return 0;
 }
 
-/* Where each field of a decoded map goes; a NULL member means the field is
- * not part of this message and is ignored like an unknown key. */
+/* Where a field of a decoded map goes in its struct; kind 0 means the field
+ * is not part of this message and is ignored like an unknown key. One
+ * constant table per message type (not a table of pointers per message: the
+ * matcher and the recorder decode millions of them). */
+enum dest_kind { D_NONE = 0, D_U8, D_U64, D_I64, D_BOOL, D_STR };
 struct field_dest {
-    uint8_t *u8[F_COUNT];
-    uint64_t *u64[F_COUNT];
-    int64_t *i64[F_COUNT];
-    bool *b[F_COUNT];
-    char *str[F_COUNT];
-    size_t str_size[F_COUNT];
+    uint8_t kind; /* enum dest_kind */
+    uint8_t size; /* D_STR: the array's size, NUL included */
+    uint16_t off; /* offsetof the member */
 };
 
-/* Stores every known field of map `o` into d; returns a bitmask of the fields
- * seen, or -1 with c->err on a wrong type, an oversized string, a duplicate
- * key or a non-string key. */
-static long long read_map(struct op_codec *c, const msgpack_object *o, const struct field_dest *d)
+#define DEST(F, K, T, M) [F] = {K, (uint8_t)(K == D_STR ? sizeof(((T *)0)->M) : 0), offsetof(T, M)}
+
+static const struct field_dest order_dest[F_COUNT] = {
+    DEST(F_K, D_U8, struct op_order_msg, kind),
+    DEST(F_SIDE, D_U8, struct op_order_msg, side),
+    DEST(F_TYPE, D_U8, struct op_order_msg, type),
+    DEST(F_TIF, D_U8, struct op_order_msg, tif),
+    DEST(F_PO, D_BOOL, struct op_order_msg, post_only),
+    DEST(F_ID, D_U64, struct op_order_msg, order_id),
+    DEST(F_TS, D_U64, struct op_order_msg, ts_ns),
+    DEST(F_PX, D_I64, struct op_order_msg, price),
+    DEST(F_QTY, D_I64, struct op_order_msg, qty),
+    DEST(F_SYM, D_STR, struct op_order_msg, symbol),
+    DEST(F_ACCT, D_STR, struct op_order_msg, account),
+    DEST(F_COID, D_STR, struct op_order_msg, client_order_id),
+};
+
+static const struct field_dest report_dest[F_COUNT] = {
+    DEST(F_K, D_U8, struct op_report, kind),
+    DEST(F_RK, D_U8, struct op_report, req_kind),
+    DEST(F_RSN, D_U8, struct op_report, reason),
+    DEST(F_ST, D_U8, struct op_report, status),
+    DEST(F_SIDE, D_U8, struct op_report, side),
+    DEST(F_TYPE, D_U8, struct op_report, type),
+    DEST(F_TIF, D_U8, struct op_report, tif),
+    DEST(F_PO, D_BOOL, struct op_report, post_only),
+    DEST(F_RID, D_U64, struct op_report, report_id),
+    DEST(F_TS, D_U64, struct op_report, ts_ns),
+    DEST(F_ID, D_U64, struct op_report, order_id),
+    DEST(F_PX, D_I64, struct op_report, price),
+    DEST(F_QTY, D_I64, struct op_report, qty),
+    DEST(F_FQ, D_I64, struct op_report, filled_qty),
+    DEST(F_MID, D_U64, struct op_report, maker_order_id),
+    DEST(F_TPX, D_I64, struct op_report, trade_price),
+    DEST(F_TQ, D_I64, struct op_report, trade_qty),
+    DEST(F_MQTY, D_I64, struct op_report, maker_qty),
+    DEST(F_MFQ, D_I64, struct op_report, maker_filled_qty),
+    DEST(F_MST, D_U8, struct op_report, maker_status),
+    DEST(F_SYM, D_STR, struct op_report, symbol),
+    DEST(F_ACCT, D_STR, struct op_report, account),
+    DEST(F_MACCT, D_STR, struct op_report, maker_account),
+    DEST(F_COID, D_STR, struct op_report, client_order_id),
+};
+
+#undef DEST
+
+/* Stores every known field of map `o` into the struct at base, as d says;
+ * returns a bitmask of the fields seen, or -1 with c->err on a wrong type,
+ * an oversized string, a duplicate key or a non-string key. */
+static long long read_map(struct op_codec *c, const msgpack_object *o, const struct field_dest *d,
+                          void *base)
 {
     long long seen = 0;
+    char *b = base;
 
     if (o->type != MSGPACK_OBJECT_MAP) {
         c->err = "message is not a map";
@@ -377,16 +448,26 @@ static long long read_map(struct op_codec *c, const msgpack_object *o, const str
         }
         seen |= 1LL << f;
         int rc = 0;
-        if (d->u8[f])
-            rc = get_u8(&kv->val, d->u8[f]);
-        else if (d->u64[f])
-            rc = get_u64(&kv->val, d->u64[f]);
-        else if (d->i64[f])
-            rc = get_i64(&kv->val, d->i64[f]);
-        else if (d->b[f])
-            rc = get_bool(&kv->val, d->b[f]);
-        else if (d->str[f])
-            rc = get_str(&kv->val, d->str[f], d->str_size[f]);
+        void *at = b + d[f].off;
+        switch (d[f].kind) {
+        case D_U8:
+            rc = get_u8(&kv->val, at);
+            break;
+        case D_U64:
+            rc = get_u64(&kv->val, at);
+            break;
+        case D_I64:
+            rc = get_i64(&kv->val, at);
+            break;
+        case D_BOOL:
+            rc = get_bool(&kv->val, at);
+            break;
+        case D_STR:
+            rc = get_str(&kv->val, at, d[f].size);
+            break;
+        default: /* a field of the other message: ignored */
+            break;
+        }
         if (rc != 0) {
             c->err = "field has the wrong type or is too long";
             return -1;
@@ -397,34 +478,16 @@ static long long read_map(struct op_codec *c, const msgpack_object *o, const str
 
 #define BIT(f) (1LL << (f))
 
-static void order_dest(struct field_dest *d, struct op_order_msg *m)
-{
-    memset(d, 0, sizeof(*d));
-    d->u8[F_K] = &m->kind;
-    d->u8[F_SIDE] = &m->side;
-    d->u8[F_TYPE] = &m->type;
-    d->u8[F_TIF] = &m->tif;
-    d->b[F_PO] = &m->post_only;
-    d->u64[F_ID] = &m->order_id;
-    d->u64[F_TS] = &m->ts_ns;
-    d->i64[F_PX] = &m->price;
-    d->i64[F_QTY] = &m->qty;
-    d->str[F_SYM] = m->symbol, d->str_size[F_SYM] = sizeof(m->symbol);
-    d->str[F_ACCT] = m->account, d->str_size[F_ACCT] = sizeof(m->account);
-    d->str[F_COID] = m->client_order_id, d->str_size[F_COID] = sizeof(m->client_order_id);
-}
-
-int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m)
+int op_codec_decode_order_msgpack(struct op_codec *c, const void *data, size_t len,
+                                  struct op_order_msg *m)
 {
     msgpack_object obj;
-    struct field_dest d;
     static const long long base = BIT(F_K) | BIT(F_ID) | BIT(F_TS) | BIT(F_SYM) | BIT(F_ACCT);
 
     memset(m, 0, sizeof(*m));
     if (unpack_one(c, data, len, OP_CODEC_ORDER_MAX, &obj) != 0)
         return -1;
-    order_dest(&d, m);
-    long long seen = read_map(c, &obj, &d);
+    long long seen = read_map(c, &obj, order_dest, m);
     if (seen < 0)
         goto bad;
     long long need = base;
@@ -446,40 +509,10 @@ bad:
     return -1;
 }
 
-static void report_dest(struct field_dest *d, struct op_report *r)
-{
-    memset(d, 0, sizeof(*d));
-    d->u8[F_K] = &r->kind;
-    d->u8[F_RK] = &r->req_kind;
-    d->u8[F_RSN] = &r->reason;
-    d->u8[F_ST] = &r->status;
-    d->u8[F_SIDE] = &r->side;
-    d->u8[F_TYPE] = &r->type;
-    d->u8[F_TIF] = &r->tif;
-    d->b[F_PO] = &r->post_only;
-    d->u64[F_RID] = &r->report_id;
-    d->u64[F_TS] = &r->ts_ns;
-    d->u64[F_ID] = &r->order_id;
-    d->i64[F_PX] = &r->price;
-    d->i64[F_QTY] = &r->qty;
-    d->i64[F_FQ] = &r->filled_qty;
-    d->u64[F_MID] = &r->maker_order_id;
-    d->i64[F_TPX] = &r->trade_price;
-    d->i64[F_TQ] = &r->trade_qty;
-    d->i64[F_MQTY] = &r->maker_qty;
-    d->i64[F_MFQ] = &r->maker_filled_qty;
-    d->u8[F_MST] = &r->maker_status;
-    d->str[F_SYM] = r->symbol, d->str_size[F_SYM] = sizeof(r->symbol);
-    d->str[F_ACCT] = r->account, d->str_size[F_ACCT] = sizeof(r->account);
-    d->str[F_MACCT] = r->maker_account, d->str_size[F_MACCT] = sizeof(r->maker_account);
-    d->str[F_COID] = r->client_order_id, d->str_size[F_COID] = sizeof(r->client_order_id);
-}
-
-int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, struct op_report *out,
-                            size_t max, size_t *n)
+int op_codec_decode_reports_msgpack(struct op_codec *c, const void *data, size_t len,
+                                    struct op_report *out, size_t max, size_t *n)
 {
     msgpack_object obj;
-    struct field_dest d;
     static const long long need = BIT(F_K) | BIT(F_RID) | BIT(F_TS) | BIT(F_ID) | BIT(F_SYM);
 
     *n = 0;
@@ -496,8 +529,7 @@ int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, st
     for (uint32_t i = 0; i < obj.via.array.size; i++) {
         struct op_report *r = &out[i];
         memset(r, 0, sizeof(*r));
-        report_dest(&d, r);
-        long long seen = read_map(c, &obj.via.array.ptr[i], &d);
+        long long seen = read_map(c, &obj.via.array.ptr[i], report_dest, r);
         if (seen < 0)
             return -1;
         if ((seen & need) != need) {
@@ -510,6 +542,314 @@ int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, st
         }
     }
     *n = obj.via.array.size;
+    return 0;
+}
+
+/* ---- the decoders: straight from the bytes ---------------------------------- */
+
+/*
+ * The matcher decodes every input and the recorder every report: through
+ * msgpack-c's unpacker (an object tree in a zone, then a walk of it) a
+ * report cost ~1-2 us. These read the bytes once mp_check has proved them
+ * well formed (every length within the buffer, depth bounded), with the
+ * same rules as the msgpack-c path kept as the reference
+ * (op_codec_decode_*_msgpack; tests/unit/test_codec.c checks both accept,
+ * refuse and produce the same on mutated input).
+ */
+
+/* What a value is, in msgpack-c's object types. */
+enum mp_class { MP_OTHER, MP_UINT, MP_NINT, MP_BOOL, MP_STR, MP_MAP, MP_ARRAY };
+
+struct mp_val {
+    enum mp_class cls;
+    uint64_t u;    /* MP_UINT; MP_BOOL 0/1; MP_MAP/MP_ARRAY: elements; MP_STR: bytes */
+    int64_t i;     /* MP_NINT */
+    const char *s; /* MP_STR */
+};
+
+static inline uint64_t rd_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < n; k++)
+        v = v << 8 | p[k];
+    return v;
+}
+
+/*
+ * Reads the head of the value at p[*o] (a buffer mp_check accepted) into v
+ * and advances *o past it — past its payload for scalars and strings, past
+ * the header only for maps and arrays (their elements follow). Anything
+ * else (nil, floats, bin, ext) is MP_OTHER and skipped whole.
+ */
+static void rd_val(const unsigned char *p, size_t len, size_t *o, struct mp_val *v)
+{
+    unsigned char b = p[(*o)++];
+    memset(v, 0, sizeof(*v));
+    if (b <= 0x7f) {
+        v->cls = MP_UINT, v->u = b;
+        return;
+    } else if (b >= 0xe0) {
+        v->cls = MP_NINT, v->i = (int8_t)b;
+        return;
+    } else if ((b & 0xe0) == 0xa0) {
+        v->cls = MP_STR, v->u = b & 0x1f;
+    } else if ((b & 0xf0) == 0x80) {
+        v->cls = MP_MAP, v->u = b & 0x0f;
+        return;
+    } else if ((b & 0xf0) == 0x90) {
+        v->cls = MP_ARRAY, v->u = b & 0x0f;
+        return;
+    } else {
+        switch (b) {
+        case 0xc2:
+        case 0xc3:
+            v->cls = MP_BOOL, v->u = b == 0xc3;
+            return;
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf: {
+            int n = 1 << (b - 0xcc);
+            v->cls = MP_UINT, v->u = rd_be(p + *o, n);
+            *o += (size_t)n;
+            return;
+        }
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3: {
+            int n = 1 << (b - 0xd0);
+            uint64_t u = rd_be(p + *o, n);
+            int64_t x = n == 1 ? (int8_t)u : n == 2 ? (int16_t)u : n == 4 ? (int32_t)u : (int64_t)u;
+            *o += (size_t)n;
+            /* msgpack-c: a signed format holding a non-negative value is a
+             * positive integer */
+            if (x >= 0)
+                v->cls = MP_UINT, v->u = (uint64_t)x;
+            else
+                v->cls = MP_NINT, v->i = x;
+            return;
+        }
+        case 0xd9:
+        case 0xda:
+        case 0xdb: {
+            int n = 1 << (b - 0xd9);
+            v->cls = MP_STR, v->u = rd_be(p + *o, n);
+            *o += (size_t)n;
+            break;
+        }
+        case 0xdc:
+        case 0xdd:
+            v->cls = MP_ARRAY, v->u = rd_be(p + *o, b == 0xdc ? 2 : 4);
+            *o += b == 0xdc ? 2 : 4;
+            return;
+        case 0xde:
+        case 0xdf:
+            v->cls = MP_MAP, v->u = rd_be(p + *o, b == 0xde ? 2 : 4);
+            *o += b == 0xde ? 2 : 4;
+            return;
+        default: { /* nil, floats, bin, ext: skipped whole */
+            size_t at = *o - 1;
+            const char *why = NULL;
+            (void)mp_check(p, len, &at, 0, &why); /* cannot fail: checked before */
+            *o = at;
+            v->cls = MP_OTHER;
+            return;
+        }
+        }
+    }
+    /* MP_STR: the payload follows */
+    v->s = (const char *)p + *o;
+    *o += (size_t)v->u;
+}
+
+/* Skips the elements of a container whose head rd_val just read. */
+static void rd_skip_elems(const unsigned char *p, size_t len, size_t *o, const struct mp_val *v)
+{
+    uint64_t items = v->cls == MP_MAP ? v->u * 2 : v->cls == MP_ARRAY ? v->u : 0;
+    for (uint64_t k = 0; k < items; k++) {
+        const char *why = NULL;
+        (void)mp_check(p, len, o, 0, &why); /* cannot fail: checked before */
+    }
+}
+
+/* Stores one field's value v into the struct at base as d says; 0 or -1
+ * (wrong type, out of range, a string too long or holding a NUL). */
+static int put_field(const struct field_dest *d, char *base, const struct mp_val *v)
+{
+    void *at = base + d->off;
+    switch (d->kind) {
+    case D_U8:
+        if (v->cls != MP_UINT || v->u > UINT8_MAX)
+            return -1;
+        *(uint8_t *)at = (uint8_t)v->u;
+        return 0;
+    case D_U64:
+        if (v->cls != MP_UINT)
+            return -1;
+        memcpy(at, &v->u, sizeof(v->u));
+        return 0;
+    case D_I64: {
+        int64_t x;
+        if (v->cls == MP_UINT && v->u <= INT64_MAX)
+            x = (int64_t)v->u;
+        else if (v->cls == MP_NINT)
+            x = v->i;
+        else
+            return -1;
+        memcpy(at, &x, sizeof(x));
+        return 0;
+    }
+    case D_BOOL:
+        if (v->cls != MP_BOOL)
+            return -1;
+        *(bool *)at = v->u != 0;
+        return 0;
+    case D_STR:
+        if (v->cls != MP_STR || v->u >= d->size || memchr(v->s, '\0', (size_t)v->u))
+            return -1;
+        memcpy(at, v->s, (size_t)v->u);
+        ((char *)at)[v->u] = '\0';
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Reads the map at p[*o] into the struct at base (zeroed by the caller):
+ * the bitmask of fields seen, or -1 with c->err (as read_map). */
+static long long rd_map(struct op_codec *c, const unsigned char *p, size_t len, size_t *o,
+                        const struct field_dest *d, void *base)
+{
+    struct mp_val v, k;
+    long long seen = 0;
+    rd_val(p, len, o, &v);
+    if (v.cls != MP_MAP) {
+        c->err = "message is not a map";
+        return -1;
+    }
+    for (uint64_t i = 0; i < v.u; i++) {
+        rd_val(p, len, o, &k);
+        if (k.cls != MP_STR) {
+            c->err = "map key is not a string";
+            return -1;
+        }
+        msgpack_object_str ks = {(uint32_t)k.u, k.s};
+        enum field f = field_of(&ks);
+        struct mp_val x;
+        rd_val(p, len, o, &x);
+        if (x.cls == MP_MAP || x.cls == MP_ARRAY)
+            rd_skip_elems(p, len, o, &x);
+        if (f == F_UNKNOWN)
+            continue;
+        if (seen & (1LL << f)) {
+            c->err = "duplicate key in map";
+            return -1;
+        }
+        seen |= 1LL << f;
+        if (put_field(&d[f], base, &x) != 0) {
+            c->err = "field has the wrong type or is too long";
+            return -1;
+        }
+    }
+    return seen;
+}
+
+/* mp_check over exactly data[0..len), at most max bytes; 0 or -1 with c->err. */
+static int check_one(struct op_codec *c, const void *data, size_t len, size_t max)
+{
+    size_t off = 0;
+    const char *why = NULL;
+    if (len > max) {
+        c->err = "input too large";
+        return -1;
+    }
+    if (mp_check(data, len, &off, 0, &why) != 0) {
+        c->err = why;
+        return -1;
+    }
+    if (off != len) {
+        c->err = "trailing bytes after the message";
+        return -1;
+    }
+    return 0;
+}
+
+/* The checks of a decoded order after its map was read; 0 or -1 with c->err. */
+static int order_complete(struct op_codec *c, const struct op_order_msg *m, long long seen)
+{
+    static const long long base = BIT(F_K) | BIT(F_ID) | BIT(F_TS) | BIT(F_SYM) | BIT(F_ACCT);
+    long long need = base;
+    if (m->kind == OP_MSG_NEW)
+        need |= BIT(F_SIDE) | BIT(F_TYPE) | BIT(F_TIF) | BIT(F_QTY);
+    else if (m->kind == OP_MSG_AMEND)
+        need |= BIT(F_QTY);
+    else if (m->kind != OP_MSG_CANCEL && (seen & BIT(F_K))) {
+        c->err = "unknown message kind";
+        return -1;
+    }
+    if ((seen & need) != need) {
+        c->err = "a required field is missing";
+        return -1;
+    }
+    return 0;
+}
+
+/* The checks of a decoded report; 0 or -1 with c->err. */
+static int report_complete(struct op_codec *c, const struct op_report *r, long long seen)
+{
+    static const long long need = BIT(F_K) | BIT(F_RID) | BIT(F_TS) | BIT(F_ID) | BIT(F_SYM);
+    if ((seen & need) != need) {
+        c->err = "a required field is missing";
+        return -1;
+    }
+    if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_AMENDED) {
+        c->err = "unknown report kind";
+        return -1;
+    }
+    return 0;
+}
+
+int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m)
+{
+    size_t o = 0;
+    memset(m, 0, sizeof(*m));
+    if (check_one(c, data, len, OP_CODEC_ORDER_MAX) != 0)
+        return -1;
+    long long seen = rd_map(c, data, len, &o, order_dest, m);
+    if (seen < 0 || order_complete(c, m, seen) != 0) {
+        memset(m, 0, sizeof(*m));
+        return -1;
+    }
+    return 0;
+}
+
+int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, struct op_report *out,
+                            size_t max, size_t *n)
+{
+    const unsigned char *p = data;
+    size_t o = 0;
+    struct mp_val v;
+    *n = 0;
+    if (check_one(c, data, len, OP_CODEC_REPORTS_BYTES_MAX) != 0)
+        return -1;
+    rd_val(p, len, &o, &v);
+    if (v.cls != MP_ARRAY) {
+        c->err = "reports are not an array";
+        return -1;
+    }
+    if (v.u > max) {
+        c->err = "too many reports in one entry";
+        return -1;
+    }
+    for (uint64_t i = 0; i < v.u; i++) {
+        struct op_report *r = &out[i];
+        memset(r, 0, sizeof(*r));
+        long long seen = rd_map(c, p, len, &o, report_dest, r);
+        if (seen < 0 || report_complete(c, r, seen) != 0)
+            return -1;
+    }
+    *n = (size_t)v.u;
     return 0;
 }
 

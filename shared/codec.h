@@ -35,6 +35,13 @@ void op_codec_free(struct op_codec *c);
 /* The last decode error, a constant lowercase string ("truncated input", …). */
 const char *op_codec_error(const struct op_codec *c);
 
+/* The same decoders through msgpack-c's unpacker: the references the direct
+ * decoders are tested against (same acceptance, same output). */
+int op_codec_decode_order_msgpack(struct op_codec *c, const void *data, size_t len,
+                                  struct op_order_msg *m);
+int op_codec_decode_reports_msgpack(struct op_codec *c, const void *data, size_t len,
+                                    struct op_report *out, size_t max, size_t *n);
+
 /* Appends the msgpack map of m to out. Returns 0, or -1 on allocation failure
  * or an invalid kind. */
 int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m);
