@@ -374,7 +374,9 @@ struct field_dest {
     uint16_t off; /* offsetof the member */
 };
 
-#define DEST(F, K, T, M) [F] = {K, (uint8_t)(K == D_STR ? sizeof(((T *)0)->M) : 0), offsetof(T, M)}
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): T and M are a type and a member name */
+#define DEST(F, K, T, M)                                                                           \
+    [F] = {(K), (uint8_t)((K) == D_STR ? sizeof(((T *)0)->M) : 0), offsetof(T, M)}
 
 static const struct field_dest order_dest[F_COUNT] = {
     DEST(F_K, D_U8, struct op_order_msg, kind),
@@ -589,7 +591,7 @@ static void rd_val(const unsigned char *p, size_t len, size_t *o, struct mp_val 
         v->cls = MP_UINT, v->u = b;
         return;
     } else if (b >= 0xe0) {
-        v->cls = MP_NINT, v->i = (int8_t)b;
+        v->cls = MP_NINT, v->i = (int64_t)b - 256; /* negative fixint: 0xe0 is -32 */
         return;
     } else if ((b & 0xe0) == 0xa0) {
         v->cls = MP_STR, v->u = b & 0x1f;
