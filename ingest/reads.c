@@ -35,15 +35,6 @@ void reads_init(const char *database_url)
     pthread_key_create(&db_key, thread_db_free);
 }
 
-void reads_thread_close(void)
-{
-    struct thread_db *t = pthread_getspecific(db_key);
-    if (t) {
-        thread_db_free(t);
-        pthread_setspecific(db_key, NULL);
-    }
-}
-
 /* Returns this thread's connection, connecting or resetting as needed, or
  * NULL while PostgreSQL is unreachable (retried at most once a second so a
  * dead database does not add a connect timeout to every request). */

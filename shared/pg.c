@@ -112,11 +112,6 @@ int op_pg_rows(const struct pg_result *res)
     return PQntuples(res);
 }
 
-int op_pg_cols(const struct pg_result *res)
-{
-    return PQnfields(res);
-}
-
 const char *op_pg_value(const struct pg_result *res, int row, int col)
 {
     return PQgetvalue(res, row, col);
