@@ -26,8 +26,10 @@ WARN := -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
+# shared/banned.h turns calls of strcpy, sprintf, atoi … into compile errors
+# in every project file (it includes the system headers it needs first).
 CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/hiredis -I/usr/include/postgresql \
-            -MMD -MP
+            -include shared/banned.h -MMD -MP
 CFLAGS += $(WARN) $(OPT)
 LDFLAGS += $(if $(SANITIZER),-fsanitize=$(SANITIZER))
 LDLIBS := -lhiredis -lmsgpackc -lpq -lpthread -lm
