@@ -17,6 +17,7 @@ struct http_config {
     int idle_timeout_s;         /* INGEST_IDLE_TIMEOUT_S */
     int request_timeout_ms;     /* INGEST_REQUEST_TIMEOUT_MS */
     size_t max_body;            /* INGEST_MAX_BODY */
+    long fault_alloc_at;        /* INGEST_FAULT=alloc:N (tests only), 0 = off */
     uint32_t shards;
     const struct op_symtab *syms;  /* (ref) */
     const struct op_apikeys *keys; /* (ref) */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/alloc.h"
 #include "shared/backlog.h"
 #include "shared/buf.h"
 #include "shared/codec.h"
@@ -72,7 +73,7 @@ struct writer {
 void job_release(struct job *j)
 {
     for (int i = 0; i < j->nitems; i++) {
-        free(j->items[i].value);
+        op_free(j->items[i].value);
         j->items[i].value = NULL;
     }
 }
@@ -228,7 +229,7 @@ static int take_reply(struct writer *w, struct item *it, struct redisReply *rep)
     if (it->kind == ITEM_GET) {
         size_t len;
         const char *s = op_reply_str(rep, &len);
-        if (t == OP_REPLY_STRING && (it->value = malloc(len + 1)) != NULL) {
+        if (t == OP_REPLY_STRING && (it->value = op_malloc(len + 1)) != NULL) {
             memcpy(it->value, s, len);
             it->value[len] = '\0';
             it->value_len = len;
@@ -400,13 +401,13 @@ static void *writer_main(void *arg)
 
 struct writer *writer_start(const struct writer_config *cfg)
 {
-    struct writer *w = calloc(1, sizeof(*w));
+    struct writer *w = op_calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->cfg = *cfg;
     w->nlanes = cfg->lanes > 0 ? cfg->lanes : 1;
-    w->backlog = calloc(cfg->shards, sizeof(*w->backlog));
-    w->lanes = calloc((size_t)w->nlanes, sizeof(*w->lanes));
+    w->backlog = op_calloc(cfg->shards, sizeof(*w->backlog));
+    w->lanes = op_calloc((size_t)w->nlanes, sizeof(*w->lanes));
     if (!w->backlog || !w->lanes) {
         fprintf(stderr, "ingest: out of memory\n");
         goto fail;
@@ -442,9 +443,9 @@ fail:
     if (w->lanes)
         for (int i = 0; i < w->nlanes; i++)
             op_redis_release(&w->lanes[i].redis);
-    free(w->lanes);
-    free(w->backlog);
-    free(w);
+    op_free(w->lanes);
+    op_free(w->backlog);
+    op_free(w);
     return NULL;
 }
 
@@ -466,7 +467,7 @@ void writer_free(struct writer *w)
     }
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
-    free(w->lanes);
-    free(w->backlog);
-    free(w);
+    op_free(w->lanes);
+    op_free(w->backlog);
+    op_free(w);
 }
