@@ -173,24 +173,20 @@ static int ensure_id_block(struct lane *l)
  * (INGEST_MAX_LAG) is reached only with Redis' lag or the stream's length. */
 #define BACKLOG_COUNT_MAX 1000
 
+/* op_backlog_poll_orders' store: the backlog ingest acts on, per shard. */
+static void store_backlog(void *ctx, uint32_t s, const struct op_backlog *b)
+{
+    struct writer *w = ctx;
+    atomic_store_explicit(&w->backlog[s], op_backlog_total(b), memory_order_relaxed);
+}
+
 /* Polls the backlog (undelivered + pending of "matchers", shared/backlog.h)
  * of every shard in one pipelined round trip. A shard whose reply is lost
  * keeps its last value. */
 static void poll_lag(struct lane *l)
 {
-    struct writer *w = l->w;
-    char key[OP_KEY_MAX];
-    for (uint32_t s = 0; s < w->cfg.shards; s++) {
-        op_key_orders(key, s);
-        if (op_backlog_append(&l->redis, key, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX) != 0)
-            return;
-    }
-    for (uint32_t s = 0; s < w->cfg.shards; s++) {
-        struct op_backlog b;
-        if (op_backlog_read(&l->redis, &b) != 0)
-            return;
-        atomic_store_explicit(&w->backlog[s], op_backlog_total(&b), memory_order_relaxed);
-    }
+    op_backlog_poll_orders(&l->redis, l->w->cfg.shards, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX,
+                           store_backlog, l->w);
 }
 
 /* Appends the command of one item to the pipeline. 0 or -1 (connection). */

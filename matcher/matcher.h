@@ -21,13 +21,19 @@
  * files:
  *
  *   main.c        configuration, signals, metrics endpoint, the run loop
- *   worker.c      the loop: leases, heartbeat and balancing, idle waits
+ *   worker.c      the loop: leases, heartbeat and balancing, idle waits; it
+ *                 drives the shards and is never called back by them
+ *   part.c        one owned shard's life cycle (part.h): every state change,
+ *                 recovery one step per call, batches, held publishes
+ *   publish.c     one fenced publish: build, send (MULTI/EXEC), account
+ *   fence.c       the WATCH + GET + PTTL fence, pipelined behind an EXEC
  *   lease.c       the Lua scripts: lease acquire/renew/release, heartbeat,
  *                 the fenced read (a command run only while a lease is ours)
- *   partition.c   one owned shard: recovery (snapshot + replay), batches,
- *                 the fenced publish (WATCH + MULTI/EXEC), snapshots
  *   marketdata.c  the aggregated book JSON of book:{S}:<SYMBOL>
  *   stats.c       the /metrics text
+ *
+ * Includes go one way: worker.c, part.c, publish.c → part.h → fence.h,
+ * matcher.h; fence.c → fence.h, matcher.h.
  *
  * docs/matcher.md describes the design; the env variables are in the README.
  */
@@ -146,7 +152,7 @@ int md_book_json(const struct eng *e, const char *symbol, struct op_tick tick, u
 /* Appends the Prometheus text of st (shards gauges for `shards`) to out. */
 int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf *out);
 
-/* --- worker.c / partition.c ----------------------------------------------- */
+/* --- worker.c ------------------------------------------------------------- */
 
 struct worker;
 

@@ -4,44 +4,27 @@
 
 #include "matcher/matcher.h"
 
-static void counter(struct op_buf *b, const char *name, const char *help, uint64_t v)
-{
-    op_metrics_header(b, name, "counter", help);
-    op_metrics_sample(b, name, NULL, v);
-}
-
-static void gauge(struct op_buf *b, const char *name, const char *help, uint64_t v)
-{
-    op_metrics_header(b, name, "gauge", help);
-    op_metrics_sample(b, name, NULL, v);
-}
-
-static void hist(struct op_buf *b, const char *name, const char *help, const struct op_hist *h,
-                 double scale, int sizes)
-{
-    op_metrics_header(b, name, "histogram", help);
-    op_metrics_hist(b, name, "", h, scale, sizes);
-}
-
 #define GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf *b)
 {
-    counter(b, "matcher_inputs_total", "Orders entries processed and published.", GET(st->inputs));
-    counter(b, "matcher_reports_total", "Execution reports published to fills:{S}.",
-            GET(st->reports));
-    counter(b, "matcher_trades_total", "TRADE reports published.", GET(st->trades));
-    counter(b, "matcher_malformed_total", "Entries that did not decode (REJECTED MALFORMED).",
-            GET(st->malformed));
-    counter(b, "matcher_replayed_total", "Inputs replayed without publishing during recoveries.",
-            GET(st->replayed));
-    counter(b, "matcher_batches_total", "Batches published (one MULTI/EXEC each).",
-            GET(st->batches));
-    counter(b, "matcher_fenced_total", "Publishes refused by the lease fence (nil EXEC).",
-            GET(st->fenced));
-    counter(b, "matcher_publish_refused_total",
-            "Publishes Redis refused whole (EXEC error: OOM, MISCONF, ...), retried as they were.",
-            GET(st->publish_refused));
+    op_metrics_counter(b, "matcher_inputs_total", "Orders entries processed and published.",
+                       GET(st->inputs));
+    op_metrics_counter(b, "matcher_reports_total", "Execution reports published to fills:{S}.",
+                       GET(st->reports));
+    op_metrics_counter(b, "matcher_trades_total", "TRADE reports published.", GET(st->trades));
+    op_metrics_counter(b, "matcher_malformed_total",
+                       "Entries that did not decode (REJECTED MALFORMED).", GET(st->malformed));
+    op_metrics_counter(b, "matcher_replayed_total",
+                       "Inputs replayed without publishing during recoveries.", GET(st->replayed));
+    op_metrics_counter(b, "matcher_batches_total", "Batches published (one MULTI/EXEC each).",
+                       GET(st->batches));
+    op_metrics_counter(b, "matcher_fenced_total",
+                       "Publishes refused by the lease fence (nil EXEC).", GET(st->fenced));
+    op_metrics_counter(
+        b, "matcher_publish_refused_total",
+        "Publishes Redis refused whole (EXEC error: OOM, MISCONF, ...), retried as they were.",
+        GET(st->publish_refused));
     op_metrics_header(b, "matcher_lease_changes_total", "counter",
                       "Lease changes of this worker, by kind.");
     op_metrics_sample(b, "matcher_lease_changes_total", "kind=\"acquired\"",
@@ -49,28 +32,33 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
     op_metrics_sample(b, "matcher_lease_changes_total", "kind=\"lost\"", GET(st->lease_lost));
     op_metrics_sample(b, "matcher_lease_changes_total", "kind=\"released\"",
                       GET(st->lease_released));
-    counter(b, "matcher_recoveries_total", "Shard recoveries (snapshot load + replay) completed.",
-            GET(st->recoveries));
-    counter(b, "matcher_snapshots_total", "Snapshots stored.", GET(st->snapshots));
-    counter(b, "matcher_deleted_pending_total",
-            "Pending entries found deleted from the stream (content lost).",
-            GET(st->deleted_pending));
-    counter(b, "matcher_redis_errors_total", "Redis connection failures.", GET(st->redis_errors));
-    counter(b, "matcher_book_updates_total", "book:{S}:<SYMBOL> keys written.",
-            GET(st->book_updates));
-    gauge(b, "matcher_redis_up", "1 while Redis answers.", (uint64_t)GET(st->redis_up));
-    gauge(b, "matcher_live_workers", "Matchers in the heartbeat set.",
-          (uint64_t)GET(st->live_workers));
-    gauge(b, "matcher_target_shards", "Shards this worker should own.",
-          (uint64_t)GET(st->target_shards));
-    hist(b, "matcher_batch_size", "Inputs per published batch.", &st->batch_size, 1, 1);
-    hist(b, "matcher_batch_seconds",
-         "Processing latency of a batch: from its read to its EXEC reply (fence, apply, publish).",
-         &st->batch_latency, 1e-6, 0);
-    hist(b, "matcher_snapshot_seconds", "Time to serialise a snapshot.", &st->snapshot_us, 1e-6, 0);
-    hist(b, "matcher_snapshot_kib", "Snapshot sizes in KiB.", &st->snapshot_bytes, 1, 1);
-    hist(b, "matcher_recovery_seconds", "Shard recoveries: snapshot load + replay.",
-         &st->recovery_us, 1e-6, 0);
+    op_metrics_counter(b, "matcher_recoveries_total",
+                       "Shard recoveries (snapshot load + replay) completed.", GET(st->recoveries));
+    op_metrics_counter(b, "matcher_snapshots_total", "Snapshots stored.", GET(st->snapshots));
+    op_metrics_counter(b, "matcher_deleted_pending_total",
+                       "Pending entries found deleted from the stream (content lost).",
+                       GET(st->deleted_pending));
+    op_metrics_counter(b, "matcher_redis_errors_total", "Redis connection failures.",
+                       GET(st->redis_errors));
+    op_metrics_counter(b, "matcher_book_updates_total", "book:{S}:<SYMBOL> keys written.",
+                       GET(st->book_updates));
+    op_metrics_gauge(b, "matcher_redis_up", "1 while Redis answers.", (uint64_t)GET(st->redis_up));
+    op_metrics_gauge(b, "matcher_live_workers", "Matchers in the heartbeat set.",
+                     (uint64_t)GET(st->live_workers));
+    op_metrics_gauge(b, "matcher_target_shards", "Shards this worker should own.",
+                     (uint64_t)GET(st->target_shards));
+    op_metrics_histogram(b, "matcher_batch_size", "Inputs per published batch.", &st->batch_size, 1,
+                         1);
+    op_metrics_histogram(
+        b, "matcher_batch_seconds",
+        "Processing latency of a batch: from its read to its EXEC reply (fence, apply, publish).",
+        &st->batch_latency, 1e-6, 0);
+    op_metrics_histogram(b, "matcher_snapshot_seconds", "Time to serialise a snapshot.",
+                         &st->snapshot_us, 1e-6, 0);
+    op_metrics_histogram(b, "matcher_snapshot_kib", "Snapshot sizes in KiB.", &st->snapshot_bytes,
+                         1, 1);
+    op_metrics_histogram(b, "matcher_recovery_seconds", "Shard recoveries: snapshot load + replay.",
+                         &st->recovery_us, 1e-6, 0);
 
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

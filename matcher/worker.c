@@ -15,7 +15,7 @@ struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats
         return NULL;
     w->cfg = cfg;
     w->st = st;
-    w->fence_for = -1;
+    fence_init(&w->fence, cfg->name, cfg->lease_ms);
     w->parts = calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
     w->codec = op_codec_new();
     if (!w->parts || !w->codec) {
@@ -76,15 +76,16 @@ static void forget(struct worker *w, uint32_t s, int released, const char *why)
                 "more published\"",
                 s, why);
     }
-    if (w->fence_for == (int)s)
-        w->fence_for = -1; /* its WATCH stays set until the next UNWATCH or EXEC */
+    fence_forget(&w->fence, s); /* its WATCH stays set until the next UNWATCH or EXEC */
     part_free(p);
     w->parts[s] = NULL;
     w->owned--;
     atomic_store(&w->st->shard[s].owned, 0);
 }
 
-void worker_renew(struct worker *w)
+/* Renews the leases of every owned shard when due, in one pipeline; a
+ * lease found not ours any more marks its part lost. */
+static void renew(struct worker *w)
 {
     int64_t now = op_now_ms();
     if (now < w->next_renew_ms || w->owned == 0) {
@@ -94,14 +95,8 @@ void worker_renew(struct worker *w)
     }
     /* A renewal modifies the lease keys: a WATCH pipelined for the next
      * publish would make its EXEC fail. Drop it; that publish watches again. */
-    if (w->watching) {
-        op_redis_appendf(&w->redis, "UNWATCH");
-        op_reply_free(op_redis_next_reply(&w->redis));
-        w->watching = 0;
-        w->fence_for = -1;
-        if (w->redis.err)
-            return;
-    }
+    if (fence_unwatch(&w->fence, &w->redis) != 0)
+        return;
     for (uint32_t s = 0; s < w->cfg->shards; s++)
         if (w->parts[s] && lease_append_renew(&w->redis, s, w->cfg->name, w->cfg->lease_ms) != 0)
             return;
@@ -113,38 +108,47 @@ void worker_renew(struct worker *w)
         if (!rep)
             return;
         if (op_reply_type(rep) == OP_REPLY_INTEGER && op_reply_int(rep) == 1)
-            p->lease_deadline_ms = now + w->cfg->lease_ms; /* from before we sent it */
+            part_renewed(p, now + w->cfg->lease_ms); /* from before we sent it */
         else
-            p->lost = 1;
+            part_lose(p);
         op_reply_free(rep);
     }
     w->next_renew_ms = now + renew_every(w);
 }
 
-int worker_next_publisher(const struct worker *w, uint32_t s)
+/* The shard whose publish follows shard s's in the round-robin (s itself
+ * when it is the only one), or -1: its fence is pipelined behind s's EXEC. */
+static int next_publisher(const struct worker *w, uint32_t s)
 {
     for (uint32_t k = 1; k <= w->cfg->shards; k++) {
         uint32_t t = (s + k) % w->cfg->shards;
-        const struct part *p = w->parts[t];
-        if (p && !p->lost && p->state != PART_RECOVER)
+        if (part_publishing(w->parts[t]))
             return (int)t;
     }
     return -1;
 }
 
+/* The shard holding a publish (refused, or waiting for a renewal), or -1.
+ * While one does, the others wait: their buffers are the worker's, and
+ * Redis refuses them alike. */
+static int held_shard(const struct worker *w)
+{
+    for (uint32_t s = 0; s < w->cfg->shards; s++)
+        if (w->parts[s] && w->parts[s]->pub.active)
+            return (int)s;
+    return -1;
+}
+
 /* Hands shard s back: publishes a batch read ahead, stores a snapshot so the
- * next owner starts fast, then deletes the lease if it is still ours. */
+ * next owner starts fast (part_finish, which asks for a renewal when a
+ * fence was short), then deletes the lease if it is still ours. */
 static void hand_back(struct worker *w, uint32_t s, const char *why)
 {
     struct part *p = w->parts[s];
-    w->no_read_ahead = 1;
-    if (p->state != PART_RECOVER && !p->lost) {
-        while (p->next && !p->lost && p->state != PART_RECOVER && !w->redis.err)
-            part_step(w, p);
-        if (!p->lost && p->state != PART_RECOVER && !w->redis.err)
-            part_flush(w, p, 1);
+    while (part_finish(w, p) == PART_HELD && !w->redis.err) {
+        w->next_renew_ms = 0;
+        renew(w);
     }
-    w->no_read_ahead = 0;
     if (p->lost) {
         forget(w, s, 0, "lost while handing back");
         return;
@@ -158,26 +162,23 @@ static void hand_back(struct worker *w, uint32_t s, const char *why)
  * shared/backlog.h: a backlog up to this is counted exactly). */
 #define BACKLOG_COUNT_MAX 1000
 
+/* op_backlog_poll_orders' store: the shard's lag and pending gauges. */
+static void store_backlog(void *ctx, uint32_t s, const struct op_backlog *b)
+{
+    struct matcher_stats *st = ctx;
+    if (b->found) {
+        atomic_store(&st->shard[s].lag, b->undelivered);
+        atomic_store(&st->shard[s].pending, b->pending);
+    }
+}
+
 /* Polls the backlog of group "matchers" for every shard (metrics): the
  * undelivered part (shared/backlog.h, not XINFO's raw `lag`, which Redis
  * 7.0 can leave stale after a restart) and the pending part. */
 static void poll_groups(struct worker *w)
 {
-    char key[OP_KEY_MAX];
-    for (uint32_t s = 0; s < w->cfg->shards; s++) {
-        op_key_orders(key, s);
-        if (op_backlog_append(&w->redis, key, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX) != 0)
-            return;
-    }
-    for (uint32_t s = 0; s < w->cfg->shards; s++) {
-        struct op_backlog b;
-        if (op_backlog_read(&w->redis, &b) != 0)
-            return;
-        if (b.found) {
-            atomic_store(&w->st->shard[s].lag, b.undelivered);
-            atomic_store(&w->st->shard[s].pending, b.pending);
-        }
-    }
+    op_backlog_poll_orders(&w->redis, w->cfg->shards, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX,
+                           store_backlog, w->st);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -266,7 +267,7 @@ static void idle_wait(struct worker *w)
     if (w->next_balance_ms < until)
         until = w->next_balance_ms;
     const char *argv[4 + 2 * OP_SHARDS_MAX];
-    char ids[OP_SHARDS_MAX][SID_TEXT_MAX];
+    char ids[OP_SHARDS_MAX][OP_SID_TEXT_MAX];
     char block[24];
     int n = 0;
     for (uint32_t s = 0; s < w->cfg->shards; s++) {
@@ -275,7 +276,7 @@ static void idle_wait(struct worker *w)
             continue;
         if (p->any_dirty && p->book_due_ms < until)
             until = p->book_due_ms;
-        sid_format(p->last, 0, ids[n]);
+        op_sid_format(p->last, 0, ids[n]);
         argv[4 + n] = p->orders;
         n++;
     }
@@ -297,42 +298,72 @@ static void idle_wait(struct worker *w)
     op_reply_free(op_redis_cmd(&w->redis, 4 + 2 * n, argv, NULL));
 }
 
-/* Runs one pass over the owned shards. Returns 1 when one of them did work. */
+/* Drops shard s when its lease is gone (lost, or not renewed in time:
+ * another worker may own it already). Returns 1 when it did. */
+static int drop_if_lost(struct worker *w, uint32_t s, int64_t now, const char *why)
+{
+    struct part *p = w->parts[s];
+    if (!p->lost && now >= p->lease_deadline_ms)
+        part_lose(p);
+    if (!p->lost)
+        return 0;
+    forget(w, s, 0, why);
+    return 1;
+}
+
+/* Runs one pass over the owned shards: a recovery step for those in
+ * RECOVER, a batch for the others. Returns 1 when one of them did work. */
 static int pass(struct worker *w)
 {
     int did = 0;
     int64_t now = op_now_ms();
     for (uint32_t s = 0; s < w->cfg->shards && !w->redis.err; s++) {
         struct part *p = w->parts[s];
-        if (!p)
+        if (!p || drop_if_lost(w, s, now, "lease expired or taken over"))
             continue;
-        if (!p->lost && now >= p->lease_deadline_ms) {
-            p->lost = 1; /* not renewed in time: another worker may own it already */
-        }
-        if (p->lost) {
-            forget(w, s, 0, "lease expired or taken over");
-            continue;
-        }
-        int rc;
         if (p->state == PART_RECOVER) {
-            if (now < p->retry_at_ms)
-                continue;
-            rc = part_recover(w, p);
-            if (rc != 0 && !p->lost && !w->redis.err) {
-                p->state = PART_RECOVER;
-                p->retry_at_ms = now + 2000; /* a bad snapshot: log and retry, lease kept */
-            }
-            did |= rc == 0;
+            did |= part_recover(w, p) == PART_DID;
         } else {
-            rc = part_step(w, p);
-            did |= rc == 1;
-            if (rc == 0 && (p->any_dirty || now >= p->snap_due_ms))
-                part_flush(w, p, 0);
+            enum part_rc rc = part_step(w, p, next_publisher(w, s));
+            did |= rc == PART_DID || rc == PART_HELD;
+            if (rc == PART_IDLE && (p->any_dirty || now >= p->snap_due_ms))
+                did |= part_flush(w, p, 0) == PART_HELD;
         }
         if (p->lost)
             forget(w, s, 0, "fenced");
+        if (held_shard(w) >= 0)
+            break; /* the others wait until the held publish went through */
     }
     return did;
+}
+
+/* Why 50 ms: the slice of a wait for a held publish, so that a lease
+ * renewal that is due and a SIGTERM are not held up by a long backoff. */
+#define HELD_SLICE_MS 50
+
+/* Serves the shard s holding a publish: sends it again when due (renewing
+ * the leases first when its fence was short), else sleeps a slice. */
+static void serve_held(struct worker *w, uint32_t s)
+{
+    int64_t now = op_now_ms();
+    if (drop_if_lost(w, s, now, "lease lost while a refused publish waited"))
+        return;
+    struct part *p = w->parts[s];
+    if (p->pub.renew_first) {
+        w->next_renew_ms = 0;
+        renew(w);
+        if (w->redis.err || drop_if_lost(w, s, op_now_ms(), "lease lost while renewing"))
+            return;
+    }
+    if (now < p->pub.due_ms) {
+        int64_t ms = p->pub.due_ms - now < HELD_SLICE_MS ? p->pub.due_ms - now : HELD_SLICE_MS;
+        struct timespec ts = {0, (long)ms * 1000000L};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    part_resume(w, p, next_publisher(w, s));
+    if (p->lost)
+        forget(w, s, 0, "fenced");
 }
 
 /* After Redis failed: whether the last EXEC ran, and which entries a read
@@ -344,18 +375,14 @@ static void redis_lost(struct worker *w)
         atomic_fetch_add(&w->st->redis_errors, 1);
         op_error("redis_unavailable", "err=\"%s\" owned=%d", w->redis.errstr, w->owned);
     }
-    w->watching = 0; /* a new connection watches nothing */
-    w->fence_for = -1;
+    fence_reset(&w->fence); /* a new connection watches nothing */
     for (uint32_t s = 0; s < w->cfg->shards; s++)
-        if (w->parts[s]) {
-            w->parts[s]->state = PART_RECOVER;
-            w->parts[s]->retry_at_ms = 0;
-        }
+        if (w->parts[s])
+            part_fail(w->parts[s], "redis connection lost", 0);
 }
 
 int worker_run(struct worker *w, volatile sig_atomic_t *stop)
 {
-    w->stop = stop;
     while (!*stop) {
         if (w->redis.err || !w->redis.ctx) {
             redis_lost(w);
@@ -371,7 +398,12 @@ int worker_run(struct worker *w, volatile sig_atomic_t *stop)
             op_info("redis_available", "reconnects=%llu", (unsigned long long)w->redis.reconnects);
             atomic_store(&w->st->redis_up, 1);
         }
-        worker_renew(w);
+        renew(w);
+        int held = held_shard(w);
+        if (held >= 0 && !w->redis.err) { /* a refused publish: nothing else meanwhile */
+            serve_held(w, (uint32_t)held);
+            continue;
+        }
         if (!w->redis.err && op_now_ms() >= w->next_balance_ms) {
             balance(w);
             poll_groups(w);

@@ -2,7 +2,6 @@
  */
 #include "recorder/stream.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,47 +10,8 @@
 #include "shared/backlog.h"
 #include "shared/codec.h"
 #include "shared/log.h"
-
-/* Stream ids as numbers, for comparing and incrementing. */
-struct sid {
-    uint64_t ms, seq;
-};
-
-/* Parses "ms-seq" (or "ms"); returns 0, or -1 if it is not an id. */
-static int sid_parse(const char *s, size_t len, struct sid *out)
-{
-    char tmp[REC_ID_MAX];
-    if (len == 0 || len >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    char *end;
-    out->ms = strtoull(tmp, &end, 10);
-    out->seq = 0;
-    if (end == tmp)
-        return -1;
-    if (*end == '-')
-        out->seq = strtoull(end + 1, &end, 10);
-    return *end == '\0' ? 0 : -1;
-}
-
-static int sid_cmp(struct sid a, struct sid b)
-{
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    return a.seq < b.seq ? -1 : a.seq > b.seq;
-}
-
-static struct sid sid_next(struct sid a)
-{
-    if (a.seq == UINT64_MAX) {
-        a.ms++;
-        a.seq = 0;
-    } else {
-        a.seq++;
-    }
-    return a;
-}
+#include "shared/reply.h"
+#include "shared/sid.h"
 
 int rec_stream_init(struct rec_stream *s, const struct rec_stream_config *cfg,
                     struct rec_stats *stats)
@@ -141,19 +101,6 @@ static long shard_of_key(const struct rec_stream *s, const char *key, size_t len
     return v < (long)s->cfg.shards ? v : -1;
 }
 
-/* Finds the value of field `m` in a stream entry's field array; NULL if absent. */
-static const char *field_m(const struct redisReply *fields, size_t *len)
-{
-    size_t n = op_reply_count(fields);
-    for (size_t i = 0; i + 1 < n; i += 2) {
-        size_t kl;
-        const char *k = op_reply_str(op_reply_at(fields, i), &kl);
-        if (k && kl == 1 && k[0] == 'm')
-            return op_reply_str(op_reply_at(fields, i + 1), len);
-    }
-    return NULL;
-}
-
 /*
  * Appends the entries of one [[id, fields], ...] array of shard to b. An
  * entry with nil fields (deleted from the stream after delivery) becomes a
@@ -186,7 +133,7 @@ static int add_entries(struct rec_stream *s, struct rec_batch *b, uint32_t shard
                                       "entry deleted from the stream before it was recorded");
         } else {
             size_t mlen = 0;
-            const char *m = field_m(fields, &mlen);
+            const char *m = op_reply_field_str(fields, "m", &mlen);
             rc = rec_batch_add(b, shard, id, idlen, m, mlen);
         }
         if (rc != 0)
@@ -439,22 +386,10 @@ int rec_stream_ack(struct rec_stream *s, const struct rec_batch *b)
     return 0;
 }
 
-/* Reads field `name` of a flat [k, v, k, v ...] array; NULL if absent. */
-static const struct redisReply *kv_get(const struct redisReply *a, const char *name)
-{
-    size_t n = op_reply_count(a);
-    for (size_t i = 0; i + 1 < n; i += 2) {
-        const char *k = op_reply_str(op_reply_at(a, i), NULL);
-        if (k && strcmp(k, name) == 0)
-            return op_reply_at(a, i + 1);
-    }
-    return NULL;
-}
-
 /* What one group needs kept: its last-delivered id and pending count. */
 struct group_pos {
     char name[64];
-    struct sid last;
+    struct op_sid last;
     long long pending;
 };
 
@@ -498,17 +433,13 @@ int rec_stream_poll(struct rec_stream *s, int trim)
         if (bl.found)
             atomic_store_explicit(&s->stats->lag[i], bl.undelivered, memory_order_relaxed);
         for (size_t g = 0; g < op_reply_count(rep) && ng[i] < GROUPS_MAX; g++) {
-            const struct redisReply *grp = op_reply_at(rep, g);
-            const struct redisReply *nm = kv_get(grp, "name");
-            const struct redisReply *ld = kv_get(grp, "last-delivered-id");
-            const struct redisReply *pe = kv_get(grp, "pending");
-            size_t ll;
-            const char *lds = ld ? op_reply_str(ld, &ll) : NULL;
+            struct op_group grp;
             struct group_pos *p = &gp[(size_t)i * GROUPS_MAX + (size_t)ng[i]];
-            if (!nm || !lds || sid_parse(lds, ll, &p->last) != 0)
+            if (op_groups_at(rep, g, &grp) != 0)
                 continue;
-            snprintf(p->name, sizeof(p->name), "%s", op_reply_str(nm, NULL));
-            p->pending = pe ? op_reply_int(pe) : 0;
+            snprintf(p->name, sizeof(p->name), "%.*s", (int)grp.name_len, grp.name);
+            p->last = grp.last_delivered;
+            p->pending = grp.pending;
             if (strcmp(p->name, OP_GROUP_RECORDERS) == 0)
                 atomic_store_explicit(&s->stats->pending[i], p->pending, memory_order_relaxed);
             ng[i]++;
@@ -529,7 +460,7 @@ int rec_stream_poll(struct rec_stream *s, int trim)
                     goto redis_fail;
                 asked++;
             }
-    struct sid *minid = op_calloc(n, sizeof(*minid));
+    struct op_sid *minid = op_calloc(n, sizeof(*minid));
     unsigned char *known = op_calloc(n, 1);
     if (!minid || !known) {
         op_free(minid);
@@ -542,7 +473,7 @@ int rec_stream_poll(struct rec_stream *s, int trim)
     for (uint32_t i = 0; i < n; i++) {
         for (int g = 0; g < ng[i]; g++) {
             const struct group_pos *p = &gp[(size_t)i * GROUPS_MAX + (size_t)g];
-            struct sid need = sid_next(p->last); /* first entry not delivered yet */
+            struct op_sid need = op_sid_next(p->last); /* first entry not delivered yet */
             if (p->pending > 0) {
                 struct redisReply *rep = op_redis_next_reply(&s->redis);
                 if (!rep) {
@@ -555,14 +486,14 @@ int rec_stream_poll(struct rec_stream *s, int trim)
                 const struct redisReply *lo = op_reply_at(rep, 1);
                 size_t l = 0;
                 const char *los = lo ? op_reply_str(lo, &l) : NULL;
-                struct sid pmin;
-                if (!los || sid_parse(los, l, &pmin) != 0)
-                    need = (struct sid){0, 0};
-                else if (sid_cmp(pmin, need) < 0)
+                struct op_sid pmin;
+                if (!los || op_sid_parse(los, l, &pmin) != 0)
+                    need = (struct op_sid){0, 0};
+                else if (op_sid_cmp(pmin, need) < 0)
                     need = pmin;
                 op_reply_free(rep);
             }
-            if (!known[i] || sid_cmp(need, minid[i]) < 0)
+            if (!known[i] || op_sid_cmp(need, minid[i]) < 0)
                 minid[i] = need;
             known[i] = 1;
         }
@@ -574,9 +505,9 @@ int rec_stream_poll(struct rec_stream *s, int trim)
     for (uint32_t i = 0; i < n; i++) {
         if (!known[i] || (minid[i].ms == 0 && minid[i].seq <= 1))
             continue;
-        char id[REC_ID_MAX];
-        snprintf(id, sizeof(id), "%" PRIu64 "-%" PRIu64, minid[i].ms, minid[i].seq);
-        if (op_redis_appendf(&s->redis, "XTRIM %s MINID ~ %s LIMIT 0", s->keys[i], id) != 0) {
+        char id[OP_SID_TEXT_MAX];
+        if (op_redis_appendf(&s->redis, "XTRIM %s MINID ~ %s LIMIT 0", s->keys[i],
+                             op_sid_format(minid[i], 0, id)) != 0) {
             op_free(minid);
             op_free(known);
             goto redis_fail;

@@ -69,3 +69,23 @@ int op_backlog_read(struct op_redis *r, struct op_backlog *out)
     op_reply_free(rep);
     return 0;
 }
+
+int op_backlog_poll_orders(struct op_redis *r, uint32_t shards, const char *group,
+                           long long count_max,
+                           void (*store)(void *ctx, uint32_t s, const struct op_backlog *b),
+                           void *ctx)
+{
+    char key[OP_KEY_MAX];
+    for (uint32_t s = 0; s < shards; s++) {
+        op_key_orders(key, s);
+        if (op_backlog_append(r, key, group, count_max) != 0)
+            return -1;
+    }
+    for (uint32_t s = 0; s < shards; s++) {
+        struct op_backlog b;
+        if (op_backlog_read(r, &b) != 0)
+            return -1;
+        store(ctx, s, &b);
+    }
+    return 0;
+}

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "shared/redis.h"
+#include "shared/shard.h"
 
 /*
  * XINFO GROUPS reports a group's `lag` (entries not yet delivered) from the
@@ -62,5 +63,17 @@ int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
  * an error), or -1 when the connection failed (out zeroed).
  */
 int op_backlog_read(struct op_redis *r, struct op_backlog *out);
+
+/*
+ * Measures group's backlog on orders:{0} … orders:{shards-1} in one
+ * pipelined round trip and calls store(ctx, s, &backlog) for each shard s
+ * in order as its reply is read (found = 0 for a missing stream or group).
+ * Returns 0, or -1 when the connection failed: the shards not stored yet
+ * are skipped (their callers keep the last value).
+ */
+int op_backlog_poll_orders(struct op_redis *r, uint32_t shards, const char *group,
+                           long long count_max,
+                           void (*store)(void *ctx, uint32_t s, const struct op_backlog *b),
+                           void *ctx);
 
 #endif

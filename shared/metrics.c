@@ -75,3 +75,28 @@ int op_metrics_hist(struct op_buf *b, const char *name, const char *labels, cons
     rc |= op_metrics_sample(b, full, lb, atomic_load(&h->count));
     return rc;
 }
+
+/* The header and single sample of a family of the given type. */
+static int family(struct op_buf *b, const char *name, const char *type, const char *help,
+                  uint64_t v)
+{
+    int rc = op_metrics_header(b, name, type, help);
+    return rc | op_metrics_sample(b, name, NULL, v);
+}
+
+int op_metrics_counter(struct op_buf *b, const char *name, const char *help, uint64_t v)
+{
+    return family(b, name, "counter", help, v);
+}
+
+int op_metrics_gauge(struct op_buf *b, const char *name, const char *help, uint64_t v)
+{
+    return family(b, name, "gauge", help, v);
+}
+
+int op_metrics_histogram(struct op_buf *b, const char *name, const char *help,
+                         const struct op_hist *h, double scale, int sizes)
+{
+    int rc = op_metrics_header(b, name, "histogram", help);
+    return rc | op_metrics_hist(b, name, NULL, h, scale, sizes);
+}

@@ -41,4 +41,15 @@ int op_metrics_sample_f(struct op_buf *b, const char *name, const char *labels, 
 int op_metrics_hist(struct op_buf *b, const char *name, const char *labels, const struct op_hist *h,
                     double scale, int sizes);
 
+/* A whole family with one unlabelled sample: the header (# HELP help,
+ * # TYPE counter or gauge) and `name v`. Return 0, or -1 when b could not
+ * grow (b then holds a prefix of the text). */
+int op_metrics_counter(struct op_buf *b, const char *name, const char *help, uint64_t v);
+int op_metrics_gauge(struct op_buf *b, const char *name, const char *help, uint64_t v);
+
+/* A whole histogram family without labels: header, buckets, _sum, _count
+ * (scale and sizes as op_metrics_hist). 0 or -1 as above. */
+int op_metrics_histogram(struct op_buf *b, const char *name, const char *help,
+                         const struct op_hist *h, double scale, int sizes);
+
 #endif
