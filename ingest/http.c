@@ -333,7 +333,7 @@ static void job_done(struct job *j)
 /* Why 256: the longest answer for one queued item (put_queued: ~150 bytes
  * with a 20-digit id and a 36-character client_order_id), or for one the
  * writer could not queue (item_error's messages are shorter). */
-#define ITEM_ANSWER_MAX 256
+#define ITEM_ANSWER_MAX ((size_t)256)
 
 /*
  * Makes room in r->out for the longest answer finish can build for r, so
@@ -571,8 +571,8 @@ static int parse_body(struct req *r, struct json_doc *doc, struct api_error *e)
         api_fail(e, 500, "internal", "", "out of memory");
         return -1;
     }
-    if (json_parse_with(&r->json, doc, r->body.data ? r->body.data : "", r->body.len, max,
-                        &err) != 0) {
+    if (json_parse_with(&r->json, doc, r->body.data ? r->body.data : "", r->body.len, max, &err) !=
+        0) {
         api_fail(e, 400, "invalid_json", "", "%s", err);
         return -1;
     }
@@ -1098,6 +1098,13 @@ static void *fault_realloc(void *p, size_t n)
     return fault_due() ? NULL : realloc(p, n);
 }
 
+void http_fault_init(long alloc_at)
+{
+    static const struct op_alloc_hooks faulty = {fault_malloc, fault_realloc, free};
+    fault_alloc_at = alloc_at > 0 ? alloc_at : 0;
+    op_alloc_set_hooks(fault_alloc_at ? &faulty : NULL);
+}
+
 static void req_free(struct req *r)
 {
     if (!r)
@@ -1497,11 +1504,6 @@ struct http_server *http_start(const struct http_config *cfg)
     if (!s)
         return NULL;
     s->cfg = *cfg;
-    if (cfg->fault_alloc_at > 0) {
-        static const struct op_alloc_hooks faulty = {fault_malloc, fault_realloc, free};
-        fault_alloc_at = cfg->fault_alloc_at;
-        op_alloc_set_hooks(&faulty);
-    }
     int hard = HARD_LIMIT(cfg->max_connections, cfg->threads);
     if (conns_init(&s->conns, cfg->max_connections, hard, cfg->request_timeout_ms) != 0) {
         conns_release(&s->conns);

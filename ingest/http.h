@@ -17,7 +17,6 @@ struct http_config {
     int idle_timeout_s;         /* INGEST_IDLE_TIMEOUT_S */
     int request_timeout_ms;     /* INGEST_REQUEST_TIMEOUT_MS */
     size_t max_body;            /* INGEST_MAX_BODY */
-    long fault_alloc_at;        /* INGEST_FAULT=alloc:N (tests only), 0 = off */
     uint32_t shards;
     const struct op_symtab *syms;  /* (ref) */
     const struct op_apikeys *keys; /* (ref) */
@@ -25,6 +24,11 @@ struct http_config {
 };
 
 struct http_server;
+
+/* INGEST_FAULT=alloc:N (tests only): from now on, the Nth allocation made
+ * for each HTTP request fails (alloc_at 0: never). Installs allocation
+ * hooks: call before starting any thread. */
+void http_fault_init(long alloc_at);
 
 /* Starts listening and serving on its own threads. Returns NULL with a
  * message on stderr (e.g. the port is taken). */

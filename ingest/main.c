@@ -27,7 +27,7 @@ static void load_tables(const struct op_config *c, struct op_symtab *syms, struc
 }
 
 /* INGEST_FAULT=alloc:N (tests only): the Nth allocation of every request
- * fails (http_config.fault_alloc_at). Returns N, 0 when unset; exits on
+ * fails (http_fault_init). Returns N, 0 when unset; exits on
  * anything else. */
 static long load_fault(void)
 {
@@ -67,7 +67,6 @@ int main(void)
         .max_body =
             (size_t)op_env_int_or_exit("ingest", "INGEST_MAX_BODY", 1 << 20, 1024, 64 << 20),
         .shards = c.order_shards,
-        .fault_alloc_at = load_fault(),
     };
     struct writer_config wc = {
         .redis_url = c.redis_url,
@@ -80,6 +79,7 @@ int main(void)
     };
     int drain_s = (int)op_env_int_or_exit("ingest", "INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
 
+    http_fault_init(load_fault()); /* before any thread starts */
     load_tables(&c, &syms, &keys);
     op_stop_signals_install();
 

@@ -60,14 +60,14 @@ struct writer {
     int nlanes;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct job *head, *tail;  /* queue, under mu */
-    bool stopping;            /* under mu */
-    int idle;                 /* lanes waiting on cv, under mu: submit wakes one
-                                 only if some lane is idle; a busy lane looks at
-                                 the queue itself when its round is done */
-    _Atomic int64_t *backlog; /* per shard */
+    struct job *head, *tail;              /* queue, under mu */
+    bool stopping;                        /* under mu */
+    int idle;                             /* lanes waiting on cv, under mu: submit wakes one
+                                             only if some lane is idle; a busy lane looks at
+                                             the queue itself when its round is done */
+    _Atomic int64_t *backlog;             /* per shard */
     struct op_backlog_memo *backlog_memo; /* per shard, lane 0's between polls */
-    _Atomic int lanes_up;     /* lanes whose last contact with Redis succeeded */
+    _Atomic int lanes_up;                 /* lanes whose last contact with Redis succeeded */
     struct writer_stats stats;
 };
 
@@ -189,8 +189,8 @@ static void store_backlog(void *ctx, uint32_t s, const struct op_backlog *b)
  * for: the p99 of bench/ingest.sh). */
 static void poll_lag(struct lane *l)
 {
-    op_backlog_poll_orders_memo(&l->redis, l->w->cfg.shards, OP_GROUP_MATCHERS,
-                                BACKLOG_COUNT_MAX, l->w->backlog_memo, store_backlog, l->w);
+    op_backlog_poll_orders_memo(&l->redis, l->w->cfg.shards, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX,
+                                l->w->backlog_memo, store_backlog, l->w);
 }
 
 /* Appends the command of one item to the pipeline. 0 or -1 (connection). */
