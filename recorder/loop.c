@@ -1,4 +1,5 @@
-/* The recorder's loop: fill a batch from the streams, write it on the writer thread, acknowledge it. */
+/* The recorder's loop: fill a batch from the streams, write it on the writer thread, acknowledge
+ * it. */
 #include "recorder/loop.h"
 
 #include <stdio.h>
@@ -118,7 +119,8 @@ static void fill(struct rec_loop *r, struct rec_batch *b, int in_flight)
             continue;
         }
         if (before == 0 && b->nentries > 0) /* a batch starts with the read that began it; */
-            b->first_ms = n > 0 && op_now_ms() - t_read < REC_IDLE_BLOCK_MS / 2 ? t_read : op_now_ms();
+            b->first_ms =
+                n > 0 && op_now_ms() - t_read < REC_IDLE_BLOCK_MS / 2 ? t_read : op_now_ms();
         if (in_flight && b->nentries == 0)
             return;
     }

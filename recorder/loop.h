@@ -1,4 +1,5 @@
-/* The recorder's loop: fill a batch from the streams, write it on the writer thread, acknowledge it. */
+/* The recorder's loop: fill a batch from the streams, write it on the writer thread, acknowledge
+ * it. */
 #ifndef REC_LOOP_H
 #define REC_LOOP_H
 

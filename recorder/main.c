@@ -29,8 +29,10 @@ static void load_settings(struct settings *s)
     memset(s, 0, sizeof(*s));
     s->loop.batch_rows = op_env_int_or_exit("recorder", "RECORDER_BATCH_ROWS", 10000, 1, 1000000);
     s->loop.flush_ms = op_env_int_or_exit("recorder", "RECORDER_FLUSH_MS", 20, 1, 60000);
-    s->loop.claim_idle_ms = op_env_int_or_exit("recorder", "RECORDER_CLAIM_IDLE_MS", 30000, 0, 86400000);
-    s->loop.trim_ms = op_env_int_or_exit("recorder", "RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);
+    s->loop.claim_idle_ms =
+        op_env_int_or_exit("recorder", "RECORDER_CLAIM_IDLE_MS", 30000, 0, 86400000);
+    s->loop.trim_ms =
+        op_env_int_or_exit("recorder", "RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);
     s->loop.stop_ms = op_env_int_or_exit("recorder", "RECORDER_STOP_TIMEOUT_MS", 10000, 0, 3600000);
     s->metrics_port = op_env_int_or_exit("recorder", "RECORDER_METRICS_PORT", 9102, 0, 65535);
     s->metrics_bind = op_env_str("METRICS_BIND", "127.0.0.1");

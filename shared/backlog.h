@@ -33,11 +33,11 @@
  * by the size of the stream's entries (0: only "is there any").
  */
 struct op_backlog {
-    int found;           /* the group exists on the stream */
-    int64_t pending;     /* delivered, not acknowledged (XINFO `pending`) */
-    int64_t undelivered; /* entries after last-delivered-id, as above */
-    int64_t redis_lag;   /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
-    int how;             /* which rule gave undelivered: OP_BACKLOG_* */
+    int found;                            /* the group exists on the stream */
+    int64_t pending;                      /* delivered, not acknowledged (XINFO `pending`) */
+    int64_t undelivered;                  /* entries after last-delivered-id, as above */
+    int64_t redis_lag;                    /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
+    int how;                              /* which rule gave undelivered: OP_BACKLOG_* */
     char last_delivered[OP_SID_TEXT_MAX]; /* the group's last-delivered-id */
 };
 

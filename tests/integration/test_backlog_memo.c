@@ -91,8 +91,8 @@ static void test_memo_agrees(void **state)
     assert_int_equal(b.undelivered, 3 * MAX + 4);
 
     /* The group moves on: counted again, exactly, and forgotten. */
-    struct redisReply *rep = op_redis_cmdf(&r, "XREADGROUP GROUP " GROUP " c COUNT %d STREAMS %s >",
-                                           2 * MAX + 50, KEY);
+    struct redisReply *rep =
+        op_redis_cmdf(&r, "XREADGROUP GROUP " GROUP " c COUNT %d STREAMS %s >", 2 * MAX + 50, KEY);
     assert_non_null(rep);
     op_reply_free(rep);
     b = measure();

@@ -20,7 +20,7 @@
  * Times: T(k) is k microseconds after 2023-11-14 22:13:20 UTC, so its text is
  * "2023-11-14 22:13:20.00000k+00" for k < 10.
  */
-#define T(k) (UINT64_C(1700000000000000000) + (uint64_t)(k) * 1000u)
+#define T(k) (UINT64_C(1700000000000000000) + (uint64_t)(k)*1000u)
 #define TS(k) "2023-11-14 22:13:20.00000" #k "+00"
 #define N "\\N"
 
@@ -141,11 +141,12 @@ static void test_merge_one_order(void **state)
     assert_int_equal(b->nentries, 2);
     assert_int_equal(b->nreports, 3);
     assert_int_equal(b->npoison, 0);
-    expect_rows(b, "12\tAAPL\t187.00\t40\t5\t7\tbob\talice\tbuy\t" TS(2) "\n",
-                "7\tc-1\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t40\tCANCELLED\tUSER_CANCEL\t" TS(
-                    1) "\t" TS(4) "\t14\n",
-                "5\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t40\t40\tFILLED\t" N "\t" N
-                "\t" TS(2) "\t12\n");
+    expect_rows(
+        b, "12\tAAPL\t187.00\t40\t5\t7\tbob\talice\tbuy\t" TS(2) "\n",
+        "7\tc-1\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t40\tCANCELLED\tUSER_CANCEL\t" TS(
+            1) "\t" TS(4) "\t14\n",
+        "5\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t40\t40\tFILLED\t" N "\t" N
+        "\t" TS(2) "\t12\n");
 }
 
 /* A maker's TRADE and its own ACCEPTED in one range: the state is the
@@ -160,12 +161,13 @@ static void test_maker_row_with_its_accept(void **state)
     r[2].side = OP_SIDE_SELL, r[2].price = 18700, r[2].qty = 30;
     snprintf(r[2].account, sizeof(r[2].account), "%s", "bob");
     add(b, r, 3);
-    expect_rows(b, "21\tAAPL\t187.00\t30\t6\t8\tbob\talice\tbuy\t" TS(3) "\n",
-                "6\t" N "\tbob\tAAPL\tsell\tlimit\tGTC\tf\t187.00\t30\t30\tFILLED\t" N "\t" TS(
-                    1) "\t" TS(3) "\t21\n"
-                "8\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t30\tPARTIALLY_FILLED\t" N
-                "\t" TS(2) "\t" TS(3) "\t21\n",
-                "");
+    expect_rows(
+        b, "21\tAAPL\t187.00\t30\t6\t8\tbob\talice\tbuy\t" TS(3) "\n",
+        "6\t" N "\tbob\tAAPL\tsell\tlimit\tGTC\tf\t187.00\t30\t30\tFILLED\t" N "\t" TS(1) "\t" TS(
+            3) "\t21\n"
+               "8\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t30\tPARTIALLY_FILLED\t" N
+               "\t" TS(2) "\t" TS(3) "\t21\n",
+        "");
 }
 
 /* An AMENDED alone updates the state only (no created_at: update list);
@@ -180,10 +182,11 @@ static void test_update_list_sorted(void **state)
     struct op_report r[] = {am, cx};
     add(b, r, 2);
     expect_rows(b, "", "",
-                "9\t" N "\talice\tAAPL\tbuy\tlimit\tIOC\tf\t187.25\t100\t0\tCANCELLED\tIOC_REMAINDER\t" N
+                "9\t" N
+                "\talice\tAAPL\tbuy\tlimit\tIOC\tf\t187.25\t100\t0\tCANCELLED\tIOC_REMAINDER\t" N
                 "\t" TS(4) "\t30\n"
-                "40\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t60\t0\tNEW\t" N "\t" N "\t" TS(
-                    5) "\t31\n");
+                           "40\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t60\t0\tNEW\t" N
+                           "\t" N "\t" TS(5) "\t31\n");
 }
 
 /* A redelivered entry (the same reports twice in one batch) gives one fills
@@ -230,8 +233,8 @@ static void test_poison_entries(void **state)
     assert_int_equal(b->entries[0].has_raw, 1);
     assert_int_equal(b->entries[1].has_raw, 0);
     expect_rows(b, "",
-                "13\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N "\t" TS(
-                    2) "\t" TS(2) "\t61\n",
+                "13\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                "\t" TS(2) "\t" TS(2) "\t61\n",
                 "");
 }
 
@@ -256,8 +259,8 @@ static void test_bad_reports(void **state)
     expect_rows(b, "",
                 "15\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N "\t" TS(
                     2) "\t" TS(2) "\t71\n"
-                "16\t" N "\talice\tZZZZ\tbuy\tlimit\tGTC\tf\t" N
-                "\t100\t0\tREJECTED\tUNKNOWN_SYMBOL\t" TS(3) "\t" TS(3) "\t72\n",
+                                  "16\t" N "\talice\tZZZZ\tbuy\tlimit\tGTC\tf\t" N
+                                  "\t100\t0\tREJECTED\tUNKNOWN_SYMBOL\t" TS(3) "\t" TS(3) "\t72\n",
                 "");
 }
 
@@ -278,12 +281,14 @@ static void test_rejected_unrepresentable(void **state)
     struct op_report r[] = {q, s, a};
     add(b, r, 3);
     expect_rows(b, "",
-                "17\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t" N "\t0\tREJECTED\tBAD_QTY\t" TS(
-                    1) "\t" TS(1) "\t80\n"
-                "18\t" N "\talice\tAAPL\t" N "\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_SIDE\t" TS(
-                    2) "\t" TS(2) "\t81\n"
-                "19\t" N "\talice\tAAPL\t?\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N "\t" TS(
-                    3) "\t" TS(3) "\t82\n",
+                "17\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t" N
+                "\t0\tREJECTED\tBAD_QTY\t" TS(1) "\t" TS(
+                    1) "\t80\n"
+                       "18\t" N "\talice\tAAPL\t" N
+                       "\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_SIDE\t" TS(2) "\t" TS(
+                           2) "\t81\n"
+                              "19\t" N "\talice\tAAPL\t?\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                              "\t" TS(3) "\t" TS(3) "\t82\n",
                 "");
 }
 
@@ -327,7 +332,8 @@ static void test_build_ranges(void **state)
     assert_int_equal(rec_batch_build(b, 1, 2, &c), 0);
     expect_text(&c.new_orders, "");
     expect_text(&c.upd_orders,
-                "23\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tUSER_CANCEL\t" N
+                "23\t" N
+                "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tUSER_CANCEL\t" N
                 "\t" TS(2) "\t101\n");
     rec_copy_release(&c);
 }
