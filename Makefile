@@ -26,8 +26,10 @@ WARN := -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
+# shared/banned.h turns calls of strcpy, sprintf, atoi … into compile errors
+# in every project file (it includes the system headers it needs first).
 CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/hiredis -I/usr/include/postgresql \
-            -MMD -MP
+            -include shared/banned.h -MMD -MP
 CFLAGS += $(WARN) $(OPT)
 LDFLAGS += $(if $(SANITIZER),-fsanitize=$(SANITIZER))
 LDLIBS := -lhiredis -lmsgpackc -lpq -lpthread -lm
@@ -52,6 +54,9 @@ LIBENGINE := $(BUILD)/libengine.a
 # ingest's pure parts (JSON, validation), for unit tests
 INGEST_CORE_SRCS := ingest/json.c ingest/order.c
 LIBINGEST := $(BUILD)/libingest.a
+# the recorder's pure part (decode, merge, COPY text), for unit tests
+RECORDER_CORE_SRCS := recorder/batch.c
+LIBRECORDER := $(BUILD)/librecorder.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
@@ -70,7 +75,7 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -85,6 +90,10 @@ $(LIBENGINE): $(call obj,$(ENGINE_SRCS)) $(LIBOP)
 	$(AR) rcs $@ $(call obj,$(ENGINE_SRCS))
 
 $(LIBINGEST): $(call obj,$(INGEST_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(LIBRECORDER): $(call obj,$(RECORDER_CORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
@@ -104,7 +113,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 

@@ -439,7 +439,7 @@ static int run_scenario(const struct scenario *sc, long total, struct op_order_m
 int main(void)
 {
     const char *env = getenv("BENCH_BOOK_OPS");
-    long TOTAL_OPS = env && atol(env) > 0 ? atol(env) : TOTAL_OPS_DEFAULT;
+    long TOTAL_OPS = env && strtol(env, NULL, 10) > 0 ? strtol(env, NULL, 10) : TOTAL_OPS_DEFAULT;
     char cpu[256];
     cpu_model(cpu, sizeof(cpu));
     struct model m;

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "ingest/json.h"
 #include "ingest/order.h"
 #include "ingest/reads.h"
+#include "shared/alloc.h"
 #include "shared/buf.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
@@ -75,7 +77,11 @@ static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 50
  * (MHD_cleanup_connections in 0.9.75), and CLOSED takes mu, so the reaper
  * never shuts down a descriptor number that was closed and reused meanwhile.
  */
+struct req;
+
 struct conn_slot {
+    struct req *req;          /* the connection's request state, kept between its
+                                 requests; owned, touched by its thread only */
     int fd;                   /* the socket, -1 while the slot is free (mu) */
     bool shut;                /* shutdown() sent, close not seen yet (mu) */
     int next_free;            /* free-list link (mu) */
@@ -124,26 +130,45 @@ struct http_server {
     _Atomic uint64_t backpressure;
 };
 
-/* Per-request state, from the first header callback to completion. */
+/*
+ * Per-request state, from the first header callback to completion. A
+ * tracked connection keeps its struct req from one request to the next
+ * (conn_slot.req, freed when the connection closes), and with it the
+ * buffers from `body` on, as long as each is at most REQ_KEEP_BYTES: a
+ * keep-alive client's single orders then cost no allocation at all
+ * (req_get / req_put). The fields before `body` are zeroed per request.
+ */
 struct req {
     struct http_server *s; /* (ref) */
     enum route route;
     char path_arg[40];   /* the {id} or {symbol} of the URL */
     const char *account; /* (ref) into the key table, NULL = anonymous */
-    struct op_buf body;
     bool too_large;
+    bool oom;                    /* the body could not be stored: 500 */
     bool waiting;                /* submitted to the writer, suspended */
     _Atomic bool done;           /* writer finished the job */
     struct MHD_Connection *conn; /* (ref) */
     struct job job;
-    struct item *items;     /* the job's items */
-    int *item_of;           /* batch: index of each input's item, -1 if rejected */
-    struct api_error *errs; /* batch: per-input errors */
     int ninputs;
     int depth; /* R_BOOK: levels per side wanted */
     struct timespec t0;
     struct conn_slot *slot; /* (ref) its connection's, NULL if untracked */
+    long allocs;            /* allocations made for this request (INGEST_FAULT) */
+    /* kept across the connection's requests (see above) */
+    struct op_buf body;      /* the request body */
+    struct op_buf out;       /* the answer being built */
+    struct json_parser json; /* the body's tokens */
+    struct item *items;      /* the job's items [items_cap] */
+    int *item_of;            /* batch: index of each input's item, -1 if rejected */
+    struct api_error *errs;  /* batch: per-input errors */
+    int items_cap, item_of_cap, errs_cap;
 };
+
+/* Why 8 KiB: what one connection keeps between requests, per buffer — a
+ * single order's body, tokens, item and answer fit well inside, a large
+ * batch's are freed after it. At most a few such buffers per open
+ * connection: about as much as libmicrohttpd's own 16 KiB pool. */
+#define REQ_KEEP_BYTES 8192
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -196,22 +221,48 @@ static void put_error(struct op_buf *b, const struct api_error *e)
     op_buf_append(b, "}", 1);
 }
 
+/* Why 64: the fixed text of {"error":{"code":"","message":,"field":}}
+ * and its quotes. Each character of the message and field takes at most 6
+ * bytes once escaped (\u00XX). */
+#define ERROR_FIXED_MAX 64
+static size_t error_size_max(const struct api_error *e)
+{
+    return ERROR_FIXED_MAX + strlen(e->code) + 6 * (strlen(e->message) + strlen(e->field));
+}
+
+/* The answer when memory ran out: static, so that it needs none. Nothing
+ * was queued (see reserve_answer). */
+static const char OOM_BODY[] =
+    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\",\"field\":\"\"}}";
+
+/* Renders {"error":…} of e into r->out (reset first). Returns 0, or -1 out
+ * of memory (r->out then holds nothing usable). */
+static int render_error(struct req *r, const struct api_error *e)
+{
+    op_buf_reset(&r->out);
+    if (op_buf_reserve(&r->out, error_size_max(e)) != 0)
+        return -1;
+    op_buf_append(&r->out, "{\"error\":", 9);
+    put_error(&r->out, e);
+    op_buf_append(&r->out, "}", 1);
+    return 0;
+}
+
+static enum MHD_Result respond_oom(struct req *r)
+{
+    return respond(r, 500, "application/json", OOM_BODY, sizeof(OOM_BODY) - 1, NULL, NULL);
+}
+
 static enum MHD_Result respond_error(struct req *r, const struct api_error *e)
 {
-    struct op_buf b;
-    op_buf_init(&b);
-    op_buf_append(&b, "{\"error\":", 9);
-    put_error(&b, e);
-    op_buf_append(&b, "}", 1);
-    enum MHD_Result rc;
+    if (render_error(r, e) != 0)
+        return respond_oom(r);
+    const struct op_buf *b = &r->out;
     if (e->status == 429 || e->status == 503)
-        rc = respond(r, e->status, "application/json", b.data, b.len, "Retry-After", "1");
-    else if (e->status == 405)
-        rc = respond(r, e->status, "application/json", b.data, b.len, "Allow", e->field);
-    else
-        rc = respond(r, e->status, "application/json", b.data, b.len, NULL, NULL);
-    op_buf_release(&b);
-    return rc;
+        return respond(r, e->status, "application/json", b->data, b->len, "Retry-After", "1");
+    if (e->status == 405)
+        return respond(r, e->status, "application/json", b->data, b->len, "Allow", e->field);
+    return respond(r, e->status, "application/json", b->data, b->len, NULL, NULL);
 }
 
 static enum MHD_Result fail(struct req *r, int status, const char *code, const char *field,
@@ -279,9 +330,36 @@ static void job_done(struct job *j)
     MHD_resume_connection(r->conn);
 }
 
-/* Suspends the connection and hands the job to the writer. */
+/* Why 256: the longest answer for one queued item (put_queued: ~150 bytes
+ * with a 20-digit id and a 36-character client_order_id), or for one the
+ * writer could not queue (item_error's messages are shorter). */
+#define ITEM_ANSWER_MAX ((size_t)256)
+
+/*
+ * Makes room in r->out for the longest answer finish can build for r, so
+ * that once something is queued its answer cannot fail for memory (a 500
+ * would tell the client that nothing was). Returns 0, or -1 out of memory.
+ */
+static int reserve_answer(struct req *r)
+{
+    size_t n = 2 * ITEM_ANSWER_MAX;
+    if (r->route == R_BATCH) {
+        n = 16;
+        for (int i = 0; i < r->ninputs; i++)
+            n += r->item_of[i] >= 0 ? ITEM_ANSWER_MAX : 32 + error_size_max(&r->errs[i]);
+    } else if (r->route == R_BOOK) {
+        n += r->items[0].value_len + strlen(r->path_arg);
+    }
+    op_buf_reset(&r->out);
+    return op_buf_reserve(&r->out, n);
+}
+
+/* Suspends the connection and hands the job to the writer; answers 500
+ * (nothing queued) if the room for its answer cannot be reserved. */
 static enum MHD_Result submit(struct req *r, int nitems)
 {
+    if (reserve_answer(r) != 0)
+        return fail(r, 500, "internal", "", "out of memory");
     r->job.items = r->items;
     r->job.nitems = nitems;
     r->job.done = job_done;
@@ -372,22 +450,24 @@ static int book_slice(const char *text, size_t len, int depth, struct op_buf *ou
 /* Builds the response of a finished job. */
 static enum MHD_Result finish(struct req *r)
 {
-    struct op_buf b;
     enum MHD_Result rc;
     struct api_error e;
-    op_buf_init(&b);
     struct item *it = &r->items[0];
+    /* Cannot fail when something was queued: submit reserved the room. */
+    if (reserve_answer(r) != 0)
+        return respond_oom(r);
+    struct op_buf *b = &r->out;
 
     if (r->route == R_BATCH) {
         int queued = 0, failed = 0;
-        op_buf_append(&b, "{\"results\":[", 12);
+        op_buf_append(b, "{\"results\":[", 12);
         for (int i = 0; i < r->ninputs; i++) {
             if (i)
-                op_buf_append(&b, ",", 1);
+                op_buf_append(b, ",", 1);
             int k = r->item_of[i];
             if (k >= 0 &&
                 (r->items[k].status == ITEM_QUEUED || r->items[k].status == ITEM_DUPLICATE)) {
-                put_queued(&b, &r->items[k]);
+                put_queued(b, &r->items[k]);
                 queued++;
                 continue;
             }
@@ -395,11 +475,11 @@ static enum MHD_Result finish(struct req *r)
                 item_error(&r->items[k], &r->errs[i]);
                 failed++;
             }
-            op_buf_append(&b, "{\"status\":\"REJECTED\",\"error\":", 29);
-            put_error(&b, &r->errs[i]);
-            op_buf_append(&b, "}", 1);
+            op_buf_append(b, "{\"status\":\"REJECTED\",\"error\":", 29);
+            put_error(b, &r->errs[i]);
+            op_buf_append(b, "}", 1);
         }
-        op_buf_append(&b, "]}", 2);
+        op_buf_append(b, "]}", 2);
         op_hist_observe_size(&r->s->batch_sizes, (uint64_t)r->ninputs);
         if (queued == 0 && failed > 0) { /* Redis took none of them */
             item_error(&r->items[0], &e);
@@ -411,31 +491,31 @@ static enum MHD_Result finish(struct req *r)
             for (int i = 0; i < r->ninputs; i++)
                 if (r->errs[i].status == 429)
                     status = 429;
-            rc = respond(r, status, "application/json", b.data, b.len,
+            rc = respond(r, status, "application/json", b->data, b->len,
                          status == 429 ? "Retry-After" : NULL, "1");
         } else {
-            rc = respond_json(r, 202, &b);
+            rc = respond_json(r, 202, b);
         }
     } else if (it->status == ITEM_QUEUED || it->status == ITEM_DUPLICATE) {
         if (r->route == R_NEW) {
-            put_queued(&b, it);
-            rc = respond_json(r, it->status == ITEM_DUPLICATE ? 200 : 202, &b);
+            put_queued(b, it);
+            rc = respond_json(r, it->status == ITEM_DUPLICATE ? 200 : 202, b);
         } else if (r->route == R_CANCEL) {
-            op_buf_printf(&b, "{\"status\":\"CANCEL_QUEUED\",\"order_id\":\"%llu\"}",
+            op_buf_printf(b, "{\"status\":\"CANCEL_QUEUED\",\"order_id\":\"%llu\"}",
                           (unsigned long long)it->msg.order_id);
-            rc = respond_json(r, 202, &b);
+            rc = respond_json(r, 202, b);
         } else {
-            op_buf_printf(&b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":%lld}",
+            op_buf_printf(b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":%lld}",
                           (unsigned long long)it->msg.order_id, (long long)it->msg.qty);
-            rc = respond_json(r, 202, &b);
+            rc = respond_json(r, 202, b);
         }
     } else if (r->route == R_BOOK) {
-        if (it->status == ITEM_FOUND && book_slice(it->value, it->value_len, r->depth, &b) == 0) {
-            rc = respond_json(r, 200, &b);
+        if (it->status == ITEM_FOUND && book_slice(it->value, it->value_len, r->depth, b) == 0) {
+            rc = respond_json(r, 200, b);
         } else if (it->status == ITEM_NOT_FOUND) {
-            op_buf_printf(&b, "{\"symbol\":\"%s\",\"bids\":[],\"asks\":[],\"published\":false}",
+            op_buf_printf(b, "{\"symbol\":\"%s\",\"bids\":[],\"asks\":[],\"published\":false}",
                           r->path_arg);
-            rc = respond_json(r, 200, &b);
+            rc = respond_json(r, 200, b);
         } else {
             item_error(it, &e);
             rc = respond_error(r, &e);
@@ -444,15 +524,41 @@ static enum MHD_Result finish(struct req *r)
         item_error(it, &e);
         rc = respond_error(r, &e);
     }
-    op_buf_release(&b);
     return rc;
 }
 
 /* ---- handlers ------------------------------------------------------------ */
 
-/* Parses the body as JSON into toks; on failure answers 400. */
-static int parse_body(struct req *r, struct json_doc *doc, struct json_tok **toks,
-                      struct api_error *e)
+/* Makes arr (of *cap elements of size bytes, owned) hold n zeroed ones,
+ * keeping it when it is large enough. Returns the array, or NULL out of
+ * memory (arr is then unchanged). */
+static void *reserve_zeroed(void *arr, int *cap, int n, size_t size)
+{
+    if (n > *cap) {
+        void *p = op_calloc((size_t)n, size);
+        if (!p)
+            return NULL;
+        op_free(arr);
+        *cap = n;
+        return p;
+    }
+    memset(arr, 0, (size_t)n * size);
+    return arr;
+}
+
+/* r->items with n zeroed items. Returns 0, or -1 out of memory. */
+static int reserve_items(struct req *r, int n)
+{
+    void *p = reserve_zeroed(r->items, &r->items_cap, n, sizeof(*r->items));
+    if (!p)
+        return -1;
+    r->items = p;
+    return 0;
+}
+
+/* Parses the body as JSON into doc (tokens in r->json); on failure fills e
+ * (400, or 500 out of memory). */
+static int parse_body(struct req *r, struct json_doc *doc, struct api_error *e)
 {
     const char *err;
     doc->text = "";
@@ -461,12 +567,12 @@ static int parse_body(struct req *r, struct json_doc *doc, struct json_tok **tok
     int max = (int)(r->body.len / 2 + 8);
     if (max > TOKENS_MAX)
         max = TOKENS_MAX;
-    *toks = malloc((size_t)max * sizeof(**toks));
-    if (!*toks) {
+    if (json_parser_reserve(&r->json, max) != 0) {
         api_fail(e, 500, "internal", "", "out of memory");
         return -1;
     }
-    if (json_parse(doc, r->body.data ? r->body.data : "", r->body.len, *toks, max, &err) != 0) {
+    if (json_parse_with(&r->json, doc, r->body.data ? r->body.data : "", r->body.len, max, &err) !=
+        0) {
         api_fail(e, 400, "invalid_json", "", "%s", err);
         return -1;
     }
@@ -494,20 +600,15 @@ static const struct op_symbol *query_symbol(struct req *r, struct api_error *e)
 static enum MHD_Result handle_new(struct req *r)
 {
     struct json_doc doc;
-    struct json_tok *toks = NULL;
     struct api_error e;
     enum MHD_Result rc;
 
-    r->items = calloc(1, sizeof(*r->items));
-    if (!r->items)
+    if (reserve_items(r, 1) != 0)
         return fail(r, 500, "internal", "", "out of memory");
     struct item *it = &r->items[0];
-    if (parse_body(r, &doc, &toks, &e) != 0 ||
-        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, &it->msg, &e) != 0) {
-        free(toks);
+    if (parse_body(r, &doc, &e) != 0 ||
+        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, &it->msg, &e) != 0)
         return respond_error(r, &e);
-    }
-    free(toks);
     it->kind = ITEM_ORDER;
     it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
     if (writer_overloaded(r->s->cfg.writer, it->shard)) {
@@ -524,13 +625,12 @@ static enum MHD_Result handle_new(struct req *r)
 static enum MHD_Result handle_batch(struct req *r)
 {
     struct json_doc doc;
-    struct json_tok *toks = NULL;
     struct api_error e;
     static const char *const fields[] = {"orders", NULL};
     const char *bad;
     bool dup;
 
-    if (parse_body(r, &doc, &toks, &e) != 0)
+    if (parse_body(r, &doc, &e) != 0)
         goto bad;
     if (json_object_check(&doc, 0, fields, &bad, &dup) != 0) {
         api_fail(&e, 400, dup ? "duplicate_field" : "unknown_field", bad, "%s '%s'",
@@ -548,10 +648,13 @@ static enum MHD_Result handle_batch(struct req *r)
                  BATCH_MAX);
         goto bad;
     }
-    r->items = calloc((size_t)n, sizeof(*r->items));
-    r->item_of = calloc((size_t)n, sizeof(*r->item_of));
-    r->errs = calloc((size_t)n, sizeof(*r->errs));
-    if (!r->items || !r->item_of || !r->errs) {
+    void *item_of = reserve_zeroed(r->item_of, &r->item_of_cap, n, sizeof(*r->item_of));
+    if (item_of)
+        r->item_of = item_of;
+    void *errs = reserve_zeroed(r->errs, &r->errs_cap, n, sizeof(*r->errs));
+    if (errs)
+        r->errs = errs;
+    if (!item_of || !errs || reserve_items(r, n) != 0) {
         api_fail(&e, 500, "internal", "", "out of memory");
         goto bad;
     }
@@ -574,14 +677,12 @@ static enum MHD_Result handle_batch(struct req *r)
         it->msg.ts_ns = now;
         r->item_of[i] = nitems++;
     }
-    free(toks);
     if (nitems == 0) { /* nothing to queue: answer now */
         atomic_store(&r->done, true);
         return finish(r);
     }
     return submit(r, nitems);
 bad:
-    free(toks);
     return respond_error(r, &e);
 }
 
@@ -599,18 +700,15 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
         return respond_error(r, &e);
     if (r->route == R_AMEND) {
         struct json_doc doc;
-        struct json_tok *toks = NULL;
-        int rc = parse_body(r, &doc, &toks, &e);
+        int rc = parse_body(r, &doc, &e);
         if (rc == 0)
             rc = order_parse_amend(&doc, 0, &qty, &e);
-        free(toks);
         if (rc != 0)
             return respond_error(r, &e);
         if (qty > sym->max_qty)
             return fail(r, 400, "invalid_qty", "qty", "qty is above the symbol's maximum");
     }
-    r->items = calloc(1, sizeof(*r->items));
-    if (!r->items)
+    if (reserve_items(r, 1) != 0)
         return fail(r, 500, "internal", "", "out of memory");
     struct item *it = &r->items[0];
     it->kind = ITEM_ORDER;
@@ -684,8 +782,7 @@ static enum MHD_Result handle_book(struct req *r)
             return fail(r, 400, "invalid_field", "depth", "depth must be an integer in 1..100");
         r->depth = (int)d;
     }
-    r->items = calloc(1, sizeof(*r->items));
-    if (!r->items)
+    if (reserve_items(r, 1) != 0)
         return fail(r, 500, "internal", "", "out of memory");
     r->items[0].kind = ITEM_GET;
     uint32_t shard = op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards);
@@ -875,16 +972,11 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 static enum MHD_Result fail_header(struct req *r, bool close, const char *field, const char *msg)
 {
     struct api_error e;
-    struct op_buf b;
     api_fail(&e, 400, "invalid_header", field, "%s", msg);
-    op_buf_init(&b);
-    op_buf_append(&b, "{\"error\":", 9);
-    put_error(&b, &e);
-    op_buf_append(&b, "}", 1);
-    enum MHD_Result rc = respond(r, 400, "application/json", b.data, b.len,
-                                 close ? MHD_HTTP_HEADER_CONNECTION : NULL, "close");
-    op_buf_release(&b);
-    return rc;
+    if (render_error(r, &e) != 0)
+        return respond_oom(r);
+    return respond(r, 400, "application/json", r->out.data, r->out.len,
+                   close ? MHD_HTTP_HEADER_CONNECTION : NULL, "close");
 }
 
 /*
@@ -980,24 +1072,156 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
     return MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+/* ---- request state: kept per connection --------------------------------- */
+
+/*
+ * INGEST_FAULT=alloc:N (tests only): the Nth allocation made for each
+ * request on an HTTP thread fails, so that a test can walk every
+ * out-of-memory path of a request (docs/ingest.md). fault_allocs points at
+ * the count of the request being served on this thread, NULL outside one.
+ */
+static long fault_alloc_at;
+static _Thread_local long *fault_allocs;
+
+static bool fault_due(void)
 {
-    struct http_server *s = cls;
+    return fault_allocs && ++*fault_allocs == fault_alloc_at;
+}
+
+static void *fault_malloc(size_t n)
+{
+    return fault_due() ? NULL : malloc(n);
+}
+
+static void *fault_realloc(void *p, size_t n)
+{
+    return fault_due() ? NULL : realloc(p, n);
+}
+
+void http_fault_init(long alloc_at)
+{
+    static const struct op_alloc_hooks faulty = {fault_malloc, fault_realloc, free};
+    fault_alloc_at = alloc_at > 0 ? alloc_at : 0;
+    op_alloc_set_hooks(fault_alloc_at ? &faulty : NULL);
+}
+
+static void req_free(struct req *r)
+{
+    if (!r)
+        return;
+    op_buf_release(&r->body);
+    op_buf_release(&r->out);
+    json_parser_release(&r->json);
+    op_free(r->items);
+    op_free(r->item_of);
+    op_free(r->errs);
+    op_free(r);
+}
+
+/* The state for a new request on conn: slot's kept one (its per-request
+ * fields zeroed), else a new one, kept in slot if there is one. Returns
+ * NULL out of memory. */
+static struct req *req_get(struct http_server *s, struct MHD_Connection *conn,
+                           struct conn_slot *slot)
+{
+    struct req *r = slot ? slot->req : NULL;
+    if (!r) {
+        r = op_calloc(1, sizeof(*r));
+        if (!r)
+            return NULL;
+        op_buf_init(&r->body);
+        op_buf_init(&r->out);
+        json_parser_init(&r->json);
+        if (slot)
+            slot->req = r;
+    }
+    memset(r, 0, offsetof(struct req, body));
+    r->s = s;
+    r->conn = conn;
+    r->slot = slot;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    op_buf_reset(&r->body);
+    if (fault_allocs) { /* from now on, count this request's allocations in it */
+        r->allocs = *fault_allocs;
+        fault_allocs = &r->allocs;
+    }
+    return r;
+}
+
+/* Frees *arr (of cap elements of size bytes) when it is above REQ_KEEP_BYTES. */
+static void trim(void **arr, int *cap, size_t size)
+{
+    if ((size_t)*cap * size > REQ_KEEP_BYTES) {
+        op_free(*arr);
+        *arr = NULL;
+        *cap = 0;
+    }
+}
+
+/* The request is over: frees what the writer attached, and either keeps
+ * r for the connection's next request (dropping buffers above
+ * REQ_KEEP_BYTES) or, untracked, frees it. */
+static void req_put(struct req *r)
+{
+    job_release(&r->job);
+    if (!r->slot) {
+        req_free(r);
+        return;
+    }
+    if (r->body.cap > REQ_KEEP_BYTES)
+        op_buf_release(&r->body);
+    if (r->out.cap > REQ_KEEP_BYTES)
+        op_buf_release(&r->out);
+    if (json_parser_size(&r->json) > REQ_KEEP_BYTES)
+        json_parser_release(&r->json);
+    void *p = r->items;
+    trim(&p, &r->items_cap, sizeof(*r->items));
+    r->items = p;
+    p = r->item_of;
+    trim(&p, &r->item_of_cap, sizeof(*r->item_of));
+    r->item_of = p;
+    p = r->errs;
+    trim(&p, &r->errs_cap, sizeof(*r->errs));
+    r->errs = p;
+}
+
+/* *con_cls of a request that got no state (out of memory): answered 500
+ * at once, ignored afterwards. */
+static char req_refused;
+
+/* Answers 500 out of memory to a request that has no state. */
+static enum MHD_Result refuse_oom(struct http_server *s, struct MHD_Connection *conn)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        sizeof(OOM_BODY) - 1, (void *)OOM_BODY, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response(conn, 500, resp);
+    MHD_destroy_response(resp);
+    atomic_fetch_add_explicit(&s->requests[R_NONE][code_index(500)], 1, memory_order_relaxed);
+    return rc;
+}
+
+static enum MHD_Result serve(struct http_server *s, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version, const char *upload,
+                             size_t *upload_size, void **con_cls)
+{
     struct req *r = *con_cls;
 
+    if (r == (void *)&req_refused) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (!r) {
-        r = calloc(1, sizeof(*r));
-        if (!r)
-            return MHD_NO;
-        r->s = s;
-        r->conn = conn;
-        clock_gettime(CLOCK_MONOTONIC, &r->t0);
-        op_buf_init(&r->body);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        r->slot = ci ? ci->socket_context : NULL;
+        struct conn_slot *slot = ci ? ci->socket_context : NULL;
+        r = req_get(s, conn, slot);
+        if (!r) {
+            *con_cls = &req_refused;
+            return refuse_oom(s, conn);
+        }
         if (r->slot)
             atomic_store_explicit(&r->slot->in_request, true, memory_order_relaxed);
         *con_cls = r;
@@ -1005,10 +1229,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return on_headers(r, method, url, version);
     }
     if (*upload_size) {
-        if (!r->too_large && r->body.len + *upload_size <= s->cfg.max_body) {
+        if (!r->too_large && !r->oom && r->body.len + *upload_size <= s->cfg.max_body) {
             if (op_buf_append(&r->body, upload, *upload_size) != 0)
-                r->too_large = true;
-        } else {
+                r->oom = true;
+        } else if (!r->oom) {
             r->too_large = true;
         }
         *upload_size = 0;
@@ -1023,6 +1247,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return finish(r);
     }
+    if (r->oom)
+        return fail(r, 500, "internal", "", "out of memory");
     if (r->too_large)
         return fail(r, 413, "payload_too_large", "", "the body is larger than INGEST_MAX_BODY");
 
@@ -1049,13 +1275,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 }
 
+/* libmicrohttpd's access handler: serve, counting the request's
+ * allocations for INGEST_FAULT. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    long first = 0; /* before the request has its state */
+    struct req *r = *con_cls;
+    if (fault_alloc_at)
+        fault_allocs = r && r != (void *)&req_refused ? &r->allocs : &first;
+    enum MHD_Result rc = serve(cls, conn, url, method, version, upload, upload_size, con_cls);
+    fault_allocs = NULL;
+    return rc;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
     (void)conn;
-    if (!r)
+    if (r == (void *)&req_refused)
+        *con_cls = NULL;
+    if (!*con_cls)
         return;
     if (r->slot) { /* the next request's deadline counts from here */
         atomic_store_explicit(&r->slot->since_ms, op_now_ms(), memory_order_relaxed);
@@ -1064,12 +1307,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
             atomic_store_explicit(&r->slot->answered, true, memory_order_relaxed);
     }
-    job_release(&r->job);
-    free(r->items);
-    free(r->item_of);
-    free(r->errs);
-    op_buf_release(&r->body);
-    free(r);
+    req_put(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
 }
@@ -1118,6 +1356,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         if (!slot)
             return;
+        req_free(slot->req); /* this thread's: no lock needed */
+        slot->req = NULL;
         pthread_mutex_lock(&t->mu);
         if (!slot->shut)
             t->live--;
@@ -1191,7 +1431,7 @@ static int conns_init(struct conn_table *t, int soft_limit, int cap, int64_t tim
 {
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->mu, NULL);
-    t->slots = calloc((size_t)cap, sizeof(*t->slots));
+    t->slots = op_calloc((size_t)cap, sizeof(*t->slots));
     if (!t->slots) {
         fprintf(stderr, "ingest: out of memory for %d connection slots\n", cap);
         return -1;
@@ -1224,7 +1464,9 @@ static void conns_stop(struct conn_table *t)
 static void conns_release(struct conn_table *t)
 {
     conns_stop(t);
-    free(t->slots);
+    for (int i = 0; t->slots && i < t->cap; i++) /* none after MHD_stop_daemon; in case */
+        req_free(t->slots[i].req);
+    op_free(t->slots);
     t->slots = NULL;
     pthread_mutex_destroy(&t->mu);
 }
@@ -1257,7 +1499,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 struct http_server *http_start(const struct http_config *cfg)
 {
-    struct http_server *s = calloc(1, sizeof(*s));
+    struct http_server *s = op_calloc(1, sizeof(*s));
     struct sockaddr_in addr;
     if (!s)
         return NULL;
@@ -1265,7 +1507,7 @@ struct http_server *http_start(const struct http_config *cfg)
     int hard = HARD_LIMIT(cfg->max_connections, cfg->threads);
     if (conns_init(&s->conns, cfg->max_connections, hard, cfg->request_timeout_ms) != 0) {
         conns_release(&s->conns);
-        free(s);
+        op_free(s);
         return NULL;
     }
     raise_fd_limit(OPEN_MAX(cfg->max_connections));
@@ -1277,7 +1519,7 @@ struct http_server *http_start(const struct http_config *cfg)
                 "ingest: invalid INGEST_BIND='%s': want an IPv4 address such as 127.0.0.1\n",
                 cfg->bind);
         conns_release(&s->conns);
-        free(s);
+        op_free(s);
         return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -1302,7 +1544,7 @@ struct http_server *http_start(const struct http_config *cfg)
                 "permitted\n",
                 cfg->bind, cfg->port);
         conns_release(&s->conns);
-        free(s);
+        op_free(s);
         return NULL;
     }
     return s;
@@ -1323,5 +1565,5 @@ void http_stop(struct http_server *s)
     conns_stop(&s->conns); /* no shutdown() while the daemon closes sockets */
     MHD_stop_daemon(s->d);
     conns_release(&s->conns);
-    free(s);
+    op_free(s);
 }

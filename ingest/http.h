@@ -25,6 +25,11 @@ struct http_config {
 
 struct http_server;
 
+/* INGEST_FAULT=alloc:N (tests only): from now on, the Nth allocation made
+ * for each HTTP request fails (alloc_at 0: never). Installs allocation
+ * hooks: call before starting any thread. */
+void http_fault_init(long alloc_at);
+
 /* Starts listening and serving on its own threads. Returns NULL with a
  * message on stderr (e.g. the port is taken). */
 struct http_server *http_start(const struct http_config *cfg);

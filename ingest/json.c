@@ -2,9 +2,10 @@
 #include "ingest/json.h"
 
 #include <stdlib.h>
-
-#include "shared/buf.h"
 #include <string.h>
+
+#include "shared/alloc.h"
+#include "shared/buf.h"
 
 #define JSMN_STATIC
 #define JSMN_STRICT
@@ -228,8 +229,46 @@ static int json_check(struct json_doc *d, const char *text, size_t len, const js
     return 0;
 }
 
-int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok *toks, int max,
-               const char **err)
+void json_parser_init(struct json_parser *p)
+{
+    p->toks = NULL;
+    p->jsmn = NULL;
+    p->cap = 0;
+}
+
+void json_parser_release(struct json_parser *p)
+{
+    op_free(p->toks);
+    op_free(p->jsmn);
+    json_parser_init(p);
+}
+
+int json_parser_reserve(struct json_parser *p, int max)
+{
+    if (max <= p->cap)
+        return 0;
+    struct json_tok *t = op_malloc((size_t)max * sizeof(*t));
+    jsmntok_t *j = op_malloc((size_t)max * sizeof(*j));
+    if (!t || !j) {
+        op_free(t);
+        op_free(j);
+        return -1;
+    }
+    json_parser_release(p);
+    p->toks = t;
+    p->jsmn = j;
+    p->cap = max;
+    return 0;
+}
+
+size_t json_parser_size(const struct json_parser *p)
+{
+    return (size_t)p->cap * (sizeof(struct json_tok) + sizeof(jsmntok_t));
+}
+
+/* json_parse with jsmn's tokens in jt[0..max), converted into toks. */
+static int parse_into(struct json_doc *d, const char *text, size_t len, struct json_tok *toks,
+                      jsmntok_t *jt, int max, const char **err)
 {
     jsmn_parser p;
 
@@ -240,16 +279,33 @@ int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok
         *err = "body is too large";
         return -1;
     }
-    /* jsmn's own tokens, converted into toks below; freed before returning. */
-    jsmntok_t *jt = malloc((size_t)max * sizeof(*jt));
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, text, len, jt, (unsigned)max);
+    return json_check(d, text, len, jt, n, err);
+}
+
+int json_parse_with(struct json_parser *p, struct json_doc *d, const char *text, size_t len,
+                    int max, const char **err)
+{
+    if (max > p->cap)
+        max = p->cap;
+    return parse_into(d, text, len, p->toks, p->jsmn, max, err);
+}
+
+int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok *toks, int max,
+               const char **err)
+{
+    /* jsmn's own tokens, converted into toks; freed before returning. */
+    jsmntok_t *jt = op_malloc((size_t)max * sizeof(*jt));
     if (!jt) {
+        d->text = text;
+        d->toks = toks;
+        d->ntoks = 0;
         *err = "out of memory";
         return -1;
     }
-    jsmn_init(&p);
-    int n = jsmn_parse(&p, text, len, jt, (unsigned)max);
-    int rc = json_check(d, text, len, jt, n, err);
-    free(jt);
+    int rc = parse_into(d, text, len, toks, jt, max, err);
+    op_free(jt);
     return rc;
 }
 

@@ -46,6 +46,33 @@ struct json_doc {
 int json_parse(struct json_doc *d, const char *text, size_t len, struct json_tok *toks, int max,
                const char **err);
 
+/*
+ * Token space reused across documents, so that parsing a request body does
+ * not allocate once it is large enough: json_tok for the document and jsmn's
+ * own tokens. Owns both arrays (init/release).
+ */
+struct json_parser {
+    struct json_tok *toks; /* [cap], what json_parse_with's documents point into */
+    void *jsmn;            /* [cap] jsmn tokens (the type stays inside json.c) */
+    int cap;
+};
+
+void json_parser_init(struct json_parser *p);
+void json_parser_release(struct json_parser *p);
+
+/* Makes room for documents of max tokens. Returns 0, or -1 out of memory
+ * (p unchanged). */
+int json_parser_reserve(struct json_parser *p, int max);
+
+/* Bytes p holds (for the caller's decision to keep or release it). */
+size_t json_parser_size(const struct json_parser *p);
+
+/* json_parse into p's tokens, at most min(max, what json_parser_reserve made
+ * room for); never allocates. d->toks points into p until the next parse
+ * or json_parser_release. */
+int json_parse_with(struct json_parser *p, struct json_doc *d, const char *text, size_t len,
+                    int max, const char **err);
+
 /* 1 if the token is a string equal to s. */
 bool json_eq(const struct json_doc *d, int tok, const char *s);
 

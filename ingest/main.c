@@ -26,6 +26,26 @@ static void load_tables(const struct op_config *c, struct op_symtab *syms, struc
     }
 }
 
+/* INGEST_FAULT=alloc:N (tests only): the Nth allocation of every request
+ * fails (http_fault_init). Returns N, 0 when unset; exits on
+ * anything else. */
+static long load_fault(void)
+{
+    const char *f = op_env_str("INGEST_FAULT", NULL);
+    if (!f)
+        return 0;
+    char *end = NULL;
+    long n = 0;
+    if (strncmp(f, "alloc:", 6) == 0)
+        n = strtol(f + 6, &end, 10);
+    if (n < 1 || !end || *end != '\0') {
+        fprintf(stderr, "ingest: invalid INGEST_FAULT='%.60s': want alloc:N (N >= 1; test only)\n",
+                f);
+        exit(2);
+    }
+    return n;
+}
+
 int main(void)
 {
     struct op_config c;
@@ -59,6 +79,7 @@ int main(void)
     };
     int drain_s = (int)op_env_int_or_exit("ingest", "INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
 
+    http_fault_init(load_fault()); /* before any thread starts */
     load_tables(&c, &syms, &keys);
     op_stop_signals_install();
 

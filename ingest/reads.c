@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ingest/json.h"
+#include "shared/alloc.h"
 #include "shared/log.h"
 #include "shared/pg.h"
 #include "shared/redis.h"
@@ -26,22 +27,13 @@ static void thread_db_free(void *p)
 {
     struct thread_db *t = p;
     op_pg_close(&t->pg);
-    free(t);
+    op_free(t);
 }
 
 void reads_init(const char *database_url)
 {
     db_url = database_url;
     pthread_key_create(&db_key, thread_db_free);
-}
-
-void reads_thread_close(void)
-{
-    struct thread_db *t = pthread_getspecific(db_key);
-    if (t) {
-        thread_db_free(t);
-        pthread_setspecific(db_key, NULL);
-    }
 }
 
 /* Returns this thread's connection, connecting or resetting as needed, or
@@ -51,9 +43,9 @@ static struct op_pg *db(void)
 {
     struct thread_db *t = pthread_getspecific(db_key);
     if (!t) {
-        t = calloc(1, sizeof(*t));
+        t = op_calloc(1, sizeof(*t));
         if (!t || pthread_setspecific(db_key, t) != 0) {
-            free(t);
+            op_free(t);
             return NULL;
         }
     }

@@ -28,7 +28,4 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
 /* 1 if this thread's connection (or a new one) answers SELECT 1. */
 int reads_db_ok(void);
 
-/* Closes this thread's connection (call before a thread exits). */
-void reads_thread_close(void);
-
 #endif

@@ -130,6 +130,15 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
 int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
                          const char *why);
 
+/* The columns of the COPY text, in order: the one definition the store's
+ * COPY, staging tables and upsert are written with. */
+#define REC_FILLS_COLUMNS                                                                          \
+    "fill_id, symbol, price, qty, maker_order_id, taker_order_id, maker_account, "                 \
+    "taker_account, taker_side, matched_at"
+#define REC_ORDERS_COLUMNS                                                                         \
+    "order_id, client_order_id, account, symbol, side, type, tif, post_only, price, qty, "         \
+    "filled_qty, status, reject_reason, created_at, updated_at, version"
+
 /*
  * The COPY text (text format, tab-separated, \N for NULL) of a range of
  * entries, split by how the store writes it:
@@ -140,9 +149,8 @@ int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, si
  *               does not hold yet, in order_id order;
  *   upd_orders  the other orders rows (a later state of an order created
  *               earlier), in order_id order.
- * Orders columns: order_id, client_order_id, account, symbol, side, type,
- * tif, post_only, price, qty, filled_qty, status, reject_reason, created_at,
- * updated_at, version. Orders rows are unique by order_id across both lists.
+ * Columns: REC_FILLS_COLUMNS and REC_ORDERS_COLUMNS, in that order. Orders
+ * rows are unique by order_id across both lists.
  * Sorted so that two recorders writing overlapping rows lock them in one
  * order, and so that the primary keys are appended in key order.
  */

@@ -14,18 +14,14 @@
 
 /* The staging tables, once per session. TEMP: no WAL and private to the
  * session; ON COMMIT DELETE ROWS: emptied by each commit, so nothing is
- * created or dropped per batch (that would bloat the catalog). */
+ * created or dropped per batch (that would bloat the catalog). Their
+ * columns are the COPY text's (recorder/batch.h), typed as in the tables
+ * (CREATE TABLE AS copies no constraint). */
 static const char SESSION_SQL[] =
-    "CREATE TEMP TABLE IF NOT EXISTS rec_fills ("
-    " fill_id bigint, symbol text, price numeric, qty bigint, maker_order_id bigint,"
-    " taker_order_id bigint, maker_account text, taker_account text, taker_side text,"
-    " matched_at timestamptz"
-    ") ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS rec_orders ("
-    " order_id bigint, client_order_id text, account text, symbol text, side text, type text,"
-    " tif text, post_only boolean, price numeric, qty bigint, filled_qty bigint, status text,"
-    " reject_reason text, created_at timestamptz, updated_at timestamptz, version bigint"
-    ") ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS rec_fills ON COMMIT DELETE ROWS AS"
+    " SELECT " REC_FILLS_COLUMNS " FROM fills WITH NO DATA;"
+    "CREATE TEMP TABLE IF NOT EXISTS rec_orders ON COMMIT DELETE ROWS AS"
+    " SELECT " REC_ORDERS_COLUMNS " FROM orders WITH NO DATA;"
     "DEALLOCATE ALL;"
     /* The safe path for fills (a batch the fast path found already partly
      * recorded): a redelivered trade has the same fill_id, DO NOTHING absorbs
@@ -33,8 +29,7 @@ static const char SESSION_SQL[] =
      * table returns, so two recorders inserting overlapping batches lock keys
      * in one order. */
     "PREPARE rec_ins_fills AS"
-    " INSERT INTO fills (fill_id, symbol, price, qty, maker_order_id, taker_order_id,"
-    "  maker_account, taker_account, taker_side, matched_at)"
+    " INSERT INTO fills (" REC_FILLS_COLUMNS ")"
     " SELECT * FROM rec_fills ON CONFLICT (fill_id) DO NOTHING;"
     /* orders that may exist: one staged row per order (merged in C), in
      * order_id order. The state (qty, filled_qty, status, reject_reason,
@@ -45,8 +40,7 @@ static const char SESSION_SQL[] =
      * row with nothing new is not touched at all. The count of rows written
      * comes from the command tag (no RETURNING). */
     "PREPARE rec_upsert_orders AS"
-    " INSERT INTO orders AS o (order_id, client_order_id, account, symbol, side, type, tif,"
-    "  post_only, price, qty, filled_qty, status, reject_reason, created_at, updated_at, version)"
+    " INSERT INTO orders AS o (" REC_ORDERS_COLUMNS ")"
     " SELECT * FROM rec_orders"
     " ON CONFLICT (order_id) DO UPDATE SET"
     "  client_order_id = COALESCE(o.client_order_id, EXCLUDED.client_order_id),"
@@ -73,12 +67,8 @@ static const char SESSION_SQL[] =
  * staging, no ON CONFLICT check per row). A unique violation (a redelivered
  * batch, or a row another recorder wrote first) rolls the transaction back
  * and the range is written again through the safe path above. */
-static const char COPY_FILLS_SQL[] =
-    "COPY fills (fill_id, symbol, price, qty, maker_order_id, taker_order_id,"
-    " maker_account, taker_account, taker_side, matched_at) FROM STDIN";
-static const char COPY_ORDERS_SQL[] =
-    "COPY orders (order_id, client_order_id, account, symbol, side, type, tif, post_only, price,"
-    " qty, filled_qty, status, reject_reason, created_at, updated_at, version) FROM STDIN";
+static const char COPY_FILLS_SQL[] = "COPY fills (" REC_FILLS_COLUMNS ") FROM STDIN";
+static const char COPY_ORDERS_SQL[] = "COPY orders (" REC_ORDERS_COLUMNS ") FROM STDIN";
 
 /* Rare: one statement per poison entry or report. (stream, entry_id,
  * report) is unique (migration 004), so a redelivered poison is recorded once. */

@@ -55,6 +55,28 @@ void rec_stream_release(struct rec_stream *s)
     s->argv = NULL, s->lens = NULL;
 }
 
+void rec_stream_fill_starts(struct rec_stream *s, int batch_empty)
+{
+    if (batch_empty && s->rescan && !s->pending_phase) {
+        s->pending_phase = 1;
+        for (uint32_t i = 0; i < s->cfg.shards; i++) {
+            snprintf(s->cursor[i], sizeof(s->cursor[i]), "0");
+            s->drained[i] = 0;
+        }
+    }
+    s->rescan = 0;
+}
+
+int rec_stream_in_pending_phase(const struct rec_stream *s)
+{
+    return s->pending_phase;
+}
+
+int rec_stream_serial(const struct rec_stream *s)
+{
+    return s->rescan || s->pending_phase;
+}
+
 /* Records a Redis failure: gauge down, retry counted, reply loss noted. */
 static int redis_failed(struct rec_stream *s, const char *what)
 {

@@ -54,6 +54,23 @@ void rec_stream_release(struct rec_stream *s);
 int rec_stream_ready(struct rec_stream *s);
 
 /*
+ * Called before each fill of a batch: after a lost Redis reply (a command
+ * that may have run unseen, so entries may have been delivered to us
+ * unseen), and with nothing in hand (batch_empty), goes back to reading the
+ * own pending list from ID 0 on every shard. The lost reply is forgotten
+ * either way: with entries in hand they are written one at a time first.
+ */
+void rec_stream_fill_starts(struct rec_stream *s, int batch_empty);
+
+/* 1 while reading the own pending list (XAUTOCLAIM then waits). */
+int rec_stream_in_pending_phase(const struct rec_stream *s);
+
+/* 1 while batches must be written one at a time: the own pending list is
+ * being re-read (or will be, after a lost reply), and a re-read would
+ * deliver a batch still in flight a second time. */
+int rec_stream_serial(const struct rec_stream *s);
+
+/*
  * One XREADGROUP over every shard, appending the entries to b: in the pending
  * phase the consumer's own pending entries after each shard's cursor (an
  * entry read back as [id, nil] — trimmed meanwhile — is added as poison so it

@@ -21,7 +21,7 @@ static void *writer_main(void *arg)
         int rc = rec_store_write(w->store, b);
         pthread_mutex_lock(&w->mu);
         w->rc = rc;
-        w->batch = NULL; /* done: busy stays 1 until rec_writer_wait collects rc */
+        w->batch = NULL; /* done: rec_writer_wait collects rc */
         pthread_cond_broadcast(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
@@ -56,14 +56,8 @@ void rec_writer_submit(struct rec_writer *w, struct rec_batch *b)
 {
     pthread_mutex_lock(&w->mu);
     w->batch = b;
-    w->busy = 1;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-}
-
-int rec_writer_pending(const struct rec_writer *w)
-{
-    return w->busy; /* written by the main thread only */
 }
 
 int rec_writer_wait(struct rec_writer *w)
@@ -72,7 +66,6 @@ int rec_writer_wait(struct rec_writer *w)
     while (w->batch)
         pthread_cond_wait(&w->cv, &w->mu);
     int rc = w->rc;
-    w->busy = 0;
     pthread_mutex_unlock(&w->mu);
     return rc;
 }

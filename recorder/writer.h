@@ -23,7 +23,6 @@ struct rec_writer {
     pthread_cond_t cv;
     struct rec_store *store; /* (ref) */
     struct rec_batch *batch; /* (ref) the batch submitted, NULL when none */
-    int busy;                /* main thread's: 1 from submit until rec_writer_wait */
     int rc;                  /* rec_store_write's result for batch */
     int stop;                /* 1: the thread exits */
     int started;             /* the thread runs (rec_writer_stop joins it) */
@@ -36,9 +35,6 @@ int rec_writer_start(struct rec_writer *w, struct rec_store *st);
 /* Hands b to the thread, which starts its transaction at once. Only when
  * nothing is in flight (after rec_writer_wait). */
 void rec_writer_submit(struct rec_writer *w, struct rec_batch *b);
-
-/* 1 while a submitted batch has not been collected by rec_writer_wait. */
-int rec_writer_pending(const struct rec_writer *w);
 
 /* Waits for the submitted batch's result: rec_store_write's (0 committed, -1
  * to retry). The store and the batch are the caller's again. */

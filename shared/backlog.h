@@ -6,6 +6,7 @@
 
 #include "shared/redis.h"
 #include "shared/shard.h"
+#include "shared/sid.h"
 
 /*
  * XINFO GROUPS reports a group's `lag` (entries not yet delivered) from the
@@ -32,11 +33,24 @@
  * by the size of the stream's entries (0: only "is there any").
  */
 struct op_backlog {
-    int found;           /* the group exists on the stream */
-    int64_t pending;     /* delivered, not acknowledged (XINFO `pending`) */
-    int64_t undelivered; /* entries after last-delivered-id, as above */
-    int64_t redis_lag;   /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
-    int how;             /* which rule gave undelivered: OP_BACKLOG_* */
+    int found;                            /* the group exists on the stream */
+    int64_t pending;                      /* delivered, not acknowledged (XINFO `pending`) */
+    int64_t undelivered;                  /* entries after last-delivered-id, as above */
+    int64_t redis_lag;                    /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
+    int how;                              /* which rule gave undelivered: OP_BACKLOG_* */
+    char last_delivered[OP_SID_TEXT_MAX]; /* the group's last-delivered-id */
+};
+
+/*
+ * What a poller remembers of one stream between polls: a last-delivered-id
+ * that had more than count_max entries after it. While the group stays
+ * there, rule 1's count is skipped (the answer is the same: entries after
+ * it are only ever added), which is what makes a poll of a stream with a
+ * large backlog cheap — rule 1 reads count_max + 1 entries in full inside
+ * Redis, and Redis serves nobody else meanwhile. Zero it to start.
+ */
+struct op_backlog_memo {
+    char over[OP_SID_TEXT_MAX]; /* "" when unknown */
 };
 
 enum {
@@ -57,6 +71,14 @@ int64_t op_backlog_total(const struct op_backlog *b);
 int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
                       long long count_max);
 
+/* op_backlog_append, using and meant to be followed by op_backlog_remember
+ * on memo (NULL: none). */
+int op_backlog_append_memo(struct op_redis *r, const char *stream, const char *group,
+                           long long count_max, const struct op_backlog_memo *memo);
+
+/* Updates memo from the backlog b just read for its stream. */
+void op_backlog_remember(struct op_backlog_memo *memo, const struct op_backlog *b);
+
 /*
  * Reads the reply queued by op_backlog_append into *out. Returns 0 (out
  * filled; found = 0 when the stream or group is missing or the reply is
@@ -75,5 +97,12 @@ int op_backlog_poll_orders(struct op_redis *r, uint32_t shards, const char *grou
                            long long count_max,
                            void (*store)(void *ctx, uint32_t s, const struct op_backlog *b),
                            void *ctx);
+
+/* op_backlog_poll_orders with memo[shards] (struct op_backlog_memo), kept
+ * by the caller from one poll to the next. */
+int op_backlog_poll_orders_memo(struct op_redis *r, uint32_t shards, const char *group,
+                                long long count_max, struct op_backlog_memo *memo,
+                                void (*store)(void *ctx, uint32_t s, const struct op_backlog *b),
+                                void *ctx);
 
 #endif

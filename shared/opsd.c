@@ -5,7 +5,6 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +14,6 @@
 struct op_opsd {
     struct op_opsd_config cfg; /* copied at start */
     struct MHD_Daemon *d;
-    _Atomic uint64_t requests;
 };
 
 /* Why these limits: a scrape or a probe is one small request; a handful of
@@ -59,7 +57,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0; /* a GET has no body; ignore whatever was sent */
         return MHD_YES;
     }
-    atomic_fetch_add_explicit(&d->requests, 1, memory_order_relaxed);
     int is_health = strcmp(url, "/healthz") == 0;
     int is_metrics = strcmp(url, "/metrics") == 0;
     if (!is_health && !is_metrics) {
@@ -132,9 +129,4 @@ void op_opsd_stop(struct op_opsd *d)
         return;
     MHD_stop_daemon(d->d);
     op_free(d);
-}
-
-uint64_t op_opsd_requests(const struct op_opsd *d)
-{
-    return atomic_load_explicit(&d->requests, memory_order_relaxed);
 }

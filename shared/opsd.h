@@ -40,7 +40,4 @@ struct op_opsd *op_opsd_start(const struct op_opsd_config *cfg);
 /* Stops the daemon (waits for its thread) and frees d. NULL is a no-op. */
 void op_opsd_stop(struct op_opsd *d);
 
-/* Requests answered so far (for tests and the service's own metrics). */
-uint64_t op_opsd_requests(const struct op_opsd *d);
-
 #endif

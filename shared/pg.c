@@ -112,11 +112,6 @@ int op_pg_rows(const struct pg_result *res)
     return PQntuples(res);
 }
 
-int op_pg_cols(const struct pg_result *res)
-{
-    return PQnfields(res);
-}
-
 const char *op_pg_value(const struct pg_result *res, int row, int col)
 {
     return PQgetvalue(res, row, col);
@@ -177,7 +172,7 @@ int op_pg_copy_end(struct op_pg *pg, int failed)
 static long long cmd_rows(PGresult *res)
 {
     const char *n = PQcmdTuples(res);
-    return n && *n ? atoll(n) : 0;
+    return n && *n ? strtoll(n, NULL, 10) : 0;
 }
 
 int op_pg_exec_rows(struct op_pg *pg, const char *sql, long long *rows)

@@ -48,7 +48,6 @@ struct pg_result *op_pg_query(struct op_pg *pg, const char *sql, int nparams,
                               const char *const *params);
 
 int op_pg_rows(const struct pg_result *res);
-int op_pg_cols(const struct pg_result *res);
 /* The text of a value ("" for NULL; see op_pg_is_null); borrowed from res. */
 const char *op_pg_value(const struct pg_result *res, int row, int col);
 int op_pg_is_null(const struct pg_result *res, int row, int col);

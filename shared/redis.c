@@ -188,14 +188,6 @@ void op_redis_release(struct op_redis *r)
     r->pending = 0;
 }
 
-int op_redis_set_timeout(struct op_redis *r, int timeout_ms)
-{
-    r->timeout_ms = timeout_ms;
-    if (r->ctx && redisSetTimeout(r->ctx, tv_of(timeout_ms)) != REDIS_OK)
-        return fail(r, "cannot set timeout on", "setsockopt failed");
-    return 0;
-}
-
 /* Turns a NULL reply into a dropped connection with the context's reason. */
 static struct redisReply *checked(struct op_redis *r, void *rep)
 {

@@ -67,9 +67,6 @@ int op_redis_ensure(struct op_redis *r);
 /* Closes the connection; r can be connected again. */
 void op_redis_release(struct op_redis *r);
 
-/* Sets the socket timeout (must exceed any BLOCK used). Returns 0 or -1. */
-int op_redis_set_timeout(struct op_redis *r, int timeout_ms);
-
 /*
  * Runs one command given as argc strings (lens may be NULL for
  * NUL-terminated args) and returns its reply, which may be an error reply.

@@ -181,7 +181,7 @@ static int take_response(struct conn *c)
     size_t total = (size_t)(hdr_end + 4 - c->resp) + body_len;
     if (c->resp_len < total)
         return 0;
-    int status = atoi(c->resp + 9);
+    int status = (int)strtol(c->resp + 9, NULL, 10);
     const char *body = hdr_end + 4;
     if (status == 202 || status == 200) {
         uint64_t ok = opt.batch == 1 ? 1 : count(body, body_len, "\"QUEUED\"");
@@ -222,21 +222,21 @@ int main(int argc, char **argv)
         if (!strcmp(k, "--host"))
             opt.host = v;
         else if (!strcmp(k, "--port"))
-            opt.port = atoi(v);
+            opt.port = (int)strtol(v, NULL, 10);
         else if (!strcmp(k, "--rate"))
             opt.rate = atof(v);
         else if (!strcmp(k, "--duration"))
-            opt.duration = atoi(v);
+            opt.duration = (int)strtol(v, NULL, 10);
         else if (!strcmp(k, "--batch"))
-            opt.batch = atoi(v);
+            opt.batch = (int)strtol(v, NULL, 10);
         else if (!strcmp(k, "--conns"))
-            opt.conns = atoi(v);
+            opt.conns = (int)strtol(v, NULL, 10);
         else if (!strcmp(k, "--csv"))
             opt.csv = v;
         else if (!strcmp(k, "--drift"))
-            opt.drift = atoi(v) != 0;
+            opt.drift = strtol(v, NULL, 10) != 0;
         else if (!strcmp(k, "--seed"))
-            opt.seed = (unsigned)atoi(v);
+            opt.seed = (unsigned)strtol(v, NULL, 10);
         else if (!strcmp(k, "--symbols")) {
             char *s = argv[i + 1]; /* tokenised in place: argv is ours to modify */
             opt.nsymbols = 0;

@@ -51,7 +51,8 @@ static int check_shards(struct op_redis *r, uint32_t shards)
     const char *prev = op_reply_str(rep, NULL);
     if (op_reply_type(rep) == OP_REPLY_ERROR) {
         rc = op_log_fail("redis_failed", "err=\"%s\"", prev);
-    } else if (op_reply_type(rep) == OP_REPLY_STRING && (uint32_t)atol(prev) != shards) {
+    } else if (op_reply_type(rep) == OP_REPLY_STRING &&
+               (uint32_t)strtol(prev, NULL, 10) != shards) {
         fprintf(stderr,
                 "orderpipe-setup: ORDER_SHARDS=%u but the streams in redis were created with %s "
                 "shards; changing it would send a symbol's orders to another shard than its book. "

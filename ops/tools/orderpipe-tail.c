@@ -188,7 +188,7 @@ int main(int argc, char **argv)
             follow = 1;
             break;
         case 'n':
-            count = atoll(optarg);
+            count = strtoll(optarg, NULL, 10);
             if (count < 1)
                 usage();
             break;

@@ -62,7 +62,9 @@ static void test_order_through_redis(void **state)
     memset(&in, 0, sizeof(in));
     in.kind = OP_MSG_NEW, in.side = OP_SIDE_BUY, in.type = OP_TYPE_LIMIT, in.tif = OP_TIF_GTC;
     in.order_id = 4242, in.ts_ns = 1795000000000000001ull, in.price = 18725, in.qty = 100;
-    strcpy(in.symbol, "AAPL"), strcpy(in.account, "alice"), strcpy(in.client_order_id, "smoke-1");
+    snprintf(in.symbol, sizeof(in.symbol), "%s", "AAPL"),
+        snprintf(in.account, sizeof(in.account), "%s", "alice"),
+        snprintf(in.client_order_id, sizeof(in.client_order_id), "%s", "smoke-1");
     assert_int_equal(op_codec_encode_order(&b, &in), 0);
 
     uint32_t shard = op_shard_of("AAPL", 4, cfg.order_shards);

@@ -23,9 +23,10 @@ static struct op_order_msg sample_new(void)
     m.ts_ns = UINT64_C(1795000000123456789);
     m.price = 18725;
     m.qty = 1000000;
-    strcpy(m.symbol, "AAPL");
-    strcpy(m.account, "alice");
-    strcpy(m.client_order_id, "abcdefghijklmnopqrstuvwxyz0123456789"); /* 36 chars */
+    snprintf(m.symbol, sizeof(m.symbol), "%s", "AAPL");
+    snprintf(m.account, sizeof(m.account), "%s", "alice");
+    snprintf(m.client_order_id, sizeof(m.client_order_id), "%s",
+             "abcdefghijklmnopqrstuvwxyz0123456789"); /* 36 chars */
     return m;
 }
 
@@ -43,7 +44,8 @@ static void test_order_round_trip(void **state)
     in[2] = sample_new();
     memset(&in[2], 0, sizeof(in[2]));
     in[2].kind = OP_MSG_CANCEL, in[2].order_id = 42, in[2].ts_ns = 7;
-    strcpy(in[2].symbol, "TSLA"), strcpy(in[2].account, "bob");
+    snprintf(in[2].symbol, sizeof(in[2].symbol), "%s", "TSLA"),
+        snprintf(in[2].account, sizeof(in[2].account), "%s", "bob");
     in[3] = in[2];
     in[3].kind = OP_MSG_AMEND, in[3].qty = 5;
     for (int i = 0; i < 4; i++) {
@@ -70,8 +72,10 @@ static struct op_report sample_trade(void)
     r.order_id = 77, r.price = 18800, r.qty = 300, r.filled_qty = 100;
     r.maker_order_id = 55, r.trade_price = 18725, r.trade_qty = 100;
     r.maker_qty = 100, r.maker_filled_qty = 100, r.maker_status = OP_STATUS_FILLED;
-    strcpy(r.symbol, "AAPL"), strcpy(r.account, "alice"), strcpy(r.maker_account, "bob");
-    strcpy(r.client_order_id, "c-1");
+    snprintf(r.symbol, sizeof(r.symbol), "%s", "AAPL"),
+        snprintf(r.account, sizeof(r.account), "%s", "alice"),
+        snprintf(r.maker_account, sizeof(r.maker_account), "%s", "bob");
+    snprintf(r.client_order_id, sizeof(r.client_order_id), "%s", "c-1");
     return r;
 }
 

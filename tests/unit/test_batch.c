@@ -1,0 +1,377 @@
+/* Unit tests of recorder/batch: tables of execution reports in, COPY rows out. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "recorder/batch.h"
+#include "shared/buf.h"
+#include "shared/codec.h"
+#include "shared/symbols.h"
+
+/*
+ * Each case adds stream entries of reports (encoded with the codec, as the
+ * matcher writes them) to a batch and compares rec_batch_build's COPY text,
+ * row for row. Columns: REC_FILLS_COLUMNS and REC_ORDERS_COLUMNS.
+ *
+ * Times: T(k) is k microseconds after 2023-11-14 22:13:20 UTC, so its text is
+ * "2023-11-14 22:13:20.00000k+00" for k < 10.
+ */
+#define T(k) (UINT64_C(1700000000000000000) + (uint64_t)(k)*1000u)
+#define TS(k) "2023-11-14 22:13:20.00000" #k "+00"
+#define N "\\N"
+
+static struct op_symtab syms; /* AAPL MSFT GOOG AMZN TSLA, tick 0.01 */
+
+/* A report of alice's buy limit GTC order `order_id` of 100 AAPL at 187.25,
+ * with the given kind, report_id and time; status NEW. */
+static struct op_report rep(int kind, uint64_t report_id, uint64_t order_id, int t)
+{
+    struct op_report r;
+    memset(&r, 0, sizeof(r));
+    r.kind = (uint8_t)kind;
+    r.req_kind = OP_MSG_NEW;
+    r.status = OP_STATUS_NEW;
+    r.side = OP_SIDE_BUY, r.type = OP_TYPE_LIMIT, r.tif = OP_TIF_GTC;
+    r.report_id = report_id;
+    r.ts_ns = T(t);
+    r.order_id = order_id;
+    r.price = 18725, r.qty = 100;
+    snprintf(r.symbol, sizeof(r.symbol), "%s", "AAPL");
+    snprintf(r.account, sizeof(r.account), "%s", "alice");
+    return r;
+}
+
+/* A trade of taker order_id (alice, buy) against maker `maker` (bob) of qty
+ * at 187.00: the taker is PARTIALLY_FILLED with `qty` filled, the maker
+ * FILLED. */
+static struct op_report trade(uint64_t report_id, uint64_t order_id, uint64_t maker, int64_t qty,
+                              int t)
+{
+    struct op_report r = rep(OP_REPORT_TRADE, report_id, order_id, t);
+    r.status = OP_STATUS_PARTIALLY_FILLED;
+    r.filled_qty = qty;
+    r.maker_order_id = maker;
+    r.trade_price = 18700, r.trade_qty = qty;
+    r.maker_qty = qty, r.maker_filled_qty = qty, r.maker_status = OP_STATUS_FILLED;
+    snprintf(r.maker_account, sizeof(r.maker_account), "%s", "bob");
+    return r;
+}
+
+/* A rejected new order (req NEW, status REJECTED) for `reason`. */
+static struct op_report rejected(uint64_t report_id, uint64_t order_id, int reason, int t)
+{
+    struct op_report r = rep(OP_REPORT_REJECTED, report_id, order_id, t);
+    r.status = OP_STATUS_REJECTED;
+    r.reason = (uint8_t)reason;
+    return r;
+}
+
+/* Adds one entry holding reports r[0..n) to b, with id "1-<seq>" on shard 0. */
+static void add(struct rec_batch *b, const struct op_report *r, size_t n)
+{
+    struct op_buf m;
+    char id[32];
+    op_buf_init(&m);
+    assert_int_equal(op_codec_encode_reports(&m, r, n), 0);
+    int len = snprintf(id, sizeof(id), "1-%zu", b->nentries);
+    assert_int_equal(rec_batch_add(b, 0, id, (size_t)len, m.data, m.len), 0);
+    op_buf_release(&m);
+}
+
+/* Compares the COPY text in got with want. */
+static void expect_text(const struct op_buf *got, const char *want)
+{
+    char text[4096];
+    assert_true(got->len < sizeof(text));
+    memcpy(text, got->data ? got->data : "", got->len);
+    text[got->len] = '\0';
+    assert_string_equal(text, want);
+}
+
+/* Builds every report of b and compares the three COPY texts. */
+static void expect_rows(struct rec_batch *b, const char *fills, const char *new_orders,
+                        const char *upd_orders)
+{
+    struct rec_copy c;
+    rec_copy_init(&c);
+    assert_int_equal(rec_batch_build(b, 0, b->nreports, &c), 0);
+    expect_text(&c.fills, fills);
+    expect_text(&c.new_orders, new_orders);
+    expect_text(&c.upd_orders, upd_orders);
+    rec_copy_release(&c);
+}
+
+static int setup(void **state)
+{
+    static struct rec_batch b;
+    assert_int_equal(rec_batch_init(&b, &syms), 0);
+    *state = &b;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    rec_batch_release(*state);
+    return 0;
+}
+
+/* Several reports of one order, in several entries and out of report_id
+ * order, make one row: the state of the highest report_id (the CANCELLED,
+ * with its reason), the description and created_at of the ACCEPTED. The
+ * trade writes a fills row and the maker's state (no description: it is not
+ * in the report), which goes to the update list (its ACCEPTED is not here). */
+static void test_merge_one_order(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report acc = rep(OP_REPORT_ACCEPTED, 10, 7, 1);
+    snprintf(acc.client_order_id, sizeof(acc.client_order_id), "%s", "c-1");
+    /* like the engine, every report of the order carries its description */
+    struct op_report cxl = rep(OP_REPORT_CANCELLED, 14, 7, 4);
+    cxl.status = OP_STATUS_CANCELLED, cxl.filled_qty = 40, cxl.reason = OP_REASON_USER_CANCEL;
+    cxl.client_order_id[0] = 'c', cxl.client_order_id[1] = '-', cxl.client_order_id[2] = '1';
+    struct op_report tr = trade(12, 7, 5, 40, 2);
+    tr.client_order_id[0] = 'c', tr.client_order_id[1] = '-', tr.client_order_id[2] = '1';
+    add(b, &cxl, 1); /* the latest state first */
+    struct op_report two[] = {acc, tr};
+    add(b, two, 2);
+    assert_int_equal(b->nentries, 2);
+    assert_int_equal(b->nreports, 3);
+    assert_int_equal(b->npoison, 0);
+    expect_rows(
+        b, "12\tAAPL\t187.00\t40\t5\t7\tbob\talice\tbuy\t" TS(2) "\n",
+        "7\tc-1\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t40\tCANCELLED\tUSER_CANCEL\t" TS(
+            1) "\t" TS(4) "\t14\n",
+        "5\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t40\t40\tFILLED\t" N "\t" N
+        "\t" TS(2) "\t12\n");
+}
+
+/* A maker's TRADE and its own ACCEPTED in one range: the state is the
+ * trade's maker side (higher report_id), the description and created_at
+ * come from the ACCEPTED (the trade carries the taker's description, not
+ * the maker's), and the row is new. */
+static void test_maker_row_with_its_accept(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report r[] = {trade(21, 8, 6, 30, 3), rep(OP_REPORT_ACCEPTED, 20, 8, 2),
+                            rep(OP_REPORT_ACCEPTED, 3, 6, 1)};
+    r[2].side = OP_SIDE_SELL, r[2].price = 18700, r[2].qty = 30;
+    snprintf(r[2].account, sizeof(r[2].account), "%s", "bob");
+    add(b, r, 3);
+    expect_rows(
+        b, "21\tAAPL\t187.00\t30\t6\t8\tbob\talice\tbuy\t" TS(3) "\n",
+        "6\t" N "\tbob\tAAPL\tsell\tlimit\tGTC\tf\t187.00\t30\t30\tFILLED\t" N "\t" TS(1) "\t" TS(
+            3) "\t21\n"
+               "8\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t30\tPARTIALLY_FILLED\t" N
+               "\t" TS(2) "\t" TS(3) "\t21\n",
+        "");
+}
+
+/* An AMENDED alone updates the state only (no created_at: update list);
+ * rows come out in order_id order whatever the report order. */
+static void test_update_list_sorted(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report am = rep(OP_REPORT_AMENDED, 31, 40, 5);
+    am.qty = 60;
+    struct op_report cx = rep(OP_REPORT_CANCELLED, 30, 9, 4);
+    cx.status = OP_STATUS_CANCELLED, cx.reason = OP_REASON_IOC_REMAINDER, cx.tif = OP_TIF_IOC;
+    struct op_report r[] = {am, cx};
+    add(b, r, 2);
+    expect_rows(b, "", "",
+                "9\t" N
+                "\talice\tAAPL\tbuy\tlimit\tIOC\tf\t187.25\t100\t0\tCANCELLED\tIOC_REMAINDER\t" N
+                "\t" TS(4) "\t30\n"
+                           "40\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t60\t0\tNEW\t" N
+                           "\t" N "\t" TS(5) "\t31\n");
+}
+
+/* A redelivered entry (the same reports twice in one batch) gives one fills
+ * row and one row per order. */
+static void test_trade_redelivered(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report r[] = {rep(OP_REPORT_ACCEPTED, 50, 11, 1), trade(51, 11, 10, 5, 2)};
+    add(b, r, 2);
+    add(b, r, 2);
+    struct rec_copy c;
+    rec_copy_init(&c);
+    assert_int_equal(rec_batch_build(b, 0, b->nreports, &c), 0);
+    assert_int_equal(c.nfills, 1);
+    assert_int_equal(c.nnew, 1);
+    assert_int_equal(c.nupd, 1);
+    expect_text(&c.fills, "51\tAAPL\t187.00\t5\t10\t11\tbob\talice\tbuy\t" TS(2) "\n");
+    rec_copy_release(&c);
+}
+
+/* Poison entries: undecodable bytes, no `m` field, a deleted entry, an
+ * unknown report kind (the codec refuses the whole entry). Each is kept
+ * with its reason and no reports; the good entry beside them is built. */
+static void test_poison_entries(void **state)
+{
+    struct rec_batch *b = *state;
+    assert_int_equal(rec_batch_add(b, 1, "2-0", 3, "\xc1 not msgpack", 13), 0);
+    assert_int_equal(rec_batch_add(b, 1, "2-1", 3, NULL, 0), 0);
+    assert_int_equal(rec_batch_add_poison(b, 2, "3-0", 3, "entry deleted"), 0);
+    struct op_report odd = rep(OP_REPORT_ACCEPTED, 60, 12, 1);
+    odd.kind = 9;
+    add(b, &odd, 1);
+    struct op_report ok = rep(OP_REPORT_ACCEPTED, 61, 13, 2);
+    add(b, &ok, 1);
+    assert_int_equal(b->nentries, 5);
+    assert_int_equal(b->npoison, 4);
+    assert_int_equal(b->nreports, 1);
+    assert_non_null(strstr(b->entries[0].err, "cannot decode reports"));
+    assert_string_equal(b->entries[1].err, "entry has no 'm' field");
+    assert_string_equal(b->entries[2].err, "entry deleted");
+    assert_string_equal(b->entries[3].err, "cannot decode reports: unknown report kind");
+    assert_string_equal(b->entries[4].err, "");
+    assert_int_equal(b->entries[0].n, 0);
+    assert_int_equal(b->entries[0].has_raw, 1);
+    assert_int_equal(b->entries[1].has_raw, 0);
+    expect_rows(b, "",
+                "13\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                "\t" TS(2) "\t" TS(2) "\t61\n",
+                "");
+}
+
+/* A report of an unlisted symbol is set aside alone (bad[], never built)
+ * while its entry's other reports are recorded; a REJECTED one of an
+ * unlisted symbol is recorded, with a NULL price. */
+static void test_bad_reports(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report r[] = {rep(OP_REPORT_ACCEPTED, 70, 14, 1), rep(OP_REPORT_ACCEPTED, 71, 15, 2),
+                            rejected(72, 16, OP_REASON_UNKNOWN_SYMBOL, 3)};
+    snprintf(r[0].symbol, sizeof(r[0].symbol), "%s", "ZZZZ");
+    snprintf(r[2].symbol, sizeof(r[2].symbol), "%s", "ZZZZ");
+    add(b, r, 3);
+    assert_int_equal(b->nreports, 3);
+    assert_int_equal(b->nbad, 1);
+    assert_int_equal(b->bad[0].report, 0);
+    assert_string_equal(b->bad[0].err, "unknown symbol 'ZZZZ' (not in SYMBOLS_FILE)");
+    assert_int_equal(b->rep_skip[0], 1);
+    assert_int_equal(b->npoison, 1);
+    assert_string_equal(b->entries[0].err, "");
+    expect_rows(b, "",
+                "15\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N "\t" TS(
+                    2) "\t" TS(2) "\t71\n"
+                                  "16\t" N "\talice\tZZZZ\tbuy\tlimit\tGTC\tf\t" N
+                                  "\t100\t0\tREJECTED\tUNKNOWN_SYMBOL\t" TS(3) "\t" TS(3) "\t72\n",
+                "");
+}
+
+/* A rejected new order is always recordable: what the table cannot hold is
+ * NULL — qty 0, a side outside the enum, a client_order_id breaking the
+ * grammar. The same side on an ACCEPTED is written as "?" and left to the
+ * table's CHECK (which refuses it: the report is then bisected out). */
+static void test_rejected_unrepresentable(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report q = rejected(80, 17, OP_REASON_BAD_QTY, 1);
+    q.qty = 0;
+    struct op_report s = rejected(81, 18, OP_REASON_BAD_SIDE, 2);
+    s.side = 9;
+    snprintf(s.client_order_id, sizeof(s.client_order_id), "%s", "bad id!");
+    struct op_report a = rep(OP_REPORT_ACCEPTED, 82, 19, 3);
+    a.side = 9;
+    struct op_report r[] = {q, s, a};
+    add(b, r, 3);
+    expect_rows(b, "",
+                "17\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t" N
+                "\t0\tREJECTED\tBAD_QTY\t" TS(1) "\t" TS(
+                    1) "\t80\n"
+                       "18\t" N "\talice\tAAPL\t" N
+                       "\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_SIDE\t" TS(2) "\t" TS(
+                           2) "\t81\n"
+                              "19\t" N "\talice\tAAPL\t?\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                              "\t" TS(3) "\t" TS(3) "\t82\n",
+                "");
+}
+
+/* Rejects that write nothing, counted as ignored: an order id outside
+ * 1 … 2^63-1 (no row can hold it), a duplicate order id (the id belongs to
+ * another order), a rejected cancel or amend (the order is unchanged). */
+static void test_ignored_rejects(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report zero = rejected(90, 0, OP_REASON_MALFORMED, 1);
+    struct op_report big = rejected(91, UINT64_C(9223372036854775808), OP_REASON_MALFORMED, 2);
+    struct op_report dup = rejected(92, 20, OP_REASON_DUPLICATE_ID, 3);
+    struct op_report cxl = rejected(93, 21, OP_REASON_UNKNOWN_ORDER, 4);
+    cxl.req_kind = OP_MSG_CANCEL;
+    struct op_report amd = rejected(94, 22, OP_REASON_BAD_AMEND, 5);
+    amd.req_kind = OP_MSG_AMEND;
+    struct op_report r[] = {zero, big, dup, cxl, amd};
+    add(b, r, 5);
+    assert_int_equal(b->ignored_rejects, 5);
+    assert_int_equal(b->npoison, 0);
+    assert_int_equal(b->rows, 1); /* an entry of ignored reports still counts one */
+    expect_rows(b, "", "", "");
+}
+
+/* Bisection builds halves of the reports: an order split across them gets
+ * its description and created_at from the half with its ACCEPTED (new
+ * list) and its later state from the other (update list). */
+static void test_build_ranges(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report cx = rep(OP_REPORT_CANCELLED, 101, 23, 2);
+    cx.status = OP_STATUS_CANCELLED, cx.reason = OP_REASON_USER_CANCEL;
+    struct op_report r[] = {rep(OP_REPORT_ACCEPTED, 100, 23, 1), cx};
+    add(b, r, 2);
+    struct rec_copy c;
+    rec_copy_init(&c);
+    assert_int_equal(rec_batch_build(b, 0, 1, &c), 0);
+    expect_text(&c.new_orders, "23\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                               "\t" TS(1) "\t" TS(1) "\t100\n");
+    expect_text(&c.upd_orders, "");
+    assert_int_equal(rec_batch_build(b, 1, 2, &c), 0);
+    expect_text(&c.new_orders, "");
+    expect_text(&c.upd_orders,
+                "23\t" N
+                "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tUSER_CANCEL\t" N
+                "\t" TS(2) "\t101\n");
+    rec_copy_release(&c);
+}
+
+/* rec_batch_reset empties the batch and its counters for the next one. */
+static void test_reset(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report r = rejected(110, 0, OP_REASON_MALFORMED, 1);
+    add(b, &r, 1);
+    assert_int_equal(rec_batch_add(b, 0, "9-9", 3, NULL, 0), 0);
+    rec_batch_reset(b);
+    assert_int_equal(b->nentries, 0);
+    assert_int_equal(b->nreports, 0);
+    assert_int_equal(b->npoison, 0);
+    assert_int_equal(b->nbad, 0);
+    assert_int_equal(b->rows, 0);
+    assert_int_equal(b->ignored_rejects, 0);
+    expect_rows(b, "", "", "");
+}
+
+int main(void)
+{
+    if (op_symtab_defaults(&syms) != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_merge_one_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maker_row_with_its_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_list_sorted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trade_redelivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejected_unrepresentable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ignored_rejects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_build_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    op_symtab_release(&syms);
+    return rc;
+}
