@@ -570,7 +570,7 @@ int main(void)
 
     /* The realistic scenarios (issue 19), in the buffer of the mix above. */
     env = getenv("BENCH_BOOK_SCENARIO_OPS");
-    long sc_ops = env && atol(env) > 0 ? atol(env) : SCENARIO_OPS_DEFAULT;
+    long sc_ops = env && strtol(env, NULL, 10) > 0 ? strtol(env, NULL, 10) : SCENARIO_OPS_DEFAULT;
     if (sc_ops * 2 > TOTAL_OPS)
         sc_ops = TOTAL_OPS / 2;
     const char *only = getenv("BENCH_BOOK_SCENARIO");
