@@ -9,7 +9,10 @@
 
 /*
  * The wire form (field names, types, which are required) is documented in
- * schemas/messages.md; this is the only file that includes <msgpack.h>.
+ * schemas/messages.md. codec.c is one of the two files that include
+ * <msgpack.h> (only for the reference encoders and decoders: the hot paths
+ * write and read the bytes themselves); the other is
+ * matcher/engine/snapshot.c, the engine's snapshots.
  *
  * Decoders work on a buffer, never a socket; they check every type and
  * length and return an error for truncated, corrupt, wrongly-typed or

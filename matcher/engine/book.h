@@ -44,7 +44,7 @@ _Noreturn void eng_assert_fail(const char *expr, const char *file, int line)
 
 /* Prints "engine: out of memory (what)" to stderr and aborts. An input that is
  * half applied cannot be rolled back, so running out of memory is fatal;
- * recovery is snapshot + replay (DESIGN.md, invariant 4). */
+ * recovery is snapshot + replay (docs/matcher.md, "Snapshots and recovery"). */
 _Noreturn void eng_oom(const char *what) __attribute__((noreturn));
 
 enum { BOOK_BID = 0, BOOK_ASK = 1 };
