@@ -62,9 +62,10 @@ static uint64_t be_read(const unsigned char *p, int k)
  * claiming 2^32 elements would ask for 64 GiB. This walk checks, without
  * allocating, that data[*off..len) holds one complete object whose every
  * container count fits in the bytes left (each element takes at least one
- * byte) and whose depth stays within MAX_DEPTH. Returns 0, or -1 with *why.
+ * byte) and whose depth stays within max_depth. Returns 0, or -1 with *why.
  */
-static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, const char **why)
+static int mp_check_depth(const unsigned char *p, size_t len, size_t *off, int depth, int max_depth,
+                          const char **why)
 {
     size_t o = *off;
     uint64_t n = 0;    /* container elements, or payload bytes */
@@ -191,7 +192,7 @@ static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, 
         *off = o + n;
         return 0;
     }
-    if (depth >= MAX_DEPTH) {
+    if (depth >= max_depth) {
         *why = "input nested too deeply";
         return -1;
     }
@@ -201,12 +202,18 @@ static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, 
         return -1;
     }
     for (uint64_t i = 0; i < items; i++)
-        if (mp_check(p, len, &o, depth + 1, why) != 0)
+        if (mp_check_depth(p, len, &o, depth + 1, max_depth, why) != 0)
             return -1;
     *off = o;
     return 0;
 #undef NEED
 #undef BE
+}
+
+/* mp_check_depth within the stream messages' MAX_DEPTH. */
+static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, const char **why)
+{
+    return mp_check_depth(p, len, off, depth, MAX_DEPTH, why);
 }
 
 /* Unpacks exactly one object spanning data[0..len) into *obj (memory in the
@@ -1288,5 +1295,162 @@ int op_codec_encode_reports_msgpack(struct op_buf *out, const struct op_report *
         out->len = start;
         return -1;
     }
+    return 0;
+}
+
+/* ---- raw msgpack for the engine's snapshots --------------------------------- */
+
+int op_mp_check_all(const void *data, size_t len, int max_depth)
+{
+    size_t off = 0;
+    const char *why = NULL;
+    return mp_check_depth(data, len, &off, 0, max_depth, &why) == 0 && off == len ? 0 : -1;
+}
+
+/* Room for one value's header and fixed-size payload (a uint64: 9 bytes). */
+#define MP_HEAD_MAX 9
+
+int op_mp_put_array(struct op_buf *out, uint32_t n)
+{
+    if (op_buf_reserve(out, MP_HEAD_MAX) != 0)
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    out->len += (size_t)(w_head(p, 0x90, n) - p);
+    return 0;
+}
+
+int op_mp_put_uint(struct op_buf *out, uint64_t v)
+{
+    if (op_buf_reserve(out, MP_HEAD_MAX) != 0)
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    out->len += (size_t)(w_uint(p, v) - p);
+    return 0;
+}
+
+int op_mp_put_int(struct op_buf *out, int64_t v)
+{
+    if (op_buf_reserve(out, MP_HEAD_MAX) != 0)
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    out->len += (size_t)(w_int(p, v) - p);
+    return 0;
+}
+
+int op_mp_put_bool(struct op_buf *out, bool v)
+{
+    unsigned char b = v ? 0xc3 : 0xc2;
+    return op_buf_append(out, &b, 1);
+}
+
+int op_mp_put_str(struct op_buf *out, const char *s, size_t n)
+{
+    if (n > UINT32_MAX || op_buf_reserve(out, n + 5) != 0)
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len, *q = p;
+    if (n < 32) {
+        *q++ = (unsigned char)(0xa0 | n);
+    } else if (n < 256) {
+        *q++ = 0xd9;
+        *q++ = (unsigned char)n;
+    } else if (n < 65536) {
+        *q++ = 0xda;
+        q = w_be(q, n, 2);
+    } else {
+        *q++ = 0xdb;
+        q = w_be(q, n, 4);
+    }
+    memcpy(q, s, n);
+    out->len += (size_t)(q - p) + n;
+    return 0;
+}
+
+int op_mp_put_bin(struct op_buf *out, const void *data, size_t n)
+{
+    if (n > UINT32_MAX || op_buf_reserve(out, n + 5) != 0)
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len, *q = p;
+    if (n < 256) {
+        *q++ = 0xc4;
+        *q++ = (unsigned char)n;
+    } else if (n < 65536) {
+        *q++ = 0xc5;
+        q = w_be(q, n, 2);
+    } else {
+        *q++ = 0xc6;
+        q = w_be(q, n, 4);
+    }
+    memcpy(q, data, n);
+    out->len += (size_t)(q - p) + n;
+    return 0;
+}
+
+/* The next value's head into v without moving r (r->off < r->len checked). */
+static int mp_peek(const struct op_mp_reader *r, struct mp_val *v, size_t *next)
+{
+    if (r->off >= r->len)
+        return -1;
+    *next = r->off;
+    rd_val(r->p, r->len, next, v);
+    return 0;
+}
+
+int op_mp_get_array(struct op_mp_reader *r, uint32_t *n)
+{
+    struct mp_val v;
+    size_t next;
+    if (mp_peek(r, &v, &next) != 0 || v.cls != MP_ARRAY)
+        return -1;
+    r->off = next;
+    *n = (uint32_t)v.u;
+    return 0;
+}
+
+int op_mp_get_uint(struct op_mp_reader *r, uint64_t max, uint64_t *out)
+{
+    struct mp_val v;
+    size_t next;
+    if (mp_peek(r, &v, &next) != 0 || v.cls != MP_UINT || v.u > max)
+        return -1;
+    r->off = next;
+    *out = v.u;
+    return 0;
+}
+
+int op_mp_get_bool(struct op_mp_reader *r, bool *out)
+{
+    struct mp_val v;
+    size_t next;
+    if (mp_peek(r, &v, &next) != 0 || v.cls != MP_BOOL)
+        return -1;
+    r->off = next;
+    *out = v.u != 0;
+    return 0;
+}
+
+int op_mp_get_str(struct op_mp_reader *r, const char **s, size_t *n)
+{
+    struct mp_val v;
+    size_t next;
+    if (mp_peek(r, &v, &next) != 0 || v.cls != MP_STR)
+        return -1;
+    r->off = next;
+    *s = v.s;
+    *n = (size_t)v.u;
+    return 0;
+}
+
+int op_mp_get_bin(struct op_mp_reader *r, const void **data, size_t *n)
+{
+    if (r->off >= r->len)
+        return -1;
+    unsigned char b = r->p[r->off];
+    int w = b == 0xc4 ? 1 : b == 0xc5 ? 2 : b == 0xc6 ? 4 : 0;
+    if (w == 0)
+        return -1;
+    uint64_t len = rd_be(r->p + r->off + 1, w); /* within the checked bytes */
+    *data = r->p + r->off + 1 + w;
+    *n = (size_t)len;
+    r->off += 1 + (size_t)w + (size_t)len;
     return 0;
 }

@@ -2,6 +2,7 @@
 #ifndef OP_CODEC_H
 #define OP_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "shared/buf.h"
@@ -9,10 +10,9 @@
 
 /*
  * The wire form (field names, types, which are required) is documented in
- * schemas/messages.md. codec.c is one of the two files that include
- * <msgpack.h> (only for the reference encoders and decoders: the hot paths
- * write and read the bytes themselves); the other is
- * matcher/engine/snapshot.c, the engine's snapshots.
+ * schemas/messages.md; codec.c is the only file that includes <msgpack.h>
+ * (for the reference encoders and decoders: the hot paths write and read the
+ * bytes themselves, and so do the engine's snapshots, through op_mp_*).
  *
  * Decoders work on a buffer, never a socket; they check every type and
  * length and return an error for truncated, corrupt, wrongly-typed or
@@ -72,5 +72,41 @@ int op_codec_encode_reports_msgpack(struct op_buf *out, const struct op_report *
  */
 int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, struct op_report *out,
                             size_t max, size_t *n);
+
+/* ---- raw msgpack, for the engine's snapshots (matcher/engine/snapshot.c) ----
+ *
+ * So that this file stays the one wrapper of msgpack: writers that append
+ * msgpack-c's own encoding of a value (the shortest form: a snapshot's body
+ * must be canonical), and a reader over bytes op_mp_check_all accepted.
+ */
+
+/* 0 when data[0 … len) is exactly one msgpack value, nested at most
+ * max_depth deep, every length and count within the bytes; else -1. */
+int op_mp_check_all(const void *data, size_t len, int max_depth);
+
+/* Each appends one value to out; 0, or -1 out of memory. */
+int op_mp_put_array(struct op_buf *out, uint32_t n);
+int op_mp_put_uint(struct op_buf *out, uint64_t v);
+int op_mp_put_int(struct op_buf *out, int64_t v);
+int op_mp_put_bool(struct op_buf *out, bool v);
+int op_mp_put_str(struct op_buf *out, const char *s, size_t n);
+int op_mp_put_bin(struct op_buf *out, const void *data, size_t n);
+
+/* A cursor over p[0 … len), which op_mp_check_all accepted. */
+struct op_mp_reader {
+    const unsigned char *p; /* (ref) */
+    size_t len;
+    size_t off; /* the next value */
+};
+
+/* Each reads the next value when it is of that type (an unsigned integer
+ * at most max; the header only of an array, whose n elements follow; a
+ * string or bin by reference into p) and moves past it: 0; else -1 with the
+ * cursor unchanged. */
+int op_mp_get_array(struct op_mp_reader *r, uint32_t *n);
+int op_mp_get_uint(struct op_mp_reader *r, uint64_t max, uint64_t *v);
+int op_mp_get_bool(struct op_mp_reader *r, bool *v);
+int op_mp_get_str(struct op_mp_reader *r, const char **s, size_t *n);
+int op_mp_get_bin(struct op_mp_reader *r, const void **data, size_t *n);
 
 #endif

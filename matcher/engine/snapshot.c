@@ -1,11 +1,14 @@
-/* Snapshot, restore and state hash of a whole engine, as msgpack (the only msgpack-c user here). */
+/* Snapshot, restore and state hash of a whole engine, as msgpack (through shared/codec.h). */
 #include "matcher/engine/engine.h"
 
-#include <msgpack.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "shared/buf.h"
+#include "shared/codec.h"
 
 /*
  * Snapshot layout (msgpack), documented in docs/engine.md:
@@ -27,74 +30,66 @@
 #define SNAP_MAGIC "orderpipe-engine"
 #define SNAP_VERSION 2
 
-/* Packs e's canonical body of layout `version` (1 or 2) into sb; returns 0
+/* Appends e's canonical body of layout `version` (1 or 2) to out; returns 0
  * or -1 when memory is short. */
-static int pack_body(const struct eng *e, msgpack_sbuffer *sb, unsigned version)
+static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
 {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     int rc = 0;
-    rc |= msgpack_pack_array(&pk, version >= 2 ? 6 : 5);
-    rc |= msgpack_pack_uint32(&pk, e->shard);
-    rc |= msgpack_pack_uint64(&pk, e->seq);
-    rc |= msgpack_pack_uint32(&pk, e->closed_max);
-    rc |= msgpack_pack_array(&pk, e->nbooks);
+    rc |= op_mp_put_array(out, version >= 2 ? 6 : 5);
+    rc |= op_mp_put_uint(out, e->shard);
+    rc |= op_mp_put_uint(out, e->seq);
+    rc |= op_mp_put_uint(out, e->closed_max);
+    rc |= op_mp_put_array(out, e->nbooks);
     for (uint32_t i = 0; i < e->nbooks && rc == 0; i++) {
         const struct book *b = e->books[i];
-        size_t symlen = strlen(b->symbol);
-        rc |= msgpack_pack_array(&pk, 3);
-        rc |= msgpack_pack_str(&pk, symlen);
-        rc |= msgpack_pack_str_body(&pk, b->symbol, symlen);
+        rc |= op_mp_put_array(out, 3);
+        rc |= op_mp_put_str(out, b->symbol, strlen(b->symbol));
         for (int s = 0; s < 2; s++) {
             const struct book_side *sd = &b->side[s];
             uint32_t n = 0;
             for (uint32_t j = 0; j < sd->n; j++)
                 n += sd->lv[j]->count;
-            rc |= msgpack_pack_array(&pk, n);
+            rc |= op_mp_put_array(out, n);
             for (uint32_t j = sd->n; j-- > 0;) {
                 for (const struct book_order *o = sd->lv[j]->head; o != NULL; o = o->next) {
                     const char *acct = e->accounts[o->account];
-                    size_t al = strlen(acct), cl = strlen(o->client_order_id);
-                    rc |= msgpack_pack_array(&pk, 9);
-                    rc |= msgpack_pack_uint64(&pk, o->id);
-                    rc |= msgpack_pack_int64(&pk, o->price);
-                    rc |= msgpack_pack_int64(&pk, o->qty);
-                    rc |= msgpack_pack_int64(&pk, o->filled);
-                    rc |= msgpack_pack_uint8(&pk, o->type);
-                    rc |= msgpack_pack_uint8(&pk, o->tif);
-                    rc |= o->post_only ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-                    rc |= msgpack_pack_str(&pk, al);
-                    rc |= msgpack_pack_str_body(&pk, acct, al);
-                    rc |= msgpack_pack_str(&pk, cl);
-                    rc |= msgpack_pack_str_body(&pk, o->client_order_id, cl);
+                    rc |= op_mp_put_array(out, 9);
+                    rc |= op_mp_put_uint(out, o->id);
+                    rc |= op_mp_put_int(out, o->price);
+                    rc |= op_mp_put_int(out, o->qty);
+                    rc |= op_mp_put_int(out, o->filled);
+                    rc |= op_mp_put_uint(out, o->type);
+                    rc |= op_mp_put_uint(out, o->tif);
+                    rc |= op_mp_put_bool(out, o->post_only != 0);
+                    rc |= op_mp_put_str(out, acct, strlen(acct));
+                    rc |= op_mp_put_str(out, o->client_order_id, strlen(o->client_order_id));
                 }
             }
         }
     }
-    rc |= msgpack_pack_array(&pk, e->closed_len);
+    rc |= op_mp_put_array(out, e->closed_len);
     for (uint32_t k = 0; k < e->closed_len && rc == 0; k++) {
         const struct eng_closed *c = &e->ring[(e->closed_head + k) % e->closed_max];
-        rc |= msgpack_pack_array(&pk, 3);
-        rc |= msgpack_pack_uint64(&pk, c->id);
         const char *acct = e->accounts[c->account];
-        rc |= msgpack_pack_str(&pk, strlen(acct));
-        rc |= msgpack_pack_str_body(&pk, acct, strlen(acct));
-        rc |= msgpack_pack_uint32(&pk, c->book);
+        rc |= op_mp_put_array(out, 3);
+        rc |= op_mp_put_uint(out, c->id);
+        rc |= op_mp_put_str(out, acct, strlen(acct));
+        rc |= op_mp_put_uint(out, c->book);
     }
     if (version >= 2)
-        rc |= msgpack_pack_uint64(&pk, e->now_ns);
+        rc |= op_mp_put_uint(out, e->now_ns);
     return rc ? -1 : 0;
 }
 
 /* eng_hash of e in body layout `version`. */
 static uint64_t hash_as(const struct eng *e, unsigned version)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    if (pack_body(e, &sb, version) != 0)
+    struct op_buf b;
+    op_buf_init(&b);
+    if (pack_body(e, &b, version) != 0)
         eng_oom("state hash");
-    uint64_t h = eng_fnv1a64(sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    uint64_t h = eng_fnv1a64(b.data, b.len);
+    op_buf_release(&b);
     return h;
 }
 
@@ -105,34 +100,31 @@ uint64_t eng_hash(const struct eng *e)
 
 int eng_snapshot(const struct eng *e, char **out, size_t *len)
 {
-    msgpack_sbuffer body, sb;
-    msgpack_sbuffer_init(&body);
-    msgpack_sbuffer_init(&sb);
+    struct op_buf body, sb;
+    op_buf_init(&body);
+    op_buf_init(&sb);
     int rc = -1;
     if (pack_body(e, &body, SNAP_VERSION) != 0)
         goto out;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int prc = msgpack_pack_array(&pk, 4);
-    prc |= msgpack_pack_str(&pk, strlen(SNAP_MAGIC));
-    prc |= msgpack_pack_str_body(&pk, SNAP_MAGIC, strlen(SNAP_MAGIC));
-    prc |= msgpack_pack_uint32(&pk, SNAP_VERSION);
+    int prc = op_mp_put_array(&sb, 4);
+    prc |= op_mp_put_str(&sb, SNAP_MAGIC, strlen(SNAP_MAGIC));
+    prc |= op_mp_put_uint(&sb, SNAP_VERSION);
     /* Always the 9-byte uint64 form, so the hash sits at a fixed offset. */
     unsigned char h[9] = {0xcf};
-    uint64_t hv = eng_fnv1a64(body.data, body.size);
+    uint64_t hv = eng_fnv1a64(body.data, body.len);
     for (int i = 0; i < 8; i++)
         h[1 + i] = (unsigned char)(hv >> (56 - 8 * i));
-    prc |= msgpack_sbuffer_write(&sb, (const char *)h, sizeof(h));
-    prc |= msgpack_pack_bin(&pk, body.size);
-    prc |= msgpack_pack_bin_body(&pk, body.data, body.size);
+    prc |= op_buf_append(&sb, h, sizeof(h));
+    prc |= op_mp_put_bin(&sb, body.data, body.len);
     if (prc != 0)
         goto out;
-    *len = sb.size;
-    *out = msgpack_sbuffer_release(&sb);
+    *len = sb.len;
+    *out = sb.data; /* allocated through shared/alloc.h's hooks: free()-compatible */
+    op_buf_init(&sb);
     rc = 0;
 out:
-    msgpack_sbuffer_destroy(&body);
-    msgpack_sbuffer_destroy(&sb);
+    op_buf_release(&body);
+    op_buf_release(&sb);
     return rc;
 }
 
@@ -154,51 +146,49 @@ static int fail(struct rctx *c, const char *fmt, ...)
     return -1;
 }
 
-/* o as an array of exactly n elements, or NULL. */
-static const msgpack_object *arr(const msgpack_object *o, uint32_t n)
+/* Reads the head of an array of exactly n elements; 0 or -1. */
+static int get_arr(struct op_mp_reader *r, uint32_t n)
 {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != n)
-        return NULL;
-    return o->via.array.ptr;
+    uint32_t k;
+    return op_mp_get_array(r, &k) == 0 && k == n ? 0 : -1;
 }
 
 /* Reads a non-negative integer ≤ max into *v; 0 or -1. */
-static int get_u64(const msgpack_object *o, uint64_t max, uint64_t *v)
+static int get_u64(struct op_mp_reader *r, uint64_t max, uint64_t *v)
 {
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max)
-        return -1;
-    *v = o->via.u64;
-    return 0;
+    return op_mp_get_uint(r, max, v);
 }
 
 /* Copies a string of 0 … size-1 bytes without NUL into dst, NUL-padded; 0 or -1. */
-static int get_str(const msgpack_object *o, char *dst, size_t size)
+static int get_str(struct op_mp_reader *r, char *dst, size_t size)
 {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+    const char *s;
+    size_t n;
+    if (op_mp_get_str(r, &s, &n) != 0 || n >= size || memchr(s, '\0', n) != NULL)
         return -1;
     memset(dst, 0, size);
-    memcpy(dst, o->via.str.ptr, o->via.str.size);
+    memcpy(dst, s, n);
     return 0;
 }
 
-/* Restores one side s of book b from the array a (best first). */
-static int restore_side(struct eng *e, struct book *b, int s, const msgpack_object *a,
+/* Restores one side s of book b from the array at r (best first). */
+static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reader *r,
                         struct rctx *c)
 {
-    if (a->type != MSGPACK_OBJECT_ARRAY)
+    uint32_t n;
+    if (op_mp_get_array(r, &n) != 0)
         return fail(c, "book '%s': side is not an array", b->symbol);
     int64_t last_key = INT64_MAX;
-    for (uint32_t i = 0; i < a->via.array.size; i++) {
-        const msgpack_object *f = arr(&a->via.array.ptr[i], 9);
+    for (uint32_t i = 0; i < n; i++) {
         uint64_t id, price, qty, filled, type, tif;
+        bool post_only;
         char account[OP_ACCOUNT_MAX], clordid[OP_CLORDID_MAX];
-        if (f == NULL || get_u64(&f[0], INT64_MAX, &id) || id == 0 ||
-            get_u64(&f[1], INT64_MAX, &price) || price < 1 || get_u64(&f[2], ENG_QTY_MAX, &qty) ||
-            qty < 1 || get_u64(&f[3], qty - 1, &filled) || get_u64(&f[4], 255, &type) ||
-            type != OP_TYPE_LIMIT || get_u64(&f[5], 255, &tif) || tif != OP_TIF_GTC ||
-            f[6].type != MSGPACK_OBJECT_BOOLEAN || get_str(&f[7], account, sizeof(account)) ||
-            get_str(&f[8], clordid, sizeof(clordid)))
+        if (get_arr(r, 9) || get_u64(r, INT64_MAX, &id) || id == 0 ||
+            get_u64(r, INT64_MAX, &price) || price < 1 || get_u64(r, ENG_QTY_MAX, &qty) ||
+            qty < 1 || get_u64(r, qty - 1, &filled) || get_u64(r, 255, &type) ||
+            type != OP_TYPE_LIMIT || get_u64(r, 255, &tif) || tif != OP_TIF_GTC ||
+            op_mp_get_bool(r, &post_only) || get_str(r, account, sizeof(account)) ||
+            get_str(r, clordid, sizeof(clordid)))
             return fail(c, "book '%s': order %u of side %d is malformed", b->symbol, i, s);
         int64_t key = book_key(s, (int64_t)price);
         if (key > last_key)
@@ -218,146 +208,63 @@ static int restore_side(struct eng *e, struct book *b, int s, const msgpack_obje
         o->side = s == BOOK_BID ? OP_SIDE_BUY : OP_SIDE_SELL;
         o->type = (uint8_t)type;
         o->tif = (uint8_t)tif;
-        o->post_only = f[6].via.boolean ? 1 : 0;
+        o->post_only = post_only ? 1 : 0;
         memcpy(o->client_order_id, clordid, sizeof(clordid));
         eng_rest(e, o);
     }
     return 0;
 }
 
-/* Big-endian unsigned integer of n bytes at p. */
-static uint64_t be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
+/* Why 6: a snapshot nests body > books > book > side > order (5 levels below
+ * the top array); anything deeper is not a snapshot. */
+#define SNAP_DEPTH 6
 
-/*
- * Returns 0 when buf (len bytes) is exactly one complete msgpack object whose
- * every array/map count is at most the bytes left after its header, else -1.
- * msgpack-c allocates an array's elements from its declared count before it
- * reads them, so a forged count of 2^32 would make it ask for 96 GiB; this
- * O(len) walk bounds what it can allocate to O(len).
- */
-static int mp_plausible(const unsigned char *buf, size_t len)
+/* Fills the empty engine *ep from the body at r, of layout version; 0 or -1. */
+static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned version, struct rctx *c)
 {
-    size_t pos = 0;
-    uint64_t pending = 1; /* objects still to read */
-    while (pending > 0) {
-        if (pos >= len)
-            return -1;
-        unsigned t = buf[pos++];
-        uint64_t skip = 0, items = 0;
-        size_t left = len - pos;
-        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
-            /* fixint, nil, bool */
-        } else if ((t & 0xf0) == 0x80) {
-            items = 2 * (uint64_t)(t & 0x0f);
-        } else if ((t & 0xf0) == 0x90) {
-            items = t & 0x0f;
-        } else if ((t & 0xe0) == 0xa0) {
-            skip = t & 0x1f;
-        } else {
-            int hdr; /* bytes of length or value that follow the type byte */
-            switch (t) {
-            case 0xc4:
-            case 0xd9:
-            case 0xcc:
-            case 0xd0:
-                hdr = 1;
-                break;
-            case 0xc5:
-            case 0xda:
-            case 0xcd:
-            case 0xd1:
-            case 0xdc:
-            case 0xde:
-                hdr = 2;
-                break;
-            case 0xc6:
-            case 0xdb:
-            case 0xce:
-            case 0xd2:
-            case 0xca:
-            case 0xdd:
-            case 0xdf:
-                hdr = 4;
-                break;
-            case 0xcf:
-            case 0xd3:
-            case 0xcb:
-                hdr = 8;
-                break;
-            default:
-                return -1; /* ext types and 0xc1 never appear in a snapshot */
-            }
-            if (left < (size_t)hdr)
-                return -1;
-            uint64_t v = be(buf + pos, hdr);
-            pos += (size_t)hdr;
-            left -= (size_t)hdr;
-            if (t == 0xc4 || t == 0xc5 || t == 0xc6 || t == 0xd9 || t == 0xda || t == 0xdb)
-                skip = v;
-            else if (t == 0xdc || t == 0xdd)
-                items = v;
-            else if (t == 0xde || t == 0xdf)
-                items = 2 * v;
-        }
-        if (skip > left || items > left)
-            return -1;
-        pos += (size_t)skip;
-        pending = pending - 1 + items;
-    }
-    return pos == len ? 0 : -1;
-}
-
-/* Fills the empty engine *ep from the body object of layout version; 0 or -1. */
-static int restore_body(struct eng **ep, const msgpack_object *body, unsigned version,
-                        struct rctx *c)
-{
-    const msgpack_object *f = arr(body, version >= 2 ? 6 : 5);
     uint64_t shard, seq, closed_max, now_ns = 0;
-    if (f == NULL || get_u64(&f[0], ENG_SHARD_MAX - 1, &shard) ||
-        get_u64(&f[1], (UINT64_C(1) << (64 - ENG_SHARD_BITS)) - 1, &seq) ||
-        get_u64(&f[2], ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0 ||
-        (version >= 2 && get_u64(&f[5], UINT64_MAX, &now_ns)))
+    if (get_arr(r, version >= 2 ? 6 : 5) || get_u64(r, ENG_SHARD_MAX - 1, &shard) ||
+        get_u64(r, (UINT64_C(1) << (64 - ENG_SHARD_BITS)) - 1, &seq) ||
+        get_u64(r, ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0)
         return fail(c, "snapshot header fields malformed");
     struct eng *e = eng_new((uint32_t)shard, (uint32_t)closed_max);
     if (e == NULL)
         return fail(c, "out of memory");
     *ep = e;
     e->seq = seq;
-    e->now_ns = now_ns;
-    const msgpack_object *books = &f[3], *closed = &f[4];
-    if (books->type != MSGPACK_OBJECT_ARRAY || closed->type != MSGPACK_OBJECT_ARRAY)
+    uint32_t nbooks, nclosed;
+    if (op_mp_get_array(r, &nbooks) != 0)
         return fail(c, "books or closed list is not an array");
-    for (uint32_t i = 0; i < books->via.array.size; i++) {
-        const msgpack_object *bf = arr(&books->via.array.ptr[i], 3);
+    for (uint32_t i = 0; i < nbooks; i++) {
         char symbol[OP_SYMBOL_MAX];
-        if (bf == NULL || get_str(&bf[0], symbol, sizeof(symbol)) || symbol[0] == '\0')
+        if (get_arr(r, 3) || get_str(r, symbol, sizeof(symbol)) || symbol[0] == '\0')
             return fail(c, "book %u malformed", i);
         if (eng_book(e, symbol, 0) != NULL)
             return fail(c, "book '%s' appears twice", symbol);
         struct book *b = eng_book(e, symbol, 1);
-        if (restore_side(e, b, BOOK_BID, &bf[1], c) || restore_side(e, b, BOOK_ASK, &bf[2], c))
+        if (restore_side(e, b, BOOK_BID, r, c) || restore_side(e, b, BOOK_ASK, r, c))
             return -1;
     }
-    if (closed->via.array.size > closed_max)
+    if (op_mp_get_array(r, &nclosed) != 0)
+        return fail(c, "books or closed list is not an array");
+    if (nclosed > closed_max)
         return fail(c, "closed list longer than its bound");
-    for (uint32_t k = 0; k < closed->via.array.size; k++) {
-        const msgpack_object *cf = arr(&closed->via.array.ptr[k], 3);
+    for (uint32_t k = 0; k < nclosed; k++) {
         uint64_t id, book;
         char account[OP_ACCOUNT_MAX];
-        if (cf == NULL || get_u64(&cf[0], INT64_MAX, &id) || id == 0 ||
-            get_str(&cf[1], account, sizeof(account)) ||
-            get_u64(&cf[2], (uint64_t)e->nbooks - 1, &book) || e->nbooks == 0)
+        if (get_arr(r, 3) || get_u64(r, INT64_MAX, &id) || id == 0 ||
+            get_str(r, account, sizeof(account)) || e->nbooks == 0 ||
+            get_u64(r, (uint64_t)e->nbooks - 1, &book))
             return fail(c, "closed record %u malformed", k);
         if (eng_id_known(e, id))
             return fail(c, "order id %llu appears twice", (unsigned long long)id);
         eng_closed_add(e, id, (uint32_t)eng_account(e, account, 1), (uint32_t)book);
     }
+    if (version >= 2 && get_u64(r, UINT64_MAX, &now_ns))
+        return fail(c, "snapshot header fields malformed");
+    e->now_ns = now_ns;
+    if (r->off != r->len)
+        return fail(c, "snapshot body has trailing bytes");
     return 0;
 }
 
@@ -365,49 +272,40 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
 {
     struct rctx c = {err, errlen};
     struct eng *e = NULL;
-    msgpack_unpacked top;
-    msgpack_unpacked_init(&top);
-    size_t off = 0;
     int rc = -1;
-    if (buf == NULL || mp_plausible(buf, len) != 0 ||
-        msgpack_unpack_next(&top, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
+    if (buf == NULL || op_mp_check_all(buf, len, 2) != 0) {
         fail(&c, "snapshot truncated or not msgpack");
         goto out;
     }
-    const msgpack_object *f = arr(&top.data, 4);
+    struct op_mp_reader top = {buf, len, 0};
     uint64_t version, hash;
-    if (f == NULL || f[0].type != MSGPACK_OBJECT_STR || f[0].via.str.size != strlen(SNAP_MAGIC) ||
-        memcmp(f[0].via.str.ptr, SNAP_MAGIC, strlen(SNAP_MAGIC)) != 0) {
+    const char *magic;
+    size_t mlen;
+    if (get_arr(&top, 4) || op_mp_get_str(&top, &magic, &mlen) || mlen != strlen(SNAP_MAGIC) ||
+        memcmp(magic, SNAP_MAGIC, mlen) != 0) {
         fail(&c, "not an engine snapshot");
         goto out;
     }
-    if (get_u64(&f[1], UINT32_MAX, &version) || version < 1 || version > SNAP_VERSION) {
+    if (get_u64(&top, UINT32_MAX, &version) || version < 1 || version > SNAP_VERSION) {
         fail(&c, "unsupported snapshot version");
         goto out;
     }
-    if (get_u64(&f[2], UINT64_MAX, &hash) || f[3].type != MSGPACK_OBJECT_BIN) {
+    const void *body;
+    size_t body_len;
+    if (get_u64(&top, UINT64_MAX, &hash) || op_mp_get_bin(&top, &body, &body_len) != 0) {
         fail(&c, "snapshot hash or body malformed");
         goto out;
     }
-    const char *body = f[3].via.bin.ptr;
-    size_t body_len = f[3].via.bin.size;
     if (eng_fnv1a64(body, body_len) != hash) {
         fail(&c, "snapshot checksum mismatch");
         goto out;
     }
-    msgpack_unpacked inner;
-    msgpack_unpacked_init(&inner);
-    off = 0;
-    if (mp_plausible((const unsigned char *)body, body_len) != 0 ||
-        msgpack_unpack_next(&inner, body, body_len, &off) != MSGPACK_UNPACK_SUCCESS ||
-        off != body_len) {
-        msgpack_unpacked_destroy(&inner);
+    if (op_mp_check_all(body, body_len, SNAP_DEPTH) != 0) {
         fail(&c, "snapshot body truncated or not msgpack");
         goto out;
     }
-    int brc = restore_body(&e, &inner.data, (unsigned)version, &c);
-    msgpack_unpacked_destroy(&inner);
-    if (brc != 0)
+    struct op_mp_reader rd = {body, body_len, 0};
+    if (restore_body(&e, &rd, (unsigned)version, &c) != 0 || e == NULL)
         goto out;
     if (eng_check(e, err, errlen) != 0)
         goto out;
@@ -420,7 +318,6 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
     }
     rc = 0;
 out:
-    msgpack_unpacked_destroy(&top);
     if (rc != 0) {
         eng_free(e);
         e = NULL;
