@@ -216,14 +216,11 @@ static int mp_check(const unsigned char *p, size_t len, size_t *off, int depth, 
     return mp_check_depth(p, len, off, depth, MAX_DEPTH, why);
 }
 
-/* Unpacks exactly one object spanning data[0..len) into *obj (memory in the
- * codec's zone, valid until the next decode). Returns 0 or -1 with c->err. */
-static int unpack_one(struct op_codec *c, const void *data, size_t len, size_t max,
-                      msgpack_object *obj)
+/* mp_check over exactly data[0..len), at most max bytes; 0 or -1 with c->err. */
+static int check_one(struct op_codec *c, const void *data, size_t len, size_t max)
 {
     size_t off = 0;
     const char *why = NULL;
-
     if (len > max) {
         c->err = "input too large";
         return -1;
@@ -236,8 +233,18 @@ static int unpack_one(struct op_codec *c, const void *data, size_t len, size_t m
         c->err = "trailing bytes after the message";
         return -1;
     }
+    return 0;
+}
+
+/* Unpacks exactly one object spanning data[0..len) into *obj (memory in the
+ * codec's zone, valid until the next decode). Returns 0 or -1 with c->err. */
+static int unpack_one(struct op_codec *c, const void *data, size_t len, size_t max,
+                      msgpack_object *obj)
+{
+    size_t off = 0;
+    if (check_one(c, data, len, max) != 0)
+        return -1;
     msgpack_zone_clear(&c->zone);
-    off = 0;
     switch (msgpack_unpack(data, len, &off, &c->zone, obj)) {
     case MSGPACK_UNPACK_SUCCESS:
         return 0;
@@ -487,18 +494,10 @@ static long long read_map(struct op_codec *c, const msgpack_object *o, const str
 
 #define BIT(f) (1LL << (f))
 
-int op_codec_decode_order_msgpack(struct op_codec *c, const void *data, size_t len,
-                                  struct op_order_msg *m)
+/* The checks of a decoded order after its map was read; 0 or -1 with c->err. */
+static int order_complete(struct op_codec *c, const struct op_order_msg *m, long long seen)
 {
-    msgpack_object obj;
     static const long long base = BIT(F_K) | BIT(F_ID) | BIT(F_TS) | BIT(F_SYM) | BIT(F_ACCT);
-
-    memset(m, 0, sizeof(*m));
-    if (unpack_one(c, data, len, OP_CODEC_ORDER_MAX, &obj) != 0)
-        return -1;
-    long long seen = read_map(c, &obj, order_dest, m);
-    if (seen < 0)
-        goto bad;
     long long need = base;
     if (m->kind == OP_MSG_NEW)
         need |= BIT(F_SIDE) | BIT(F_TYPE) | BIT(F_TIF) | BIT(F_QTY);
@@ -506,23 +505,50 @@ int op_codec_decode_order_msgpack(struct op_codec *c, const void *data, size_t l
         need |= BIT(F_QTY);
     else if (m->kind != OP_MSG_CANCEL && (seen & BIT(F_K))) {
         c->err = "unknown message kind";
-        goto bad;
+        return -1;
     }
     if ((seen & need) != need) {
         c->err = "a required field is missing";
-        goto bad;
+        return -1;
     }
     return 0;
-bad:
+}
+
+/* The checks of a decoded report; 0 or -1 with c->err. */
+static int report_complete(struct op_codec *c, const struct op_report *r, long long seen)
+{
+    static const long long need = BIT(F_K) | BIT(F_RID) | BIT(F_TS) | BIT(F_ID) | BIT(F_SYM);
+    if ((seen & need) != need) {
+        c->err = "a required field is missing";
+        return -1;
+    }
+    if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_AMENDED) {
+        c->err = "unknown report kind";
+        return -1;
+    }
+    return 0;
+}
+
+int op_codec_decode_order_msgpack(struct op_codec *c, const void *data, size_t len,
+                                  struct op_order_msg *m)
+{
+    msgpack_object obj;
+
     memset(m, 0, sizeof(*m));
-    return -1;
+    if (unpack_one(c, data, len, OP_CODEC_ORDER_MAX, &obj) != 0)
+        return -1;
+    long long seen = read_map(c, &obj, order_dest, m);
+    if (seen < 0 || order_complete(c, m, seen) != 0) {
+        memset(m, 0, sizeof(*m));
+        return -1;
+    }
+    return 0;
 }
 
 int op_codec_decode_reports_msgpack(struct op_codec *c, const void *data, size_t len,
                                     struct op_report *out, size_t max, size_t *n)
 {
     msgpack_object obj;
-    static const long long need = BIT(F_K) | BIT(F_RID) | BIT(F_TS) | BIT(F_ID) | BIT(F_SYM);
 
     *n = 0;
     if (unpack_one(c, data, len, OP_CODEC_REPORTS_BYTES_MAX, &obj) != 0)
@@ -539,16 +565,8 @@ int op_codec_decode_reports_msgpack(struct op_codec *c, const void *data, size_t
         struct op_report *r = &out[i];
         memset(r, 0, sizeof(*r));
         long long seen = read_map(c, &obj.via.array.ptr[i], report_dest, r);
-        if (seen < 0)
+        if (seen < 0 || report_complete(c, r, seen) != 0)
             return -1;
-        if ((seen & need) != need) {
-            c->err = "a required field is missing";
-            return -1;
-        }
-        if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_AMENDED) {
-            c->err = "unknown report kind";
-            return -1;
-        }
     }
     *n = obj.via.array.size;
     return 0;
@@ -762,61 +780,6 @@ static long long rd_map(struct op_codec *c, const unsigned char *p, size_t len, 
         }
     }
     return seen;
-}
-
-/* mp_check over exactly data[0..len), at most max bytes; 0 or -1 with c->err. */
-static int check_one(struct op_codec *c, const void *data, size_t len, size_t max)
-{
-    size_t off = 0;
-    const char *why = NULL;
-    if (len > max) {
-        c->err = "input too large";
-        return -1;
-    }
-    if (mp_check(data, len, &off, 0, &why) != 0) {
-        c->err = why;
-        return -1;
-    }
-    if (off != len) {
-        c->err = "trailing bytes after the message";
-        return -1;
-    }
-    return 0;
-}
-
-/* The checks of a decoded order after its map was read; 0 or -1 with c->err. */
-static int order_complete(struct op_codec *c, const struct op_order_msg *m, long long seen)
-{
-    static const long long base = BIT(F_K) | BIT(F_ID) | BIT(F_TS) | BIT(F_SYM) | BIT(F_ACCT);
-    long long need = base;
-    if (m->kind == OP_MSG_NEW)
-        need |= BIT(F_SIDE) | BIT(F_TYPE) | BIT(F_TIF) | BIT(F_QTY);
-    else if (m->kind == OP_MSG_AMEND)
-        need |= BIT(F_QTY);
-    else if (m->kind != OP_MSG_CANCEL && (seen & BIT(F_K))) {
-        c->err = "unknown message kind";
-        return -1;
-    }
-    if ((seen & need) != need) {
-        c->err = "a required field is missing";
-        return -1;
-    }
-    return 0;
-}
-
-/* The checks of a decoded report; 0 or -1 with c->err. */
-static int report_complete(struct op_codec *c, const struct op_report *r, long long seen)
-{
-    static const long long need = BIT(F_K) | BIT(F_RID) | BIT(F_TS) | BIT(F_ID) | BIT(F_SYM);
-    if ((seen & need) != need) {
-        c->err = "a required field is missing";
-        return -1;
-    }
-    if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_AMENDED) {
-        c->err = "unknown report kind";
-        return -1;
-    }
-    return 0;
 }
 
 int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m)
