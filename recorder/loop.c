@@ -15,9 +15,11 @@
  * transactions):
  *
  *   fill   XREADGROUP (own pending list first, then ">") into one batch until
- *          RECORDER_BATCH_ROWS reports or RECORDER_FLUSH_MS after its first
- *          entry; XAUTOCLAIM of dead consumers' entries and the lag poll /
- *          trim run between reads
+ *          the previous batch's commit completed (adaptive: idle, one report
+ *          goes through alone; under load a batch is what arrived while the
+ *          previous one was committed), RECORDER_BATCH_ROWS reports, or
+ *          RECORDER_FLUSH_MS after its first entry at the most; XAUTOCLAIM of
+ *          dead consumers' entries and the lag poll / trim run between reads
  *   write  one transaction (rec_store_write) on the writer thread, while the
  *          main thread fills the next batch (two batches in memory at most)
  *   ack    once the writer committed it: XACK per shard, pipelined, retried
@@ -84,11 +86,17 @@ static void housekeeping(struct rec_loop *r, struct rec_batch *b, int may_claim)
     }
 }
 
-/* Fills b until it is full, its flush time has come, or a stop is requested.
- * Returns when there is something to write (or on stop) — or, with
- * in_flight set (a batch is being committed and waits for its XACK), as soon
- * as one read found nothing, so that the XACK is not held up by an idle
- * BLOCK. */
+/* Why 2 ms: while a commit is in flight the loop reads with this BLOCK, so
+ * that it sees the commit complete within 2 ms (a commit takes a few ms) at
+ * the cost of an empty XREADGROUP per 2 ms of it. */
+#define REC_BUSY_POLL_MS 2
+
+/* Fills b until it holds something and no commit is in flight (in_flight 0,
+ * or the writer thread has finished it), it is full, its flush time has
+ * come, or a stop is requested. Returns when there is something to write (or
+ * on stop) — or, with in_flight set (a batch is being committed and waits
+ * for its XACK), as soon as one read found nothing, so that the XACK is not
+ * held up by an idle BLOCK. */
 static void fill(struct rec_loop *r, struct rec_batch *b, int in_flight)
 {
     rec_stream_fill_starts(r->stream, b->nentries == 0);
@@ -96,6 +104,8 @@ static void fill(struct rec_loop *r, struct rec_batch *b, int in_flight)
         int64_t now = op_now_ms();
         if (b->nentries && now >= b->first_ms + r->cfg.flush_ms)
             return;
+        if (b->nentries && (!in_flight || !rec_writer_busy(&r->writer)))
+            return; /* the previous commit completed: write what arrived meanwhile */
         if (rec_stream_ready(r->stream) != 0) {
             REC_SET(r->stats, blocked, b->nentries == 0 ? 0 : 1);
             if (b->nentries)
@@ -106,8 +116,10 @@ static void fill(struct rec_loop *r, struct rec_batch *b, int in_flight)
         housekeeping(r, b, !rec_stream_in_pending_phase(r->stream));
         if (b->rows >= (size_t)r->cfg.batch_rows)
             return;
-        int idle = in_flight ? (int)r->cfg.flush_ms : REC_IDLE_BLOCK_MS;
+        int idle = in_flight ? REC_BUSY_POLL_MS : REC_IDLE_BLOCK_MS;
         int block = b->nentries ? (int)(b->first_ms + r->cfg.flush_ms - now) : idle;
+        if (in_flight && block > REC_BUSY_POLL_MS)
+            block = REC_BUSY_POLL_MS;
         size_t before = b->nentries;
         int64_t t_read = op_now_ms();
         int n = rec_stream_read(r->stream, b, (size_t)r->cfg.batch_rows - b->rows,

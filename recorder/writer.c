@@ -70,6 +70,14 @@ int rec_writer_wait(struct rec_writer *w)
     return rc;
 }
 
+int rec_writer_busy(struct rec_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int busy = w->batch != NULL;
+    pthread_mutex_unlock(&w->mu);
+    return busy;
+}
+
 void rec_writer_stop(struct rec_writer *w)
 {
     if (!w->started)

@@ -40,6 +40,11 @@ void rec_writer_submit(struct rec_writer *w, struct rec_batch *b);
  * to retry). The store and the batch are the caller's again. */
 int rec_writer_wait(struct rec_writer *w);
 
+/* 1 while a submitted batch is still being written (its result not posted
+ * yet), else 0. Never blocks: the loop polls it to write its next batch as
+ * soon as the previous commit completed. */
+int rec_writer_busy(struct rec_writer *w);
+
 /* Stops and joins the thread (after rec_writer_wait if a batch is in flight). */
 void rec_writer_stop(struct rec_writer *w);
 
