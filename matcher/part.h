@@ -6,6 +6,7 @@
 
 #include "matcher/fence.h"
 #include "matcher/matcher.h"
+#include "shared/backlog.h"
 #include "shared/sid.h"
 
 /*
@@ -109,14 +110,15 @@ struct worker {
     struct matcher_stats *st;         /* (ref) */
     struct op_redis redis;            /* the one connection (hiredis: one per thread) */
     struct op_codec *codec;
-    struct part **parts;       /* [shards]: NULL when not owned */
-    int owned;                 /* non-NULL parts */
-    int target;                /* shards to own, from the balance */
-    int64_t next_renew_ms;     /* lease renewal due */
-    int64_t next_balance_ms;   /* heartbeat, balance and group poll due */
-    int64_t refused_log_ms;    /* publish_refused is logged again not before this */
-    uint64_t refused_unlogged; /* refusals since the last publish_refused line */
-    struct fence fence;        /* the connection's WATCH (fence.h) */
+    struct op_backlog_memo *backlog_memo; /* [shards]: spares the poll's count (shared/backlog.h) */
+    struct part **parts;                  /* [shards]: NULL when not owned */
+    int owned;                            /* non-NULL parts */
+    int target;                           /* shards to own, from the balance */
+    int64_t next_renew_ms;                /* lease renewal due */
+    int64_t next_balance_ms;              /* heartbeat, balance and group poll due */
+    int64_t refused_log_ms;               /* publish_refused is logged again not before this */
+    uint64_t refused_unlogged;            /* refusals since the last publish_refused line */
+    struct fence fence;                   /* the connection's WATCH (fence.h) */
     /* per-batch buffers, reused: no allocation per order once warm. A held
      * publish (part.pub) keeps them: no other shard runs meanwhile. */
     struct in_entry *ents;

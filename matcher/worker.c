@@ -20,7 +20,8 @@ struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats
     w->parts =
         op_calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
     w->codec = op_codec_new();
-    if (!w->parts || !w->codec) {
+    w->backlog_memo = op_calloc(cfg->shards, sizeof(*w->backlog_memo));
+    if (!w->parts || !w->codec || !w->backlog_memo) {
         worker_free(w);
         return NULL;
     }
@@ -48,6 +49,7 @@ void worker_free(struct worker *w)
     op_free(w->ents);
     op_free(w->msgs);
     op_free(w->rep_end);
+    op_free(w->backlog_memo);
     op_free(w->outs);
     op_free((void *)w->argv);
     op_free(w->lens);
@@ -179,8 +181,8 @@ static void store_backlog(void *ctx, uint32_t s, const struct op_backlog *b)
  * 7.0 can leave stale after a restart) and the pending part. */
 static void poll_groups(struct worker *w)
 {
-    op_backlog_poll_orders(&w->redis, w->cfg->shards, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX,
-                           store_backlog, w->st);
+    op_backlog_poll_orders_memo(&w->redis, w->cfg->shards, OP_GROUP_MATCHERS, BACKLOG_COUNT_MAX,
+                                w->backlog_memo, store_backlog, w->st);
 }
 
 static int cmp_str(const void *a, const void *b)
