@@ -14,8 +14,11 @@
 #     restarted with OP_REDIS_FSYNC, default always, for the measured part).
 #  2. One orderpipe-recorder drains the streams: time from its start until
 #     every entry is delivered and acknowledged.
-#  3. Baseline: the resulting fills and orders tables are dumped and loaded
-#     back with `psql \copy` into fresh tables (LIKE … INCLUDING ALL).
+#  3. Baselines: the resulting fills and orders tables are dumped and loaded
+#     back with `psql \copy` into fresh tables (LIKE … INCLUDING ALL: the
+#     contract's constraints and indexes), and into tables with the same
+#     columns and only a primary key (the floor: the cost of storing the data
+#     at all). The summary line compares the recorder with the floor.
 # Rows = fills rows + orders rows in the final tables, the same count for both.
 # The recorder does more work than the baseline for those rows (an order row
 # is inserted once and then updated by later reports; every statement is
@@ -147,8 +150,23 @@ base_secs="$(echo "$t1 - $t0" | bc)"
 [[ "$(psqlq -c 'SELECT count(*) FROM bench_fills')" == "$fills" ]] || op_die "baseline fills count differs"
 printf 'baseline: psql \\copy of the same %s rows into LIKE … INCLUDING ALL copies: %.2f s\n' "$rows" "$base_secs"
 
+# the floor: the same columns (LIKE without INCLUDING keeps only NOT NULL) and a primary key
+psqlq -c "CREATE TABLE floor_fills (LIKE fills); ALTER TABLE floor_fills ADD PRIMARY KEY (fill_id)"
+psqlq -c "CREATE TABLE floor_orders (LIKE orders); ALTER TABLE floor_orders ADD PRIMARY KEY (order_id)"
+t0="$(now)"
+psqlq -c "\\copy floor_fills FROM '$dir/fills.copy'"
+psqlq -c "\\copy floor_orders FROM '$dir/orders.copy'"
+t1="$(now)"
+floor_secs="$(echo "$t1 - $t0" | bc)"
+[[ "$(psqlq -c 'SELECT count(*) FROM floor_orders')" == "$orders" ]] || op_die "floor orders count differs"
+printf 'floor: psql \\copy of the same %s rows into tables with the same columns and only a primary key: %.2f s\n' \
+	"$rows" "$floor_secs"
+
 rec_rate="$(echo "$rows / $rec_secs" | bc)"
 base_rate="$(echo "$rows / $base_secs" | bc)"
+floor_rate="$(echo "$rows / $floor_secs" | bc)"
 printf 'fills only: recorder %s fills/s\n' "$(echo "$fills / $rec_secs" | bc)"
-printf 'bench recorder: %s rows/s (baseline %s rows/s, ratio %.2f)\n' "$rec_rate" "$base_rate" \
-	"$(echo "$rec_rate / $base_rate" | bc -l)"
+printf 'contract tables: psql \\copy %s rows/s (recorder/that: %.2f); floor %s rows/s (contract tables/floor: %.2f)\n' \
+	"$base_rate" "$(echo "$rec_rate / $base_rate" | bc -l)" "$floor_rate" "$(echo "$base_rate / $floor_rate" | bc -l)"
+printf 'bench recorder: %s rows/s (baseline %s rows/s, ratio %.2f)\n' "$rec_rate" "$floor_rate" \
+	"$(echo "$rec_rate / $floor_rate" | bc -l)"
