@@ -20,6 +20,8 @@
 #     columns and only a primary key (the floor: the cost of storing the data
 #     at all). The summary line compares the recorder with the floor.
 # Rows = fills rows + orders rows in the final tables, the same count for both.
+# Also printed: the CPU (user+system) of PostgreSQL (postmaster and every
+# child) and of the recorder over the drain, per row.
 # The recorder does more work than the baseline for those rows (an order row
 # is inserted once and then updated by later reports; every statement is
 # idempotent), which is what the ratio measures.
@@ -70,6 +72,16 @@ export LOG_LEVEL=warn
 "$bin/orderpipe-setup" >/dev/null || op_die "orderpipe-setup failed"
 
 psqlq() { psql "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 "$@"; }
+# CPU ticks (user+system, exited children included) of the PostgreSQL cluster
+# (postmaster and every live child) and of one process.
+ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+	local pm total p
+	pm="$(head -1 "$dir/postgres/data/postmaster.pid")"
+	total="$(ticks "$pm")"
+	for p in $(ps -o pid= --ppid "$pm"); do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+	echo "$total"
+}
 now() { date +%s.%N; }
 
 # --- 1. prefill ------------------------------------------------------------------
@@ -110,6 +122,7 @@ end
 return left'
 keys=()
 for ((s = 0; s < shards; s++)); do keys+=("fills:{$s}"); done
+pg0="$(pg_ticks)"
 RECORDER_METRICS_PORT="$mport" "$bin/orderpipe-recorder" 2>"$dir/recorder.log" &
 rec_pid=$!
 t0="$(now)"
@@ -118,6 +131,8 @@ while [[ "$(redis-cli -p "$rport" EVAL "$undrained_lua" "$shards" "${keys[@]}")"
 	sleep 0.05
 done
 t1="$(now)"
+pg1="$(pg_ticks)"
+rec_ticks="$(ticks "$rec_pid")"
 metrics="$(curl -s "http://127.0.0.1:$mport/metrics")"
 kill -TERM "$rec_pid"
 rc=0
@@ -133,6 +148,9 @@ batches="$(metric recorder_batches_total)"
 printf 'recorder: batch %s rows, flush %s ms; %s fills + %s orders rows (%s order-row writes) in %s batches, %.2f s\n' \
 	"${RECORDER_BATCH_ROWS:-default}" "${RECORDER_FLUSH_MS:-default}" "$fills" "$orders" \
 	"$(metric recorder_order_updates_total)" "$batches" "$rec_secs"
+hz="$(getconf CLK_TCK)"
+printf 'cpu per row (us, the drain): postgres %.2f recorder %.2f (per order row + fill row written)\n' \
+	"$(echo "($pg1 - $pg0) * 1000000 / $hz / $rows" | bc -l)" "$(echo "$rec_ticks * 1000000 / $hz / $rows" | bc -l)"
 printf 'recorder: mean commit %.1f ms, mean batch %.1f ms\n' \
 	"$(echo "$(metric recorder_commit_seconds_sum) * 1000 / $batches" | bc -l)" \
 	"$(echo "$(metric recorder_batch_seconds_sum) * 1000 / $batches" | bc -l)"
