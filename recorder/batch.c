@@ -160,6 +160,11 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
         else if (eff > 0 && r->kind != OP_REPORT_REJECTED &&
                  !op_symtab_find(b->syms, r->symbol, strlen(r->symbol)))
             snprintf(why, sizeof(why), "unknown symbol '%s' (not in SYMBOLS_FILE)", r->symbol);
+        else if (eff > 0 && r->kind != OP_REPORT_REJECTED && r->client_order_id[0] &&
+                 !op_client_order_id_valid(r->client_order_id))
+            /* the grammar is checked here, not by a regex CHECK in every
+             * insert (migration 005) */
+            snprintf(why, sizeof(why), "client_order_id breaks its grammar");
         if (why[0]) {
             if (grow((void **)&b->bad, &b->cap_bad, b->nbad + 1, sizeof(*b->bad)) != 0)
                 return -1;

@@ -14,9 +14,10 @@ bug in another writer — bypass ingest's validation. Two layers catch them:
    with its reason, none may rest in the book, and nothing is dead-lettered.
    (Before the fix: 0 of 10 recorded, the whole fills entry dead-lettered.)
 2. The recorder dead-letters the smallest unit it can: in one fills entry of
-   four reports, one refused by a CHECK and one of an unknown symbol, the two
-   good ones are recorded and exactly those two reports are dead letters,
-   each naming its index in the entry.
+   five reports, one refused by a CHECK, one of an unknown symbol and one
+   with a client_order_id breaking its grammar, the two good ones are
+   recorded and exactly those three reports are dead letters, each naming its
+   index in the entry.
 
 Run by tests/integration/hostile_inputs.sh under tests/run-integration.sh.
 Exit status 0 when every check holds, 1 otherwise (failures printed).
@@ -187,28 +188,32 @@ def main():
             r.update(over)
             return r
 
-        ids = [base + 100 + i for i in range(4)]
+        ids = [base + 100 + i for i in range(5)]
         reports = [acc(ids[0], 1 << 40), acc(ids[1], (1 << 40) + 1, side=9),
-                   acc(ids[2], (1 << 40) + 2), acc(ids[3], (1 << 40) + 3, sym="NOPE")]
+                   acc(ids[2], (1 << 40) + 2), acc(ids[3], (1 << 40) + 3, sym="NOPE"),
+                   acc(ids[4], (1 << 40) + 4, coid="bad id!")]
         entry = redis_raw("XADD", f"fills:{{{s}}}", "*", "sym", "AAPL,NOPE", "kind",
-                          "accepted=4", "n", "4", "in", "0-1", "m", data=mp(reports))
+                          "accepted=5", "n", "5", "in", "0-1", "m", data=mp(reports))
         wait("the entry's good reports recorded", lambda: int(psql(
             f"SELECT count(*) FROM orders WHERE order_id IN ({ids[0]},{ids[2]})")[0][0]) == 2, 30)
         wait("its dead letters", lambda: int(psql(
-            "SELECT count(*) FROM dead_letters")[0][0]) >= 2, 30)
+            "SELECT count(*) FROM dead_letters")[0][0]) >= 3, 30)
         rows = psql(f"SELECT order_id FROM orders WHERE order_id IN ({','.join(map(str, ids))})"
                     " ORDER BY order_id")
         check("recorder: good reports of the entry recorded", [int(r[0]) for r in rows],
               [ids[0], ids[2]])
         dead = psql("SELECT entry_id, report, error FROM dead_letters ORDER BY report")
-        check("recorder: two dead letters", len(dead), 2)
-        if len(dead) == 2:
-            check("recorder: entry id", [d[0] for d in dead], [entry, entry])
-            check("recorder: report indices", [d[1] for d in dead], ["1", "3"])
+        check("recorder: three dead letters", len(dead), 3)
+        if len(dead) == 3:
+            check("recorder: entry id", [d[0] for d in dead], [entry] * 3)
+            check("recorder: report indices", [d[1] for d in dead], ["1", "3", "4"])
             if "orders_side_check" not in dead[0][2]:
                 fails.append(f"recorder: report 1 error: {dead[0][2]}")
             if "unknown symbol 'NOPE'" not in dead[1][2]:
                 fails.append(f"recorder: report 3 error: {dead[1][2]}")
+            # the grammar is the recorder's to check (migration 005 dropped the regex CHECK)
+            if "client_order_id breaks its grammar" not in dead[2][2]:
+                fails.append(f"recorder: report 4 error: {dead[2][2]}")
         raw = psql("SELECT encode(raw, 'hex') FROM dead_letters WHERE report = 1")
         # that report alone, re-encoded: a one-element msgpack array
         check("recorder: a dead report's raw is that report alone",
