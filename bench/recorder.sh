@@ -158,25 +158,26 @@ printf 'recorder: mean commit %.1f ms, mean batch %.1f ms\n' \
 # --- 3. baseline: psql \copy of the same rows into the same table shapes ------------
 psqlq -c "\\copy fills TO '$dir/fills.copy'"
 psqlq -c "\\copy orders TO '$dir/orders.copy'"
+# copy_into PREFIX: \copy the dumped rows into PREFIX_fills and PREFIX_orders
+# (created by the caller); prints the seconds it took, checks the counts.
+copy_into() {
+	local t0 t1
+	t0="$(now)"
+	psqlq -c "\\copy $1_fills FROM '$dir/fills.copy'"
+	psqlq -c "\\copy $1_orders FROM '$dir/orders.copy'"
+	t1="$(now)"
+	[[ "$(psqlq -c "SELECT count(*) FROM $1_fills")" == "$fills" &&
+		"$(psqlq -c "SELECT count(*) FROM $1_orders")" == "$orders" ]] || op_die "$1: row counts differ"
+	echo "$t1 - $t0" | bc
+}
 psqlq -c "CREATE TABLE bench_fills (LIKE fills INCLUDING ALL)"
 psqlq -c "CREATE TABLE bench_orders (LIKE orders INCLUDING ALL)"
-t0="$(now)"
-psqlq -c "\\copy bench_fills FROM '$dir/fills.copy'"
-psqlq -c "\\copy bench_orders FROM '$dir/orders.copy'"
-t1="$(now)"
-base_secs="$(echo "$t1 - $t0" | bc)"
-[[ "$(psqlq -c 'SELECT count(*) FROM bench_fills')" == "$fills" ]] || op_die "baseline fills count differs"
+base_secs="$(copy_into bench)"
 printf 'baseline: psql \\copy of the same %s rows into LIKE … INCLUDING ALL copies: %.2f s\n' "$rows" "$base_secs"
-
 # the floor: the same columns (LIKE without INCLUDING keeps only NOT NULL) and a primary key
 psqlq -c "CREATE TABLE floor_fills (LIKE fills); ALTER TABLE floor_fills ADD PRIMARY KEY (fill_id)"
 psqlq -c "CREATE TABLE floor_orders (LIKE orders); ALTER TABLE floor_orders ADD PRIMARY KEY (order_id)"
-t0="$(now)"
-psqlq -c "\\copy floor_fills FROM '$dir/fills.copy'"
-psqlq -c "\\copy floor_orders FROM '$dir/orders.copy'"
-t1="$(now)"
-floor_secs="$(echo "$t1 - $t0" | bc)"
-[[ "$(psqlq -c 'SELECT count(*) FROM floor_orders')" == "$orders" ]] || op_die "floor orders count differs"
+floor_secs="$(copy_into floor)"
 printf 'floor: psql \\copy of the same %s rows into tables with the same columns and only a primary key: %.2f s\n' \
 	"$rows" "$floor_secs"
 
