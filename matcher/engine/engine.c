@@ -878,8 +878,12 @@ void eng_prefetch(const struct eng *e, const struct op_order_msg *in, int stage)
     }
     if (in->kind == OP_MSG_NEW || in->order_id == 0)
         return;
-    const struct eng_slot *s = ids_find(e, in->order_id);
-    if (s == NULL || ref_closed(s->ref))
+    /* A hint: only the slot at the id's home is looked at, not the probe
+     * walk, which would repeat the lookup eng_apply does anyway (with
+     * page-local homes the walk costs more than the misses it hid: bench
+     * book's own mix, pipelined, 5.2-6.3M -> 6.9-7.8M ops/s). */
+    const struct eng_slot *s = &e->ids[id_home(e, in->order_id)];
+    if (s->id != in->order_id || ref_closed(s->ref))
         return;
     const char *o = (const char *)ref_order(s->ref);
     __builtin_prefetch(o);
