@@ -72,16 +72,6 @@ export LOG_LEVEL=warn
 "$bin/orderpipe-setup" >/dev/null || op_die "orderpipe-setup failed"
 
 psqlq() { psql "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 "$@"; }
-# CPU ticks (user+system, exited children included) of the PostgreSQL cluster
-# (postmaster and every live child) and of one process.
-ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pg_ticks() {
-	local pm total p
-	pm="$(head -1 "$dir/postgres/data/postmaster.pid")"
-	total="$(ticks "$pm")"
-	for p in $(ps -o pid= --ppid "$pm"); do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
-	echo "$total"
-}
 now() { date +%s.%N; }
 
 # --- 1. prefill ------------------------------------------------------------------
@@ -122,7 +112,7 @@ end
 return left'
 keys=()
 for ((s = 0; s < shards; s++)); do keys+=("fills:{$s}"); done
-pg0="$(pg_ticks)"
+pg0="$(op_pg_cpu_ticks "$dir/postgres/data" all)"
 RECORDER_METRICS_PORT="$mport" "$bin/orderpipe-recorder" 2>"$dir/recorder.log" &
 rec_pid=$!
 t0="$(now)"
@@ -131,8 +121,8 @@ while [[ "$(redis-cli -p "$rport" EVAL "$undrained_lua" "$shards" "${keys[@]}")"
 	sleep 0.05
 done
 t1="$(now)"
-pg1="$(pg_ticks)"
-rec_ticks="$(ticks "$rec_pid")"
+pg1="$(op_pg_cpu_ticks "$dir/postgres/data" all)"
+rec_ticks="$(op_cpu_ticks "$rec_pid" all)"
 metrics="$(curl -s "http://127.0.0.1:$mport/metrics")"
 kill -TERM "$rec_pid"
 rc=0

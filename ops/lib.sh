@@ -114,6 +114,28 @@ op_pid_alive() {
 	[[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]
 }
 
+# op_cpu_ticks PID [all]: the CPU ticks (user + system, of CLK_TCK) PID has
+# used so far; with "all", its exited and waited-for children's too. 0 when
+# PID is gone. For the benchmarks' CPU figures.
+op_cpu_ticks() {
+	awk -v all="${2:-}" '{print $14 + $15 + (all == "all" ? $16 + $17 : 0)}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# op_pg_cpu_ticks DATADIR [all]: op_cpu_ticks of the PostgreSQL cluster of
+# DATADIR: its postmaster (with "all", with its exited children: backends
+# that have ended) plus every live child (backends, checkpointer, WAL
+# writer, ...). 0 when it is not running.
+op_pg_cpu_ticks() {
+	local pm total p
+	pm="$(head -1 "$1/postmaster.pid" 2>/dev/null)" || { echo 0; return; }
+	[[ -n "$pm" ]] || { echo 0; return; }
+	total="$(op_cpu_ticks "$pm" "${2:-}")"
+	for p in $(ps -o pid= --ppid "$pm" 2>/dev/null); do
+		total=$((total + $(op_cpu_ticks "$p")))
+	done
+	printf '%s\n' "$total"
+}
+
 # op_read_pidfile FILE: print the pid in FILE if it names a running process,
 # else print nothing and return 1.
 op_read_pidfile() {

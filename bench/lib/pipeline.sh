@@ -61,20 +61,11 @@ pl_backlog() {
 }
 
 pl_rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-pl_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pl_cpu_ticks() { op_cpu_ticks "$1"; }
 
 # CPU ticks of the whole PostgreSQL cluster: the postmaster and its children
 # (the recorder's backend does the COPY/INSERT work).
-pl_pg_ticks() {
-	local pm
-	pm="$(head -1 "$pl_dir/postgres/data/postmaster.pid" 2>/dev/null)" || { echo 0; return; }
-	ps -o pid= --ppid "$pm" 2>/dev/null | { total="$(pl_cpu_ticks "$pm")"
-		while read -r p; do total=$((total + $(pl_cpu_ticks "$p"))); done
-		echo "$total"; }
-}
-
-# CPU ticks (user + system, children included) of one process.
-pl_cpu_ticks_all() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pl_pg_ticks() { op_pg_cpu_ticks "$pl_dir/postgres/data"; }
 
 # pl_cpu_snapshot: "ingest T matcher T recorder T redis T postgres T", the
 # CPU ticks each kind of process has used so far (matchers and recorders
@@ -82,18 +73,14 @@ pl_cpu_ticks_all() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/
 # live child: backends, checkpointer, WAL writer, ...). Two snapshots'
 # difference is the CPU of a window.
 pl_cpu_snapshot() {
-	local i kind pm p
+	local i kind
 	local -A t=([ingest]=0 [matcher]=0 [recorder]=0 [redis]=0 [postgres]=0)
 	for i in "${!pl_pids[@]}"; do
 		kind="${pl_names[i]%%[0-9]*}"
-		t[$kind]=$((t[$kind] + $(pl_cpu_ticks_all "${pl_pids[i]}")))
+		t[$kind]=$((t[$kind] + $(op_cpu_ticks "${pl_pids[i]}" all)))
 	done
-	t[redis]="$(pl_cpu_ticks_all "$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)")"
-	pm="$(head -1 "$pl_dir/postgres/data/postmaster.pid" 2>/dev/null || echo 0)"
-	t[postgres]="$(pl_cpu_ticks_all "$pm")"
-	for p in $(ps -o pid= --ppid "$pm" 2>/dev/null); do
-		t[postgres]=$((t[postgres] + $(pl_cpu_ticks "$p")))
-	done
+	t[redis]="$(op_cpu_ticks "$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)" all)"
+	t[postgres]="$(op_pg_cpu_ticks "$pl_dir/postgres/data" all)"
 	printf 'ingest %s matcher %s recorder %s redis %s postgres %s\n' \
 		"${t[ingest]}" "${t[matcher]}" "${t[recorder]}" "${t[redis]}" "${t[postgres]}"
 }
