@@ -90,13 +90,19 @@ static int report_effect(const struct op_report *r)
     }
 }
 
+/* Copies why into err[REC_ERR_MAX] as printable ASCII (others become '?'). */
+static void set_err(char *err, const char *why)
+{
+    snprintf(err, REC_ERR_MAX, "%s", why);
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
+}
+
 /* Marks entry e poison with a printable-ASCII copy of why. */
 static void set_poison(struct rec_batch *b, struct rec_entry *e, const char *why)
 {
-    snprintf(e->err, sizeof(e->err), "%s", why);
-    for (char *p = e->err; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-            *p = '?';
+    set_err(e->err, why);
     b->nreports = e->first; /* its reports, if any were decoded, are dropped */
     e->n = 0;
     b->npoison++;
@@ -155,25 +161,24 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
         b->rep_skip[k] = 0;
         int eff = report_effect(r);
         char why[REC_ERR_MAX] = "";
-        if (eff < 0)
+        if (eff < 0) {
             snprintf(why, sizeof(why), "unknown report kind %u", r->kind);
-        else if (eff > 0 && r->kind != OP_REPORT_REJECTED &&
-                 !op_symtab_find(b->syms, r->symbol, strlen(r->symbol)))
-            snprintf(why, sizeof(why), "unknown symbol '%s' (not in SYMBOLS_FILE)", r->symbol);
-        else if (eff > 0 && r->kind != OP_REPORT_REJECTED && r->client_order_id[0] &&
-                 !op_client_order_id_valid(r->client_order_id))
-            /* the grammar is checked here, not by a regex CHECK in every
-             * insert (migration 005) */
-            snprintf(why, sizeof(why), "client_order_id breaks its grammar");
+        } else if (eff > 0 && r->kind != OP_REPORT_REJECTED) {
+            /* A REJECTED row is recordable whatever it holds (put_order
+             * writes NULL for what the table cannot take). */
+            if (!op_symtab_find(b->syms, r->symbol, strlen(r->symbol)))
+                snprintf(why, sizeof(why), "unknown symbol '%s' (not in SYMBOLS_FILE)", r->symbol);
+            else if (r->client_order_id[0] && !op_client_order_id_valid(r->client_order_id))
+                /* the grammar is checked here, not by a regex CHECK in every
+                 * insert (migration 005) */
+                snprintf(why, sizeof(why), "client_order_id breaks its grammar");
+        }
         if (why[0]) {
             if (grow((void **)&b->bad, &b->cap_bad, b->nbad + 1, sizeof(*b->bad)) != 0)
                 return -1;
             struct rec_bad_report *x = &b->bad[b->nbad++];
             x->report = k;
-            snprintf(x->err, sizeof(x->err), "%s", why);
-            for (char *p = x->err; *p; p++)
-                if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-                    *p = '?';
+            set_err(x->err, why);
             b->rep_skip[k] = 1;
             b->npoison++;
             continue;

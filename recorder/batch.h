@@ -53,8 +53,10 @@ struct rec_entry {
     char err[REC_ERR_MAX]; /* "" or why it cannot be recorded (poison: dead letter) */
 };
 
-/* A report that cannot be recorded, found before writing (unknown kind, or a
- * symbol SYMBOLS_FILE does not list): dead-lettered alone. */
+/* A report that cannot be recorded, found before writing (a symbol
+ * SYMBOLS_FILE does not list, a client_order_id breaking its grammar; an
+ * unknown kind too, though the codec refuses such an entry first):
+ * dead-lettered alone. */
 struct rec_bad_report {
     size_t report;         /* index in batch->reports */
     char err[REC_ERR_MAX]; /* why */
@@ -114,8 +116,8 @@ void rec_batch_reset(struct rec_batch *b);
  * Appends one stream entry: id (idlen bytes) of fills:{shard} with its `m`
  * field (m may be NULL: then the entry is poison, "entry has no 'm' field").
  * Decodes it; an undecodable entry is kept as poison (err set, no reports),
- * a report of unknown kind or of an unlisted symbol (except a REJECTED one,
- * recordable without a tick) goes to bad[] while the entry's other reports
+ * a report of an unlisted symbol or with a bad client_order_id (except a
+ * REJECTED one, recordable with NULLs) goes to bad[] while the entry's other reports
  * stay, so that the store dead-letters just those and acknowledges the entry.
  * Returns 0, or -1 out of memory (nothing appended).
  */

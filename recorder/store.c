@@ -344,17 +344,24 @@ fail:;
     return -1;
 }
 
-/* Dead-letters report k of b alone (autocommit) with error why. Returns 0, or
- * -1 to retry the batch. */
-static int dead_report(struct rec_store *st, struct rec_batch *b, size_t k, const char *why)
+/* Dead-letters report k of entry e of b (k == SIZE_MAX: the whole entry)
+ * in autocommit, counting it. Returns 0, or -1 to retry the batch. */
+static int dead_letter(struct rec_store *st, struct rec_batch *b, const struct rec_entry *e,
+                       size_t k, const char *why)
 {
-    int d = insert_dead_letter(st, b, &b->entries[b->rep_entry[k]], k, why);
+    int d = insert_dead_letter(st, b, e, k, why);
     if (d < 0) {
         pg_failed(st, "dead_letter");
         return -1;
     }
     REC_ADD(st->stats, dead_letters, (uint64_t)d);
     return 0;
+}
+
+/* dead_letter of report k alone. */
+static int dead_report(struct rec_store *st, struct rec_batch *b, size_t k, const char *why)
+{
+    return dead_letter(st, b, &b->entries[b->rep_entry[k]], k, why);
 }
 
 /* Records reports [lo, hi), splitting on data errors down to single reports,
@@ -395,17 +402,10 @@ static int write_all(struct rec_store *st, struct rec_batch *b)
     for (size_t i = 0; i < b->nbad; i++)
         if (dead_report(st, b, b->bad[i].report, b->bad[i].err) != 0)
             return -1;
-    for (size_t i = 0; i < b->nentries; i++) {
-        const struct rec_entry *e = &b->entries[i];
-        if (!e->err[0])
-            continue;
-        int d = insert_dead_letter(st, b, e, SIZE_MAX, e->err);
-        if (d < 0) {
-            pg_failed(st, "dead_letter");
+    for (size_t i = 0; i < b->nentries; i++)
+        if (b->entries[i].err[0] &&
+            dead_letter(st, b, &b->entries[i], SIZE_MAX, b->entries[i].err) != 0)
             return -1;
-        }
-        REC_ADD(st->stats, dead_letters, (uint64_t)d);
-    }
     return 0;
 }
 
