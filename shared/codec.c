@@ -320,12 +320,11 @@ __attribute__((constructor)) static void field_tables(void)
     }
 }
 
-static enum field field_of(const msgpack_object_str *k)
+static enum field field_of(const char *key, size_t len)
 {
-    uint32_t g = key_sig(k->ptr, k->size);
+    uint32_t g = key_sig(key, len);
     for (int i = 0; i < F_COUNT; i++)
-        if (field_sig[i] == g && field_len[i] == k->size &&
-            memcmp(field_names[i], k->ptr, k->size) == 0)
+        if (field_sig[i] == g && field_len[i] == len && memcmp(field_names[i], key, len) == 0)
             return (enum field)i;
     return F_UNKNOWN;
 }
@@ -455,7 +454,7 @@ static long long read_map(struct op_codec *c, const msgpack_object *o, const str
             c->err = "map key is not a string";
             return -1;
         }
-        enum field f = field_of(&kv->key.via.str);
+        enum field f = field_of(kv->key.via.str.ptr, kv->key.via.str.size);
         if (f == F_UNKNOWN)
             continue;
         if (seen & (1LL << f)) {
@@ -761,8 +760,7 @@ static long long rd_map(struct op_codec *c, const unsigned char *p, size_t len, 
             c->err = "map key is not a string";
             return -1;
         }
-        msgpack_object_str ks = {(uint32_t)k.u, k.s};
-        enum field f = field_of(&ks);
+        enum field f = field_of(k.s, (size_t)k.u);
         struct mp_val x;
         rd_val(p, len, o, &x);
         if (x.cls == MP_MAP || x.cls == MP_ARRAY)
@@ -1062,14 +1060,20 @@ static inline unsigned char *w_int(unsigned char *p, int64_t v)
     return p;
 }
 
-/* A str of n bytes (n < 256: every string of a report). */
+/* A str of n bytes (n < 2^32; every string of a stream message is < 256). */
 static inline unsigned char *w_str(unsigned char *p, const char *s, size_t n)
 {
     if (n < 32) {
         *p++ = (unsigned char)(0xa0 | n);
-    } else {
+    } else if (n < 256) {
         *p++ = 0xd9;
         *p++ = (unsigned char)n;
+    } else if (n < 65536) {
+        *p++ = 0xda;
+        p = w_be(p, n, 2);
+    } else {
+        *p++ = 0xdb;
+        p = w_be(p, n, 4);
     }
     memcpy(p, s, n);
     return p + n;
@@ -1310,21 +1314,8 @@ int op_mp_put_str(struct op_buf *out, const char *s, size_t n)
 {
     if (n > UINT32_MAX || op_buf_reserve(out, n + 5) != 0)
         return -1;
-    unsigned char *p = (unsigned char *)out->data + out->len, *q = p;
-    if (n < 32) {
-        *q++ = (unsigned char)(0xa0 | n);
-    } else if (n < 256) {
-        *q++ = 0xd9;
-        *q++ = (unsigned char)n;
-    } else if (n < 65536) {
-        *q++ = 0xda;
-        q = w_be(q, n, 2);
-    } else {
-        *q++ = 0xdb;
-        q = w_be(q, n, 4);
-    }
-    memcpy(q, s, n);
-    out->len += (size_t)(q - p) + n;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    out->len += (size_t)(w_str(p, s, n) - p);
     return 0;
 }
 

@@ -153,12 +153,6 @@ static int get_arr(struct op_mp_reader *r, uint32_t n)
     return op_mp_get_array(r, &k) == 0 && k == n ? 0 : -1;
 }
 
-/* Reads a non-negative integer ≤ max into *v; 0 or -1. */
-static int get_u64(struct op_mp_reader *r, uint64_t max, uint64_t *v)
-{
-    return op_mp_get_uint(r, max, v);
-}
-
 /* Copies a string of 0 … size-1 bytes without NUL into dst, NUL-padded; 0 or -1. */
 static int get_str(struct op_mp_reader *r, char *dst, size_t size)
 {
@@ -183,10 +177,11 @@ static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reade
         uint64_t id, price, qty, filled, type, tif;
         bool post_only;
         char account[OP_ACCOUNT_MAX], clordid[OP_CLORDID_MAX];
-        if (get_arr(r, 9) || get_u64(r, INT64_MAX, &id) || id == 0 ||
-            get_u64(r, INT64_MAX, &price) || price < 1 || get_u64(r, ENG_QTY_MAX, &qty) ||
-            qty < 1 || get_u64(r, qty - 1, &filled) || get_u64(r, 255, &type) ||
-            type != OP_TYPE_LIMIT || get_u64(r, 255, &tif) || tif != OP_TIF_GTC ||
+        if (get_arr(r, 9) || op_mp_get_uint(r, INT64_MAX, &id) || id == 0 ||
+            op_mp_get_uint(r, INT64_MAX, &price) || price < 1 ||
+            op_mp_get_uint(r, ENG_QTY_MAX, &qty) || qty < 1 ||
+            op_mp_get_uint(r, qty - 1, &filled) || op_mp_get_uint(r, 255, &type) ||
+            type != OP_TYPE_LIMIT || op_mp_get_uint(r, 255, &tif) || tif != OP_TIF_GTC ||
             op_mp_get_bool(r, &post_only) || get_str(r, account, sizeof(account)) ||
             get_str(r, clordid, sizeof(clordid)))
             return fail(c, "book '%s': order %u of side %d is malformed", b->symbol, i, s);
@@ -223,9 +218,9 @@ static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reade
 static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned version, struct rctx *c)
 {
     uint64_t shard, seq, closed_max, now_ns = 0;
-    if (get_arr(r, version >= 2 ? 6 : 5) || get_u64(r, ENG_SHARD_MAX - 1, &shard) ||
-        get_u64(r, (UINT64_C(1) << (64 - ENG_SHARD_BITS)) - 1, &seq) ||
-        get_u64(r, ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0)
+    if (get_arr(r, version >= 2 ? 6 : 5) || op_mp_get_uint(r, ENG_SHARD_MAX - 1, &shard) ||
+        op_mp_get_uint(r, (UINT64_C(1) << (64 - ENG_SHARD_BITS)) - 1, &seq) ||
+        op_mp_get_uint(r, ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0)
         return fail(c, "snapshot header fields malformed");
     struct eng *e = eng_new((uint32_t)shard, (uint32_t)closed_max);
     if (e == NULL)
@@ -252,15 +247,15 @@ static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned versio
     for (uint32_t k = 0; k < nclosed; k++) {
         uint64_t id, book;
         char account[OP_ACCOUNT_MAX];
-        if (get_arr(r, 3) || get_u64(r, INT64_MAX, &id) || id == 0 ||
+        if (get_arr(r, 3) || op_mp_get_uint(r, INT64_MAX, &id) || id == 0 ||
             get_str(r, account, sizeof(account)) || e->nbooks == 0 ||
-            get_u64(r, (uint64_t)e->nbooks - 1, &book))
+            op_mp_get_uint(r, (uint64_t)e->nbooks - 1, &book))
             return fail(c, "closed record %u malformed", k);
         if (eng_id_known(e, id))
             return fail(c, "order id %llu appears twice", (unsigned long long)id);
         eng_closed_add(e, id, (uint32_t)eng_account(e, account, 1), (uint32_t)book);
     }
-    if (version >= 2 && get_u64(r, UINT64_MAX, &now_ns))
+    if (version >= 2 && op_mp_get_uint(r, UINT64_MAX, &now_ns))
         return fail(c, "snapshot header fields malformed");
     e->now_ns = now_ns;
     if (r->off != r->len)
@@ -286,13 +281,13 @@ struct eng *eng_restore(const void *buf, size_t len, char *err, size_t errlen)
         fail(&c, "not an engine snapshot");
         goto out;
     }
-    if (get_u64(&top, UINT32_MAX, &version) || version < 1 || version > SNAP_VERSION) {
+    if (op_mp_get_uint(&top, UINT32_MAX, &version) || version < 1 || version > SNAP_VERSION) {
         fail(&c, "unsupported snapshot version");
         goto out;
     }
     const void *body;
     size_t body_len;
-    if (get_u64(&top, UINT64_MAX, &hash) || op_mp_get_bin(&top, &body, &body_len) != 0) {
+    if (op_mp_get_uint(&top, UINT64_MAX, &hash) || op_mp_get_bin(&top, &body, &body_len) != 0) {
         fail(&c, "snapshot hash or body malformed");
         goto out;
     }
