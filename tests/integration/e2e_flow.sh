@@ -5,12 +5,8 @@
 #  2. the LOBSTER AAPL sample replayed; every execution burst must trade its
 #     type-4 rows (tests/e2e/lobster.py; skipped when the sample is absent).
 set -uo pipefail
-for b in orderpipe-ingest orderpipe-matcher orderpipe-recorder; do
-	if [[ ! -x "$OP_BUILD/bin/$b" ]]; then
-		printf 'e2e_flow: SKIPPED: %s is not built yet\n' "$b"
-		exit 0
-	fi
-done
+. "$OP_ROOT/tests/lib/testlib.sh"
+t_skip_unless_built e2e_flow
 rc=0
 python3 "$OP_ROOT/tests/e2e/e2e.py" || rc=1
 python3 "$OP_ROOT/tests/e2e/lobster.py" || rc=1

@@ -4,10 +4,6 @@
 # accepts, and the recorder dead-letters single reports, never the good ones
 # batched with them (tests/e2e/hostile.py).
 set -uo pipefail
-for b in orderpipe-ingest orderpipe-matcher orderpipe-recorder; do
-	if [[ ! -x "$OP_BUILD/bin/$b" ]]; then
-		printf 'hostile_inputs: SKIPPED: %s is not built yet\n' "$b"
-		exit 0
-	fi
-done
+. "$OP_ROOT/tests/lib/testlib.sh"
+t_skip_unless_built hostile_inputs
 exec python3 "$OP_ROOT/tests/e2e/hostile.py"

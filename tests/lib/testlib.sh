@@ -36,6 +36,18 @@ t_done() {
 	((T_FAILS == 0))
 }
 
+# t_skip_unless_built NAME: exits 0 with "NAME: SKIPPED" when ingest, matcher
+# or recorder is not built yet (a test of the whole pipeline needs all three).
+t_skip_unless_built() {
+	local b
+	for b in orderpipe-ingest orderpipe-matcher orderpipe-recorder; do
+		if [[ ! -x "$OP_BUILD/bin/$b" ]]; then
+			printf '%s: SKIPPED: %s is not built yet\n' "$1" "$b"
+			exit 0
+		fi
+	done
+}
+
 # redis-cli against the test Redis.
 t_redis() {
 	redis-cli -p "$OP_REDIS_PORT" --no-raw "$@" 2>/dev/null | sed 's/^(integer) //; s/^"//; s/"$//'
