@@ -836,6 +836,9 @@ static enum MHD_Result handle_metrics(struct req *r)
     op_metrics_header(&b, "ingest_orders_queued_total", "counter",
                       "messages acknowledged by redis (new, cancel, amend)");
     op_metrics_sample(&b, "ingest_orders_queued_total", NULL, atomic_load(&ws->orders_queued));
+    op_metrics_header(&b, "ingest_stream_entries_total", "counter",
+                      "orders:{S} entries written (one per shard per writer round)");
+    op_metrics_sample(&b, "ingest_stream_entries_total", NULL, atomic_load(&ws->entries));
     op_metrics_header(&b, "ingest_duplicates_total", "counter",
                       "repeated client_order_ids answered with the original id");
     op_metrics_sample(&b, "ingest_duplicates_total", NULL, atomic_load(&ws->duplicates));
@@ -850,10 +853,12 @@ static enum MHD_Result handle_metrics(struct req *r)
     op_metrics_header(&b, "ingest_redis_up", "gauge", "1 if the last contact with redis succeeded");
     op_metrics_sample(&b, "ingest_redis_up", NULL, writer_redis_ok(s->cfg.writer) ? 1 : 0);
     op_metrics_header(&b, "ingest_redis_roundtrip_seconds", "histogram",
-                      "round trip of one pipeline of XADDs");
+                      "round trip of one pipeline of orders entries");
     op_metrics_hist(&b, "ingest_redis_roundtrip_seconds", NULL, &ws->round_us, 1e-6, 0);
     op_metrics_header(&b, "ingest_pipeline_commands", "histogram", "commands per redis pipeline");
     op_metrics_hist(&b, "ingest_pipeline_commands", NULL, &ws->batch_items, 1, 1);
+    op_metrics_header(&b, "ingest_entry_orders", "histogram", "inputs per orders:{S} entry");
+    op_metrics_hist(&b, "ingest_entry_orders", NULL, &ws->entry_items, 1, 1);
     op_metrics_header(&b, "ingest_batch_orders", "histogram", "orders per batch request");
     op_metrics_hist(&b, "ingest_batch_orders", NULL, &s->batch_sizes, 1, 1);
     op_metrics_header(&b, "ingest_shard_backlog", "gauge",

@@ -21,22 +21,52 @@
 #define ID_BLOCK_BITS 20
 #define ID_BLOCK_KEY "orderpipe:id_block"
 
-/* Why 4096: one pipeline of that many XADDs is ~1 MB and ~10 ms of Redis
- * work; larger rounds only add latency to the first request in them. */
-#define ROUND_MAX_ITEMS 4096
+/* Why 4096: a round's inputs of one shard are one orders:{S} entry, so
+ * this bounds an entry (OP_CODEC_ORDERS_MAX: a matcher reads entries whole);
+ * ~1 MB and ~10 ms of Redis work, and larger rounds only add latency to the
+ * first request in them. A job larger than this (a batch request: at most
+ * BATCH_MAX = 1000 orders) is still one round. */
+#define ROUND_MAX_ITEMS OP_CODEC_ORDERS_MAX
 /* How often the consumer-group backlog of every shard is polled. */
 #define LAG_POLL_MS 200
 
-/* Atomically: if the client_order_id key exists, answer its order id;
- * else XADD the order and remember the id for ARGV[4] seconds. Both keys
- * carry the shard's hash tag, so this also works on a Redis Cluster. */
-static const char IDEM_SCRIPT[] = "local prev = redis.call('GET', KEYS[1]) "
-                                  "if prev then return {0, prev} end "
-                                  "local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*', "
-                                  "'type', 'new', 'sym', ARGV[1], 'm', ARGV[2]) "
-                                  "if not id then return {2, ''} end "
-                                  "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) "
-                                  "return {1, id}";
+/*
+ * Writes one orders:{S} entry, atomically:
+ *   KEYS[1] orders:{S}, KEYS[2] oseq:{S}, KEYS[3…] the idempotency keys of
+ *   the entry's new orders that carry a client_order_id;
+ *   ARGV[1] their TTL (s), ARGV[2…6] the entry's fields type, sym, n, ids
+ *   and m, ARGV[7…] the order id of each idempotency key.
+ * If any idempotency key exists, nothing is written and the answer is
+ * {0, {k, previous id, …}} (k: the key's index from 1): the writer drops
+ * those orders and sends the entry again. Otherwise oseq:{S} is raised by n
+ * (the entry's `seq` field is the count of inputs before it: backpressure
+ * counts orders with it, shared/backlog.h), the entry is added and the keys
+ * set: {1, entry id}. {2} when the stream does not exist (setup not run):
+ * nothing written. Every key carries the shard's hash tag (one cluster slot).
+ */
+static const char ENTRY_SCRIPT[] =
+    "local dups = {}\n"
+    "for i = 3, #KEYS do\n"
+    "  local prev = redis.call('GET', KEYS[i])\n"
+    "  if prev then dups[#dups + 1] = i - 2; dups[#dups + 1] = prev end\n"
+    "end\n"
+    "if #dups > 0 then return {0, dups} end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end\n"
+    "local n = tonumber(ARGV[4])\n"
+    "local seq = redis.call('INCRBY', KEYS[2], n) - n\n"
+    "local id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'type', ARGV[2], 'sym', ARGV[3],\n"
+    "  'n', ARGV[4], 'ids', ARGV[5], 'seq', tostring(seq), 'm', ARGV[6])\n"
+    "for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[4 + i], 'EX', ARGV[1]) end\n"
+    "return {1, id}\n";
+
+/* One orders:{S} entry of a round: the round's inputs of one shard. */
+struct entry {
+    uint32_t shard;
+    size_t first, n; /* its items: lane.order[first … first + n) */
+    size_t placed;   /* grouping cursor */
+    bool queued;     /* its script call is in the pipeline */
+    bool resend;     /* Redis knew some client_order_ids: send again without them */
+};
 
 /* One writer thread with its own Redis connection. Several lanes take jobs
  * from the one queue, so that while a pipeline waits for Redis (with
@@ -47,9 +77,24 @@ struct lane {
     int index;        /* 0 also polls the backlog */
     pthread_t thread;
     struct op_redis redis;
-    struct op_buf enc; /* encoded messages of the round */
-    uint64_t id_block; /* 0 = none yet */
-    uint64_t id_next;  /* next n within the block */
+    struct op_buf enc;   /* the `m` of the entry being sent */
+    struct op_buf text;  /* its other fields and idempotency keys */
+    struct item **order; /* the round's order items, grouped by entry */
+    size_t cap_order;
+    struct entry *ents; /* the round's entries, in order of first appearance */
+    size_t nents, cap_ents;
+    int32_t *shard_ent;               /* [shards]: the shard's entry in this round, -1 */
+    const struct op_order_msg **msgs; /* the written inputs of the entry being sent */
+    size_t cap_msgs;
+    struct item **seen; /* repeat detection of client_order_ids, a hash table */
+    size_t cap_seen;
+    const char **argv; /* the script call of one entry */
+    size_t *lens;
+    size_t cap_argv, cap_lens;
+    char sha[48];            /* ENTRY_SCRIPT loaded on this connection, "" if not */
+    uint64_t sha_reconnects; /* redis.reconnects when it was loaded */
+    uint64_t id_block;       /* 0 = none yet */
+    uint64_t id_next;        /* next n within the block */
     int64_t next_lag_poll_ms;
     _Atomic bool up; /* last contact with Redis succeeded */
 };
@@ -193,150 +238,442 @@ static void poll_lag(struct lane *l)
                                 l->w->backlog_memo, store_backlog, l->w);
 }
 
-/* Appends the command of one item to the pipeline. 0 or -1 (connection). */
-static int append_item(struct lane *l, struct item *it, char *key, size_t off, size_t len)
+/* Grows a lane array *v of *cap elements of size sz to hold n. 0 or -1. */
+static int grow(void *v, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < n)
+        c *= 2;
+    void *p = op_realloc(*(void **)v, c * sz);
+    if (!p)
+        return -1;
+    *(void **)v = p;
+    *cap = c;
+    return 0;
+}
+
+/* The idempotency key's hash: symbol, account and client_order_id. */
+static uint32_t idem_hash(const struct op_order_msg *m)
+{
+    uint32_t h = op_fnv1a32(m->symbol, strlen(m->symbol));
+    h = h * 31 + op_fnv1a32(m->account, strlen(m->account));
+    return h * 31 + op_fnv1a32(m->client_order_id, strlen(m->client_order_id));
+}
+
+static bool same_idem(const struct op_order_msg *a, const struct op_order_msg *b)
+{
+    return strcmp(a->client_order_id, b->client_order_id) == 0 &&
+           strcmp(a->account, b->account) == 0 && strcmp(a->symbol, b->symbol) == 0;
+}
+
+static bool has_idem(const struct item *it)
+{
+    return it->msg.kind == OP_MSG_NEW && it->msg.client_order_id[0];
+}
+
+/* Marks the items of entry e that repeat the client_order_id of an earlier
+ * one of e (a client's retry landing in the same round): they are not
+ * written and get the earlier one's answer. 0 or -1 (memory). */
+static int mark_repeats(struct lane *l, const struct entry *e)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < e->n; i++)
+        k += has_idem(l->order[e->first + i]);
+    if (k < 2)
+        return 0;
+    size_t size = 4;
+    while (size < 2 * k)
+        size *= 2;
+    if (grow(&l->seen, &l->cap_seen, size, sizeof(*l->seen)) != 0)
+        return -1;
+    memset(l->seen, 0, size * sizeof(*l->seen));
+    for (size_t i = 0; i < e->n; i++) {
+        struct item *it = l->order[e->first + i];
+        if (!has_idem(it))
+            continue;
+        size_t h = idem_hash(&it->msg) & (size - 1);
+        while (l->seen[h] && !same_idem(&l->seen[h]->msg, &it->msg))
+            h = (h + 1) & (size - 1);
+        if (l->seen[h])
+            it->same_as = l->seen[h];
+        else
+            l->seen[h] = it;
+    }
+    return 0;
+}
+
+/* Clears the shard → entry map of the round's entries; returns rc. */
+static int forget_shards(struct lane *l, int rc)
+{
+    for (size_t e = 0; e < l->nents; e++)
+        l->shard_ent[l->ents[e].shard] = -1;
+    return rc;
+}
+
+/*
+ * Assigns the round's order ids and groups its order items by shard into
+ * l->ents / l->order, keeping their order (a request's orders of one shard
+ * stay in request order). Returns 0, or -1 (Redis for an id block, memory).
+ */
+static int group_round(struct lane *l, struct job *list)
+{
+    size_t total = 0;
+    l->nents = 0;
+    for (struct job *j = list; j; j = j->next)
+        for (int i = 0; i < j->nitems; i++) {
+            struct item *it = &j->items[i];
+            if (it->kind != ITEM_ORDER)
+                continue;
+            it->same_as = NULL;
+            it->dropped = false;
+            if (it->msg.kind == OP_MSG_NEW) {
+                if (ensure_id_block(l) != 0)
+                    return forget_shards(l, -1);
+                it->msg.order_id = (l->id_block << ID_BLOCK_BITS) | l->id_next++;
+            }
+            int32_t e = l->shard_ent[it->shard];
+            if (e < 0) {
+                if (grow(&l->ents, &l->cap_ents, l->nents + 1, sizeof(*l->ents)) != 0)
+                    return forget_shards(l, op_log_fail("out_of_memory", "what=round entries"));
+                e = l->shard_ent[it->shard] = (int32_t)l->nents++;
+                l->ents[e] = (struct entry){.shard = it->shard};
+            }
+            l->ents[e].n++;
+            total++;
+        }
+    forget_shards(l, 0);
+    if (grow(&l->order, &l->cap_order, total, sizeof(*l->order)) != 0)
+        return op_log_fail("out_of_memory", "what=round items=%zu", total);
+    for (size_t e = 0, at = 0; e < l->nents; e++) {
+        l->ents[e].first = at;
+        at += l->ents[e].n;
+    }
+    for (struct job *j = list; j; j = j->next)
+        for (int i = 0; i < j->nitems; i++) {
+            struct item *it = &j->items[i];
+            if (it->kind != ITEM_ORDER)
+                continue;
+            int32_t e = l->shard_ent[it->shard];
+            if (e < 0) { /* the entries are in order of first appearance */
+                for (e = 0; l->ents[e].shard != it->shard; e++)
+                    ;
+                l->shard_ent[it->shard] = e;
+            }
+            struct entry *en = &l->ents[e];
+            l->order[en->first + en->placed++] = it;
+        }
+    forget_shards(l, 0);
+    for (size_t e = 0; e < l->nents; e++)
+        if (mark_repeats(l, &l->ents[e]) != 0)
+            return op_log_fail("out_of_memory", "what=round repeats");
+    return 0;
+}
+
+/* The items of e that are written: not repeats, not known duplicates. */
+static bool written(const struct item *it)
+{
+    return !it->same_as && !it->dropped;
+}
+
+/*
+ * Queues the script call writing entry e (its written items only).
+ * Returns 1 when queued, 0 when nothing of e is left to write, -1 on a
+ * failure (memory or the connection).
+ */
+static int send_entry(struct lane *l, const struct entry *e)
 {
     struct writer *w = l->w;
-    const char *type = op_msg_kind_name(it->msg.kind);
-    if (it->kind == ITEM_GET)
-        return op_redis_appendf(&l->redis, "GET %s", it->key);
-    op_key_orders(key, it->shard);
-    if (it->msg.kind == OP_MSG_NEW && it->msg.client_order_id[0]) {
-        char idem[160], id[24], ttl[16];
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        const struct item *it = l->order[e->first + i];
+        n += written(it);
+        k += written(it) && has_idem(it);
+    }
+    if (n == 0)
+        return 0;
+    if (grow(&l->msgs, &l->cap_msgs, n, sizeof(*l->msgs)) != 0)
+        return op_log_fail("out_of_memory", "what=entry inputs=%zu", n);
+    for (size_t i = 0, j = 0; i < e->n; i++) {
+        const struct item *it = l->order[e->first + i];
+        if (written(it))
+            l->msgs[j++] = &it->msg;
+    }
+    op_buf_reset(&l->enc);
+    op_buf_reset(&l->text);
+    if (op_codec_encode_orders(&l->enc, l->msgs, n) != 0)
+        return -1;
+    /* texts: numkeys, stream, seq key, idem keys, ttl, fields, ids */
+    if (op_buf_printf(&l->text, "%zu", 2 + k) != 0 || op_buf_append(&l->text, "", 1) != 0)
+        return -1;
+    char stream[OP_KEY_MAX], seq[OP_KEY_MAX], ttl[16];
+    op_key_orders(stream, e->shard);
+    op_key_oseq(seq, e->shard);
+    snprintf(ttl, sizeof(ttl), "%d", w->cfg.idempotency_ttl_s);
+    for (size_t i = 0; i < e->n; i++) {
+        const struct item *it = l->order[e->first + i];
         /* Scoped per account and symbol (docs/ingest.md): the same id on
          * another symbol is another order, even on the same shard. Neither
          * a symbol nor a client_order_id can contain ':', so the key is
          * unambiguous whatever the account name holds. */
-        snprintf(idem, sizeof(idem), "idem:{%u}:%s:%s:%s", it->shard, it->msg.symbol,
-                 it->msg.account, it->msg.client_order_id);
-        snprintf(id, sizeof(id), "%llu", (unsigned long long)it->msg.order_id);
-        snprintf(ttl, sizeof(ttl), "%d", w->cfg.idempotency_ttl_s);
-        return op_redis_appendf(&l->redis, "EVAL %s 2 %s %s %s %b %s %s", IDEM_SCRIPT, idem, key,
-                                it->msg.symbol, l->enc.data + off, len, id, ttl);
+        if (written(it) && has_idem(it) &&
+            (op_buf_printf(&l->text, "idem:{%u}:%s:%s:%s", e->shard, it->msg.symbol,
+                           it->msg.account, it->msg.client_order_id) != 0 ||
+             op_buf_append(&l->text, "", 1) != 0))
+            return -1;
     }
-    return op_redis_appendf(&l->redis, "XADD %s NOMKSTREAM * type %s sym %s m %b", key, type,
-                            it->msg.symbol, l->enc.data + off, len);
+    if (op_codec_orders_fields(&l->text, l->msgs, n) != 0)
+        return -1;
+    for (size_t i = 0; i < e->n; i++) {
+        const struct item *it = l->order[e->first + i];
+        if (written(it) && has_idem(it) &&
+            (op_buf_printf(&l->text, "%llu", (unsigned long long)it->msg.order_id) != 0 ||
+             op_buf_append(&l->text, "", 1) != 0))
+            return -1;
+    }
+    size_t argc = 3 + 2 + k + 6 + k;
+    if (grow(&l->argv, &l->cap_argv, argc, sizeof(*l->argv)) != 0 ||
+        grow(&l->lens, &l->cap_lens, argc, sizeof(*l->lens)) != 0)
+        return op_log_fail("out_of_memory", "what=entry args=%zu", argc);
+    const char *t = l->text.data;
+    size_t a = 0;
+#define ARG(p, len) (l->argv[a] = (p), l->lens[a] = (len), a++)
+#define TEXT() (ARG(t, strlen(t)), t += strlen(t) + 1)
+    ARG("EVALSHA", 7);
+    ARG(l->sha, strlen(l->sha));
+    TEXT(); /* numkeys */
+    ARG(stream, strlen(stream));
+    ARG(seq, strlen(seq));
+    for (size_t i = 0; i < k; i++)
+        TEXT();
+    ARG(ttl, strlen(ttl));
+    for (int f = 0; f < 4; f++) /* type, sym, n, ids */
+        TEXT();
+    ARG(l->enc.data, l->enc.len);
+    for (size_t i = 0; i < k; i++)
+        TEXT();
+#undef TEXT
+#undef ARG
+    return op_redis_append(&l->redis, (int)a, l->argv, l->lens) == 0 ? 1 : -1;
 }
 
-/* Records the reply of one item. Returns 0, or -1 if rep is NULL (lost). */
-static int take_reply(struct writer *w, struct item *it, struct redisReply *rep)
+/* Sets the status of e's written items. */
+static void entry_status(struct lane *l, const struct entry *e, enum item_status st)
 {
+    for (size_t i = 0; i < e->n; i++) {
+        struct item *it = l->order[e->first + i];
+        if (written(it))
+            it->status = st;
+    }
+}
+
+/* Records the script's reply rep (freed) for entry e: written, refused
+ * (the stream missing, an error), or some client_order_ids already known
+ * (those items answered as duplicates, e->resend). -1 if rep is NULL. */
+static int take_entry_reply(struct lane *l, struct entry *e, struct redisReply *rep)
+{
+    e->resend = false;
     if (!rep) {
-        it->status = ITEM_REDIS_DOWN;
+        entry_status(l, e, ITEM_REDIS_DOWN);
         return -1;
     }
     int t = op_reply_type(rep);
-    if (it->kind == ITEM_GET) {
-        size_t len;
-        const char *s = op_reply_str(rep, &len);
-        if (t == OP_REPLY_STRING && (it->value = op_malloc(len + 1)) != NULL) {
-            memcpy(it->value, s, len);
-            it->value[len] = '\0';
-            it->value_len = len;
-            it->status = ITEM_FOUND;
-        } else {
-            it->status = t == OP_REPLY_NIL ? ITEM_NOT_FOUND : ITEM_REDIS_DOWN;
-        }
-    } else if (t == OP_REPLY_STRING) { /* XADD id */
-        it->status = ITEM_QUEUED;
-    } else if (t == OP_REPLY_NIL) { /* NOMKSTREAM: no such stream */
-        it->status = ITEM_NO_STREAM;
-    } else if (t == OP_REPLY_ARRAY && op_reply_count(rep) == 2) { /* the idempotency script */
-        long long code = op_reply_int(op_reply_at(rep, 0));
-        if (code == 1) {
-            it->status = ITEM_QUEUED;
-        } else if (code == 0) {
+    long long code = t == OP_REPLY_ARRAY ? op_reply_int(op_reply_at(rep, 0)) : -1;
+    if (code == 1 && op_reply_type(op_reply_at(rep, 1)) == OP_REPLY_STRING) {
+        entry_status(l, e, ITEM_QUEUED);
+        atomic_fetch_add(&l->w->stats.entries, 1);
+    } else if (code == 2) {
+        entry_status(l, e, ITEM_NO_STREAM);
+    } else if (code == 0) {
+        const struct redisReply *d = op_reply_at(rep, 1);
+        size_t nd = op_reply_count(d), key = 0;
+        for (size_t i = 0, next = 0; i < e->n && next + 1 < nd; i++) {
+            struct item *it = l->order[e->first + i];
+            if (!written(it) || !has_idem(it))
+                continue;
+            if (++key != (size_t)op_reply_int(op_reply_at(d, next)))
+                continue;
+            const char *prev = op_reply_str(op_reply_at(d, next + 1), NULL);
+            it->dropped = true;
             it->status = ITEM_DUPLICATE;
-            const char *prev = op_reply_str(op_reply_at(rep, 1), NULL);
             it->msg.order_id = prev ? strtoull(prev, NULL, 10) : 0;
-        } else {
-            it->status = ITEM_NO_STREAM;
+            next += 2;
         }
+        e->resend = true;
     } else {
         const char *err = op_reply_str(rep, NULL);
-        op_warn("redis_refused", "err=\"%s\"", err ? err : "unexpected reply");
-        it->status = ITEM_REDIS_DOWN;
-    }
-    switch (it->status) {
-    case ITEM_QUEUED:
-        atomic_fetch_add(&w->stats.orders_queued, 1);
-        break;
-    case ITEM_DUPLICATE:
-        atomic_fetch_add(&w->stats.duplicates, 1);
-        break;
-    case ITEM_REDIS_DOWN:
-    case ITEM_NO_STREAM:
-        atomic_fetch_add(&w->stats.redis_errors, 1);
-        break;
-    default:
-        break;
+        op_warn("redis_refused", "shard=%u err=\"%s\"", e->shard, err ? err : "unexpected reply");
+        if (err && strncmp(err, "NOSCRIPT", 8) == 0)
+            l->sha[0] = '\0'; /* flushed: loaded again next round */
+        entry_status(l, e, ITEM_REDIS_DOWN);
     }
     op_reply_free(rep);
     return 0;
 }
 
-/* One round: ids, encoding, pipeline, replies, completions for the jobs in list. */
+/* Records the reply of a GET item (rep freed). -1 if rep is NULL. */
+static int take_get_reply(struct item *it, struct redisReply *rep)
+{
+    if (!rep) {
+        it->status = ITEM_REDIS_DOWN;
+        return -1;
+    }
+    size_t len;
+    const char *s = op_reply_str(rep, &len);
+    int t = op_reply_type(rep);
+    if (t == OP_REPLY_STRING && (it->value = op_malloc(len + 1)) != NULL) {
+        memcpy(it->value, s, len);
+        it->value[len] = '\0';
+        it->value_len = len;
+        it->status = ITEM_FOUND;
+    } else {
+        it->status = t == OP_REPLY_NIL ? ITEM_NOT_FOUND : ITEM_REDIS_DOWN;
+    }
+    op_reply_free(rep);
+    return 0;
+}
+
+/* Loads ENTRY_SCRIPT on the lane's connection unless it is there. 0 or -1. */
+static int ensure_script(struct lane *l)
+{
+    if (l->sha[0] && l->sha_reconnects == l->redis.reconnects)
+        return 0;
+    struct redisReply *rep = op_redis_cmdf(&l->redis, "SCRIPT LOAD %s", ENTRY_SCRIPT);
+    if (!rep)
+        return -1;
+    size_t len = 0;
+    const char *sha = op_reply_str(rep, &len);
+    int ok = op_reply_type(rep) == OP_REPLY_STRING && len < sizeof(l->sha);
+    if (ok) {
+        memcpy(l->sha, sha, len);
+        l->sha[len] = '\0';
+        l->sha_reconnects = l->redis.reconnects;
+    } else {
+        op_warn("redis_refused", "what=script_load err=\"%s\"", sha ? sha : "unexpected reply");
+    }
+    op_reply_free(rep);
+    return ok ? 0 : -1;
+}
+
+/* Gives each repeat the answer of the item it repeats, and counts the
+ * round's outcomes. */
+static void settle_round(struct lane *l)
+{
+    struct writer_stats *st = &l->w->stats;
+    for (size_t e = 0; e < l->nents; e++) {
+        const struct entry *en = &l->ents[e];
+        for (size_t i = 0; i < en->n; i++) {
+            struct item *it = l->order[en->first + i];
+            if (it->same_as) {
+                const struct item *o = it->same_as;
+                bool ok = o->status == ITEM_QUEUED || o->status == ITEM_DUPLICATE;
+                it->status = ok ? ITEM_DUPLICATE : o->status;
+                if (ok)
+                    it->msg.order_id = o->msg.order_id;
+            }
+            if (it->status == ITEM_QUEUED)
+                atomic_fetch_add(&st->orders_queued, 1);
+            else if (it->status == ITEM_DUPLICATE)
+                atomic_fetch_add(&st->duplicates, 1);
+            else
+                atomic_fetch_add(&st->redis_errors, 1);
+        }
+        if (en->n)
+            op_hist_observe_size(&st->entry_items, en->n);
+    }
+}
+
+/* Queues the script call of every entry marked resend (every entry when
+ * all), marking those it queued. Returns how many, or -1 (connection). */
+static int queue_entries(struct lane *l, bool all)
+{
+    int n = 0;
+    for (size_t e = 0; e < l->nents; e++) {
+        struct entry *en = &l->ents[e];
+        if (!all && !en->resend)
+            continue;
+        int rc = send_entry(l, en);
+        if (rc < 0)
+            return -1;
+        en->queued = rc == 1;
+        n += rc;
+    }
+    return n;
+}
+
+/* Reads the replies of the entries queue_entries queued. 0 or -1. */
+static int read_entries(struct lane *l)
+{
+    for (size_t e = 0; e < l->nents; e++) {
+        struct entry *en = &l->ents[e];
+        if (en->queued && take_entry_reply(l, en, op_redis_next_reply(&l->redis)) != 0)
+            return -1;
+        en->queued = false;
+    }
+    return 0;
+}
+
+/*
+ * One round: ids, one entry per shard, one pipeline of every entry's
+ * script call and the round's GETs, replies, completions for the jobs in
+ * list. Entries in which Redis found known client_order_ids are sent again
+ * without those orders (a client's retry: rare); each pass drops at least
+ * one order, so this ends.
+ */
 static void run_round(struct lane *l, struct job *list)
 {
     struct writer *w = l->w;
-    char key[OP_KEY_MAX];
     int n = 0;
 
-    if (op_redis_ensure(&l->redis) != 0 || ensure_id_block(l) != 0) {
+    if (op_redis_ensure(&l->redis) != 0 || ensure_id_block(l) != 0 || ensure_script(l) != 0) {
         lane_set_up(l, false);
         complete_all(list, ITEM_REDIS_DOWN);
         return;
     }
     lane_set_up(l, true);
-    /* ids and encodings first: the id block may need a round trip of its own */
-    op_buf_reset(&l->enc);
-    for (struct job *j = list; j; j = j->next) {
-        for (int i = 0; i < j->nitems; i++) {
-            struct item *it = &j->items[i];
-            if (it->kind != ITEM_ORDER)
-                continue;
-            if (it->msg.kind == OP_MSG_NEW) {
-                if (ensure_id_block(l) != 0) {
-                    complete_all(list, ITEM_REDIS_DOWN);
-                    return;
-                }
-                it->msg.order_id = (l->id_block << ID_BLOCK_BITS) | l->id_next++;
-            }
-            it->enc_off = l->enc.len;
-            if (op_codec_encode_order(&l->enc, &it->msg) != 0) {
-                complete_all(list, ITEM_REDIS_DOWN);
-                return;
-            }
-            it->enc_len = l->enc.len - it->enc_off;
-        }
+    /* ids and entries first: the id block may need a round trip of its own */
+    if (group_round(l, list) != 0) {
+        complete_all(list, ITEM_REDIS_DOWN);
+        return;
     }
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
-    for (struct job *j = list; j; j = j->next) {
-        for (int i = 0; i < j->nitems; i++) {
-            struct item *it = &j->items[i];
-            if (append_item(l, it, key, it->enc_off, it->enc_len) != 0)
+    if ((n = queue_entries(l, true)) < 0)
+        goto lost;
+    for (struct job *j = list; j; j = j->next)
+        for (int i = 0; i < j->nitems; i++)
+            if (j->items[i].kind == ITEM_GET) {
+                if (op_redis_appendf(&l->redis, "GET %s", j->items[i].key) != 0)
+                    goto lost;
+                n++;
+            }
+    if (read_entries(l) != 0)
+        goto lost;
+    for (struct job *j = list; j; j = j->next)
+        for (int i = 0; i < j->nitems; i++)
+            if (j->items[i].kind == ITEM_GET &&
+                take_get_reply(&j->items[i], op_redis_next_reply(&l->redis)) != 0)
                 goto lost;
-            n++;
-        }
-    }
-    for (struct job *j = list; j; j = j->next) {
-        for (int i = 0; i < j->nitems; i++) {
-            if (take_reply(w, &j->items[i], op_redis_next_reply(&l->redis)) != 0)
-                goto lost;
-        }
-    }
     struct timespec ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     op_hist_observe(&w->stats.round_us, (uint64_t)((ts1.tv_sec - ts0.tv_sec) * 1000000 +
                                                    (ts1.tv_nsec - ts0.tv_nsec) / 1000));
     op_hist_observe_size(&w->stats.batch_items, (uint64_t)n);
     atomic_fetch_add(&w->stats.rounds, 1);
+    int again;
+    while ((again = queue_entries(l, false)) > 0)
+        if (read_entries(l) != 0)
+            goto lost;
+    if (again < 0)
+        goto lost;
+    settle_round(l);
     complete_all(list, ITEM_REDIS_DOWN); /* nothing pending is left; completes the jobs */
     return;
 lost:
-    op_error("redis_lost", "lane=%d err=\"%s\" items=%d", l->index, l->redis.errstr, n);
+    op_error("redis_lost", "lane=%d err=\"%s\" commands=%d", l->index, l->redis.errstr, n);
     lane_set_up(l, false);
+    settle_round(l);
     complete_all(list, ITEM_REDIS_DOWN);
 }
 
@@ -399,6 +736,20 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Frees what a lane allocated (not its connection). */
+static void lane_release(struct lane *l)
+{
+    op_buf_release(&l->enc);
+    op_buf_release(&l->text);
+    op_free(l->shard_ent);
+    op_free(l->order);
+    op_free(l->ents);
+    op_free(l->seen);
+    op_free((void *)l->msgs);
+    op_free((void *)l->argv);
+    op_free(l->lens);
+}
+
 struct writer *writer_start(const struct writer_config *cfg)
 {
     struct writer *w = op_calloc(1, sizeof(*w));
@@ -420,6 +771,13 @@ struct writer *writer_start(const struct writer_config *cfg)
         l->w = w;
         l->index = i;
         op_buf_init(&l->enc);
+        op_buf_init(&l->text);
+        if (!(l->shard_ent = op_malloc(cfg->shards * sizeof(*l->shard_ent)))) {
+            fprintf(stderr, "ingest: out of memory\n");
+            goto fail;
+        }
+        for (uint32_t s = 0; s < cfg->shards; s++)
+            l->shard_ent[s] = -1;
         if (op_redis_init(&l->redis, cfg->redis_url, cfg->timeout_ms) != 0) {
             fprintf(stderr, "ingest: %s (REDIS_URL)\n", l->redis.errstr);
             goto fail;
@@ -442,8 +800,10 @@ struct writer *writer_start(const struct writer_config *cfg)
     return w;
 fail:
     if (w->lanes)
-        for (int i = 0; i < w->nlanes; i++)
+        for (int i = 0; i < w->nlanes; i++) {
             op_redis_release(&w->lanes[i].redis);
+            lane_release(&w->lanes[i]);
+        }
     op_free(w->lanes);
     op_free(w->backlog);
     op_free(w->backlog_memo);
@@ -465,7 +825,7 @@ void writer_free(struct writer *w)
 {
     for (int i = 0; i < w->nlanes; i++) {
         op_redis_release(&w->lanes[i].redis);
-        op_buf_release(&w->lanes[i].enc);
+        lane_release(&w->lanes[i]);
     }
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

@@ -12,11 +12,14 @@
 /*
  * HTTP threads never talk to Redis. They validate a request into a job of
  * items and hand it to the writer (writer_submit), then suspend the
- * connection. The writer thread takes every job queued since its last round,
- * assigns order ids, encodes the messages, sends all their commands as one
- * pipeline, reads all replies, records each item's outcome and calls the
- * job's done callback (which resumes the connection). So N concurrent
- * requests cost one round trip, not N.
+ * connection. A writer lane takes every job queued since its last round,
+ * assigns order ids, and groups the round's inputs by shard: one orders:{S}
+ * entry per shard per round holds all of them in order (group commit:
+ * Redis pays one command, one stream insert and one AOF record per entry,
+ * not per order). It sends every entry (one script call each, which also
+ * checks the client_order_ids) as one pipeline, reads the replies, records
+ * each item's outcome and calls the job's done callback (which resumes the
+ * connection). So N concurrent requests cost one round trip, not N.
  *
  *   HTTP threads ──submit──▶ [queue] ──▶ writer: ids, encode, pipeline ──▶ Redis
  *          ▲                                      │
@@ -24,7 +27,7 @@
  */
 
 enum item_kind {
-    ITEM_ORDER = 1, /* a new/cancel/amend message for orders:{S} */
+    ITEM_ORDER = 1, /* a new/cancel/amend input for orders:{S} */
     ITEM_GET = 2,   /* GET key (the published book), result in value */
 };
 
@@ -48,7 +51,10 @@ struct item {
     enum item_status status; /* set by the writer */
     char *value;             /* ITEM_GET result, malloc'd; freed by job_release */
     size_t value_len;
-    size_t enc_off, enc_len; /* writer-private: the encoding in its round buffer */
+    /* writer-private: */
+    struct item *same_as; /* an earlier item of the same entry with the same
+                             client_order_id: answered as its duplicate */
+    bool dropped;         /* Redis already knew its client_order_id: not written */
 };
 
 struct job;
@@ -67,20 +73,22 @@ struct job {
 void job_release(struct job *j);
 
 struct writer_stats {
-    _Atomic uint64_t orders_queued; /* XADDs acknowledged */
+    _Atomic uint64_t orders_queued; /* inputs in entries Redis acknowledged */
+    _Atomic uint64_t entries;       /* orders:{S} entries written */
     _Atomic uint64_t duplicates;    /* client_order_id repeats answered 200 */
     _Atomic uint64_t redis_errors;  /* items answered 503 */
     _Atomic uint64_t rounds;        /* pipelines sent */
     _Atomic uint64_t reconnects;
     struct op_hist round_us;    /* round-trip time of a pipeline */
     struct op_hist batch_items; /* commands per pipeline */
+    struct op_hist entry_items; /* inputs per orders:{S} entry */
 };
 
 struct writer_config {
     const char *redis_url;
     int timeout_ms;
     uint32_t shards;
-    int64_t max_lag;       /* backpressure high-water mark, entries per shard */
+    int64_t max_lag;       /* backpressure high-water mark, orders per shard */
     int idempotency_ttl_s; /* how long a client_order_id is remembered */
     int lanes;             /* writer threads, each with its own connection */
 };

@@ -11,9 +11,13 @@
 #include "shared/log.h"
 #include "shared/reply.h"
 
-/* Why 1000: a replay page of 1000 orders entries is ~200 KB, one round trip
- * per ~1 ms of engine work; the lease is renewed between pages. */
-#define REPLAY_PAGE 1000
+/* Why 64: an orders entry holds up to 4096 inputs (OP_CODEC_ORDERS_MAX,
+ * ~1 MiB), so a read's size is bounded by what it may hold, not by what
+ * the last one held: at most 64 MiB, and a few hundred KB at the reads'
+ * usual ~MATCHER_BATCH inputs. Entries of single orders (a light flow)
+ * still give reads of 64 inputs, enough to amortise a round trip. Replay
+ * pages are reads too: the lease is renewed between them. */
+#define READ_ENTRIES_MAX 64
 /* Why 1000: XAUTOCLAIM's COUNT per call while moving a dead owner's PEL. */
 #define CLAIM_PAGE 1000
 
@@ -56,6 +60,7 @@ struct part *part_new(const struct worker *w, uint32_t shard, int64_t deadline_m
     p->state = PART_RECOVER;
     p->rec = REC_START;
     p->lease_deadline_ms = deadline_ms;
+    p->read_count = w->cfg->batch < READ_ENTRIES_MAX ? w->cfg->batch : READ_ENTRIES_MAX;
     op_key_orders(p->orders, shard);
     op_key_fills(p->fills, shard);
     lease_key(p->lease, shard);
@@ -123,53 +128,97 @@ static int reserve_inputs(struct worker *w, size_t n)
     return 0;
 }
 
+/* Input i as MALFORMED (kind 0, which the engine answers REJECTED
+ * MALFORMED with the next report id), carrying sym when it is one symbol
+ * (the element's own `sym`, else the entry's `sym` field when it names one
+ * symbol): a poisoned input is reported and acknowledged like any other
+ * and never stops the shard. */
+static void malformed_input(struct worker *w, size_t i, const char *sym, size_t slen,
+                            const char *why)
+{
+    struct op_order_msg *m = &w->msgs[i];
+    const struct in_entry *e = &w->ents[i];
+    memset(m, 0, sizeof(*m));
+    if (sym && slen > 0 && slen < OP_SYMBOL_MAX && !memchr(sym, ',', slen))
+        memcpy(m->symbol, sym, slen);
+    atomic_fetch_add(&w->st->malformed, 1);
+    op_warn("malformed_entry", "id=%.*s err=\"%s\"", (int)e->idlen, e->id, why);
+}
+
 /*
  * Turns stream entry `entry` ([id, [fields…]] or [id, nil] for a deleted
- * one) into w->ents[i] and w->msgs[i]. An `m` that does not decode becomes
- * an input of kind 0 carrying the entry's `sym` (when it fits), which the
- * engine answers REJECTED MALFORMED with the next report id: a poisoned
- * entry is reported and acknowledged like any other and never stops the
- * shard. Returns 0, or -1 when the reply is not a stream entry at all.
+ * one) into inputs w->ents/msgs[*n …], advancing *n: one per element of its
+ * `m` (schemas/messages.md), all sharing the entry's id. An element that
+ * does not decode is one MALFORMED input and its neighbours are processed;
+ * an `m` that cannot be taken apart at all (missing, too large, no input)
+ * is one MALFORMED input. Returns 0, or -1 when the reply is not a stream
+ * entry at all or memory runs out.
  */
-static int decode_entry(struct worker *w, const struct redisReply *entry, size_t i)
+static int decode_entry(struct worker *w, const struct redisReply *entry, size_t *n)
 {
-    struct in_entry *e = &w->ents[i];
-    struct op_order_msg *m = &w->msgs[i];
+    struct op_sid sid;
+    size_t idlen = 0;
+    const char *id = op_reply_str(op_reply_at(entry, 0), &idlen);
     const struct redisReply *fields = op_reply_at(entry, 1);
-    e->id = op_reply_str(op_reply_at(entry, 0), &e->idlen);
-    if (!e->id || op_sid_parse(e->id, e->idlen, &e->sid) != 0)
+    if (!id || op_sid_parse(id, idlen, &sid) != 0)
         return op_log_fail("bad_stream_reply", "what=entry id");
-    e->deleted = !fields || op_reply_type(fields) != OP_REPLY_ARRAY;
-    e->sym = -1;
-    memset(m, 0, sizeof(*m));
-    if (e->deleted)
-        return 0;
+    int deleted = !fields || op_reply_type(fields) != OP_REPLY_ARRAY;
     size_t mlen = 0, slen = 0;
-    const char *mv = op_reply_field_str(fields, "m", &mlen);
-    if (!mv || op_codec_decode_order(w->codec, mv, mlen, m) != 0) {
-        const char *sym = op_reply_field_str(fields, "sym", &slen);
-        memset(m, 0, sizeof(*m)); /* kind 0: the engine answers MALFORMED */
-        if (sym && slen > 0 && slen < OP_SYMBOL_MAX)
-            memcpy(m->symbol, sym, slen);
-        atomic_fetch_add(&w->st->malformed, 1);
-        op_warn("malformed_entry", "id=%.*s err=\"%s\"", (int)e->idlen, e->id,
-                mv ? op_codec_error(w->codec) : "no m field");
+    const char *mv = deleted ? NULL : op_reply_field_str(fields, "m", &mlen);
+    const char *sym = deleted ? NULL : op_reply_field_str(fields, "sym", &slen);
+    long k = mv ? op_codec_split_orders(w->codec, mv, mlen, w->spans, OP_CODEC_ORDERS_MAX) : 1;
+    const char *bad = !mv ? "no m field" : k < 0 ? op_codec_error(w->codec) : NULL;
+    if (k < 0)
+        k = 1;
+    if (reserve_inputs(w, *n + (size_t)k) != 0)
+        return -1;
+    for (long j = 0; j < k; j++) {
+        size_t i = (*n)++;
+        struct in_entry *e = &w->ents[i];
+        struct op_order_msg *m = &w->msgs[i];
+        *e = (struct in_entry){
+            .id = id, .idlen = idlen, .sid = sid, .first = j == 0, .deleted = deleted, .sym = -1};
+        memset(m, 0, sizeof(*m));
+        if (deleted)
+            continue;
+        if (bad)
+            malformed_input(w, i, sym, slen, bad);
+        else if (op_codec_decode_order(w->codec, mv + w->spans[j].off, w->spans[j].len, m) != 0) {
+            char own[OP_SYMBOL_MAX];
+            const char *why = op_codec_error(w->codec);
+            if (op_codec_peek_symbol(mv + w->spans[j].off, w->spans[j].len, own) == 0)
+                malformed_input(w, i, own, strlen(own), why);
+            else
+                malformed_input(w, i, sym, slen, why);
+        }
+        const struct op_symbol *s = op_symtab_find(w->cfg->syms, m->symbol, strlen(m->symbol));
+        e->sym = s ? (int)(s - w->cfg->syms->v) : -1;
     }
-    const struct op_symbol *s = op_symtab_find(w->cfg->syms, m->symbol, strlen(m->symbol));
-    e->sym = s ? (int)(s - w->cfg->syms->v) : -1;
     return 0;
 }
 
-/* Decodes the entries array `list` into w->ents/msgs; returns their number or -1. */
-static long decode_entries(struct worker *w, const struct redisReply *list)
+/* Decodes the entries array `list` into w->ents/msgs; returns the number of
+ * inputs, or -1. *entries (may be NULL) gets the number of entries. */
+static long decode_entries(struct worker *w, const struct redisReply *list, size_t *entries)
 {
-    size_t n = op_reply_count(list);
-    if (reserve_inputs(w, n) != 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (decode_entry(w, op_reply_at(list, i), i) != 0)
+    size_t ne = op_reply_count(list), n = 0;
+    for (size_t i = 0; i < ne; i++)
+        if (decode_entry(w, op_reply_at(list, i), &n) != 0)
             return -1;
+    if (entries)
+        *entries = ne;
     return (long)n;
+}
+
+/* Entries per read after a read of `entries` entries holding `inputs`:
+ * about MATCHER_BATCH inputs at the last read's inputs per entry, at most
+ * READ_ENTRIES_MAX. */
+static void adapt_read_count(struct worker *w, struct part *p, size_t entries, size_t inputs)
+{
+    if (!entries)
+        return;
+    size_t per = (inputs + entries - 1) / entries, c = (size_t)w->cfg->batch / (per ? per : 1);
+    p->read_count = c < 1 ? 1 : c > READ_ENTRIES_MAX ? READ_ENTRIES_MAX : (int)c;
 }
 
 /* Applies inputs 0 … n-1 to p's engine, recording where each one's reports
@@ -313,14 +362,14 @@ static int last_delivered(struct worker *w, struct part *p, struct op_sid *d)
     return rc;
 }
 
-/* Replays one page (REPLAY_PAGE entries) after p->last up to p->rec_end
+/* Replays one page (p->read_count entries) after p->last up to p->rec_end
  * (exclusive when rec_pending) through the engine without publishing.
  * Returns 1 when more may follow, 0 when the replay is complete, -1 on a
  * failure. */
 static int replay_page(struct worker *w, struct part *p)
 {
     char from[OP_SID_TEXT_MAX], to[OP_SID_TEXT_MAX], count[16];
-    snprintf(count, sizeof(count), "%d", REPLAY_PAGE);
+    snprintf(count, sizeof(count), "%d", p->read_count);
     op_sid_format(p->rec_end, p->rec_pending, to);
     op_sid_format(p->last, 1, from);
     if (!p->rec_pending && op_sid_cmp(p->last, p->rec_end) >= 0)
@@ -335,7 +384,9 @@ static int replay_page(struct worker *w, struct part *p)
         op_reply_free(rep);
         return -1;
     }
-    long n = decode_entries(w, rep);
+    size_t entries = 0;
+    int asked = p->read_count;
+    long n = decode_entries(w, rep, &entries);
     if (n < 0) {
         op_reply_free(rep);
         return -1;
@@ -344,7 +395,8 @@ static int replay_page(struct worker *w, struct part *p)
     apply_inputs(w, p, (size_t)n);
     atomic_fetch_add(&w->st->replayed, (uint64_t)n);
     op_reply_free(rep);
-    return n < REPLAY_PAGE ? 0 : 1;
+    adapt_read_count(w, p, entries, (size_t)n);
+    return entries < (size_t)asked ? 0 : 1;
 }
 
 /* The first step of a recovery: snapshot, pending entries claimed, the
@@ -426,7 +478,11 @@ static long take_batch(struct worker *w, struct part *p, const struct redisReply
         return -1;
     }
     const struct redisReply *stream = op_reply_at(rep, 0);
-    return decode_entries(w, op_reply_at(stream, 1));
+    size_t entries = 0;
+    long n = decode_entries(w, op_reply_at(stream, 1), &entries);
+    if (n > 0)
+        adapt_read_count(w, p, entries, (size_t)n);
+    return n;
 }
 
 /*
@@ -576,14 +632,15 @@ enum part_rc part_step(struct worker *w, struct part *p, int next)
      * order); acknowledge it again without applying it. */
     for (long i = 0; i < n; i++)
         if (!w->ents[i].deleted && op_sid_cmp(w->ents[i].sid, p->last) <= 0) {
-            op_error("entry_already_applied", "shard=%u id=%.*s", p->shard, (int)w->ents[i].idlen,
-                     w->ents[i].id);
-            w->ents[i].deleted = 1;
+            if (w->ents[i].first)
+                op_error("entry_already_applied", "shard=%u id=%.*s", p->shard,
+                         (int)w->ents[i].idlen, w->ents[i].id);
+            w->ents[i].deleted = 2; /* not applied, not counted as deleted */
         }
     if (p->state == PART_PENDING)
         p->cursor = w->ents[n - 1].sid;
     for (long i = 0; i < n; i++)
-        if (w->ents[i].deleted) {
+        if (w->ents[i].deleted == 1) {
             atomic_fetch_add(&w->st->deleted_pending, 1);
             op_error("pending_entry_deleted", "shard=%u id=%.*s", p->shard, (int)w->ents[i].idlen,
                      w->ents[i].id);

@@ -37,6 +37,7 @@ enum part_recovery { REC_START = 0, REC_REPLAY = 1 };
 struct publish {
     int active;    /* built and not yet through: held by its part */
     size_t n;      /* inputs 0 … n-1 of the worker's batch arrays */
+    size_t nack;   /* the entries they are in (XACK ids) */
     int read_next; /* the next batch's read is queued inside the MULTI */
     int nbooks;    /* book keys in w->md */
     int snap;      /* carries a snapshot of the engine */
@@ -64,6 +65,7 @@ struct part {
     int64_t retry_at_ms;       /* RECOVER: not before this (after a failed recovery) */
     struct op_sid last;        /* the last input applied to eng */
     struct op_sid cursor;      /* PENDING: the last entry of our PEL read */
+    int read_count;            /* entries per read: ~MATCHER_BATCH inputs (part.c) */
     struct redisReply *next;   /* a batch read ahead with the last EXEC, or NULL */
     uint64_t since_snap;       /* inputs applied since the last snapshot stored */
     int64_t snap_due_ms;       /* a snapshot is due by time after this */
@@ -82,12 +84,15 @@ struct part {
     int rec_pending;        /* there are pending entries: rec_end is the lowest, exclusive */
 };
 
-/* One input of a batch. */
+/* One input of a batch: an element of an orders:{S} entry (an entry holds
+ * one ingest round's inputs of the shard; its inputs share its id). */
 struct in_entry {
-    const char *id; /* (ref) into the batch reply */
+    const char *id; /* (ref) into the batch reply: the entry's id */
     size_t idlen;
     struct op_sid sid;
-    int deleted; /* the entry is gone from the stream (PEL read of a trimmed id) */
+    int first;   /* the first input of its entry (its XACK) */
+    int deleted; /* not applied: 1 the entry is gone from the stream (PEL read of a
+                    trimmed id), 2 it was applied before */
     int sym;     /* index in the symbol table, -1 when not listed */
 };
 
@@ -123,7 +128,8 @@ struct worker {
      * publish (part.pub) keeps them: no other shard runs meanwhile. */
     struct in_entry *ents;
     struct op_order_msg *msgs;
-    size_t *rep_end; /* reports of input i end at rep_end[i] */
+    struct op_span *spans; /* [OP_CODEC_ORDERS_MAX]: the inputs of one entry */
+    size_t *rep_end;       /* reports of input i end at rep_end[i] */
     size_t cap;
     struct eng_reports reps;
     struct out_entry *outs;

@@ -16,7 +16,7 @@
 static int append_read(struct worker *w, struct part *p)
 {
     char count[16], cur[OP_SID_TEXT_MAX];
-    snprintf(count, sizeof(count), "%d", w->cfg->batch);
+    snprintf(count, sizeof(count), "%d", p->read_count);
     const char *argv[] = {
         "XREADGROUP", "GROUP",   OP_GROUP_MATCHERS,
         w->cfg->name, "COUNT",   count,
@@ -222,10 +222,13 @@ int publish_build(struct worker *w, struct part *p, size_t n, int force_snapshot
         w->lens[0] = 4;
         w->lens[1] = strlen(p->orders);
         w->lens[2] = strlen(OP_GROUP_MATCHERS);
-        for (size_t i = 0; i < n; i++) {
-            w->argv[3 + i] = w->ents[i].id;
-            w->lens[3 + i] = w->ents[i].idlen;
-        }
+        size_t a = 3;
+        for (size_t i = 0; i < n; i++)
+            if (w->ents[i].first) { /* once per entry: its inputs share its id */
+                w->argv[a] = w->ents[i].id;
+                w->lens[a++] = w->ents[i].idlen;
+            }
+        pb->nack = a - 3;
     }
     pb->active = 1;
     pb->n = n;
@@ -264,7 +267,7 @@ static int queue_transaction(struct worker *w, struct part *p, const struct publ
         queued++;
     }
     if (pb->n) {
-        op_redis_append(&w->redis, (int)(pb->n + 3), w->argv, w->lens);
+        op_redis_append(&w->redis, (int)(pb->nack + 3), w->argv, w->lens);
         queued++;
     }
     if (pb->snap) {

@@ -21,7 +21,8 @@ struct worker *worker_new(const struct matcher_config *cfg, struct matcher_stats
         op_calloc(cfg->shards, sizeof(struct part *)); /* NOLINT(bugprone-sizeof-expression) */
     w->codec = op_codec_new();
     w->backlog_memo = op_calloc(cfg->shards, sizeof(*w->backlog_memo));
-    if (!w->parts || !w->codec || !w->backlog_memo) {
+    w->spans = op_calloc(OP_CODEC_ORDERS_MAX, sizeof(*w->spans));
+    if (!w->parts || !w->codec || !w->backlog_memo || !w->spans) {
         worker_free(w);
         return NULL;
     }
@@ -48,6 +49,7 @@ void worker_free(struct worker *w)
     op_buf_release(&w->md);
     op_free(w->ents);
     op_free(w->msgs);
+    op_free(w->spans);
     op_free(w->rep_end);
     op_free(w->backlog_memo);
     op_free(w->outs);

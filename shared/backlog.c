@@ -13,8 +13,13 @@
  * undelivered entries), so rule 1's XRANGE is skipped — it is what costs,
  * count_max entries read in full inside Redis while every other client
  * waits. XLEN > count_max guards against a stream recreated meanwhile.
+ * With KEYS[2] (an orders stream's oseq:{S}, which counts the inputs ever
+ * written to it; each entry's `seq` field is that count before it), the
+ * orders from the first unprocessed entry on (the lowest pending one, else
+ * the first after last-delivered-id): the counter minus that entry's seq;
+ * 0 when there is none; -1 when it has no seq (not written by ingest).
  * Returns {found, pending, undelivered, redis_lag (-1 for nil), how,
- * last-delivered-id}. `no-writes`: it runs on a
+ * last-delivered-id, orders}. `no-writes`: it runs on a
  * replica and while Redis refuses writes (MISCONF); `allow-oom`: also above
  * maxmemory (a flagged script is refused there otherwise, even read-only).
  * Lua sees a nil reply element as false.
@@ -40,17 +45,39 @@ static const char BACKLOG_SCRIPT[] =
     "    if not n then\n"
     "      n = #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', max + 1)\n"
     "    end\n"
-    "    if n <= max then return {1, pending, n, lag, 1, last} end\n"
+    "    local orders = -1\n"
+    "    if KEYS[2] then\n"
+    "      local e\n"
+    "      if pending > 0 then\n"
+    "        local x = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
+    "        e = redis.call('XRANGE', KEYS[1], x[2], '+', 'COUNT', 1)\n"
+    "      else\n"
+    "        e = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)\n"
+    "      end\n"
+    "      if #e == 0 then orders = 0\n"
+    "      else\n"
+    "        local f = e[1][2]\n"
+    "        for i = 1, #f, 2 do\n"
+    "          if f[i] == 'seq' then\n"
+    "            orders = tonumber(redis.call('GET', KEYS[2]) or '0') - tonumber(f[i + 1])\n"
+    "            if orders < 0 then orders = 0 end\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    if n <= max then return {1, pending, n, lag, 1, last, orders} end\n"
     "    if len < 0 then len = redis.call('XLEN', KEYS[1]) end\n"
-    "    if lag > max and lag <= len then return {1, pending, lag, lag, 2, last} end\n"
-    "    return {1, pending, len, lag, 3, last}\n"
+    "    if lag > max and lag <= len then return {1, pending, lag, lag, 2, last, orders} end\n"
+    "    return {1, pending, len, lag, 3, last, orders}\n"
     "  end\n"
     "end\n"
     "return {0, 0, 0, -1, 0}\n";
 
 int64_t op_backlog_total(const struct op_backlog *b)
 {
-    return b->found ? b->undelivered + b->pending : 0;
+    if (!b->found)
+        return 0;
+    return b->orders >= 0 ? b->orders : b->undelivered + b->pending;
 }
 
 int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
@@ -59,13 +86,26 @@ int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
     return op_backlog_append_memo(r, stream, group, count_max, NULL);
 }
 
+static int append_script(struct op_redis *r, const char *stream, const char *seq, const char *group,
+                         long long count_max, const struct op_backlog_memo *memo);
+
 int op_backlog_append_memo(struct op_redis *r, const char *stream, const char *group,
                            long long count_max, const struct op_backlog_memo *memo)
 {
+    return append_script(r, stream, NULL, group, count_max, memo);
+}
+
+/* Queues BACKLOG_SCRIPT for stream (seq: its oseq:{S}, or NULL). */
+static int append_script(struct op_redis *r, const char *stream, const char *seq, const char *group,
+                         long long count_max, const struct op_backlog_memo *memo)
+{
     char max[24];
     snprintf(max, sizeof(max), "%lld", count_max > 0 ? count_max : 0);
-    return op_redis_appendf(r, "EVAL %s 1 %s %s %s %s", BACKLOG_SCRIPT, stream, group, max,
-                            memo && memo->over[0] ? memo->over : "-");
+    const char *over = memo && memo->over[0] ? memo->over : "-";
+    if (seq)
+        return op_redis_appendf(r, "EVAL %s 2 %s %s %s %s %s", BACKLOG_SCRIPT, stream, seq, group,
+                                max, over);
+    return op_redis_appendf(r, "EVAL %s 1 %s %s %s %s", BACKLOG_SCRIPT, stream, group, max, over);
 }
 
 void op_backlog_remember(struct op_backlog_memo *memo, const struct op_backlog *b)
@@ -80,11 +120,13 @@ int op_backlog_read(struct op_redis *r, struct op_backlog *out)
 {
     memset(out, 0, sizeof(*out));
     out->redis_lag = -1;
+    out->orders = -1;
     struct redisReply *rep = op_redis_next_reply(r);
     if (!rep)
         return -1;
-    if (op_reply_type(rep) == OP_REPLY_ARRAY && op_reply_count(rep) == 6 &&
+    if (op_reply_type(rep) == OP_REPLY_ARRAY && op_reply_count(rep) == 7 &&
         op_reply_int(op_reply_at(rep, 0)) == 1) {
+        out->orders = op_reply_int(op_reply_at(rep, 6));
         out->found = 1;
         out->pending = op_reply_int(op_reply_at(rep, 1));
         out->undelivered = op_reply_int(op_reply_at(rep, 2));
@@ -118,10 +160,11 @@ int op_backlog_poll_orders_memo(struct op_redis *r, uint32_t shards, const char 
                                 void (*store)(void *ctx, uint32_t s, const struct op_backlog *b),
                                 void *ctx)
 {
-    char key[OP_KEY_MAX];
+    char key[OP_KEY_MAX], seq[OP_KEY_MAX];
     for (uint32_t s = 0; s < shards; s++) {
         op_key_orders(key, s);
-        if (op_backlog_append_memo(r, key, group, count_max, memo ? &memo[s] : NULL) != 0)
+        op_key_oseq(seq, s);
+        if (append_script(r, key, seq, group, count_max, memo ? &memo[s] : NULL) != 0)
             return -1;
     }
     for (uint32_t s = 0; s < shards; s++) {

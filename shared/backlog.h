@@ -39,6 +39,9 @@ struct op_backlog {
     int64_t redis_lag;                    /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
     int how;                              /* which rule gave undelivered: OP_BACKLOG_* */
     char last_delivered[OP_SID_TEXT_MAX]; /* the group's last-delivered-id */
+    int64_t orders; /* orders streams (op_backlog_poll_orders): inputs in the unprocessed
+                       entries, from the oseq:{S} counter; -1 when unknown (entries
+                       without `seq`, not written by ingest, or another stream) */
 };
 
 /*
@@ -60,7 +63,8 @@ enum {
     OP_BACKLOG_UPPER_BOUND = 3, /* rule 3: XLEN (lag unknown or inconsistent) */
 };
 
-/* The backlog the caller acts on: undelivered + pending (0 when not found). */
+/* The backlog the caller acts on: the orders in it when known, else
+ * undelivered + pending entries (0 when not found). */
 int64_t op_backlog_total(const struct op_backlog *b);
 
 /*

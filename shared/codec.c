@@ -823,7 +823,139 @@ int op_codec_decode_reports(struct op_codec *c, const void *data, size_t len, st
     return 0;
 }
 
+long op_codec_split_orders(struct op_codec *c, const void *data, size_t len, struct op_span *out,
+                           size_t max)
+{
+    const unsigned char *p = data;
+    size_t o = 0;
+    uint64_t n = 0;
+    if (len > OP_CODEC_ORDERS_BYTES_MAX) {
+        c->err = "orders entry too large";
+        return -1;
+    }
+    if (len == 0 || !((p[0] & 0xf0) == 0x90 || p[0] == 0xdc || p[0] == 0xdd)) {
+        if (max < 1) {
+            c->err = "too many inputs in one entry";
+            return -1;
+        }
+        out[0] = (struct op_span){0, len}; /* one input (or garbage: it will not decode) */
+        return 1;
+    }
+    if ((p[0] & 0xf0) == 0x90) {
+        n = p[0] & 0x0f, o = 1;
+    } else {
+        size_t k = p[0] == 0xdc ? 2 : 4;
+        if (len < 1 + k) {
+            c->err = "truncated input";
+            return -1;
+        }
+        n = be_read(p + 1, (int)k), o = 1 + k;
+    }
+    if (n == 0) {
+        c->err = "orders entry holds no input";
+        return -1;
+    }
+    if (n > max) {
+        c->err = "too many inputs in one entry";
+        return -1;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        size_t at = o;
+        const char *why = NULL;
+        if (mp_check(p, len, &o, 0, &why) != 0) { /* the rest is one broken input */
+            out[i] = (struct op_span){at, len - at};
+            return (long)i + 1;
+        }
+        out[i] = (struct op_span){at, o - at};
+    }
+    if (o < len) { /* bytes after the last element: one more broken input */
+        if (n < max)
+            out[n++] = (struct op_span){o, len - o};
+        else
+            out[n - 1].len = len - out[n - 1].off;
+    }
+    return (long)n;
+}
+
+int op_codec_peek_symbol(const void *data, size_t len, char *sym)
+{
+    const unsigned char *p = data;
+    size_t o = 0;
+    const char *why = NULL;
+    struct mp_val v, k, x;
+    if (len > OP_CODEC_ORDER_MAX || mp_check(p, len, &o, 0, &why) != 0)
+        return -1;
+    o = 0;
+    rd_val(p, len, &o, &v);
+    if (v.cls != MP_MAP)
+        return -1;
+    for (uint64_t i = 0; i < v.u; i++) {
+        rd_val(p, len, &o, &k);
+        rd_val(p, len, &o, &x);
+        if (x.cls == MP_MAP || x.cls == MP_ARRAY)
+            rd_skip_elems(p, len, &o, &x);
+        if (k.cls == MP_STR && k.u == 3 && memcmp(k.s, "sym", 3) == 0 && x.cls == MP_STR &&
+            x.u > 0 && x.u < OP_SYMBOL_MAX && !memchr(x.s, '\0', (size_t)x.u)) {
+            memcpy(sym, x.s, (size_t)x.u);
+            sym[x.u] = '\0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
 /* ---- encoders ------------------------------------------------------------ */
+
+/* Why 8: `sym` is for a human in redis-cli (as in the fills entries). */
+#define SYM_SUMMARY_MAX 8
+
+int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const *msgs, size_t n)
+{
+    unsigned kinds = 0;
+    const char *syms[SYM_SUMMARY_MAX];
+    size_t nsyms = 0;
+    bool more = false;
+    for (size_t i = 0; i < n; i++) {
+        kinds |= 1u << (msgs[i]->kind & 31);
+        size_t k = 0;
+        while (k < nsyms && strcmp(syms[k], msgs[i]->symbol) != 0)
+            k++;
+        if (k == nsyms && nsyms < SYM_SUMMARY_MAX)
+            syms[nsyms++] = msgs[i]->symbol;
+        else if (k == nsyms)
+            more = true;
+    }
+    int rc = 0;
+    bool any = false;
+    for (int k = OP_MSG_NEW; k <= OP_MSG_AMEND; k++)
+        if (kinds & (1u << k)) {
+            rc |= op_buf_printf(out, "%s%s", any ? "," : "", op_msg_kind_name(k));
+            any = true;
+        }
+    rc |= op_buf_append(out, "", 1);
+    for (size_t k = 0; k < nsyms; k++)
+        rc |= op_buf_printf(out, "%s%s", k ? "," : "", syms[k]);
+    rc |= op_buf_append(out, more ? ",...\0" : "\0", more ? 5 : 1);
+    rc |= op_buf_printf(out, "%zu", n);
+    rc |= op_buf_append(out, "", 1);
+    if (n == 1)
+        rc |= op_buf_printf(out, "%llu", (unsigned long long)msgs[0]->order_id);
+    else
+        rc |= op_buf_printf(out, "%llu..%llu", (unsigned long long)msgs[0]->order_id,
+                            (unsigned long long)msgs[n - 1]->order_id);
+    rc |= op_buf_append(out, "", 1);
+    return rc ? -1 : 0;
+}
+
+int op_codec_encode_orders(struct op_buf *out, const struct op_order_msg *const *msgs, size_t n)
+{
+    if (n > UINT32_MAX || op_mp_put_array(out, (uint32_t)n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (op_codec_encode_order(out, msgs[i]) != 0)
+            return -1;
+    return 0;
+}
 
 /* msgpack_packer's write callback: appends to the op_buf in data. */
 static int buf_write(void *data, const char *p, size_t n)
@@ -1182,7 +1314,7 @@ static unsigned char *w_report(unsigned char *p, const struct op_report *r)
 /* Why 320: an order map holds at most 12 fields (keys of at most 4 bytes,
  * numbers of at most 9) and three strings of at most 15, 32 and 36 bytes
  * with 2-byte headers: 12 * 14 + 89 = 257, rounded up. */
-#define ORDER_MAX_BYTES 320
+#define ORDER_MAX_BYTES OP_CODEC_ORDER_ENCODED_MAX
 
 int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
 {

@@ -27,6 +27,13 @@
  * well under 256 bytes. */
 #define OP_CODEC_REPORTS_BYTES_MAX (1u << 20)
 #define OP_CODEC_REPORTS_MAX 4096
+/* The most bytes op_codec_encode_order writes for one order (see codec.c). */
+#define OP_CODEC_ORDER_ENCODED_MAX 320
+/* Why 4096: an orders entry holds what one ingest writer round took for one
+ * shard, and a round takes at most 4096 inputs (ingest/writer.c); its bytes
+ * follow from ingest's encoding of an order (OP_CODEC_ORDER_ENCODED_MAX). */
+#define OP_CODEC_ORDERS_MAX 4096
+#define OP_CODEC_ORDERS_BYTES_MAX (5 + OP_CODEC_ORDERS_MAX * OP_CODEC_ORDER_ENCODED_MAX)
 
 /* A decoder's reusable state (a msgpack zone); one per thread. */
 struct op_codec;
@@ -56,6 +63,43 @@ int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg 
 /* Decodes len bytes at data into *m (zeroed first). Returns 0, or -1 with
  * op_codec_error(c) saying why. */
 int op_codec_decode_order(struct op_codec *c, const void *data, size_t len, struct op_order_msg *m);
+
+/* One input's bytes inside an orders entry's `m`. */
+struct op_span {
+    size_t off, len;
+};
+
+/*
+ * Splits the `m` of an orders entry into its inputs (schemas/messages.md):
+ * a msgpack array of order maps gives one span per element; anything else
+ * (one map: an entry of a single input, the form before group commit) one
+ * span covering all of it. An element whose bytes are not one complete
+ * msgpack value ends the walk: it and everything after it form the last
+ * span (which then does not decode). Decode each span with
+ * op_codec_decode_order. Returns the number of spans, at least 1 and at
+ * most max; or -1 with op_codec_error when the entry is larger than
+ * OP_CODEC_ORDERS_BYTES_MAX, holds more than max inputs, or holds none.
+ */
+long op_codec_split_orders(struct op_codec *c, const void *data, size_t len, struct op_span *out,
+                           size_t max);
+
+/*
+ * Appends the readable fields of an orders entry holding msgs[0 … n)
+ * (n >= 1), each NUL-terminated (schemas/messages.md): `type` (the kinds
+ * it holds, in kind order: "new,cancel"), `sym` (its symbols in order of
+ * first appearance, at most 8, then ",..."), `n` and `ids` (first..last
+ * order id, or the one id). Returns 0, or -1 out of memory.
+ */
+int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const *msgs, size_t n);
+
+/* Appends the `m` of an orders entry: a msgpack array of the n orders.
+ * Returns 0, or -1 out of memory or an invalid kind. */
+int op_codec_encode_orders(struct op_buf *out, const struct op_order_msg *const *msgs, size_t n);
+
+/* The `sym` of a map that does not decode as an order (a malformed input),
+ * when it has one of 1-15 bytes without NUL: copied into sym (OP_SYMBOL_MAX
+ * bytes), 0; else -1. */
+int op_codec_peek_symbol(const void *data, size_t len, char *sym);
 
 /* Appends a msgpack array of the n reports (n <= OP_CODEC_REPORTS_MAX) to out.
  * Returns 0, or -1 on allocation failure or n too large. */

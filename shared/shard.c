@@ -28,3 +28,8 @@ int op_key_fills(char *buf, uint32_t shard)
 {
     return snprintf(buf, OP_KEY_MAX, "fills:{%u}", shard);
 }
+
+int op_key_oseq(char *buf, uint32_t shard)
+{
+    return snprintf(buf, OP_KEY_MAX, "oseq:{%u}", shard);
+}

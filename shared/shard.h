@@ -20,6 +20,7 @@ uint32_t op_shard_of(const char *symbol, size_t len, uint32_t nshards);
 #define OP_KEY_MAX 64
 int op_key_orders(char *buf, uint32_t shard); /* "orders:{S}" */
 int op_key_fills(char *buf, uint32_t shard);  /* "fills:{S}" */
+int op_key_oseq(char *buf, uint32_t shard);   /* "oseq:{S}": inputs ever written to orders:{S} */
 
 #define OP_GROUP_MATCHERS "matchers"
 #define OP_GROUP_RECORDERS "recorders"

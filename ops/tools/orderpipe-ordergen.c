@@ -14,11 +14,16 @@
 
 /*
  *   orderpipe-ordergen --seed N --count N [--from K] [--rate R] [--batch B]
- *                      [--poison-every K] [--symbols A,B,…] [--resting]
+ *                      [--group G] [--poison-every K] [--symbols A,B,…] [--resting]
  *
  * Writes inputs from … from+count-1 of the flow of `seed` (ops/tools/
- * ordergen.h) to orders:{S} with XADD NOMKSTREAM, B entries per pipeline
- * (default 1000), at most R inputs per second when --rate is given (a
+ * ordergen.h) to orders:{S} with XADD NOMKSTREAM, B inputs per pipeline
+ * (default 1000). By default each input is an entry of its own (the form
+ * before group commit, which the matcher still reads); with --group G the
+ * inputs of a pipeline are grouped by shard into entries of up to G inputs
+ * (msgpack arrays, as ingest writes them; a poisoned input is then a map
+ * with only a `sym`, so that its neighbours decode). At most R inputs per
+ * second when --rate is given (a
  * sustained flow for fault tests), as fast as Redis takes them otherwise.
  * --resting makes every input a GTC limit order that never trades (bids
  * 1.00 … 2.99 below the mid, asks as far above): a deep book for the
@@ -30,7 +35,7 @@
  */
 
 struct args {
-    uint64_t seed, count, from, rate, batch, poison_every;
+    uint64_t seed, count, from, rate, batch, group, poison_every;
     const char *symbols;
     int resting;
 };
@@ -59,6 +64,7 @@ static int parse_args(int argc, char **argv, struct args *a)
                         : strcmp(k, "--from") == 0         ? &a->from
                         : strcmp(k, "--rate") == 0         ? &a->rate
                         : strcmp(k, "--batch") == 0        ? &a->batch
+                        : strcmp(k, "--group") == 0        ? &a->group
                         : strcmp(k, "--poison-every") == 0 ? &a->poison_every
                                                            : NULL;
         if (strcmp(k, "--resting") == 0) {
@@ -73,27 +79,99 @@ static int parse_args(int argc, char **argv, struct args *a)
         }
         i++;
     }
-    if (a->count == 0 || a->batch == 0 || a->batch > 100000) {
-        fprintf(stderr, "orderpipe-ordergen: --count must be >= 1 and --batch in 1..100000\n");
+    if (a->count == 0 || a->batch == 0 || a->batch > 100000 || a->group > OP_CODEC_ORDERS_MAX) {
+        fprintf(stderr,
+                "orderpipe-ordergen: --count must be >= 1, --batch in 1..100000, "
+                "--group in 0..%d\n",
+                OP_CODEC_ORDERS_MAX);
         return -1;
     }
     return 0;
 }
 
-/* One entry ready to be XADDed. */
+/* One input ready to be XADDed (alone, or in a group). */
 struct entry {
     uint32_t shard;
     const char *type; /* "new" | "cancel" | "amend" */
     char sym[OP_SYMBOL_MAX];
     size_t off, len; /* of its m in the batch buffer */
+    struct op_order_msg msg;
+    int poison;
+    int sent; /* --group: already in an entry */
 };
+
+/* --group: the entries of a pipeline, their m and fields. */
+static struct op_buf gm, gf;
+
+/* Appends the XADD of one group: the next up to g unsent inputs of the
+ * shard of e[first], from first on. Returns 0 or -1. */
+static int append_group(struct op_redis *r, struct entry *e, size_t n, size_t first, size_t g)
+{
+    const struct op_order_msg *msgs[OP_CODEC_ORDERS_MAX];
+    size_t k = 0;
+    op_buf_reset(&gm);
+    op_buf_reset(&gf);
+    for (size_t i = first; i < n && k < g; i++)
+        if (!e[i].sent && e[i].shard == e[first].shard)
+            msgs[k++] = &e[i].msg;
+    if (op_mp_put_array(&gm, (uint32_t)k) != 0)
+        return -1;
+    k = 0;
+    for (size_t i = first; i < n && k < g; i++) {
+        if (e[i].sent || e[i].shard != e[first].shard)
+            continue;
+        e[i].sent = 1;
+        k++;
+        if (!e[i].poison) {
+            if (op_codec_encode_order(&gm, &e[i].msg) != 0)
+                return -1;
+            continue;
+        }
+        /* a map that is not an order: only its sym (the matcher reports it) */
+        size_t sl = strlen(e[i].sym);
+        unsigned char h[] = {0x81, 0xa3, 's', 'y', 'm', (unsigned char)(0xa0 | sl)};
+        if (op_buf_append(&gm, h, sizeof(h)) != 0 || op_buf_append(&gm, e[i].sym, sl) != 0)
+            return -1;
+    }
+    if (op_codec_orders_fields(&gf, msgs, k) != 0)
+        return -1;
+    char key[OP_KEY_MAX];
+    op_key_orders(key, e[first].shard);
+    const char *t = gf.data, *sym = t + strlen(t) + 1, *cnt = sym + strlen(sym) + 1,
+               *ids = cnt + strlen(cnt) + 1;
+    const char *argv[] = {"XADD", key, "NOMKSTREAM", "*",   "type", t,   "sym",
+                          sym,    "n", cnt,          "ids", ids,    "m", gm.data};
+    size_t lens[] = {4,           strlen(key), 10,          1, 4,           strlen(t), 3,
+                     strlen(sym), 1,           strlen(cnt), 3, strlen(ids), 1,         gm.len};
+    return op_redis_append(r, 14, argv, lens);
+}
 
 /* Sends entries e[0 … n-1] (m bytes in buf) in one pipeline; returns how many
  * Redis acknowledged, in order (stops at the first failure). */
-static size_t send_batch(struct op_redis *r, const struct entry *e, size_t n,
-                         const struct op_buf *buf)
+static size_t send_batch(struct op_redis *r, struct entry *e, size_t n, const struct op_buf *buf,
+                         size_t group)
 {
     char key[OP_KEY_MAX];
+    if (group) {
+        size_t entries = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (e[i].sent)
+                continue;
+            if (append_group(r, e, n, i, group) != 0)
+                return 0;
+            entries++;
+        }
+        for (size_t i = 0; i < entries; i++) {
+            struct redisReply *rep = op_redis_next_reply(r);
+            int ok = rep && op_reply_type(rep) == OP_REPLY_STRING;
+            if (rep && !ok)
+                op_error("xadd_failed", "err=\"%s\"", op_reply_str(rep, NULL));
+            op_reply_free(rep);
+            if (!ok)
+                return 0; /* which inputs were written is unknown: stop */
+        }
+        return n;
+    }
     for (size_t i = 0; i < n; i++) {
         op_key_orders(key, e[i].shard);
         const char *argv[] = {"XADD",    key,   "NOMKSTREAM", "*", "type",
@@ -157,6 +235,9 @@ int main(int argc, char **argv)
             e[n].type = m.kind == OP_MSG_NEW ? "new" : m.kind == OP_MSG_CANCEL ? "cancel" : "amend";
             memcpy(e[n].sym, m.symbol, sizeof(e[n].sym));
             e[n].off = buf.len;
+            e[n].msg = m;
+            e[n].poison = poison;
+            e[n].sent = 0;
             if (poison)
                 op_buf_append(&buf, "\xc1garbage", 8); /* 0xc1: never used in msgpack */
             else if (op_codec_encode_order(&buf, &m) != 0)
@@ -164,7 +245,7 @@ int main(int argc, char **argv)
             e[n].len = buf.len - e[n].off;
             n++;
         }
-        if (send_batch(&r, e, n, &buf) < n) {
+        if (send_batch(&r, e, n, &buf, a.group) < n) {
             fprintf(stderr, "orderpipe-ordergen: writing to redis failed: %s\n",
                     r.err ? r.errstr : "an XADD was refused");
             break;
@@ -185,6 +266,8 @@ int main(int argc, char **argv)
            (long long)ms);
     free(e);
     op_buf_release(&buf);
+    op_buf_release(&gm);
+    op_buf_release(&gf);
     op_redis_release(&r);
     return done == a.count ? 0 : 1;
 }

@@ -20,7 +20,9 @@
  *   orderpipe-tail -n 10 -s - 'fills:{2}'   the first 10
  *   orderpipe-tail -f 'orders:{0}' 'fills:{0}'   follow new entries (XREAD BLOCK), Ctrl-C stops
  *
- * One JSON object per line: {"stream":…,"id":…,"type"/"sym"/"kind":…,"m":{…}}
+ * One JSON object per line: {"stream":…,"id":…,"type"/"sym"/"kind":…,"m":…}
+ * — for orders:{S} an array of the entry's inputs (an element that does not
+ * decode shows as {"error":…,"bytes":N}), for fills:{S} of its reports —
  * with every msgpack field by its wire name (schemas/messages.md) plus
  * readable names for enums and decimal prices ("px_text") using SYMBOLS_FILE.
  * An entry that does not decode is printed with "error" and its size; the
@@ -29,6 +31,7 @@
  */
 
 static struct op_symtab syms;
+static struct op_span spans[OP_CODEC_ORDERS_MAX];
 
 /* Appends s as a JSON string. */
 static void put_str(struct op_buf *b, const char *s, size_t n)
@@ -144,8 +147,25 @@ static void print_entry(struct op_codec *c, struct op_buf *b, const char *stream
         }
         struct op_order_msg m;
         size_t n;
-        if (strncmp(stream, "orders:", 7) == 0 && op_codec_decode_order(c, v, vlen, &m) == 0) {
-            put_order(b, &m);
+        long nin;
+        unsigned char h = vlen ? (unsigned char)v[0] : 0;
+        if (strncmp(stream, "orders:", 7) == 0 && ((h & 0xf0) == 0x90 || h == 0xdc || h == 0xdd) &&
+            (nin = op_codec_split_orders(c, v, vlen, spans, OP_CODEC_ORDERS_MAX)) > 0) {
+            /* an entry of a writer round: an array of inputs, each on its own */
+            op_buf_append(b, "[", 1);
+            for (long j = 0; j < nin; j++) {
+                if (j)
+                    op_buf_append(b, ",", 1);
+                if (op_codec_decode_order(c, v + spans[j].off, spans[j].len, &m) == 0)
+                    put_order(b, &m);
+                else
+                    op_buf_printf(b, "{\"error\":\"%s\",\"bytes\":%zu}", op_codec_error(c),
+                                  spans[j].len);
+            }
+            op_buf_append(b, "]", 1);
+        } else if (strncmp(stream, "orders:", 7) == 0 &&
+                   op_codec_decode_order(c, v, vlen, &m) == 0) {
+            put_order(b, &m); /* an entry of one input in the form before group commit */
         } else if (strncmp(stream, "fills:", 6) == 0 &&
                    op_codec_decode_reports(c, v, vlen, reps, OP_CODEC_REPORTS_MAX, &n) == 0) {
             op_buf_append(b, "[", 1);

@@ -120,11 +120,11 @@ t_eq "new order status" "$T_STATUS" 202
 t_match "new order body" "$T_BODY" '^\{"status":"QUEUED","order_id":"[0-9]+","client_order_id":"it-1"\}$'
 oid="$(sed -E 's/.*"order_id":"([0-9]+)".*/\1/' <<<"$T_BODY")"
 t_eq "queued once" "$(t_orders_len)" $((before + 1))
-shard_line="$(for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "orders:{$s}" + - COUNT 1 | sed -n 2,6p | tr '\n' ' '; echo; done | grep -a -m1 'sym AAPL')"
-t_match "stream entry readable in redis-cli" "$shard_line" '^type new sym AAPL m $'
+shard_line="$(for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "orders:{$s}" + - COUNT 1 | sed -n 2,13p | tr '\n' ' '; echo; done | grep -a -m1 'sym AAPL')"
+t_match "stream entry readable in redis-cli" "$shard_line" "^type new sym AAPL n 1 ids $oid seq [0-9]+ m "
 
 tail_out="$(for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do "$OP_BUILD/bin/orderpipe-tail" "orders:{$s}"; done)"
-t_match "orderpipe-tail decodes the order" "$tail_out" "\"m\":\\{\"k\":\"new\",\"id\":\"$oid\",.*\"px_text\":\"187.25\",\"coid\":\"it-1\",\"qty\":100\\}"
+t_match "orderpipe-tail decodes the order" "$tail_out" "\"m\":\\[\\{\"k\":\"new\",\"id\":\"$oid\",.*\"px_text\":\"187.25\",\"coid\":\"it-1\",\"qty\":100\\}\\]"
 
 t_http POST "$url/v1/orders" "$(order ',"tif":"GTC","post_only":false,"client_order_id":"it-1"')" "${A[@]}"
 t_eq "retry status" "$T_STATUS" 200

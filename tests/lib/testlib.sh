@@ -53,11 +53,20 @@ t_redis() {
 	redis-cli -p "$OP_REDIS_PORT" --no-raw "$@" 2>/dev/null | sed 's/^(integer) //; s/^"//; s/"$//'
 }
 
-# Sum of XLEN over orders:{0..ORDER_SHARDS-1}.
+# The inputs held by orders:{0..ORDER_SHARDS-1}: the sum of the entries'
+# `n` fields (an entry holds one writer round's inputs of its shard; one
+# without `n` counts as one input).
+T_INPUTS_LUA="local t = 0
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local n, f = 1, e[2]
+  for i = 1, #f, 2 do if f[i] == 'n' then n = tonumber(f[i + 1]) end end
+  t = t + n
+end
+return t"
 t_orders_len() {
 	local s total=0 n
 	for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do
-		n="$(t_redis XLEN "orders:{$s}")"
+		n="$(t_redis EVAL "$T_INPUTS_LUA" 1 "orders:{$s}")"
 		total=$((total + ${n:-0}))
 	done
 	printf '%s\n' "$total"

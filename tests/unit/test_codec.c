@@ -442,10 +442,160 @@ static void test_reports_fast_equals_msgpack(void **state)
     }
 }
 
+/* An orders entry: the array ingest writes splits into its inputs, each
+ * decoding to what was encoded; fields say what it holds. */
+static void test_orders_entry(void **state)
+{
+    (void)state;
+    struct op_codec *c = op_codec_new();
+    struct op_buf b, f;
+    op_buf_init(&b);
+    op_buf_init(&f);
+    enum { N = 40 };
+    struct op_order_msg in[N];
+    const struct op_order_msg *p[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = sample_new();
+        in[i].order_id = 1000 + (uint64_t)i;
+        if (i % 3 == 1) {
+            in[i].kind = OP_MSG_CANCEL;
+        } else if (i % 3 == 2) {
+            in[i].kind = OP_MSG_AMEND;
+            in[i].qty = 7;
+        }
+        snprintf(in[i].symbol, sizeof(in[i].symbol), "S%d", i % 10);
+        p[i] = &in[i];
+    }
+    assert_int_equal(op_codec_encode_orders(&b, p, N), 0);
+    static struct op_span sp[OP_CODEC_ORDERS_MAX];
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, OP_CODEC_ORDERS_MAX), N);
+    for (int i = 0; i < N; i++) {
+        struct op_order_msg out;
+        assert_int_equal(op_codec_decode_order(c, b.data + sp[i].off, sp[i].len, &out), 0);
+        assert_int_equal(out.kind, in[i].kind);
+        assert_int_equal(out.order_id, in[i].order_id);
+        assert_string_equal(out.symbol, in[i].symbol);
+    }
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, N - 1), -1); /* above max */
+    assert_int_equal(op_codec_orders_fields(&f, p, N), 0);
+    const char *t = f.data;
+    assert_string_equal(t, "new,cancel,amend");
+    t += strlen(t) + 1;
+    assert_string_equal(t, "S0,S1,S2,S3,S4,S5,S6,S7,...");
+    t += strlen(t) + 1;
+    assert_string_equal(t, "40");
+    t += strlen(t) + 1;
+    assert_string_equal(t, "1000..1039");
+    op_buf_reset(&f);
+    assert_int_equal(op_codec_orders_fields(&f, p, 1), 0);
+    assert_string_equal(f.data + strlen(f.data) + 1 + 3 + 2, "1000"); /* "new\0S0\01\0" */
+
+    /* one map: the form before group commit, one input */
+    op_buf_reset(&b);
+    assert_int_equal(op_codec_encode_order(&b, &in[0]), 0);
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, OP_CODEC_ORDERS_MAX), 1);
+    assert_int_equal(sp[0].off, 0);
+    assert_int_equal(sp[0].len, b.len);
+
+    /* empty array, too large: refused whole */
+    assert_int_equal(op_codec_split_orders(c, "\x90", 1, sp, OP_CODEC_ORDERS_MAX), -1);
+    assert_int_equal(op_codec_split_orders(c, "\xdc\x00", 2, sp, OP_CODEC_ORDERS_MAX), -1);
+    op_buf_release(&b);
+    op_buf_release(&f);
+    op_codec_free(c);
+}
+
+/* A poisoned element among good ones: a map that is not an order is its
+ * own span (its sym readable); broken bytes end the walk, the rest is one
+ * span; trailing bytes are one more. */
+static void test_orders_entry_poisoned(void **state)
+{
+    (void)state;
+    struct op_codec *c = op_codec_new();
+    struct op_buf b;
+    op_buf_init(&b);
+    struct op_order_msg m = sample_new();
+    static struct op_span sp[OP_CODEC_ORDERS_MAX];
+    struct op_order_msg out;
+    char sym[OP_SYMBOL_MAX];
+
+    op_mp_put_array(&b, 3);
+    op_codec_encode_order(&b, &m);
+    size_t bad = b.len;
+    op_buf_append(&b, "\x82\xa3sym\xa4TSLA\xa1k\xa1x", 14); /* {"sym":"TSLA","k":"x"} */
+    op_codec_encode_order(&b, &m);
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, OP_CODEC_ORDERS_MAX), 3);
+    assert_int_equal(sp[1].off, bad);
+    assert_int_equal(sp[1].len, 14);
+    assert_int_equal(op_codec_decode_order(c, b.data + sp[0].off, sp[0].len, &out), 0);
+    assert_int_equal(op_codec_decode_order(c, b.data + sp[1].off, sp[1].len, &out), -1);
+    assert_int_equal(op_codec_peek_symbol(b.data + sp[1].off, sp[1].len, sym), 0);
+    assert_string_equal(sym, "TSLA");
+    assert_int_equal(op_codec_decode_order(c, b.data + sp[2].off, sp[2].len, &out), 0);
+    assert_int_equal(op_codec_peek_symbol("\x81\xa3sym\x01", 6, sym), -1); /* sym not a string */
+    assert_int_equal(op_codec_peek_symbol("\xc1", 1, sym), -1);
+
+    op_buf_reset(&b);
+    op_mp_put_array(&b, 3);
+    op_codec_encode_order(&b, &m);
+    size_t broken = b.len;
+    op_buf_append(&b, "\xc1garbage", 8);
+    op_codec_encode_order(&b, &m);
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, OP_CODEC_ORDERS_MAX), 2);
+    assert_int_equal(sp[1].off, broken);
+    assert_int_equal(sp[1].off + sp[1].len, b.len);
+
+    op_buf_reset(&b);
+    op_mp_put_array(&b, 1);
+    op_codec_encode_order(&b, &m);
+    op_buf_append(&b, "\x01\x02", 2);
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, OP_CODEC_ORDERS_MAX), 2);
+    assert_int_equal(sp[1].len, 2);
+    assert_int_equal(op_codec_split_orders(c, b.data, b.len, sp, 1), 1);
+    assert_int_equal(sp[0].off + sp[0].len, b.len); /* no room: the last one takes them */
+
+    /* truncated anywhere: never a span past the end */
+    op_buf_reset(&b);
+    op_mp_put_array(&b, 2);
+    op_codec_encode_order(&b, &m);
+    op_codec_encode_order(&b, &m);
+    for (size_t len = 0; len < b.len; len++) {
+        long n = op_codec_split_orders(c, b.data, len, sp, OP_CODEC_ORDERS_MAX);
+        for (long i = 0; i < n; i++)
+            assert_true(sp[i].off + sp[i].len <= len);
+    }
+    op_buf_release(&b);
+    op_codec_free(c);
+}
+
+/* The largest order ingest can write fits its bound, which makes 4096 of
+ * them fit an entry's. */
+static void test_order_encoded_max(void **state)
+{
+    (void)state;
+    struct op_buf b;
+    op_buf_init(&b);
+    struct op_order_msg m = sample_new();
+    m.order_id = UINT64_MAX;
+    m.ts_ns = UINT64_MAX;
+    m.price = INT64_MIN;
+    m.qty = INT64_MIN;
+    m.post_only = true;
+    memset(m.symbol, 'S', OP_SYMBOL_MAX - 1);
+    memset(m.account, 'A', sizeof(m.account) - 1);
+    memset(m.client_order_id, 'C', sizeof(m.client_order_id) - 1);
+    assert_int_equal(op_codec_encode_order(&b, &m), 0);
+    assert_true(b.len <= OP_CODEC_ORDER_ENCODED_MAX);
+    op_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_round_trip),
+        cmocka_unit_test(test_orders_entry),
+        cmocka_unit_test(test_orders_entry_poisoned),
+        cmocka_unit_test(test_order_encoded_max),
         cmocka_unit_test(test_reports_round_trip),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_wrong_types_and_missing),
