@@ -59,6 +59,11 @@ static const char ENTRY_SCRIPT[] =
     "for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[4 + i], 'EX', ARGV[1]) end\n"
     "return {1, id}\n";
 
+/* Why 2: NOSCRIPT means the script did not run (nothing written), so the
+ * entry is sent again after loading it; twice in one round means something
+ * keeps flushing scripts, and the orders get 503 rather than loop. */
+#define NOSCRIPT_RETRIES 2
+
 /* One orders:{S} entry of a round: the round's inputs of one shard. */
 struct entry {
     uint32_t shard;
@@ -93,6 +98,7 @@ struct lane {
     size_t cap_argv, cap_lens;
     char sha[48];            /* ENTRY_SCRIPT loaded on this connection, "" if not */
     uint64_t sha_reconnects; /* redis.reconnects when it was loaded */
+    int noscript;            /* NOSCRIPT answers this round */
     uint64_t id_block;       /* 0 = none yet */
     uint64_t id_next;        /* next n within the block */
     int64_t next_lag_poll_ms;
@@ -503,10 +509,16 @@ static int take_entry_reply(struct lane *l, struct entry *e, struct redisReply *
         e->resend = true;
     } else {
         const char *err = op_reply_str(rep, NULL);
-        op_warn("redis_refused", "shard=%u err=\"%s\"", e->shard, err ? err : "unexpected reply");
-        if (err && strncmp(err, "NOSCRIPT", 8) == 0)
-            l->sha[0] = '\0'; /* flushed: loaded again next round */
-        entry_status(l, e, ITEM_REDIS_DOWN);
+        if (err && strncmp(err, "NOSCRIPT", 8) == 0 && l->noscript++ < NOSCRIPT_RETRIES) {
+            /* SCRIPT FLUSH, or a Redis that lost its cache without our
+             * noticing: nothing ran; load it again and resend */
+            l->sha[0] = '\0';
+            e->resend = true;
+        } else {
+            op_warn("redis_refused", "shard=%u err=\"%s\"", e->shard,
+                    err ? err : "unexpected reply");
+            entry_status(l, e, ITEM_REDIS_DOWN);
+        }
     }
     op_reply_free(rep);
     return 0;
@@ -632,6 +644,7 @@ static void run_round(struct lane *l, struct job *list)
         return;
     }
     lane_set_up(l, true);
+    l->noscript = 0;
     /* ids and entries first: the id block may need a round trip of its own */
     if (group_round(l, list) != 0) {
         complete_all(list, ITEM_REDIS_DOWN);
@@ -662,7 +675,7 @@ static void run_round(struct lane *l, struct job *list)
     op_hist_observe_size(&w->stats.batch_items, (uint64_t)n);
     atomic_fetch_add(&w->stats.rounds, 1);
     int again;
-    while ((again = queue_entries(l, false)) > 0)
+    while ((again = ensure_script(l) == 0 ? queue_entries(l, false) : -1) > 0)
         if (read_entries(l) != 0)
             goto lost;
     if (again < 0)

@@ -2,7 +2,7 @@
 # Helpers of the matcher's integration tests (sourced by matcher_*.sh; run on
 # its own by the harness, it only says so and exits 0).
 #
-# m_reset               empty the shard keys (orders, fills, snapshots, leases,
+# m_reset               empty the shard keys (orders and their counter, fills, snapshots, leases,
 #                       books, heartbeat) and recreate the streams and groups
 # m_gen ARGS...         orderpipe-ordergen with the test's seed and ARGS
 # m_start NAME [ENV=VAL ...]   a matcher (short lease for quick takeovers)
@@ -32,7 +32,7 @@ printf 'seed %s (M_SEED=%s reproduces this run)\n' "$M_SEED" "$M_SEED"
 m_reset() {
 	local s k
 	for ((s = 0; s < M_SHARDS; s++)); do
-		t_redis DEL "orders:{$s}" "fills:{$s}" "snap:{$s}" "lease:{$s}" >/dev/null
+		t_redis DEL "orders:{$s}" "oseq:{$s}" "fills:{$s}" "snap:{$s}" "lease:{$s}" >/dev/null
 		for k in AAPL MSFT GOOG AMZN TSLA NVDA META; do t_redis DEL "book:{$s}:$k" >/dev/null; done
 	done
 	t_redis DEL matchers:alive >/dev/null
