@@ -60,6 +60,7 @@ struct matcher_shard_stats {
     _Atomic int owned;                /* 1 while this worker owns the shard */
     _Atomic int64_t lag;              /* group "matchers": entries not yet delivered */
     _Atomic int64_t pending;          /* group "matchers": delivered, not acknowledged */
+    _Atomic int64_t backlog_orders;   /* inputs not yet processed (oseq - odone), -1 unknown */
     _Atomic int64_t snapshot_wall_ms; /* wall-clock ms of this worker's last snapshot, 0 none */
     _Atomic uint64_t open_orders;     /* resting orders in the engine */
 };

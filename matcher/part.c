@@ -65,6 +65,7 @@ struct part *part_new(const struct worker *w, uint32_t shard, int64_t deadline_m
     op_key_fills(p->fills, shard);
     lease_key(p->lease, shard);
     snap_key(p->snap, shard);
+    op_key_odone(p->odone, shard);
     return p;
 }
 
@@ -145,6 +146,26 @@ static void malformed_input(struct worker *w, size_t i, const char *sym, size_t 
     op_warn("malformed_entry", "id=%.*s err=\"%s\"", (int)e->idlen, e->id, why);
 }
 
+/* The entry's `seq` + `n` (written by ingest: the shard's inputs up to its
+ * end, which the publish stores in odone:{S}), or -1 without them. */
+static int64_t entry_seq_end(const struct redisReply *fields, int deleted)
+{
+    size_t l1 = 0, l2 = 0;
+    const char *sq = deleted ? NULL : op_reply_field_str(fields, "seq", &l1);
+    const char *nn = deleted ? NULL : op_reply_field_str(fields, "n", &l2);
+    char b1[24], b2[24], *end1, *end2;
+    if (!sq || !nn || l1 == 0 || l2 == 0 || l1 >= sizeof(b1) || l2 >= sizeof(b2))
+        return -1;
+    memcpy(b1, sq, l1);
+    b1[l1] = '\0';
+    memcpy(b2, nn, l2);
+    b2[l2] = '\0';
+    long long a = strtoll(b1, &end1, 10), b = strtoll(b2, &end2, 10);
+    if (*end1 || *end2 || a < 0 || b < 0 || a > INT64_MAX - b)
+        return -1;
+    return (int64_t)(a + b);
+}
+
 /*
  * Turns stream entry `entry` ([id, [fields…]] or [id, nil] for a deleted
  * one) into inputs w->ents/msgs[*n …], advancing *n: one per element of its
@@ -166,6 +187,7 @@ static int decode_entry(struct worker *w, const struct redisReply *entry, size_t
     size_t mlen = 0, slen = 0;
     const char *mv = deleted ? NULL : op_reply_field_str(fields, "m", &mlen);
     const char *sym = deleted ? NULL : op_reply_field_str(fields, "sym", &slen);
+    int64_t seq_end = entry_seq_end(fields, deleted);
     long k = mv ? op_codec_split_orders(w->codec, mv, mlen, w->spans, OP_CODEC_ORDERS_MAX) : 1;
     const char *bad = !mv ? "no m field" : k < 0 ? op_codec_error(w->codec) : NULL;
     if (k < 0)
@@ -176,8 +198,13 @@ static int decode_entry(struct worker *w, const struct redisReply *entry, size_t
         size_t i = (*n)++;
         struct in_entry *e = &w->ents[i];
         struct op_order_msg *m = &w->msgs[i];
-        *e = (struct in_entry){
-            .id = id, .idlen = idlen, .sid = sid, .first = j == 0, .deleted = deleted, .sym = -1};
+        *e = (struct in_entry){.id = id,
+                               .idlen = idlen,
+                               .sid = sid,
+                               .first = j == 0,
+                               .seq_end = seq_end,
+                               .deleted = deleted,
+                               .sym = -1};
         memset(m, 0, sizeof(*m));
         if (deleted)
             continue;

@@ -38,6 +38,7 @@ struct publish {
     int active;    /* built and not yet through: held by its part */
     size_t n;      /* inputs 0 … n-1 of the worker's batch arrays */
     size_t nack;   /* the entries they are in (XACK ids) */
+    int64_t odone; /* the last seq_end among them (SET odone:{S}), -1 for none */
     int read_next; /* the next batch's read is queued inside the MULTI */
     int nbooks;    /* book keys in w->md */
     int snap;      /* carries a snapshot of the engine */
@@ -60,6 +61,7 @@ struct part {
     char fills[OP_KEY_MAX];    /* fills:{S} */
     char lease[OP_KEY_MAX];    /* lease:{S} */
     char snap[OP_KEY_MAX];     /* snap:{S} */
+    char odone[OP_KEY_MAX];    /* odone:{S}: inputs of the shard processed (shared/backlog.h) */
     struct eng *eng;           /* NULL until recovered */
     int64_t lease_deadline_ms; /* monotonic ms after which the lease is surely gone */
     int64_t retry_at_ms;       /* RECOVER: not before this (after a failed recovery) */
@@ -90,10 +92,11 @@ struct in_entry {
     const char *id; /* (ref) into the batch reply: the entry's id */
     size_t idlen;
     struct op_sid sid;
-    int first;   /* the first input of its entry (its XACK) */
-    int deleted; /* not applied: 1 the entry is gone from the stream (PEL read of a
-                    trimmed id), 2 it was applied before */
-    int sym;     /* index in the symbol table, -1 when not listed */
+    int first;       /* the first input of its entry (its XACK) */
+    int64_t seq_end; /* the entry's seq + n (inputs of the shard up to its end), -1 without */
+    int deleted;     /* not applied: 1 the entry is gone from the stream (PEL read of a
+                        trimmed id), 2 it was applied before */
+    int sym;         /* index in the symbol table, -1 when not listed */
 };
 
 /*

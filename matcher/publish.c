@@ -230,6 +230,10 @@ int publish_build(struct worker *w, struct part *p, size_t n, int force_snapshot
             }
         pb->nack = a - 3;
     }
+    pb->odone = -1;
+    for (size_t i = 0; i < n; i++)
+        if (w->ents[i].first && w->ents[i].seq_end >= 0)
+            pb->odone = w->ents[i].seq_end;
     pb->active = 1;
     pb->n = n;
     pb->read_next = read_next;
@@ -268,6 +272,10 @@ static int queue_transaction(struct worker *w, struct part *p, const struct publ
     }
     if (pb->n) {
         op_redis_append(&w->redis, (int)(pb->nack + 3), w->argv, w->lens);
+        queued++;
+    }
+    if (pb->odone >= 0) { /* with the XACK: the backlog counts what is left */
+        op_redis_appendf(&w->redis, "SET %s %lld", p->odone, (long long)pb->odone);
         queued++;
     }
     if (pb->snap) {
@@ -323,6 +331,7 @@ static int exec_complete(const struct part *p, const struct redisReply *ex, int 
  *     XADD fills:{S} NOMKSTREAM * sym … kind … n … in … m …   (one per batch,
  *                                           or per run of 4096 reports)
  *     XACK orders:{S} matchers <ids…>
+ *     [SET odone:{S} <seq + n of the last entry>]   (shared/backlog.h)
  *     [HSET snap:{S} id <last> eng <snapshot>; XTRIM orders:{S} MINID ~ <last>]
  *     [SET book:{S}:<SYMBOL> <json> …]
  *     [XREADGROUP … COUNT batch STREAMS orders:{S} >|<cursor>   the next batch]

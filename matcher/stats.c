@@ -63,16 +63,21 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    static const char *const names[] = {"matcher_shard_owned", "matcher_shard_lag",
-                                        "matcher_shard_pending", "matcher_shard_open_orders",
-                                        "matcher_shard_snapshot_age_seconds"};
+    static const char *const names[] = {"matcher_shard_owned",
+                                        "matcher_shard_lag",
+                                        "matcher_shard_pending",
+                                        "matcher_shard_open_orders",
+                                        "matcher_shard_snapshot_age_seconds",
+                                        "matcher_shard_backlog_orders"};
     static const char *const helps[] = {
         "1 while this worker owns the shard.",
-        "Entries of orders:{S} not yet delivered to group matchers.",
+        "Entries of orders:{S} not yet delivered to group matchers (counted only when the "
+        "orders counters are missing).",
         "Entries delivered to group matchers, not yet acknowledged.",
         "Resting orders in the engine of an owned shard.",
-        "Seconds since this worker stored the shard's last snapshot (owned shards)."};
-    for (int k = 0; k < 5; k++) {
+        "Seconds since this worker stored the shard's last snapshot (owned shards).",
+        "Inputs written to orders:{S} by ingest and not yet processed (oseq:{S} - odone:{S})."};
+    for (int k = 0; k < 6; k++) {
         op_metrics_header(b, names[k], "gauge", helps[k]);
         for (uint32_t s = 0; s < shards; s++) {
             const struct matcher_shard_stats *ss = &st->shard[s];
@@ -94,9 +99,13 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
                 if (owned)
                     op_metrics_sample(b, names[k], lbl, GET(ss->open_orders));
                 break;
-            default:
+            case 4:
                 if (owned && at > 0)
                     op_metrics_sample_f(b, names[k], lbl, (double)(now_ms - at) / 1000.0);
+                break;
+            default:
+                if (GET(ss->backlog_orders) >= 0)
+                    op_metrics_sample(b, names[k], lbl, (uint64_t)GET(ss->backlog_orders));
                 break;
             }
         }

@@ -173,8 +173,10 @@ static void store_backlog(void *ctx, uint32_t s, const struct op_backlog *b)
 {
     struct matcher_stats *st = ctx;
     if (b->found) {
-        atomic_store(&st->shard[s].lag, b->undelivered);
+        if (b->undelivered >= 0)
+            atomic_store(&st->shard[s].lag, b->undelivered);
         atomic_store(&st->shard[s].pending, b->pending);
+        atomic_store(&st->shard[s].backlog_orders, b->orders);
     }
 }
 

@@ -13,11 +13,12 @@
  * undelivered entries), so rule 1's XRANGE is skipped — it is what costs,
  * count_max entries read in full inside Redis while every other client
  * waits. XLEN > count_max guards against a stream recreated meanwhile.
- * With KEYS[2] (an orders stream's oseq:{S}, which counts the inputs ever
- * written to it; each entry's `seq` field is that count before it), the
- * orders from the first unprocessed entry on (the lowest pending one, else
- * the first after last-delivered-id): the counter minus that entry's seq;
- * 0 when there is none; -1 when it has no seq (not written by ingest).
+ * With KEYS[2] and KEYS[3] (an orders stream's oseq:{S}, the inputs ever
+ * written to it, and odone:{S}, those the matcher acknowledged), the orders
+ * of the backlog are their difference, and nothing is read or counted
+ * (how 4, undelivered -1: unknown); only without oseq (a stream ingest
+ * never wrote to) or when odone is ahead of it (the counters were reset)
+ * do the rules above apply, orders -1.
  * Returns {found, pending, undelivered, redis_lag (-1 for nil), how,
  * last-delivered-id, orders}. `no-writes`: it runs on a
  * replica and while Redis refuses writes (MISCONF); `allow-oom`: also above
@@ -35,6 +36,14 @@ static const char BACKLOG_SCRIPT[] =
     "    local pending = f['pending'] or 0\n"
     "    local lag = -1\n"
     "    if type(f['lag']) == 'number' then lag = f['lag'] end\n"
+    "    local total = KEYS[3] and redis.call('GET', KEYS[2])\n"
+    "    if total then\n"
+    "      total = tonumber(total)\n"
+    "      local done = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "      if total >= done then\n"
+    "        return {1, pending, -1, lag, 4, f['last-delivered-id'], total - done}\n"
+    "      end\n"
+    "    end\n"
     "    local max = tonumber(ARGV[2])\n"
     "    local last = f['last-delivered-id']\n"
     "    local len, n = -1, nil\n"
@@ -46,25 +55,6 @@ static const char BACKLOG_SCRIPT[] =
     "      n = #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', max + 1)\n"
     "    end\n"
     "    local orders = -1\n"
-    "    if KEYS[2] then\n"
-    "      local e\n"
-    "      if pending > 0 then\n"
-    "        local x = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
-    "        e = redis.call('XRANGE', KEYS[1], x[2], '+', 'COUNT', 1)\n"
-    "      else\n"
-    "        e = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)\n"
-    "      end\n"
-    "      if #e == 0 then orders = 0\n"
-    "      else\n"
-    "        local f = e[1][2]\n"
-    "        for i = 1, #f, 2 do\n"
-    "          if f[i] == 'seq' then\n"
-    "            orders = tonumber(redis.call('GET', KEYS[2]) or '0') - tonumber(f[i + 1])\n"
-    "            if orders < 0 then orders = 0 end\n"
-    "          end\n"
-    "        end\n"
-    "      end\n"
-    "    end\n"
     "    if n <= max then return {1, pending, n, lag, 1, last, orders} end\n"
     "    if len < 0 then len = redis.call('XLEN', KEYS[1]) end\n"
     "    if lag > max and lag <= len then return {1, pending, lag, lag, 2, last, orders} end\n"
@@ -86,26 +76,30 @@ int op_backlog_append(struct op_redis *r, const char *stream, const char *group,
     return op_backlog_append_memo(r, stream, group, count_max, NULL);
 }
 
-static int append_script(struct op_redis *r, const char *stream, const char *seq, const char *group,
+static int append_script(struct op_redis *r, const char *stream, uint32_t shard, const char *group,
                          long long count_max, const struct op_backlog_memo *memo);
 
 int op_backlog_append_memo(struct op_redis *r, const char *stream, const char *group,
                            long long count_max, const struct op_backlog_memo *memo)
 {
-    return append_script(r, stream, NULL, group, count_max, memo);
+    return append_script(r, stream, UINT32_MAX, group, count_max, memo);
 }
 
-/* Queues BACKLOG_SCRIPT for stream (seq: its oseq:{S}, or NULL). */
-static int append_script(struct op_redis *r, const char *stream, const char *seq, const char *group,
+/* Queues BACKLOG_SCRIPT for stream (shard: an orders stream's shard, whose
+ * counters it reads; UINT32_MAX for another stream). */
+static int append_script(struct op_redis *r, const char *stream, uint32_t shard, const char *group,
                          long long count_max, const struct op_backlog_memo *memo)
 {
-    char max[24];
+    char max[24], seq[OP_KEY_MAX], done[OP_KEY_MAX];
     snprintf(max, sizeof(max), "%lld", count_max > 0 ? count_max : 0);
     const char *over = memo && memo->over[0] ? memo->over : "-";
-    if (seq)
-        return op_redis_appendf(r, "EVAL %s 2 %s %s %s %s %s", BACKLOG_SCRIPT, stream, seq, group,
-                                max, over);
-    return op_redis_appendf(r, "EVAL %s 1 %s %s %s %s", BACKLOG_SCRIPT, stream, group, max, over);
+    if (shard == UINT32_MAX)
+        return op_redis_appendf(r, "EVAL %s 1 %s %s %s %s", BACKLOG_SCRIPT, stream, group, max,
+                                over);
+    op_key_oseq(seq, shard);
+    op_key_odone(done, shard);
+    return op_redis_appendf(r, "EVAL %s 3 %s %s %s %s %s %s", BACKLOG_SCRIPT, stream, seq, done,
+                            group, max, over);
 }
 
 void op_backlog_remember(struct op_backlog_memo *memo, const struct op_backlog *b)
@@ -140,8 +134,8 @@ int op_backlog_read(struct op_redis *r, struct op_backlog *out)
         }
         if (out->pending < 0)
             out->pending = 0;
-        if (out->undelivered < 0)
-            out->undelivered = 0;
+        if (out->undelivered < 0) /* unknown (OP_BACKLOG_ORDERS) */
+            out->undelivered = -1;
     }
     op_reply_free(rep);
     return 0;
@@ -160,11 +154,10 @@ int op_backlog_poll_orders_memo(struct op_redis *r, uint32_t shards, const char 
                                 void (*store)(void *ctx, uint32_t s, const struct op_backlog *b),
                                 void *ctx)
 {
-    char key[OP_KEY_MAX], seq[OP_KEY_MAX];
+    char key[OP_KEY_MAX];
     for (uint32_t s = 0; s < shards; s++) {
         op_key_orders(key, s);
-        op_key_oseq(seq, s);
-        if (append_script(r, key, seq, group, count_max, memo ? &memo[s] : NULL) != 0)
+        if (append_script(r, key, s, group, count_max, memo ? &memo[s] : NULL) != 0)
             return -1;
     }
     for (uint32_t s = 0; s < shards; s++) {

@@ -35,13 +35,14 @@
 struct op_backlog {
     int found;                            /* the group exists on the stream */
     int64_t pending;                      /* delivered, not acknowledged (XINFO `pending`) */
-    int64_t undelivered;                  /* entries after last-delivered-id, as above */
+    int64_t undelivered;                  /* entries after last-delivered-id, as above;
+                                             -1 with OP_BACKLOG_ORDERS (not counted) */
     int64_t redis_lag;                    /* XINFO GROUPS' `lag` as Redis reported it; -1 for nil */
     int how;                              /* which rule gave undelivered: OP_BACKLOG_* */
     char last_delivered[OP_SID_TEXT_MAX]; /* the group's last-delivered-id */
-    int64_t orders; /* orders streams (op_backlog_poll_orders): inputs in the unprocessed
-                       entries, from the oseq:{S} counter; -1 when unknown (entries
-                       without `seq`, not written by ingest, or another stream) */
+    int64_t orders; /* orders streams (op_backlog_poll_orders): the inputs not yet
+                       processed, oseq:{S} - odone:{S}; -1 for another stream or when
+                       the counters are inconsistent (then undelivered is counted) */
 };
 
 /*
@@ -61,6 +62,7 @@ enum {
     OP_BACKLOG_COUNTED = 1,     /* rule 1: counted, exact */
     OP_BACKLOG_LAG = 2,         /* rule 2: Redis' lag, consistent */
     OP_BACKLOG_UPPER_BOUND = 3, /* rule 3: XLEN (lag unknown or inconsistent) */
+    OP_BACKLOG_ORDERS = 4,      /* an orders stream's counters: orders exact, entries unknown */
 };
 
 /* The backlog the caller acts on: the orders in it when known, else

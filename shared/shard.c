@@ -33,3 +33,8 @@ int op_key_oseq(char *buf, uint32_t shard)
 {
     return snprintf(buf, OP_KEY_MAX, "oseq:{%u}", shard);
 }
+
+int op_key_odone(char *buf, uint32_t shard)
+{
+    return snprintf(buf, OP_KEY_MAX, "odone:{%u}", shard);
+}

@@ -21,6 +21,7 @@ uint32_t op_shard_of(const char *symbol, size_t len, uint32_t nshards);
 int op_key_orders(char *buf, uint32_t shard); /* "orders:{S}" */
 int op_key_fills(char *buf, uint32_t shard);  /* "fills:{S}" */
 int op_key_oseq(char *buf, uint32_t shard);   /* "oseq:{S}": inputs ever written to orders:{S} */
+int op_key_odone(char *buf, uint32_t shard);  /* "odone:{S}": of them, processed by the matcher */
 
 #define OP_GROUP_MATCHERS "matchers"
 #define OP_GROUP_RECORDERS "recorders"

@@ -41,6 +41,27 @@ static int ensure_group(struct op_redis *r, const char *key, const char *group)
     return ok ? 0 : -1;
 }
 
+/* A new orders stream starts its counters (oseq:{S}, odone:{S}: the
+ * backlog in orders, shared/backlog.h) from zero: left from a stream that
+ * was deleted, they would count its orders as a backlog. 0 or -1. */
+static int reset_counters_if_new(struct op_redis *r, const char *key, uint32_t shard)
+{
+    char seq[OP_KEY_MAX], done[OP_KEY_MAX];
+    op_key_oseq(seq, shard);
+    op_key_odone(done, shard);
+    struct redisReply *rep = op_redis_cmdf(r, "EXISTS %s", key);
+    if (!rep)
+        return op_log_fail("redis_failed", "key=%s err=\"%s\"", key, r->errstr);
+    long long exists = op_reply_int(rep);
+    op_reply_free(rep);
+    if (exists)
+        return 0;
+    if (!(rep = op_redis_cmdf(r, "DEL %s %s", seq, done)))
+        return op_log_fail("redis_failed", "key=%s err=\"%s\"", seq, r->errstr);
+    op_reply_free(rep);
+    return 0;
+}
+
 /* Checks or records the shard count; 0 when it matches, -1 otherwise. */
 static int check_shards(struct op_redis *r, uint32_t shards)
 {
@@ -80,6 +101,7 @@ static int setup_redis(const struct op_config *c)
     }
     for (uint32_t s = 0; s < c->order_shards && rc == 0; s++) {
         op_key_orders(key, s);
+        rc |= reset_counters_if_new(&r, key, s);
         rc |= ensure_group(&r, key, OP_GROUP_MATCHERS);
         op_key_fills(key, s);
         rc |= ensure_group(&r, key, OP_GROUP_RECORDERS);

@@ -138,6 +138,24 @@ for ((i = 0; i < 30; i++)); do # polled every 200 ms
 	sleep 0.2
 done
 t_eq "ingest_shard_backlog counts orders per shard" "$got" "$want"
+# a matcher works it off: odone:{S} reaches oseq:{S}, the backlog 0
+m_start w1
+for ((i = 0; i < 100; i++)); do
+	ok=1
+	for ((s = 0; s < M_SHARDS; s++)); do
+		o="$(t_redis GET "oseq:{$s}")"
+		[[ "$o" =~ ^[0-9]+$ && "$(t_redis GET "odone:{$s}")" != "$o" ]] && ok=0
+	done
+	((ok)) && break
+	sleep 0.2
+done
+t_eq "odone:{S} reaches oseq:{S} once the matcher processed everything" "$ok" 1
+for ((i = 0; i < 30; i++)); do
+	got="$(curl -s "$url/metrics" | sed -n 's/^ingest_shard_backlog{shard="[0-9]*"} //p' | sort -u | tr '\n' ' ')"
+	[[ "$got" == "0 " ]] && break
+	sleep 0.2
+done
+t_eq "the backlog of every shard is 0 again" "$got" "0 "
 t_stop_all
 
 t_done

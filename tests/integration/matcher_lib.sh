@@ -32,7 +32,7 @@ printf 'seed %s (M_SEED=%s reproduces this run)\n' "$M_SEED" "$M_SEED"
 m_reset() {
 	local s k
 	for ((s = 0; s < M_SHARDS; s++)); do
-		t_redis DEL "orders:{$s}" "oseq:{$s}" "fills:{$s}" "snap:{$s}" "lease:{$s}" >/dev/null
+		t_redis DEL "orders:{$s}" "oseq:{$s}" "odone:{$s}" "fills:{$s}" "snap:{$s}" "lease:{$s}" >/dev/null
 		for k in AAPL MSFT GOOG AMZN TSLA NVDA META; do t_redis DEL "book:{$s}:$k" >/dev/null; done
 	done
 	t_redis DEL matchers:alive >/dev/null
