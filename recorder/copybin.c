@@ -106,7 +106,7 @@ void rec_copybin_numeric(struct op_buf *o, int64_t ticks, struct op_tick tick)
     int total = igroups + fgroups;
     /* digit value of decimal position p, counted from the right of the
      * padded layout (0 = last padding digit): dec[p - shift] if present */
-    int16_t groups[16];
+    int16_t groups[16] = {0};
     for (int g = 0; g < total; g++) {
         int v = 0;
         /* group g (0 = most significant) covers positions
