@@ -54,8 +54,8 @@ LIBENGINE := $(BUILD)/libengine.a
 # ingest's pure parts (JSON, validation), for unit tests
 INGEST_CORE_SRCS := ingest/json.c ingest/order.c
 LIBINGEST := $(BUILD)/libingest.a
-# the recorder's pure part (decode, merge, COPY text), for unit tests
-RECORDER_CORE_SRCS := recorder/batch.c
+# the recorder's pure part (decode, merge, binary COPY rows), for unit tests
+RECORDER_CORE_SRCS := recorder/batch.c recorder/copybin.c
 LIBRECORDER := $(BUILD)/librecorder.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
@@ -117,7 +117,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBRECORDER) $
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
-$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 

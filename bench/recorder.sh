@@ -27,7 +27,10 @@
 # idempotent), which is what the ratio measures.
 #
 # Environment: BENCH_RECORDER_TRADES, RECORDER_BATCH_ROWS, RECORDER_FLUSH_MS
-# (passed to the recorder), OP_REDIS_FSYNC, OP_PG_SHARED_BUFFERS.
+# (passed to the recorder), OP_REDIS_FSYNC, OP_PG_SHARED_BUFFERS,
+# BENCH_RECORDER_DROP_INDEXES (comma-separated index names dropped after the
+# migrations, to measure what each costs the write path; the baselines copy
+# the tables as they then are).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../ops/lib.sh"
 
@@ -70,6 +73,12 @@ export ORDER_SHARDS="$shards" SCHEMAS_DIR="$OP_ROOT/schemas"
 export SYMBOLS_FILE="${SYMBOLS_FILE:-$OP_ROOT/config/symbols.conf}"
 export LOG_LEVEL=warn
 "$bin/orderpipe-setup" >/dev/null || op_die "orderpipe-setup failed"
+# A measurement knob: indexes to drop before the run, to price each one.
+drop_indexes="${BENCH_RECORDER_DROP_INDEXES:-}"
+for idx in ${drop_indexes//,/ }; do
+	[[ "$idx" =~ ^[a-z_]+$ ]] || op_die "BENCH_RECORDER_DROP_INDEXES: '$idx' is not an index name"
+	psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "DROP INDEX $idx" || op_die "cannot drop index '$idx'"
+done
 
 psqlq() { psql "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
@@ -94,6 +103,7 @@ printf 'postgresql %s: fsync on, synchronous_commit on, shared_buffers %s, max_w
 	"$(psqlq -c 'SHOW server_version' | cut -d' ' -f1)" "$(psqlq -c 'SHOW shared_buffers')" \
 	"$(psqlq -c 'SHOW max_wal_size')" \
 	"$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')" "$fsync"
+if [[ -n "$drop_indexes" ]]; then printf 'indexes dropped for this run: %s\n' "$drop_indexes"; fi
 printf 'prefill: %s (%s entries in %d shards, %.1f s)\n' "$gen" "$entries" "$shards" "$(echo "$t1 - $t0" | bc)"
 
 # --- 2. the recorder ---------------------------------------------------------------

@@ -1,13 +1,13 @@
-/* A batch of fills entries: decoded reports, poison detection, and the COPY text to write them. */
+/* A batch of fills entries: decoded reports, poison detection, and the binary COPY rows to write
+ * them. */
 #include "recorder/batch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "recorder/copybin.h"
 #include "shared/alloc.h"
-#include "shared/pg.h"
 
 /* Why 64: most entries hold 1-3 reports; the arrays grow by doubling. */
 #define INITIAL_CAP 64
@@ -16,7 +16,6 @@ int rec_batch_init(struct rec_batch *b, const struct op_symtab *syms)
 {
     memset(b, 0, sizeof(*b));
     b->syms = syms;
-    b->ts_sec = -1;
     op_buf_init(&b->raw);
     b->codec = op_codec_new();
     return b->codec ? 0 : -1;
@@ -88,6 +87,15 @@ static int report_effect(const struct op_report *r)
     default:
         return -1;
     }
+}
+
+/* 1 when every id report r writes (report_id: fill_id or version; order_id;
+ * a trade's maker_order_id) fits a bigint column, else 0. eff is
+ * report_effect(r). */
+static int ids_fit_bigint(const struct op_report *r, int eff)
+{
+    return r->report_id <= (uint64_t)INT64_MAX && r->order_id <= (uint64_t)INT64_MAX &&
+           (eff != 2 || r->maker_order_id <= (uint64_t)INT64_MAX);
 }
 
 /* Copies why into err[REC_ERR_MAX] as printable ASCII (others become '?'). */
@@ -173,6 +181,12 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
                  * insert (migration 005) */
                 snprintf(why, sizeof(why), "client_order_id breaks its grammar");
         }
+        if (!why[0] && eff > 0 && !ids_fit_bigint(r, eff))
+            /* the binary COPY writes the 8 bytes as they are: the server
+             * could not refuse a wrapped id, so it is refused here (the text
+             * format had the server say "out of range for type bigint") */
+            snprintf(why, sizeof(why),
+                     "an id of the report is above 2^63-1 (out of range for bigint)");
         if (why[0]) {
             if (grow((void **)&b->bad, &b->cap_bad, b->nbad + 1, sizeof(*b->bad)) != 0)
                 return -1;
@@ -205,107 +219,35 @@ int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, si
     return 0;
 }
 
-/* ---- text formatting, without printf on the hot path ---------------------- */
+/* ---- binary COPY fields (recorder/copybin.h) ------------------------------- */
 
-/* Appends the decimal text of v. The caller reserved room (21 bytes). */
-static void put_u64(struct op_buf *o, uint64_t v)
+/* A bigint column from an id kept as uint64_t: rec_batch_add set aside every
+ * report with an id above INT64_MAX, so the cast is exact. */
+static void put_id(struct op_buf *o, uint64_t v)
 {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    char *d = o->data + o->len;
-    for (int i = 0; i < n; i++)
-        d[i] = tmp[n - 1 - i];
-    o->len += (size_t)n;
+    rec_copybin_int8(o, (int64_t)v);
 }
 
-static void put_i64(struct op_buf *o, int64_t v)
+static void put_text(struct op_buf *o, const char *s)
 {
-    if (v < 0) {
-        o->data[o->len++] = '-';
-        put_u64(o, (uint64_t)0 - (uint64_t)v);
-    } else {
-        put_u64(o, (uint64_t)v);
-    }
+    rec_copybin_text(o, s, strlen(s));
 }
 
-static void put_str(struct op_buf *o, const char *s, size_t n)
-{
-    memcpy(o->data + o->len, s, n);
-    o->len += n;
-}
-
-static void put_c(struct op_buf *o, char c)
-{
-    o->data[o->len++] = c;
-}
-
-static void put_null(struct op_buf *o)
-{
-    put_str(o, "\\N", 2);
-}
-
-/* Appends s, escaped for COPY; s is at most OP_CLORDID_MAX-ish bytes.
- * Fast path for the common case of nothing to escape. */
-static int put_text(struct op_buf *o, const char *s)
-{
-    size_t n = strlen(s);
-    if (strpbrk(s, "\\\t\n\r") == NULL) {
-        put_str(o, s, n);
-        return 0;
-    }
-    return op_pg_copy_escape(o, s, n);
-}
-
-int rec_format_ts(struct rec_batch *b, uint64_t ts_ns, char *out)
-{
-    int64_t sec = (int64_t)(ts_ns / 1000000000u);
-    unsigned us = (unsigned)((ts_ns % 1000000000u) / 1000u);
-    if (sec != b->ts_sec) {
-        time_t t = (time_t)sec;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(b->ts_prefix, sizeof(b->ts_prefix), "%Y-%m-%d %H:%M:%S", &tm);
-        b->ts_sec = sec;
-    }
-    size_t n = strlen(b->ts_prefix);
-    memcpy(out, b->ts_prefix, n);
-    out[n++] = '.';
-    for (int i = 5; i >= 0; i--) {
-        out[n + (size_t)i] = (char)('0' + us % 10);
-        us /= 10;
-    }
-    n += 6;
-    memcpy(out + n, "+00", 4);
-    return (int)n + 3;
-}
-
-static void put_ts(struct rec_batch *b, struct op_buf *o, uint64_t ts_ns)
-{
-    char t[40];
-    int n = rec_format_ts(b, ts_ns, t);
-    put_str(o, t, (size_t)n);
-}
-
-/* Appends ticks of symbol sym as a decimal; -1 (nothing appended) if the
+/* Appends ticks of symbol sym as a numeric; -1 (nothing appended) if the
  * symbol is unknown: rec_batch_add set such reports aside, but for REJECTED
  * ones, whose price is then NULL. */
 static int put_price(const struct rec_batch *b, struct op_buf *o, const char *sym, int64_t ticks)
 {
     const struct op_symbol *s = op_symtab_find(b->syms, sym, strlen(sym));
-    char txt[OP_DECIMAL_MAX_LEN + 8];
-    int n = s ? op_decimal_format(ticks, s->tick, txt, sizeof(txt)) : -1;
-    if (n < 0)
+    if (!s)
         return -1;
-    put_str(o, txt, (size_t)n);
+    rec_copybin_numeric(o, ticks, s->tick);
     return 0;
 }
 
-/* Per-row worst case before the variable strings: numbers, timestamps, enum
- * names, separators. Strings are bounded by msg.h's sizes (x2 escaped). */
+/* Per-row worst case: every field's length word and fixed-size value, two
+ * numerics, and the strings, bounded by msg.h's sizes (symbol, two
+ * accounts, client_order_id, enum names). */
 #define ROW_RESERVE 1024
 
 /* ---- the merge table ------------------------------------------------------ */
@@ -372,39 +314,23 @@ static void merge(struct rec_batch *b, uint64_t order_id, const struct op_report
     }
 }
 
-/* Appends one fills row for trade r. Returns 0, or -1 (price not formattable). */
+/* Appends one fills row for trade r (REC_FILLS_NCOLS fields). Returns 0, or
+ * -1 (price not writable). */
 static int put_fill(struct rec_batch *b, struct op_buf *o, const struct op_report *r)
 {
-    put_u64(o, r->report_id);
-    put_c(o, '\t');
+    rec_copybin_tuple(o, REC_FILLS_NCOLS);
+    put_id(o, r->report_id);
     put_text(o, r->symbol);
-    put_c(o, '\t');
     if (put_price(b, o, r->symbol, r->trade_price) != 0)
         return -1;
-    put_c(o, '\t');
-    put_i64(o, r->trade_qty);
-    put_c(o, '\t');
-    put_u64(o, r->maker_order_id);
-    put_c(o, '\t');
-    put_u64(o, r->order_id);
-    put_c(o, '\t');
-    if (put_text(o, r->maker_account) != 0)
-        return -1;
-    put_c(o, '\t');
-    if (put_text(o, r->account) != 0)
-        return -1;
-    put_c(o, '\t');
-    const char *side = op_side_name(r->side);
-    put_str(o, side, strlen(side));
-    put_c(o, '\t');
-    put_ts(b, o, r->ts_ns);
-    put_c(o, '\n');
+    rec_copybin_int8(o, r->trade_qty);
+    put_id(o, r->maker_order_id);
+    put_id(o, r->order_id);
+    put_text(o, r->maker_account);
+    put_text(o, r->account);
+    put_text(o, op_side_name(r->side));
+    rec_copybin_timestamptz(o, r->ts_ns);
     return 0;
-}
-
-static void put_name(struct op_buf *o, const char *s)
-{
-    put_str(o, s, strlen(s));
 }
 
 /* An enum's name; with null_unknown, NULL instead of "?" (a value outside
@@ -412,12 +338,12 @@ static void put_name(struct op_buf *o, const char *s)
 static void put_enum(struct op_buf *o, const char *name, int null_unknown)
 {
     if (null_unknown && strcmp(name, "?") == 0)
-        put_null(o);
+        rec_copybin_null(o);
     else
-        put_name(o, name);
+        put_text(o, name);
 }
 
-/* Appends one orders row for merged row w. Returns 0 or -1. */
+/* Appends one orders row for merged row w (REC_ORDERS_NCOLS fields). Returns 0. */
 static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_order_row *w)
 {
     const struct op_report *s = w->state, *d = w->desc;
@@ -435,61 +361,43 @@ static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_ord
      * writer put into orders:{S}): those are NULL. Any other report with
      * such a value is refused by a CHECK and dead-lettered alone. */
     int rejected = status == OP_STATUS_REJECTED;
-    put_u64(o, w->order_id);
-    put_c(o, '\t');
-    if (d && d->client_order_id[0] && (!rejected || op_client_order_id_valid(d->client_order_id))) {
-        if (put_text(o, d->client_order_id) != 0)
-            return -1;
-    } else {
-        put_null(o);
-    }
-    put_c(o, '\t');
-    if (put_text(o, w->state_is_maker ? s->maker_account : s->account) != 0)
-        return -1;
-    put_c(o, '\t');
-    if (put_text(o, s->symbol) != 0)
-        return -1;
-    put_c(o, '\t');
+    rec_copybin_tuple(o, REC_ORDERS_NCOLS);
+    put_id(o, w->order_id);
+    if (d && d->client_order_id[0] && (!rejected || op_client_order_id_valid(d->client_order_id)))
+        put_text(o, d->client_order_id);
+    else
+        rec_copybin_null(o);
+    put_text(o, w->state_is_maker ? s->maker_account : s->account);
+    put_text(o, s->symbol);
     if (d) {
         put_enum(o, op_side_name(d->side), rejected);
-        put_c(o, '\t');
         put_enum(o, op_type_name(d->type), rejected);
-        put_c(o, '\t');
         put_enum(o, op_tif_name(d->tif), rejected);
-        put_c(o, '\t');
-        put_c(o, d->post_only ? 't' : 'f');
-        put_c(o, '\t');
+        rec_copybin_bool(o, d->post_only);
         /* 0: market order (and a refused price): NULL; so is the price of a
          * rejected order of an unlisted symbol (no tick to read it with). */
         if (d->price <= 0 || put_price(b, o, d->symbol, d->price) != 0)
-            put_null(o);
+            rec_copybin_null(o);
     } else {
-        put_str(o, "\\N\t\\N\t\\N\t\\N\t\\N", 14);
+        for (int i = 0; i < 5; i++) /* side, type, tif, post_only, price */
+            rec_copybin_null(o);
     }
-    put_c(o, '\t');
     if (qty >= 1 || !rejected)
-        put_i64(o, qty);
+        rec_copybin_int8(o, qty);
     else
-        put_null(o); /* a rejected order without a valid quantity (migration 004) */
-    put_c(o, '\t');
-    put_i64(o, filled);
-    put_c(o, '\t');
-    put_name(o, op_status_name(status));
-    put_c(o, '\t');
+        rec_copybin_null(o); /* a rejected order without a valid quantity (migration 004) */
+    rec_copybin_int8(o, filled);
+    put_text(o, op_status_name(status));
     if (reason)
-        put_name(o, reason);
+        put_text(o, reason);
     else
-        put_null(o);
-    put_c(o, '\t');
+        rec_copybin_null(o);
     if (w->created_ns)
-        put_ts(b, o, w->created_ns);
+        rec_copybin_timestamptz(o, w->created_ns);
     else
-        put_null(o);
-    put_c(o, '\t');
-    put_ts(b, o, s->ts_ns);
-    put_c(o, '\t');
-    put_u64(o, s->report_id);
-    put_c(o, '\n');
+        rec_copybin_null(o);
+    rec_copybin_timestamptz(o, s->ts_ns);
+    put_id(o, s->report_id);
     return 0;
 }
 

@@ -1,4 +1,5 @@
-/* A batch of fills entries: decoded reports, poison detection, and the COPY text to write them. */
+/* A batch of fills entries: decoded reports, poison detection, and the binary COPY rows to write
+ * them. */
 #ifndef REC_BATCH_H
 #define REC_BATCH_H
 
@@ -12,7 +13,7 @@
 
 /*
  * Pure code: no I/O, no clock. The stream module fills a batch with entries
- * (rec_batch_add), the store module asks for the COPY text of any range of
+ * (rec_batch_add), the store module asks for the COPY rows of any range of
  * their reports (rec_batch_build) — the whole batch, or a half while it
  * bisects a batch that PostgreSQL refused, down to a single report: one bad
  * report is dead-lettered alone, never with the entry (a matcher batch) that
@@ -28,6 +29,8 @@
  *                       values the table cannot hold (qty < 1, a side/type/tif
  *                       outside its enum, a client_order_id breaking its
  *                       grammar, the price of an unlisted symbol) are NULL
+ *   any report above    set aside (dead letter) when an id it writes is above
+ *                       2^63-1: the bigint columns cannot hold it
  *   REJECTED otherwise  nothing (a rejected cancel/amend leaves its order as it
  *                       was; a duplicate-id new order is not the order of that
  *                       id; an id outside 1 … 2^63-1 can have no row)
@@ -99,9 +102,6 @@ struct rec_batch {
     size_t cap_trades;
     uint32_t *slots; /* open addressing: orders index + 1, 0 = empty */
     size_t nslots;   /* a power of two */
-    /* ts formatting cache: the text of the last whole second seen */
-    int64_t ts_sec;
-    char ts_prefix[24]; /* "YYYY-MM-DD HH:MM:SS" */
     /* counters since the last rec_batch_reset, for the caller's metrics */
     uint64_t ignored_rejects;
 };
@@ -132,18 +132,23 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
 int rec_batch_add_poison(struct rec_batch *b, uint32_t shard, const char *id, size_t idlen,
                          const char *why);
 
-/* The columns of the COPY text, in order: the one definition the store's
- * COPY, staging tables and upsert are written with. */
+/* The columns of the COPY rows, in order: the one definition the store's
+ * COPY, staging tables and upsert are written with; and how many. */
 #define REC_FILLS_COLUMNS                                                                          \
     "fill_id, symbol, price, qty, maker_order_id, taker_order_id, maker_account, "                 \
     "taker_account, taker_side, matched_at"
 #define REC_ORDERS_COLUMNS                                                                         \
     "order_id, client_order_id, account, symbol, side, type, tif, post_only, price, qty, "         \
     "filled_qty, status, reject_reason, created_at, updated_at, version"
+#define REC_FILLS_NCOLS 10
+#define REC_ORDERS_NCOLS 16
 
 /*
- * The COPY text (text format, tab-separated, \N for NULL) of a range of
- * entries, split by how the store writes it:
+ * The COPY rows of a range of entries in PostgreSQL's binary format
+ * (recorder/copybin.h: numeric, timestamptz and bigint as the server stores
+ * them, nothing for it to parse), tuples only — the store sends the header
+ * before and the trailer after, so that two lists can go into one COPY —
+ * split by how the store writes it:
  *   fills       one row per trade, columns of `fills` up to matched_at, in
  *               fill_id order;
  *   new_orders  orders rows created by a report of the range (their ACCEPTED,
@@ -167,7 +172,7 @@ void rec_copy_init(struct rec_copy *c);
 void rec_copy_release(struct rec_copy *c);
 
 /*
- * Builds into out (reset first) the COPY text of reports [lo, hi) of b
+ * Builds into out (reset first) the COPY rows of reports [lo, hi) of b
  * (indices into b->reports, whatever entries they belong to); bad reports
  * are skipped. Returns 0, or -1 out of memory.
  */
@@ -176,10 +181,5 @@ int rec_batch_build(struct rec_batch *b, size_t lo, size_t hi, struct rec_copy *
 /* Appends to out the msgpack array of the one report k (a dead letter's raw
  * bytes). Returns 0, or -1 out of memory. */
 int rec_batch_report_raw(const struct rec_batch *b, size_t k, struct op_buf *out);
-
-/* Formats ts_ns (ns since the epoch, UTC) as "YYYY-MM-DD HH:MM:SS.uuuuuu+00"
- * (truncated to the microsecond, PostgreSQL's resolution) into out[32].
- * Returns the length (29). Uses and updates b's cache. */
-int rec_format_ts(struct rec_batch *b, uint64_t ts_ns, char *out);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "recorder/copybin.h"
 #include "shared/log.h"
 #include "shared/redis.h"
 #include "shared/shard.h"
@@ -15,8 +16,9 @@
 /* The staging tables, once per session. TEMP: no WAL and private to the
  * session; ON COMMIT DELETE ROWS: emptied by each commit, so nothing is
  * created or dropped per batch (that would bloat the catalog). Their
- * columns are the COPY text's (recorder/batch.h), typed as in the tables
- * (CREATE TABLE AS copies no constraint). */
+ * columns are the COPY rows' (recorder/batch.h), typed exactly as in the
+ * tables, which the binary format needs (CREATE TABLE AS copies no
+ * constraint). */
 static const char SESSION_SQL[] =
     "CREATE TEMP TABLE IF NOT EXISTS rec_fills ON COMMIT DELETE ROWS AS"
     " SELECT " REC_FILLS_COLUMNS " FROM fills WITH NO DATA;"
@@ -67,8 +69,12 @@ static const char SESSION_SQL[] =
  * staging, no ON CONFLICT check per row). A unique violation (a redelivered
  * batch, or a row another recorder wrote first) rolls the transaction back
  * and the range is written again through the safe path above. */
-static const char COPY_FILLS_SQL[] = "COPY fills (" REC_FILLS_COLUMNS ") FROM STDIN";
-static const char COPY_ORDERS_SQL[] = "COPY orders (" REC_ORDERS_COLUMNS ") FROM STDIN";
+static const char COPY_FILLS_SQL[] =
+    "COPY fills (" REC_FILLS_COLUMNS ") FROM STDIN (FORMAT binary)";
+static const char COPY_ORDERS_SQL[] =
+    "COPY orders (" REC_ORDERS_COLUMNS ") FROM STDIN (FORMAT binary)";
+static const char COPY_STAGE_FILLS_SQL[] = "COPY rec_fills FROM STDIN (FORMAT binary)";
+static const char COPY_STAGE_ORDERS_SQL[] = "COPY rec_orders FROM STDIN (FORMAT binary)";
 
 /* Rare: one statement per poison entry or report. (stream, entry_id,
  * report) is unique (migration 004), so a redelivered poison is recorded once. */
@@ -170,15 +176,20 @@ static int data_error(const struct rec_store *st)
     return op_pg_ok(&st->pg) && (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0);
 }
 
-/* Runs sql (COPY … FROM STDIN) with the given buffers as its data, one after
- * the other; adds the rows loaded to *rows. Returns 0 or -1 (pg.err). */
+/* Runs sql (COPY … FROM STDIN (FORMAT binary)) with the given buffers of
+ * tuples as its data, one after the other, between the format's header and
+ * trailer; adds the rows loaded to *rows. Returns 0 or -1 (pg.err). */
 static int copy_in(struct rec_store *st, const char *sql, const struct op_buf *d1,
                    const struct op_buf *d2, long long *rows)
 {
     if (op_pg_copy_begin(&st->pg, sql) != 0)
         return -1;
-    if (op_pg_copy_put(&st->pg, d1->data, d1->len) != 0 ||
-        (d2 && op_pg_copy_put(&st->pg, d2->data, d2->len) != 0)) {
+    char header[REC_COPYBIN_HEADER_LEN], trailer[REC_COPYBIN_TRAILER_LEN];
+    size_t hlen = rec_copybin_header(header), tlen = rec_copybin_trailer(trailer);
+    if (op_pg_copy_put(&st->pg, header, hlen) != 0 ||
+        op_pg_copy_put(&st->pg, d1->data, d1->len) != 0 ||
+        (d2 && op_pg_copy_put(&st->pg, d2->data, d2->len) != 0) ||
+        op_pg_copy_put(&st->pg, trailer, tlen) != 0) {
         char keep[256];
         snprintf(keep, sizeof(keep), "%s", st->pg.err);
         op_pg_copy_end(&st->pg, 1);
@@ -300,17 +311,15 @@ static int write_range(struct rec_store *st, struct rec_batch *b, size_t lo, siz
             goto fail;
         if (c->nnew && copy_in(st, COPY_ORDERS_SQL, &c->new_orders, NULL, &orders_written) != 0)
             goto fail;
-        if (c->nupd &&
-            (copy_in(st, "COPY rec_orders FROM STDIN", &c->upd_orders, NULL, &staged) != 0 ||
-             op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &upserted) != 0))
+        if (c->nupd && (copy_in(st, COPY_STAGE_ORDERS_SQL, &c->upd_orders, NULL, &staged) != 0 ||
+                        op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &upserted) != 0))
             goto fail;
     } else {
-        if (c->nfills && (copy_in(st, "COPY rec_fills FROM STDIN", &c->fills, NULL, &staged) != 0 ||
+        if (c->nfills && (copy_in(st, COPY_STAGE_FILLS_SQL, &c->fills, NULL, &staged) != 0 ||
                           op_pg_exec_rows(&st->pg, "EXECUTE rec_ins_fills", &fills_written) != 0))
             goto fail;
         if ((c->nnew || c->nupd) &&
-            (copy_in(st, "COPY rec_orders FROM STDIN", &c->new_orders, &c->upd_orders, &staged) !=
-                 0 ||
+            (copy_in(st, COPY_STAGE_ORDERS_SQL, &c->new_orders, &c->upd_orders, &staged) != 0 ||
              op_pg_exec_rows(&st->pg, "EXECUTE rec_upsert_orders", &upserted) != 0))
             goto fail;
     }

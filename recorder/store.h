@@ -16,7 +16,7 @@ struct rec_store {
     int session_ready;       /* staging tables and prepared statements exist */
     int backoff_ms;          /* delay before the next reconnect attempt */
     int64_t next_attempt_ms; /* monotonic ms before which rec_store_ready won't retry */
-    struct rec_copy copy;    /* COPY text, reused across batches */
+    struct rec_copy copy;    /* COPY rows (binary), reused across batches */
     struct op_buf hex;       /* a dead letter's raw bytes as hex */
     struct op_buf one;       /* a dead report re-encoded alone */
     uint64_t commits;        /* transactions committed */

@@ -8,14 +8,17 @@
 #include <string.h>
 
 #include "recorder/batch.h"
+#include "tests/unit/copybin_text.h"
 #include "shared/buf.h"
 #include "shared/codec.h"
 #include "shared/symbols.h"
 
 /*
  * Each case adds stream entries of reports (encoded with the codec, as the
- * matcher writes them) to a batch and compares rec_batch_build's COPY text,
- * row for row. Columns: REC_FILLS_COLUMNS and REC_ORDERS_COLUMNS.
+ * matcher writes them) to a batch and compares rec_batch_build's COPY rows,
+ * read back from the binary format as the text PostgreSQL prints
+ * (copybin_text.h), row for row. Columns: REC_FILLS_COLUMNS and
+ * REC_ORDERS_COLUMNS.
  *
  * Times: T(k) is k microseconds after 2023-11-14 22:13:20 UTC, so its text is
  * "2023-11-14 22:13:20.00000k+00" for k < 10.
@@ -82,13 +85,13 @@ static void add(struct rec_batch *b, const struct op_report *r, size_t n)
     op_buf_release(&m);
 }
 
-/* Compares the COPY text in got with want. */
-static void expect_text(const struct op_buf *got, const char *want)
+/* Reads the binary COPY tuples in got (columns of the given types,
+ * copybin_text.h) back as COPY text and compares it with want. */
+static void expect_text(const struct op_buf *got, const char *types, const char *want)
 {
     char text[4096];
-    assert_true(got->len < sizeof(text));
-    memcpy(text, got->data ? got->data : "", got->len);
-    text[got->len] = '\0';
+    int n = copybin_text(got->data ? got->data : "", got->len, types, text, sizeof(text));
+    assert_true(n >= 0);
     assert_string_equal(text, want);
 }
 
@@ -99,9 +102,9 @@ static void expect_rows(struct rec_batch *b, const char *fills, const char *new_
     struct rec_copy c;
     rec_copy_init(&c);
     assert_int_equal(rec_batch_build(b, 0, b->nreports, &c), 0);
-    expect_text(&c.fills, fills);
-    expect_text(&c.new_orders, new_orders);
-    expect_text(&c.upd_orders, upd_orders);
+    expect_text(&c.fills, CBT_FILLS, fills);
+    expect_text(&c.new_orders, CBT_ORDERS, new_orders);
+    expect_text(&c.upd_orders, CBT_ORDERS, upd_orders);
     rec_copy_release(&c);
 }
 
@@ -203,7 +206,7 @@ static void test_trade_redelivered(void **state)
     assert_int_equal(c.nfills, 1);
     assert_int_equal(c.nnew, 1);
     assert_int_equal(c.nupd, 1);
-    expect_text(&c.fills, "51\tAAPL\t187.00\t5\t10\t11\tbob\talice\tbuy\t" TS(2) "\n");
+    expect_text(&c.fills, CBT_FILLS, "51\tAAPL\t187.00\t5\t10\t11\tbob\talice\tbuy\t" TS(2) "\n");
     rec_copy_release(&c);
 }
 
@@ -261,6 +264,71 @@ static void test_bad_reports(void **state)
                     2) "\t" TS(2) "\t71\n"
                                   "16\t" N "\talice\tZZZZ\tbuy\tlimit\tGTC\tf\t" N
                                   "\t100\t0\tREJECTED\tUNKNOWN_SYMBOL\t" TS(3) "\t" TS(3) "\t72\n",
+                "");
+}
+
+/* The extremes of every column: the largest price (INT64_MAX ticks) and
+ * quantity, the largest ids, a 36-character client_order_id; a price of 0
+ * and a negative one are written as such (the table's CHECK refuses them
+ * and the report is bisected out), never as a negative zero. */
+static void test_extreme_values(void **state)
+{
+    struct rec_batch *b = *state;
+    const uint64_t top = (uint64_t)INT64_MAX;
+    struct op_report acc = rep(OP_REPORT_ACCEPTED, top - 1, top, 1);
+    acc.price = INT64_MAX, acc.qty = INT64_MAX;
+    snprintf(acc.client_order_id, sizeof(acc.client_order_id), "%s",
+             "0123456789abcdefghijklmnopqrstuvwxyz");
+    struct op_report tr = trade(top, top, top - 2, INT64_MAX, 2);
+    tr.trade_price = INT64_MAX, tr.qty = INT64_MAX, tr.filled_qty = INT64_MAX;
+    tr.status = OP_STATUS_FILLED;
+    tr.maker_qty = INT64_MAX, tr.maker_filled_qty = INT64_MAX;
+    struct op_report zero = trade(5, 3, 4, 1, 3), neg = trade(6, 3, 4, 1, 3);
+    zero.trade_price = 0, neg.trade_price = -1;
+    struct op_report r[] = {acc, tr, zero, neg};
+    add(b, r, 4);
+    assert_int_equal(b->nbad, 0);
+    expect_rows(
+        b,
+        "5\tAAPL\t0.00\t1\t4\t3\tbob\talice\tbuy\t" TS(
+            3) "\n"
+               "6\tAAPL\t-0.01\t1\t4\t3\tbob\talice\tbuy\t" TS(
+                   3) "\n"
+                      "9223372036854775807\tAAPL\t92233720368547758.07\t9223372036854775807\t"
+                      "9223372036854775805\t9223372036854775807\tbob\talice\tbuy\t" TS(2) "\n",
+        "9223372036854775807\t0123456789abcdefghijklmnopqrstuvwxyz\talice\tAAPL\tbuy\t"
+        "limit\tGTC\tf\t92233720368547758.07\t9223372036854775807\t9223372036854775807\t"
+        "FILLED\t" N "\t" TS(1) "\t" TS(2) "\t9223372036854775807\n",
+        "3\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t1\tPARTIALLY_FILLED\t" N "\t" N
+        "\t" TS(3) "\t6\n"
+                   "4\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t1\t1\tFILLED\t" N "\t" N
+                   "\t" TS(3) "\t6\n"
+                              "9223372036854775805\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N
+                              "\t" N "\t9223372036854775807\t9223372036854775807\tFILLED\t" N "\t" N
+                              "\t" TS(2) "\t9223372036854775807\n");
+}
+
+/* An id above 2^63-1 cannot be a bigint: the binary COPY would write it
+ * wrapped, so the report is set aside alone (a dead letter) — a trade's
+ * report_id (fill_id), its maker_order_id, an order_id — while the entry's
+ * other reports are recorded. */
+static void test_ids_beyond_bigint(void **state)
+{
+    struct rec_batch *b = *state;
+    const uint64_t over = (uint64_t)INT64_MAX + 1;
+    struct op_report r[] = {trade(over, 20, 21, 1, 1), trade(80, 20, over, 1, 1),
+                            rep(OP_REPORT_CANCELLED, 81, UINT64_MAX, 1),
+                            rep(OP_REPORT_ACCEPTED, 82, 22, 1)};
+    add(b, r, 4);
+    assert_int_equal(b->nbad, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(b->bad[i].report, i);
+        assert_string_equal(b->bad[i].err,
+                            "an id of the report is above 2^63-1 (out of range for bigint)");
+    }
+    expect_rows(b, "",
+                "22\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                "\t" TS(1) "\t" TS(1) "\t82\n",
                 "");
 }
 
@@ -326,12 +394,13 @@ static void test_build_ranges(void **state)
     struct rec_copy c;
     rec_copy_init(&c);
     assert_int_equal(rec_batch_build(b, 0, 1, &c), 0);
-    expect_text(&c.new_orders, "23\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
-                               "\t" TS(1) "\t" TS(1) "\t100\n");
-    expect_text(&c.upd_orders, "");
+    expect_text(&c.new_orders, CBT_ORDERS,
+                "23\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
+                "\t" TS(1) "\t" TS(1) "\t100\n");
+    expect_text(&c.upd_orders, CBT_ORDERS, "");
     assert_int_equal(rec_batch_build(b, 1, 2, &c), 0);
-    expect_text(&c.new_orders, "");
-    expect_text(&c.upd_orders,
+    expect_text(&c.new_orders, CBT_ORDERS, "");
+    expect_text(&c.upd_orders, CBT_ORDERS,
                 "23\t" N
                 "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tUSER_CANCEL\t" N
                 "\t" TS(2) "\t101\n");
@@ -366,6 +435,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trade_redelivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extreme_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_beyond_bigint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejected_unrepresentable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_ranges, setup, teardown),

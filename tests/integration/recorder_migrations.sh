@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The newest migration, taken by a running system with data in it: a database
+# migrated up to the one before it (schemas/ without its last file) is filled
+# by the recorder, read through ingest's GET endpoints, then migrated with
+# orderpipe-setup while ingest and the recorder keep running; the endpoints
+# must answer byte for byte the same, and the recorder must go on recording
+# exactly (fillgen's expectations) on the migrated schema.
+#
+# Runs in a database of its own (orderpipe_upgrade, created with the cluster's
+# superuser, which the test stack trusts over loopback), beside the shared one.
+# Whatever the newest migration is — today 005_client_order_id_check.sql —
+# this is the test that it transforms a database with rows in it.
+set -uo pipefail
+. "$OP_ROOT/tests/integration/recorder_lib.sh"
+
+shopt -s nullglob
+migrations=("$OP_ROOT"/schemas/[0-9]*.sql)
+shopt -u nullglob
+((${#migrations[@]} >= 2)) || { printf 'recorder_migrations.sh: SKIPPED: fewer than two migrations\n'; exit 0; }
+newest="$(basename "${migrations[-1]}")"
+prev_dir="$REC_TMP/schemas-before"
+mkdir -p "$prev_dir"
+for f in "${migrations[@]:0:${#migrations[@]}-1}"; do cp "$f" "$prev_dir/"; done
+printf 'upgrade: %d migrations, then %s\n' "$((${#migrations[@]} - 1))" "$newest"
+
+# A database of its own; DATABASE_URL points at it for the rest of the test
+# (rec_psql and the services read it).
+db=orderpipe_upgrade
+base_url="${DATABASE_URL%/*}"
+admin_url="${base_url/orderpipe@/postgres@}/postgres"
+psql "$admin_url" -X -q -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" \
+	-c "CREATE DATABASE $db OWNER orderpipe" >/dev/null || { t_fail "cannot create database $db"; t_done; exit 1; }
+export DATABASE_URL="$base_url/$db"
+cleanup_db() { psql "$admin_url" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
+trap cleanup_db EXIT
+
+SCHEMAS_DIR="$prev_dir" "$OP_BUILD/bin/orderpipe-setup" --no-redis >/dev/null 2>&1 || t_fail "setup with the migrations before $newest"
+t_eq "migrated up to the one before $newest" "$(rec_psql -c "SELECT count(*) FROM schema_migrations")" "$((${#migrations[@]} - 1))"
+
+# --- 1. rows written by the recorder under the previous schema ----------------------
+rec_reset
+exp1="$REC_TMP/before"
+mkdir -p "$exp1"
+rec_gen --inputs 3000 --seed 61 --expect "$exp1" || t_fail "fillgen (before)"
+rec_start recup RECORDER_METRICS_PORT=0 RECORDER_TRIM_INTERVAL_MS=0
+rec_wait_drained 60 || t_fail "before: streams not drained in 60 s"
+rec_check_tables "recorded under the previous schema" "$exp1"
+
+port="$(op_free_port)"
+url="http://127.0.0.1:$port"
+t_start ingest-up orderpipe-ingest INGEST_PORT="$port"
+op_wait_until 20 "ingest on $port" curl -sf "$url/healthz" || { t_fail "ingest did not start"; t_done; exit 1; }
+
+# answers DIR: every GET of the read side for alice and bob into DIR, one file
+# per request (status line + body): some orders of each (rows of every
+# status), the fills of each, by symbol, by order, and an unknown order.
+answers() {
+	local dir="$1" who key id sym n=0
+	mkdir -p "$dir"
+	for who in alice bob; do
+		key="Authorization: Bearer dev-key-$who"
+		for id in $(rec_psql -c "SELECT order_id FROM (SELECT order_id, row_number() OVER (PARTITION BY status ORDER BY order_id) AS k FROM orders WHERE account = '$who') o WHERE k <= 8 ORDER BY order_id"); do
+			t_http GET "$url/v1/orders/$id" "" "$key"
+			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-order-$id"
+			n=$((n + 1))
+		done
+		t_http GET "$url/v1/orders/999999999999" "" "$key"
+		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-order-unknown"
+		t_http GET "$url/v1/fills?limit=1000" "" "$key"
+		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills"
+		for sym in AAPL MSFT; do
+			t_http GET "$url/v1/fills?symbol=$sym&limit=50" "" "$key"
+			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-$sym"
+		done
+		for id in $(rec_psql -c "SELECT DISTINCT taker_order_id FROM fills WHERE taker_account = '$who' ORDER BY 1 LIMIT 5") \
+			$(rec_psql -c "SELECT DISTINCT maker_order_id FROM fills WHERE maker_account = '$who' ORDER BY 1 LIMIT 5"); do
+			t_http GET "$url/v1/fills?order_id=$id" "" "$key"
+			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-order-$id"
+		done
+	done
+	printf '%s\n' "$n"
+}
+norders="$(answers "$REC_TMP/answers-before")"
+t_match "orders read before the migration" "$norders" '^[1-9][0-9]+$'
+t_eq "fills answered before the migration" "$(grep -l '"fill_id"' "$REC_TMP"/answers-before/*-fills | wc -l)" 2
+
+# --- 2. the newest migration, with ingest and the recorder running ------------------
+SCHEMAS_DIR="$OP_ROOT/schemas" "$OP_BUILD/bin/orderpipe-setup" --no-redis >/dev/null 2>"$REC_TMP/setup.err" ||
+	{ t_fail "setup of $newest on a database with rows"; cat "$REC_TMP/setup.err" >&2; }
+t_eq "$newest applied" "$(rec_psql -c "SELECT count(*) FROM schema_migrations WHERE version = '$newest'")" 1
+answers "$REC_TMP/answers-after" >/dev/null
+T_CHECKS=$((T_CHECKS + 1))
+if ! diff -r "$REC_TMP/answers-before" "$REC_TMP/answers-after" >"$REC_TMP/answers.diff"; then
+	t_fail "the read endpoints answer differently after $newest (diff: $REC_TMP/answers.diff)"
+	head -n 20 "$REC_TMP/answers.diff" >&2
+fi
+t_eq "same number of answers" "$(find "$REC_TMP/answers-after" -type f | wc -l)" "$(find "$REC_TMP/answers-before" -type f | wc -l)"
+rec_check_tables "rows after $newest" "$exp1"
+
+# --- 3. the same recorder goes on, on the migrated schema ---------------------------
+exp2="$REC_TMP/after"
+mkdir -p "$exp2"
+rec_gen --inputs 3000 --seed 62 --id-base 100000000 --seq-base 1000000 --expect "$exp2" || t_fail "fillgen (after)"
+rec_wait_drained 60 || t_fail "after: streams not drained in 60 s"
+rec_merge_expect "$REC_TMP/both" "$exp1" "$exp2"
+rec_check_tables "recorded before and after $newest" "$REC_TMP/both"
+t_eq "no dead letters" "$(rec_psql -c "SELECT count(*) FROM dead_letters")" 0
+t_done
