@@ -292,9 +292,9 @@ static int mark_repeats(struct lane *l, const struct entry *e)
     size_t size = 4;
     while (size < 2 * k)
         size *= 2;
-    if (grow(&l->seen, &l->cap_seen, size, sizeof(*l->seen)) != 0)
+    if (grow(&l->seen, &l->cap_seen, size, sizeof(struct item *)) != 0)
         return -1;
-    memset(l->seen, 0, size * sizeof(*l->seen));
+    memset((void *)l->seen, 0, size * sizeof(struct item *));
     for (size_t i = 0; i < e->n; i++) {
         struct item *it = l->order[e->first + i];
         if (!has_idem(it))
@@ -350,7 +350,7 @@ static int group_round(struct lane *l, struct job *list)
             total++;
         }
     forget_shards(l, 0);
-    if (grow(&l->order, &l->cap_order, total, sizeof(*l->order)) != 0)
+    if (grow(&l->order, &l->cap_order, total, sizeof(struct item *)) != 0)
         return op_log_fail("out_of_memory", "what=round items=%zu", total);
     for (size_t e = 0, at = 0; e < l->nents; e++) {
         l->ents[e].first = at;
@@ -399,7 +399,7 @@ static int send_entry(struct lane *l, const struct entry *e)
     }
     if (n == 0)
         return 0;
-    if (grow(&l->msgs, &l->cap_msgs, n, sizeof(*l->msgs)) != 0)
+    if (grow(&l->msgs, &l->cap_msgs, n, sizeof(const struct op_order_msg *)) != 0)
         return op_log_fail("out_of_memory", "what=entry inputs=%zu", n);
     for (size_t i = 0, j = 0; i < e->n; i++) {
         const struct item *it = l->order[e->first + i];

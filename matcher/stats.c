@@ -71,8 +71,7 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
                                         "matcher_shard_backlog_orders"};
     static const char *const helps[] = {
         "1 while this worker owns the shard.",
-        "Entries of orders:{S} not yet delivered to group matchers (counted only when the "
-        "orders counters are missing).",
+        "Entries of orders:{S} not delivered to group matchers (without the orders counters).",
         "Entries delivered to group matchers, not yet acknowledged.",
         "Resting orders in the engine of an owned shard.",
         "Seconds since this worker stored the shard's last snapshot (owned shards).",
