@@ -207,14 +207,14 @@ int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int 
     uint32_t share = s->busy_shards && s->busy_shards < nactive ? s->busy_shards : nactive;
     size_t per = entries_per_stream(s, room, share);
     snprintf(count, sizeof(count), "%zu", per ? per : 1);
-    snprintf(block, sizeof(block), "%d", block_ms > 0 ? block_ms : 1);
+    snprintf(block, sizeof(block), "%d", block_ms);
     arg(s, argc++, "XREADGROUP");
     arg(s, argc++, "GROUP");
     arg(s, argc++, OP_GROUP_RECORDERS);
     arg(s, argc++, s->cfg.name);
     arg(s, argc++, "COUNT");
     arg(s, argc++, count);
-    if (!s->pending_phase) {
+    if (!s->pending_phase && block_ms > 0) {
         arg(s, argc++, "BLOCK");
         arg(s, argc++, block);
     }

@@ -75,8 +75,9 @@ int rec_stream_serial(const struct rec_stream *s);
  * phase the consumer's own pending entries after each shard's cursor (an
  * entry read back as [id, nil] — trimmed meanwhile — is added as poison so it
  * is dead-lettered and acknowledged); afterwards new entries, waiting up to
- * block_ms (>= 1) for some. Reads at most about `room` entries. Returns the
- * number of entries added, or -1 when Redis failed (connection dropped; the
+ * block_ms for some (0: not at all; Redis times a BLOCK out only at its
+ * serverCron ticks, every 100 ms at hz 10, so a short one is no use). Reads at most about `room`
+ * entries. Returns the number of entries added, or -1 when Redis failed (connection dropped; the
  * caller retries after rec_stream_ready) or memory ran out.
  */
 int rec_stream_read(struct rec_stream *s, struct rec_batch *b, size_t room, int block_ms);
