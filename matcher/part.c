@@ -100,6 +100,7 @@ void part_fail(struct part *p, const char *why, int retry_ms)
     p->retry_at_ms = retry_ms > 0 ? op_now_ms() + retry_ms : 0;
     op_reply_free(p->next);
     p->next = NULL;
+    p->next_direct = 0;
     publish_release(&p->pub);
 }
 
@@ -435,6 +436,7 @@ static int recovery_start(struct worker *w, struct part *p)
     p->rec_t0_us = part_now_us();
     op_reply_free(p->next);
     p->next = NULL;
+    p->next_direct = 0;
     p->since_snap = 0;
     if (load_snapshot(w, p) != 0 || claim_pending(w, p, &pmin, &any) != 0 ||
         last_delivered(w, p, &d) != 0)
@@ -626,7 +628,9 @@ enum part_rc part_step(struct worker *w, struct part *p, int next)
     if (p->pub.active)
         return part_resume(w, p, next);
     struct redisReply *rep = p->next;
+    int direct = p->next_direct;
     p->next = NULL;
+    p->next_direct = 0;
     if (!rep) { /* nothing read ahead: a fenced transaction of just the read */
         eng_reports_reset(&w->reps);
         enum part_rc rc = publish_batch(w, p, 0, 0, 1, part_now_us(), NULL, next);
@@ -636,7 +640,7 @@ enum part_rc part_step(struct worker *w, struct part *p, int next)
         p->next = NULL;
     }
     int64_t t_read = part_now_us();
-    long n = rep ? take_batch(w, p, op_reply_at(rep, op_reply_count(rep) - 1)) : -1;
+    long n = !rep ? -1 : take_batch(w, p, direct ? rep : op_reply_at(rep, op_reply_count(rep) - 1));
     if (n < 0) {
         op_reply_free(rep);
         part_fail(p, "broken batch reply", 0);

@@ -69,6 +69,8 @@ struct part {
     struct op_sid cursor;      /* PENDING: the last entry of our PEL read */
     int read_count;            /* entries per read: ~MATCHER_BATCH inputs (part.c) */
     struct redisReply *next;   /* a batch read ahead with the last EXEC, or NULL */
+    int next_direct;           /* next is the XREADGROUP reply itself (the fenced read
+                                  behind an idle wait), not an EXEC reply ending with it */
     uint64_t since_snap;       /* inputs applied since the last snapshot stored */
     int64_t snap_due_ms;       /* a snapshot is due by time after this */
     int64_t book_due_ms;       /* market data not before this */

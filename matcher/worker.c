@@ -264,9 +264,57 @@ static void balance(struct worker *w)
     }
 }
 
+/* Behind the XREAD BLOCK of idle_wait: the fenced read (lease.c) of the
+ * next batch of every shard that waits, which Redis runs as soon as the
+ * XREAD returns — in the same event loop, so that with appendfsync always
+ * one fsync covers ingest's write and our read, and no round trip is spent
+ * on a separate fenced transaction to read (which cost one fsync and ~1 ms
+ * on every batch of a light flow). A shard whose lease is no longer ours
+ * reads nothing (the script refuses). The replies become the shards' batch
+ * read ahead (p->next, direct). */
+static int append_fenced_reads(struct worker *w, struct part **waiting, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct part *p = waiting[i];
+        char count[16];
+        snprintf(count, sizeof(count), "%d", p->read_count);
+        const char *argv[] = {"XREADGROUP", "GROUP",   OP_GROUP_MATCHERS, w->cfg->name, "COUNT",
+                              count,        "STREAMS", p->orders,         ">"};
+        if (lease_append_fenced(&w->redis, p->shard, w->cfg->name, p->orders, 9, argv) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Takes the replies of append_fenced_reads. */
+static void take_fenced_reads(struct worker *w, struct part **waiting, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct part *p = waiting[i];
+        struct redisReply *rep = op_redis_next_reply(&w->redis);
+        if (!rep)
+            return; /* the connection failed: the loop reconnects and recovers */
+        if (lease_is_fenced(rep)) {
+            part_lose(p);
+            op_reply_free(rep);
+        } else if (op_reply_type(rep) == OP_REPLY_ERROR) {
+            op_error("xreadgroup_failed", "shard=%u err=\"%s\"", p->shard, op_reply_str(rep, NULL));
+            op_reply_free(rep);
+            part_fail(p, "fenced read failed", 0);
+        } else if (op_reply_type(rep) == OP_REPLY_NIL) {
+            op_reply_free(rep); /* nothing new */
+        } else {
+            p->next = rep;
+            p->next_direct = 1;
+        }
+    }
+}
+
 /* Waits for new entries on the LIVE shards (XREAD BLOCK, which changes
  * nothing in the groups), or sleeps when there is none, at most until the
- * next renewal or market-data publication is due. */
+ * next renewal or market-data publication is due (Redis times a BLOCK out
+ * at its serverCron ticks, up to 100 ms late at hz 10: a wait is at most
+ * that much longer). New entries are read behind it (append_fenced_reads). */
 static void idle_wait(struct worker *w)
 {
     int64_t now = op_now_ms(), until = now + w->cfg->block_ms;
@@ -277,11 +325,14 @@ static void idle_wait(struct worker *w)
     const char *argv[4 + 2 * OP_SHARDS_MAX];
     char ids[OP_SHARDS_MAX][OP_SID_TEXT_MAX];
     char block[24];
-    int n = 0;
+    struct part *waiting[OP_SHARDS_MAX];
+    int n = 0, nwait = 0;
     for (uint32_t s = 0; s < w->cfg->shards; s++) {
-        const struct part *p = w->parts[s];
+        struct part *p = w->parts[s];
         if (!p || p->state != PART_LIVE)
             continue;
+        if (!p->next && !p->pub.active && part_publishing(p))
+            waiting[nwait++] = p;
         if (p->any_dirty && p->book_due_ms < until)
             until = p->book_due_ms;
         op_sid_format(p->last, 0, ids[n]);
@@ -303,7 +354,14 @@ static void idle_wait(struct worker *w)
     argv[1] = "BLOCK";
     argv[2] = block;
     argv[3] = "STREAMS";
-    op_reply_free(op_redis_cmd(&w->redis, 4 + 2 * n, argv, NULL));
+    if (op_redis_append(&w->redis, 4 + 2 * n, argv, NULL) != 0 ||
+        append_fenced_reads(w, waiting, nwait) != 0)
+        return;
+    struct redisReply *rep = op_redis_next_reply(&w->redis);
+    if (!rep)
+        return;
+    op_reply_free(rep);
+    take_fenced_reads(w, waiting, nwait);
 }
 
 /* Drops shard s when its lease is gone (lost, or not renewed in time:
