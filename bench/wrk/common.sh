@@ -35,10 +35,14 @@ bench_reset_streams() {
 	"$OP_BUILD/bin/orderpipe-setup" --no-db >/dev/null 2>&1
 }
 
+# bench_orders_len: the inputs held by the orders streams (oseq:{S}, which
+# ingest raises by each entry's n; an entry holds a writer round's inputs of
+# its shard), as written since bench_reset_streams.
 bench_orders_len() {
-	local s total=0
+	local s total=0 v
 	for ((s = 0; s < ORDER_SHARDS; s++)); do
-		total=$((total + $(redis-cli -p "$redis_port" XLEN "orders:{$s}")))
+		v="$(redis-cli -p "$redis_port" GET "oseq:{$s}")"
+		total=$((total + ${v:-0}))
 	done
 	printf '%s\n' "$total"
 }
