@@ -101,15 +101,11 @@ m_wait_fills 4003 60
 t_stop_all # the matcher (and ingest) stop: nobody consumes
 t_start ingest2 orderpipe-ingest INGEST_PORT="$iport" INGEST_MAX_LAG="$MAX_LAG" REDIS_TIMEOUT_MS=500
 op_wait_until 20 "ingest on $iport" curl -sf "$url/healthz" || t_fail "ingest did not restart"
-body="$(printf '{"orders":['; for ((i = 0; i < 10; i++)); do printf '%s%s' "$([[ $i -gt 0 ]] && echo ,)" "$ORDER"; done; printf ']}')"
+body="$(t_batch_body 10 "$ORDER")"
 t_http POST "$url/v1/orders/batch" "$body" "${H[@]}"
 t_eq "real backlog: queued" "$T_STATUS" 202
-got=""
-for ((i = 0; i < 50; i++)); do
-	t_http POST "$url/v1/orders" "$ORDER" "${H[@]}"
-	[[ "$T_STATUS" == 429 ]] && { got=1; break; }
-	sleep 0.1
-done
-t_eq "real backlog (stale counter): 429" "${got:-no}" 1
+got=no
+t_http_until 429 50 0.1 POST "$url/v1/orders" "$ORDER" "${H[@]}" && got=1
+t_eq "real backlog (stale counter): 429" "$got" 1
 t_match "real backlog: AAPL's shard is counted" "$(backlogs "$url" ingest_shard_backlog)" ':1[0-9]'
 t_done

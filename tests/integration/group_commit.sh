@@ -103,20 +103,16 @@ t_eq "after SCRIPT FLUSH: 202" "$T_STATUS" 202
 t_eq "after SCRIPT FLUSH: written once" "$(t_orders_len)" $((before + 1))
 
 # a Redis restart between rounds: every 202 kept, the counter too
-body="$(printf '{"orders":['; for ((i = 0; i < 50; i++)); do printf '%s%s' "$([[ $i -gt 0 ]] && echo ,)" "$(o AAPL 1.00)"; done; printf ']}')"
+body="$(t_batch_body 50 "$(o AAPL 1.00)")"
 t_http POST "$url/v1/orders/batch" "$body" "${A[@]}"
 t_eq "before the restart: 202" "$T_STATUS" 202
 before="$(t_orders_len)"
 "$OP_ROOT/ops/redis.sh" stop "$OP_REDIS_DIR" "$OP_REDIS_PORT" >/dev/null 2>&1
 "$OP_ROOT/ops/redis.sh" start "$OP_REDIS_DIR" "$OP_REDIS_PORT" >/dev/null 2>&1
 t_eq "after the restart: every input kept" "$(t_orders_len)" "$before"
-ok=""
-for ((i = 0; i < 50; i++)); do # reconnect backoff is at most 2 s
-	t_http POST "$url/v1/orders/batch" "$body" "${A[@]}"
-	[[ "$T_STATUS" == 202 ]] && { ok=1; break; }
-	sleep 0.2
-done
-t_eq "after the restart: 202 again" "${ok:-no}" 1
+ok=no # reconnect backoff is at most 2 s
+t_http_until 202 50 0.2 POST "$url/v1/orders/batch" "$body" "${A[@]}" && ok=1
+t_eq "after the restart: 202 again" "$ok" 1
 t_eq "after the restart: the batch written once" "$(t_orders_len)" $((before + 50))
 counted=0
 for ((s = 0; s < M_SHARDS; s++)); do

@@ -90,7 +90,7 @@ bad "coid non-ascii" 400 invalid_field POST /v1/orders "$(order ',"client_order_
 bad "empty batch" 400 invalid_field POST /v1/orders/batch '{"orders":[]}' "${A[@]}"
 bad "batch not array" 400 invalid_field POST /v1/orders/batch '{"orders":{}}' "${A[@]}"
 bad "batch missing orders" 400 missing_field POST /v1/orders/batch '{}' "${A[@]}"
-big="$(printf '{"orders":['; for ((i = 0; i < 1001; i++)); do printf '%s{"symbol":"AAPL","side":"buy","type":"limit","price":"1","qty":1}' "$([[ $i -gt 0 ]] && echo ,)"; done; printf ']}')"
+big="$(t_batch_body 1001 '{"symbol":"AAPL","side":"buy","type":"limit","price":"1","qty":1}')"
 bad "batch of 1001" 400 invalid_field POST /v1/orders/batch "$big" "${A[@]}"
 # --- transport ---------------------------------------------------------------------
 bad "wrong content type" 415 unsupported_media_type POST /v1/orders "$(order '')" "Authorization: Bearer dev-key-alice" "Content-Type: text/plain"

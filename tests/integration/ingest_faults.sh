@@ -29,28 +29,20 @@ t_http GET "$url/healthz" ""
 t_eq "redis down: healthz" "$T_STATUS" 503
 "$OP_ROOT/ops/redis.sh" start "$OP_REDIS_DIR" "$OP_REDIS_PORT" >/dev/null 2>&1
 t_eq "after restart: the 202 order survived, the 503 ones are absent" "$(t_orders_len)" "$before"
-ok=""
-for ((i = 0; i < 50; i++)); do # reconnect backoff is at most 2 s
-	t_http POST "$url/v1/orders" "$ORDER" "${H[@]}"
-	[[ "$T_STATUS" == 202 ]] && { ok=1; break; }
-	sleep 0.2
-done
-t_eq "redis back: 202 without restarting ingest" "${ok:-no}" 1
+ok=no # reconnect backoff is at most 2 s
+t_http_until 202 50 0.2 POST "$url/v1/orders" "$ORDER" "${H[@]}" && ok=1
+t_eq "redis back: 202 without restarting ingest" "$ok" 1
 t_eq "redis back: queued" "$(t_orders_len)" $((before + 1))
 t_http GET "$url/healthz" ""
 t_eq "redis back: healthz" "$T_STATUS" 200
 
 # --- backpressure: nobody consumes, the backlog of AAPL's shard passes 50 --------
-body="$(printf '{"orders":['; for ((i = 0; i < 60; i++)); do printf '%s%s' "$([[ $i -gt 0 ]] && echo ,)" "$ORDER"; done; printf ']}')"
+body="$(t_batch_body 60 "$ORDER")"
 t_http POST "$url/v1/orders/batch" "$body" "${H[@]}"
 t_eq "fill the backlog" "$T_STATUS" 202
-got=""
-for ((i = 0; i < 30; i++)); do # the backlog is polled every 200 ms
-	t_http POST "$url/v1/orders" "$ORDER" "${H[@]}"
-	[[ "$T_STATUS" == 429 ]] && { got=1; break; }
-	sleep 0.1
-done
-t_eq "backpressure: 429" "${got:-no}" 1
+got=no # the backlog is polled every 200 ms
+t_http_until 429 30 0.1 POST "$url/v1/orders" "$ORDER" "${H[@]}" && got=1
+t_eq "backpressure: 429" "$got" 1
 t_match "backpressure: code" "$T_BODY" '"code":"backpressure"'
 t_match "backpressure: Retry-After" "$T_HEADERS" 'Retry-After: 1'
 n="$(t_orders_len)"

@@ -99,6 +99,29 @@ t_stop_all() {
 	T_PIDS=()
 }
 
+# t_batch_body N ORDER: the body of POST /v1/orders/batch holding N copies
+# of the order object ORDER.
+t_batch_body() {
+	local i
+	printf '{"orders":['
+	for ((i = 0; i < $1; i++)); do printf '%s%s' "$([[ $i -gt 0 ]] && echo ,)" "$2"; done
+	printf ']}'
+}
+
+# t_http_until STATUS TRIES PAUSE METHOD URL [BODY] [HEADER ...]: t_http
+# until it answers STATUS, at most TRIES times, PAUSE seconds apart. Returns
+# 0 when it did (T_* hold that answer), 1 otherwise (T_* hold the last one).
+t_http_until() {
+	local want="$1" tries="$2" pause="$3" i
+	shift 3
+	for ((i = 0; i < tries; i++)); do
+		t_http "$@"
+		[[ "$T_STATUS" == "$want" ]] && return 0
+		sleep "$pause"
+	done
+	return 1
+}
+
 # t_http METHOD URL [BODY] [HEADER ...]: sets T_STATUS, T_BODY, T_HEADERS.
 # A BODY of @FILE sends the file (argv strings are limited to 128 KiB).
 t_http() {
