@@ -6,6 +6,7 @@
 
 #include "matcher/part.h"
 #include "shared/alloc.h"
+#include "shared/codec.h"
 #include "shared/log.h"
 
 /* Queues (inside the MULTI of a fenced publish) the read of p's next
@@ -41,38 +42,19 @@ static int reserve_argv(struct worker *w, size_t n)
     return 0;
 }
 
-/* Why 8: the `sym` field is for a human in redis-cli; a batch of a busy
- * shard can touch every symbol of it, and the list must stay short. */
-#define SYM_SUMMARY_MAX 8
-
-/* Appends "AAPL,MSFT" to w->text: the distinct non-empty symbols of the
- * inputs first … last that have reports in [pos, cut), in order of first
- * appearance, at most SYM_SUMMARY_MAX, then ",..." if there are more; and a
- * NUL. Returns 0 or -1. */
+/* Appends the `sym` field to w->text (op_sym_summary): the non-empty
+ * symbols of the inputs first … last that have reports in [pos, cut).
+ * Returns 0 or -1. */
 static int sym_summary(struct worker *w, size_t first, size_t last, size_t pos, size_t cut)
 {
-    const char *seen[SYM_SUMMARY_MAX];
-    size_t nseen = 0;
-    int more = 0;
+    struct op_sym_summary syms = {0};
     for (size_t k = first; k <= last; k++) {
         size_t from = k ? w->rep_end[k - 1] : 0;
         const char *sym = w->msgs[k].symbol;
-        if (w->rep_end[k] <= pos || from >= cut || from == w->rep_end[k] || !sym[0])
-            continue;
-        size_t j = 0;
-        while (j < nseen && strcmp(seen[j], sym) != 0)
-            j++;
-        if (j < nseen)
-            continue;
-        if (nseen == SYM_SUMMARY_MAX) {
-            more = 1;
-            continue;
-        }
-        if (op_buf_printf(&w->text, "%s%s", nseen ? "," : "", sym) != 0)
-            return -1;
-        seen[nseen++] = sym;
+        if (w->rep_end[k] > pos && from < cut && from != w->rep_end[k] && sym[0])
+            op_sym_summary_add(&syms, sym);
     }
-    return op_buf_append(&w->text, more ? ",...\0" : "\0", more ? 5 : 1);
+    return op_sym_summary_put(&w->text, &syms);
 }
 
 /* Appends "accepted=312,trade=140" (counts of the report kinds among

@@ -906,24 +906,32 @@ int op_codec_peek_symbol(const void *data, size_t len, char *sym)
 
 /* ---- encoders ------------------------------------------------------------ */
 
-/* Why 8: `sym` is for a human in redis-cli (as in the fills entries). */
-#define SYM_SUMMARY_MAX 8
+void op_sym_summary_add(struct op_sym_summary *s, const char *sym)
+{
+    for (size_t k = 0; k < s->n; k++)
+        if (strcmp(s->seen[k], sym) == 0)
+            return;
+    if (s->n < OP_SYM_SUMMARY_MAX)
+        s->seen[s->n++] = sym;
+    else
+        s->more = true;
+}
+
+int op_sym_summary_put(struct op_buf *out, const struct op_sym_summary *s)
+{
+    for (size_t k = 0; k < s->n; k++)
+        if (op_buf_printf(out, "%s%s", k ? "," : "", s->seen[k]) != 0)
+            return -1;
+    return op_buf_append(out, s->more ? ",...\0" : "\0", s->more ? 5 : 1);
+}
 
 int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const *msgs, size_t n)
 {
     unsigned kinds = 0;
-    const char *syms[SYM_SUMMARY_MAX];
-    size_t nsyms = 0;
-    bool more = false;
+    struct op_sym_summary syms = {0};
     for (size_t i = 0; i < n; i++) {
         kinds |= 1u << (msgs[i]->kind & 31);
-        size_t k = 0;
-        while (k < nsyms && strcmp(syms[k], msgs[i]->symbol) != 0)
-            k++;
-        if (k == nsyms && nsyms < SYM_SUMMARY_MAX)
-            syms[nsyms++] = msgs[i]->symbol;
-        else if (k == nsyms)
-            more = true;
+        op_sym_summary_add(&syms, msgs[i]->symbol);
     }
     int rc = 0;
     bool any = false;
@@ -933,9 +941,7 @@ int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const 
             any = true;
         }
     rc |= op_buf_append(out, "", 1);
-    for (size_t k = 0; k < nsyms; k++)
-        rc |= op_buf_printf(out, "%s%s", k ? "," : "", syms[k]);
-    rc |= op_buf_append(out, more ? ",...\0" : "\0", more ? 5 : 1);
+    rc |= op_sym_summary_put(out, &syms);
     rc |= op_buf_printf(out, "%zu", n);
     rc |= op_buf_append(out, "", 1);
     if (n == 1)

@@ -83,6 +83,23 @@ struct op_span {
 long op_codec_split_orders(struct op_codec *c, const void *data, size_t len, struct op_span *out,
                            size_t max);
 
+/* Why 8: the `sym` field of orders and fills entries is for a human in
+ * redis-cli; a batch of a busy shard can touch every symbol of it, and the
+ * list must stay short. */
+#define OP_SYM_SUMMARY_MAX 8
+
+/* The `sym` field of an entry (schemas/messages.md): its distinct symbols
+ * in order of first appearance, at most OP_SYM_SUMMARY_MAX, then ",...".
+ * Zero it to start; it keeps the strings by reference. */
+struct op_sym_summary {
+    const char *seen[OP_SYM_SUMMARY_MAX];
+    size_t n;
+    bool more;
+};
+void op_sym_summary_add(struct op_sym_summary *s, const char *sym);
+/* Appends the field ("AAPL,MSFT" or "AAPL,…,TSLA,...") and a NUL. 0 or -1. */
+int op_sym_summary_put(struct op_buf *out, const struct op_sym_summary *s);
+
 /*
  * Appends the readable fields of an orders entry holding msgs[0 … n)
  * (n >= 1), each NUL-terminated (schemas/messages.md): `type` (the kinds
