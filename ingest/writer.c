@@ -349,9 +349,8 @@ static int group_round(struct lane *l, struct job *list)
             l->ents[e].n++;
             total++;
         }
-    forget_shards(l, 0);
     if (grow(&l->order, &l->cap_order, total, sizeof(struct item *)) != 0)
-        return op_log_fail("out_of_memory", "what=round items=%zu", total);
+        return forget_shards(l, op_log_fail("out_of_memory", "what=round items=%zu", total));
     for (size_t e = 0, at = 0; e < l->nents; e++) {
         l->ents[e].first = at;
         at += l->ents[e].n;
@@ -361,13 +360,7 @@ static int group_round(struct lane *l, struct job *list)
             struct item *it = &j->items[i];
             if (it->kind != ITEM_ORDER)
                 continue;
-            int32_t e = l->shard_ent[it->shard];
-            if (e < 0) { /* the entries are in order of first appearance */
-                for (e = 0; l->ents[e].shard != it->shard; e++)
-                    ;
-                l->shard_ent[it->shard] = e;
-            }
-            struct entry *en = &l->ents[e];
+            struct entry *en = &l->ents[l->shard_ent[it->shard]];
             l->order[en->first + en->placed++] = it;
         }
     forget_shards(l, 0);
