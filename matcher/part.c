@@ -147,24 +147,30 @@ static void malformed_input(struct worker *w, size_t i, const char *sym, size_t 
     op_warn("malformed_entry", "id=%.*s err=\"%s\"", (int)e->idlen, e->id, why);
 }
 
+/* The non-negative decimal field `name` of an entry into *v; 0, or -1
+ * when it is missing or not one. */
+static int field_u63(const struct redisReply *fields, const char *name, long long *v)
+{
+    size_t len = 0;
+    const char *s = op_reply_field_str(fields, name, &len);
+    char buf[24], *end;
+    if (!s || len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    *v = strtoll(buf, &end, 10);
+    return *end || *v < 0 ? -1 : 0;
+}
+
 /* The entry's `seq` + `n` (written by ingest: the shard's inputs up to its
  * end, which the publish stores in odone:{S}), or -1 without them. */
 static int64_t entry_seq_end(const struct redisReply *fields, int deleted)
 {
-    size_t l1 = 0, l2 = 0;
-    const char *sq = deleted ? NULL : op_reply_field_str(fields, "seq", &l1);
-    const char *nn = deleted ? NULL : op_reply_field_str(fields, "n", &l2);
-    char b1[24], b2[24], *end1, *end2;
-    if (!sq || !nn || l1 == 0 || l2 == 0 || l1 >= sizeof(b1) || l2 >= sizeof(b2))
+    long long seq, n;
+    if (deleted || field_u63(fields, "seq", &seq) != 0 || field_u63(fields, "n", &n) != 0 ||
+        seq > INT64_MAX - n)
         return -1;
-    memcpy(b1, sq, l1);
-    b1[l1] = '\0';
-    memcpy(b2, nn, l2);
-    b2[l2] = '\0';
-    long long a = strtoll(b1, &end1, 10), b = strtoll(b2, &end2, 10);
-    if (*end1 || *end2 || a < 0 || b < 0 || a > INT64_MAX - b)
-        return -1;
-    return (int64_t)(a + b);
+    return (int64_t)(seq + n);
 }
 
 /*

@@ -108,29 +108,28 @@ static struct op_buf gm, gf;
 static int append_group(struct op_redis *r, struct entry *e, size_t n, size_t first, size_t g)
 {
     const struct op_order_msg *msgs[OP_CODEC_ORDERS_MAX];
+    const struct entry *in[OP_CODEC_ORDERS_MAX];
     size_t k = 0;
+    for (size_t i = first; i < n && k < g; i++)
+        if (!e[i].sent && e[i].shard == e[first].shard) {
+            e[i].sent = 1;
+            in[k] = &e[i];
+            msgs[k++] = &e[i].msg;
+        }
     op_buf_reset(&gm);
     op_buf_reset(&gf);
-    for (size_t i = first; i < n && k < g; i++)
-        if (!e[i].sent && e[i].shard == e[first].shard)
-            msgs[k++] = &e[i].msg;
     if (op_mp_put_array(&gm, (uint32_t)k) != 0)
         return -1;
-    k = 0;
-    for (size_t i = first; i < n && k < g; i++) {
-        if (e[i].sent || e[i].shard != e[first].shard)
-            continue;
-        e[i].sent = 1;
-        k++;
-        if (!e[i].poison) {
-            if (op_codec_encode_order(&gm, &e[i].msg) != 0)
+    for (size_t j = 0; j < k; j++) {
+        if (!in[j]->poison) {
+            if (op_codec_encode_order(&gm, msgs[j]) != 0)
                 return -1;
             continue;
         }
         /* a map that is not an order: only its sym (the matcher reports it) */
-        size_t sl = strlen(e[i].sym);
+        size_t sl = strlen(in[j]->sym);
         unsigned char h[] = {0x81, 0xa3, 's', 'y', 'm', (unsigned char)(0xa0 | sl)};
-        if (op_buf_append(&gm, h, sizeof(h)) != 0 || op_buf_append(&gm, e[i].sym, sl) != 0)
+        if (op_buf_append(&gm, h, sizeof(h)) != 0 || op_buf_append(&gm, in[j]->sym, sl) != 0)
             return -1;
     }
     if (op_codec_orders_fields(&gf, msgs, k) != 0)
