@@ -8,7 +8,9 @@
 #
 # Settings: BENCH_RATE (orders/s offered, default 100000), BENCH_TIME (s,
 # default 60), BENCH_BATCH (orders per request, 100), BENCH_CONNS (32),
-# PL_MATCHERS / PL_RECORDERS (1 / 1), BENCH_MODES ("always everysec").
+# PL_MATCHERS / PL_RECORDERS (1 / 1), BENCH_MODES ("always everysec"),
+# BENCH_HALF (1; 0 skips the two runs below saturation: the full-rate runs
+# alone, for CPU-per-order comparisons).
 #
 # Measured per run: CPU per order of every kind of process over the load +
 # drain window (the line "cpu per order (us): …"), match latency (ingest
@@ -119,10 +121,12 @@ run() {
 for m in $modes; do
 	run "$m-full" "$m" "$rate"
 done
-run "always-half" always $((rate / 2))
-# and at half of what the pipeline sustained above: latency below saturation
-IFS='|' read -r _ _ _ _ sus _ <"$out/run-always-full.row"
-run "always-halfsustained" always $((sus / 2))
+if [[ "${BENCH_HALF:-1}" != 0 ]]; then
+	run "always-half" always $((rate / 2))
+	# and at half of what the pipeline sustained above: latency below saturation
+	IFS='|' read -r _ _ _ _ sus _ <"$out/run-always-full.row"
+	run "always-halfsustained" always $((sus / 2))
+fi
 
 # ---- report ------------------------------------------------------------------
 plot() { # plot NAME TITLE YLABEL "using-spec…" [extra gnuplot settings]

@@ -30,7 +30,8 @@
 # (passed to the recorder), OP_REDIS_FSYNC, OP_PG_SHARED_BUFFERS,
 # BENCH_RECORDER_DROP_INDEXES (comma-separated index names dropped after the
 # migrations, to measure what each costs the write path; the baselines copy
-# the tables as they then are).
+# the tables as they then are), BENCH_RECORDER_SQL (SQL run after that, to
+# measure a variant of the schema: another index, a setting; printed).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../ops/lib.sh"
 
@@ -79,6 +80,10 @@ for idx in ${drop_indexes//,/ }; do
 	[[ "$idx" =~ ^[a-z_]+$ ]] || op_die "BENCH_RECORDER_DROP_INDEXES: '$idx' is not an index name"
 	psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "DROP INDEX $idx" || op_die "cannot drop index '$idx'"
 done
+variant_sql="${BENCH_RECORDER_SQL:-}"
+if [[ -n "$variant_sql" ]]; then
+	psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "$variant_sql" || op_die "BENCH_RECORDER_SQL failed"
+fi
 
 psqlq() { psql "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
@@ -104,6 +109,7 @@ printf 'postgresql %s: fsync on, synchronous_commit on, shared_buffers %s, max_w
 	"$(psqlq -c 'SHOW max_wal_size')" \
 	"$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')" "$fsync"
 if [[ -n "$drop_indexes" ]]; then printf 'indexes dropped for this run: %s\n' "$drop_indexes"; fi
+if [[ -n "$variant_sql" ]]; then printf 'schema variant for this run: %s\n' "$variant_sql"; fi
 printf 'prefill: %s (%s entries in %d shards, %.1f s)\n' "$gen" "$entries" "$shards" "$(echo "$t1 - $t0" | bc)"
 
 # --- 2. the recorder ---------------------------------------------------------------

@@ -24,7 +24,7 @@
 #
 # Environment: OP_PG_BINDIR (postgresql bin dir, default found by lib.sh),
 # OP_PG_SHARED_BUFFERS (default 256MB), OP_PG_START_TIMEOUT (seconds, 60),
-# OP_PG_STOP_TIMEOUT (seconds, 60).
+# OP_PG_STOP_TIMEOUT (seconds, 60), OP_PG_CONF (extra postgresql.conf lines).
 set -euo pipefail
 # shellcheck source=ops/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -144,6 +144,11 @@ write_conf() {
 		log_timezone = 'UTC'
 		timezone = 'UTC'
 	EOF
+	# OP_PG_CONF: extra settings, one 'name = value' per line, last so they
+	# win (measuring a setting: bench/recorder.sh, bench/e2e.sh).
+	if [[ -n "${OP_PG_CONF:-}" ]]; then
+		printf '# OP_PG_CONF\n%s\n' "$OP_PG_CONF" >>"$data/orderpipe.conf"
+	fi
 	((EUID != 0)) || chown postgres: "$data/orderpipe.conf"
 }
 
