@@ -22,11 +22,11 @@
  *          dead consumers' entries and the lag poll / trim run between reads
  *   write  one transaction (rec_store_write) on the writer thread, while the
  *          main thread fills the next batch (two batches in memory at most)
- *   ack    once the writer committed it: XACK per shard, pipelined, retried
- *          until Redis takes it; then the next batch goes to the writer
+ *   ack    once the writer committed it: the next batch goes to the writer,
+ *          then XACK per shard, pipelined, retried until Redis takes it
  *
- *   main:   fill n+1 ........ | wait n, ack n | fill n+2 ........ | wait n+1 …
- *   writer:   BEGIN … COMMIT n |  idle         | BEGIN … COMMIT n+1 |
+ *   main:   fill n+1 ........ | wait n, submit n+1, ack n | fill n+2 ........ | …
+ *   writer:   BEGIN … COMMIT n | BEGIN … COMMIT n+1 ......................... |
  *
  * A failed transaction is retried with backoff on the main thread (the writer
  * idle), reading nothing new meanwhile. While the own pending list is re-read
@@ -147,25 +147,12 @@ static uint64_t us_since_ms(int64_t t0_ms)
     return d > 0 ? (uint64_t)d * 1000 : 0;
 }
 
-/* Writes b (unless the writer thread already tried: then rc is its result),
- * then acknowledges it, each retried until it works or a stop is overdue.
- * Returns 0 done, -1 given up (stop overdue). */
-static int write_and_ack(struct rec_loop *r, struct rec_batch *b, int tried, int rc)
+/* Acknowledges b, whose transaction committed: XACK retried until Redis
+ * takes it or a stop is overdue, then b's figures go to the metrics and b is
+ * reset. Returns 0 done, -1 given up (stop overdue: b stays as it is, its
+ * entries pending, redelivered and re-applied idempotently later). */
+static int ack(struct rec_loop *r, struct rec_batch *b)
 {
-    if (!tried)
-        rc = rec_store_write(r->store, b);
-    while (rc != 0) {
-        REC_SET(r->stats, blocked, 1);
-        if (stop_overdue(r)) {
-            op_warn("stop_before_commit", "entries=%zu note=\"left pending: redelivered later\"",
-                    b->nentries);
-            return -1;
-        }
-        if (rec_stream_ready(r->stream) == 0)
-            housekeeping(r, NULL, 0); /* keep the lag gauges fresh while blocked */
-        sleep_ms(RETRY_SLICE_MS);
-        rc = rec_store_write(r->store, b);
-    }
     while (rec_stream_ready(r->stream) != 0 || rec_stream_ack(r->stream, b) != 0) {
         REC_SET(r->stats, blocked, 1);
         if (stop_overdue(r)) {
@@ -187,6 +174,28 @@ static int write_and_ack(struct rec_loop *r, struct rec_batch *b, int tried, int
                  b->nentries, b->nreports, b->npoison, (unsigned long long)b->ignored_rejects);
     rec_batch_reset(b);
     return 0;
+}
+
+/* Writes b (unless the writer thread already tried: then rc is its result),
+ * then acknowledges it, each retried until it works or a stop is overdue.
+ * Returns 0 done, -1 given up (stop overdue). */
+static int write_and_ack(struct rec_loop *r, struct rec_batch *b, int tried, int rc)
+{
+    if (!tried)
+        rc = rec_store_write(r->store, b);
+    while (rc != 0) {
+        REC_SET(r->stats, blocked, 1);
+        if (stop_overdue(r)) {
+            op_warn("stop_before_commit", "entries=%zu note=\"left pending: redelivered later\"",
+                    b->nentries);
+            return -1;
+        }
+        if (rec_stream_ready(r->stream) == 0)
+            housekeeping(r, NULL, 0); /* keep the lag gauges fresh while blocked */
+        sleep_ms(RETRY_SLICE_MS);
+        rc = rec_store_write(r->store, b);
+    }
+    return ack(r, b);
 }
 
 int rec_loop_init(struct rec_loop *r, const struct rec_loop_config *cfg, struct rec_stats *stats,
@@ -222,9 +231,21 @@ void rec_loop_run(struct rec_loop *r)
     while (!op_stop_requested && !stopped) {
         fill(r, cur, in_flight != NULL);
         if (in_flight) {
+            struct rec_batch *done = in_flight;
             int rc = rec_writer_wait(&r->writer);
-            stopped = write_and_ack(r, in_flight, 1, rc) != 0;
             in_flight = NULL;
+            if (rc == 0 && cur->nentries && !op_stop_requested && !rec_stream_serial(r->stream)) {
+                /* done committed: the next batch's transaction starts now,
+                 * and done's XACK (a round trip, and an fsync in Redis with
+                 * appendfsync always) runs beside it instead of in front of
+                 * it. XACK still follows done's COMMIT. */
+                rec_writer_submit(&r->writer, cur);
+                in_flight = cur;
+                stopped = ack(r, done) != 0;
+                cur = done;
+                continue;
+            }
+            stopped = write_and_ack(r, done, 1, rc) != 0;
         }
         if (stopped || cur->nentries == 0)
             continue;
