@@ -98,6 +98,27 @@ static int ids_fit_bigint(const struct op_report *r, int eff)
            (eff != 2 || r->maker_order_id <= (uint64_t)INT64_MAX);
 }
 
+/* Fills why with the refusal of a report (other than REJECTED) whose side,
+ * type, tif or status, or maker status of a TRADE, is outside its enum: the
+ * orders row would hold "?" there. These were the IN lists of the table's
+ * CHECKs until migration 006; the message names the constraint each one
+ * replaces. Leaves why empty when every value is known. */
+static void enum_refusal(const struct op_report *r, char *why, size_t n)
+{
+    static const char unknown[] = "?";
+    if (strcmp(op_side_name(r->side), unknown) == 0)
+        snprintf(why, n, "side %d is not buy or sell (orders_side_check)", r->side);
+    else if (strcmp(op_type_name(r->type), unknown) == 0)
+        snprintf(why, n, "type %d is not an order type (orders_type_check)", r->type);
+    else if (strcmp(op_tif_name(r->tif), unknown) == 0)
+        snprintf(why, n, "tif %d is not a time in force (orders_tif_check)", r->tif);
+    else if (strcmp(op_status_name(r->status), unknown) == 0)
+        snprintf(why, n, "status %d is not an order status (orders_status_check)", r->status);
+    else if (r->kind == OP_REPORT_TRADE && strcmp(op_status_name(r->maker_status), unknown) == 0)
+        snprintf(why, n, "maker status %d is not an order status (orders_status_check)",
+                 r->maker_status);
+}
+
 /* Copies why into err[REC_ERR_MAX] as printable ASCII (others become '?'). */
 static void set_err(char *err, const char *why)
 {
@@ -180,6 +201,8 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
                 /* the grammar is checked here, not by a regex CHECK in every
                  * insert (migration 005) */
                 snprintf(why, sizeof(why), "client_order_id breaks its grammar");
+            else
+                enum_refusal(r, why, sizeof(why));
         }
         if (!why[0] && eff > 0 && !ids_fit_bigint(r, eff))
             /* the binary COPY writes the 8 bytes as they are: the server

@@ -468,7 +468,7 @@ static void input_poison(struct gen *g, uint64_t n)
         report(g, &o, OP_REPORT_ACCEPTED, OP_MSG_NEW);
         publish(g, s);
         break;
-    default: /* a side the table's CHECK refuses */
+    default: /* a side outside the enum: the recorder refuses it (orders_side_check) */
         o.side = 9;
         report(g, &o, OP_REPORT_ACCEPTED, OP_MSG_NEW);
         publish(g, s);

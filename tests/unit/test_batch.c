@@ -334,8 +334,9 @@ static void test_ids_beyond_bigint(void **state)
 
 /* A rejected new order is always recordable: what the table cannot hold is
  * NULL — qty 0, a side outside the enum, a client_order_id breaking the
- * grammar. The same side on an ACCEPTED is written as "?" and left to the
- * table's CHECK (which refuses it: the report is then bisected out). */
+ * grammar. The same side on an ACCEPTED is set aside alone (a dead letter
+ * naming the CHECK it replaces since migration 006), and so is any other
+ * report with a type, tif, status or maker status outside its enum. */
 static void test_rejected_unrepresentable(void **state)
 {
     struct rec_batch *b = *state;
@@ -346,17 +347,35 @@ static void test_rejected_unrepresentable(void **state)
     snprintf(s.client_order_id, sizeof(s.client_order_id), "%s", "bad id!");
     struct op_report a = rep(OP_REPORT_ACCEPTED, 82, 19, 3);
     a.side = 9;
-    struct op_report r[] = {q, s, a};
-    add(b, r, 3);
+    struct op_report ty = rep(OP_REPORT_CANCELLED, 83, 20, 4);
+    ty.type = 7;
+    struct op_report tf = rep(OP_REPORT_AMENDED, 84, 21, 5);
+    tf.tif = 0;
+    struct op_report st = rep(OP_REPORT_ACCEPTED, 85, 22, 6);
+    st.status = 99;
+    struct op_report ms = trade(86, 23, 24, 1, 1);
+    ms.maker_status = 0;
+    struct op_report r[] = {q, s, a, ty, tf, st, ms};
+    add(b, r, 7);
+    static const char *const refusals[] = {
+        "side 9 is not buy or sell (orders_side_check)",
+        "type 7 is not an order type (orders_type_check)",
+        "tif 0 is not a time in force (orders_tif_check)",
+        "status 99 is not an order status (orders_status_check)",
+        "maker status 0 is not an order status (orders_status_check)",
+    };
+    assert_int_equal(b->nbad, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(b->bad[i].report, i + 2);
+        assert_string_equal(b->bad[i].err, refusals[i]);
+    }
     expect_rows(b, "",
                 "17\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t" N
                 "\t0\tREJECTED\tBAD_QTY\t" TS(1) "\t" TS(
                     1) "\t80\n"
                        "18\t" N "\talice\tAAPL\t" N
                        "\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_SIDE\t" TS(2) "\t" TS(
-                           2) "\t81\n"
-                              "19\t" N "\talice\tAAPL\t?\tlimit\tGTC\tf\t187.25\t100\t0\tNEW\t" N
-                              "\t" TS(3) "\t" TS(3) "\t82\n",
+                           2) "\t81\n",
                 "");
 }
 
