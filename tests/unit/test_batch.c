@@ -369,14 +369,14 @@ static void test_rejected_unrepresentable(void **state)
         assert_int_equal(b->bad[i].report, i + 2);
         assert_string_equal(b->bad[i].err, refusals[i]);
     }
-    expect_rows(b, "",
-                "17\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t" N
-                "\t0\tREJECTED\tBAD_QTY\t" TS(1) "\t" TS(
-                    1) "\t80\n"
-                       "18\t" N "\talice\tAAPL\t" N
-                       "\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_SIDE\t" TS(2) "\t" TS(
-                           2) "\t81\n",
-                "");
+    expect_rows(
+        b, "",
+        "17\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t" N
+        "\t0\tREJECTED\tBAD_QTY\t" TS(1) "\t" TS(
+            1) "\t80\n"
+               "18\t" N "\talice\tAAPL\t" N
+               "\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_SIDE\t" TS(2) "\t" TS(2) "\t81\n",
+        "");
 }
 
 /* Rejects that write nothing, counted as ignored: an order id outside
