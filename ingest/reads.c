@@ -161,7 +161,7 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
             "taker_side") " UNION ALL " FILLS_LEG("maker", "maker_account", "maker_order_id",
                                                   "CASE WHEN taker_side = 'buy' THEN "
                                                   "'sell' ELSE 'buy' END") ") f ORDER BY "
-                                                                           "fill_id DESC "
+                                                                           "f.fill_id DESC "
                                                                            "LIMIT $4::int",
         4, params);
 #undef FILLS_LEG
