@@ -158,13 +158,13 @@ cmd_archive() {
 		# The dump, written aside and renamed once complete and on disk.
 		if ! q "COPY (SELECT $cols FROM $name ORDER BY fill_id, matched_at) TO STDOUT" >"$dir/$name.copy.tmp" ||
 			! sync "$dir/$name.copy.tmp"; then
-			rm -f "$dir/$name.copy.tmp"
+			rm -f "$dir/$name.copy.tmp" || true
 			reattach "$name" "$lo" "$hi"
 			op_die "cannot dump $name into '$dir': it was not dropped"
 		fi
 		lines="$(wc -l <"$dir/$name.copy.tmp")"
 		if [[ "$lines" != "$rows" ]]; then
-			rm -f "$dir/$name.copy.tmp"
+			rm -f "$dir/$name.copy.tmp" || true
 			reattach "$name" "$lo" "$hi"
 			op_die "the dump of $name holds $lines rows, the table $rows: it was not dropped"
 		fi
