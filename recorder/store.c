@@ -176,8 +176,8 @@ static void ensure_partitions(struct rec_store *st)
         return;
     }
     REC_ADD(st->stats, parts_failed, 1);
-    op_warn("fills_partitions_failed", "sqlstate=%s err=\"%s\" retry_ms=%d",
-            st->pg.sqlstate[0] ? st->pg.sqlstate : "-", err, REC_PARTITIONS_RETRY_MS);
+    op_warn("fills_partitions_failed", "sqlstate=%s err=\"%s\" retry_ms=%lld",
+            st->pg.sqlstate[0] ? st->pg.sqlstate : "-", err, (long long)REC_PARTITIONS_RETRY_MS);
     st->next_parts_ms = now + REC_PARTITIONS_RETRY_MS;
 }
 

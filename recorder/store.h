@@ -35,8 +35,8 @@ struct rec_store {
  * recorder_partition_failures_total) has days to be noticed before rows go
  * to the default partition — where they are still recorded, just not yet
  * in their day's partition. A failed call is retried after a minute. */
-#define REC_PARTITIONS_EVERY_MS (3600 * 1000)
-#define REC_PARTITIONS_RETRY_MS (60 * 1000)
+#define REC_PARTITIONS_EVERY_MS ((int64_t)3600 * 1000)
+#define REC_PARTITIONS_RETRY_MS ((int64_t)60 * 1000)
 
 /* Prepares st (no connection yet). url and stats must outlive st. */
 void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *stats);
