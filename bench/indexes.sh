@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark and proof of the index set of fills and orders: the plans of the
 # read endpoints' queries on a table of BENCH_INDEXES_FILLS fills (default
-# 10,000,000), with every index of the migrations and with each secondary
-# index of fills dropped in turn.
+# 10,000,000) spread over BENCH_INDEXES_DAYS daily partitions (default 30;
+# migration 007), with every index of the migrations and with each secondary
+# index of fills dropped in turn. BENCH_INDEXES_DAYS=0: the schema before
+# 007 (one unpartitioned table), to compare.
 #
 #   bench/indexes.sh [<build-dir>]     (make bench BENCH=indexes runs it; no binary is used)
 #
@@ -29,12 +31,15 @@
 # taker), maker order an even id up to 50,000 trades older (resting
 # orders), accounts 'acct0'… 'acct<BENCH_INDEXES_ACCOUNTS - 1>' (default
 # 1000) a function of the order id (id / 2 * 7919 mod accounts), symbol one
-# of five by the taker order (independent of its account), one matched_at
-# millisecond per fill. orders: BENCH_INDEXES_ORDERS rows (default
+# of five by the taker order (independent of its account), matched_at
+# evenly over the days from tomorrow (UTC) on (the partitions are made by
+# orderpipe_fills_ensure_partitions, which creates days from today on; the
+# legacy partition of 007 stays empty), one millisecond per fill with
+# BENCH_INDEXES_DAYS=0. orders: BENCH_INDEXES_ORDERS rows (default
 # 2,000,000), ids 1…, the same account and symbol functions.
 #
 # Environment: BENCH_INDEXES_FILLS, BENCH_INDEXES_ORDERS,
-# BENCH_INDEXES_ACCOUNTS, OP_PG_SHARED_BUFFERS.
+# BENCH_INDEXES_ACCOUNTS, BENCH_INDEXES_DAYS, OP_PG_SHARED_BUFFERS.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../ops/lib.sh"
 
@@ -43,8 +48,10 @@ op_need_cmd psql postgresql-client
 nfills="${BENCH_INDEXES_FILLS:-10000000}"
 norders="${BENCH_INDEXES_ORDERS:-2000000}"
 naccounts="${BENCH_INDEXES_ACCOUNTS:-1000}"
+ndays="${BENCH_INDEXES_DAYS:-30}"
 [[ "$nfills" =~ ^[1-9][0-9]*$ && "$norders" =~ ^[1-9][0-9]*$ && "$naccounts" =~ ^[1-9][0-9]*$ ]] ||
 	op_die "BENCH_INDEXES_FILLS, BENCH_INDEXES_ORDERS and BENCH_INDEXES_ACCOUNTS must be positive integers"
+[[ "$ndays" =~ ^[0-9]+$ ]] && ((ndays <= 366)) || op_die "BENCH_INDEXES_DAYS must be 0 … 366"
 
 dir="$(mktemp -d /tmp/orderpipe-bench-indexes.XXXXXX)"
 chmod 755 "$dir"
@@ -64,15 +71,29 @@ export DATABASE_URL="postgresql://orderpipe@127.0.0.1:$pport/orderpipe"
 psqlq() { psql "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
 for f in "$OP_ROOT"/schemas/[0-9]*.sql; do
+	((ndays == 0)) && [[ "$(basename "$f")" > 007 ]] && break
 	psqlq -1 -f "$f" >/dev/null || op_die "migration '$f' failed"
 done
+if ((ndays > 0)); then
+	psqlq -c "SELECT orderpipe_fills_ensure_partitions($ndays)" >/dev/null || op_die "cannot create the partitions"
+	matched_at="(date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day') AT TIME ZONE 'UTC' + (g - 1) * (interval '1 day' * $ndays / $nfills)"
+else
+	matched_at="timestamptz '2026-01-01 00:00:00+00' + g * interval '1 millisecond'"
+fi
+# The pages of fills: of its partitions, when it has some.
+fills_pages() {
+	psqlq -c "SELECT sum(relpages) FROM pg_class WHERE oid = 'fills'::regclass
+	  OR oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'fills'::regclass)"
+}
 
 # --- the rows ----------------------------------------------------------------------
 t0="$(now)"
 psqlq <<SQL
 SET maintenance_work_mem = '512MB';
+-- (a partitioned index's definition says ON ONLY: without it, the same
+-- statement builds it on every partition)
 CREATE TABLE bench_index_defs AS
-    SELECT indexname, indexdef FROM pg_indexes
+    SELECT indexname, replace(indexdef, ' ON ONLY ', ' ON ') AS indexdef FROM pg_indexes
     WHERE tablename = 'fills' AND indexname <> 'fills_pkey';
 DO \$\$
 DECLARE r record;
@@ -87,7 +108,7 @@ SELECT g, (ARRAY['AAPL', 'MSFT', 'GOOG', 'AMZN', 'TSLA'])[1 + t / 2000 % 5],
        100 + (g % 5000) / 100.0, 1 + g % 100, m, t, 'acct' || (m / 2 * 7919 % $naccounts),
        'acct' || (t / 2 * 7919 % $naccounts),
        CASE WHEN g % 2 = 0 THEN 'buy' ELSE 'sell' END,
-       timestamptz '2026-01-01 00:00:00+00' + g * interval '1 millisecond'
+       $matched_at
 FROM (SELECT g, 2 * (g / 2) + 1 AS t, 2 + 2 * (greatest(g - (g * 7919) % 50000, 0) / 3) AS m
       FROM generate_series(1, $nfills::bigint) g) s;
 INSERT INTO orders (order_id, account, symbol, side, type, tif, post_only, price, qty, filled_qty,
@@ -113,13 +134,15 @@ t1="$(now)"
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 printf 'machine: %s, %s cores (%s), load average %s\n' "$(uname -m)" "$(nproc)" "${cpu:-unknown cpu}" \
 	"$(cut -d' ' -f1-3 /proc/loadavg)"
-printf 'postgresql %s, shared_buffers %s; %s fills (%s pages), %s orders, %s accounts, generated in %.1f s\n' \
+printf 'postgresql %s, shared_buffers %s; %s fills (%s pages, %s partitions holding rows), %s orders, %s accounts, generated in %.1f s\n' \
 	"$(psqlq -c 'SHOW server_version' | cut -d' ' -f1)" "$(psqlq -c 'SHOW shared_buffers')" \
-	"$(psqlq -c 'SELECT count(*) FROM fills')" "$(psqlq -c "SELECT relpages FROM pg_class WHERE relname = 'fills'")" \
+	"$(psqlq -c 'SELECT count(*) FROM fills')" "$(fills_pages)" "$(psqlq -c 'SELECT count(DISTINCT tableoid) FROM fills')" \
 	"$(psqlq -c 'SELECT count(*) FROM orders')" "$naccounts" "$(echo "$t1 - $t0" | bc)"
-printf 'indexes:\n'
+printf 'indexes (a partitioned one: the sum over its partitions):\n'
 psqlq -c "SELECT '  ' || tablename || ': ' || indexname || ' ' || regexp_replace(indexdef, '.* USING ', '')
-                 || ' (' || pg_size_pretty(pg_relation_size(indexname::regclass)) || ')'
+                 || ' (' || pg_size_pretty(pg_relation_size(indexname::regclass)
+                    + coalesce((SELECT sum(pg_relation_size(inhrelid)) FROM pg_inherits
+                                WHERE inhparent = indexname::regclass), 0)) || ')'
           FROM pg_indexes WHERE tablename IN ('fills', 'orders') ORDER BY tablename, indexname"
 
 # --- the queries (ingest/reads.c, verbatim) ---------------------------------------------
@@ -134,7 +157,7 @@ leg() { # leg ROLE ACCOUNT_COLUMN ORDER_COLUMN SIDE_EXPRESSION
 		"$3" "$4" "$1" "$2" "$3"
 }
 order_sql="SELECT order_id::text, client_order_id, account, symbol, side, type, tif, price::text, qty, filled_qty, status, reject_reason, $(ts created_at), $(ts updated_at) FROM orders WHERE order_id = \$1 AND account = \$2"
-fills_sql="SELECT fill_id::text, symbol, price::text, qty, order_id::text, side, liquidity, $(ts matched_at) FROM ($(leg taker taker_account taker_order_id taker_side) UNION ALL $(leg maker maker_account maker_order_id "CASE WHEN taker_side = 'buy' THEN 'sell' ELSE 'buy' END")) f ORDER BY fill_id DESC LIMIT \$4::int"
+fills_sql="SELECT fill_id::text, symbol, price::text, qty, order_id::text, side, liquidity, $(ts matched_at) FROM ($(leg taker taker_account taker_order_id taker_side) UNION ALL $(leg maker maker_account maker_order_id "CASE WHEN taker_side = 'buy' THEN 'sell' ELSE 'buy' END")) f ORDER BY f.fill_id DESC, f.liquidity DESC LIMIT \$4::int"
 shapes=(order fills fills+symbol "fills+taker order" "fills+maker order" fills+both)
 execs=("EXECUTE q_order($order_id, '$acct')"
 	"EXECUTE q_fills('$acct', '', 0, 100)"
@@ -146,10 +169,13 @@ printf 'account %s: oldest taker order %s, oldest maker order %s, order %s\n' "$
 	"$maker_order" "$order_id"
 
 # explain SQL_BEFORE: EXPLAIN every shape after SQL_BEFORE (in one transaction,
-# rolled back); prints one line per shape: buffers, rows, scans. Sets
+# rolled back); prints one line per shape: buffers, rows, scans (the same scan
+# of N partitions once, "×N", with fills_p* for the partition's name). Sets
 # max_buffers and all_index (1 when every scan is an index scan).
 max_buffers=0
 all_index=1
+empty="$(psqlq -c "SELECT coalesce(string_agg(relname, '|'), '-') FROM pg_class WHERE relpages = 0
+  AND oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'fills'::regclass)")"
 explain() {
 	local i out buffers scans rows
 	for i in "${!shapes[@]}"; do
@@ -166,9 +192,12 @@ SQL
 		buffers="$(sed -n '1,/Buffers:/s/.*Buffers: shared\(.*\)/\1/p' <<<"$out" | head -n 1 |
 			grep -oE '[0-9]+' | paste -sd+ | bc)"
 		rows="$(head -n 1 <<<"$out" | sed -E 's/.*actual rows=([0-9]+).*/\1/')"
-		scans="$(grep -oE '(Seq Scan|Parallel Seq Scan|Index Only Scan( Backward)?|Index Scan( Backward)?|Bitmap Heap Scan|Bitmap Index Scan) (using [a-z_]+ )?on [a-z_]+' <<<"$out" |
-			sed -E 's/ on (fills|orders)$//' | paste -sd, | sed 's/,/, /g')"
-		grep -qE 'Seq Scan|Bitmap' <<<"$out" && all_index=0
+		scans="$(grep -oE '(Seq Scan|Parallel Seq Scan|Index Only Scan( Backward)?|Index Scan( Backward)?|Bitmap Heap Scan|Bitmap Index Scan) (using [a-z0-9_]+ )?on [a-z0-9_]+' <<<"$out" |
+			sed -E 's/fills_p[0-9]{8}/fills_p*/g; s/ on (fills|orders)$//' | awk '
+				{ if (!($0 in n)) order[++k] = $0; n[$0]++ }
+				END { for (i = 1; i <= k; i++) printf "%s%s%s", (i > 1 ? ", " : ""), order[i], (n[order[i]] > 1 ? " \303\227" n[order[i]] : "") }')"
+		# (a Seq Scan of an empty partition reads nothing: not counted)
+		grep -E 'Seq Scan|Bitmap' <<<"$out" | grep -qvE "Seq Scan on ($empty) " && all_index=0
 		((buffers > max_buffers)) && max_buffers=$buffers
 		printf '  %-18s %8s buffers %4s rows  %s\n' "${shapes[$i]}" "$buffers" "$rows" "$scans"
 		[[ -n "${BENCH_INDEXES_VERBOSE:-}" ]] && printf '%s\n' "$out"
@@ -184,7 +213,7 @@ for idx in $(psqlq -c "SELECT indexname FROM pg_indexes WHERE tablename = 'fills
 	printf 'without %s:\n' "$idx"
 	explain "DROP INDEX $idx;"
 done
-pages="$(psqlq -c "SELECT relpages FROM pg_class WHERE relname = 'fills'")"
+pages="$(fills_pages)"
 printf 'with every index: each read query only index scans: %s; at most %s buffers\n' \
 	"$([[ $index_only == 1 ]] && echo yes || echo no)" "$best"
 printf 'bench indexes: %s buffers (baseline %s buffers, ratio %.6f)\n' "$best" "$pages" \

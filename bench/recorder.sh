@@ -162,7 +162,7 @@ printf 'recorder: mean commit %.1f ms, mean batch %.1f ms\n' \
 	"$(echo "$(metric recorder_batch_seconds_sum) * 1000 / $batches" | bc -l)"
 
 # --- 3. baseline: psql \copy of the same rows into the same table shapes ------------
-psqlq -c "\\copy fills TO '$dir/fills.copy'"
+psqlq -c "\\copy (SELECT * FROM fills) TO '$dir/fills.copy'"
 psqlq -c "\\copy orders TO '$dir/orders.copy'"
 # copy_into PREFIX: \copy the dumped rows into PREFIX_fills and PREFIX_orders
 # (created by the caller); prints the seconds it took, checks the counts.

@@ -147,7 +147,9 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
     /* Two ordered index scans, one per role, merged: each reads at most
      * `limit` rows of (taker_account, fill_id) / (maker_account, fill_id)
      * newest first, where an OR would need a bitmap scan and a sort of all
-     * the account's fills. A self-trade shows both of its legs. */
+     * the account's fills. A self-trade shows both of its legs, taker
+     * first: the tie on fill_id is broken, so the order does not depend on
+     * the plan (one index scan, or a Merge Append over fills' partitions). */
 #define FILLS_LEG(role, acct_col, order_col, side_expr)                                            \
     "(SELECT fill_id, symbol, price, qty, " order_col " AS order_id, " side_expr                   \
     " AS side, '" role "' AS liquidity, matched_at FROM fills WHERE " acct_col " = $1"             \
@@ -161,7 +163,8 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
             "taker_side") " UNION ALL " FILLS_LEG("maker", "maker_account", "maker_order_id",
                                                   "CASE WHEN taker_side = 'buy' THEN "
                                                   "'sell' ELSE 'buy' END") ") f ORDER BY "
-                                                                           "fill_id DESC "
+                                                                           "f.fill_id DESC, "
+                                                                           "f.liquidity DESC "
                                                                            "LIMIT $4::int",
         4, params);
 #undef FILLS_LEG

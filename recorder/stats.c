@@ -67,6 +67,12 @@ void rec_stats_render(const struct rec_stats *s, struct op_buf *b)
                        REC_GET(s, trimmed));
     op_metrics_counter(b, "recorder_acked_total", "Entries acknowledged (XACK).",
                        REC_GET(s, acked));
+    op_metrics_counter(b, "recorder_partitions_created_total",
+                       "Daily partitions of fills created (orderpipe_fills_ensure_partitions).",
+                       REC_GET(s, parts_created));
+    op_metrics_counter(b, "recorder_partition_failures_total",
+                       "Failed calls creating the coming days' partitions of fills (retried).",
+                       REC_GET(s, parts_failed));
     op_metrics_gauge(b, "recorder_redis_up", "1 if the last Redis call succeeded.",
                      (uint64_t)REC_GET(s, redis_up));
     op_metrics_gauge(b, "recorder_postgres_up", "1 if the last PostgreSQL call succeeded.",

@@ -31,6 +31,8 @@ struct rec_stats {
     _Atomic uint64_t pending_trimmed; /* own pending entries read back as [id, nil] */
     _Atomic uint64_t trimmed;         /* entries removed by XTRIM MINID */
     _Atomic uint64_t acked;           /* entries acknowledged */
+    _Atomic uint64_t parts_created;   /* daily partitions of fills created (migration 007) */
+    _Atomic uint64_t parts_failed;    /* failed calls of orderpipe_fills_ensure_partitions */
     _Atomic int redis_up;             /* 1 while the last redis call worked */
     _Atomic int pg_up;                /* 1 while the last postgres call worked */
     _Atomic int blocked;              /* 1 while a batch waits for postgres or redis */

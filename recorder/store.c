@@ -29,10 +29,13 @@ static const char SESSION_SQL[] =
      * recorded): a redelivered trade has the same fill_id, DO NOTHING absorbs
      * it. Staged in fill_id order (sorted in C), which a scan of the staging
      * table returns, so two recorders inserting overlapping batches lock keys
-     * in one order. */
+     * in one order. No conflict target: the only unique key of fills is
+     * (fill_id) before migration 007 and (fill_id, matched_at) after it (a
+     * replayed trade has the same matched_at too), and a recorder may run
+     * across the migration. */
     "PREPARE rec_ins_fills AS"
     " INSERT INTO fills (" REC_FILLS_COLUMNS ")"
-    " SELECT * FROM rec_fills ON CONFLICT (fill_id) DO NOTHING;"
+    " SELECT * FROM rec_fills ON CONFLICT DO NOTHING;"
     /* orders that may exist: one staged row per order (merged in C), in
      * order_id order. The state (qty, filled_qty, status, reject_reason,
      * updated_at) is taken only from a higher version (report_id), so it only
@@ -141,6 +144,43 @@ static void backoff(struct rec_store *st, int64_t now)
         st->backoff_ms * 2 > REC_PG_BACKOFF_MAX_MS ? REC_PG_BACKOFF_MAX_MS : st->backoff_ms * 2;
 }
 
+/*
+ * Creates the coming days' partitions of fills and drains its default
+ * partition (migration 007's orderpipe_fills_ensure_partitions), at the
+ * start of each session and then every REC_PARTITIONS_EVERY_MS. Never in the
+ * way of recording: a failure (a lock not granted within the function's
+ * lock_timeout, say) is logged and counted, and retried after
+ * REC_PARTITIONS_RETRY_MS; meanwhile rows of a day without a partition go to
+ * the default partition, nothing is refused. Before migration 007 the
+ * function does not exist: noted once per session, not counted.
+ */
+static void ensure_partitions(struct rec_store *st)
+{
+    int64_t now = op_now_ms();
+    struct pg_result *res =
+        op_pg_query(&st->pg, "SELECT orderpipe_fills_ensure_partitions()", 0, NULL);
+    if (res) {
+        long created = op_pg_rows(res) == 1 ? strtol(op_pg_value(res, 0, 0), NULL, 10) : 0;
+        op_pg_clear(res);
+        REC_ADD(st->stats, parts_created, (uint64_t)(created > 0 ? created : 0));
+        if (created > 0)
+            op_info("fills_partitions_created", "count=%ld", created);
+        st->next_parts_ms = now + REC_PARTITIONS_EVERY_MS;
+        return;
+    }
+    char err[256];
+    clean_err(st, err, sizeof(err));
+    if (strcmp(st->pg.sqlstate, "42883") == 0) { /* undefined_function: schema before 007 */
+        op_info("fills_partitions_missing", "note=\"migration 007 not applied\"");
+        st->next_parts_ms = now + REC_PARTITIONS_EVERY_MS;
+        return;
+    }
+    REC_ADD(st->stats, parts_failed, 1);
+    op_warn("fills_partitions_failed", "sqlstate=%s err=\"%s\" retry_ms=%lld",
+            st->pg.sqlstate[0] ? st->pg.sqlstate : "-", err, (long long)REC_PARTITIONS_RETRY_MS);
+    st->next_parts_ms = now + REC_PARTITIONS_RETRY_MS;
+}
+
 int rec_store_ready(struct rec_store *st)
 {
     if (st->session_ready && op_pg_ok(&st->pg))
@@ -165,6 +205,7 @@ int rec_store_ready(struct rec_store *st)
         op_info("postgres_connected", "note=\"session prepared\"");
     st->session_ready = 1;
     REC_SET(st->stats, pg_up, 1);
+    ensure_partitions(st);
     return 0;
 }
 
@@ -426,6 +467,8 @@ int rec_store_write(struct rec_store *st, struct rec_batch *b)
         return -1;
     if (rec_store_ready(st) != 0)
         return -1;
+    if (op_now_ms() >= st->next_parts_ms)
+        ensure_partitions(st);
     if (write_all(st, b) != 0) {
         backoff(st, op_now_ms());
         return -1;

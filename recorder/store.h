@@ -21,12 +21,22 @@ struct rec_store {
     struct op_buf one;       /* a dead report re-encoded alone */
     uint64_t commits;        /* transactions committed */
     uint64_t fault_after;    /* test only: SIGKILL self after this commit (0: never) */
+    int64_t next_parts_ms;   /* monotonic ms of the next ensure_partitions call */
 };
 
 /* Why these bounds: 100 ms retries a restarting server quickly; 5 s keeps a
  * long outage from filling the log while recovering within seconds. */
 #define REC_PG_BACKOFF_MIN_MS 100
 #define REC_PG_BACKOFF_MAX_MS 5000
+
+/* The daily partitions of fills (migration 007) are created every hour,
+ * a week ahead (the SQL function's default, which orderpipe-setup uses
+ * too): a recorder whose calls keep failing (logged,
+ * recorder_partition_failures_total) has days to be noticed before rows go
+ * to the default partition — where they are still recorded, just not yet
+ * in their day's partition. A failed call is retried after a minute. */
+#define REC_PARTITIONS_EVERY_MS ((int64_t)3600 * 1000)
+#define REC_PARTITIONS_RETRY_MS ((int64_t)60 * 1000)
 
 /* Prepares st (no connection yet). url and stats must outlive st. */
 void rec_store_init(struct rec_store *st, const char *url, struct rec_stats *stats);
@@ -37,6 +47,8 @@ void rec_store_release(struct rec_store *st);
  * tables (created once per session, ON COMMIT DELETE ROWS) and the prepared
  * statements. Retries at most once per backoff delay (doubling up to
  * REC_PG_BACKOFF_MAX_MS). Returns 0 when ready, -1 otherwise (logged).
+ * A new session also creates the coming days' partitions of fills (a
+ * failure there is logged and counted, never fatal).
  */
 int rec_store_ready(struct rec_store *st);
 

@@ -107,7 +107,9 @@ pl_sample_loop() {
 		mem="$(pl_redis INFO memory | awk -F: '/^used_memory:/ {print $2+0}')"
 		ob="$(pl_backlog orders)"
 		fb="$(pl_backlog fills)"
-		rows="$(pl_psql "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'fills'" 2>/dev/null || echo 0)"
+		# (a partitioned fills, migration 007, counts its inserts in its partitions)
+		rows="$(pl_psql "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables WHERE relid = 'fills'::regclass
+		  OR relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'fills'::regclass)" 2>/dev/null || echo 0)"
 		line="$t,$mem,$ob,$fb,${rows:-0}"
 		for i in "${!all_pids[@]}"; do line+=",$(pl_rss_kb "${all_pids[i]}")"; done
 		for i in "${!all_pids[@]}"; do

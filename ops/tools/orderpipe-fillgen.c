@@ -34,10 +34,11 @@
  *
  * Usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] [--expect DIR]
  *          [--poison K] [--round N] [--pace-ms MS] [--id-base B] [--seq-base Q]
- *          [--group N]
+ *          [--group N] [--ts-base NS]
  * --group N puts the reports of N inputs of a shard into one entry, as the
  * matcher does with a batch (default 1: one entry per input). Poison entries
- * always stand alone.
+ * always stand alone. --ts-base NS: the first event time (ns since the epoch)
+ * instead of a fixed day of November 2026; each input adds 1–101 µs.
  * Reads REDIS_URL, ORDER_SHARDS, SYMBOLS_FILE. Prints one summary line.
  * Exit status: 0 done, 1 redis or file failure, 2 bad arguments.
  */
@@ -583,7 +584,7 @@ int main(int argc, char **argv)
         return 1;
     g->round = 1000;
     g->next_id = 1 << 20;
-    uint64_t seq_base = 1;
+    uint64_t seq_base = 1, ts_base = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--inputs") == 0)
@@ -606,10 +607,12 @@ int main(int argc, char **argv)
             expect = v, i++;
         else if (strcmp(a, "--group") == 0)
             g->group = (uint32_t)arg_u64(a, v), i++;
+        else if (strcmp(a, "--ts-base") == 0)
+            ts_base = arg_u64(a, v), i++;
         else {
             fprintf(stderr, "usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] "
                             "[--expect DIR] [--poison K] [--round N] [--pace-ms MS] "
-                            "[--id-base B] [--seq-base Q] [--group N]\n");
+                            "[--id-base B] [--seq-base Q] [--group N] [--ts-base NS]\n");
             return 2;
         }
     }
@@ -646,8 +649,9 @@ int main(int argc, char **argv)
     g->write_expect = expect != NULL;
     op_buf_init(&g->fills_tsv);
     op_buf_init(&g->enc);
-    /* event times: a fixed day, ns digits that do not round to whole µs */
-    g->ts = 1795000000000000000ULL + seed * 1000000000000ULL;
+    /* event times: a fixed day, ns digits that do not round to whole µs
+     * (or from --ts-base: the partitions test puts them around a midnight) */
+    g->ts = ts_base ? ts_base : 1795000000000000000ULL + seed * 1000000000000ULL;
     if (op_redis_init(&g->redis, c.redis_url, c.redis_timeout_ms) != 0 ||
         op_redis_connect(&g->redis) != 0)
         die("cannot connect to redis", g->redis.errstr);

@@ -13,7 +13,8 @@
  * Run by the stack's start-up (ops/stack.sh) and by the test harness before
  * any service starts. Idempotent: running it again changes nothing.
  *
- *  1. PostgreSQL: applies schemas/NNN_*.sql not applied yet (op_pg_migrate).
+ *  1. PostgreSQL: applies schemas/NNN_*.sql not applied yet (op_pg_migrate),
+ *     then creates the coming days' partitions of fills (migration 007).
  *  2. Redis: records the shard count in `orderpipe:shards` and refuses to
  *     run when it differs from ORDER_SHARDS, because changing the count
  *     would route a symbol's orders to a different stream than its book;
@@ -113,6 +114,34 @@ out:
     return rc;
 }
 
+/*
+ * Creates the coming days' partitions of fills (migration 007's function,
+ * a week ahead by its default) once the migrations are applied, so that a
+ * fresh stack starts with them. Skipped when the schema has no such
+ * function (SCHEMAS_DIR before 007). A failure is a warning, not an error:
+ * the recorder makes the same call at start and every hour, and until one
+ * works rows go to the default partition, never refused.
+ */
+static void ensure_partitions(struct op_pg *pg)
+{
+    struct pg_result *res = op_pg_query(
+        pg, "SELECT to_regprocedure('orderpipe_fills_ensure_partitions(integer)') IS NOT NULL", 0,
+        NULL);
+    int present = res && op_pg_rows(res) == 1 && strcmp(op_pg_value(res, 0, 0), "t") == 0;
+    if (res)
+        op_pg_clear(res);
+    if (present)
+        res = op_pg_query(pg, "SELECT orderpipe_fills_ensure_partitions()", 0, NULL);
+    if (!res) {
+        op_warn("fills_partitions_failed", "err=\"%s\" note=\"the recorder retries\"", pg->err);
+        return;
+    }
+    if (present && op_pg_rows(res) == 1)
+        op_info("fills_partitions_ready", "created=%s", op_pg_value(res, 0, 0));
+    if (present)
+        op_pg_clear(res);
+}
+
 static int setup_db(const struct op_config *c)
 {
     struct op_pg pg = {0};
@@ -128,6 +157,7 @@ static int setup_db(const struct op_config *c)
         rc = -1;
     } else {
         op_info("migrations_applied", "count=%d dir=%s", applied, c->schemas_dir);
+        ensure_partitions(&pg);
     }
     op_pg_close(&pg);
     return rc;

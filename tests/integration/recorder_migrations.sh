@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The newest migration, taken by a running system with data in it: a database
-# migrated up to the one before it (schemas/ without its last file) is filled
-# by the recorder, read through ingest's GET endpoints, then migrated with
-# orderpipe-setup while ingest and the recorder keep running; the endpoints
-# must answer byte for byte the same, and the recorder must go on recording
-# exactly (fillgen's expectations) on the migrated schema.
+# The migrations since the previous release, taken by a running system with
+# data in it: a database migrated up to the previous release's schema
+# (schemas/ up to OP_PREV_RELEASE_MIGRATION, 005; or, when nothing newer
+# exists, every file but the last) is filled by the recorder, read through
+# ingest's GET endpoints, then migrated with orderpipe-setup while ingest and
+# the recorder keep running; the endpoints must answer byte for byte the
+# same, the tables hold the same rows (counts and fillgen's expectations),
+# and the recorder must go on recording exactly on the migrated schema.
 #
 # Runs in a database of its own (orderpipe_upgrade, created with the cluster's
 # superuser, which the test stack trusts over loopback), beside the shared one.
-# Whatever the newest migration is — today 005_client_order_id_check.sql —
-# this is the test that it transforms a database with rows in it.
+# Whatever the new migrations are — today 006 (when it lands) and
+# 007_fills_partitions.sql — this is the test that they transform a database
+# with rows in it.
 set -uo pipefail
 . "$OP_ROOT/tests/integration/recorder_lib.sh"
 
@@ -17,11 +20,25 @@ shopt -s nullglob
 migrations=("$OP_ROOT"/schemas/[0-9]*.sql)
 shopt -u nullglob
 ((${#migrations[@]} >= 2)) || { printf 'recorder_migrations.sh: SKIPPED: fewer than two migrations\n'; exit 0; }
-newest="$(basename "${migrations[-1]}")"
+prev_release="${OP_PREV_RELEASE_MIGRATION:-005}"
 prev_dir="$REC_TMP/schemas-before"
 mkdir -p "$prev_dir"
-for f in "${migrations[@]:0:${#migrations[@]}-1}"; do cp "$f" "$prev_dir/"; done
-printf 'upgrade: %d migrations, then %s\n' "$((${#migrations[@]} - 1))" "$newest"
+new=()
+for f in "${migrations[@]}"; do
+	# up to NNN_* of the previous release ('~' sorts after what names use)
+	if [[ "$(basename "$f")" < "${prev_release}_~" ]]; then
+		cp "$f" "$prev_dir/"
+	else
+		new+=("$(basename "$f")")
+	fi
+done
+if ((${#new[@]} == 0)); then
+	rm -f "$prev_dir/$(basename "${migrations[-1]}")"
+	new=("$(basename "${migrations[-1]}")")
+fi
+nprev=$((${#migrations[@]} - ${#new[@]}))
+newest="${new[*]}"
+printf 'upgrade: %d migrations, then %s\n' "$nprev" "$newest"
 
 # A database of its own; DATABASE_URL points at it for the rest of the test
 # (rec_psql and the services read it).
@@ -35,7 +52,7 @@ cleanup_db() { psql "$admin_url" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FOR
 trap cleanup_db EXIT
 
 SCHEMAS_DIR="$prev_dir" "$OP_BUILD/bin/orderpipe-setup" --no-redis >/dev/null 2>&1 || t_fail "setup with the migrations before $newest"
-t_eq "migrated up to the one before $newest" "$(rec_psql -c "SELECT count(*) FROM schema_migrations")" "$((${#migrations[@]} - 1))"
+t_eq "migrated up to the one before $newest" "$(rec_psql -c "SELECT count(*) FROM schema_migrations")" "$nprev"
 
 # --- 1. rows written by the recorder under the previous schema ----------------------
 rec_reset
@@ -81,13 +98,21 @@ answers() {
 	printf '%s\n' "$n"
 }
 norders="$(answers "$REC_TMP/answers-before")"
+counts="$(rec_psql -c "SELECT (SELECT count(*) FROM orders) || ' ' || (SELECT count(*) FROM fills)")"
 t_match "orders read before the migration" "$norders" '^[1-9][0-9]+$'
 t_eq "fills answered before the migration" "$(grep -l '"fill_id"' "$REC_TMP"/answers-before/*-fills | wc -l)" 2
 
 # --- 2. the newest migration, with ingest and the recorder running ------------------
 SCHEMAS_DIR="$OP_ROOT/schemas" "$OP_BUILD/bin/orderpipe-setup" --no-redis >/dev/null 2>"$REC_TMP/setup.err" ||
 	{ t_fail "setup of $newest on a database with rows"; cat "$REC_TMP/setup.err" >&2; }
-t_eq "$newest applied" "$(rec_psql -c "SELECT count(*) FROM schema_migrations WHERE version = '$newest'")" 1
+for m in "${new[@]}"; do
+	t_eq "$m applied" "$(rec_psql -c "SELECT count(*) FROM schema_migrations WHERE version = '$m'")" 1
+done
+t_eq "row counts after $newest" "$(rec_psql -c "SELECT (SELECT count(*) FROM orders) || ' ' || (SELECT count(*) FROM fills)")" "$counts"
+if [[ " $newest " == *" 007_fills_partitions.sql "* ]]; then
+	t_eq "fills is partitioned, its rows in fills_legacy" \
+		"$(rec_psql -c "SELECT c.relkind, (SELECT count(*) FROM fills_legacy) FROM pg_class c WHERE c.oid = 'fills'::regclass")" "p|$(echo "$counts" | cut -d' ' -f2)"
+fi
 answers "$REC_TMP/answers-after" >/dev/null
 T_CHECKS=$((T_CHECKS + 1))
 if ! diff -r "$REC_TMP/answers-before" "$REC_TMP/answers-after" >"$REC_TMP/answers.diff"; then
