@@ -83,8 +83,11 @@ expect() {
 	local out="$1"
 	rec_merge_expect "$@"
 	sort -s -n -k1,1 "$out/fills.tsv" "$REC_TMP/extra.tsv" >"$out/fills.sorted" && mv "$out/fills.sorted" "$out/fills.tsv"
+	sort -s -n -k1,1 "$out/orders.tsv" "$REC_TMP/extra-orders.tsv" >"$out/orders.sorted" &&
+		mv "$out/orders.sorted" "$out/orders.tsv"
 }
 : >"$REC_TMP/extra.tsv"
+: >"$REC_TMP/extra-orders.tsv"
 # alice_ids: alice's fill ids as GET /v1/fills?limit=1000 must list them (a
 # self-trade twice: one leg per role).
 alice_ids() {
@@ -112,8 +115,19 @@ top="$(rec_psql -c "SELECT max(fill_id) FROM fills")"
 rec_psql -c "INSERT INTO fills (fill_id, symbol, price, qty, maker_order_id, taker_order_id, maker_account, taker_account, taker_side, matched_at) VALUES
 	($((top + 1)), 'AAPL', 187.25, 5, 9000001, 9000002, 'bob', 'alice', 'buy', '$d1 23:59:59.999999+00'),
 	($((top + 2)), 'AAPL', 187.26, 7, 9000001, 9000003, 'bob', 'alice', 'buy', '$d2 00:00:00+00')" || t_fail "insert the boundary rows"
+# and their orders' rows, as the recorder writes them with the fills (a
+# lookup by order reads the partitions of created_at..updated_at only)
+rec_psql -c "INSERT INTO orders (order_id, account, symbol, side, type, tif, post_only, price, qty, filled_qty, status, created_at, updated_at, version) VALUES
+	(9000001, 'bob', 'AAPL', 'sell', 'limit', 'GTC', false, 187.25, 12, 12, 'FILLED', '$d1 23:00:00+00', '$d2 00:00:00+00', $((top + 2))),
+	(9000002, 'alice', 'AAPL', 'buy', 'limit', 'IOC', false, 187.25, 5, 5, 'FILLED', '$d1 23:59:59.999999+00', '$d1 23:59:59.999999+00', $((top + 1))),
+	(9000003, 'alice', 'AAPL', 'buy', 'limit', 'IOC', false, 187.26, 7, 7, 'FILLED', '$d2 00:00:00+00', '$d2 00:00:00+00', $((top + 2)))" ||
+	t_fail "insert the boundary rows' orders"
 rec_psql -c "COPY (SELECT fill_id, symbol, price, qty, maker_order_id, taker_order_id, maker_account, taker_account,
 	taker_side, (extract(epoch FROM matched_at) * 1000000)::bigint FROM fills WHERE fill_id > $top ORDER BY fill_id) TO STDOUT" >"$REC_TMP/extra.tsv"
+rec_psql -c "COPY (SELECT order_id, client_order_id, account, symbol, side, type, tif, post_only, price, qty,
+	filled_qty, status, reject_reason, (extract(epoch FROM created_at) * 1000000)::bigint,
+	(extract(epoch FROM updated_at) * 1000000)::bigint, version FROM orders WHERE order_id IN (9000001, 9000002, 9000003)
+	ORDER BY order_id) TO STDOUT" >"$REC_TMP/extra-orders.tsv"
 t_eq "the boundary rows" "$(wc -l <"$REC_TMP/extra.tsv")" 2
 t_eq "23:59:59.999999 is in its day's partition" "$(part_of $((top + 1)))" "fills_p${d1//-/}"
 t_eq "00:00:00.000000 is in the next day's" "$(part_of $((top + 2)))" "fills_p${d2//-/}"
