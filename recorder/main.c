@@ -91,7 +91,7 @@ int main(void)
     static struct rec_stats stats;
     struct settings set;
     struct rec_stream stream;
-    struct rec_store store;
+    struct rec_store store, store2;
     static struct rec_loop loop;
 
     op_config_load_or_exit(&c, "recorder");
@@ -116,9 +116,13 @@ int main(void)
         rec_stats_release(&stats);
         return 2;
     }
+    /* Two sessions: a full batch is written on the second while the first
+     * one's transaction still runs (recorder/loop.h, REC_WRITERS). */
     rec_store_init(&store, c.database_url, &stats);
-    store.fault_after = set.fault_after;
-    if (rec_loop_init(&loop, &set.loop, &stats, &stream, &store, &syms) != 0) {
+    rec_store_init(&store2, c.database_url, &stats);
+    store.fault_after = store2.fault_after = set.fault_after;
+    struct rec_store *const stores[REC_WRITERS] = {&store, &store2};
+    if (rec_loop_init(&loop, &set.loop, &stats, &stream, stores, &syms) != 0) {
         fprintf(stderr, "recorder: out of memory\n");
         return 1;
     }
@@ -155,6 +159,7 @@ int main(void)
     op_opsd_stop(opsd);
     rec_loop_release(&loop);
     rec_store_release(&store);
+    rec_store_release(&store2);
     rec_stream_release(&stream);
     rec_stats_release(&stats);
     op_symtab_release(&syms);
