@@ -18,14 +18,17 @@
  * outlast it. */
 #define REC_IDLE_BLOCK_MS 500
 
-/* Why 2: a full batch goes to a second writer, on its own PostgreSQL
- * session, while the first one's transaction is still running (its COPY or
- * its commit's WAL flush), so a backlog is written by two backends at once;
- * a batch that is not full waits for the commit in flight, as before
- * (adaptive batching). More would take more batches in memory for little:
- * one shard's rows are written in stream order by one batch at a time
- * anyway (a later batch's update of an order waits for the row lock of the
- * earlier batch that inserted it). */
+/* Why at most 2 (RECORDER_WRITERS, default 1): with two, a full batch goes
+ * to the second writer, on its own PostgreSQL session, while the first
+ * one's transaction is still running (its COPY or its commit's WAL flush),
+ * so a backlog is written by two backends at once; a batch that is not full
+ * waits for the commit in flight, as before (adaptive batching). It pays
+ * where PostgreSQL has cores to spare (bench recorder: +20-50% rows/s) and
+ * costs where it has none (bench e2e on 2 shared cores: PostgreSQL +3 us of
+ * CPU per order, the backends contending for the same index pages), hence
+ * the default. More would take more batches in memory for little: a later
+ * batch's update of an order waits for the row lock of the earlier batch
+ * that inserted it. */
 #define REC_WRITERS 2
 
 struct rec_loop_config {

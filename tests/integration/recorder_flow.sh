@@ -75,8 +75,8 @@ rec_reset
 exp="$REC_TMP/two"
 mkdir -p "$exp"
 port2="$(op_free_port "$port")"
-rec_start recA RECORDER_METRICS_PORT="$port" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5
-rec_start recB RECORDER_METRICS_PORT="$port2" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5
+rec_start recA RECORDER_METRICS_PORT="$port" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5 RECORDER_WRITERS=2
+rec_start recB RECORDER_METRICS_PORT="$port2" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5 RECORDER_WRITERS=2
 sleep 0.5
 rec_gen --inputs 6000 --seed 22 --round 100 --pace-ms 5 --expect "$exp" || t_fail "fillgen"
 rec_wait_drained 90 || t_fail "two recorders: streams not drained in 90 s"
