@@ -86,13 +86,13 @@ static void housekeeping(struct rec_loop *r, struct rec_batch *b, int may_claim)
     }
 }
 
-/* Fills b until it holds something and no commit is in flight (none, or the
- * oldest writer has finished its batch), it is full, its flush time has
+/* Fills b until it holds something and no commit is in flight (in_flight 0,
+ * or the writer thread has finished it), it is full, its flush time has
  * come, or a stop is requested. Returns when there is something to write (or
- * on stop) — or, with a batch in flight (being committed, or waiting for its
- * XACK), as soon as a read brought nothing new, so that the loop waits for
- * the commit (on the writer's condition variable: it learns of the commit at
- * once) and acknowledges it.
+ * on stop) — or, with in_flight set (a batch is being committed and waits
+ * for its XACK), as soon as a read brought nothing new, so that the loop
+ * waits for the commit (on the writer's condition variable: it learns of the
+ * commit at once) and acknowledges it.
  *
  * While a commit is in flight reads do not BLOCK: Redis times a BLOCK out
  * only at its serverCron ticks (hz 10: every 100 ms), so the 2 ms BLOCK
@@ -100,16 +100,15 @@ static void housekeeping(struct rec_loop *r, struct rec_batch *b, int may_claim)
  * one, for 50 ms on average (bench e2e at 1,000 orders/s: fill latency p50
  * 52 ms with it, ~10 ms with Redis at hz 100, what a non-blocking read gives
  * without touching Redis' configuration). */
-static void fill(struct rec_loop *r, struct rec_batch *b)
+static void fill(struct rec_loop *r, struct rec_batch *b, int in_flight)
 {
-    int in_flight = r->nfl > 0;
     rec_stream_fill_starts(r->stream, b->nentries == 0);
     while (!op_stop_requested && b->rows < (size_t)r->cfg.batch_rows) {
         int64_t now = op_now_ms();
         if (b->nentries && now >= b->first_ms + r->cfg.flush_ms)
             return;
-        if (b->nentries && (!in_flight || !rec_writer_busy(&r->writers[r->fl[0].w])))
-            return; /* the oldest commit completed: write what arrived meanwhile */
+        if (b->nentries && (!in_flight || !rec_writer_busy(&r->writer)))
+            return; /* the previous commit completed: write what arrived meanwhile */
         if (rec_stream_ready(r->stream) != 0) {
             REC_SET(r->stats, blocked, b->nentries == 0 ? 0 : 1);
             if (b->nentries)
@@ -177,15 +176,13 @@ static int ack(struct rec_loop *r, struct rec_batch *b)
     return 0;
 }
 
-/* Writes b on st (unless a writer thread already tried: then rc is its
- * result), then acknowledges it, each retried until it works or a stop is
- * overdue. st must not be in use by a writer thread. Returns 0 done, -1
- * given up (stop overdue). */
-static int write_and_ack(struct rec_loop *r, struct rec_store *st, struct rec_batch *b, int tried,
-                         int rc)
+/* Writes b (unless the writer thread already tried: then rc is its result),
+ * then acknowledges it, each retried until it works or a stop is overdue.
+ * Returns 0 done, -1 given up (stop overdue). */
+static int write_and_ack(struct rec_loop *r, struct rec_batch *b, int tried, int rc)
 {
     if (!tried)
-        rc = rec_store_write(st, b);
+        rc = rec_store_write(r->store, b);
     while (rc != 0) {
         REC_SET(r->stats, blocked, 1);
         if (stop_overdue(r)) {
@@ -196,146 +193,79 @@ static int write_and_ack(struct rec_loop *r, struct rec_store *st, struct rec_ba
         if (rec_stream_ready(r->stream) == 0)
             housekeeping(r, NULL, 0); /* keep the lag gauges fresh while blocked */
         sleep_ms(RETRY_SLICE_MS);
-        rc = rec_store_write(st, b);
+        rc = rec_store_write(r->store, b);
     }
     return ack(r, b);
 }
 
 int rec_loop_init(struct rec_loop *r, const struct rec_loop_config *cfg, struct rec_stats *stats,
-                  struct rec_stream *stream, struct rec_store *const stores[REC_WRITERS],
-                  const struct op_symtab *syms)
+                  struct rec_stream *stream, struct rec_store *store, const struct op_symtab *syms)
 {
     memset(r, 0, sizeof(*r));
     r->cfg = *cfg;
     r->stats = stats;
     r->stream = stream;
-    for (int i = 0; i < REC_WRITERS; i++)
-        r->stores[i] = stores[i];
-    for (int i = 0; i < REC_WRITERS + 1; i++) {
-        if (rec_batch_init(&r->batches[i], syms) != 0) {
-            rec_loop_release(r);
-            return -1;
-        }
+    r->store = store;
+    if (rec_batch_init(&r->batches[0], syms) != 0 || rec_batch_init(&r->batches[1], syms) != 0) {
+        rec_loop_release(r);
+        return -1;
     }
     return 0;
 }
 
 void rec_loop_release(struct rec_loop *r)
 {
-    for (int i = 0; i < REC_WRITERS + 1; i++)
-        rec_batch_release(&r->batches[i]);
-}
-
-/* A batch that is neither cur nor in flight (there is one whenever fewer
- * than REC_WRITERS batches are in flight). */
-static struct rec_batch *spare_batch(struct rec_loop *r, const struct rec_batch *cur)
-{
-    for (int i = 0; i < REC_WRITERS + 1; i++) {
-        struct rec_batch *b = &r->batches[i];
-        int busy = b == cur;
-        for (int k = 0; k < r->nfl; k++)
-            busy |= r->fl[k].b == b;
-        if (!busy)
-            return b;
-    }
-    return NULL;
-}
-
-/* A writer with no batch in flight, or -1. */
-static int idle_writer(const struct rec_loop *r)
-{
-    for (int w = 0; w < r->nwriters; w++) {
-        int busy = 0;
-        for (int k = 0; k < r->nfl; k++)
-            busy |= r->fl[k].w == w;
-        if (!busy)
-            return w;
-    }
-    return -1;
-}
-
-/* Waits for the oldest batch in flight and takes it off the list: its
- * result in *rc, its writer in *w. */
-static struct rec_batch *collect_oldest(struct rec_loop *r, int *rc, int *w)
-{
-    *w = r->fl[0].w;
-    struct rec_batch *b = r->fl[0].b;
-    *rc = rec_writer_wait(&r->writers[*w]);
-    for (int k = 1; k < r->nfl; k++)
-        r->fl[k - 1] = r->fl[k];
-    r->nfl--;
-    return b;
-}
-
-/* Acknowledges b, committed by writer w with result rc (retrying the write
- * on w's session first when it failed: that writer is idle now). Returns
- * 0, or -1 given up (stop overdue). */
-static int settle(struct rec_loop *r, struct rec_batch *b, int w, int rc)
-{
-    return rc == 0 ? ack(r, b) : write_and_ack(r, r->stores[w], b, 1, rc);
+    rec_batch_release(&r->batches[0]);
+    rec_batch_release(&r->batches[1]);
 }
 
 void rec_loop_run(struct rec_loop *r)
 {
-    /* Without the threads (they could not be created) batches are written
-     * one at a time on this one, as correct, only slower. */
-    r->nwriters = 0;
-    for (int w = 0; w < REC_WRITERS && r->stores[w]; w++) {
-        if (rec_writer_start(&r->writers[w], r->stores[w]) != 0)
-            break;
-        r->nwriters++;
-    }
-    r->nfl = 0;
+    /* Without the thread (it could not be created) batches are written one
+     * at a time, as correct, only slower. */
+    r->overlap = rec_writer_start(&r->writer, r->store) == 0;
 
-    struct rec_batch *cur = &r->batches[0];
+    /* in_flight: the batch the writer thread is committing, or NULL. */
+    struct rec_batch *cur = &r->batches[0], *in_flight = NULL;
     int stopped = 0;
     while (!op_stop_requested && !stopped) {
-        fill(r, cur);
-        int serial = rec_stream_serial(r->stream);
-        int full = cur->rows >= (size_t)r->cfg.batch_rows;
-        /* A full batch goes to an idle writer at once, beside the batch in
-         * flight; anything else waits for the oldest commit in flight (what
-         * arrived meanwhile is the next batch: adaptive batching). */
-        int parallel = full && !serial && r->nfl > 0 && r->nfl < r->nwriters;
-        struct rec_batch *done = NULL;
-        int done_rc = 0, done_w = 0;
-        if (r->nfl > 0 && !parallel)
-            done = collect_oldest(r, &done_rc, &done_w);
-        if (cur->nentries && !op_stop_requested && !serial && r->nwriters > 0 &&
-            (r->nfl == 0 || parallel) && (done == NULL || done_rc == 0)) {
-            /* the next transaction starts now; done's XACK (a round trip,
-             * and an fsync in Redis with appendfsync always) runs beside it
-             * instead of in front of it. XACK still follows done's COMMIT. */
-            int w = idle_writer(r);
-            if (parallel)
-                REC_ADD(r->stats, parallel_writes, 1);
-            rec_writer_submit(&r->writers[w], cur);
-            r->fl[r->nfl].b = cur;
-            r->fl[r->nfl].w = w;
-            r->nfl++;
-            cur = spare_batch(r, done);
+        fill(r, cur, in_flight != NULL);
+        if (in_flight) {
+            struct rec_batch *done = in_flight;
+            int rc = rec_writer_wait(&r->writer);
+            in_flight = NULL;
+            if (rc == 0 && cur->nentries && !op_stop_requested && !rec_stream_serial(r->stream)) {
+                /* done committed: the next batch's transaction starts now,
+                 * and done's XACK (a round trip, and an fsync in Redis with
+                 * appendfsync always) runs beside it instead of in front of
+                 * it. XACK still follows done's COMMIT. */
+                rec_writer_submit(&r->writer, cur);
+                in_flight = cur;
+                stopped = ack(r, done) != 0;
+                cur = done;
+                continue;
+            }
+            stopped = write_and_ack(r, done, 1, rc) != 0;
         }
-        if (done)
-            stopped = settle(r, done, done_w, done_rc) != 0;
-        if (stopped || op_stop_requested || cur->nentries == 0 || r->nfl > 0)
+        if (stopped || cur->nentries == 0)
             continue;
-        /* Not handed to a writer (no thread, the own pending list being
-         * re-read: one batch at a time, or a failed batch just retried):
-         * written here, on the first session (its writer is idle). */
-        stopped = write_and_ack(r, r->stores[0], cur, 0, 0) != 0;
+        if (r->overlap && !rec_stream_serial(r->stream)) {
+            rec_writer_submit(&r->writer, cur);
+            in_flight = cur;
+            cur = cur == &r->batches[0] ? &r->batches[1] : &r->batches[0];
+        } else {
+            stopped = write_and_ack(r, cur, 0, 0) != 0;
+        }
     }
     /* Batches still in hand (the stop came while filling): write and ack
-     * them, those in flight first. If a server stays down past the stop
+     * them, the one in flight first. If a server stays down past the stop
      * deadline, their entries simply stay pending and are redelivered:
      * nothing is lost, so the exit is still 0. */
-    while (r->nfl > 0) {
-        int rc, w;
-        struct rec_batch *b = collect_oldest(r, &rc, &w);
-        if (!stopped)
-            stopped = settle(r, b, w, rc) != 0;
+    if (in_flight) {
+        int rc = rec_writer_wait(&r->writer);
+        stopped = write_and_ack(r, in_flight, 1, rc) != 0 || stopped;
     }
     if (!stopped && cur->nentries && !stop_overdue(r))
-        write_and_ack(r, r->stores[0], cur, 0, 0);
-    for (int w = 0; w < r->nwriters; w++)
-        rec_writer_stop(&r->writers[w]);
+        write_and_ack(r, cur, 0, 0);
+    rec_writer_stop(&r->writer);
 }

@@ -22,7 +22,6 @@ struct settings {
     const char *metrics_bind;
     char name[128];       /* RECORDER_NAME, default hostname-pid */
     uint64_t fault_after; /* RECORDER_FAULT=exit_after_commit:N (tests) */
-    int writers;          /* RECORDER_WRITERS: PostgreSQL sessions writing batches */
 };
 
 static void load_settings(struct settings *s)
@@ -36,7 +35,6 @@ static void load_settings(struct settings *s)
         op_env_int_or_exit("recorder", "RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);
     s->loop.stop_ms = op_env_int_or_exit("recorder", "RECORDER_STOP_TIMEOUT_MS", 10000, 0, 3600000);
     s->metrics_port = op_env_int_or_exit("recorder", "RECORDER_METRICS_PORT", 9102, 0, 65535);
-    s->writers = (int)op_env_int_or_exit("recorder", "RECORDER_WRITERS", 1, 1, REC_WRITERS);
     s->metrics_bind = op_env_str("METRICS_BIND", "127.0.0.1");
     const char *name = op_env_str("RECORDER_NAME", NULL);
     if (name) {
@@ -93,7 +91,7 @@ int main(void)
     static struct rec_stats stats;
     struct settings set;
     struct rec_stream stream;
-    struct rec_store store, store2;
+    struct rec_store store;
     static struct rec_loop loop;
 
     op_config_load_or_exit(&c, "recorder");
@@ -118,13 +116,9 @@ int main(void)
         rec_stats_release(&stats);
         return 2;
     }
-    /* Two sessions: a full batch is written on the second while the first
-     * one's transaction still runs (recorder/loop.h, REC_WRITERS). */
     rec_store_init(&store, c.database_url, &stats);
-    rec_store_init(&store2, c.database_url, &stats);
-    store.fault_after = store2.fault_after = set.fault_after;
-    struct rec_store *const stores[REC_WRITERS] = {&store, set.writers > 1 ? &store2 : NULL};
-    if (rec_loop_init(&loop, &set.loop, &stats, &stream, stores, &syms) != 0) {
+    store.fault_after = set.fault_after;
+    if (rec_loop_init(&loop, &set.loop, &stats, &stream, &store, &syms) != 0) {
         fprintf(stderr, "recorder: out of memory\n");
         return 1;
     }
@@ -161,7 +155,6 @@ int main(void)
     op_opsd_stop(opsd);
     rec_loop_release(&loop);
     rec_store_release(&store);
-    rec_store_release(&store2);
     rec_stream_release(&stream);
     rec_stats_release(&stats);
     op_symtab_release(&syms);

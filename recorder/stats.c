@@ -47,10 +47,6 @@ void rec_stats_render(const struct rec_stats *s, struct op_buf *b)
         "Batches whose direct COPY met rows already recorded (a redelivery): written again "
         "with ON CONFLICT.",
         REC_GET(s, safe_retries));
-    op_metrics_counter(b, "recorder_parallel_writes_total",
-                       "Full batches written on the second session while another batch's "
-                       "transaction was still running.",
-                       REC_GET(s, parallel_writes));
     op_metrics_counter(b, "recorder_dead_letters_total",
                        "Entries written to dead_letters and acknowledged.",
                        REC_GET(s, dead_letters));

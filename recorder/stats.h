@@ -23,7 +23,6 @@ struct rec_stats {
     _Atomic uint64_t batches;         /* batches committed */
     _Atomic uint64_t bisects;         /* batch splits while isolating a poison entry */
     _Atomic uint64_t safe_retries;    /* fast-path writes that met a recorded row: safe path */
-    _Atomic uint64_t parallel_writes; /* full batches handed to the second writer beside another */
     _Atomic uint64_t dead_letters;    /* entries sent to dead_letters */
     _Atomic uint64_t pg_retries;      /* failed postgres attempts (retried) */
     _Atomic uint64_t redis_retries;   /* failed redis attempts (retried) */

@@ -75,8 +75,8 @@ rec_reset
 exp="$REC_TMP/two"
 mkdir -p "$exp"
 port2="$(op_free_port "$port")"
-rec_start recA RECORDER_METRICS_PORT="$port" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5 RECORDER_WRITERS=2
-rec_start recB RECORDER_METRICS_PORT="$port2" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5 RECORDER_WRITERS=2
+rec_start recA RECORDER_METRICS_PORT="$port" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5
+rec_start recB RECORDER_METRICS_PORT="$port2" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5
 sleep 0.5
 rec_gen --inputs 6000 --seed 22 --round 100 --pace-ms 5 --expect "$exp" || t_fail "fillgen"
 rec_wait_drained 90 || t_fail "two recorders: streams not drained in 90 s"
@@ -85,11 +85,6 @@ b="$(rec_metric "$port2" recorder_entries_total)"
 printf 'two recorders: A took %s entries, B took %s\n' "$a" "$b"
 t_match "recorder A recorded a share" "${a:-0}" '^[1-9][0-9]*$'
 t_match "recorder B recorded a share" "${b:-0}" '^[1-9][0-9]*$'
-# small batches fill while one is committed: some went to the second writer
-# beside it (so the check of the tables below covers that path too)
-pa="$(rec_metric "$port" recorder_parallel_writes_total)"
-pb="$(rec_metric "$port2" recorder_parallel_writes_total)"
-t_match "full batches written beside one in flight (second session)" "$((${pa:-0} + ${pb:-0}))" '^[1-9][0-9]*$'
 t_stop_all
 rec_check_tables "two recorders" "$exp"
 t_eq "no order left without its description" "$(rec_psql -c "SELECT count(*) FROM orders WHERE side IS NULL OR created_at IS NULL")" 0
