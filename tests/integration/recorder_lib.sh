@@ -139,3 +139,23 @@ rec_xlen_total() {
 	done
 	printf '%s\n' "$total"
 }
+
+# rec_fills_answers URL WHO DIR N MAKER_ORDER: WHO's answers of GET /v1/fills
+# into DIR, one file per request (status line, then body): every fill, those
+# of AAPL and of MSFT, and those of each of WHO's first N taker orders and N
+# maker orders (their ids sorted MAKER_ORDER: ASC or DESC).
+rec_fills_answers() {
+	local url="$1" who="$2" dir="$3" n="$4" mord="$5" key sym id
+	key="Authorization: Bearer dev-key-$who"
+	t_http GET "$url/v1/fills?limit=1000" "" "$key"
+	printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills"
+	for sym in AAPL MSFT; do
+		t_http GET "$url/v1/fills?symbol=$sym&limit=50" "" "$key"
+		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-$sym"
+	done
+	for id in $(rec_psql -c "SELECT DISTINCT taker_order_id FROM fills WHERE taker_account = '$who' ORDER BY 1 LIMIT $n") \
+		$(rec_psql -c "SELECT DISTINCT maker_order_id FROM fills WHERE maker_account = '$who' ORDER BY 1 $mord LIMIT $n"); do
+		t_http GET "$url/v1/fills?order_id=$id" "" "$key"
+		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-order-$id"
+	done
+}

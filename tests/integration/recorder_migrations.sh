@@ -83,17 +83,7 @@ answers() {
 		done
 		t_http GET "$url/v1/orders/999999999999" "" "$key"
 		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-order-unknown"
-		t_http GET "$url/v1/fills?limit=1000" "" "$key"
-		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills"
-		for sym in AAPL MSFT; do
-			t_http GET "$url/v1/fills?symbol=$sym&limit=50" "" "$key"
-			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-$sym"
-		done
-		for id in $(rec_psql -c "SELECT DISTINCT taker_order_id FROM fills WHERE taker_account = '$who' ORDER BY 1 LIMIT 5") \
-			$(rec_psql -c "SELECT DISTINCT maker_order_id FROM fills WHERE maker_account = '$who' ORDER BY 1 LIMIT 5"); do
-			t_http GET "$url/v1/fills?order_id=$id" "" "$key"
-			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-order-$id"
-		done
+		rec_fills_answers "$url" "$who" "$dir" 5 ASC
 	done
 	printf '%s\n' "$n"
 }

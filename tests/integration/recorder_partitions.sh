@@ -51,22 +51,11 @@ rec_pid="$T_PID"
 
 # answers DIR: the read side for alice and bob, one file per request.
 answers() {
-	local dir="$1" who key id sym
+	local dir="$1" who
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	for who in alice bob; do
-		key="Authorization: Bearer dev-key-$who"
-		t_http GET "$url/v1/fills?limit=1000" "" "$key"
-		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills"
-		for sym in AAPL MSFT; do
-			t_http GET "$url/v1/fills?symbol=$sym&limit=50" "" "$key"
-			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-$sym"
-		done
-		for id in $(rec_psql -c "SELECT DISTINCT taker_order_id FROM fills WHERE taker_account = '$who' ORDER BY 1 LIMIT 4") \
-			$(rec_psql -c "SELECT DISTINCT maker_order_id FROM fills WHERE maker_account = '$who' ORDER BY 1 DESC LIMIT 4"); do
-			t_http GET "$url/v1/fills?order_id=$id" "" "$key"
-			printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-order-$id"
-		done
+		rec_fills_answers "$url" "$who" "$dir" 4 DESC
 	done
 }
 # same_answers WHAT DIR1 DIR2
