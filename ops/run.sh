@@ -226,6 +226,15 @@ fi
 # Wait for Ctrl-C; a service that dies meanwhile stops the whole run.
 while :; do
 	if reap_dead; then
+		# Status 0: the service was asked to stop. Ctrl-C signals the whole
+		# foreground process group, so the services (which stop within
+		# milliseconds) can be seen gone before this shell's own INT trap
+		# runs; that is a clean stop, not a failure (make would otherwise
+		# end a clean Ctrl-C with "Error 1").
+		if ((dead_st == 0)); then
+			op_log "orderpipe-$dead_name stopped (Ctrl-C, or a stop signal sent to it): stopping everything"
+			cleanup 0
+		fi
 		op_warn "orderpipe-$dead_name exited unexpectedly (status $dead_st): stopping everything; see var/log/$dead_name.log"
 		cleanup 1
 	fi
