@@ -4,7 +4,8 @@
 # Makefile builds; every environment variable it sets is one the README
 # documents (or the postgres image's own); health checks probe the port the
 # service is configured to serve; every path the Dockerfile copies exists;
-# the runtime image runs as a non-root user.
+# the runtime image runs as a non-root user; no top-level `name:` (Compose v1
+# refuses it).
 set -uo pipefail
 exec python3 - "$OP_ROOT" <<'PY'
 import os, re, sys
@@ -41,6 +42,9 @@ for name, svc in services.items():
     for dep in (svc.get("depends_on") or {}):
         if dep not in services:
             fails.append(f"{name}: depends on unknown service {dep}")
+# Compose v1 (docker-compose 1.29) refuses a top-level key it does not know
+if "name" in compose:
+    fails.append("a top-level 'name:' (Compose v1 refuses it: use -p or COMPOSE_PROJECT_NAME)")
 for want in ("redis", "postgres", "setup", "ingest"):
     if want not in services:
         fails.append(f"no {want} service")
