@@ -162,7 +162,7 @@ taker_symbol="$(psqlq -c "SELECT min(symbol) FROM fills WHERE taker_order_id = $
 order_id="$(psqlq -c "SELECT min(order_id) FROM orders WHERE account = '$acct'")"
 ts() { printf "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" "$1"; }
 leg() { # leg ROLE ACCOUNT_COLUMN ORDER_COLUMN SIDE_EXPRESSION
-	printf "(SELECT fill_id, symbol, price, qty, %s AS order_id, %s AS side, '%s' AS liquidity, matched_at FROM fills WHERE %s = \$1 AND (\$2 = '' OR symbol = \$2) AND (\$3::bigint = 0 OR (%s = \$3::bigint AND matched_at BETWEEN (SELECT coalesce(created_at, '-infinity') FROM orders WHERE order_id = \$3::bigint) AND (SELECT updated_at FROM orders WHERE order_id = \$3::bigint))) ORDER BY fill_id DESC LIMIT \$4::int)" \
+	printf "(SELECT fill_id, symbol, price, qty, %s AS order_id, %s AS side, '%s' AS liquidity, matched_at FROM fills WHERE %s = \$1 AND (\$2 = '' OR symbol = \$2) AND (\$3::bigint = 0 OR (%s = \$3::bigint AND matched_at BETWEEN coalesce((SELECT created_at FROM orders WHERE order_id = \$3::bigint), '-infinity') AND coalesce((SELECT updated_at FROM orders WHERE order_id = \$3::bigint), 'infinity'))) ORDER BY fill_id DESC LIMIT \$4::int)" \
 		"$3" "$4" "$1" "$2" "$3"
 }
 order_sql="SELECT order_id::text, client_order_id, account, symbol, side, type, tif, price::text, qty, filled_qty, status, reject_reason, $(ts created_at), $(ts updated_at) FROM orders WHERE order_id = \$1 AND account = \$2"

@@ -156,14 +156,16 @@ int reads_fills(const char *account, const char *symbol, uint64_t order_id, int 
      * lets PostgreSQL skip, at run time, every partition of fills outside
      * the order's life, so a lookup by order reads the same few pages
      * however many days of partitions are kept (created_at is NULL for a
-     * maker row whose ACCEPTED is not recorded yet: no lower bound then). */
+     * maker row whose ACCEPTED is not recorded yet: no lower bound then; an
+     * order row archived away while its fills were kept: no bound at all). */
 #define FILLS_LEG(role, acct_col, order_col, side_expr)                                            \
     "(SELECT fill_id, symbol, price, qty, " order_col " AS order_id, " side_expr                   \
     " AS side, '" role "' AS liquidity, matched_at FROM fills WHERE " acct_col " = $1"             \
     " AND ($2 = '' OR symbol = $2) AND ($3::bigint = 0 OR (" order_col " = $3::bigint"             \
-    " AND matched_at BETWEEN (SELECT coalesce(created_at, '-infinity') FROM orders"                \
-    " WHERE order_id = $3::bigint) AND (SELECT updated_at FROM orders WHERE order_id = "           \
-    "$3::bigint)))"                                                                                \
+    " AND matched_at BETWEEN coalesce((SELECT created_at FROM orders WHERE order_id = "            \
+    "$3::bigint),"                                                                                 \
+    " '-infinity') AND coalesce((SELECT updated_at FROM orders WHERE order_id = $3::bigint),"      \
+    " 'infinity')))"                                                                               \
     " ORDER BY fill_id DESC LIMIT $4::int)"
     struct pg_result *res = op_pg_query(
         pg,

@@ -125,6 +125,15 @@ t_eq "GET /v1/fills lists the two across the boundary, newest first" \
 	"$(fill_ids "$REC_TMP/a1/alice-fills" | head -n 2 | tr '\n' ' ')" "$((top + 2)) $((top + 1)) "
 t_eq "bob's maker order: both fills, in fill_id order" \
 	"$(fill_ids "$REC_TMP/a1/bob-fills-order-9000001" | tr '\n' ' ')" "$((top + 2)) $((top + 1)) "
+# The lookup by order reads the partitions of the order's life; an order row
+# archived away (its fills kept) leaves the lookup unbounded, not empty.
+rec_psql -c "CREATE TABLE orders_aside AS SELECT * FROM orders WHERE order_id = 9000001;
+	DELETE FROM orders WHERE order_id = 9000001" || t_fail "set the order row aside"
+t_http GET "$url/v1/fills?order_id=9000001" "" "Authorization: Bearer dev-key-bob"
+printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$REC_TMP/no-order-row"
+t_eq "… and without its orders row: both fills still" "$(fill_ids "$REC_TMP/no-order-row" | tr '\n' ' ')" \
+	"$((top + 2)) $((top + 1)) "
+rec_psql -c "INSERT INTO orders SELECT * FROM orders_aside; DROP TABLE orders_aside" || t_fail "put the order row back"
 want="$(alice_ids)"
 t_eq "alice's fills across both partitions: the same ids in the same order as SQL gives" \
 	"$(fill_ids "$REC_TMP/a1/alice-fills" | md5sum)" "$(printf '%s\n' "$want" | md5sum)"
