@@ -159,3 +159,18 @@ rec_fills_answers() {
 		printf '%s\n%s\n' "$T_STATUS" "$T_BODY" >"$dir/$who-fills-order-$id"
 	done
 }
+
+# rec_own_db NAME: a database NAME of the test's own on the stack's server
+# (created afresh, owned by orderpipe, dropped at exit); DATABASE_URL points
+# at it from then on (rec_psql and the services read it). Ends the test when
+# it cannot be created.
+rec_own_db() {
+	rec_db="$1"
+	local base_url="${DATABASE_URL%/*}"
+	rec_admin_url="${base_url/orderpipe@/postgres@}/postgres"
+	psql "$rec_admin_url" -X -q -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
+		-c "DROP DATABASE IF EXISTS $rec_db" -c "CREATE DATABASE $rec_db OWNER orderpipe" >/dev/null ||
+		{ t_fail "cannot create database $rec_db"; t_done; exit 1; }
+	export DATABASE_URL="$base_url/$rec_db"
+	trap 'psql "$rec_admin_url" -X -q -c "DROP DATABASE IF EXISTS $rec_db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+}

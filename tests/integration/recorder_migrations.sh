@@ -42,14 +42,7 @@ printf 'upgrade: %d migrations, then %s\n' "$nprev" "$newest"
 
 # A database of its own; DATABASE_URL points at it for the rest of the test
 # (rec_psql and the services read it).
-db=orderpipe_upgrade
-base_url="${DATABASE_URL%/*}"
-admin_url="${base_url/orderpipe@/postgres@}/postgres"
-psql "$admin_url" -X -q -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" \
-	-c "CREATE DATABASE $db OWNER orderpipe" >/dev/null || { t_fail "cannot create database $db"; t_done; exit 1; }
-export DATABASE_URL="$base_url/$db"
-cleanup_db() { psql "$admin_url" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup_db EXIT
+rec_own_db orderpipe_upgrade
 
 SCHEMAS_DIR="$prev_dir" "$OP_BUILD/bin/orderpipe-setup" --no-redis >/dev/null 2>&1 || t_fail "setup with the migrations before $newest"
 t_eq "migrated up to the one before $newest" "$(rec_psql -c "SELECT count(*) FROM schema_migrations")" "$nprev"

@@ -19,14 +19,7 @@
 set -uo pipefail
 . "$OP_ROOT/tests/integration/recorder_lib.sh"
 
-db=orderpipe_parts
-base_url="${DATABASE_URL%/*}"
-admin_url="${base_url/orderpipe@/postgres@}/postgres"
-psql "$admin_url" -X -q -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" \
-	-c "CREATE DATABASE $db OWNER orderpipe" >/dev/null || { t_fail "cannot create database $db"; t_done; exit 1; }
-export DATABASE_URL="$base_url/$db"
-cleanup_db() { psql "$admin_url" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup_db EXIT
+rec_own_db orderpipe_parts
 "$OP_BUILD/bin/orderpipe-setup" --no-redis >/dev/null 2>&1 || t_fail "setup"
 
 parts() { "$OP_ROOT/ops/partitions.sh" "$@"; }
