@@ -157,24 +157,22 @@ static void backoff(struct rec_store *st, int64_t now)
 static void ensure_partitions(struct rec_store *st)
 {
     int64_t now = op_now_ms();
-    struct pg_result *res =
-        op_pg_query(&st->pg, "SELECT orderpipe_fills_ensure_partitions()", 0, NULL);
-    if (res) {
-        long created = op_pg_rows(res) == 1 ? strtol(op_pg_value(res, 0, 0), NULL, 10) : 0;
-        op_pg_clear(res);
+    long created = 0;
+    int rc = op_pg_fills_partitions(&st->pg, &created);
+    if (rc == 1) {
         REC_ADD(st->stats, parts_created, (uint64_t)(created > 0 ? created : 0));
         if (created > 0)
             op_info("fills_partitions_created", "count=%ld", created);
         st->next_parts_ms = now + REC_PARTITIONS_EVERY_MS;
         return;
     }
-    char err[256];
-    clean_err(st, err, sizeof(err));
-    if (strcmp(st->pg.sqlstate, "42883") == 0) { /* undefined_function: schema before 007 */
+    if (rc == 0) {
         op_info("fills_partitions_missing", "note=\"migration 007 not applied\"");
         st->next_parts_ms = now + REC_PARTITIONS_EVERY_MS;
         return;
     }
+    char err[256];
+    clean_err(st, err, sizeof(err));
     REC_ADD(st->stats, parts_failed, 1);
     op_warn("fills_partitions_failed", "sqlstate=%s err=\"%s\" retry_ms=%lld",
             st->pg.sqlstate[0] ? st->pg.sqlstate : "-", err, (long long)REC_PARTITIONS_RETRY_MS);

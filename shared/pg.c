@@ -416,3 +416,15 @@ out:;
     snprintf(pg->err, sizeof(pg->err), "%s", keep);
     return rc;
 }
+
+int op_pg_fills_partitions(struct op_pg *pg, long *created)
+{
+    *created = 0;
+    struct pg_result *res = op_pg_query(pg, "SELECT orderpipe_fills_ensure_partitions()", 0, NULL);
+    if (!res) /* 42883 undefined_function: the schema is older than 007 */
+        return strcmp(pg->sqlstate, "42883") == 0 ? 0 : -1;
+    if (op_pg_rows(res) == 1)
+        *created = strtol(op_pg_value(res, 0, 0), NULL, 10);
+    op_pg_clear(res);
+    return 1;
+}

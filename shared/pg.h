@@ -86,6 +86,16 @@ int op_pg_copy_end_rows(struct op_pg *pg, long long *rows);
  */
 int op_pg_migrate(struct op_pg *pg, const char *dir, int *applied);
 
+/*
+ * Creates the coming days' partitions of fills and drains its default
+ * partition: migration 007's orderpipe_fills_ensure_partitions(), with its
+ * default of a week ahead. Returns 1 done (the partitions it created in
+ * *created), 0 when the schema has no such function (before 007: nothing to
+ * do), -1 failed (pg->err, pg->sqlstate). Called by orderpipe-setup and by
+ * the recorder.
+ */
+int op_pg_fills_partitions(struct op_pg *pg, long *created);
+
 /* Appends s to out as a COPY text-format field, escaping backslash, tab,
  * newline and carriage return. Returns 0 or -1 on allocation failure. */
 struct op_buf;

@@ -124,22 +124,12 @@ out:
  */
 static void ensure_partitions(struct op_pg *pg)
 {
-    struct pg_result *res = op_pg_query(
-        pg, "SELECT to_regprocedure('orderpipe_fills_ensure_partitions(integer)') IS NOT NULL", 0,
-        NULL);
-    int present = res && op_pg_rows(res) == 1 && strcmp(op_pg_value(res, 0, 0), "t") == 0;
-    if (res)
-        op_pg_clear(res);
-    if (present)
-        res = op_pg_query(pg, "SELECT orderpipe_fills_ensure_partitions()", 0, NULL);
-    if (!res) {
+    long created = 0;
+    int rc = op_pg_fills_partitions(pg, &created);
+    if (rc < 0)
         op_warn("fills_partitions_failed", "err=\"%s\" note=\"the recorder retries\"", pg->err);
-        return;
-    }
-    if (present && op_pg_rows(res) == 1)
-        op_info("fills_partitions_ready", "created=%s", op_pg_value(res, 0, 0));
-    if (present)
-        op_pg_clear(res);
+    else if (rc > 0)
+        op_info("fills_partitions_ready", "created=%ld", created);
 }
 
 static int setup_db(const struct op_config *c)
