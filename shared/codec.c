@@ -286,6 +286,7 @@ enum field {
     F_MQTY,
     F_MFQ,
     F_MST,
+    F_STP,
     F_COUNT
 };
 
@@ -295,11 +296,11 @@ static const char *const field_names[F_COUNT] = {
     [F_SYM] = "sym", [F_ACCT] = "acct", [F_COID] = "coid", [F_SIDE] = "side",   [F_TYPE] = "type",
     [F_TIF] = "tif", [F_PO] = "po",     [F_PX] = "px",     [F_QTY] = "qty",     [F_FQ] = "fq",
     [F_ST] = "st",   [F_RSN] = "rsn",   [F_MID] = "mid",   [F_MACCT] = "macct", [F_TPX] = "tpx",
-    [F_TQ] = "tq",   [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",
+    [F_TQ] = "tq",   [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",     [F_STP] = "stp",
 };
 
 /* A cheap first test of a key against a name: its length, first and last
- * byte in one integer (the 24 names differ in it but for a few pairs, which
+ * byte in one integer (the 25 names differ in it but for a few pairs, which
  * memcmp then tells apart). */
 static inline uint32_t key_sig(const char *p, size_t n)
 {
@@ -397,6 +398,7 @@ static const struct field_dest order_dest[F_COUNT] = {
     DEST(F_TYPE, D_U8, struct op_order_msg, type),
     DEST(F_TIF, D_U8, struct op_order_msg, tif),
     DEST(F_PO, D_BOOL, struct op_order_msg, post_only),
+    DEST(F_STP, D_U8, struct op_order_msg, stp),
     DEST(F_ID, D_U64, struct op_order_msg, order_id),
     DEST(F_TS, D_U64, struct op_order_msg, ts_ns),
     DEST(F_PX, D_I64, struct op_order_msg, price),
@@ -500,9 +502,8 @@ static int order_complete(struct op_codec *c, const struct op_order_msg *m, long
     long long need = base;
     if (m->kind == OP_MSG_NEW)
         need |= BIT(F_SIDE) | BIT(F_TYPE) | BIT(F_TIF) | BIT(F_QTY);
-    else if (m->kind == OP_MSG_AMEND)
-        need |= BIT(F_QTY);
-    else if (m->kind != OP_MSG_CANCEL && (seen & BIT(F_K))) {
+    else if (m->kind != OP_MSG_CANCEL && m->kind != OP_MSG_AMEND && m->kind != OP_MSG_CANCEL_ALL &&
+             (seen & BIT(F_K))) {
         c->err = "unknown message kind";
         return -1;
     }
@@ -521,7 +522,7 @@ static int report_complete(struct op_codec *c, const struct op_report *r, long l
         c->err = "a required field is missing";
         return -1;
     }
-    if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_AMENDED) {
+    if (r->kind < OP_REPORT_ACCEPTED || r->kind > OP_REPORT_KIND_MAX) {
         c->err = "unknown report kind";
         return -1;
     }
@@ -935,7 +936,7 @@ int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const 
     }
     int rc = 0;
     bool any = false;
-    for (int k = OP_MSG_NEW; k <= OP_MSG_AMEND; k++)
+    for (int k = OP_MSG_NEW; k <= OP_MSG_KIND_MAX; k++)
         if (kinds & (1u << k)) {
             rc |= op_buf_printf(out, "%s%s", any ? "," : "", op_msg_kind_name(k));
             any = true;
@@ -1006,13 +1007,14 @@ int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg 
     bool coid = m->client_order_id[0] != '\0';
     switch (m->kind) {
     case OP_MSG_NEW:
-        rc = msgpack_pack_map(&pk, 11 + (coid ? 1 : 0));
+        rc = msgpack_pack_map(&pk, 11 + (coid ? 1 : 0) + (m->stp ? 1 : 0));
         break;
     case OP_MSG_CANCEL:
+    case OP_MSG_CANCEL_ALL:
         rc = msgpack_pack_map(&pk, 5);
         break;
     case OP_MSG_AMEND:
-        rc = msgpack_pack_map(&pk, 6);
+        rc = msgpack_pack_map(&pk, 5 + (m->qty ? 1 : 0) + (m->price ? 1 : 0));
         break;
     default:
         return -1;
@@ -1030,9 +1032,15 @@ int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg 
         rc |= pack_i64_field(&pk, F_PX, m->price);
         if (coid)
             rc |= pack_str_field(&pk, F_COID, m->client_order_id);
-    }
-    if (m->kind != OP_MSG_CANCEL)
+        if (m->stp)
+            rc |= pack_u64_field(&pk, F_STP, m->stp);
         rc |= pack_i64_field(&pk, F_QTY, m->qty);
+    } else if (m->kind == OP_MSG_AMEND) {
+        if (m->price)
+            rc |= pack_i64_field(&pk, F_PX, m->price);
+        if (m->qty)
+            rc |= pack_i64_field(&pk, F_QTY, m->qty);
+    }
     if (rc != 0) {
         out->len = start;
         return -1;
@@ -1317,9 +1325,9 @@ static unsigned char *w_report(unsigned char *p, const struct op_report *r)
     return q - (3 - hl);
 }
 
-/* Why 320: an order map holds at most 12 fields (keys of at most 4 bytes,
+/* Why 320: an order map holds at most 13 fields (keys of at most 4 bytes,
  * numbers of at most 9) and three strings of at most 15, 32 and 36 bytes
- * with 2-byte headers: 12 * 14 + 89 = 257, rounded up. */
+ * with 2-byte headers: 13 * 14 + 89 = 271, rounded up. */
 #define ORDER_MAX_BYTES OP_CODEC_ORDER_ENCODED_MAX
 
 int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
@@ -1328,13 +1336,14 @@ int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
     size_t fields;
     switch (m->kind) {
     case OP_MSG_NEW:
-        fields = 11 + (coid ? 1 : 0);
+        fields = 11 + (coid ? 1 : 0) + (m->stp ? 1 : 0);
         break;
     case OP_MSG_CANCEL:
+    case OP_MSG_CANCEL_ALL:
         fields = 5;
         break;
     case OP_MSG_AMEND:
-        fields = 6;
+        fields = 5 + (m->qty ? 1 : 0) + (m->price ? 1 : 0);
         break;
     default:
         return -1;
@@ -1359,9 +1368,15 @@ int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
         W_I(F_PX, m->price);
         if (coid)
             W_S(F_COID, m->client_order_id);
-    }
-    if (m->kind != OP_MSG_CANCEL)
+        if (m->stp)
+            W_U(F_STP, m->stp);
         W_I(F_QTY, m->qty);
+    } else if (m->kind == OP_MSG_AMEND) {
+        if (m->price)
+            W_I(F_PX, m->price);
+        if (m->qty)
+            W_I(F_QTY, m->qty);
+    }
     (void)n;
     out->len = (size_t)(q - (unsigned char *)out->data);
     return 0;

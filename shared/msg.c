@@ -48,7 +48,8 @@ const char *op_report_kind_name(int kind)
     static const char *const names[] = {
         [OP_REPORT_ACCEPTED] = "accepted",   [OP_REPORT_TRADE] = "trade",
         [OP_REPORT_CANCELLED] = "cancelled", [OP_REPORT_REJECTED] = "rejected",
-        [OP_REPORT_AMENDED] = "amended",
+        [OP_REPORT_AMENDED] = "amended",     [OP_REPORT_REPLACED] = "replaced",
+        [OP_REPORT_CANCEL_ALL_DONE] = "cancel_all_done",
     };
     return NAME_OF(names, kind);
 }
@@ -56,7 +57,8 @@ const char *op_report_kind_name(int kind)
 const char *op_msg_kind_name(int kind)
 {
     static const char *const names[] = {
-        [OP_MSG_NEW] = "new", [OP_MSG_CANCEL] = "cancel", [OP_MSG_AMEND] = "amend"};
+        [OP_MSG_NEW] = "new", [OP_MSG_CANCEL] = "cancel", [OP_MSG_AMEND] = "amend",
+        [OP_MSG_CANCEL_ALL] = "cancel_all"};
     return NAME_OF(names, kind);
 }
 
@@ -69,6 +71,7 @@ const char *op_reason_name(int reason)
         [OP_REASON_FOK_UNFILLED] = "FOK_UNFILLED",
         [OP_REASON_POST_ONLY] = "POST_ONLY_WOULD_TRADE",
         [OP_REASON_NO_LIQUIDITY] = "NO_LIQUIDITY",
+        [OP_REASON_SELF_TRADE] = "SELF_TRADE",
         [OP_REASON_MALFORMED] = "MALFORMED",
         [OP_REASON_BAD_SIDE] = "BAD_SIDE",
         [OP_REASON_BAD_TYPE] = "BAD_TYPE",
@@ -85,6 +88,8 @@ const char *op_reason_name(int reason)
         [OP_REASON_BAD_ACCOUNT] = "BAD_ACCOUNT",
         [OP_REASON_BAD_CLIENT_ID] = "BAD_CLIENT_ORDER_ID",
         [OP_REASON_BAD_TIME] = "BAD_TIME",
+        [OP_REASON_TOO_MANY_OPEN_ORDERS] = "TOO_MANY_OPEN_ORDERS",
+        [OP_REASON_BAD_STP] = "BAD_STP",
     };
     return NAME_OF(names, reason);
 }
@@ -101,4 +106,14 @@ int op_client_order_id_valid(const char *s)
             return 0;
     }
     return 1;
+}
+
+const char *op_stp_name(int stp)
+{
+    static const char *const names[] = {
+        [OP_STP_NONE] = "none",         [OP_STP_CANCEL_TAKER] = "cancel_taker",
+        [OP_STP_CANCEL_MAKER] = "cancel_maker", [OP_STP_CANCEL_BOTH] = "cancel_both",
+        [OP_STP_DECREMENT] = "decrement",
+    };
+    return NAME_OF(names, stp);
 }

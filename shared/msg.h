@@ -24,15 +24,32 @@ enum op_side { OP_SIDE_BUY = 1, OP_SIDE_SELL = 2 };
 enum op_type { OP_TYPE_LIMIT = 1, OP_TYPE_MARKET = 2 };
 enum op_tif { OP_TIF_GTC = 1, OP_TIF_IOC = 2, OP_TIF_FOK = 3 };
 
+/* Self-trade prevention: what happens when an arriving order would trade
+ * with a resting order of its own account (docs/engine.md, "Self-trade
+ * prevention"). The arriving order's mode decides. */
+enum op_stp {
+    OP_STP_NONE = 0,         /* trade as with anyone */
+    OP_STP_CANCEL_TAKER = 1, /* cancel the arriving order's remainder */
+    OP_STP_CANCEL_MAKER = 2, /* cancel the resting order, keep matching */
+    OP_STP_CANCEL_BOTH = 3,  /* cancel both */
+    OP_STP_DECREMENT = 4,    /* reduce both by the smaller open qty, no trade */
+};
+#define OP_STP_MAX OP_STP_DECREMENT
+
 /* What an entry of orders:{S} asks for (its `type` field). */
-enum op_msg_kind { OP_MSG_NEW = 1, OP_MSG_CANCEL = 2, OP_MSG_AMEND = 3 };
+enum op_msg_kind { OP_MSG_NEW = 1, OP_MSG_CANCEL = 2, OP_MSG_AMEND = 3, OP_MSG_CANCEL_ALL = 4 };
+#define OP_MSG_KIND_MAX OP_MSG_CANCEL_ALL
 
 /*
  * One input of the matcher, decoded from orders:{S}.
  *
- *   kind NEW:    every field is meaningful (price 0 for market orders).
- *   kind CANCEL: order_id is the order to cancel; account is the requester.
- *   kind AMEND:  order_id is the order to amend; qty is its new total.
+ *   kind NEW:        every field is meaningful (price 0 for market orders).
+ *   kind CANCEL:     order_id is the order to cancel; account is the requester.
+ *   kind AMEND:      order_id is the order to amend (replace); qty its new
+ *                    total, price its new limit price: 0 = unchanged, at
+ *                    least one of them set.
+ *   kind CANCEL_ALL: every open order of account in symbol, or in every
+ *                    symbol of the shard when symbol is ""; order_id 0.
  *
  * The decoder checks types and string lengths only; values (side, qty > 0,
  * …) are validated by ingest and again by the engine, which rejects with a
@@ -44,10 +61,11 @@ struct op_order_msg {
     uint8_t type;                         /* enum op_type (NEW) */
     uint8_t tif;                          /* enum op_tif (NEW) */
     bool post_only;                       /* NEW, limit only */
+    uint8_t stp;                          /* enum op_stp (NEW) */
     uint64_t order_id;                    /* NEW: the new id; else the target */
     uint64_t ts_ns;                       /* ingest receipt time, ns since epoch */
-    int64_t price;                        /* ticks; 0 for market orders */
-    int64_t qty;                          /* NEW: quantity; AMEND: new total */
+    int64_t price;                        /* ticks; 0 for market orders (AMEND: 0 = same) */
+    int64_t qty;                          /* NEW: quantity; AMEND: new total (0 = same) */
     char symbol[OP_SYMBOL_MAX];           /* NUL-terminated */
     char account[OP_ACCOUNT_MAX];         /* the requesting account */
     char client_order_id[OP_CLORDID_MAX]; /* NEW only; "" when absent */
@@ -67,8 +85,11 @@ enum op_report_kind {
     OP_REPORT_TRADE = 2,     /* one match between a resting maker and a taker */
     OP_REPORT_CANCELLED = 3, /* an order left the book unfilled (reason says why) */
     OP_REPORT_REJECTED = 4,  /* an input was refused; see req_kind */
-    OP_REPORT_AMENDED = 5,   /* an order's total quantity was reduced */
+    OP_REPORT_AMENDED = 5,   /* an order's total quantity was reduced, priority kept */
+    OP_REPORT_REPLACED = 6,  /* an order got a new price or a larger qty, lost priority */
+    OP_REPORT_CANCEL_ALL_DONE = 7, /* a cancel-all finished (its CANCELLEDs precede it) */
 };
+#define OP_REPORT_KIND_MAX OP_REPORT_CANCEL_ALL_DONE
 
 /* Why an order was cancelled or an input rejected. Values are on the wire. */
 enum op_reason {
@@ -79,6 +100,7 @@ enum op_reason {
     OP_REASON_FOK_UNFILLED = 3,  /* FOK could not fill completely: nothing traded */
     OP_REASON_POST_ONLY = 4,     /* post-only order would have traded on arrival */
     OP_REASON_NO_LIQUIDITY = 5,  /* market order met an empty opposite side */
+    OP_REASON_SELF_TRADE = 6,    /* self-trade prevention (op_stp) cancelled or reduced it */
     /* rejections */
     OP_REASON_MALFORMED = 20, /* the stream entry could not be decoded */
     OP_REASON_BAD_SIDE = 21,
@@ -97,6 +119,8 @@ enum op_reason {
     OP_REASON_BAD_CLIENT_ID =
         34,                  /* client_order_id breaks its grammar (op_client_order_id_valid) */
     OP_REASON_BAD_TIME = 35, /* ts 0: no receipt time */
+    OP_REASON_TOO_MANY_OPEN_ORDERS = 36, /* the account's open orders in the symbol are at the limit */
+    OP_REASON_BAD_STP = 37,              /* stp not an enum op_stp */
 };
 
 /*
@@ -122,7 +146,12 @@ enum op_reason {
  *   REJECTED:  req_kind says which input; for a NEW input the order
  *              description and status REJECTED, for CANCEL/AMEND the target
  *              order_id and the requesting account (the order is unchanged)
- *   AMENDED:   order_id, account, state (qty = the new total)
+ *   AMENDED:   order_id, account, state (qty = the new total); req_kind
+ *              AMEND, or NEW with reason SELF_TRADE for a decrement
+ *   REPLACED:  order_id, account, description and state with the new
+ *              price and qty (it then matches as a taker: TRADEs follow)
+ *   CANCEL_ALL_DONE: account (the requester), symbol ("" = all), order_id 0,
+ *              qty = how many orders the cancel-all cancelled
  */
 struct op_report {
     uint8_t kind;     /* enum op_report_kind */
@@ -166,5 +195,6 @@ const char *op_status_name(int status);
 const char *op_report_kind_name(int kind);
 const char *op_msg_kind_name(int kind);
 const char *op_reason_name(int reason);
+const char *op_stp_name(int stp); /* "none", "cancel_taker", … */
 
 #endif

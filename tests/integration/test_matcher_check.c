@@ -91,7 +91,7 @@ struct fshard {
     size_t rep;  /* reports of it compared so far */
     size_t off;  /* byte offset in its m of the next report */
     /* what its readable fields must say, built as its reports are compared */
-    size_t kinds[OP_REPORT_AMENDED + 1];
+    size_t kinds[OP_REPORT_KIND_MAX + 1];
     struct symlist syms;
     size_t done;        /* inputs whose last report it holds */
     uint64_t cur_input; /* the input whose reports are being compared */
@@ -223,7 +223,7 @@ static int close_entry(struct fshard *f, uint32_t s)
     const struct fentry *x = &f->v[f->next];
     char kinds[128] = "", syms[300], n[32];
     size_t used = 0;
-    for (int k = 0; k <= OP_REPORT_AMENDED; k++)
+    for (int k = 0; k <= OP_REPORT_KIND_MAX; k++)
         if (f->kinds[k])
             used += (size_t)snprintf(kinds + used, sizeof(kinds) - used, "%s%s=%zu",
                                      used ? "," : "", op_report_kind_name(k), f->kinds[k]);
@@ -296,7 +296,7 @@ static int compare_input(struct fshard *f, uint32_t s, uint64_t i, const struct 
         }
         f->off += len;
         f->rep++;
-        if (r[j].kind <= OP_REPORT_AMENDED)
+        if (r[j].kind <= OP_REPORT_KIND_MAX)
             f->kinds[r[j].kind]++;
         if (!f->cur_counted) {
             symlist_add(&f->syms, m->symbol);
@@ -466,10 +466,10 @@ static void flush_wentry(struct op_redis *r, const char *key, struct wentry *e, 
     if (e->nr == 0 && e->inputs == 0)
         return;
     char kinds[128] = "", syms[300], in[64], n[32];
-    size_t count[OP_REPORT_AMENDED + 1] = {0}, used = 0;
+    size_t count[OP_REPORT_KIND_MAX + 1] = {0}, used = 0;
     for (size_t j = 0; j < e->nr; j++)
-        count[e->r[j].kind <= OP_REPORT_AMENDED ? e->r[j].kind : 0]++;
-    for (int k = 0; k <= OP_REPORT_AMENDED; k++)
+        count[e->r[j].kind <= OP_REPORT_KIND_MAX ? e->r[j].kind : 0]++;
+    for (int k = 0; k <= OP_REPORT_KIND_MAX; k++)
         if (count[k])
             used += (size_t)snprintf(kinds + used, sizeof(kinds) - used, "%s%s=%zu",
                                      used ? "," : "", op_report_kind_name(k), count[k]);
