@@ -138,6 +138,7 @@ int main(void)
     mc.metrics_port = (int)op_env_int_or_exit("matcher", "MATCHER_METRICS_PORT", 9101, 0, 65535);
     mc.closed_max = (uint32_t)op_env_int_or_exit("matcher", "MATCHER_CLOSED_MAX",
                                                  ENG_CLOSED_DEFAULT, 1, ENG_CLOSED_LIMIT);
+    mc.max_open = (uint32_t)op_env_int_or_exit("matcher", "MAX_OPEN_ORDERS", 10000, 0, 100000000);
     const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
     if (mc.block_ms >= mc.redis_timeout_ms) {
         fprintf(stderr,

@@ -52,6 +52,7 @@ struct matcher_config {
     int book_levels;              /* MATCHER_BOOK_LEVELS: levels per side */
     int metrics_port;             /* MATCHER_METRICS_PORT: 0 disables */
     uint32_t closed_max;          /* MATCHER_CLOSED_MAX: engine's closed-order memory */
+    uint32_t max_open;            /* MAX_OPEN_ORDERS: per account per symbol, 0 = none */
     const struct op_symtab *syms; /* (ref) SYMBOLS_FILE: ticks for market data */
 };
 

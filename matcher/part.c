@@ -255,6 +255,20 @@ static void adapt_read_count(struct worker *w, struct part *p, size_t entries, s
     p->read_count = c < 1 ? 1 : c > READ_ENTRIES_MAX ? READ_ENTRIES_MAX : (int)c;
 }
 
+/* Marks every listed symbol of p's shard for market data (a rare input that
+ * may change all of its books: O(symbols listed)). */
+static void mark_all_books(struct worker *w, struct part *p, uint64_t ts)
+{
+    for (size_t k = 0; k < w->cfg->syms->n; k++) {
+        const char *name = w->cfg->syms->v[k].name;
+        if (op_shard_of(name, strlen(name), w->cfg->shards) != p->shard)
+            continue;
+        p->dirty[k] = 1;
+        p->sym_ts[k] = ts;
+        p->any_dirty = 1;
+    }
+}
+
 /* Applies inputs 0 … n-1 to p's engine, recording where each one's reports
  * end (w->rep_end), and marks their books for market data. Prefetches as
  * eng_apply_batch does (the id-map slot 16 inputs ahead, the order 8 ahead). */
@@ -271,6 +285,8 @@ static void apply_inputs(struct worker *w, struct part *p, size_t n)
                 p->dirty[w->ents[i].sym] = 1;
                 p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
                 p->any_dirty = 1;
+            } else if (w->msgs[i].kind == OP_MSG_CANCEL_ALL && w->msgs[i].symbol[0] == '\0') {
+                mark_all_books(w, p, w->msgs[i].ts_ns); /* a cancel-all of every symbol */
             }
             p->last = w->ents[i].sid;
             p->since_snap++;
@@ -314,9 +330,12 @@ static int load_snapshot(struct worker *w, struct part *p)
     } else if (!(p->eng = eng_new(p->shard, w->cfg->closed_max))) {
         rc = op_log_fail("out_of_memory", "what=engine shard=%u", p->shard);
     }
-    /* The shard's symbols and their limits: configuration, not in snapshots. */
+    /* The shard's symbols, their limits and the open-order limit:
+     * configuration, not in snapshots. */
     if (rc == 0 && eng_list_symbols(p->eng, w->cfg->syms, w->cfg->shards) != 0)
         rc = op_log_fail("out_of_memory", "what=symbol_listing shard=%u", p->shard);
+    if (rc == 0)
+        eng_set_max_open(p->eng, w->cfg->max_open);
     op_reply_free(rep);
     return rc;
 }

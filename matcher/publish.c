@@ -61,12 +61,12 @@ static int sym_summary(struct worker *w, size_t first, size_t last, size_t pos, 
  * r[0 … k-1], in kind order) and a NUL to b. Returns 0 or -1. */
 static int kind_summary(struct op_buf *b, const struct op_report *r, size_t k)
 {
-    size_t count[OP_REPORT_AMENDED + 1] = {0};
+    size_t count[OP_REPORT_KIND_MAX + 1] = {0};
     int any = 0;
     for (size_t j = 0; j < k; j++)
-        if (r[j].kind <= OP_REPORT_AMENDED)
+        if (r[j].kind <= OP_REPORT_KIND_MAX)
             count[r[j].kind]++;
-    for (int kind = 0; kind <= OP_REPORT_AMENDED; kind++)
+    for (int kind = 0; kind <= OP_REPORT_KIND_MAX; kind++)
         if (count[kind]) {
             if (op_buf_printf(b, "%s%s=%zu", any ? "," : "", op_report_kind_name(kind),
                               count[kind]) != 0)

@@ -87,6 +87,9 @@ void book_release(struct book *b, struct book_pool *orders, struct book_pool *le
         sd->n = sd->cap = 0;
     }
     b->orders = 0;
+    free(b->open_of);
+    b->open_of = NULL;
+    b->n_open_of = 0;
 }
 
 /*

@@ -77,7 +77,8 @@ struct book_order {
     /* line 2 */
     uint32_t account;                     /* index in the engine's account table */
     char client_order_id[OP_CLORDID_MAX]; /* NUL-padded to the end */
-    char pad_[128 - 68 - OP_CLORDID_MAX]; /* to two full cache lines */
+    uint8_t stp;                          /* enum op_stp: applies when it trades as a taker */
+    char pad_[128 - 69 - OP_CLORDID_MAX]; /* to two full cache lines */
 };
 _Static_assert(sizeof(struct book_order) == 128, "struct book_order is two cache lines");
 
@@ -108,7 +109,16 @@ struct book {
     int64_t lot;     /* a new order's qty must be a multiple of it */
     int64_t max_qty; /* and at most this */
     int listed;      /* 0: the symbol no longer trades here (new orders rejected) */
+    /* Derived from the resting orders (rebuilt by a restore, not serialised): */
+    uint32_t *open_of;  /* open_of[a]: resting orders of account index a (≥ n_open_of: 0) */
+    uint32_t n_open_of; /* allocated entries of open_of */
 };
+
+/* Resting orders of account index a in b. */
+static inline uint32_t book_open_of(const struct book *b, uint32_t a)
+{
+    return a < b->n_open_of ? b->open_of[a] : 0;
+}
 
 /* A pool of fixed-size objects; the first word of a free object links it. */
 struct book_pool {

@@ -474,11 +474,38 @@ struct book *eng_book(struct eng *e, const char *symbol, int create)
     return b;
 }
 
+/* Makes b->open_of hold account index a. */
+static void open_of_grow(struct book *b, uint32_t a)
+{
+    uint32_t n = b->n_open_of ? b->n_open_of : 8;
+    while (n <= a)
+        n *= 2;
+    uint32_t *v = realloc(b->open_of, n * sizeof(*v));
+    if (v == NULL)
+        eng_oom("open-order counts");
+    memset(v + b->n_open_of, 0, (n - b->n_open_of) * sizeof(*v));
+    b->open_of = v;
+    b->n_open_of = n;
+}
+
 void eng_rest(struct eng *e, struct book_order *o)
 {
     ENG_ASSERT(o->book < e->nbooks);
-    book_add(e->books[o->book], &e->levels, o);
+    struct book *b = e->books[o->book];
+    book_add(b, &e->levels, o);
     ids_set(e, o->id, (uintptr_t)o);
+    if (o->account >= b->n_open_of)
+        open_of_grow(b, o->account);
+    b->open_of[o->account]++;
+}
+
+/* Takes the resting order o out of its book b (it stays in the id map as
+ * open until close_order or eng_rest). */
+static inline void unrest(struct eng *e, struct book *b, struct book_order *o)
+{
+    book_remove(b, &e->levels, o);
+    ENG_ASSERT(o->account < b->n_open_of && b->open_of[o->account] > 0);
+    b->open_of[o->account]--;
 }
 
 /* --- lifecycle ----------------------------------------------------------- */
@@ -556,6 +583,11 @@ int eng_list_symbols(struct eng *e, const struct op_symtab *syms, uint32_t shard
     return 0;
 }
 
+void eng_set_max_open(struct eng *e, uint32_t n)
+{
+    e->max_open = n;
+}
+
 /* --- inputs ----------------------------------------------------------------- */
 
 /* Emits the REJECTED report of a CANCEL/AMEND (or unknown-kind) input: the
@@ -577,20 +609,61 @@ static inline void close_order(struct eng *e, struct book_order *o)
     book_pool_put(&e->orders, o);
 }
 
-/* Emits CANCELLED for o with reason (its state is CANCELLED from now on). */
+/* Emits CANCELLED for o with reason, caused by an input of kind rk (its
+ * state is CANCELLED from now on). */
 static void rep_cancelled(struct eng *e, const struct book_order *o, const struct book *b,
-                          int reason, struct eng_reports *out)
+                          int reason, int rk, struct eng_reports *out)
 {
-    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_NEW);
+    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, rk);
     rep_order(r, e, o, b);
     r->status = OP_STATUS_CANCELLED;
     r->reason = (uint8_t)reason;
 }
 
-/* Non-zero when the opposite side of b holds at least o's quantity at prices o crosses. */
+/* Cancels the resting order o of book b: out of the book, CANCELLED with
+ * reason (input kind rk), closed. */
+static void cancel_resting(struct eng *e, struct book *b, struct book_order *o, int reason, int rk,
+                           struct eng_reports *out)
+{
+    unrest(e, b, o);
+    rep_cancelled(e, o, b, reason, rk, out);
+    close_order(e, o);
+}
+
+/* FOK with self-trade prevention: the walk of fok_fillable order by order,
+ * counting only what o could really trade (docs/engine.md, "Self-trade
+ * prevention"): its own resting orders are skipped under cancel_maker (they
+ * would be cancelled) and end the walk under every other mode (the taker
+ * would be cancelled or decremented there). */
+static int fok_fillable_stp(const struct book_side *sd, const struct book_order *o)
+{
+    int64_t need = o->qty;
+    for (uint32_t i = sd->n; i-- > 0;) {
+        const struct book_level *lv = sd->lv[i];
+        if (!crosses(o, lv->price))
+            return 0;
+        for (const struct book_order *m = lv->head; m != NULL; m = m->next) {
+            if (m->account == o->account) {
+                if (o->stp != OP_STP_CANCEL_MAKER)
+                    return 0;
+                continue;
+            }
+            if (m->qty - m->filled >= need)
+                return 1;
+            need -= m->qty - m->filled;
+        }
+    }
+    return 0;
+}
+
+/* Non-zero when the opposite side of b holds at least o's quantity at prices
+ * o crosses (that o could trade, when self-trade prevention is on and the
+ * account rests orders in b). */
 static int fok_fillable(const struct book *b, const struct book_order *o)
 {
     const struct book_side *sd = &b->side[book_side_of(o->side) ^ 1];
+    if (o->stp != OP_STP_NONE && book_open_of(b, o->account) > 0)
+        return fok_fillable_stp(sd, o);
     int64_t need = o->qty;
     for (uint32_t i = sd->n; i-- > 0;) {
         const struct book_level *lv = sd->lv[i];
@@ -603,16 +676,76 @@ static int fok_fillable(const struct book *b, const struct book_order *o)
     return 0;
 }
 
-/* Matches the arriving order o against the opposite side of b while it
- * crosses, emitting one TRADE per maker touched, at the maker's price. */
-static void match(struct eng *e, struct book *b, struct book_order *o, struct eng_reports *out)
+/* Emits AMENDED for o after a self-trade decrement (reason SELF_TRADE). */
+static void rep_decremented(struct eng *e, const struct book_order *o, const struct book *b, int rk,
+                            struct eng_reports *out)
+{
+    struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, rk);
+    rep_order(r, e, o, b);
+    r->reason = OP_REASON_SELF_TRADE;
+}
+
+/*
+ * The arriving order o meets m, a resting order of its own account, and its
+ * stp mode is not none (docs/engine.md, "Self-trade prevention"). Applies the
+ * mode; returns 1 when o was cancelled (the caller closes it and stops), 0
+ * when matching goes on.
+ */
+static int self_trade(struct eng *e, struct book *b, struct book_order *o, struct book_order *m,
+                      int rk, struct eng_reports *out)
+{
+    switch (o->stp) {
+    case OP_STP_CANCEL_MAKER:
+        cancel_resting(e, b, m, OP_REASON_SELF_TRADE, rk, out);
+        return 0;
+    case OP_STP_CANCEL_BOTH:
+        cancel_resting(e, b, m, OP_REASON_SELF_TRADE, rk, out);
+        rep_cancelled(e, o, b, OP_REASON_SELF_TRADE, rk, out);
+        return 1;
+    case OP_STP_DECREMENT: {
+        int64_t q = o->qty - o->filled;
+        if (m->qty - m->filled < q)
+            q = m->qty - m->filled;
+        if (m->qty - m->filled == q) {
+            cancel_resting(e, b, m, OP_REASON_SELF_TRADE, rk, out);
+        } else {
+            m->qty -= q;
+            m->level->open -= q;
+            rep_decremented(e, m, b, rk, out);
+        }
+        if (o->qty - o->filled == q) {
+            rep_cancelled(e, o, b, OP_REASON_SELF_TRADE, rk, out);
+            return 1;
+        }
+        o->qty -= q;
+        rep_decremented(e, o, b, rk, out);
+        return 0;
+    }
+    default: /* OP_STP_CANCEL_TAKER */
+        rep_cancelled(e, o, b, OP_REASON_SELF_TRADE, rk, out);
+        return 1;
+    }
+}
+
+/* Matches the arriving order o (from an input of kind rk) against the
+ * opposite side of b while it crosses, emitting one TRADE per maker touched,
+ * at the maker's price. Returns 1 when self-trade prevention cancelled o
+ * (the caller closes it), else 0. */
+static int match(struct eng *e, struct book *b, struct book_order *o, int rk,
+                 struct eng_reports *out)
 {
     struct book_side *sd = &b->side[book_side_of(o->side) ^ 1];
+    const int stp = o->stp;
     while (o->filled < o->qty && sd->n > 0) {
         struct book_level *lv = sd->lv[sd->n - 1];
         if (!crosses(o, lv->price))
             break;
         struct book_order *m = lv->head;
+        if (stp != OP_STP_NONE && m->account == o->account) {
+            if (self_trade(e, b, o, m, rk, out))
+                return 1;
+            continue;
+        }
         int64_t q = o->qty - o->filled;
         if (m->qty - m->filled < q)
             q = m->qty - m->filled;
@@ -620,7 +753,7 @@ static void match(struct eng *e, struct book *b, struct book_order *o, struct en
         m->filled += q;
         lv->open -= q;
 
-        struct op_report *r = rep_new(e, out, OP_REPORT_TRADE, OP_MSG_NEW);
+        struct op_report *r = rep_new(e, out, OP_REPORT_TRADE, rk);
         rep_order(r, e, o, b);
         r->maker_order_id = m->id;
         r->trade_price = lv->price;
@@ -631,10 +764,11 @@ static void match(struct eng *e, struct book *b, struct book_order *o, struct en
         memcpy(r->maker_account, e->accounts[m->account], OP_ACCOUNT_MAX);
 
         if (m->filled == m->qty) {
-            book_remove(b, &e->levels, m);
+            unrest(e, b, m);
             close_order(e, m);
         }
     }
+    return 0;
 }
 
 /*
@@ -681,8 +815,13 @@ static int validate_new(const struct eng *e, const struct op_order_msg *in, int 
         return OP_REASON_BAD_POST_ONLY;
     if (clordid[0] != '\0' && !op_client_order_id_valid(clordid))
         return OP_REASON_BAD_CLIENT_ID;
+    if (in->stp > OP_STP_MAX)
+        return OP_REASON_BAD_STP;
     return OP_REASON_NONE;
 }
+
+static void take(struct eng *e, struct book *b, struct book_order *o, int rk,
+                 struct eng_reports *out);
 
 static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
 {
@@ -695,6 +834,11 @@ static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_r
     int reason = validate_new(e, in, bad, symbol, account, clordid, b);
     if (reason == OP_REASON_NONE && eng_id_known(e, in->order_id))
         reason = OP_REASON_DUPLICATE_ID;
+    /* An account the table lacks has no open order anywhere. */
+    int64_t acct = reason == OP_REASON_NONE ? eng_account(e, account, 0) : -1;
+    if (reason == OP_REASON_NONE && e->max_open != 0 && b != NULL && acct >= 0 &&
+        book_open_of(b, (uint32_t)acct) >= e->max_open)
+        reason = OP_REASON_TOO_MANY_OPEN_ORDERS;
     if (reason != OP_REASON_NONE) {
         struct op_report *r = rep_new(e, out, OP_REPORT_REJECTED, OP_MSG_NEW);
         r->reason = (uint8_t)reason;
@@ -721,37 +865,52 @@ static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_r
     o->price = in->price;
     o->qty = in->qty;
     o->filled = 0;
-    o->account = (uint32_t)eng_account(e, account, 1);
+    o->account = (uint32_t)(acct >= 0 ? acct : eng_account(e, account, 1));
     o->book = b->index;
     o->side = in->side;
     o->type = in->type;
     /* Market orders are IOC (a market FOK stays FOK: all or nothing at any price). */
     o->tif = in->type == OP_TYPE_MARKET && in->tif == OP_TIF_GTC ? OP_TIF_IOC : in->tif;
     o->post_only = in->post_only ? 1 : 0;
+    o->stp = in->stp;
     memcpy(o->client_order_id, clordid, OP_CLORDID_MAX);
 
     struct op_report *r = rep_new(e, out, OP_REPORT_ACCEPTED, OP_MSG_NEW);
     rep_order(r, e, o, b);
+    take(e, b, o, OP_MSG_NEW, out);
+}
 
+/*
+ * The arriving order o (reported ACCEPTED or REPLACED by an input of kind
+ * rk, in no level) takes liquidity from b: post-only and FOK checks,
+ * matching, then the remainder rests (GTC) or is cancelled, and o is closed
+ * when it does not rest.
+ */
+static void take(struct eng *e, struct book *b, struct book_order *o, int rk,
+                 struct eng_reports *out)
+{
     struct book_level *best = book_best(b, book_side_of(o->side) ^ 1);
     if (o->post_only && best != NULL && crosses(o, best->price)) {
-        rep_cancelled(e, o, b, OP_REASON_POST_ONLY, out);
+        rep_cancelled(e, o, b, OP_REASON_POST_ONLY, rk, out);
         close_order(e, o);
         return;
     }
     if (o->tif == OP_TIF_FOK && !fok_fillable(b, o)) {
-        rep_cancelled(e, o, b, OP_REASON_FOK_UNFILLED, out);
+        rep_cancelled(e, o, b, OP_REASON_FOK_UNFILLED, rk, out);
         close_order(e, o);
         return;
     }
-    match(e, b, o, out);
+    if (match(e, b, o, rk, out)) {
+        close_order(e, o); /* self-trade prevention cancelled it */
+        return;
+    }
     if (o->filled == o->qty) {
         close_order(e, o);
     } else if (o->tif != OP_TIF_GTC) {
         /* A market order that got nothing met an empty opposite side. */
         int why = o->type == OP_TYPE_MARKET && o->filled == 0 ? OP_REASON_NO_LIQUIDITY
                                                               : OP_REASON_IOC_REMAINDER;
-        rep_cancelled(e, o, b, why, out);
+        rep_cancelled(e, o, b, why, rk, out);
         close_order(e, o);
     } else {
         eng_rest(e, o);
@@ -812,12 +971,7 @@ static void apply_cancel(struct eng *e, const struct op_order_msg *in, struct en
     struct book_order *o = target_of(e, in, out, &b);
     if (o == NULL)
         return;
-    book_remove(b, &e->levels, o);
-    struct op_report *r = rep_new(e, out, OP_REPORT_CANCELLED, OP_MSG_CANCEL);
-    rep_order(r, e, o, b);
-    r->status = OP_STATUS_CANCELLED;
-    r->reason = OP_REASON_USER_CANCEL;
-    close_order(e, o);
+    cancel_resting(e, b, o, OP_REASON_USER_CANCEL, OP_MSG_CANCEL, out);
 }
 
 static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
@@ -826,14 +980,82 @@ static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng
     struct book_order *o = target_of(e, in, out, &b);
     if (o == NULL)
         return;
-    if (in->qty <= o->filled || in->qty >= o->qty) {
+    int64_t qty = in->qty != 0 ? in->qty : o->qty;
+    int64_t price = in->price != 0 ? in->price : o->price;
+    if ((in->qty == 0 && in->price == 0) || qty <= o->filled || qty > b->max_qty ||
+        (in->qty != 0 && b->lot > 1 && qty % b->lot != 0) || price < 1 ||
+        (qty == o->qty && price == o->price)) {
         reject_request(e, in, b->symbol, e->accounts[o->account], OP_REASON_BAD_AMEND, out);
         return;
     }
-    o->level->open -= o->qty - in->qty;
-    o->qty = in->qty;
-    struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, OP_MSG_AMEND);
+    if (price == o->price && qty < o->qty) { /* a reduction: priority kept */
+        o->level->open -= o->qty - qty;
+        o->qty = qty;
+        struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, OP_MSG_AMEND);
+        rep_order(r, e, o, b);
+        return;
+    }
+    /* A new price or more quantity: the order re-enters as a taker and, if
+     * it rests, does so at the back of its level. */
+    unrest(e, b, o);
+    o->price = price;
+    o->qty = qty;
+    struct op_report *r = rep_new(e, out, OP_REPORT_REPLACED, OP_MSG_AMEND);
     rep_order(r, e, o, b);
+    take(e, b, o, OP_MSG_AMEND, out);
+}
+
+/* Cancels every resting order of account index acct in b (bids best first,
+ * then asks, each level oldest first); returns how many. O(orders of b) when
+ * the account rests orders there, O(1) when not. */
+static uint64_t cancel_all_in(struct eng *e, struct book *b, uint32_t acct, struct eng_reports *out)
+{
+    uint32_t left = book_open_of(b, acct);
+    uint64_t n = 0;
+    for (int s = BOOK_BID; s <= BOOK_ASK && left > 0; s++) {
+        struct book_side *sd = &b->side[s];
+        /* Best first: removing level i (when it empties) moves only the
+         * levels above it, which are done. */
+        for (uint32_t i = sd->n; i-- > 0 && left > 0;) {
+            for (struct book_order *o = sd->lv[i]->head, *nx; o != NULL && left > 0; o = nx) {
+                nx = o->next;
+                if (o->account != acct)
+                    continue;
+                cancel_resting(e, b, o, OP_REASON_USER_CANCEL, OP_MSG_CANCEL_ALL, out);
+                left--;
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+static void apply_cancel_all(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
+{
+    char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
+    int bad = copy_field(symbol, in->symbol, sizeof(symbol));
+    bad |= copy_field(account, in->account, sizeof(account));
+    if (bad || in->ts_ns == 0 || account[0] == '\0') {
+        int reason = bad              ? OP_REASON_MALFORMED
+                     : in->ts_ns == 0 ? OP_REASON_BAD_TIME
+                                      : OP_REASON_BAD_ACCOUNT;
+        reject_request(e, in, symbol, account, reason, out);
+        return;
+    }
+    int64_t acct = eng_account(e, account, 0);
+    uint64_t n = 0;
+    if (acct >= 0 && symbol[0] != '\0') {
+        int64_t at = book_lookup(e, symbol);
+        if (at >= 0)
+            n = cancel_all_in(e, e->books[at], (uint32_t)acct, out);
+    } else if (acct >= 0) {
+        for (uint32_t i = 0; i < e->nbooks; i++)
+            n += cancel_all_in(e, e->books[i], (uint32_t)acct, out);
+    }
+    struct op_report *r = rep_new(e, out, OP_REPORT_CANCEL_ALL_DONE, OP_MSG_CANCEL_ALL);
+    r->qty = (int64_t)n;
+    memcpy(r->symbol, symbol, OP_SYMBOL_MAX);
+    memcpy(r->account, account, OP_ACCOUNT_MAX);
 }
 
 size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
@@ -852,6 +1074,9 @@ size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_report
         break;
     case OP_MSG_AMEND:
         apply_amend(e, in, out);
+        break;
+    case OP_MSG_CANCEL_ALL:
+        apply_cancel_all(e, in, out);
         break;
     default: {
         char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
@@ -926,6 +1151,30 @@ uint64_t eng_open_orders(const struct eng *e)
     return n;
 }
 
+/* Checks b's open-order counts against a recount of its orders; 0 or -1. */
+static int check_open_of(const struct eng *e, const struct book *b, char *err, size_t errlen)
+{
+    uint32_t *count = calloc(e->naccounts ? e->naccounts : 1, sizeof(*count));
+    if (count == NULL)
+        eng_oom("eng_check");
+    for (int s = 0; s < 2; s++)
+        for (uint32_t j = 0; j < b->side[s].n; j++)
+            for (const struct book_order *o = b->side[s].lv[j]->head; o; o = o->next)
+                count[o->account]++;
+    int rc = 0;
+    for (uint32_t a = 0; a < b->n_open_of || a < e->naccounts; a++) {
+        uint32_t want = a < e->naccounts ? count[a] : 0;
+        if (book_open_of(b, a) != want) {
+            snprintf(err, errlen, "book '%s': account %u counted %u open orders, holds %u",
+                     b->symbol, a, book_open_of(b, a), want);
+            rc = -1;
+            break;
+        }
+    }
+    free(count);
+    return rc;
+}
+
 int eng_check(const struct eng *e, char *err, size_t errlen)
 {
     uint64_t open = 0, levels = 0;
@@ -948,9 +1197,16 @@ int eng_check(const struct eng *e, char *err, size_t errlen)
                                  (unsigned long long)o->id);
                         return -1;
                     }
+                    if (o->account >= e->naccounts || o->stp > OP_STP_MAX) {
+                        snprintf(err, errlen, "order %llu: account or stp out of range",
+                                 (unsigned long long)o->id);
+                        return -1;
+                    }
                 }
             }
         }
+        if (check_open_of(e, b, err, errlen) != 0)
+            return -1;
     }
     if (e->closed_len > e->closed_max || e->closed_len > e->ring_cap ||
         e->closed_head >= (e->closed_max ? e->closed_max : 1)) {

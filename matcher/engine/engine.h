@@ -16,11 +16,17 @@
  * depends on addresses: the same inputs give byte-identical reports.
  * Semantics, report order and limits are in docs/engine.md; in short:
  *
- *   NEW    → REJECTED                                  (invalid / duplicate id)
- *          | ACCEPTED, TRADE*, [CANCELLED reason]      (IOC/market remainder,
- *                                                       FOK kill, post-only)
+ *   NEW    → REJECTED                                  (invalid / duplicate id /
+ *                                                       open-order limit)
+ *          | ACCEPTED, (TRADE | self-trade reports)*, [CANCELLED reason]
+ *                                                      (IOC/market remainder,
+ *                                                       FOK kill, post-only,
+ *                                                       self-trade)
  *   CANCEL → CANCELLED USER_CANCEL | REJECTED (req_kind CANCEL)
- *   AMEND  → AMENDED               | REJECTED (req_kind AMEND)
+ *   AMEND  → AMENDED (qty down)    | REPLACED, then as a NEW after its
+ *            ACCEPTED (new price or more qty: back of the level)
+ *                                  | REJECTED (req_kind AMEND)
+ *   CANCEL_ALL → CANCELLED USER_CANCEL*, CANCEL_ALL_DONE | REJECTED
  *
  * Report ids: report_id = (seq << ENG_SHARD_BITS) | shard, where seq counts
  * every report of the shard from 1. Ids thus increase with emission order
@@ -121,6 +127,7 @@ struct eng {
     struct eng_listing *listed;       /* the shard's symbols, sorted by name (eng_list_symbols) */
     uint32_t nlisted;                 /* entries of listed */
     int listing;                      /* 0: no list set, every symbol trades */
+    uint32_t max_open;                /* open orders per account per book; 0 = no limit */
     struct book_pool orders;          /* struct book_order */
     struct book_pool levels;          /* struct book_level */
 };
@@ -141,6 +148,13 @@ struct eng *eng_new(uint32_t shard, uint32_t closed_max);
  * memory (e unchanged). syms is only read.
  */
 int eng_list_symbols(struct eng *e, const struct op_symtab *syms, uint32_t shards);
+
+/* Sets the open-order limit: a NEW order of an account that already has n
+ * resting orders in its symbol is REJECTED (TOO_MANY_OPEN_ORDERS); 0 (the
+ * default of eng_new) means no limit. Configuration like the listing: not in
+ * snapshots, set it again after eng_restore, and give every matcher of a
+ * deployment the same value (a replay must decide as the first run did). */
+void eng_set_max_open(struct eng *e, uint32_t n);
 
 /* Frees e and everything it owns; NULL is a no-op. */
 void eng_free(struct eng *e);

@@ -13,13 +13,14 @@
 /*
  * Snapshot layout (msgpack), documented in docs/engine.md:
  *
- *   [ "orderpipe-engine", 2, hash:uint64, body:bin ]
+ *   [ "orderpipe-engine", 3, hash:uint64, body:bin ]
  *
  *   body = [ shard, seq, closed_max, books, closed, now_ns ]
  *     (version 1, still restored: the same without now_ns, which is then 0)
  *     books  = [ [ symbol, bids, asks ], … ]        in book index order
  *     bids, asks = [ order, … ]                     best price first, FIFO within a price
- *     order  = [ id, price, qty, filled, type, tif, post_only, account, client_order_id ]
+ *     order  = [ id, price, qty, filled, type, tif, post_only, account, client_order_id, stp ]
+ *     (versions 1 and 2, still restored: orders without stp, which is then 0)
  *     closed = [ [ id, account, book_index ], … ]   oldest first
  *
  * hash = FNV-1a 64 over the body bytes. The body is canonical (one encoding
@@ -28,9 +29,9 @@
  */
 
 #define SNAP_MAGIC "orderpipe-engine"
-#define SNAP_VERSION 2
+#define SNAP_VERSION 3
 
-/* Appends e's canonical body of layout `version` (1 or 2) to out; returns 0
+/* Appends e's canonical body of layout `version` (1 to 3) to out; returns 0
  * or -1 when memory is short. */
 static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
 {
@@ -53,7 +54,7 @@ static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
             for (uint32_t j = sd->n; j-- > 0;) {
                 for (const struct book_order *o = sd->lv[j]->head; o != NULL; o = o->next) {
                     const char *acct = e->accounts[o->account];
-                    rc |= op_mp_put_array(out, 9);
+                    rc |= op_mp_put_array(out, version >= 3 ? 10 : 9);
                     rc |= op_mp_put_uint(out, o->id);
                     rc |= op_mp_put_int(out, o->price);
                     rc |= op_mp_put_int(out, o->qty);
@@ -63,6 +64,8 @@ static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
                     rc |= op_mp_put_bool(out, o->post_only != 0);
                     rc |= op_mp_put_str(out, acct, strlen(acct));
                     rc |= op_mp_put_str(out, o->client_order_id, strlen(o->client_order_id));
+                    if (version >= 3)
+                        rc |= op_mp_put_uint(out, o->stp);
                 }
             }
         }
@@ -167,23 +170,24 @@ static int get_str(struct op_mp_reader *r, char *dst, size_t size)
 
 /* Restores one side s of book b from the array at r (best first). */
 static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reader *r,
-                        struct rctx *c)
+                        unsigned version, struct rctx *c)
 {
     uint32_t n;
     if (op_mp_get_array(r, &n) != 0)
         return fail(c, "book '%s': side is not an array", b->symbol);
     int64_t last_key = INT64_MAX;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t id, price, qty, filled, type, tif;
+        uint64_t id, price, qty, filled, type, tif, stp = 0;
         bool post_only;
         char account[OP_ACCOUNT_MAX], clordid[OP_CLORDID_MAX];
-        if (get_arr(r, 9) || op_mp_get_uint(r, INT64_MAX, &id) || id == 0 ||
+        if (get_arr(r, version >= 3 ? 10 : 9) || op_mp_get_uint(r, INT64_MAX, &id) || id == 0 ||
             op_mp_get_uint(r, INT64_MAX, &price) || price < 1 ||
             op_mp_get_uint(r, ENG_QTY_MAX, &qty) || qty < 1 ||
             op_mp_get_uint(r, qty - 1, &filled) || op_mp_get_uint(r, 255, &type) ||
             type != OP_TYPE_LIMIT || op_mp_get_uint(r, 255, &tif) || tif != OP_TIF_GTC ||
             op_mp_get_bool(r, &post_only) || get_str(r, account, sizeof(account)) ||
-            get_str(r, clordid, sizeof(clordid)))
+            get_str(r, clordid, sizeof(clordid)) ||
+            (version >= 3 && op_mp_get_uint(r, OP_STP_MAX, &stp)))
             return fail(c, "book '%s': order %u of side %d is malformed", b->symbol, i, s);
         int64_t key = book_key(s, (int64_t)price);
         if (key > last_key)
@@ -204,6 +208,7 @@ static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reade
         o->type = (uint8_t)type;
         o->tif = (uint8_t)tif;
         o->post_only = post_only ? 1 : 0;
+        o->stp = (uint8_t)stp;
         memcpy(o->client_order_id, clordid, sizeof(clordid));
         eng_rest(e, o);
     }
@@ -237,7 +242,8 @@ static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned versio
         if (eng_book(e, symbol, 0) != NULL)
             return fail(c, "book '%s' appears twice", symbol);
         struct book *b = eng_book(e, symbol, 1);
-        if (restore_side(e, b, BOOK_BID, r, c) || restore_side(e, b, BOOK_ASK, r, c))
+        if (restore_side(e, b, BOOK_BID, r, version, c) ||
+            restore_side(e, b, BOOK_ASK, r, version, c))
             return -1;
     }
     if (op_mp_get_array(r, &nclosed) != 0)

@@ -24,7 +24,7 @@ struct ref_order {
     uint64_t id;
     uint64_t time; /* arrival sequence: lower = earlier (time priority) */
     int64_t price, qty, filled;
-    uint8_t side, type, tif, post_only;
+    uint8_t side, type, tif, post_only, stp;
     char symbol[OP_SYMBOL_MAX];
     char account[OP_ACCOUNT_MAX];
     char clordid[OP_CLORDID_MAX];
@@ -45,6 +45,11 @@ struct ref {
     size_t nopen, capopen;
     struct ref_closed *closed; /* a ring: oldest at closed_head once full */
     size_t nclosed, closed_max, closed_head;
+    size_t max_open; /* open orders per account per symbol; 0 = no limit */
+    /* symbols in the order their first order was accepted (the engine's
+     * book order, which a cancel-all of every symbol follows) */
+    char (*books)[OP_SYMBOL_MAX];
+    size_t nbooks, capbooks;
 };
 
 static inline void ref_die(const char *what)
@@ -72,6 +77,7 @@ static inline void ref_free(struct ref *r)
         return;
     free(r->open);
     free(r->closed);
+    free(r->books);
     free(r);
 }
 
@@ -213,6 +219,202 @@ static inline int ref_clordid_ok(const char *s)
     return 1;
 }
 
+/* Index of symbol in r->books, adding it when add is set; -1 when absent. */
+static inline long ref_book(struct ref *r, const char *symbol, int add)
+{
+    for (size_t i = 0; i < r->nbooks; i++)
+        if (strcmp(r->books[i], symbol) == 0)
+            return (long)i;
+    if (!add)
+        return -1;
+    if (r->nbooks == r->capbooks) {
+        r->capbooks = r->capbooks ? r->capbooks * 2 : 16;
+        r->books = realloc(r->books, r->capbooks * sizeof(*r->books));
+        if (r->books == NULL)
+            ref_die("out of memory");
+    }
+    memset(r->books[r->nbooks], 0, OP_SYMBOL_MAX);
+    memcpy(r->books[r->nbooks], symbol, strlen(symbol));
+    return (long)r->nbooks++;
+}
+
+/* Is a better than b as a resting order of one side (price, then time)? */
+static inline int ref_before(const struct ref_order *a, const struct ref_order *b)
+{
+    if (a->price != b->price)
+        return a->side == OP_SIDE_BUY ? a->price > b->price : a->price < b->price;
+    return a->time < b->time;
+}
+
+static inline void ref_cancel_rep(struct ref *r, const struct ref_order *o, int reason, int rk,
+                                  struct op_report *out, size_t *n)
+{
+    struct op_report *p = ref_rep(r, out, n, OP_REPORT_CANCELLED, rk, r->now);
+    ref_desc(p, o);
+    p->status = OP_STATUS_CANCELLED;
+    p->reason = (uint8_t)reason;
+}
+
+/* Can FOK order t fill completely, counting only what it could trade? */
+static inline int ref_fok_ok(const struct ref *r, const struct ref_order *t)
+{
+    int64_t avail = 0;
+    if (t->stp == OP_STP_NONE) {
+        for (size_t i = 0; i < r->nopen; i++) {
+            const struct ref_order *m = &r->open[i];
+            if (m->side != t->side && strcmp(m->symbol, t->symbol) == 0 && ref_crosses(t, m->price))
+                avail += m->qty - m->filled;
+        }
+        return avail >= t->qty;
+    }
+    /* Makers in priority order: the next one after `last` each time. */
+    const struct ref_order *last = NULL;
+    for (;;) {
+        const struct ref_order *next = NULL;
+        for (size_t i = 0; i < r->nopen; i++) {
+            const struct ref_order *m = &r->open[i];
+            if (m->side == t->side || strcmp(m->symbol, t->symbol) != 0 ||
+                !ref_crosses(t, m->price) || (last != NULL && !ref_before(last, m)))
+                continue;
+            if (next == NULL || ref_before(m, next))
+                next = m;
+        }
+        if (next == NULL)
+            return 0;
+        if (strcmp(next->account, t->account) == 0) {
+            if (t->stp != OP_STP_CANCEL_MAKER)
+                return 0;
+        } else {
+            avail += next->qty - next->filled;
+            if (avail >= t->qty)
+                return 1;
+        }
+        last = next;
+    }
+}
+
+/* Arriving order t (reported ACCEPTED or REPLACED, by an input of kind rk)
+ * takes liquidity, then rests or is cancelled. */
+static inline void ref_take(struct ref *r, struct ref_order *tp, int rk, struct op_report *out,
+                            size_t *np, size_t max)
+{
+    struct ref_order t = *tp;
+    size_t n = *np;
+    int cancel = 0;
+    long b = ref_best(r, &t);
+    if (t.post_only && b >= 0 && ref_crosses(&t, r->open[b].price))
+        cancel = OP_REASON_POST_ONLY;
+    if (!cancel && t.tif == OP_TIF_FOK && !ref_fok_ok(r, &t))
+        cancel = OP_REASON_FOK_UNFILLED;
+    while (!cancel && t.filled < t.qty) {
+        b = ref_best(r, &t);
+        if (b < 0 || !ref_crosses(&t, r->open[b].price))
+            break;
+        struct ref_order *m = &r->open[b];
+        if (n + 2 >= max)
+            ref_die("report buffer too small");
+        if (t.stp != OP_STP_NONE && strcmp(m->account, t.account) == 0) {
+            int64_t q =
+                t.qty - t.filled < m->qty - m->filled ? t.qty - t.filled : m->qty - m->filled;
+            int drop_maker = t.stp == OP_STP_CANCEL_MAKER || t.stp == OP_STP_CANCEL_BOTH ||
+                             (t.stp == OP_STP_DECREMENT && m->qty - m->filled == q);
+            if (drop_maker) {
+                ref_cancel_rep(r, m, OP_REASON_SELF_TRADE, rk, out, &n);
+                ref_close(r, m);
+                ref_remove(r, b);
+            } else if (t.stp == OP_STP_DECREMENT) {
+                m->qty -= q;
+                struct op_report *p = ref_rep(r, out, &n, OP_REPORT_AMENDED, rk, r->now);
+                ref_desc(p, m);
+                p->reason = OP_REASON_SELF_TRADE;
+            }
+            if (t.stp == OP_STP_CANCEL_TAKER || t.stp == OP_STP_CANCEL_BOTH ||
+                (t.stp == OP_STP_DECREMENT && t.qty - t.filled == q)) {
+                cancel = OP_REASON_SELF_TRADE;
+            } else if (t.stp == OP_STP_DECREMENT) {
+                t.qty -= q;
+                struct op_report *p = ref_rep(r, out, &n, OP_REPORT_AMENDED, rk, r->now);
+                ref_desc(p, &t);
+                p->reason = OP_REASON_SELF_TRADE;
+            }
+            continue;
+        }
+        int64_t q = t.qty - t.filled < m->qty - m->filled ? t.qty - t.filled : m->qty - m->filled;
+        t.filled += q;
+        m->filled += q;
+        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_TRADE, rk, r->now);
+        ref_desc(p, &t);
+        p->maker_order_id = m->id;
+        p->trade_price = m->price;
+        p->trade_qty = q;
+        p->maker_qty = m->qty;
+        p->maker_filled_qty = m->filled;
+        p->maker_status = ref_status(m);
+        memcpy(p->maker_account, m->account, OP_ACCOUNT_MAX);
+        if (m->filled == m->qty) {
+            ref_close(r, m);
+            ref_remove(r, b);
+        }
+    }
+    if (!cancel && t.filled < t.qty && t.tif != OP_TIF_GTC)
+        cancel = t.type == OP_TYPE_MARKET && t.filled == 0 ? OP_REASON_NO_LIQUIDITY
+                                                           : OP_REASON_IOC_REMAINDER;
+    if (cancel) {
+        ref_cancel_rep(r, &t, cancel, rk, out, &n);
+        ref_close(r, &t);
+    } else if (t.filled == t.qty) {
+        ref_close(r, &t);
+    } else {
+        if (r->nopen == r->capopen) {
+            r->capopen = r->capopen ? r->capopen * 2 : 256;
+            r->open = realloc(r->open, r->capopen * sizeof(*r->open));
+            if (r->open == NULL)
+                ref_die("out of memory");
+        }
+        r->open[r->nopen++] = t;
+    }
+    *np = n;
+}
+
+/* Cancel-all of account acct in symbol sym ("" = every symbol). */
+static inline void ref_cancel_all(struct ref *r, const char *sym, const char *acct,
+                                  struct op_report *out, size_t *np, size_t max)
+{
+    size_t n = *np;
+    int64_t count = 0;
+    for (size_t k = 0; k < r->nbooks; k++) {
+        if (sym[0] != '\0' && strcmp(sym, r->books[k]) != 0)
+            continue;
+        for (int side = OP_SIDE_BUY; side <= OP_SIDE_SELL; side++) {
+            for (;;) { /* the account's best remaining order of this side */
+                long best = -1;
+                for (size_t i = 0; i < r->nopen; i++) {
+                    const struct ref_order *o = &r->open[i];
+                    if (o->side != side || strcmp(o->symbol, r->books[k]) != 0 ||
+                        strcmp(o->account, acct) != 0)
+                        continue;
+                    if (best < 0 || ref_before(o, &r->open[best]))
+                        best = (long)i;
+                }
+                if (best < 0)
+                    break;
+                if (n + 2 >= max)
+                    ref_die("report buffer too small");
+                ref_cancel_rep(r, &r->open[best], OP_REASON_USER_CANCEL, OP_MSG_CANCEL_ALL, out,
+                               &n);
+                ref_close(r, &r->open[best]);
+                ref_remove(r, best);
+                count++;
+            }
+        }
+    }
+    struct op_report *p = ref_rep(r, out, &n, OP_REPORT_CANCEL_ALL_DONE, OP_MSG_CANCEL_ALL, r->now);
+    p->qty = count;
+    memcpy(p->symbol, sym, OP_SYMBOL_MAX);
+    memcpy(p->account, acct, OP_ACCOUNT_MAX);
+    *np = n;
+}
+
 /* Applies in; writes its reports to out (room for max) and returns how many. */
 static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, struct op_report *out,
                                size_t max)
@@ -223,8 +425,20 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
     char sym[OP_SYMBOL_MAX], acct[OP_ACCOUNT_MAX], clo[OP_CLORDID_MAX];
     int bad = ref_field(sym, in->symbol, sizeof(sym));
     bad |= ref_field(acct, in->account, sizeof(acct));
-    if (in->kind != OP_MSG_NEW && in->kind != OP_MSG_CANCEL && in->kind != OP_MSG_AMEND) {
+    if (in->kind != OP_MSG_NEW && in->kind != OP_MSG_CANCEL && in->kind != OP_MSG_AMEND &&
+        in->kind != OP_MSG_CANCEL_ALL) {
         ref_reject_req(r, in, sym, acct, OP_REASON_MALFORMED, out, &n);
+        return n;
+    }
+    if (in->kind == OP_MSG_CANCEL_ALL) {
+        int reason = bad               ? OP_REASON_MALFORMED
+                     : in->ts_ns == 0  ? OP_REASON_BAD_TIME
+                     : acct[0] == '\0' ? OP_REASON_BAD_ACCOUNT
+                                       : 0;
+        if (reason)
+            ref_reject_req(r, in, sym, acct, reason, out, &n);
+        else
+            ref_cancel_all(r, sym, acct, out, &n, max);
         return n;
     }
     if (in->kind != OP_MSG_NEW) {
@@ -242,8 +456,12 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
                 reason = OP_REASON_UNKNOWN_ORDER;
             else if (strcmp(o->account, acct) != 0)
                 reason = OP_REASON_NOT_OWNER;
-            else if (in->kind == OP_MSG_AMEND && (in->qty <= o->filled || in->qty >= o->qty))
-                reason = OP_REASON_BAD_AMEND;
+            else if (in->kind == OP_MSG_AMEND) {
+                int64_t q = in->qty ? in->qty : o->qty, px = in->price ? in->price : o->price;
+                if ((in->qty == 0 && in->price == 0) || q <= o->filled || q > 2147483647 ||
+                    px < 1 || (q == o->qty && px == o->price))
+                    reason = OP_REASON_BAD_AMEND;
+            }
         } else {
             long c = in->order_id ? ref_find_closed(r, in->order_id) : -1;
             if (c < 0 || strcmp(r->closed[c].symbol, sym) != 0)
@@ -265,10 +483,20 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
             p->reason = OP_REASON_USER_CANCEL;
             ref_close(r, o);
             ref_remove(r, i);
-        } else {
+        } else if ((in->price == 0 || in->price == o->price) && in->qty < o->qty) {
             o->qty = in->qty;
             struct op_report *p = ref_rep(r, out, &n, OP_REPORT_AMENDED, OP_MSG_AMEND, r->now);
             ref_desc(p, o);
+        } else { /* replace: out of the book, back in as a taker, last in time */
+            struct ref_order t = *o;
+            ref_remove(r, i);
+            if (in->qty)
+                t.qty = in->qty;
+            if (in->price)
+                t.price = in->price;
+            t.time = ++r->time;
+            ref_desc(ref_rep(r, out, &n, OP_REPORT_REPLACED, OP_MSG_AMEND, r->now), &t);
+            ref_take(r, &t, OP_MSG_AMEND, out, &n, max);
         }
         return n;
     }
@@ -298,8 +526,17 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
         reason = OP_REASON_BAD_POST_ONLY;
     else if (clo[0] != '\0' && !ref_clordid_ok(clo))
         reason = OP_REASON_BAD_CLIENT_ID;
+    else if (in->stp > OP_STP_MAX)
+        reason = OP_REASON_BAD_STP;
     else if (ref_find_open(r, in->order_id) >= 0 || ref_find_closed(r, in->order_id) >= 0)
         reason = OP_REASON_DUPLICATE_ID;
+    else if (r->max_open) {
+        size_t mine = 0;
+        for (size_t i = 0; i < r->nopen; i++)
+            mine += strcmp(r->open[i].symbol, sym) == 0 && strcmp(r->open[i].account, acct) == 0;
+        if (mine >= r->max_open)
+            reason = OP_REASON_TOO_MANY_OPEN_ORDERS;
+    }
     if (reason) {
         struct op_report *p = ref_rep(r, out, &n, OP_REPORT_REJECTED, OP_MSG_NEW, r->now);
         p->reason = (uint8_t)reason;
@@ -328,69 +565,13 @@ static inline size_t ref_apply(struct ref *r, const struct op_order_msg *in, str
     if (t.type == OP_TYPE_MARKET && t.tif == OP_TIF_GTC)
         t.tif = OP_TIF_IOC;
     t.post_only = in->post_only;
+    t.stp = in->stp;
     memcpy(t.symbol, sym, sizeof(sym));
     memcpy(t.account, acct, sizeof(acct));
     memcpy(t.clordid, clo, sizeof(clo));
+    ref_book(r, sym, 1);
     ref_desc(ref_rep(r, out, &n, OP_REPORT_ACCEPTED, OP_MSG_NEW, r->now), &t);
-
-    int cancel = 0;
-    long b = ref_best(r, &t);
-    if (t.post_only && b >= 0 && ref_crosses(&t, r->open[b].price))
-        cancel = OP_REASON_POST_ONLY;
-    if (!cancel && t.tif == OP_TIF_FOK) {
-        int64_t avail = 0;
-        for (size_t i = 0; i < r->nopen; i++) {
-            const struct ref_order *m = &r->open[i];
-            if (m->side != t.side && strcmp(m->symbol, t.symbol) == 0 && ref_crosses(&t, m->price))
-                avail += m->qty - m->filled;
-        }
-        if (avail < t.qty)
-            cancel = OP_REASON_FOK_UNFILLED;
-    }
-    while (!cancel && t.filled < t.qty) {
-        b = ref_best(r, &t);
-        if (b < 0 || !ref_crosses(&t, r->open[b].price))
-            break;
-        struct ref_order *m = &r->open[b];
-        int64_t q = t.qty - t.filled < m->qty - m->filled ? t.qty - t.filled : m->qty - m->filled;
-        t.filled += q;
-        m->filled += q;
-        if (n >= max)
-            ref_die("report buffer too small");
-        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_TRADE, OP_MSG_NEW, r->now);
-        ref_desc(p, &t);
-        p->maker_order_id = m->id;
-        p->trade_price = m->price;
-        p->trade_qty = q;
-        p->maker_qty = m->qty;
-        p->maker_filled_qty = m->filled;
-        p->maker_status = ref_status(m);
-        memcpy(p->maker_account, m->account, OP_ACCOUNT_MAX);
-        if (m->filled == m->qty) {
-            ref_close(r, m);
-            ref_remove(r, b);
-        }
-    }
-    if (!cancel && t.filled < t.qty && t.tif != OP_TIF_GTC)
-        cancel = t.type == OP_TYPE_MARKET && t.filled == 0 ? OP_REASON_NO_LIQUIDITY
-                                                           : OP_REASON_IOC_REMAINDER;
-    if (cancel) {
-        struct op_report *p = ref_rep(r, out, &n, OP_REPORT_CANCELLED, OP_MSG_NEW, r->now);
-        ref_desc(p, &t);
-        p->status = OP_STATUS_CANCELLED;
-        p->reason = (uint8_t)cancel;
-        ref_close(r, &t);
-    } else if (t.filled == t.qty) {
-        ref_close(r, &t);
-    } else {
-        if (r->nopen == r->capopen) {
-            r->capopen = r->capopen ? r->capopen * 2 : 256;
-            r->open = realloc(r->open, r->capopen * sizeof(*r->open));
-            if (r->open == NULL)
-                ref_die("out of memory");
-        }
-        r->open[r->nopen++] = t;
-    }
+    ref_take(r, &t, OP_MSG_NEW, out, &n, max);
     return n;
 }
 
@@ -471,6 +652,7 @@ struct gen {
     int64_t mid[GEN_SYMBOLS];
     uint64_t recent[GEN_RECENT]; /* ids issued lately */
     size_t nrecent;
+    int features; /* 1: also issue 14's inputs (stp, replace, cancel-all); 0: the mix before them */
 };
 
 static const char *const gen_symbols[GEN_SYMBOLS] = {"AAPL", "MSFT", "GOOG", "TSLA"};
@@ -493,6 +675,10 @@ static inline void gen_init(struct gen *g, uint64_t seed)
  * NULL) half the time, else a recent id (open, closed or forgotten), an
  * unknown id, another account or another symbol. Above GEN_OPEN_TARGET open
  * orders in r, a third of the inputs are owner cancels of random open orders.
+ * With g->features set (issue 14), also: 40% of new orders carry an stp
+ * mode, amends of open orders change the price or raise the quantity a
+ * third of the time each (replace), and 1% of inputs are cancel-alls of one
+ * symbol or every symbol; with it clear, the inputs are the same as before.
  */
 static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_msg *in)
 {
@@ -511,6 +697,14 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
         snprintf(in->symbol, sizeof(in->symbol), "Z%02d", (int)gen_below(&g->rng, 64));
     snprintf(in->account, sizeof(in->account), "%s",
              gen_accounts[gen_below(&g->rng, GEN_ACCOUNTS)]);
+    if (g->features && gen_below(&g->rng, 100) == 0) {
+        in->kind = OP_MSG_CANCEL_ALL;
+        if (gen_below(&g->rng, 3) == 0)
+            memset(in->symbol, 0, sizeof(in->symbol));
+        if (gen_below(&g->rng, 50) == 0)
+            in->account[0] = '\0';
+        return;
+    }
     uint64_t dice = gen_below(&g->rng, 100);
     if (r != NULL && r->nopen > GEN_OPEN_TARGET && gen_below(&g->rng, 3) == 0) {
         /* keep the book near GEN_OPEN_TARGET orders: the owner cancels one */
@@ -550,6 +744,12 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
                 in->tif = OP_TIF_GTC;
         } else if (t < 45) {
             in->post_only = true;
+        }
+        if (g->features && gen_below(&g->rng, 10) < 4)
+            in->stp = (uint8_t)(1 + gen_below(&g->rng, OP_STP_MAX));
+        if (g->features && dice >= 55 && gen_below(&g->rng, 16) == 0) {
+            in->stp = (uint8_t)(OP_STP_MAX + 1 + gen_below(&g->rng, 200));
+            return;
         }
         if (dice >= 55) { /* invalid in one way */
             switch (gen_below(&g->rng, 15)) {
@@ -604,7 +804,9 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
         }
         return;
     }
-    in->kind = dice < 85 ? OP_MSG_CANCEL : dice < 99 ? OP_MSG_AMEND : (uint8_t)(4 + dice % 3);
+    in->kind = dice < 85   ? OP_MSG_CANCEL
+               : dice < 99 ? OP_MSG_AMEND
+                           : (uint8_t)(OP_MSG_KIND_MAX + 1 + dice % 3);
     uint64_t pick = gen_below(&g->rng, 100);
     int64_t cur_qty = 1 + (int64_t)gen_below(&g->rng, 300);
     if (r != NULL && r->nopen > 0 && pick < 50) {
@@ -620,6 +822,15 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
             in->qty = o->filled + 1 + (int64_t)gen_below(&g->rng, (uint64_t)(o->qty - o->filled));
         else
             in->qty = (int64_t)gen_below(&g->rng, (uint64_t)o->qty + 2);
+        if (in->kind == OP_MSG_AMEND && g->features) {
+            uint64_t how = gen_below(&g->rng, 6);
+            if (how < 2) /* a new price, maybe crossing, maybe the same */
+                in->price = o->price + (int64_t)gen_below(&g->rng, 13) - 6;
+            if (how == 0 || how == 2) /* more quantity, or none given */
+                in->qty = how == 0 ? 0 : o->qty + 1 + (int64_t)gen_below(&g->rng, 50);
+            if (how == 3 && gen_below(&g->rng, 8) == 0)
+                in->price = -(int64_t)gen_below(&g->rng, 3);
+        }
         return;
     }
     if (pick < 90 && g->nrecent > 0) {

@@ -31,6 +31,13 @@
         .ts_ns = 1                                                                                 \
     }
 #define LIM(id_, acct, side_, px, q) NEWO(id_, acct, side_, LMT, GTC, px, q, false)
+/* A NEW order with a self-trade prevention mode (enum op_stp). */
+#define NEWS(id_, acct, side_, type_, tif_, px, q, stp_)                                           \
+    {                                                                                              \
+        .kind = OP_MSG_NEW, .order_id = (id_), .side = (side_), .type = (type_), .tif = (tif_),    \
+        .price = (px), .qty = (q), .stp = (stp_), .symbol = "AAPL", .account = (acct), .ts_ns = 1  \
+    }
+#define LIMS(id_, acct, side_, px, q, stp_) NEWS(id_, acct, side_, LMT, GTC, px, q, stp_)
 #define CXL(id_, acct)                                                                             \
     {                                                                                              \
         .kind = OP_MSG_CANCEL, .order_id = (id_), .symbol = "AAPL", .account = (acct), .ts_ns = 1  \
@@ -39,6 +46,16 @@
     {                                                                                              \
         .kind = OP_MSG_AMEND, .order_id = (id_), .qty = (q), .symbol = "AAPL", .account = (acct),  \
         .ts_ns = 1                                                                                 \
+    }
+/* A replace: new qty (0 = same) and new price (0 = same). */
+#define AMDP(id_, acct, q, px)                                                                     \
+    {                                                                                              \
+        .kind = OP_MSG_AMEND, .order_id = (id_), .qty = (q), .price = (px), .symbol = "AAPL",      \
+        .account = (acct), .ts_ns = 1                                                              \
+    }
+#define CXA(acct)                                                                                  \
+    {                                                                                              \
+        .kind = OP_MSG_CANCEL_ALL, .symbol = "AAPL", .account = (acct), .ts_ns = 1                 \
     }
 
 /* An expected report; fields left 0 in a TRADE are still compared. */
@@ -80,12 +97,28 @@ struct exp {
     {                                                                                              \
         OP_REPORT_AMENDED, id_, 0, st, q, f, 0, 0, 0, 0, 0                                         \
     }
+/* REPLACED: the order's new qty, filled, status and price (in tpx). */
+#define RPL(id_, q, f, st, px)                                                                     \
+    {                                                                                              \
+        OP_REPORT_REPLACED, id_, 0, st, q, f, 0, px, 0, 0, 0                                       \
+    }
+/* AMENDED by a self-trade decrement: the order's new qty, filled, status. */
+#define DEC(id_, q, f, st)                                                                         \
+    {                                                                                              \
+        OP_REPORT_AMENDED, id_, OP_REASON_SELF_TRADE, st, q, f, 0, 0, 0, 0, 0                      \
+    }
+/* CANCEL_ALL_DONE of n orders. */
+#define CAD(n)                                                                                     \
+    {                                                                                              \
+        OP_REPORT_CANCEL_ALL_DONE, 0, 0, 0, n, 0, 0, 0, 0, 0, 0                                    \
+    }
+#define SELF OP_REASON_SELF_TRADE
 #define PF OP_STATUS_PARTIALLY_FILLED
 #define FL OP_STATUS_FILLED
 #define NW OP_STATUS_NEW
 
 #define MAX_STEPS 16
-#define MAX_REPS 8
+#define MAX_REPS 10
 #define MAX_LV 6
 
 struct step {
@@ -103,6 +136,7 @@ struct scenario {
     struct step steps[MAX_STEPS]; /* ends at the first kind 0 input */
     struct lv bids[MAX_LV];       /* expected book after, best first; ends at price 0 */
     struct lv asks[MAX_LV];
+    uint32_t max_open; /* eng_set_max_open; 0: no limit */
 };
 
 /* --- the scenarios ------------------------------------------------------------- */
@@ -195,9 +229,10 @@ static const struct scenario scenarios[] = {
       {AMD(1, "alice", 6), {AMDD(1, 6, 0, NW)}},
       {LIM(3, "carol", S, 100, 2), {ACC(3, 2), TRD(3, 2, 2, 1, 100, 2, 2, PF)}},
       {AMD(1, "alice", 6), {REJ(1, OP_REASON_BAD_AMEND)}},
-      {AMD(1, "alice", 7), {REJ(1, OP_REASON_BAD_AMEND)}},
+      {AMDP(1, "alice", 6, 100), {REJ(1, OP_REASON_BAD_AMEND)}},
       {AMD(1, "alice", 2), {REJ(1, OP_REASON_BAD_AMEND)}},
       {AMD(1, "alice", 0), {REJ(1, OP_REASON_BAD_AMEND)}},
+      {AMDP(1, "alice", 0, -5), {REJ(1, OP_REASON_BAD_AMEND)}},
       {AMD(1, "bob", 3), {REJ(1, OP_REASON_NOT_OWNER)}},
       {AMD(42, "alice", 3), {REJ(42, OP_REASON_UNKNOWN_ORDER)}},
       {AMD(1, "alice", 3), {AMDD(1, 3, 2, PF)}},
@@ -234,6 +269,149 @@ static const struct scenario scenarios[] = {
       {LIM(2, "a", B, 100, 1), {REJN(2, OP_REASON_DUPLICATE_ID, 1)}}},
      {{0}},
      {{0}}},
+
+    /* --- self-trade prevention (docs/engine.md) ------------------------------ */
+    {"stp cancel_taker: taker partially filled first, then cancelled at its own order",
+     {{LIM(1, "bob", S, 100, 5), {ACC(1, 5)}},
+      {LIM(2, "alice", S, 100, 5), {ACC(2, 5)}},
+      {LIM(3, "alice", S, 101, 5), {ACC(3, 5)}},
+      {LIMS(4, "alice", B, 102, 12, OP_STP_CANCEL_TAKER),
+       {ACC(4, 12), TRD(4, 12, 5, 1, 100, 5, 5, FL), CXD(4, SELF, 12, 5)}}},
+     {{0}},
+     {{100, 5, 1}, {101, 5, 1}}},
+    {"stp cancel_maker: several own makers at one level are cancelled, matching goes on",
+     {{LIM(1, "alice", S, 100, 3), {ACC(1, 3)}},
+      {LIM(2, "alice", S, 100, 4), {ACC(2, 4)}},
+      {LIM(3, "bob", S, 100, 5), {ACC(3, 5)}},
+      {LIM(4, "alice", S, 100, 2), {ACC(4, 2)}},
+      {LIMS(5, "alice", B, 100, 6, OP_STP_CANCEL_MAKER),
+       {ACC(5, 6), CXD(1, SELF, 3, 0), CXD(2, SELF, 4, 0), TRD(5, 6, 5, 3, 100, 5, 5, FL),
+        CXD(4, SELF, 2, 0)}}},
+     {{100, 1, 1}},
+     {{0}}},
+    {"stp cancel_both: the own maker and the taker's remainder, earlier trades stay",
+     {{LIM(1, "bob", S, 100, 2), {ACC(1, 2)}},
+      {LIM(2, "alice", S, 100, 5), {ACC(2, 5)}},
+      {LIM(3, "bob", S, 100, 5), {ACC(3, 5)}},
+      {LIMS(4, "alice", B, 100, 10, OP_STP_CANCEL_BOTH),
+       {ACC(4, 10), TRD(4, 10, 2, 1, 100, 2, 2, FL), CXD(2, SELF, 5, 0), CXD(4, SELF, 10, 2)}}},
+     {{0}},
+     {{100, 5, 1}}},
+    {"stp decrement: smaller maker cancelled and taker reduced; larger maker reduced",
+     {{LIM(1, "alice", S, 100, 4), {ACC(1, 4)}},
+      {LIM(2, "bob", S, 100, 5), {ACC(2, 5)}},
+      {LIMS(3, "alice", B, 100, 10, OP_STP_DECREMENT),
+       {ACC(3, 10), CXD(1, SELF, 4, 0), DEC(3, 6, 0, NW), TRD(3, 6, 5, 2, 100, 5, 5, FL)}},
+      {LIM(4, "carol", S, 101, 10), {ACC(4, 10)}},
+      {LIMS(5, "carol", B, 101, 4, OP_STP_DECREMENT),
+       {ACC(5, 4), DEC(4, 6, 0, NW), CXD(5, SELF, 4, 0)}},
+      {LIMS(6, "carol", B, 101, 6, OP_STP_DECREMENT),
+       {ACC(6, 6), CXD(4, SELF, 6, 0), CXD(6, SELF, 6, 0)}}},
+     {{100, 1, 1}},
+     {{0}}},
+    {"stp and FOK: only liquidity it could trade counts",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {LIM(2, "bob", S, 100, 5), {ACC(2, 5)}},
+      {NEWS(3, "alice", B, LMT, FOK, 100, 8, OP_STP_CANCEL_TAKER),
+       {ACC(3, 8), CXD(3, OP_REASON_FOK_UNFILLED, 8, 0)}},
+      {NEWS(4, "alice", B, LMT, FOK, 100, 8, OP_STP_DECREMENT),
+       {ACC(4, 8), CXD(4, OP_REASON_FOK_UNFILLED, 8, 0)}},
+      {NEWS(5, "alice", B, LMT, FOK, 100, 6, OP_STP_CANCEL_MAKER),
+       {ACC(5, 6), CXD(5, OP_REASON_FOK_UNFILLED, 6, 0)}},
+      {NEWS(6, "alice", B, LMT, FOK, 100, 5, OP_STP_CANCEL_MAKER),
+       {ACC(6, 5), CXD(1, SELF, 5, 0), TRD(6, 5, 5, 2, 100, 5, 5, FL)}},
+      {LIM(7, "alice", S, 100, 5), {ACC(7, 5)}},
+      {NEWS(8, "alice", B, LMT, FOK, 100, 5, OP_STP_NONE),
+       {ACC(8, 5), TRD(8, 5, 5, 7, 100, 5, 5, FL)}}},
+     {{0}},
+     {{0}}},
+    {"stp and market orders",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {LIM(2, "bob", S, 101, 5), {ACC(2, 5)}},
+      {NEWS(3, "alice", B, MKT, IOC, 0, 8, OP_STP_CANCEL_MAKER),
+       {ACC(3, 8), CXD(1, SELF, 5, 0), TRD(3, 8, 5, 2, 101, 5, 5, FL),
+        CXD(3, OP_REASON_IOC_REMAINDER, 8, 5)}},
+      {LIM(4, "alice", S, 102, 5), {ACC(4, 5)}},
+      {NEWS(5, "alice", B, MKT, IOC, 0, 3, OP_STP_CANCEL_TAKER), {ACC(5, 3), CXD(5, SELF, 3, 0)}},
+      {NEWS(6, "alice", B, MKT, IOC, 0, 3, OP_STP_CANCEL_MAKER),
+       {ACC(6, 3), CXD(4, SELF, 5, 0), CXD(6, OP_REASON_NO_LIQUIDITY, 3, 0)}}},
+     {{0}},
+     {{0}}},
+    {"stp none trades with itself; another account's order is no self-trade",
+     {{LIM(1, "alice", S, 100, 5), {ACC(1, 5)}},
+      {LIMS(2, "bob", B, 100, 2, OP_STP_CANCEL_BOTH), {ACC(2, 2), TRD(2, 2, 2, 1, 100, 2, 2, PF)}},
+      {LIM(3, "alice", B, 100, 1), {ACC(3, 1), TRD(3, 1, 1, 1, 100, 1, 3, PF)}},
+      {NEWS(4, "alice", B, LMT, GTC, 100, 1, 5), {REJN(4, OP_REASON_BAD_STP, 1)}}},
+     {{0}},
+     {{100, 2, 1}}},
+
+    /* --- replace (amend of price or more quantity) ------------------------------ */
+    {"replace: more quantity loses priority, less keeps it",
+     {{LIM(1, "alice", B, 100, 10), {ACC(1, 10)}},
+      {LIM(2, "bob", B, 100, 10), {ACC(2, 10)}},
+      {AMD(1, "alice", 12), {RPL(1, 12, 0, NW, 100)}},
+      {AMD(2, "bob", 9), {AMDD(2, 9, 0, NW)}},
+      {LIM(3, "carol", S, 100, 10),
+       {ACC(3, 10), TRD(3, 10, 9, 2, 100, 9, 9, FL), TRD(3, 10, 10, 1, 100, 1, 1, PF)}}},
+     {{100, 11, 1}},
+     {{0}}},
+    {"replace: a new price without crossing moves the order to the back of its new level",
+     {{LIM(1, "alice", B, 100, 10), {ACC(1, 10)}},
+      {LIM(2, "bob", B, 99, 10), {ACC(2, 10)}},
+      {LIM(3, "carol", S, 100, 4), {ACC(3, 4), TRD(3, 4, 4, 1, 100, 4, 4, PF)}},
+      {AMDP(1, "alice", 0, 99), {RPL(1, 10, 4, PF, 99)}},
+      {LIM(4, "carol", S, 99, 12),
+       {ACC(4, 12), TRD(4, 12, 10, 2, 99, 10, 10, FL), TRD(4, 12, 12, 1, 99, 2, 6, PF)}}},
+     {{99, 4, 1}},
+     {{0}}},
+    {"replace: a crossing price trades on arrival, post-only is cancelled instead",
+     {{LIM(1, "bob", S, 105, 5), {ACC(1, 5)}},
+      {LIM(2, "alice", B, 100, 8), {ACC(2, 8)}},
+      {AMDP(2, "alice", 0, 105), {RPL(2, 8, 0, NW, 105), TRD(2, 8, 5, 1, 105, 5, 5, FL)}},
+      {LIM(3, "bob", S, 110, 5), {ACC(3, 5)}},
+      {NEWO(4, "carol", B, LMT, GTC, 101, 5, true), {ACC(4, 5)}},
+      {AMDP(4, "carol", 6, 110), {RPL(4, 6, 0, NW, 110), CXD(4, OP_REASON_POST_ONLY, 6, 0)}},
+      {AMDP(2, "alice", 2, 0), {REJ(2, OP_REASON_BAD_AMEND)}},
+      {AMDP(2, "alice", 0, 105), {REJ(2, OP_REASON_BAD_AMEND)}}},
+     {{105, 3, 1}},
+     {{110, 5, 1}}},
+    {"replace: self-trade prevention of the replaced order applies",
+     {{LIM(1, "alice", S, 101, 5), {ACC(1, 5)}},
+      {LIMS(2, "alice", B, 100, 5, OP_STP_CANCEL_TAKER), {ACC(2, 5)}},
+      {AMDP(2, "alice", 0, 101), {RPL(2, 5, 0, NW, 101), CXD(2, SELF, 5, 0)}}},
+     {{0}},
+     {{101, 5, 1}}},
+
+    /* --- open-order limit and cancel-all ----------------------------------------- */
+    {"open-order limit per account and symbol",
+     {{LIM(1, "alice", B, 100, 1), {ACC(1, 1)}},
+      {LIM(2, "alice", B, 99, 1), {ACC(2, 1)}},
+      {LIM(3, "alice", S, 200, 1), {REJN(3, OP_REASON_TOO_MANY_OPEN_ORDERS, 1)}},
+      {NEWO(4, "alice", S, MKT, IOC, 0, 1, false), {REJN(4, OP_REASON_TOO_MANY_OPEN_ORDERS, 1)}},
+      {LIM(5, "bob", S, 200, 1), {ACC(5, 1)}},
+      {AMDP(2, "alice", 5, 98), {RPL(2, 5, 0, NW, 98)}},
+      {CXL(1, "alice"), {CXD(1, OP_REASON_USER_CANCEL, 1, 0)}},
+      {LIM(6, "alice", S, 200, 1), {ACC(6, 1)}},
+      {LIM(3, "alice", S, 200, 1), {REJN(3, OP_REASON_TOO_MANY_OPEN_ORDERS, 1)}}},
+     {{98, 5, 1}},
+     {{200, 2, 2}},
+     2},
+    {"cancel-all: every open order of the account that precedes it, never another's",
+     {{LIM(1, "alice", B, 100, 1), {ACC(1, 1)}},
+      {LIM(2, "bob", B, 100, 2), {ACC(2, 2)}},
+      {LIM(3, "alice", B, 101, 3), {ACC(3, 3)}},
+      {LIM(4, "alice", S, 105, 4), {ACC(4, 4)}},
+      {LIM(5, "alice", S, 104, 5), {ACC(5, 5)}},
+      {LIM(6, "carol", S, 101, 1), {ACC(6, 1), TRD(6, 1, 1, 3, 101, 1, 1, PF)}},
+      {CXA("alice"),
+       {CXD(3, OP_REASON_USER_CANCEL, 3, 1), CXD(1, OP_REASON_USER_CANCEL, 1, 0),
+        CXD(5, OP_REASON_USER_CANCEL, 5, 0), CXD(4, OP_REASON_USER_CANCEL, 4, 0), CAD(4)}},
+      {CXA("alice"), {CAD(0)}},
+      {CXA("dave"), {CAD(0)}},
+      {LIM(7, "alice", S, 106, 1), {ACC(7, 1)}},
+      {CXA(""), {REJ(0, OP_REASON_BAD_ACCOUNT)}}},
+     {{100, 2, 1}},
+     {{106, 1, 1}}},
 };
 
 /* --- the runner -------------------------------------------------------------- */
@@ -246,7 +424,9 @@ static void check_report(const char *name, int step, int i, const struct op_repo
     if (w->kind == OP_REPORT_TRADE)
         ok = ok && r->maker_order_id == w->maker && r->trade_price == w->tpx &&
              r->trade_qty == w->tqty && r->maker_filled_qty == w->mfilled &&
-             r->maker_status == w->mstatus && r->side == in->side;
+             r->maker_status == w->mstatus && (in->kind != OP_MSG_NEW || r->side == in->side);
+    else if (w->kind == OP_REPORT_REPLACED)
+        ok = ok && r->price == w->tpx && r->maker_order_id == 0;
     else
         ok = ok && r->maker_order_id == 0 && r->trade_qty == 0 && r->maker_account[0] == '\0';
     if (!ok) {
@@ -297,6 +477,7 @@ static void run_scenario(const struct scenario *sc)
 {
     struct eng *e = eng_new(5, 0);
     assert_non_null(e);
+    eng_set_max_open(e, sc->max_open);
     struct eng_reports out;
     eng_reports_init(&out);
     uint64_t seq = 0;
@@ -318,7 +499,8 @@ static void run_scenario(const struct scenario *sc)
             check_report(sc->name, s, (int)i, r, &sc->steps[s].want[i], &in);
             /* report_id = (seq << 10) | shard, one step per report */
             assert_int_equal(r->report_id, (++seq << ENG_SHARD_BITS) | 5);
-            if (in.kind == OP_MSG_NEW && r->kind != OP_REPORT_REJECTED) {
+            if (in.kind == OP_MSG_NEW && r->kind != OP_REPORT_REJECTED &&
+                r->order_id == in.order_id) {
                 assert_int_equal(r->side, in.side);
                 assert_int_equal(r->price, in.price);
                 assert_string_equal(r->client_order_id, in.client_order_id);
@@ -372,6 +554,97 @@ static void test_closed_memory_bound(void **state)
     assert_int_equal(eng_check(e, err, sizeof(err)), 0);
     eng_reports_release(&out);
     eng_free(e);
+}
+
+/* Open orders of account in symbol, from the depth (count) of a one-account book side. */
+static uint64_t open_count(const struct eng *e, const char *symbol)
+{
+    struct book_depth d[64];
+    uint64_t n = 0;
+    for (int side = OP_SIDE_BUY; side <= OP_SIDE_SELL; side++) {
+        size_t k = eng_depth(e, symbol, side, d, 64);
+        for (size_t i = 0; i < k; i++)
+            n += d[i].count;
+    }
+    return n;
+}
+
+/*
+ * A cancel-all without a symbol reaches every shard (ingest writes one input
+ * per shard): here two engines stand for two shards, with alice and bob
+ * resting orders in three symbols. alice's all-symbol cancel-all leaves only
+ * bob's orders everywhere; a cancel-all of one symbol touches only that
+ * symbol; orders after a cancel-all stay.
+ */
+static void test_cancel_all_across_shards_and_symbols(void **state)
+{
+    (void)state;
+    struct eng *sh[2] = {eng_new(0, 0), eng_new(1, 0)};
+    const char *syms[2][2] = {{"AAPL", "MSFT"}, {"GOOG", "GOOG"}};
+    struct eng_reports out;
+    eng_reports_init(&out);
+    uint64_t id = 1;
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 3; i++) {
+                struct op_order_msg a =
+                    LIM(id++, "alice", i % 2 ? S : B, i % 2 ? 200 + i : 100 - i, 1);
+                struct op_order_msg b = LIM(id++, "bob", i % 2 ? S : B, i % 2 ? 210 : 90, 1);
+                snprintf(a.symbol, sizeof(a.symbol), "%s", syms[k][j]);
+                snprintf(b.symbol, sizeof(b.symbol), "%s", syms[k][j]);
+                eng_apply(sh[k], &a, &out);
+                eng_apply(sh[k], &b, &out);
+            }
+    assert_int_equal(open_count(sh[0], "AAPL"), 6);
+    assert_int_equal(open_count(sh[1], "GOOG"), 12);
+
+    /* alice, MSFT only (shard 0) */
+    struct op_order_msg one = CXA("alice");
+    snprintf(one.symbol, sizeof(one.symbol), "MSFT");
+    eng_reports_reset(&out);
+    eng_apply(sh[0], &one, &out);
+    assert_int_equal(out.len, 4);
+    assert_int_equal(out.v[3].kind, OP_REPORT_CANCEL_ALL_DONE);
+    assert_int_equal(out.v[3].qty, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out.v[i].kind, OP_REPORT_CANCELLED);
+        assert_int_equal(out.v[i].req_kind, OP_MSG_CANCEL_ALL);
+        assert_string_equal(out.v[i].account, "alice");
+        assert_string_equal(out.v[i].symbol, "MSFT");
+    }
+    assert_int_equal(open_count(sh[0], "MSFT"), 3);
+    assert_int_equal(open_count(sh[0], "AAPL"), 6);
+
+    /* alice, every symbol: one input per shard */
+    struct op_order_msg all = CXA("alice");
+    memset(all.symbol, 0, sizeof(all.symbol));
+    uint64_t cancelled = 0;
+    for (int k = 0; k < 2; k++) {
+        eng_reports_reset(&out);
+        eng_apply(sh[k], &all, &out);
+        const struct op_report *done = &out.v[out.len - 1];
+        assert_int_equal(done->kind, OP_REPORT_CANCEL_ALL_DONE);
+        assert_string_equal(done->symbol, "");
+        assert_int_equal((uint64_t)done->qty, out.len - 1);
+        cancelled += (uint64_t)done->qty;
+        for (size_t i = 0; i + 1 < out.len; i++)
+            assert_string_equal(out.v[i].account, "alice");
+    }
+    assert_int_equal(cancelled, 3 + 6);
+    assert_int_equal(open_count(sh[0], "AAPL"), 3);
+    assert_int_equal(open_count(sh[0], "MSFT"), 3);
+    assert_int_equal(open_count(sh[1], "GOOG"), 6);
+
+    /* an order after the cancel-all stays */
+    struct op_order_msg later = LIM(id++, "alice", B, 50, 1);
+    eng_apply(sh[0], &later, &out);
+    assert_int_equal(open_count(sh[0], "AAPL"), 4);
+    char err[200];
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(eng_check(sh[k], err, sizeof(err)), 0);
+        eng_free(sh[k]);
+    }
+    eng_reports_release(&out);
 }
 
 /* Many levels (binary search, inserts in the middle), many books, depth order. */
@@ -590,6 +863,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scenarios),
         cmocka_unit_test(test_closed_memory_bound),
+        cmocka_unit_test(test_cancel_all_across_shards_and_symbols),
         cmocka_unit_test(test_deep_book_and_many_books),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_bad_args),

@@ -17,6 +17,8 @@
  * and the reference's linear scans stay cheap. */
 #define DIFF_CLOSED_MAX 512
 #define DIFF_MAX_REPORTS 4096
+/* The open-order limit of the runs with issue 14's inputs. */
+#define DIFF_MAX_OPEN 12
 
 static void print_report(const char *who, const struct op_report *r)
 {
@@ -64,17 +66,22 @@ static void compare_depth(const struct eng *e, const struct ref *r, long op)
 
 /* Runs n random inputs through the engine and the reference; every report
  * must be byte-identical (every field, padding included). */
-static void run_diff(uint64_t seed, long n)
+static void run_diff(uint64_t seed, long n, int features)
 {
     struct eng *e = eng_new(7, DIFF_CLOSED_MAX);
     assert_non_null(e);
     struct ref *r = ref_new(7, DIFF_CLOSED_MAX);
     struct gen g;
     gen_init(&g, seed);
+    g.features = features;
+    if (features) { /* low enough that accounts reach it: ~12 open per account and symbol */
+        eng_set_max_open(e, DIFF_MAX_OPEN);
+        r->max_open = DIFF_MAX_OPEN;
+    }
     struct eng_reports out;
     eng_reports_init(&out);
     static struct op_report want[DIFF_MAX_REPORTS];
-    uint64_t kinds[8] = {0};
+    uint64_t kinds[OP_REPORT_KIND_MAX + 1] = {0}, self_trade = 0, too_many = 0;
     size_t max_open = 0;
     char err[256];
     for (long op = 0; op < n; op++) {
@@ -100,8 +107,11 @@ static void run_diff(uint64_t seed, long n)
                 print_report("ref   ", &want[i]);
             fail();
         }
-        for (size_t i = 0; i < ne; i++)
-            kinds[out.v[i].kind & 7]++;
+        for (size_t i = 0; i < ne; i++) {
+            kinds[out.v[i].kind <= OP_REPORT_KIND_MAX ? out.v[i].kind : 0]++;
+            self_trade += out.v[i].reason == OP_REASON_SELF_TRADE;
+            too_many += out.v[i].reason == OP_REASON_TOO_MANY_OPEN_ORDERS;
+        }
         if (r->nopen > max_open)
             max_open = r->nopen;
         if (op % 997 == 0)
@@ -115,14 +125,21 @@ static void run_diff(uint64_t seed, long n)
     assert_int_equal(eng_open_orders(e), r->nopen);
     compare_depth(e, r, n);
     assert_int_equal(eng_check(e, err, sizeof(err)), 0);
-    print_message(
-        "seed %" PRIu64 ": %ld ops, reports: accepted %" PRIu64 " trade %" PRIu64
-        " cancelled %" PRIu64 " rejected %" PRIu64 " amended %" PRIu64 ", max open orders %zu\n",
-        seed, n, kinds[OP_REPORT_ACCEPTED], kinds[OP_REPORT_TRADE], kinds[OP_REPORT_CANCELLED],
-        kinds[OP_REPORT_REJECTED], kinds[OP_REPORT_AMENDED], max_open);
+    print_message("seed %" PRIu64 ": %ld ops%s, reports: accepted %" PRIu64 " trade %" PRIu64
+                  " cancelled %" PRIu64 " rejected %" PRIu64 " amended %" PRIu64
+                  " replaced %" PRIu64 " cancel_all_done %" PRIu64 " (self-trade %" PRIu64
+                  ", too many open %" PRIu64 "), max open orders %zu\n",
+                  seed, n, features ? " with issue 14 inputs" : "", kinds[OP_REPORT_ACCEPTED],
+                  kinds[OP_REPORT_TRADE], kinds[OP_REPORT_CANCELLED], kinds[OP_REPORT_REJECTED],
+                  kinds[OP_REPORT_AMENDED], kinds[OP_REPORT_REPLACED],
+                  kinds[OP_REPORT_CANCEL_ALL_DONE], self_trade, too_many, max_open);
     /* Every kind of outcome must have been exercised, or the test proves little. */
-    for (int k = OP_REPORT_ACCEPTED; k <= OP_REPORT_AMENDED; k++)
-        assert_true(kinds[k] > (uint64_t)n / 100);
+    for (int k = OP_REPORT_ACCEPTED; k <= (features ? OP_REPORT_KIND_MAX : OP_REPORT_AMENDED); k++)
+        assert_true(kinds[k] > (uint64_t)n / 1000);
+    if (features) {
+        assert_true(self_trade > (uint64_t)n / 1000);
+        assert_true(too_many > (uint64_t)n / 10000);
+    }
     eng_reports_release(&out);
     ref_free(r);
     eng_free(e);
@@ -132,15 +149,26 @@ static void test_diff_million(void **state)
 {
     (void)state;
     long n = env_long("ENGINE_DIFF_OPS", DIFF_OPS_DEFAULT);
-    run_diff((uint64_t)env_long("ENGINE_DIFF_SEED", 1), n);
+    run_diff((uint64_t)env_long("ENGINE_DIFF_SEED", 1), n, 0);
+}
+
+/* The same with self-trade prevention, replaces, cancel-alls and an
+ * open-order limit in the mix. */
+static void test_diff_million_issue14(void **state)
+{
+    (void)state;
+    long n = env_long("ENGINE_DIFF_OPS", DIFF_OPS_DEFAULT);
+    run_diff((uint64_t)env_long("ENGINE_DIFF_SEED", 1) + 100, n, 1);
 }
 
 /* Several short runs with other seeds: different early-life shapes. */
 static void test_diff_seeds(void **state)
 {
     (void)state;
-    for (uint64_t seed = 2; seed < 12; seed++)
-        run_diff(seed, 20000);
+    for (uint64_t seed = 2; seed < 12; seed++) {
+        run_diff(seed, 20000, 0);
+        run_diff(seed, 20000, 1);
+    }
 }
 
 /* eng_apply_batch (prefetch pipeline) gives exactly what single eng_apply calls give. */
@@ -153,11 +181,15 @@ static void test_batch_equals_single(void **state)
     static struct op_report scratch[DIFF_MAX_REPORTS];
     struct gen g;
     gen_init(&g, 77);
+    g.features = 1;
+    r->max_open = DIFF_MAX_OPEN;
     for (long i = 0; i < N; i++) {
         gen_next(&g, r, &in[i]);
         ref_apply(r, &in[i], scratch, DIFF_MAX_REPORTS);
     }
     struct eng *a = eng_new(3, DIFF_CLOSED_MAX), *b = eng_new(3, DIFF_CLOSED_MAX);
+    eng_set_max_open(a, DIFF_MAX_OPEN);
+    eng_set_max_open(b, DIFF_MAX_OPEN);
     struct eng_reports ra, rb;
     eng_reports_init(&ra);
     eng_reports_init(&rb);
@@ -186,6 +218,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_diff_million),
+        cmocka_unit_test(test_diff_million_issue14),
         cmocka_unit_test(test_diff_seeds),
         cmocka_unit_test(test_batch_equals_single),
     };
