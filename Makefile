@@ -57,6 +57,9 @@ LIBINGEST := $(BUILD)/libingest.a
 # the recorder's pure part (decode, merge, binary COPY rows), for unit tests
 RECORDER_CORE_SRCS := recorder/batch.c recorder/copybin.c
 LIBRECORDER := $(BUILD)/librecorder.a
+# its PostgreSQL side, for integration tests that commit batches themselves
+RECORDER_STORE_SRCS := recorder/store.c recorder/stats.c
+LIBRECSTORE := $(BUILD)/librecstore.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
@@ -75,7 +78,7 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -94,6 +97,10 @@ $(LIBINGEST): $(call obj,$(INGEST_CORE_SRCS))
 	$(AR) rcs $@ $^
 
 $(LIBRECORDER): $(call obj,$(RECORDER_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(LIBRECSTORE): $(call obj,$(RECORDER_STORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
@@ -117,7 +124,7 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBRECORDER) $
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
-$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(LIBRECSTORE) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 

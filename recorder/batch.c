@@ -65,21 +65,26 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* What a report writes: 0 nothing (ignored reject), 1 order state, 2 trade,
- * -1 unknown kind. */
+/* What a report writes: 0 nothing (an ignored reject, the end of a
+ * cancel-all), 1 order state, 2 trade, -1 unknown kind. */
 static int report_effect(const struct op_report *r)
 {
     switch (r->kind) {
     case OP_REPORT_TRADE:
         return 2;
     case OP_REPORT_ACCEPTED:
-    case OP_REPORT_CANCELLED:
-    case OP_REPORT_AMENDED:
+    case OP_REPORT_CANCELLED: /* any req_kind: a cancel-all's too (rk 4) */
+    case OP_REPORT_AMENDED:   /* a qty reduction, or a self-trade decrement */
+    case OP_REPORT_REPLACED:  /* new price and qty: the state carries both */
         return 1;
+    case OP_REPORT_CANCEL_ALL_DONE:
+        /* Concerns no order (id 0): its CANCELLED reports before it wrote
+         * every change. Valid, so not a dead letter. */
+        return 0;
     case OP_REPORT_REJECTED:
-        /* A rejected cancel/amend leaves its target unchanged; a new order
-         * rejected as a duplicate id is not the order that owns the id; an
-         * id outside the table's range can have no row. */
+        /* A rejected cancel/amend/cancel-all leaves its target unchanged; a
+         * new order rejected as a duplicate id is not the order that owns
+         * the id; an id outside the table's range can have no row. */
         return (r->req_kind == OP_MSG_NEW && r->reason != OP_REASON_DUPLICATE_ID &&
                 r->order_id >= 1 && r->order_id <= (uint64_t)INT64_MAX)
                    ? 1
@@ -221,7 +226,8 @@ int rec_batch_add(struct rec_batch *b, uint32_t shard, const char *id, size_t id
             continue;
         }
         if (eff == 0) {
-            b->ignored_rejects++;
+            if (r->kind == OP_REPORT_REJECTED)
+                b->ignored_rejects++;
             continue;
         }
         rows++;
@@ -370,13 +376,18 @@ static void put_enum(struct op_buf *o, const char *name, int null_unknown)
 static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_order_row *w)
 {
     const struct op_report *s = w->state, *d = w->desc;
-    int64_t qty, filled;
+    int64_t qty, filled, price;
     int status;
     const char *reason = NULL;
+    /* The price is state, like qty (a REPLACED report changes it): that of
+     * the report of the highest version, which every report has — a maker's
+     * TRADE trades at the maker's price. */
     if (w->state_is_maker) {
         qty = s->maker_qty, filled = s->maker_filled_qty, status = s->maker_status;
+        price = s->trade_price;
     } else {
         qty = s->qty, filled = s->filled_qty, status = s->status;
+        price = s->price;
         if ((s->kind == OP_REPORT_CANCELLED || s->kind == OP_REPORT_REJECTED) && s->reason)
             reason = op_reason_name(s->reason);
     }
@@ -397,14 +408,14 @@ static int put_order(struct rec_batch *b, struct op_buf *o, const struct rec_ord
         put_enum(o, op_type_name(d->type), rejected);
         put_enum(o, op_tif_name(d->tif), rejected);
         rec_copybin_bool(o, d->post_only);
-        /* 0: market order (and a refused price): NULL; so is the price of a
-         * rejected order of an unlisted symbol (no tick to read it with). */
-        if (d->price <= 0 || put_price(b, o, d->symbol, d->price) != 0)
-            rec_copybin_null(o);
     } else {
-        for (int i = 0; i < 5; i++) /* side, type, tif, post_only, price */
+        for (int i = 0; i < 4; i++) /* side, type, tif, post_only */
             rec_copybin_null(o);
     }
+    /* 0: market order (and a refused price): NULL; so is the price of a
+     * rejected order of an unlisted symbol (no tick to read it with). */
+    if (price <= 0 || put_price(b, o, s->symbol, price) != 0)
+        rec_copybin_null(o);
     if (qty >= 1 || !rejected)
         rec_copybin_int8(o, qty);
     else

@@ -23,20 +23,27 @@
  * What a report becomes (see docs/recorder.md):
  *   ACCEPTED            order row: description, created_at, state
  *   TRADE               fills row; taker state (with its description);
- *                       maker state (no description: it is not in the report)
- *   CANCELLED, AMENDED  order state (+ description); reject_reason = cancel reason
+ *                       maker state (no description: it is not in the report;
+ *                       its price is the trade's, always the maker's)
+ *   CANCELLED, AMENDED, order state (+ description); reject_reason = cancel
+ *   REPLACED            reason (a CANCELLED's only). The state includes the
+ *                       price, which a REPLACED changes: it moves forward
+ *                       with the version like qty
+ *   CANCEL_ALL_DONE     nothing (it concerns no order; the CANCELLED reports
+ *                       before it carry the changes)
  *   REJECTED, req NEW   order row with status REJECTED, reject_reason, created_at;
  *                       values the table cannot hold (qty < 1, a side/type/tif
  *                       outside its enum, a client_order_id breaking its
  *                       grammar, the price of an unlisted symbol) are NULL
  *   any report above    set aside (dead letter) when an id it writes is above
  *                       2^63-1: the bigint columns cannot hold it
- *   REJECTED otherwise  nothing (a rejected cancel/amend leaves its order as it
- *                       was; a duplicate-id new order is not the order of that
- *                       id; an id outside 1 … 2^63-1 can have no row)
+ *   REJECTED otherwise  nothing (a rejected cancel/amend/cancel-all leaves its
+ *                       order as it was; a duplicate-id new order is not the
+ *                       order of that id; an id outside 1 … 2^63-1 can have
+ *                       no row)
  * Within a range, all the states of one order collapse into one row: the
- * state of the highest report_id, the description of any report carrying it,
- * created_at of its ACCEPTED/REJECTED report.
+ * state (price included) of the highest report_id, the description of any
+ * report carrying it, created_at of its ACCEPTED/REJECTED report.
  */
 
 /* "18446744073709551615-18446744073709551615" plus NUL, rounded up. */

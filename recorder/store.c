@@ -37,13 +37,16 @@ static const char SESSION_SQL[] =
     " INSERT INTO fills (" REC_FILLS_COLUMNS ")"
     " SELECT * FROM rec_fills ON CONFLICT DO NOTHING;"
     /* orders that may exist: one staged row per order (merged in C), in
-     * order_id order. The state (qty, filled_qty, status, reject_reason,
-     * updated_at) is taken only from a higher version (report_id), so it only
-     * moves forward whatever the order in which recorders commit; the
-     * description (side … created_at) is filled in where it is missing (a
-     * maker row created from a TRADE before its own ACCEPTED was recorded). A
-     * row with nothing new is not touched at all. The count of rows written
-     * comes from the command tag (no RETURNING). */
+     * order_id order. The state (price, qty, filled_qty, status,
+     * reject_reason, updated_at) is taken only from a higher version
+     * (report_id), so it only moves forward whatever the order in which
+     * recorders commit (price is state since a REPLACED report can change
+     * it: issue 14); the description (side … created_at) is filled in where
+     * it is missing (a maker row created from a TRADE before its own
+     * ACCEPTED was recorded), and so is a price that is missing (a row
+     * written before price was state). A row with nothing new is not
+     * touched at all. The count of rows written comes from the command tag
+     * (no RETURNING). */
     "PREPARE rec_upsert_orders AS"
     " INSERT INTO orders AS o (" REC_ORDERS_COLUMNS ")"
     " SELECT * FROM rec_orders"
@@ -53,7 +56,8 @@ static const char SESSION_SQL[] =
     "  type = COALESCE(o.type, EXCLUDED.type),"
     "  tif = COALESCE(o.tif, EXCLUDED.tif),"
     "  post_only = COALESCE(o.post_only, EXCLUDED.post_only),"
-    "  price = COALESCE(o.price, EXCLUDED.price),"
+    "  price = CASE WHEN EXCLUDED.version > o.version THEN COALESCE(EXCLUDED.price, o.price)"
+    "          ELSE COALESCE(o.price, EXCLUDED.price) END,"
     "  created_at = COALESCE(o.created_at, EXCLUDED.created_at),"
     "  qty = CASE WHEN EXCLUDED.version > o.version THEN EXCLUDED.qty ELSE o.qty END,"
     "  filled_qty = CASE WHEN EXCLUDED.version > o.version"

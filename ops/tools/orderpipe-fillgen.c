@@ -34,11 +34,18 @@
  *
  * Usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] [--expect DIR]
  *          [--poison K] [--round N] [--pace-ms MS] [--id-base B] [--seq-base Q]
- *          [--group N] [--ts-base NS]
+ *          [--group N] [--ts-base NS] [--controls]
  * --group N puts the reports of N inputs of a shard into one entry, as the
  * matcher does with a batch (default 1: one entry per input). Poison entries
  * always stand alone. --ts-base NS: the first event time (ns since the epoch)
  * instead of a fixed day of November 2026; each input adds 1–101 µs.
+ * --controls adds the trading controls of issue 14 to the mix: self-trade
+ * prevention on new orders (every mode: CANCELLED and AMENDED reports with
+ * reason SELF_TRADE), replaces (REPLACED with a new price and/or a larger
+ * qty, then trades with req_kind AMEND), cancel-alls (CANCELLED req_kind 4,
+ * CANCEL_ALL_DONE, rejected ones) and the rejections TOO_MANY_OPEN_ORDERS
+ * and BAD_STP. Without it the output is what it always was (the benchmarks
+ * compare runs with it).
  * Reads REDIS_URL, ORDER_SHARDS, SYMBOLS_FILE. Prints one summary line.
  * Exit status: 0 done, 1 redis or file failure, 2 bad arguments.
  */
@@ -57,6 +64,7 @@ struct gorder {
     uint64_t created_ns, updated_ns, version;
     uint16_t sym;
     uint8_t acct, side, type, tif, post_only, status, reason, has_coid, is_state_report_reason;
+    uint8_t stp; /* enum op_stp (--controls only) */
 };
 
 struct gsym {
@@ -78,8 +86,9 @@ struct gen {
     uint64_t next_id;
     uint64_t ts;
     uint64_t rng;
-    /* the current input's reports */
-    struct op_report rep[POOL_MAX * 2 + 8];
+    /* the current input's reports: at most two per resting order met (a
+     * self-trade decrement reduces the maker and the taker), and a few more */
+    struct op_report rep[POOL_MAX * 3 + 8];
     size_t nrep;
     /* the fills expected, as text */
     struct op_buf fills_tsv;
@@ -96,6 +105,7 @@ struct gen {
     int pace_ms;
     uint64_t inputs, entries, reports, trades, poison;
     int write_expect;
+    int controls; /* --controls: the inputs of issue 14 too */
 };
 
 static uint64_t rnd(struct gen *g)
@@ -287,6 +297,91 @@ static void expect_fill(struct gen *g, const struct op_report *r, const struct o
     op_buf_printf(b, "\t%s\t%llu\n", op_side_name(r->side), (unsigned long long)(r->ts_ns / 1000));
 }
 
+/* Self-trade prevention between taker o and the resting maker m (same
+ * account, o->stp not none) at position i of opp's pool of s: the reports
+ * of docs/engine.md's rules, req_kind rk. Returns 1 when the taker must be
+ * cancelled (the caller reports it), else 0 with *next the pool position to
+ * look at next. */
+static int self_trade(struct gen *g, struct gsym *s, int opp, int i, struct gorder *o,
+                      struct gorder *m, int rk, int *next)
+{
+    int64_t q = o->qty - o->filled;
+    if (m->qty - m->filled < q)
+        q = m->qty - m->filled;
+    int stp = o->stp;
+    *next = i;
+    if (stp == OP_STP_CANCEL_MAKER || stp == OP_STP_CANCEL_BOTH ||
+        (stp == OP_STP_DECREMENT && m->qty - m->filled == q)) {
+        pool_remove(s, opp, i);
+        m->status = OP_STATUS_CANCELLED;
+        struct op_report *r = report(g, m, OP_REPORT_CANCELLED, rk);
+        r->reason = OP_REASON_SELF_TRADE;
+        applied(m, r, OP_REASON_SELF_TRADE);
+    } else if (stp == OP_STP_DECREMENT) {
+        m->qty -= q;
+        struct op_report *r = report(g, m, OP_REPORT_AMENDED, rk);
+        r->reason = OP_REASON_SELF_TRADE;
+        applied(m, r, 0);
+        *next = i + 1;
+    }
+    if (stp == OP_STP_CANCEL_TAKER || stp == OP_STP_CANCEL_BOTH ||
+        (stp == OP_STP_DECREMENT && o->qty - o->filled == q))
+        return 1;
+    if (stp == OP_STP_DECREMENT) {
+        o->qty -= q;
+        struct op_report *r = report(g, o, OP_REPORT_AMENDED, rk);
+        r->reason = OP_REASON_SELF_TRADE;
+        applied(o, r, 0);
+    }
+    return 0;
+}
+
+/* Matches taker o against the resting orders of s's opposite side that it
+ * crosses, in pool order (FIFO, no price priority), one TRADE per maker met
+ * (req_kind rk), self-trade prevention by o->stp. Returns
+ * OP_REASON_SELF_TRADE when that cancels the taker (not yet reported), else
+ * 0. */
+static int match(struct gen *g, struct gsym *s, struct gorder *o, int rk)
+{
+    int opp = o->side == OP_SIDE_BUY ? 1 : 0;
+    for (int i = 0; i < s->npool[opp] && o->filled < o->qty;) {
+        struct gorder *m = &g->orders[s->pool[opp][i]];
+        if (!crosses(o, m)) {
+            i++;
+            continue;
+        }
+        if (o->stp != OP_STP_NONE && m->acct == o->acct) {
+            if (self_trade(g, s, opp, i, o, m, rk, &i))
+                return OP_REASON_SELF_TRADE;
+            continue;
+        }
+        int64_t q = o->qty - o->filled;
+        if (m->qty - m->filled < q)
+            q = m->qty - m->filled;
+        o->filled += q;
+        m->filled += q;
+        o->status = o->filled == o->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
+        m->status = m->filled == m->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
+        struct op_report *r = report(g, o, OP_REPORT_TRADE, rk);
+        r->maker_order_id = m->id;
+        r->trade_price = m->price;
+        r->trade_qty = q;
+        r->maker_qty = m->qty;
+        r->maker_filled_qty = m->filled;
+        r->maker_status = m->status;
+        snprintf(r->maker_account, sizeof(r->maker_account), "%s", accounts[m->acct]);
+        applied(o, r, 0);
+        applied(m, r, 0);
+        expect_fill(g, r, s->s);
+        g->trades++;
+        if (m->filled == m->qty)
+            pool_remove(s, opp, i);
+        else
+            i++;
+    }
+    return 0;
+}
+
 /* One NEW input on symbol si. */
 static void input_new(struct gen *g, size_t si)
 {
@@ -308,13 +403,23 @@ static void input_new(struct gen *g, size_t si)
     o->qty = 1 + (int64_t)below(g, 100);
     o->created_ns = g->ts;
     o->status = OP_STATUS_NEW;
+    /* --controls: self-trade prevention on half of the orders, each mode
+     * alike; not on FOK (this model's FOK test would count self liquidity)
+     * nor post-only orders (they never match) */
+    if (g->controls && o->tif != OP_TIF_FOK && !o->post_only && below(g, 2) == 0)
+        o->stp = (uint8_t)(1 + below(g, OP_STP_MAX));
     if (below(g, 100) < 2) { /* refused by the engine: a bad price */
-        o->price = -(int64_t)below(g, 5);
+        int why = OP_REASON_BAD_PRICE;
+        if (g->controls && below(g, 3) != 0)
+            why = below(g, 2) ? OP_REASON_TOO_MANY_OPEN_ORDERS : OP_REASON_BAD_STP;
+        if (why == OP_REASON_BAD_PRICE)
+            o->price = -(int64_t)below(g, 5);
         o->status = OP_STATUS_REJECTED;
         struct op_report *r = report(g, o, OP_REPORT_REJECTED, OP_MSG_NEW);
-        r->reason = OP_REASON_BAD_PRICE;
-        applied(o, r, OP_REASON_BAD_PRICE);
-        o->price = 0; /* recorded as NULL: not a price */
+        r->reason = (uint8_t)why;
+        applied(o, r, why);
+        if (o->price < 0)
+            o->price = 0; /* recorded as NULL: not a price */
         publish(g, s);
         return;
     }
@@ -331,36 +436,8 @@ static void input_new(struct gen *g, size_t si)
         reason = OP_REASON_POST_ONLY;
     else if (o->type == OP_TYPE_MARKET && s->npool[opp] == 0)
         reason = OP_REASON_NO_LIQUIDITY;
-    for (int i = 0; !reason && i < s->npool[opp] && o->filled < o->qty;) {
-        struct gorder *m = &g->orders[s->pool[opp][i]];
-        if (!crosses(o, m)) {
-            i++;
-            continue;
-        }
-        int64_t q = o->qty - o->filled;
-        if (m->qty - m->filled < q)
-            q = m->qty - m->filled;
-        o->filled += q;
-        m->filled += q;
-        o->status = o->filled == o->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
-        m->status = m->filled == m->qty ? OP_STATUS_FILLED : OP_STATUS_PARTIALLY_FILLED;
-        struct op_report *r = report(g, o, OP_REPORT_TRADE, OP_MSG_NEW);
-        r->maker_order_id = m->id;
-        r->trade_price = m->price;
-        r->trade_qty = q;
-        r->maker_qty = m->qty;
-        r->maker_filled_qty = m->filled;
-        r->maker_status = m->status;
-        snprintf(r->maker_account, sizeof(r->maker_account), "%s", accounts[m->acct]);
-        applied(o, r, 0);
-        applied(m, r, 0);
-        expect_fill(g, r, s->s);
-        g->trades++;
-        if (m->filled == m->qty)
-            pool_remove(s, opp, i);
-        else
-            i++;
-    }
+    if (!reason)
+        reason = match(g, s, o, OP_MSG_NEW);
     if (!reason && o->filled < o->qty && o->tif != OP_TIF_GTC)
         reason = OP_REASON_IOC_REMAINDER;
     if (reason) {
@@ -382,6 +459,39 @@ static void input_new(struct gen *g, size_t si)
         s->pool[side][s->npool[side]++] = oi;
     }
     publish(g, s);
+}
+
+/* Replaces the resting order at position k of pool side of s (--controls):
+ * a new price (up to 3 ticks either way) and/or a larger qty. It leaves the
+ * book (REPLACED, req_kind AMEND), then a post-only order that would trade
+ * is cancelled, any other matches as a taker (TRADEs req_kind AMEND, its own
+ * self-trade prevention) and rests at the back of the pool. */
+static void replace(struct gen *g, struct gsym *s, int side, int k)
+{
+    uint32_t oi = s->pool[side][k];
+    struct gorder *o = &g->orders[oi];
+    int64_t px = o->price + (int64_t)below(g, 7) - 3;
+    int64_t qty = o->qty + (below(g, 2) ? (int64_t)below(g, 20) : 0);
+    if (px == o->price && qty == o->qty)
+        px++; /* something changes (same price, less qty: an AMENDED instead) */
+    pool_remove(s, side, k);
+    o->price = px, o->qty = qty;
+    applied(o, report(g, o, OP_REPORT_REPLACED, OP_MSG_AMEND), 0);
+    int reason = 0;
+    if (o->post_only)
+        for (int i = 0; i < s->npool[side ^ 1]; i++)
+            if (crosses(o, &g->orders[s->pool[side ^ 1][i]]))
+                reason = OP_REASON_POST_ONLY;
+    if (!reason)
+        reason = match(g, s, o, OP_MSG_AMEND);
+    if (reason) {
+        o->status = OP_STATUS_CANCELLED;
+        struct op_report *r = report(g, o, OP_REPORT_CANCELLED, OP_MSG_AMEND);
+        r->reason = (uint8_t)reason;
+        applied(o, r, reason);
+    } else if (o->filled < o->qty) {
+        s->pool[side][s->npool[side]++] = oi; /* it left the pool: there is room */
+    }
 }
 
 /* A cancel or amend of a random resting order of si (or of one that is not). */
@@ -407,7 +517,9 @@ static void input_modify(struct gen *g, size_t si, int amend)
     }
     int k = (int)below(g, (uint64_t)s->npool[side]);
     struct gorder *o = &g->orders[s->pool[side][k]];
-    if (amend && o->qty - o->filled >= 2) {
+    if (amend && g->controls && below(g, 2) == 0) {
+        replace(g, s, side, k);
+    } else if (amend && o->qty - o->filled >= 2) {
         o->qty = o->filled + 1 + (int64_t)below(g, (uint64_t)(o->qty - o->filled - 1));
         applied(o, report(g, o, OP_REPORT_AMENDED, OP_MSG_AMEND), 0);
     } else if (amend) {
@@ -421,6 +533,63 @@ static void input_modify(struct gen *g, size_t si, int amend)
         r->reason = OP_REASON_USER_CANCEL;
         applied(o, r, OP_REASON_USER_CANCEL);
     }
+    publish(g, s);
+}
+
+/* A cancel-all (--controls) of a random account, on si or (one time in
+ * three) on every symbol of its shard: a CANCELLED (req_kind 4,
+ * USER_CANCEL) for each of the account's resting orders there, then
+ * CANCEL_ALL_DONE (id 0, symbol "" for all, qty = how many). One in ten is
+ * rejected (id 0, an empty account) and changes nothing. */
+static void input_cancel_all(struct gen *g, size_t si)
+{
+    struct gsym *s = &g->gs[si];
+    int acct = (int)below(g, NACCOUNTS);
+    int all = below(g, 3) == 0;
+    struct op_report *r;
+    if (below(g, 10) == 0) {
+        r = &g->rep[g->nrep++];
+        memset(r, 0, sizeof(*r));
+        r->kind = OP_REPORT_REJECTED;
+        r->req_kind = OP_MSG_CANCEL_ALL;
+        r->reason = OP_REASON_BAD_ACCOUNT;
+        r->report_id = next_rid(g, s->shard);
+        r->ts_ns = g->ts;
+        snprintf(r->symbol, sizeof(r->symbol), "%s", all ? "" : s->s->name);
+        publish(g, s);
+        return;
+    }
+    int64_t n = 0;
+    for (size_t j = 0; j < g->nsyms; j++) {
+        struct gsym *t = &g->gs[j];
+        if (all ? t->shard != s->shard : j != si)
+            continue;
+        for (int side = 0; side < 2; side++)
+            for (int i = 0; i < t->npool[side];) {
+                struct gorder *o = &g->orders[t->pool[side][i]];
+                if (o->acct != acct) {
+                    i++;
+                    continue;
+                }
+                if (g->nrep + 1 >= sizeof(g->rep) / sizeof(g->rep[0]))
+                    publish(g, s); /* an input's reports may span entries */
+                pool_remove(t, side, i);
+                o->status = OP_STATUS_CANCELLED;
+                r = report(g, o, OP_REPORT_CANCELLED, OP_MSG_CANCEL_ALL);
+                r->reason = OP_REASON_USER_CANCEL;
+                applied(o, r, OP_REASON_USER_CANCEL);
+                n++;
+            }
+    }
+    r = &g->rep[g->nrep++];
+    memset(r, 0, sizeof(*r));
+    r->kind = OP_REPORT_CANCEL_ALL_DONE;
+    r->req_kind = OP_MSG_CANCEL_ALL;
+    r->report_id = next_rid(g, s->shard);
+    r->ts_ns = g->ts;
+    r->qty = n;
+    snprintf(r->symbol, sizeof(r->symbol), "%s", all ? "" : s->s->name);
+    snprintf(r->account, sizeof(r->account), "%s", accounts[acct]);
     publish(g, s);
 }
 
@@ -609,10 +778,13 @@ int main(int argc, char **argv)
             g->group = (uint32_t)arg_u64(a, v), i++;
         else if (strcmp(a, "--ts-base") == 0)
             ts_base = arg_u64(a, v), i++;
+        else if (strcmp(a, "--controls") == 0)
+            g->controls = 1;
         else {
             fprintf(stderr, "usage: orderpipe-fillgen [--inputs N | --trades N] [--seed S] "
                             "[--expect DIR] [--poison K] [--round N] [--pace-ms MS] "
-                            "[--id-base B] [--seq-base Q] [--group N] [--ts-base NS]\n");
+                            "[--id-base B] [--seq-base Q] [--group N] [--ts-base NS] "
+                            "[--controls]\n");
             return 2;
         }
     }
@@ -668,6 +840,8 @@ int main(int argc, char **argv)
             input_modify(g, si, 0);
         else if (k < 97)
             input_modify(g, si, 1);
+        else if (g->controls && k < 99)
+            input_cancel_all(g, si);
         else
             input_duplicate(g, si);
         g->inputs++;

@@ -5,8 +5,12 @@
 #     four kinds (undecodable, unknown symbol, two constraint violations) in
 #     dead_letters and acknowledged, the rest flowing on; /metrics, /healthz.
 #  2. two recorders in parallel on the same shards with small batches (so a
-#     maker's TRADE is often committed before its ACCEPTED): final order
-#     states equal the model's last report per order.
+#     maker's TRADE is often committed before its ACCEPTED, and a REPLACED
+#     after a later report of its order): final order states, prices
+#     included, equal the model's last report per order.
+# Sections 1 and 2 use fillgen --controls: the reports of issue 14 too
+# (self-trade cancels and decrements, replaces, cancel-alls, the new
+# rejections), none of which is a dead letter.
 #  3. trimming: XLEN drops once entries are acknowledged, never below an
 #     entry still pending (a stuck consumer's); XAUTOCLAIM then takes the
 #     stuck consumer's entries over and they are recorded.
@@ -32,12 +36,14 @@ t_stop_all
 rec_reset
 exp="$REC_TMP/one"
 mkdir -p "$exp"
-rec_gen --inputs 4000 --poison 8 --seed 11 --expect "$exp" || t_fail "fillgen"
+rec_gen --inputs 4000 --poison 8 --seed 11 --controls --expect "$exp" || t_fail "fillgen"
 rec_start rec1 RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=0
 op_wait_until 20 "recorder metrics on $port" curl -sf "http://127.0.0.1:$port/healthz" >/dev/null ||
 	t_fail "recorder /healthz did not answer 200"
 rec_wait_drained 60 || t_fail "one recorder: streams not drained in 60 s"
 rec_check_tables "one recorder" "$exp"
+t_match "self-trade cancels recorded" "$(rec_psql -c "SELECT count(*) FROM orders WHERE reject_reason = 'SELF_TRADE'")" '^[1-9][0-9]*$'
+t_match "rejections TOO_MANY_OPEN_ORDERS and BAD_STP recorded" "$(rec_psql -c "SELECT count(DISTINCT reject_reason) FROM orders WHERE reject_reason IN ('TOO_MANY_OPEN_ORDERS', 'BAD_STP')")" '^2$'
 t_eq "dead letters" "$(rec_psql -c "SELECT count(*) FROM dead_letters")" "$(cat "$exp/dead.count")"
 t_eq "dead letters: undecodable" "$(rec_psql -c "SELECT count(*) FROM dead_letters WHERE error LIKE 'cannot decode%' AND raw = '\\xc167617262616765'::bytea")" 2
 t_eq "dead letters: unknown symbol" "$(rec_psql -c "SELECT count(*) FROM dead_letters WHERE error LIKE 'unknown symbol ''NOPE''%'")" 2
@@ -78,7 +84,7 @@ port2="$(op_free_port "$port")"
 rec_start recA RECORDER_METRICS_PORT="$port" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5
 rec_start recB RECORDER_METRICS_PORT="$port2" RECORDER_BATCH_ROWS=40 RECORDER_FLUSH_MS=5
 sleep 0.5
-rec_gen --inputs 6000 --seed 22 --round 100 --pace-ms 5 --expect "$exp" || t_fail "fillgen"
+rec_gen --inputs 6000 --seed 22 --round 100 --pace-ms 5 --controls --expect "$exp" || t_fail "fillgen"
 rec_wait_drained 90 || t_fail "two recorders: streams not drained in 90 s"
 a="$(rec_metric "$port" recorder_entries_total)"
 b="$(rec_metric "$port2" recorder_entries_total)"

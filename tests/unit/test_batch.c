@@ -126,7 +126,8 @@ static int teardown(void **state)
  * order, make one row: the state of the highest report_id (the CANCELLED,
  * with its reason), the description and created_at of the ACCEPTED. The
  * trade writes a fills row and the maker's state (no description: it is not
- * in the report), which goes to the update list (its ACCEPTED is not here). */
+ * in the report; its price is the trade's, the maker's own), which goes to
+ * the update list (its ACCEPTED is not here). */
 static void test_merge_one_order(void **state)
 {
     struct rec_batch *b = *state;
@@ -148,7 +149,7 @@ static void test_merge_one_order(void **state)
         b, "12\tAAPL\t187.00\t40\t5\t7\tbob\talice\tbuy\t" TS(2) "\n",
         "7\tc-1\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t40\tCANCELLED\tUSER_CANCEL\t" TS(
             1) "\t" TS(4) "\t14\n",
-        "5\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t40\t40\tFILLED\t" N "\t" N
+        "5\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t187.00\t40\t40\tFILLED\t" N "\t" N
         "\t" TS(2) "\t12\n");
 }
 
@@ -270,7 +271,9 @@ static void test_bad_reports(void **state)
 /* The extremes of every column: the largest price (INT64_MAX ticks) and
  * quantity, the largest ids, a 36-character client_order_id; a price of 0
  * and a negative one are written as such (the table's CHECK refuses them
- * and the report is bisected out), never as a negative zero. */
+ * and the report is bisected out), never as a negative zero; the maker's
+ * row takes its price from its last trade (NULL when not positive, as any
+ * price). */
 static void test_extreme_values(void **state)
 {
     struct rec_batch *b = *state;
@@ -281,6 +284,7 @@ static void test_extreme_values(void **state)
              "0123456789abcdefghijklmnopqrstuvwxyz");
     struct op_report tr = trade(top, top, top - 2, INT64_MAX, 2);
     tr.trade_price = INT64_MAX, tr.qty = INT64_MAX, tr.filled_qty = INT64_MAX;
+    tr.price = INT64_MAX; /* the taker's price, in every report about it */
     tr.status = OP_STATUS_FILLED;
     tr.maker_qty = INT64_MAX, tr.maker_filled_qty = INT64_MAX;
     struct op_report zero = trade(5, 3, 4, 1, 3), neg = trade(6, 3, 4, 1, 3);
@@ -300,12 +304,14 @@ static void test_extreme_values(void **state)
         "limit\tGTC\tf\t92233720368547758.07\t9223372036854775807\t9223372036854775807\t"
         "FILLED\t" N "\t" TS(1) "\t" TS(2) "\t9223372036854775807\n",
         "3\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t1\tPARTIALLY_FILLED\t" N "\t" N
-        "\t" TS(3) "\t6\n"
-                   "4\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t1\t1\tFILLED\t" N "\t" N
-                   "\t" TS(3) "\t6\n"
-                              "9223372036854775805\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N
-                              "\t" N "\t9223372036854775807\t9223372036854775807\tFILLED\t" N "\t" N
-                              "\t" TS(2) "\t9223372036854775807\n");
+        "\t" TS(
+            3) "\t6\n"
+               "4\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t" N "\t1\t1\tFILLED\t" N "\t" N
+               "\t" TS(
+                   3) "\t6\n"
+                      "9223372036854775805\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N
+                      "\t92233720368547758.07\t9223372036854775807\t9223372036854775807\tFILLED\t" N
+                      "\t" N "\t" TS(2) "\t9223372036854775807\n");
 }
 
 /* An id above 2^63-1 cannot be a bigint: the binary COPY would write it
@@ -426,6 +432,152 @@ static void test_build_ranges(void **state)
     rec_copy_release(&c);
 }
 
+/* A REPLACED report (issue 14) carries the order's new price and qty: the
+ * row takes them as state, with the version, like an AMENDED's qty. Here
+ * the order is replaced (price 187.25 -> 188.00, qty 100 -> 150), trades as
+ * a taker at the maker's 187.90, then is reduced to 120 (an AMENDED, which
+ * keeps the new price); the entries arrive out of order, and the row is
+ * the newest state with the replaced price. The REPLACED alone (a bisected
+ * range) writes its own price and qty at its version. */
+static void test_replaced_keeps_newest(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report acc = rep(OP_REPORT_ACCEPTED, 40, 30, 1);
+    struct op_report rp = rep(OP_REPORT_REPLACED, 41, 30, 2);
+    rp.req_kind = OP_MSG_AMEND, rp.price = 18800, rp.qty = 150;
+    struct op_report tr = trade(42, 30, 31, 20, 3);
+    tr.req_kind = OP_MSG_AMEND, tr.price = 18800, tr.qty = 150, tr.trade_price = 18790;
+    struct op_report am = rep(OP_REPORT_AMENDED, 43, 30, 4);
+    am.req_kind = OP_MSG_AMEND, am.price = 18800, am.qty = 120, am.filled_qty = 20;
+    am.status = OP_STATUS_PARTIALLY_FILLED;
+    add(b, &am, 1); /* the latest state first */
+    struct op_report three[] = {acc, rp, tr};
+    add(b, three, 3);
+    assert_int_equal(b->npoison, 0);
+    expect_rows(b, "42\tAAPL\t187.90\t20\t31\t30\tbob\talice\tbuy\t" TS(3) "\n",
+                "30\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t188.00\t120\t20\tPARTIALLY_FILLED\t" N
+                "\t" TS(1) "\t" TS(4) "\t43\n",
+                "31\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t187.90\t20\t20\tFILLED\t" N
+                "\t" N "\t" TS(3) "\t42\n");
+    struct rec_copy c;
+    rec_copy_init(&c);
+    assert_int_equal(rec_batch_build(b, 2, 3, &c), 0); /* the REPLACED alone */
+    expect_text(&c.new_orders, CBT_ORDERS, "");
+    expect_text(&c.upd_orders, CBT_ORDERS,
+                "30\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t188.00\t150\t0\tNEW\t" N "\t" N
+                "\t" TS(2) "\t41\n");
+    rec_copy_release(&c);
+}
+
+/* Out-of-order delivery of a REPLACED and a later TRADE of the replaced
+ * order as a maker (two recorders may commit them in either order): bob's
+ * sell 33 is replaced (price 187.60, qty 80) at version 51, then alice's
+ * buy 34 takes 30 from it at version 52. The TRADE carries no description
+ * of the maker, but its price is the maker's new one: the row of each range
+ * holds the new price, so whichever the upsert applies last, the version
+ * decides and the price cannot go back to the one before the replace. In
+ * one range, TRADE first: the trade's state, the REPLACED's description. */
+static void test_replaced_then_maker_trade_out_of_order(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report rp = rep(OP_REPORT_REPLACED, 51, 33, 2);
+    rp.req_kind = OP_MSG_AMEND, rp.side = OP_SIDE_SELL, rp.price = 18760, rp.qty = 80;
+    snprintf(rp.account, sizeof(rp.account), "%s", "bob");
+    struct op_report tr = trade(52, 34, 33, 30, 3);
+    tr.price = 18760, tr.trade_price = 18760;
+    tr.maker_qty = 80, tr.maker_status = OP_STATUS_PARTIALLY_FILLED;
+    add(b, &tr, 1);
+    add(b, &rp, 1);
+    const char *fill = "52\tAAPL\t187.60\t30\t33\t34\tbob\talice\tbuy\t" TS(3) "\n";
+    struct rec_copy c;
+    rec_copy_init(&c);
+    assert_int_equal(rec_batch_build(b, 0, 1, &c), 0); /* the TRADE's range */
+    expect_text(&c.fills, CBT_FILLS, fill);
+    expect_text(&c.upd_orders, CBT_ORDERS,
+                "33\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t187.60\t80\t30\t"
+                "PARTIALLY_FILLED\t" N "\t" N
+                "\t" TS(3) "\t52\n"
+                           "34\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.60\t100\t30\t"
+                           "PARTIALLY_FILLED\t" N "\t" N "\t" TS(3) "\t52\n");
+    assert_int_equal(rec_batch_build(b, 1, 2, &c), 0); /* the REPLACED's range */
+    expect_text(&c.upd_orders, CBT_ORDERS,
+                "33\t" N "\tbob\tAAPL\tsell\tlimit\tGTC\tf\t187.60\t80\t0\tNEW\t" N "\t" N
+                "\t" TS(2) "\t51\n");
+    rec_copy_release(&c);
+    expect_rows(
+        b, fill, "",
+        "33\t" N "\tbob\tAAPL\tsell\tlimit\tGTC\tf\t187.60\t80\t30\tPARTIALLY_FILLED\t" N "\t" N
+        "\t" TS(3) "\t52\n"
+                   "34\t" N
+                   "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.60\t100\t30\tPARTIALLY_FILLED\t" N "\t" N
+                   "\t" TS(3) "\t52\n");
+}
+
+/* A cancel-all: a CANCELLED (req_kind 4, USER_CANCEL) per order, then
+ * CANCEL_ALL_DONE (id 0, symbol "" for every symbol, qty = how many), which
+ * writes nothing and is neither poison nor a reject; a rejected cancel-all
+ * (id 0) writes nothing either and counts as an ignored reject. */
+static void test_cancel_all(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report r[4];
+    for (int i = 0; i < 2; i++) {
+        r[i] = rep(OP_REPORT_CANCELLED, 60 + (uint64_t)i, 35 + (uint64_t)i, 1);
+        r[i].req_kind = OP_MSG_CANCEL_ALL;
+        r[i].status = OP_STATUS_CANCELLED, r[i].reason = OP_REASON_USER_CANCEL;
+    }
+    memset(&r[2], 0, sizeof(r[2]));
+    r[2].kind = OP_REPORT_CANCEL_ALL_DONE, r[2].req_kind = OP_MSG_CANCEL_ALL;
+    r[2].report_id = 62, r[2].ts_ns = T(1), r[2].qty = 2;
+    snprintf(r[2].account, sizeof(r[2].account), "%s", "alice");
+    memset(&r[3], 0, sizeof(r[3]));
+    r[3].kind = OP_REPORT_REJECTED, r[3].req_kind = OP_MSG_CANCEL_ALL;
+    r[3].reason = OP_REASON_BAD_ACCOUNT, r[3].report_id = 63, r[3].ts_ns = T(2);
+    snprintf(r[3].symbol, sizeof(r[3].symbol), "%s", "MSFT");
+    add(b, r, 4);
+    assert_int_equal(b->nreports, 4);
+    assert_int_equal(b->npoison, 0);
+    assert_int_equal(b->nbad, 0);
+    assert_int_equal(b->ignored_rejects, 1);
+    assert_int_equal(b->rows, 2);
+    expect_rows(
+        b, "", "",
+        "35\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tUSER_CANCEL\t" N
+        "\t" TS(1) "\t60\n"
+                   "36\t" N
+                   "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tUSER_CANCEL\t" N
+                   "\t" TS(1) "\t61\n");
+}
+
+/* Self-trade prevention and the new rejections of issue 14: a CANCELLED
+ * SELF_TRADE stores the reason; an AMENDED SELF_TRADE (a decrement, req_kind
+ * NEW) applies like an amend: qty, no reason; new orders rejected
+ * TOO_MANY_OPEN_ORDERS or BAD_STP are rejected rows like any other. */
+static void test_self_trade_and_new_reasons(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report cx = rep(OP_REPORT_CANCELLED, 70, 37, 1);
+    cx.status = OP_STATUS_CANCELLED, cx.reason = OP_REASON_SELF_TRADE;
+    struct op_report dec = rep(OP_REPORT_AMENDED, 71, 38, 1);
+    dec.qty = 60, dec.reason = OP_REASON_SELF_TRADE;
+    struct op_report r[] = {cx, dec, rejected(72, 39, OP_REASON_TOO_MANY_OPEN_ORDERS, 2),
+                            rejected(73, 40, OP_REASON_BAD_STP, 3)};
+    add(b, r, 4);
+    assert_int_equal(b->npoison, 0);
+    assert_int_equal(b->ignored_rejects, 0);
+    expect_rows(
+        b, "",
+        "39\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tTOO_MANY_OPEN_"
+        "ORDERS\t" TS(2) "\t" TS(
+            2) "\t72\n"
+               "40\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_STP\t" TS(
+                   3) "\t" TS(3) "\t73\n",
+        "37\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tSELF_TRADE\t" N
+        "\t" TS(1) "\t70\n"
+                   "38\t" N "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t60\t0\tNEW\t" N "\t" N
+                   "\t" TS(1) "\t71\n");
+}
+
 /* rec_batch_reset empties the batch and its counters for the next one. */
 static void test_reset(void **state)
 {
@@ -459,6 +611,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejected_unrepresentable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_keeps_newest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_then_maker_trade_out_of_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_self_trade_and_new_reasons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
