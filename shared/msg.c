@@ -46,9 +46,12 @@ const char *op_status_name(int status)
 const char *op_report_kind_name(int kind)
 {
     static const char *const names[] = {
-        [OP_REPORT_ACCEPTED] = "accepted",   [OP_REPORT_TRADE] = "trade",
-        [OP_REPORT_CANCELLED] = "cancelled", [OP_REPORT_REJECTED] = "rejected",
-        [OP_REPORT_AMENDED] = "amended",     [OP_REPORT_REPLACED] = "replaced",
+        [OP_REPORT_ACCEPTED] = "accepted",
+        [OP_REPORT_TRADE] = "trade",
+        [OP_REPORT_CANCELLED] = "cancelled",
+        [OP_REPORT_REJECTED] = "rejected",
+        [OP_REPORT_AMENDED] = "amended",
+        [OP_REPORT_REPLACED] = "replaced",
         [OP_REPORT_CANCEL_ALL_DONE] = "cancel_all_done",
     };
     return NAME_OF(names, kind);
@@ -56,9 +59,10 @@ const char *op_report_kind_name(int kind)
 
 const char *op_msg_kind_name(int kind)
 {
-    static const char *const names[] = {
-        [OP_MSG_NEW] = "new", [OP_MSG_CANCEL] = "cancel", [OP_MSG_AMEND] = "amend",
-        [OP_MSG_CANCEL_ALL] = "cancel_all"};
+    static const char *const names[] = {[OP_MSG_NEW] = "new",
+                                        [OP_MSG_CANCEL] = "cancel",
+                                        [OP_MSG_AMEND] = "amend",
+                                        [OP_MSG_CANCEL_ALL] = "cancel_all"};
     return NAME_OF(names, kind);
 }
 
@@ -111,8 +115,10 @@ int op_client_order_id_valid(const char *s)
 const char *op_stp_name(int stp)
 {
     static const char *const names[] = {
-        [OP_STP_NONE] = "none",         [OP_STP_CANCEL_TAKER] = "cancel_taker",
-        [OP_STP_CANCEL_MAKER] = "cancel_maker", [OP_STP_CANCEL_BOTH] = "cancel_both",
+        [OP_STP_NONE] = "none",
+        [OP_STP_CANCEL_TAKER] = "cancel_taker",
+        [OP_STP_CANCEL_MAKER] = "cancel_maker",
+        [OP_STP_CANCEL_BOTH] = "cancel_both",
         [OP_STP_DECREMENT] = "decrement",
     };
     return NAME_OF(names, stp);

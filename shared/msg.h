@@ -81,12 +81,12 @@ enum op_status {
 };
 
 enum op_report_kind {
-    OP_REPORT_ACCEPTED = 1,  /* a new order entered the engine (may trade next) */
-    OP_REPORT_TRADE = 2,     /* one match between a resting maker and a taker */
-    OP_REPORT_CANCELLED = 3, /* an order left the book unfilled (reason says why) */
-    OP_REPORT_REJECTED = 4,  /* an input was refused; see req_kind */
-    OP_REPORT_AMENDED = 5,   /* an order's total quantity was reduced, priority kept */
-    OP_REPORT_REPLACED = 6,  /* an order got a new price or a larger qty, lost priority */
+    OP_REPORT_ACCEPTED = 1,        /* a new order entered the engine (may trade next) */
+    OP_REPORT_TRADE = 2,           /* one match between a resting maker and a taker */
+    OP_REPORT_CANCELLED = 3,       /* an order left the book unfilled (reason says why) */
+    OP_REPORT_REJECTED = 4,        /* an input was refused; see req_kind */
+    OP_REPORT_AMENDED = 5,         /* an order's total quantity was reduced, priority kept */
+    OP_REPORT_REPLACED = 6,        /* an order got a new price or a larger qty, lost priority */
     OP_REPORT_CANCEL_ALL_DONE = 7, /* a cancel-all finished (its CANCELLEDs precede it) */
 };
 #define OP_REPORT_KIND_MAX OP_REPORT_CANCEL_ALL_DONE
@@ -119,8 +119,9 @@ enum op_reason {
     OP_REASON_BAD_CLIENT_ID =
         34,                  /* client_order_id breaks its grammar (op_client_order_id_valid) */
     OP_REASON_BAD_TIME = 35, /* ts 0: no receipt time */
-    OP_REASON_TOO_MANY_OPEN_ORDERS = 36, /* the account's open orders in the symbol are at the limit */
-    OP_REASON_BAD_STP = 37,              /* stp not an enum op_stp */
+    OP_REASON_TOO_MANY_OPEN_ORDERS =
+        36,                 /* the account's open orders in the symbol are at the limit */
+    OP_REASON_BAD_STP = 37, /* stp not an enum op_stp */
 };
 
 /*
