@@ -141,8 +141,9 @@ struct http_server {
 struct req {
     struct http_server *s; /* (ref) */
     enum route route;
-    char path_arg[40];   /* the {id} or {symbol} of the URL */
-    const char *account; /* (ref) into the key table, NULL = anonymous */
+    char path_arg[40];           /* the {id} or {symbol} of the URL */
+    const struct op_apikey *key; /* (ref) into the key table, NULL = anonymous */
+    const char *account;         /* (ref) key's account, NULL = anonymous */
     bool too_large;
     bool oom;                    /* the body could not be stored: 500 */
     bool waiting;                /* submitted to the writer, suspended */
@@ -1056,9 +1057,10 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return fail(r, 401, "unauthorized", "", "send 'Authorization: Bearer <api key>'");
-    r->account = op_apikeys_lookup(r->s->cfg.keys, auth + 7, strlen(auth + 7));
-    if (!r->account)
+    r->key = op_apikeys_lookup(r->s->cfg.keys, auth + 7, strlen(auth + 7));
+    if (!r->key)
         return fail(r, 401, "unauthorized", "", "unknown api key");
+    r->account = r->key->account;
 
     if (r->route == R_NEW || r->route == R_BATCH || r->route == R_AMEND) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
