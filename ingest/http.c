@@ -608,7 +608,7 @@ static enum MHD_Result handle_new(struct req *r)
         return fail(r, 500, "internal", "", "out of memory");
     struct item *it = &r->items[0];
     if (parse_body(r, &doc, &e) != 0 ||
-        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, &it->msg, &e) != 0)
+        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, r->key->stp, &it->msg, &e) != 0)
         return respond_error(r, &e);
     it->kind = ITEM_ORDER;
     it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
@@ -665,7 +665,8 @@ static enum MHD_Result handle_batch(struct req *r)
     for (int i = 0, t = arr + 1; i < n; i++, t = doc.toks[t].next) {
         struct item *it = &r->items[nitems];
         r->item_of[i] = -1;
-        if (order_parse_new(&doc, t, r->s->cfg.syms, r->account, &it->msg, &r->errs[i]) != 0)
+        if (order_parse_new(&doc, t, r->s->cfg.syms, r->account, r->key->stp, &it->msg,
+                            &r->errs[i]) != 0)
             continue;
         it->kind = ITEM_ORDER;
         it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);

@@ -67,11 +67,26 @@ static int read_enum(const struct json_doc *d, int t, const char *field, const c
     return api_fail(e, 400, "invalid_field", field, "%s must be one of %s", field, list);
 }
 
-static const char *const new_fields[] = {
-    "symbol", "side", "type", "price", "qty", "tif", "post_only", "client_order_id", NULL};
+/* Reads stp at token t: one of the names of enum op_stp, "none" included. */
+static int read_stp(const struct json_doc *d, int t, uint8_t *stp, struct api_error *e)
+{
+    for (int i = OP_STP_NONE; i <= OP_STP_MAX; i++) {
+        if (json_eq(d, t, op_stp_name(i))) {
+            *stp = (uint8_t)i;
+            return 0;
+        }
+    }
+    return api_fail(e, 400, "invalid_field", "stp",
+                    "stp must be one of \"none\", \"cancel_taker\", \"cancel_maker\", "
+                    "\"cancel_both\", \"decrement\"");
+}
+
+static const char *const new_fields[] = {"symbol", "side",      "type", "price",           "qty",
+                                         "tif",    "post_only", "stp",  "client_order_id", NULL};
 
 int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *syms,
-                    const char *account, struct op_order_msg *m, struct api_error *e)
+                    const char *account, uint8_t stp_default, struct op_order_msg *m,
+                    struct api_error *e)
 {
     static const char *const sides[] = {"", "buy", "sell"};
     static const char *const types[] = {"", "limit", "market"};
@@ -154,6 +169,12 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
     if (m->qty % sym->lot != 0)
         return api_fail(e, 400, "invalid_qty", "qty", "qty must be a multiple of the lot %lld",
                         (long long)sym->lot);
+
+    t = json_get(d, obj, "stp");
+    if (t < 0)
+        m->stp = stp_default;
+    else if (read_stp(d, t, &m->stp, e) != 0)
+        return -1;
 
     t = json_get(d, obj, "client_order_id");
     if (t >= 0 && (json_string(d, t, m->client_order_id, sizeof(m->client_order_id)) < 0 ||

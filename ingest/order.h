@@ -32,10 +32,13 @@ int api_fail(struct api_error *e, int status, const char *code, const char *fiel
 /*
  * Validates the order object at token obj of d for `account` against the
  * symbol table and fills m (kind NEW; order_id and ts_ns are left 0 for the
- * caller). Returns 0, or -1 with e set (status 400). Nothing is allocated.
+ * caller). An order without "stp" gets stp_default (enum op_stp: the
+ * account's, from API_KEYS_FILE). Returns 0, or -1 with e set (status
+ * 400). Nothing is allocated.
  */
 int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *syms,
-                    const char *account, struct op_order_msg *m, struct api_error *e);
+                    const char *account, uint8_t stp_default, struct op_order_msg *m,
+                    struct api_error *e);
 
 /* Validates an amend body {"qty": N} (N >= 1; the engine checks it against
  * the order). Returns 0 with *qty set, or -1 with e. */

@@ -75,6 +75,8 @@ static void put_order(struct op_buf *b, const struct op_order_msg *m)
             op_buf_append(b, ",\"coid\":", 8);
             put_str(b, m->client_order_id, strlen(m->client_order_id));
         }
+        if (m->stp)
+            op_buf_printf(b, ",\"stp\":\"%s\"", op_stp_name(m->stp));
     }
     if (m->kind != OP_MSG_CANCEL)
         op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);

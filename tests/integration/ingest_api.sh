@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ingest over HTTP against a real Redis: every bad-input class gets its status
 # and error code and changes nothing; good orders, batches, idempotent retries,
-# cancels, amends and owner-only reads work.
+# cancels, amends and owner-only reads work. Issue 14: stp (explicit and the
+# account's default from API_KEYS_FILE), checked by what reached orders:{S}.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -112,6 +113,15 @@ bad "amend qty zero" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":0
 bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"price":"1"}' "${A[@]}"
 t_http PUT "$url/v1/orders/12" "" "${A[@]}"
 t_match "405 Allow header" "$T_HEADERS" "Allow: GET, PATCH, DELETE"
+# --- stp -----------------------------------------------------------------------------
+bad "stp unknown" 400 invalid_field POST /v1/orders "$(order ',"stp":"cancel"')" "${A[@]}"
+t_match "stp unknown: names the field" "$T_BODY" '"field":"stp"'
+t_match "stp unknown: lists the modes" "$T_BODY" '"message":"stp must be one of [^,]*none[^,]*, [^,]*cancel_taker[^,]*, [^,]*cancel_maker[^,]*, [^,]*cancel_both[^,]*, [^,]*decrement'
+bad "stp case" 400 invalid_field POST /v1/orders "$(order ',"stp":"DECREMENT"')" "${A[@]}"
+bad "stp number" 400 invalid_field POST /v1/orders "$(order ',"stp":4')" "${A[@]}"
+bad "stp null" 400 invalid_field POST /v1/orders "$(order ',"stp":null')" "${A[@]}"
+bad "batch of bad stp only" 400 invalid_field POST /v1/orders/batch "{\"orders\":[$(order ',"stp":"both"')]}" "${A[@]}"
+t_match "batch item names stp" "$T_BODY" '^\{"results":\[\{"status":"REJECTED","error":\{"code":"invalid_field","message":"stp must be[^}]*"field":"stp"\}\}\]\}$'
 
 # --- good orders -------------------------------------------------------------------
 before="$(t_orders_len)"
@@ -153,6 +163,40 @@ t_eq "amend" "$T_STATUS" 202
 t_match "amend body" "$T_BODY" '"status":"AMEND_QUEUED"'
 t_eq "cancel and amend queued" "$(t_orders_len)" $((before + 5))
 
+# shard_of SYMBOL: fnv1a32(SYMBOL) % ORDER_SHARDS, as ingest routes it
+shard_of() {
+	local h=2166136261 i c
+	for ((i = 0; i < ${#1}; i++)); do
+		printf -v c '%d' "'${1:i:1}"
+		h=$(((h ^ c) * 16777619 & 0xffffffff))
+	done
+	printf '%s\n' $((h % ${ORDER_SHARDS:-4}))
+}
+
+# last_inputs S N: the last N inputs of orders:{S}, decoded by orderpipe-tail,
+# one JSON object per line (the inputs are flat maps: no nested braces).
+last_inputs() {
+	SYMBOLS_FILE="$syms" "$OP_BUILD/bin/orderpipe-tail" "orders:{$1}" | grep -a -o '{"k":"[^}]*}' | tail -n "$2"
+}
+
+aapl="$(shard_of AAPL)"
+t_match "AAPL's shard holds its orders" "$(last_inputs "$aapl" 50)" '"sym":"AAPL"'
+
+# --- stp: explicit, in the stream --------------------------------------------------------
+before="$(t_orders_len)"
+t_http POST "$url/v1/orders" "$(order ',"stp":"decrement"')" "${A[@]}"
+t_eq "stp decrement" "$T_STATUS" 202
+t_match "stp decrement reached orders:{S}" "$(last_inputs "$aapl" 1)" '^\{"k":"new",.*"acct":"alice",.*"stp":"decrement","qty":100\}$'
+t_http POST "$url/v1/orders" "$(order ',"stp":"none"')" "${A[@]}"
+t_eq "stp none" "$T_STATUS" 202
+t_match "stp none: no stp field (0)" "$(last_inputs "$aapl" 1)" '^\{"k":"new",[^}]*"acct":"alice",[^}]*"po":false,"px":18725,"px_text":"187.25","qty":100\}$'
+t_http POST "$url/v1/orders/batch" "{\"orders\":[$(order ',"stp":"cancel_taker"'),$(order ',"stp":"bogus"'),$(order ',"stp":"cancel_maker"'),$(order ''),$(order ',"stp":"cancel_both"')]}" "${A[@]}"
+t_eq "batch with stp" "$T_STATUS" 202
+t_match "batch: the bad stp item rejected, naming stp" "$T_BODY" '^\{"results":\[\{"status":"QUEUED"[^}]*\},\{"status":"REJECTED","error":\{"code":"invalid_field",[^}]*"field":"stp"\}\},\{"status":"QUEUED"'
+stps="$(last_inputs "$aapl" 4 | sed -E 's/.*"stp":"([a-z_]+)".*/\1/; t; s/.*/-/' | tr '\n' ' ')"
+t_eq "batch items' stp in order (- for none)" "$stps" 'cancel_taker cancel_maker - cancel_both '
+t_eq "stp: inputs queued" "$(t_orders_len)" $((before + 6))
+
 # --- reads: owner only -----------------------------------------------------------
 psql -q "$DATABASE_URL" -c "INSERT INTO orders (order_id, account, symbol, side, type, tif, price, qty, filled_qty, status, created_at, updated_at, version) VALUES (777001, 'bob', 'AAPL', 'sell', 'limit', 'GTC', 187.25, 10, 4, 'PARTIALLY_FILLED', now(), now(), 1) ON CONFLICT DO NOTHING" >/dev/null
 t_http GET "$url/v1/orders/777001" "" "${B[@]}"
@@ -173,5 +217,35 @@ t_http GET "$url/v1/book/ZZZ" "" "${A[@]}"
 t_eq "book unknown symbol" "$T_STATUS" 404
 t_http GET "$url/metrics" ""
 t_match "metrics" "$T_BODY" 'ingest_requests_total\{route="new_order",code="202"\} [0-9]+'
+
+# --- the account's stp default: the third column of API_KEYS_FILE ----------------------------
+keys="$OP_STACK_DIR/api-keys-14.conf"
+printf '# issue 14\ndev-key-alice alice\ndev-key-carol carol cancel_both\ndev-key-carol-2 carol\n' >"$keys"
+printf 'dev-key-alice alice\ndev-key-carol carol cancel\n' >"$OP_STACK_DIR/api-keys-bad.conf"
+rc=0
+env API_KEYS_FILE="$OP_STACK_DIR/api-keys-bad.conf" INGEST_PORT="$(op_free_port)" "$OP_BUILD/bin/orderpipe-ingest" >"$OP_STACK_DIR/bad-keys.log" 2>&1 || rc=$?
+t_eq "a bad stp column: ingest refuses to start" "$rc" 2
+t_match "a bad stp column: names the file, line and value" "$(cat "$OP_STACK_DIR/bad-keys.log")" "api keys file '$OP_STACK_DIR/api-keys-bad.conf' line 2: bad stp 'cancel': want none, cancel_taker, cancel_maker, cancel_both or decrement"
+
+# An ingest with these keys: an order without stp takes its account's.
+port2="$(op_free_port)"
+url2="http://127.0.0.1:$port2"
+t_start ingest2 orderpipe-ingest INGEST_PORT="$port2" SYMBOLS_FILE="$syms" API_KEYS_FILE="$keys"
+op_wait_until 20 "ingest on $port2" curl -sf "$url2/healthz" || t_fail "ingest with the issue 14 keys did not start: $(cat "$OP_STACK_DIR/ingest2.log")"
+C=("Authorization: Bearer dev-key-carol" "Content-Type: application/json")
+before="$(t_orders_len)"
+t_http POST "$url2/v1/orders" "$(order '')" "${C[@]}"
+t_eq "carol's default stp: status" "$T_STATUS" 202
+t_match "carol's default stp reached orders:{S}" "$(last_inputs "$aapl" 1)" '"acct":"carol",.*"stp":"cancel_both","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order ',"stp":"none"')" "Authorization: Bearer dev-key-carol-2" "Content-Type: application/json"
+t_eq "carol's explicit none: status" "$T_STATUS" 202
+t_match "carol's explicit none wins (no stp field)" "$(last_inputs "$aapl" 1)" '"acct":"carol",[^}]*"px_text":"187.25","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order ',"stp":"decrement"')" "Authorization: Bearer dev-key-carol-2" "Content-Type: application/json"
+t_match "carol's second key (no column) takes the account's default, an explicit stp wins" "$(last_inputs "$aapl" 1)" '"acct":"carol",.*"stp":"decrement","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order '')" "Authorization: Bearer dev-key-carol-2" "Content-Type: application/json"
+t_match "carol's second key: the account's default" "$(last_inputs "$aapl" 1)" '"acct":"carol",.*"stp":"cancel_both","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order '')" "Authorization: Bearer dev-key-alice" "Content-Type: application/json"
+t_match "alice (no column): none" "$(last_inputs "$aapl" 1)" '"acct":"alice",[^}]*"px_text":"187.25","qty":100\}$'
+t_eq "stp defaults: queued" "$(t_orders_len)" $((before + 5))
 
 t_done

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ingest/json.h"
@@ -107,17 +108,26 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Parses body as an order; returns the error code, or "ok". */
-static const char *order_code(const char *body, struct op_order_msg *m)
+/* The error of the last order_code, amend_code. */
+static struct api_error last;
+
+/* Parses body as an order of an account whose default stp is stp_default;
+ * returns the error code, or "ok". */
+static const char *order_code_stp(const char *body, uint8_t stp_default, struct op_order_msg *m)
 {
     struct json_doc d;
-    struct api_error e;
     memset(m, 0, sizeof(*m));
+    memset(&last, 0, sizeof(last));
     if (parse(&d, body) != 0)
         return "invalid_json";
-    if (order_parse_new(&d, 0, &syms, "alice", m, &e) != 0)
-        return e.code;
+    if (order_parse_new(&d, 0, &syms, "alice", stp_default, m, &last) != 0)
+        return last.code;
     return "ok";
+}
+
+static const char *order_code(const char *body, struct op_order_msg *m)
+{
+    return order_code_stp(body, OP_STP_NONE, m);
 }
 
 static void test_order_fields(void **state)
@@ -204,6 +214,56 @@ static void test_order_fields(void **state)
     }
 }
 
+/* stp: optional, one of five names; absent, the account's default. */
+static void test_order_stp(void **state)
+{
+    (void)state;
+    struct op_order_msg m;
+    static const struct {
+        const char *name;
+        int stp;
+    } names[] = {
+        {"none", OP_STP_NONE},
+        {"cancel_taker", OP_STP_CANCEL_TAKER},
+        {"cancel_maker", OP_STP_CANCEL_MAKER},
+        {"cancel_both", OP_STP_CANCEL_BOTH},
+        {"decrement", OP_STP_DECREMENT},
+    };
+    char body[200];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\","
+                 "\"qty\":1,\"stp\":\"%s\"}",
+                 names[i].name);
+        /* an explicit stp wins over the account's default, "none" included */
+        assert_string_equal(order_code_stp(body, OP_STP_DECREMENT, &m), "ok");
+        assert_int_equal(m.stp, names[i].stp);
+    }
+    const char *plain = "{\"symbol\":\"AAPL\",\"side\":\"sell\",\"type\":\"market\",\"qty\":1}";
+    assert_string_equal(order_code(plain, &m), "ok");
+    assert_int_equal(m.stp, OP_STP_NONE);
+    assert_string_equal(order_code_stp(plain, OP_STP_CANCEL_BOTH, &m), "ok");
+    assert_int_equal(m.stp, OP_STP_CANCEL_BOTH);
+
+    static const char *const bad[] = {"\"cancel\"", "\"NONE\"", "\"\"",       "1",
+                                      "null",       "true",     "[\"none\"]", "\"decrement \""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\","
+                 "\"qty\":1,\"stp\":%s}",
+                 bad[i]);
+        if (strcmp(order_code(body, &m), "invalid_field") != 0)
+            fail_msg("stp %s: got %s, want invalid_field", bad[i], last.code);
+        assert_int_equal(last.status, 400);
+        assert_string_equal(last.field, "stp");
+        assert_non_null(strstr(last.message, "\"cancel_taker\", \"cancel_maker\""));
+    }
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\","
+                                   "\"price\":\"1\",\"qty\":1,\"stp\":\"none\",\"stp\":\"none\"}",
+                                   &m),
+                        "duplicate_field");
+}
+
 static void test_amend_and_id(void **state)
 {
     (void)state;
@@ -231,8 +291,11 @@ static void test_amend_and_id(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_valid_and_invalid), cmocka_unit_test(test_json_navigation),
-        cmocka_unit_test(test_json_put_str),           cmocka_unit_test(test_order_fields),
+        cmocka_unit_test(test_json_valid_and_invalid),
+        cmocka_unit_test(test_json_navigation),
+        cmocka_unit_test(test_json_put_str),
+        cmocka_unit_test(test_order_fields),
+        cmocka_unit_test(test_order_stp),
         cmocka_unit_test(test_amend_and_id),
     };
     return cmocka_run_group_tests_name("ingest_parse", tests, setup, teardown);
