@@ -20,6 +20,7 @@
 #include "ingest/reads.h"
 #include "shared/alloc.h"
 #include "shared/buf.h"
+#include "shared/decimal.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
 #include "shared/redis.h"
@@ -448,6 +449,27 @@ static int book_slice(const char *text, size_t len, int depth, struct op_buf *ou
     return 0;
 }
 
+/* Appends the answer of a queued amend: the target, and the new qty and
+ * price (null when unchanged). */
+static void put_amend_queued(struct req *r, struct op_buf *b, const struct item *it)
+{
+    char px[48] = "";
+    const struct op_symbol *sym =
+        op_symtab_find(r->s->cfg.syms, it->msg.symbol, strlen(it->msg.symbol));
+    if (it->msg.price && sym)
+        op_decimal_format(it->msg.price, sym->tick, px, sizeof(px));
+    op_buf_printf(b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":",
+                  (unsigned long long)it->msg.order_id);
+    if (it->msg.qty)
+        op_buf_printf(b, "%lld", (long long)it->msg.qty);
+    else
+        op_buf_append(b, "null", 4);
+    if (px[0])
+        op_buf_printf(b, ",\"price\":\"%s\"}", px);
+    else
+        op_buf_append(b, ",\"price\":null}", 14);
+}
+
 /* Builds the response of a finished job. */
 static enum MHD_Result finish(struct req *r)
 {
@@ -506,8 +528,7 @@ static enum MHD_Result finish(struct req *r)
                           (unsigned long long)it->msg.order_id);
             rc = respond_json(r, 202, b);
         } else {
-            op_buf_printf(b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":%lld}",
-                          (unsigned long long)it->msg.order_id, (long long)it->msg.qty);
+            put_amend_queued(r, b, it);
             rc = respond_json(r, 202, b);
         }
     } else if (r->route == R_BOOK) {
@@ -688,12 +709,13 @@ bad:
     return respond_error(r, &e);
 }
 
-/* Cancel (DELETE) and amend (PATCH) of /v1/orders/{id}?symbol=. */
+/* Cancel (DELETE) and amend (PATCH) of /v1/orders/{id}?symbol=. An amend
+ * carries the new qty and/or price (0 = unchanged: order_parse_amend). */
 static enum MHD_Result handle_cancel_amend(struct req *r)
 {
     struct api_error e;
     uint64_t id;
-    int64_t qty = 0;
+    int64_t qty = 0, price = 0;
 
     if (order_parse_id(r->path_arg, &id, &e) != 0)
         return respond_error(r, &e);
@@ -704,11 +726,9 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
         struct json_doc doc;
         int rc = parse_body(r, &doc, &e);
         if (rc == 0)
-            rc = order_parse_amend(&doc, 0, &qty, &e);
+            rc = order_parse_amend(&doc, 0, sym, &qty, &price, &e);
         if (rc != 0)
             return respond_error(r, &e);
-        if (qty > sym->max_qty)
-            return fail(r, 400, "invalid_qty", "qty", "qty is above the symbol's maximum");
     }
     if (reserve_items(r, 1) != 0)
         return fail(r, 500, "internal", "", "out of memory");
@@ -717,7 +737,7 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
     it->msg.kind = r->route == R_AMEND ? OP_MSG_AMEND : OP_MSG_CANCEL;
     it->msg.order_id = id;
     it->msg.qty = qty;
-    it->msg.ts_ns = ts_ns();
+    it->msg.price = price;
     snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
     snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
     it->shard = op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards);
@@ -726,6 +746,7 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
         atomic_fetch_add(&r->s->backpressure, 1);
         return fail(r, 429, "backpressure", "", "the matchers of this symbol are behind");
     }
+    it->msg.ts_ns = ts_ns();
     return submit(r, 1);
 }
 

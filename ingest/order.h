@@ -40,9 +40,17 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
                     const char *account, uint8_t stp_default, struct op_order_msg *m,
                     struct api_error *e);
 
-/* Validates an amend body {"qty": N} (N >= 1; the engine checks it against
- * the order). Returns 0 with *qty set, or -1 with e. */
-int order_parse_amend(const struct json_doc *d, int obj, int64_t *qty, struct api_error *e);
+/*
+ * Validates an amend (replace) body {"qty": N, "price": "…"} of an order of
+ * sym: either field or both, each with the rules of a new order's (qty an
+ * integer >= 1, at most sym's max, a multiple of its lot; price a decimal
+ * string or JSON number, a positive multiple of its tick). The engine
+ * checks them against the order. Returns 0 with *qty (lots) and *price
+ * (ticks) set, 0 for the one that is absent; or -1 with e (400; neither:
+ * missing_field). Nothing is allocated.
+ */
+int order_parse_amend(const struct json_doc *d, int obj, const struct op_symbol *sym, int64_t *qty,
+                      int64_t *price, struct api_error *e);
 
 /* Parses an order id from URL text: decimal 1..2^63-1, digits only.
  * Returns 0, or -1 with e (400 invalid_order_id). */

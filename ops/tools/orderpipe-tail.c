@@ -77,9 +77,15 @@ static void put_order(struct op_buf *b, const struct op_order_msg *m)
         }
         if (m->stp)
             op_buf_printf(b, ",\"stp\":\"%s\"", op_stp_name(m->stp));
-    }
-    if (m->kind != OP_MSG_CANCEL)
         op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);
+    } else if (m->kind == OP_MSG_AMEND) { /* a replace: what it changes, 0 = unchanged */
+        if (m->price) {
+            op_buf_printf(b, ",\"px\":%lld", (long long)m->price);
+            put_price(b, "px_text", m->symbol, m->price);
+        }
+        if (m->qty)
+            op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);
+    }
     op_buf_append(b, "}", 1);
 }
 

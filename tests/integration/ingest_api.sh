@@ -2,7 +2,8 @@
 # Ingest over HTTP against a real Redis: every bad-input class gets its status
 # and error code and changes nothing; good orders, batches, idempotent retries,
 # cancels, amends and owner-only reads work. Issue 14: stp (explicit and the
-# account's default from API_KEYS_FILE), checked by what reached orders:{S}.
+# account's default from API_KEYS_FILE) and replace (amend by price and/or
+# qty), each checked by what reached orders:{S}.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -110,7 +111,7 @@ bad "cancel no symbol" 400 missing_field DELETE "/v1/orders/12" "" "${A[@]}"
 bad "cancel unknown symbol" 400 unknown_symbol DELETE "/v1/orders/12?symbol=ZZZ" "" "${A[@]}"
 bad "amend no qty" 400 missing_field PATCH "/v1/orders/12?symbol=AAPL" '{}' "${A[@]}"
 bad "amend qty zero" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":0}' "${A[@]}"
-bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"price":"1"}' "${A[@]}"
+bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"side":"buy"}' "${A[@]}"
 t_http PUT "$url/v1/orders/12" "" "${A[@]}"
 t_match "405 Allow header" "$T_HEADERS" "Allow: GET, PATCH, DELETE"
 # --- stp -----------------------------------------------------------------------------
@@ -122,6 +123,20 @@ bad "stp number" 400 invalid_field POST /v1/orders "$(order ',"stp":4')" "${A[@]
 bad "stp null" 400 invalid_field POST /v1/orders "$(order ',"stp":null')" "${A[@]}"
 bad "batch of bad stp only" 400 invalid_field POST /v1/orders/batch "{\"orders\":[$(order ',"stp":"both"')]}" "${A[@]}"
 t_match "batch item names stp" "$T_BODY" '^\{"results":\[\{"status":"REJECTED","error":\{"code":"invalid_field","message":"stp must be[^}]*"field":"stp"\}\}\]\}$'
+# --- replace (amend by price and/or qty) ------------------------------------------------
+bad "amend neither" 400 missing_field PATCH "/v1/orders/12?symbol=AAPL" '{}' "${A[@]}"
+t_match "amend neither: says what is needed" "$T_BODY" 'an amend needs qty, price or both'
+bad "amend price not a tick multiple" 400 invalid_price PATCH "/v1/orders/12?symbol=NICK" '{"price":"1.12"}' "${A[@]}"
+bad "amend price zero" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":"0"}' "${A[@]}"
+bad "amend price negative" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":-1}' "${A[@]}"
+bad "amend price exponent" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1e2"}' "${A[@]}"
+bad "amend price null" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":null,"qty":5}' "${A[@]}"
+bad "amend good qty, bad price" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"price":"1.001"}' "${A[@]}"
+bad "amend qty over max" 400 invalid_qty PATCH "/v1/orders/12?symbol=NICK" '{"qty":1010}' "${A[@]}"
+bad "amend qty not lot multiple" 400 invalid_qty PATCH "/v1/orders/12?symbol=NICK" '{"qty":15}' "${A[@]}"
+bad "amend qty string" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":"5"}' "${A[@]}"
+bad "amend duplicate price" 400 duplicate_field PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1","price":"2"}' "${A[@]}"
+bad "amend without content type" 415 unsupported_media_type PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1"}' "Authorization: Bearer dev-key-alice"
 
 # --- good orders -------------------------------------------------------------------
 before="$(t_orders_len)"
@@ -196,6 +211,25 @@ t_match "batch: the bad stp item rejected, naming stp" "$T_BODY" '^\{"results":\
 stps="$(last_inputs "$aapl" 4 | sed -E 's/.*"stp":"([a-z_]+)".*/\1/; t; s/.*/-/' | tr '\n' ' ')"
 t_eq "batch items' stp in order (- for none)" "$stps" 'cancel_taker cancel_maker - cancel_both '
 t_eq "stp: inputs queued" "$(t_orders_len)" $((before + 6))
+
+# --- replace: what reaches orders:{S} ------------------------------------------------------
+before="$(t_orders_len)"
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"price":"187.30"}' "${A[@]}"
+t_eq "replace by price" "$T_STATUS" 202
+t_eq "replace by price: answer" "$T_BODY" "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"$oid\",\"qty\":null,\"price\":\"187.30\"}"
+t_match "replace by price: an amend with px only" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"amend\",\"id\":\"$oid\",\"ts\":[0-9]+,\"sym\":\"AAPL\",\"acct\":\"alice\",\"px\":18730,\"px_text\":\"187.30\"\\}$"
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"qty":250,"price":187.5}' "${A[@]}"
+t_eq "replace by price and qty" "$T_STATUS" 202
+t_eq "replace by both: answer" "$T_BODY" "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"$oid\",\"qty\":250,\"price\":\"187.50\"}"
+t_match "replace by both: px and qty" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"amend\",\"id\":\"$oid\",.*\"px\":18750,\"px_text\":\"187.50\",\"qty\":250\\}$"
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"qty":40}' "${A[@]}"
+t_eq "replace by qty" "$T_STATUS" 202
+t_eq "replace by qty: answer" "$T_BODY" "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"$oid\",\"qty\":40,\"price\":null}"
+t_match "replace by qty: qty only" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"amend\",\"id\":\"$oid\",[^}]*\"acct\":\"alice\",\"qty\":40\\}$"
+t_http PATCH "$url/v1/orders/12?symbol=NICK" '{"price":"1.15","qty":20}' "${A[@]}"
+t_eq "replace with NICK's tick and lot" "$T_STATUS" 202
+t_match "NICK: px in its ticks" "$(last_inputs "$(shard_of NICK)" 1)" '"k":"amend","id":"12",.*"sym":"NICK".*"px":23,"px_text":"1.15","qty":20\}$'
+t_eq "replaces queued" "$(t_orders_len)" $((before + 4))
 
 # --- reads: owner only -----------------------------------------------------------
 psql -q "$DATABASE_URL" -c "INSERT INTO orders (order_id, account, symbol, side, type, tif, price, qty, filled_qty, status, created_at, updated_at, version) VALUES (777001, 'bob', 'AAPL', 'sell', 'limit', 'GTC', 187.25, 10, 4, 'PARTIALLY_FILLED', now(), now(), 1) ON CONFLICT DO NOTHING" >/dev/null

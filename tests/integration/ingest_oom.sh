@@ -26,7 +26,7 @@ case_request() {
 	new) t_http POST "$url/v1/orders" "$ORDER" "${H[@]}" ;;
 	batch) t_http POST "$url/v1/orders/batch" "{\"orders\":[$ORDER,$BAD]}" "${H[@]}" ;;
 	cancel) t_http DELETE "$url/v1/orders/5?symbol=AAPL" "" "${H[@]}" ;;
-	amend) t_http PATCH "$url/v1/orders/5?symbol=AAPL" '{"qty":1}' "${H[@]}" ;;
+	amend) t_http PATCH "$url/v1/orders/5?symbol=AAPL" '{"qty":1,"price":"10.05"}' "${H[@]}" ;;
 	esac
 }
 
