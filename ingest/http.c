@@ -38,6 +38,7 @@ enum route {
     R_BATCH,
     R_CANCEL,
     R_AMEND,
+    R_CANCEL_ALL,
     R_GET_ORDER,
     R_FILLS,
     R_BOOK,
@@ -45,9 +46,9 @@ enum route {
     R_METRICS,
     R_COUNT
 };
-static const char *const route_names[R_COUNT] = {"unknown", "new_order", "batch", "cancel",
-                                                 "amend",   "get_order", "fills", "book",
-                                                 "healthz", "metrics"};
+static const char *const route_names[R_COUNT] = {"unknown", "new_order",  "batch",     "cancel",
+                                                 "amend",   "cancel_all", "get_order", "fills",
+                                                 "book",    "healthz",    "metrics"};
 
 /* Status codes counted per route; anything else lands in "other". */
 static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
@@ -286,8 +287,10 @@ static enum route route_of(const char *method, const char *url, char *arg, size_
     *allow = NULL;
     arg[0] = '\0';
     if (strcmp(url, "/v1/orders") == 0) {
-        *allow = "POST";
-        return strcmp(method, "POST") == 0 ? R_NEW : R_NONE;
+        *allow = "POST, DELETE";
+        if (strcmp(method, "POST") == 0)
+            return R_NEW;
+        return strcmp(method, "DELETE") == 0 ? R_CANCEL_ALL : R_NONE;
     }
     if (strcmp(url, "/v1/orders/batch") == 0) {
         *allow = "POST";
@@ -351,6 +354,8 @@ static int reserve_answer(struct req *r)
             n += r->item_of[i] >= 0 ? ITEM_ANSWER_MAX : 32 + error_size_max(&r->errs[i]);
     } else if (r->route == R_BOOK) {
         n += r->items[0].value_len + strlen(r->path_arg);
+    } else if (r->route == R_CANCEL_ALL) { /* its 503 may follow a partial write */
+        n += ERROR_FIXED_MAX + 32 + 6 * (sizeof(r->errs->message) + sizeof(r->errs->field));
     }
     op_buf_reset(&r->out);
     return op_buf_reserve(&r->out, n);
@@ -470,6 +475,44 @@ static void put_amend_queued(struct req *r, struct op_buf *b, const struct item 
         op_buf_append(b, ",\"price\":null}", 14);
 }
 
+/*
+ * The answer of a cancel-all: 202 when every shard's input is queued. Its
+ * inputs are one job, so they reach Redis in one writer round, one per
+ * shard's entry; those entries are separate writes (one script call per
+ * shard: each shard's keys live in their own cluster slot), so Redis can
+ * fail some and take others, or the connection die between their replies.
+ * Then the answer is the 503 of the first failure, saying how many shards
+ * took it: a cancel-all is safe to send again (it cancels what is open
+ * when it arrives, on every shard), which is what the client must do.
+ */
+static enum MHD_Result finish_cancel_all(struct req *r)
+{
+    struct api_error e;
+    int queued = 0, failed = -1;
+    for (int i = 0; i < r->job.nitems; i++) {
+        if (r->items[i].status == ITEM_QUEUED)
+            queued++;
+        else if (failed < 0)
+            failed = i;
+    }
+    if (failed < 0) {
+        op_buf_append(&r->out, "{\"status\":\"CANCEL_ALL_QUEUED\",\"symbol\":", 39);
+        if (r->items[0].msg.symbol[0])
+            json_put_str(&r->out, r->items[0].msg.symbol);
+        else
+            op_buf_append(&r->out, "null", 4);
+        op_buf_append(&r->out, "}", 1);
+        return respond_json(r, 202, &r->out);
+    }
+    item_error(&r->items[failed], &e);
+    if (queued > 0)
+        api_fail(&e, 503, e.code, "",
+                 "redis failed while the cancel-all was queued on %d of its %d shards: send it "
+                 "again (a cancel-all is safe to repeat)",
+                 queued, r->job.nitems);
+    return respond_error(r, &e);
+}
+
 /* Builds the response of a finished job. */
 static enum MHD_Result finish(struct req *r)
 {
@@ -481,7 +524,9 @@ static enum MHD_Result finish(struct req *r)
         return respond_oom(r);
     struct op_buf *b = &r->out;
 
-    if (r->route == R_BATCH) {
+    if (r->route == R_CANCEL_ALL) {
+        rc = finish_cancel_all(r);
+    } else if (r->route == R_BATCH) {
         int queued = 0, failed = 0;
         op_buf_append(b, "{\"results\":[", 12);
         for (int i = 0; i < r->ninputs; i++) {
@@ -750,6 +795,46 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
     return submit(r, 1);
 }
 
+/*
+ * Cancel-all, DELETE /v1/orders[?symbol=S]: with S (which must be listed),
+ * one OP_MSG_CANCEL_ALL input of S to S's shard; without, one with symbol
+ * "" to every shard 0 … ORDER_SHARDS-1. Its inputs are one job, and a job
+ * is refused or taken whole (the writer never splits a job between rounds,
+ * shutdown answers all of it);
+ * finish_cancel_all says what a Redis failure between shards means. Like a
+ * cancel, it passes under backpressure. `?symbol=` with an empty value is
+ * an unknown symbol, not "all": a client's empty variable must not cancel
+ * every order.
+ */
+static enum MHD_Result handle_cancel_all(struct req *r)
+{
+    const char *q = NULL;
+    size_t qlen = 0;
+    const struct op_symbol *sym = NULL;
+
+    if (MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, "symbol", 6, &q, &qlen) ==
+        MHD_YES) {
+        sym = q ? op_symtab_find(r->s->cfg.syms, q, qlen) : NULL;
+        if (!sym)
+            return fail(r, 400, "unknown_symbol", "symbol", "symbol is not traded here");
+    }
+    int n = sym ? 1 : (int)r->s->cfg.shards;
+    if (reserve_items(r, n) != 0)
+        return fail(r, 500, "internal", "", "out of memory");
+    uint64_t now = ts_ns();
+    for (int i = 0; i < n; i++) {
+        struct item *it = &r->items[i];
+        it->kind = ITEM_ORDER;
+        it->msg.kind = OP_MSG_CANCEL_ALL;
+        it->msg.ts_ns = now;
+        if (sym)
+            snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
+        snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
+        it->shard = sym ? op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards) : (uint32_t)i;
+    }
+    return submit(r, n);
+}
+
 static enum MHD_Result handle_get_order(struct req *r)
 {
     struct api_error e;
@@ -857,7 +942,7 @@ static enum MHD_Result handle_metrics(struct req *r)
         op_metrics_hist(&b, "ingest_request_duration_seconds", labels, &s->latency[rt], 1e-6, 0);
     }
     op_metrics_header(&b, "ingest_orders_queued_total", "counter",
-                      "messages acknowledged by redis (new, cancel, amend)");
+                      "inputs acknowledged by redis (new, cancel, amend, cancel_all per shard)");
     op_metrics_sample(&b, "ingest_orders_queued_total", NULL, atomic_load(&ws->orders_queued));
     op_metrics_header(&b, "ingest_stream_entries_total", "counter",
                       "orders:{S} entries written (one per shard per writer round)");
@@ -1289,6 +1374,8 @@ static enum MHD_Result serve(struct http_server *s, struct MHD_Connection *conn,
     case R_CANCEL:
     case R_AMEND:
         return handle_cancel_amend(r);
+    case R_CANCEL_ALL:
+        return handle_cancel_all(r);
     case R_GET_ORDER:
         return handle_get_order(r);
     case R_FILLS:

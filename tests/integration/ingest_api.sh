@@ -2,8 +2,9 @@
 # Ingest over HTTP against a real Redis: every bad-input class gets its status
 # and error code and changes nothing; good orders, batches, idempotent retries,
 # cancels, amends and owner-only reads work. Issue 14: stp (explicit and the
-# account's default from API_KEYS_FILE) and replace (amend by price and/or
-# qty), each checked by what reached orders:{S}.
+# account's default from API_KEYS_FILE), replace (amend by price and/or qty)
+# and cancel-all (one symbol, every shard, a shard failing), each checked by
+# what reached orders:{S}.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -114,6 +115,8 @@ bad "amend qty zero" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":0
 bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"side":"buy"}' "${A[@]}"
 t_http PUT "$url/v1/orders/12" "" "${A[@]}"
 t_match "405 Allow header" "$T_HEADERS" "Allow: GET, PATCH, DELETE"
+t_http PUT "$url/v1/orders" "" "${A[@]}"
+t_match "405 Allow header of /v1/orders" "$T_HEADERS" "Allow: POST, DELETE"
 # --- stp -----------------------------------------------------------------------------
 bad "stp unknown" 400 invalid_field POST /v1/orders "$(order ',"stp":"cancel"')" "${A[@]}"
 t_match "stp unknown: names the field" "$T_BODY" '"field":"stp"'
@@ -137,6 +140,13 @@ bad "amend qty not lot multiple" 400 invalid_qty PATCH "/v1/orders/12?symbol=NIC
 bad "amend qty string" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":"5"}' "${A[@]}"
 bad "amend duplicate price" 400 duplicate_field PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1","price":"2"}' "${A[@]}"
 bad "amend without content type" 415 unsupported_media_type PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1"}' "Authorization: Bearer dev-key-alice"
+# --- cancel-all ------------------------------------------------------------------------
+bad "cancel-all unknown symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=ZZZ" "" "${A[@]}"
+bad "cancel-all lowercase symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=aapl" "" "${A[@]}"
+bad "cancel-all empty symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=" "" "${A[@]}"
+bad "cancel-all symbol without value" 400 unknown_symbol DELETE "/v1/orders?symbol" "" "${A[@]}"
+bad "cancel-all no auth" 401 unauthorized DELETE "/v1/orders" ""
+bad "cancel-all bad key" 401 unauthorized DELETE "/v1/orders" "" "Authorization: Bearer dev-key-mallory"
 
 # --- good orders -------------------------------------------------------------------
 before="$(t_orders_len)"
@@ -194,6 +204,11 @@ last_inputs() {
 	SYMBOLS_FILE="$syms" "$OP_BUILD/bin/orderpipe-tail" "orders:{$1}" | grep -a -o '{"k":"[^}]*}' | tail -n "$2"
 }
 
+# last_fields S: the readable fields of the last entry of orders:{S}, on one line
+last_fields() {
+	redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "orders:{$1}" + - COUNT 1 | sed -n 2,11p | tr '\n' ' '
+}
+
 aapl="$(shard_of AAPL)"
 t_match "AAPL's shard holds its orders" "$(last_inputs "$aapl" 50)" '"sym":"AAPL"'
 
@@ -231,6 +246,58 @@ t_eq "replace with NICK's tick and lot" "$T_STATUS" 202
 t_match "NICK: px in its ticks" "$(last_inputs "$(shard_of NICK)" 1)" '"k":"amend","id":"12",.*"sym":"NICK".*"px":23,"px_text":"1.15","qty":20\}$'
 t_eq "replaces queued" "$(t_orders_len)" $((before + 4))
 
+# --- cancel-all --------------------------------------------------------------------------
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders?symbol=AAPL" "" "${A[@]}"
+t_eq "cancel-all AAPL" "$T_STATUS" 202
+t_eq "cancel-all AAPL: answer" "$T_BODY" '{"status":"CANCEL_ALL_QUEUED","symbol":"AAPL"}'
+t_eq "cancel-all AAPL: one input" "$(t_orders_len)" $((before + 1))
+t_match "cancel-all AAPL: in AAPL's shard" "$(last_inputs "$aapl" 1)" '^\{"k":"cancel_all","id":"0","ts":[0-9]+,"sym":"AAPL","acct":"alice"\}$'
+t_match "cancel-all AAPL: readable fields" "$(last_fields "$aapl")" '^type cancel_all sym AAPL n 1 ids - seq [0-9]+ $'
+
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders" "" "${B[@]}"
+t_eq "cancel-all every symbol" "$T_STATUS" 202
+t_eq "cancel-all every symbol: answer" "$T_BODY" '{"status":"CANCEL_ALL_QUEUED","symbol":null}'
+t_eq "cancel-all every symbol: one input per shard" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4}))
+ts_seen=""
+for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do
+	in="$(last_inputs "$s" 1)"
+	t_match "cancel-all every symbol: shard $s" "$in" '^\{"k":"cancel_all","id":"0","ts":[0-9]+,"sym":"","acct":"bob"\}$'
+	t_match "cancel-all every symbol: shard $s readable fields" "$(last_fields "$s")" '^type cancel_all sym  n 1 ids - seq [0-9]+ $'
+	ts_seen+="$(grep -o '"ts":[0-9]*' <<<"$in") "
+done
+t_eq "cancel-all every symbol: one receipt time" "$(tr ' ' '\n' <<<"$ts_seen" | sort -u | grep -c ts)" 1
+
+# A cancel-all passes under backpressure, as a cancel does.
+oseq="$(t_redis GET "oseq:{$aapl}")"
+t_redis SET "oseq:{$aapl}" 999999999999 >/dev/null
+t_http_until 429 40 0.1 POST "$url/v1/orders" "$(order '')" "${A[@]}"
+t_eq "backpressure on AAPL's shard" "$T_STATUS" 429
+t_http DELETE "$url/v1/orders?symbol=AAPL" "" "${A[@]}"
+t_eq "cancel-all under backpressure" "$T_STATUS" 202
+t_redis INCRBY "oseq:{$aapl}" $((oseq - 999999999999)) >/dev/null # back, + what came since
+t_http_until 202 40 0.1 POST "$url/v1/orders" "$(order '')" "${A[@]}"
+t_eq "backpressure gone" "$T_STATUS" 202
+
+# A shard whose stream is gone (setup not run for it) refuses its input:
+# with its symbol, 503 and nothing queued; for every symbol, the other
+# shards take theirs (separate writes: docs/ingest.md, "Cancel-all") and the
+# 503 says so; sent again once the stream is back, it is queued everywhere.
+other=$(((aapl + 1) % ${ORDER_SHARDS:-4}))
+t_redis RENAME "orders:{$other}" "aside:{$other}" >/dev/null
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders" "" "${A[@]}"
+t_eq "cancel-all, a shard missing: status" "$T_STATUS" 503
+t_match "cancel-all, a shard missing: says how far it got" "$T_BODY" "\"code\":\"redis_unavailable\",\"message\":\"redis failed while the cancel-all was queued on $((${ORDER_SHARDS:-4} - 1)) of its ${ORDER_SHARDS:-4} shards: send it again \\(a cancel-all is safe to repeat\\)\""
+t_match "cancel-all, a shard missing: Retry-After" "$T_HEADERS" 'Retry-After: 1'
+t_eq "cancel-all, a shard missing: the others took it" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4} - 1))
+t_redis RENAME "aside:{$other}" "orders:{$other}" >/dev/null
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders" "" "${A[@]}"
+t_eq "cancel-all sent again" "$T_STATUS" 202
+t_eq "cancel-all sent again: every shard" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4}))
+
 # --- reads: owner only -----------------------------------------------------------
 psql -q "$DATABASE_URL" -c "INSERT INTO orders (order_id, account, symbol, side, type, tif, price, qty, filled_qty, status, created_at, updated_at, version) VALUES (777001, 'bob', 'AAPL', 'sell', 'limit', 'GTC', 187.25, 10, 4, 'PARTIALLY_FILLED', now(), now(), 1) ON CONFLICT DO NOTHING" >/dev/null
 t_http GET "$url/v1/orders/777001" "" "${B[@]}"
@@ -251,6 +318,7 @@ t_http GET "$url/v1/book/ZZZ" "" "${A[@]}"
 t_eq "book unknown symbol" "$T_STATUS" 404
 t_http GET "$url/metrics" ""
 t_match "metrics" "$T_BODY" 'ingest_requests_total\{route="new_order",code="202"\} [0-9]+'
+t_match "metrics: cancel_all route" "$T_BODY" 'ingest_requests_total\{route="cancel_all",code="202"\} [0-9]+'
 
 # --- the account's stp default: the third column of API_KEYS_FILE ----------------------------
 keys="$OP_STACK_DIR/api-keys-14.conf"
