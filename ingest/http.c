@@ -17,6 +17,7 @@
 
 #include "ingest/json.h"
 #include "ingest/order.h"
+#include "ingest/ratelimit.h"
 #include "ingest/reads.h"
 #include "shared/alloc.h"
 #include "shared/buf.h"
@@ -130,6 +131,7 @@ struct http_server {
     struct op_hist latency[R_COUNT];
     struct op_hist batch_sizes;
     _Atomic uint64_t backpressure;
+    _Atomic uint64_t rate_limited; /* requests refused by the per-key rate limit */
 };
 
 /*
@@ -261,8 +263,11 @@ static enum MHD_Result respond_error(struct req *r, const struct api_error *e)
     if (render_error(r, e) != 0)
         return respond_oom(r);
     const struct op_buf *b = &r->out;
-    if (e->status == 429 || e->status == 503)
-        return respond(r, e->status, "application/json", b->data, b->len, "Retry-After", "1");
+    if (e->status == 429 || e->status == 503) {
+        char after[16];
+        snprintf(after, sizeof(after), "%d", e->retry_after_s > 1 ? e->retry_after_s : 1);
+        return respond(r, e->status, "application/json", b->data, b->len, "Retry-After", after);
+    }
     if (e->status == 405)
         return respond(r, e->status, "application/json", b->data, b->len, "Allow", e->field);
     return respond(r, e->status, "application/json", b->data, b->len, NULL, NULL);
@@ -664,6 +669,43 @@ static const struct op_symbol *query_symbol(struct req *r, struct api_error *e)
     return s;
 }
 
+/*
+ * Takes n tokens (inputs) from the request's key under INGEST_RATE_LIMIT,
+ * all or none. Returns 0 (also when there is no limit), or -1 with e set
+ * to the 429 rate_limited answer, Retry-After the whole seconds after which
+ * the same request would pass (at least 1). No lock, no allocation
+ * (ingest/ratelimit.h).
+ */
+static int take_tokens(struct req *r, int n, struct api_error *e)
+{
+    struct ratelimit *rl = r->s->cfg.limiter;
+    if (!rl)
+        return 0;
+    struct timespec now;
+    int64_t wait_ns = 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    size_t key = (size_t)(r->key - r->s->cfg.keys->v);
+    enum ratelimit_outcome o =
+        ratelimit_take(rl, key, n, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &wait_ns);
+    if (o == RATELIMIT_OK)
+        return 0;
+    atomic_fetch_add_explicit(&r->s->rate_limited, 1, memory_order_relaxed);
+    if (o == RATELIMIT_TOO_MANY) {
+        api_fail(e, 429, "rate_limited", "",
+                 "this request holds %d orders, more than this key's burst of %lld "
+                 "(INGEST_RATE_BURST): send at most that many per request",
+                 n, (long long)ratelimit_burst(rl));
+        e->retry_after_s = 1;
+        return -1;
+    }
+    api_fail(e, 429, "rate_limited", "",
+             "this api key sends orders faster than INGEST_RATE_LIMIT allows: nothing was "
+             "queued, retry after the delay");
+    int64_t secs = (wait_ns + 999999999) / 1000000000; /* rounded up: a retry then passes */
+    e->retry_after_s = secs < 1 ? 1 : secs > 86400 ? 86400 : (int)secs;
+    return -1;
+}
+
 static enum MHD_Result handle_new(struct req *r)
 {
     struct json_doc doc;
@@ -684,6 +726,8 @@ static enum MHD_Result handle_new(struct req *r)
                  "the matchers of this symbol are behind; retry after the delay");
         return respond_error(r, &e);
     }
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
     it->msg.ts_ns = ts_ns();
     rc = submit(r, 1);
     return rc;
@@ -749,6 +793,9 @@ static enum MHD_Result handle_batch(struct req *r)
         atomic_store(&r->done, true);
         return finish(r);
     }
+    /* All or nothing: a batch the bucket cannot cover queues none of it. */
+    if (take_tokens(r, nitems, &e) != 0)
+        goto bad;
     return submit(r, nitems);
 bad:
     return respond_error(r, &e);
@@ -791,6 +838,8 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
         atomic_fetch_add(&r->s->backpressure, 1);
         return fail(r, 429, "backpressure", "", "the matchers of this symbol are behind");
     }
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
     it->msg.ts_ns = ts_ns();
     return submit(r, 1);
 }
@@ -799,8 +848,8 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
  * Cancel-all, DELETE /v1/orders[?symbol=S]: with S (which must be listed),
  * one OP_MSG_CANCEL_ALL input of S to S's shard; without, one with symbol
  * "" to every shard 0 … ORDER_SHARDS-1. Its inputs are one job, and a job
- * is refused or taken whole (the writer never splits a job between rounds,
- * shutdown answers all of it);
+ * is refused or taken whole (the rate limit counts it as one input, the
+ * writer never splits a job between rounds, shutdown answers all of it);
  * finish_cancel_all says what a Redis failure between shards means. Like a
  * cancel, it passes under backpressure. `?symbol=` with an empty value is
  * an unknown symbol, not "all": a client's empty variable must not cancel
@@ -808,6 +857,7 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
  */
 static enum MHD_Result handle_cancel_all(struct req *r)
 {
+    struct api_error e;
     const char *q = NULL;
     size_t qlen = 0;
     const struct op_symbol *sym = NULL;
@@ -821,6 +871,8 @@ static enum MHD_Result handle_cancel_all(struct req *r)
     int n = sym ? 1 : (int)r->s->cfg.shards;
     if (reserve_items(r, n) != 0)
         return fail(r, 500, "internal", "", "out of memory");
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
     uint64_t now = ts_ns();
     for (int i = 0; i < n; i++) {
         struct item *it = &r->items[i];
@@ -953,6 +1005,9 @@ static enum MHD_Result handle_metrics(struct req *r)
     op_metrics_header(&b, "ingest_backpressure_total", "counter",
                       "orders refused with 429 because a shard's backlog is above INGEST_MAX_LAG");
     op_metrics_sample(&b, "ingest_backpressure_total", NULL, atomic_load(&s->backpressure));
+    op_metrics_header(&b, "ingest_rate_limited_total", "counter",
+                      "requests refused with 429 by the per-key rate limit (INGEST_RATE_LIMIT)");
+    op_metrics_sample(&b, "ingest_rate_limited_total", NULL, atomic_load(&s->rate_limited));
     op_metrics_header(&b, "ingest_redis_errors_total", "counter",
                       "items answered 503 (redis down, refusing or timing out)");
     op_metrics_sample(&b, "ingest_redis_errors_total", NULL, atomic_load(&ws->redis_errors));

@@ -13,6 +13,7 @@ int api_fail(struct api_error *e, int status, const char *code, const char *fiel
     va_list ap;
     e->status = status;
     e->code = code;
+    e->retry_after_s = 0;
     snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof(e->message), fmt, ap);

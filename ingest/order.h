@@ -15,17 +15,19 @@
  * Codes: invalid_json, invalid_body, unknown_field, duplicate_field,
  * missing_field, invalid_field, unknown_symbol, invalid_price, invalid_qty,
  * invalid_order_id, unauthorized, forbidden, not_found, method_not_allowed,
- * payload_too_large, unsupported_media_type, backpressure, redis_unavailable,
- * database_unavailable, shutting_down, internal.
+ * payload_too_large, unsupported_media_type, backpressure, rate_limited,
+ * redis_unavailable, database_unavailable, shutting_down, internal.
  */
 struct api_error {
     int status;
     const char *code; /* a literal */
     char message[192];
     char field[40];
+    int retry_after_s; /* 429/503: the Retry-After header, seconds (0 stands for 1) */
 };
 
-/* Fills e and returns -1, so that validators can `return api_fail(…)`. */
+/* Fills e (retry_after_s 0) and returns -1, so that validators can
+ * `return api_fail(…)`. */
 int api_fail(struct api_error *e, int status, const char *code, const char *field, const char *fmt,
              ...) __attribute__((format(printf, 5, 6)));
 

@@ -2,9 +2,9 @@
 # Ingest over HTTP against a real Redis: every bad-input class gets its status
 # and error code and changes nothing; good orders, batches, idempotent retries,
 # cancels, amends and owner-only reads work. Issue 14: stp (explicit and the
-# account's default from API_KEYS_FILE), replace (amend by price and/or qty)
-# and cancel-all (one symbol, every shard, a shard failing), each checked by
-# what reached orders:{S}.
+# account's default from API_KEYS_FILE), replace (amend by price and/or qty),
+# cancel-all (one symbol, every shard, a shard failing) and the per-key rate
+# limit, each checked by what reached orders:{S}.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -319,20 +319,24 @@ t_eq "book unknown symbol" "$T_STATUS" 404
 t_http GET "$url/metrics" ""
 t_match "metrics" "$T_BODY" 'ingest_requests_total\{route="new_order",code="202"\} [0-9]+'
 t_match "metrics: cancel_all route" "$T_BODY" 'ingest_requests_total\{route="cancel_all",code="202"\} [0-9]+'
+t_match "metrics: no limit, none refused" "$T_BODY" 'ingest_rate_limited_total 0'
 
 # --- the account's stp default: the third column of API_KEYS_FILE ----------------------------
 keys="$OP_STACK_DIR/api-keys-14.conf"
 printf '# issue 14\ndev-key-alice alice\ndev-key-carol carol cancel_both\ndev-key-carol-2 carol\n' >"$keys"
+printf 'rl-key-one rl\nrl-key-two rl\n' >>"$keys"
 printf 'dev-key-alice alice\ndev-key-carol carol cancel\n' >"$OP_STACK_DIR/api-keys-bad.conf"
 rc=0
 env API_KEYS_FILE="$OP_STACK_DIR/api-keys-bad.conf" INGEST_PORT="$(op_free_port)" "$OP_BUILD/bin/orderpipe-ingest" >"$OP_STACK_DIR/bad-keys.log" 2>&1 || rc=$?
 t_eq "a bad stp column: ingest refuses to start" "$rc" 2
 t_match "a bad stp column: names the file, line and value" "$(cat "$OP_STACK_DIR/bad-keys.log")" "api keys file '$OP_STACK_DIR/api-keys-bad.conf' line 2: bad stp 'cancel': want none, cancel_taker, cancel_maker, cancel_both or decrement"
 
-# An ingest with these keys: an order without stp takes its account's.
+# The same ingest limits each key to 1 order/s, burst 5: every request below
+# is sent at once after the previous one, well within a second of the burst
+# being spent (no timing threshold: 6 immediate requests exhaust a burst of 5).
 port2="$(op_free_port)"
 url2="http://127.0.0.1:$port2"
-t_start ingest2 orderpipe-ingest INGEST_PORT="$port2" SYMBOLS_FILE="$syms" API_KEYS_FILE="$keys"
+t_start ingest2 orderpipe-ingest INGEST_PORT="$port2" SYMBOLS_FILE="$syms" API_KEYS_FILE="$keys" INGEST_RATE_LIMIT=1 INGEST_RATE_BURST=5
 op_wait_until 20 "ingest on $port2" curl -sf "$url2/healthz" || t_fail "ingest with the issue 14 keys did not start: $(cat "$OP_STACK_DIR/ingest2.log")"
 C=("Authorization: Bearer dev-key-carol" "Content-Type: application/json")
 before="$(t_orders_len)"
@@ -349,5 +353,56 @@ t_match "carol's second key: the account's default" "$(last_inputs "$aapl" 1)" '
 t_http POST "$url2/v1/orders" "$(order '')" "Authorization: Bearer dev-key-alice" "Content-Type: application/json"
 t_match "alice (no column): none" "$(last_inputs "$aapl" 1)" '"acct":"alice",[^}]*"px_text":"187.25","qty":100\}$'
 t_eq "stp defaults: queued" "$(t_orders_len)" $((before + 5))
+
+# --- the per-key rate limit ------------------------------------------------------------------
+K1=("Authorization: Bearer rl-key-one" "Content-Type: application/json")
+K2=("Authorization: Bearer rl-key-two" "Content-Type: application/json")
+before="$(t_orders_len)"
+st=""
+for i in 1 2 3 4 5 6; do
+	t_http POST "$url2/v1/orders" "$(order '')" "${K1[@]}"
+	st+="$T_STATUS "
+	h6="$T_HEADERS" b6="$T_BODY"
+done
+t_http DELETE "$url2/v1/orders/12?symbol=AAPL" "" "${K1[@]}"
+st+="cancel:$T_STATUS "
+t_http PATCH "$url2/v1/orders/12?symbol=AAPL" '{"qty":5}' "${K1[@]}"
+st+="amend:$T_STATUS "
+t_http DELETE "$url2/v1/orders" "" "${K1[@]}"
+st+="cancel-all:$T_STATUS "
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),$(order '')]}" "${K1[@]}"
+st+="batch:$T_STATUS"
+after="$(t_orders_len)"
+t_eq "burst of 5, then refused" "$st" "202 202 202 202 202 429 cancel:429 amend:429 cancel-all:429 batch:429"
+t_match "429 code" "$b6" '^\{"error":\{"code":"rate_limited","message":"this api key sends orders faster than INGEST_RATE_LIMIT allows: nothing was queued, retry after the delay","field":""\}\}$'
+t_match "429 Retry-After in whole seconds" "$h6" $'Retry-After: [1-9][0-9]*\r'
+t_eq "only the 5 within the burst reached redis" "$after" $((before + 5))
+
+# A batch is all or nothing against the bucket; invalid items do not count.
+before="$(t_orders_len)"
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),$(order ''),$(order '')]}" "${K2[@]}"
+s1="$T_STATUS"
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),{\"qty\":0},$(order ''),$(order '')]}" "${K2[@]}"
+s2="$T_STATUS" b2="$T_BODY" h2="$T_HEADERS"
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),{\"qty\":0},$(order ',"stp":"x"'),$(order '')]}" "${K2[@]}"
+s3="$T_STATUS" b3="$T_BODY"
+t_http POST "$url2/v1/orders/batch" "$(t_batch_body 6 "$(order '')")" "Authorization: Bearer rl-key-two" "Content-Type: application/json"
+s4="$T_STATUS" b4="$T_BODY"
+after="$(t_orders_len)"
+t_eq "batch of 3 (2 tokens left), of 3 valid + 1 invalid refused, of 2 valid + 2 invalid taken" "$s1 $s2 $s3" "202 429 202"
+t_match "refused batch: rate_limited" "$b2" '^\{"error":\{"code":"rate_limited"'
+t_match "refused batch: Retry-After" "$h2" 'Retry-After: [1-9]'
+t_match "taken batch: invalid items rejected, valid queued" "$b3" '^\{"results":\[\{"status":"QUEUED".*\},\{"status":"REJECTED".*\},\{"status":"REJECTED".*"field":"stp".*\},\{"status":"QUEUED".*\}\]\}$'
+t_eq "batch above the burst: refused" "$s4" 429
+t_match "batch above the burst: says why" "$b4" '"code":"rate_limited","message":"this request holds 6 orders, more than this key.s burst of 5 \(INGEST_RATE_BURST\): send at most that many per request"'
+t_eq "the refused batches queued nothing" "$after" $((before + 5))
+
+t_http POST "$url2/v1/orders" "$(order '')" "${C[@]}"
+t_eq "another account's key is not limited by rl's" "$T_STATUS" 202
+t_http GET "$url2/v1/orders/777001" "" "${K1[@]}"
+t_eq "reads are not rate limited" "$T_STATUS" 404
+t_http GET "$url2/metrics" ""
+t_match "metrics: rate-limited requests counted" "$T_BODY" 'ingest_rate_limited_total ([6-9]|[1-9][0-9]+)'
+t_match "metrics: 429 per route" "$T_BODY" 'ingest_requests_total\{route="cancel_all",code="429"\} 1'
 
 t_done
