@@ -17,9 +17,11 @@
 
 #include "ingest/json.h"
 #include "ingest/order.h"
+#include "ingest/ratelimit.h"
 #include "ingest/reads.h"
 #include "shared/alloc.h"
 #include "shared/buf.h"
+#include "shared/decimal.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
 #include "shared/redis.h"
@@ -37,6 +39,7 @@ enum route {
     R_BATCH,
     R_CANCEL,
     R_AMEND,
+    R_CANCEL_ALL,
     R_GET_ORDER,
     R_FILLS,
     R_BOOK,
@@ -44,9 +47,9 @@ enum route {
     R_METRICS,
     R_COUNT
 };
-static const char *const route_names[R_COUNT] = {"unknown", "new_order", "batch", "cancel",
-                                                 "amend",   "get_order", "fills", "book",
-                                                 "healthz", "metrics"};
+static const char *const route_names[R_COUNT] = {"unknown", "new_order",  "batch",     "cancel",
+                                                 "amend",   "cancel_all", "get_order", "fills",
+                                                 "book",    "healthz",    "metrics"};
 
 /* Status codes counted per route; anything else lands in "other". */
 static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
@@ -128,6 +131,7 @@ struct http_server {
     struct op_hist latency[R_COUNT];
     struct op_hist batch_sizes;
     _Atomic uint64_t backpressure;
+    _Atomic uint64_t rate_limited; /* requests refused by the per-key rate limit */
 };
 
 /*
@@ -141,8 +145,9 @@ struct http_server {
 struct req {
     struct http_server *s; /* (ref) */
     enum route route;
-    char path_arg[40];   /* the {id} or {symbol} of the URL */
-    const char *account; /* (ref) into the key table, NULL = anonymous */
+    char path_arg[40];           /* the {id} or {symbol} of the URL */
+    const struct op_apikey *key; /* (ref) into the key table, NULL = anonymous */
+    const char *account;         /* (ref) key's account, NULL = anonymous */
     bool too_large;
     bool oom;                    /* the body could not be stored: 500 */
     bool waiting;                /* submitted to the writer, suspended */
@@ -258,8 +263,11 @@ static enum MHD_Result respond_error(struct req *r, const struct api_error *e)
     if (render_error(r, e) != 0)
         return respond_oom(r);
     const struct op_buf *b = &r->out;
-    if (e->status == 429 || e->status == 503)
-        return respond(r, e->status, "application/json", b->data, b->len, "Retry-After", "1");
+    if (e->status == 429 || e->status == 503) {
+        char after[16];
+        snprintf(after, sizeof(after), "%d", e->retry_after_s > 1 ? e->retry_after_s : 1);
+        return respond(r, e->status, "application/json", b->data, b->len, "Retry-After", after);
+    }
     if (e->status == 405)
         return respond(r, e->status, "application/json", b->data, b->len, "Allow", e->field);
     return respond(r, e->status, "application/json", b->data, b->len, NULL, NULL);
@@ -284,8 +292,10 @@ static enum route route_of(const char *method, const char *url, char *arg, size_
     *allow = NULL;
     arg[0] = '\0';
     if (strcmp(url, "/v1/orders") == 0) {
-        *allow = "POST";
-        return strcmp(method, "POST") == 0 ? R_NEW : R_NONE;
+        *allow = "POST, DELETE";
+        if (strcmp(method, "POST") == 0)
+            return R_NEW;
+        return strcmp(method, "DELETE") == 0 ? R_CANCEL_ALL : R_NONE;
     }
     if (strcmp(url, "/v1/orders/batch") == 0) {
         *allow = "POST";
@@ -349,6 +359,8 @@ static int reserve_answer(struct req *r)
             n += r->item_of[i] >= 0 ? ITEM_ANSWER_MAX : 32 + error_size_max(&r->errs[i]);
     } else if (r->route == R_BOOK) {
         n += r->items[0].value_len + strlen(r->path_arg);
+    } else if (r->route == R_CANCEL_ALL) { /* its 503 may follow a partial write */
+        n += ERROR_FIXED_MAX + 32 + 6 * (sizeof(r->errs->message) + sizeof(r->errs->field));
     }
     op_buf_reset(&r->out);
     return op_buf_reserve(&r->out, n);
@@ -447,6 +459,65 @@ static int book_slice(const char *text, size_t len, int depth, struct op_buf *ou
     return 0;
 }
 
+/* Appends the answer of a queued amend: the target, and the new qty and
+ * price (null when unchanged). */
+static void put_amend_queued(struct req *r, struct op_buf *b, const struct item *it)
+{
+    char px[48] = "";
+    const struct op_symbol *sym =
+        op_symtab_find(r->s->cfg.syms, it->msg.symbol, strlen(it->msg.symbol));
+    if (it->msg.price && sym)
+        op_decimal_format(it->msg.price, sym->tick, px, sizeof(px));
+    op_buf_printf(b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":",
+                  (unsigned long long)it->msg.order_id);
+    if (it->msg.qty)
+        op_buf_printf(b, "%lld", (long long)it->msg.qty);
+    else
+        op_buf_append(b, "null", 4);
+    if (px[0])
+        op_buf_printf(b, ",\"price\":\"%s\"}", px);
+    else
+        op_buf_append(b, ",\"price\":null}", 14);
+}
+
+/*
+ * The answer of a cancel-all: 202 when every shard's input is queued. Its
+ * inputs are one job, so they reach Redis in one writer round, one per
+ * shard's entry; those entries are separate writes (one script call per
+ * shard: each shard's keys live in their own cluster slot), so Redis can
+ * fail some and take others, or the connection die between their replies.
+ * Then the answer is the 503 of the first failure, saying how many shards
+ * took it: a cancel-all is safe to send again (it cancels what is open
+ * when it arrives, on every shard), which is what the client must do.
+ */
+static enum MHD_Result finish_cancel_all(struct req *r)
+{
+    struct api_error e;
+    int queued = 0, failed = -1;
+    for (int i = 0; i < r->job.nitems; i++) {
+        if (r->items[i].status == ITEM_QUEUED)
+            queued++;
+        else if (failed < 0)
+            failed = i;
+    }
+    if (failed < 0) {
+        op_buf_append(&r->out, "{\"status\":\"CANCEL_ALL_QUEUED\",\"symbol\":", 39);
+        if (r->items[0].msg.symbol[0])
+            json_put_str(&r->out, r->items[0].msg.symbol);
+        else
+            op_buf_append(&r->out, "null", 4);
+        op_buf_append(&r->out, "}", 1);
+        return respond_json(r, 202, &r->out);
+    }
+    item_error(&r->items[failed], &e);
+    if (queued > 0)
+        api_fail(&e, 503, e.code, "",
+                 "redis failed while the cancel-all was queued on %d of its %d shards: send it "
+                 "again (a cancel-all is safe to repeat)",
+                 queued, r->job.nitems);
+    return respond_error(r, &e);
+}
+
 /* Builds the response of a finished job. */
 static enum MHD_Result finish(struct req *r)
 {
@@ -458,7 +529,9 @@ static enum MHD_Result finish(struct req *r)
         return respond_oom(r);
     struct op_buf *b = &r->out;
 
-    if (r->route == R_BATCH) {
+    if (r->route == R_CANCEL_ALL) {
+        rc = finish_cancel_all(r);
+    } else if (r->route == R_BATCH) {
         int queued = 0, failed = 0;
         op_buf_append(b, "{\"results\":[", 12);
         for (int i = 0; i < r->ninputs; i++) {
@@ -505,8 +578,7 @@ static enum MHD_Result finish(struct req *r)
                           (unsigned long long)it->msg.order_id);
             rc = respond_json(r, 202, b);
         } else {
-            op_buf_printf(b, "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"%llu\",\"qty\":%lld}",
-                          (unsigned long long)it->msg.order_id, (long long)it->msg.qty);
+            put_amend_queued(r, b, it);
             rc = respond_json(r, 202, b);
         }
     } else if (r->route == R_BOOK) {
@@ -597,6 +669,43 @@ static const struct op_symbol *query_symbol(struct req *r, struct api_error *e)
     return s;
 }
 
+/*
+ * Takes n tokens (inputs) from the request's key under INGEST_RATE_LIMIT,
+ * all or none. Returns 0 (also when there is no limit), or -1 with e set
+ * to the 429 rate_limited answer, Retry-After the whole seconds after which
+ * the same request would pass (at least 1). No lock, no allocation
+ * (ingest/ratelimit.h).
+ */
+static int take_tokens(struct req *r, int n, struct api_error *e)
+{
+    struct ratelimit *rl = r->s->cfg.limiter;
+    if (!rl)
+        return 0;
+    struct timespec now;
+    int64_t wait_ns = 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    size_t key = (size_t)(r->key - r->s->cfg.keys->v);
+    enum ratelimit_outcome o =
+        ratelimit_take(rl, key, n, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &wait_ns);
+    if (o == RATELIMIT_OK)
+        return 0;
+    atomic_fetch_add_explicit(&r->s->rate_limited, 1, memory_order_relaxed);
+    if (o == RATELIMIT_TOO_MANY) {
+        api_fail(e, 429, "rate_limited", "",
+                 "this request holds %d orders, more than this key's burst of %lld "
+                 "(INGEST_RATE_BURST): send at most that many per request",
+                 n, (long long)ratelimit_burst(rl));
+        e->retry_after_s = 1;
+        return -1;
+    }
+    api_fail(e, 429, "rate_limited", "",
+             "this api key sends orders faster than INGEST_RATE_LIMIT allows: nothing was "
+             "queued, retry after the delay");
+    int64_t secs = (wait_ns + 999999999) / 1000000000; /* rounded up: a retry then passes */
+    e->retry_after_s = secs < 1 ? 1 : secs > 86400 ? 86400 : (int)secs;
+    return -1;
+}
+
 static enum MHD_Result handle_new(struct req *r)
 {
     struct json_doc doc;
@@ -607,7 +716,7 @@ static enum MHD_Result handle_new(struct req *r)
         return fail(r, 500, "internal", "", "out of memory");
     struct item *it = &r->items[0];
     if (parse_body(r, &doc, &e) != 0 ||
-        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, &it->msg, &e) != 0)
+        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, r->key->stp, &it->msg, &e) != 0)
         return respond_error(r, &e);
     it->kind = ITEM_ORDER;
     it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
@@ -617,6 +726,8 @@ static enum MHD_Result handle_new(struct req *r)
                  "the matchers of this symbol are behind; retry after the delay");
         return respond_error(r, &e);
     }
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
     it->msg.ts_ns = ts_ns();
     rc = submit(r, 1);
     return rc;
@@ -664,7 +775,8 @@ static enum MHD_Result handle_batch(struct req *r)
     for (int i = 0, t = arr + 1; i < n; i++, t = doc.toks[t].next) {
         struct item *it = &r->items[nitems];
         r->item_of[i] = -1;
-        if (order_parse_new(&doc, t, r->s->cfg.syms, r->account, &it->msg, &r->errs[i]) != 0)
+        if (order_parse_new(&doc, t, r->s->cfg.syms, r->account, r->key->stp, &it->msg,
+                            &r->errs[i]) != 0)
             continue;
         it->kind = ITEM_ORDER;
         it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
@@ -681,17 +793,21 @@ static enum MHD_Result handle_batch(struct req *r)
         atomic_store(&r->done, true);
         return finish(r);
     }
+    /* All or nothing: a batch the bucket cannot cover queues none of it. */
+    if (take_tokens(r, nitems, &e) != 0)
+        goto bad;
     return submit(r, nitems);
 bad:
     return respond_error(r, &e);
 }
 
-/* Cancel (DELETE) and amend (PATCH) of /v1/orders/{id}?symbol=. */
+/* Cancel (DELETE) and amend (PATCH) of /v1/orders/{id}?symbol=. An amend
+ * carries the new qty and/or price (0 = unchanged: order_parse_amend). */
 static enum MHD_Result handle_cancel_amend(struct req *r)
 {
     struct api_error e;
     uint64_t id;
-    int64_t qty = 0;
+    int64_t qty = 0, price = 0;
 
     if (order_parse_id(r->path_arg, &id, &e) != 0)
         return respond_error(r, &e);
@@ -702,11 +818,9 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
         struct json_doc doc;
         int rc = parse_body(r, &doc, &e);
         if (rc == 0)
-            rc = order_parse_amend(&doc, 0, &qty, &e);
+            rc = order_parse_amend(&doc, 0, sym, &qty, &price, &e);
         if (rc != 0)
             return respond_error(r, &e);
-        if (qty > sym->max_qty)
-            return fail(r, 400, "invalid_qty", "qty", "qty is above the symbol's maximum");
     }
     if (reserve_items(r, 1) != 0)
         return fail(r, 500, "internal", "", "out of memory");
@@ -715,7 +829,7 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
     it->msg.kind = r->route == R_AMEND ? OP_MSG_AMEND : OP_MSG_CANCEL;
     it->msg.order_id = id;
     it->msg.qty = qty;
-    it->msg.ts_ns = ts_ns();
+    it->msg.price = price;
     snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
     snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
     it->shard = op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards);
@@ -724,7 +838,53 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
         atomic_fetch_add(&r->s->backpressure, 1);
         return fail(r, 429, "backpressure", "", "the matchers of this symbol are behind");
     }
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
+    it->msg.ts_ns = ts_ns();
     return submit(r, 1);
+}
+
+/*
+ * Cancel-all, DELETE /v1/orders[?symbol=S]: with S (which must be listed),
+ * one OP_MSG_CANCEL_ALL input of S to S's shard; without, one with symbol
+ * "" to every shard 0 … ORDER_SHARDS-1. Its inputs are one job, and a job
+ * is refused or taken whole (the rate limit counts it as one input, the
+ * writer never splits a job between rounds, shutdown answers all of it);
+ * finish_cancel_all says what a Redis failure between shards means. Like a
+ * cancel, it passes under backpressure. `?symbol=` with an empty value is
+ * an unknown symbol, not "all": a client's empty variable must not cancel
+ * every order.
+ */
+static enum MHD_Result handle_cancel_all(struct req *r)
+{
+    struct api_error e;
+    const char *q = NULL;
+    size_t qlen = 0;
+    const struct op_symbol *sym = NULL;
+
+    if (MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, "symbol", 6, &q, &qlen) ==
+        MHD_YES) {
+        sym = q ? op_symtab_find(r->s->cfg.syms, q, qlen) : NULL;
+        if (!sym)
+            return fail(r, 400, "unknown_symbol", "symbol", "symbol is not traded here");
+    }
+    int n = sym ? 1 : (int)r->s->cfg.shards;
+    if (reserve_items(r, n) != 0)
+        return fail(r, 500, "internal", "", "out of memory");
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
+    uint64_t now = ts_ns();
+    for (int i = 0; i < n; i++) {
+        struct item *it = &r->items[i];
+        it->kind = ITEM_ORDER;
+        it->msg.kind = OP_MSG_CANCEL_ALL;
+        it->msg.ts_ns = now;
+        if (sym)
+            snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
+        snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
+        it->shard = sym ? op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards) : (uint32_t)i;
+    }
+    return submit(r, n);
 }
 
 static enum MHD_Result handle_get_order(struct req *r)
@@ -834,7 +994,7 @@ static enum MHD_Result handle_metrics(struct req *r)
         op_metrics_hist(&b, "ingest_request_duration_seconds", labels, &s->latency[rt], 1e-6, 0);
     }
     op_metrics_header(&b, "ingest_orders_queued_total", "counter",
-                      "messages acknowledged by redis (new, cancel, amend)");
+                      "inputs acknowledged by redis (new, cancel, amend, cancel_all per shard)");
     op_metrics_sample(&b, "ingest_orders_queued_total", NULL, atomic_load(&ws->orders_queued));
     op_metrics_header(&b, "ingest_stream_entries_total", "counter",
                       "orders:{S} entries written (one per shard per writer round)");
@@ -845,6 +1005,9 @@ static enum MHD_Result handle_metrics(struct req *r)
     op_metrics_header(&b, "ingest_backpressure_total", "counter",
                       "orders refused with 429 because a shard's backlog is above INGEST_MAX_LAG");
     op_metrics_sample(&b, "ingest_backpressure_total", NULL, atomic_load(&s->backpressure));
+    op_metrics_header(&b, "ingest_rate_limited_total", "counter",
+                      "requests refused with 429 by the per-key rate limit (INGEST_RATE_LIMIT)");
+    op_metrics_sample(&b, "ingest_rate_limited_total", NULL, atomic_load(&s->rate_limited));
     op_metrics_header(&b, "ingest_redis_errors_total", "counter",
                       "items answered 503 (redis down, refusing or timing out)");
     op_metrics_sample(&b, "ingest_redis_errors_total", NULL, atomic_load(&ws->redis_errors));
@@ -1056,9 +1219,10 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return fail(r, 401, "unauthorized", "", "send 'Authorization: Bearer <api key>'");
-    r->account = op_apikeys_lookup(r->s->cfg.keys, auth + 7, strlen(auth + 7));
-    if (!r->account)
+    r->key = op_apikeys_lookup(r->s->cfg.keys, auth + 7, strlen(auth + 7));
+    if (!r->key)
         return fail(r, 401, "unauthorized", "", "unknown api key");
+    r->account = r->key->account;
 
     if (r->route == R_NEW || r->route == R_BATCH || r->route == R_AMEND) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
@@ -1265,6 +1429,8 @@ static enum MHD_Result serve(struct http_server *s, struct MHD_Connection *conn,
     case R_CANCEL:
     case R_AMEND:
         return handle_cancel_amend(r);
+    case R_CANCEL_ALL:
+        return handle_cancel_all(r);
     case R_GET_ORDER:
         return handle_get_order(r);
     case R_FILLS:

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "ingest/ratelimit.h"
 #include "ingest/writer.h"
 #include "shared/apikeys.h"
 #include "shared/symbols.h"
@@ -21,6 +22,7 @@ struct http_config {
     const struct op_symtab *syms;  /* (ref) */
     const struct op_apikeys *keys; /* (ref) */
     struct writer *writer;         /* (ref) */
+    struct ratelimit *limiter;     /* (ref) INGEST_RATE_LIMIT per key of keys, NULL: none */
 };
 
 struct http_server;

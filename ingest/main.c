@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ingest/http.h"
+#include "ingest/ratelimit.h"
 #include "ingest/reads.h"
 #include "ingest/writer.h"
 #include "shared/apikeys.h"
@@ -78,11 +79,20 @@ int main(void)
         .lanes = (int)op_env_int_or_exit("ingest", "INGEST_REDIS_LANES", 2, 1, 32),
     };
     int drain_s = (int)op_env_int_or_exit("ingest", "INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
+    /* Orders per second per API key, per ingest instance (0: no limit); the
+     * burst defaults to one second's worth. 10^9: ingest/ratelimit.h. */
+    int64_t rate = op_env_int_or_exit("ingest", "INGEST_RATE_LIMIT", 0, 0, 1000000000);
+    int64_t burst =
+        op_env_int_or_exit("ingest", "INGEST_RATE_BURST", rate > 0 ? rate : 1, 1, 1000000000);
 
     http_fault_init(load_fault()); /* before any thread starts */
     load_tables(&c, &syms, &keys);
     op_stop_signals_install();
 
+    if (rate > 0 && !(hc.limiter = ratelimit_new(keys.n, rate, burst))) {
+        fprintf(stderr, "ingest: out of memory for the rate limits of %zu keys\n", keys.n);
+        return 1;
+    }
     reads_init(c.database_url);
     struct writer *w = writer_start(&wc);
     if (!w)
@@ -96,8 +106,11 @@ int main(void)
         writer_free(w);
         return 1;
     }
-    op_info("started", "bind=%s port=%d threads=%d shards=%u symbols=%zu keys=%zu", hc.bind,
-            hc.port, hc.threads, c.order_shards, syms.n, keys.n);
+    op_info("started",
+            "bind=%s port=%d threads=%d shards=%u symbols=%zu keys=%zu rate_limit=%lld "
+            "rate_burst=%lld",
+            hc.bind, hc.port, hc.threads, c.order_shards, syms.n, keys.n,
+            (long long)(rate > 0 ? rate : 0), (long long)(rate > 0 ? burst : 0));
 
     while (!op_stop_requested)
         usleep(50000); /* a signal also cuts the sleep short */
@@ -115,6 +128,7 @@ int main(void)
     http_stop(s);
     writer_free(w); /* only now: HTTP threads may submit until the daemon stopped */
     op_info("stopped", "unanswered=%ld", left);
+    ratelimit_free(hc.limiter);
     op_symtab_release(&syms);
     op_apikeys_release(&keys);
     return 0;

@@ -13,6 +13,7 @@ int api_fail(struct api_error *e, int status, const char *code, const char *fiel
     va_list ap;
     e->status = status;
     e->code = code;
+    e->retry_after_s = 0;
     snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof(e->message), fmt, ap);
@@ -50,6 +51,38 @@ static int read_qty(const struct json_doc *d, int t, int64_t *qty, struct api_er
     return 0;
 }
 
+/* Reads qty at token t as read_qty does, then checks it against sym: at
+ * most its max qty, a multiple of its lot. */
+static int read_sym_qty(const struct json_doc *d, int t, const struct op_symbol *sym, int64_t *qty,
+                        struct api_error *e)
+{
+    if (read_qty(d, t, qty, e) != 0)
+        return -1;
+    if (*qty > sym->max_qty)
+        return api_fail(e, 400, "invalid_qty", "qty", "qty must be at most %lld for %s",
+                        (long long)sym->max_qty, sym->name);
+    if (*qty % sym->lot != 0)
+        return api_fail(e, 400, "invalid_qty", "qty", "qty must be a multiple of the lot %lld",
+                        (long long)sym->lot);
+    return 0;
+}
+
+/* Reads a limit price at token t: a decimal string (or a JSON number, by
+ * its exact text), a positive multiple of sym's tick; *price in ticks. */
+static int read_price(const struct json_doc *d, int t, const struct op_symbol *sym, int64_t *price,
+                      struct api_error *e)
+{
+    const struct json_tok *k = &d->toks[t];
+    if (k->type != JSON_STRING && k->type != JSON_NUMBER)
+        return api_fail(e, 400, "invalid_price", "price",
+                        "price must be a decimal string such as \"187.25\"");
+    enum op_decimal_err de =
+        op_decimal_parse(d->text + k->start, (size_t)(k->end - k->start), sym->tick, price);
+    if (de != OP_DEC_OK)
+        return api_fail(e, 400, "invalid_price", "price", "%s", op_decimal_strerror(de));
+    return 0;
+}
+
 /* Reads an enum given as a string among names[1..n); stores its index. */
 static int read_enum(const struct json_doc *d, int t, const char *field, const char *const *names,
                      int n, uint8_t *out, struct api_error *e)
@@ -67,11 +100,26 @@ static int read_enum(const struct json_doc *d, int t, const char *field, const c
     return api_fail(e, 400, "invalid_field", field, "%s must be one of %s", field, list);
 }
 
-static const char *const new_fields[] = {
-    "symbol", "side", "type", "price", "qty", "tif", "post_only", "client_order_id", NULL};
+/* Reads stp at token t: one of the names of enum op_stp, "none" included. */
+static int read_stp(const struct json_doc *d, int t, uint8_t *stp, struct api_error *e)
+{
+    for (int i = OP_STP_NONE; i <= OP_STP_MAX; i++) {
+        if (json_eq(d, t, op_stp_name(i))) {
+            *stp = (uint8_t)i;
+            return 0;
+        }
+    }
+    return api_fail(e, 400, "invalid_field", "stp",
+                    "stp must be one of \"none\", \"cancel_taker\", \"cancel_maker\", "
+                    "\"cancel_both\", \"decrement\"");
+}
+
+static const char *const new_fields[] = {"symbol", "side",      "type", "price",           "qty",
+                                         "tif",    "post_only", "stp",  "client_order_id", NULL};
 
 int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *syms,
-                    const char *account, struct op_order_msg *m, struct api_error *e)
+                    const char *account, uint8_t stp_default, struct op_order_msg *m,
+                    struct api_error *e)
 {
     static const char *const sides[] = {"", "buy", "sell"};
     static const char *const types[] = {"", "limit", "market"};
@@ -136,24 +184,18 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
     } else {
         if (t < 0)
             return api_fail(e, 400, "missing_field", "price", "limit orders need a price");
-        const struct json_tok *k = &d->toks[t];
-        if (k->type != JSON_STRING && k->type != JSON_NUMBER)
-            return api_fail(e, 400, "invalid_price", "price",
-                            "price must be a decimal string such as \"187.25\"");
-        enum op_decimal_err de =
-            op_decimal_parse(d->text + k->start, (size_t)(k->end - k->start), sym->tick, &m->price);
-        if (de != OP_DEC_OK)
-            return api_fail(e, 400, "invalid_price", "price", "%s", op_decimal_strerror(de));
+        if (read_price(d, t, sym, &m->price, e) != 0)
+            return -1;
     }
 
-    if (read_qty(d, json_get(d, obj, "qty"), &m->qty, e) != 0)
+    if (read_sym_qty(d, json_get(d, obj, "qty"), sym, &m->qty, e) != 0)
         return -1;
-    if (m->qty > sym->max_qty)
-        return api_fail(e, 400, "invalid_qty", "qty", "qty must be at most %lld for %s",
-                        (long long)sym->max_qty, sym->name);
-    if (m->qty % sym->lot != 0)
-        return api_fail(e, 400, "invalid_qty", "qty", "qty must be a multiple of the lot %lld",
-                        (long long)sym->lot);
+
+    t = json_get(d, obj, "stp");
+    if (t < 0)
+        m->stp = stp_default;
+    else if (read_stp(d, t, &m->stp, e) != 0)
+        return -1;
 
     t = json_get(d, obj, "client_order_id");
     if (t >= 0 && (json_string(d, t, m->client_order_id, sizeof(m->client_order_id)) < 0 ||
@@ -165,21 +207,30 @@ int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *s
     return 0;
 }
 
-int order_parse_amend(const struct json_doc *d, int obj, int64_t *qty, struct api_error *e)
+int order_parse_amend(const struct json_doc *d, int obj, const struct op_symbol *sym, int64_t *qty,
+                      int64_t *price, struct api_error *e)
 {
-    static const char *const fields[] = {"qty", NULL};
+    static const char *const fields[] = {"qty", "price", NULL};
     const char *bad;
     bool dup;
 
+    *qty = 0;
+    *price = 0;
     if (d->toks[obj].type != JSON_OBJECT)
-        return api_fail(e, 400, "invalid_body", "", "an amend must be a JSON object {\"qty\": N}");
+        return api_fail(e, 400, "invalid_body", "",
+                        "an amend must be a JSON object {\"qty\": N, \"price\": \"…\"}");
     if (json_object_check(d, obj, fields, &bad, &dup) != 0)
         return dup ? api_fail(e, 400, "duplicate_field", bad, "field '%s' appears twice", bad)
                    : api_fail(e, 400, "unknown_field", bad, "unknown field '%s'", bad);
-    int t = json_get(d, obj, "qty");
-    if (t < 0)
-        return api_fail(e, 400, "missing_field", "qty", "field 'qty' is required");
-    return read_qty(d, t, qty, e);
+    int tq = json_get(d, obj, "qty"), tp = json_get(d, obj, "price");
+    if (tq < 0 && tp < 0)
+        return api_fail(e, 400, "missing_field", "qty",
+                        "an amend needs qty, price or both: nothing to change");
+    if (tq >= 0 && read_sym_qty(d, tq, sym, qty, e) != 0)
+        return -1;
+    if (tp >= 0 && read_price(d, tp, sym, price, e) != 0)
+        return -1;
+    return 0;
 }
 
 int order_parse_id(const char *s, uint64_t *id, struct api_error *e)

@@ -1,8 +1,11 @@
-/* API keys: bearer token -> account, looked up in constant time per key. */
+/* API keys: bearer token -> account (and its default self-trade prevention), looked up in constant
+ * time per key. */
 #ifndef OP_APIKEYS_H
 #define OP_APIKEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "shared/msg.h"
 
@@ -17,6 +20,8 @@ struct op_apikey {
     char key[OP_APIKEY_MAX + 1]; /* printable ASCII, 8..128 chars */
     size_t key_len;
     char account[OP_ACCOUNT_MAX]; /* [a-z0-9_-], 1..32 chars */
+    uint8_t stp;                  /* enum op_stp: the account's default for new orders */
+    bool stp_given;               /* stp was written on this key's line */
 };
 
 /* A loaded key table; owns `v`. */
@@ -26,20 +31,26 @@ struct op_apikeys {
 };
 
 /*
- * Loads `path`: one `KEY ACCOUNT` pair per line, blank lines and '#'
- * comments ignored. Several keys may map to one account; a key may not
- * appear twice. Returns 0, or -1 with a message naming the file, line and
- * problem in err (the key itself is never echoed).
+ * Loads `path`: one `KEY ACCOUNT [STP]` per line, blank lines and '#'
+ * comments ignored. STP, optional, is the account's default self-trade
+ * prevention for new orders that do not name one: none, cancel_taker,
+ * cancel_maker, cancel_both or decrement (op_stp_name); without it, none.
+ * Several keys may map to one account; it is the account's mode, so the
+ * lines of one account that give an STP must agree, and those that give
+ * none take it from them. A key may not appear twice. Returns 0, or -1
+ * with a message naming the file, line and problem in err (the key itself
+ * is never echoed).
  */
 int op_apikeys_load(struct op_apikeys *t, const char *path, char *err, size_t errlen);
 
 /*
- * Returns the account of the key given as `len` bytes at `key`, or NULL.
- * The time taken depends only on the number of keys, never on how much of
- * the given key matches (no early exit), so it leaks nothing to a timing
- * attacker. The string is borrowed from t.
+ * Returns the entry of the key given as `len` bytes at `key` (its account,
+ * its default stp; its index in t->v identifies the key), or NULL. The time
+ * taken depends only on the number of keys, never on how much of the given
+ * key matches (no early exit), so it leaks nothing to a timing attacker.
+ * The entry is borrowed from t.
  */
-const char *op_apikeys_lookup(const struct op_apikeys *t, const char *key, size_t len);
+const struct op_apikey *op_apikeys_lookup(const struct op_apikeys *t, const char *key, size_t len);
 
 void op_apikeys_release(struct op_apikeys *t);
 

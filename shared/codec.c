@@ -930,9 +930,17 @@ int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const 
 {
     unsigned kinds = 0;
     struct op_sym_summary syms = {0};
+    size_t first = n, last = n; /* the first and last input that names an order */
     for (size_t i = 0; i < n; i++) {
         kinds |= 1u << (msgs[i]->kind & 31);
-        op_sym_summary_add(&syms, msgs[i]->symbol);
+        /* a cancel-all of every symbol ("") names none */
+        if (msgs[i]->symbol[0])
+            op_sym_summary_add(&syms, msgs[i]->symbol);
+        /* a cancel-all names no order (its id is 0) */
+        if (msgs[i]->kind != OP_MSG_CANCEL_ALL) {
+            first = first == n ? i : first;
+            last = i;
+        }
     }
     int rc = 0;
     bool any = false;
@@ -945,11 +953,13 @@ int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const 
     rc |= op_sym_summary_put(out, &syms);
     rc |= op_buf_printf(out, "%zu", n);
     rc |= op_buf_append(out, "", 1);
-    if (n == 1)
-        rc |= op_buf_printf(out, "%llu", (unsigned long long)msgs[0]->order_id);
+    if (first == n)
+        rc |= op_buf_append(out, "-", 1);
+    else if (first == last)
+        rc |= op_buf_printf(out, "%llu", (unsigned long long)msgs[first]->order_id);
     else
-        rc |= op_buf_printf(out, "%llu..%llu", (unsigned long long)msgs[0]->order_id,
-                            (unsigned long long)msgs[n - 1]->order_id);
+        rc |= op_buf_printf(out, "%llu..%llu", (unsigned long long)msgs[first]->order_id,
+                            (unsigned long long)msgs[last]->order_id);
     rc |= op_buf_append(out, "", 1);
     return rc ? -1 : 0;
 }

@@ -104,8 +104,10 @@ int op_sym_summary_put(struct op_buf *out, const struct op_sym_summary *s);
  * Appends the readable fields of an orders entry holding msgs[0 … n)
  * (n >= 1), each NUL-terminated (schemas/messages.md): `type` (the kinds
  * it holds, in kind order: "new,cancel"), `sym` (its symbols in order of
- * first appearance, at most 8, then ",..."), `n` and `ids` (first..last
- * order id, or the one id). Returns 0, or -1 out of memory.
+ * first appearance, at most 8, then ",..."; a cancel-all of every symbol
+ * adds none), `n` and `ids` (first..last order id, or the one id, of the
+ * inputs that name an order — cancel-alls do not —, or "-" when none
+ * does). Returns 0, or -1 out of memory.
  */
 int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const *msgs, size_t n);
 

@@ -75,9 +75,17 @@ static void put_order(struct op_buf *b, const struct op_order_msg *m)
             op_buf_append(b, ",\"coid\":", 8);
             put_str(b, m->client_order_id, strlen(m->client_order_id));
         }
-    }
-    if (m->kind != OP_MSG_CANCEL)
+        if (m->stp)
+            op_buf_printf(b, ",\"stp\":\"%s\"", op_stp_name(m->stp));
         op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);
+    } else if (m->kind == OP_MSG_AMEND) { /* a replace: what it changes, 0 = unchanged */
+        if (m->price) {
+            op_buf_printf(b, ",\"px\":%lld", (long long)m->price);
+            put_price(b, "px_text", m->symbol, m->price);
+        }
+        if (m->qty)
+            op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);
+    }
     op_buf_append(b, "}", 1);
 }
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Ingest over HTTP against a real Redis: every bad-input class gets its status
 # and error code and changes nothing; good orders, batches, idempotent retries,
-# cancels, amends and owner-only reads work.
+# cancels, amends and owner-only reads work. Issue 14: stp (explicit and the
+# account's default from API_KEYS_FILE), replace (amend by price and/or qty),
+# cancel-all (one symbol, every shard, a shard failing) and the per-key rate
+# limit, each checked by what reached orders:{S}.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -109,9 +112,41 @@ bad "cancel no symbol" 400 missing_field DELETE "/v1/orders/12" "" "${A[@]}"
 bad "cancel unknown symbol" 400 unknown_symbol DELETE "/v1/orders/12?symbol=ZZZ" "" "${A[@]}"
 bad "amend no qty" 400 missing_field PATCH "/v1/orders/12?symbol=AAPL" '{}' "${A[@]}"
 bad "amend qty zero" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":0}' "${A[@]}"
-bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"price":"1"}' "${A[@]}"
+bad "amend extra field" 400 unknown_field PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"side":"buy"}' "${A[@]}"
 t_http PUT "$url/v1/orders/12" "" "${A[@]}"
 t_match "405 Allow header" "$T_HEADERS" "Allow: GET, PATCH, DELETE"
+t_http PUT "$url/v1/orders" "" "${A[@]}"
+t_match "405 Allow header of /v1/orders" "$T_HEADERS" "Allow: POST, DELETE"
+# --- stp -----------------------------------------------------------------------------
+bad "stp unknown" 400 invalid_field POST /v1/orders "$(order ',"stp":"cancel"')" "${A[@]}"
+t_match "stp unknown: names the field" "$T_BODY" '"field":"stp"'
+t_match "stp unknown: lists the modes" "$T_BODY" '"message":"stp must be one of [^,]*none[^,]*, [^,]*cancel_taker[^,]*, [^,]*cancel_maker[^,]*, [^,]*cancel_both[^,]*, [^,]*decrement'
+bad "stp case" 400 invalid_field POST /v1/orders "$(order ',"stp":"DECREMENT"')" "${A[@]}"
+bad "stp number" 400 invalid_field POST /v1/orders "$(order ',"stp":4')" "${A[@]}"
+bad "stp null" 400 invalid_field POST /v1/orders "$(order ',"stp":null')" "${A[@]}"
+bad "batch of bad stp only" 400 invalid_field POST /v1/orders/batch "{\"orders\":[$(order ',"stp":"both"')]}" "${A[@]}"
+t_match "batch item names stp" "$T_BODY" '^\{"results":\[\{"status":"REJECTED","error":\{"code":"invalid_field","message":"stp must be[^}]*"field":"stp"\}\}\]\}$'
+# --- replace (amend by price and/or qty) ------------------------------------------------
+bad "amend neither" 400 missing_field PATCH "/v1/orders/12?symbol=AAPL" '{}' "${A[@]}"
+t_match "amend neither: says what is needed" "$T_BODY" 'an amend needs qty, price or both'
+bad "amend price not a tick multiple" 400 invalid_price PATCH "/v1/orders/12?symbol=NICK" '{"price":"1.12"}' "${A[@]}"
+bad "amend price zero" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":"0"}' "${A[@]}"
+bad "amend price negative" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":-1}' "${A[@]}"
+bad "amend price exponent" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1e2"}' "${A[@]}"
+bad "amend price null" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"price":null,"qty":5}' "${A[@]}"
+bad "amend good qty, bad price" 400 invalid_price PATCH "/v1/orders/12?symbol=AAPL" '{"qty":5,"price":"1.001"}' "${A[@]}"
+bad "amend qty over max" 400 invalid_qty PATCH "/v1/orders/12?symbol=NICK" '{"qty":1010}' "${A[@]}"
+bad "amend qty not lot multiple" 400 invalid_qty PATCH "/v1/orders/12?symbol=NICK" '{"qty":15}' "${A[@]}"
+bad "amend qty string" 400 invalid_qty PATCH "/v1/orders/12?symbol=AAPL" '{"qty":"5"}' "${A[@]}"
+bad "amend duplicate price" 400 duplicate_field PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1","price":"2"}' "${A[@]}"
+bad "amend without content type" 415 unsupported_media_type PATCH "/v1/orders/12?symbol=AAPL" '{"price":"1"}' "Authorization: Bearer dev-key-alice"
+# --- cancel-all ------------------------------------------------------------------------
+bad "cancel-all unknown symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=ZZZ" "" "${A[@]}"
+bad "cancel-all lowercase symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=aapl" "" "${A[@]}"
+bad "cancel-all empty symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=" "" "${A[@]}"
+bad "cancel-all symbol without value" 400 unknown_symbol DELETE "/v1/orders?symbol" "" "${A[@]}"
+bad "cancel-all no auth" 401 unauthorized DELETE "/v1/orders" ""
+bad "cancel-all bad key" 401 unauthorized DELETE "/v1/orders" "" "Authorization: Bearer dev-key-mallory"
 
 # --- good orders -------------------------------------------------------------------
 before="$(t_orders_len)"
@@ -153,6 +188,116 @@ t_eq "amend" "$T_STATUS" 202
 t_match "amend body" "$T_BODY" '"status":"AMEND_QUEUED"'
 t_eq "cancel and amend queued" "$(t_orders_len)" $((before + 5))
 
+# shard_of SYMBOL: fnv1a32(SYMBOL) % ORDER_SHARDS, as ingest routes it
+shard_of() {
+	local h=2166136261 i c
+	for ((i = 0; i < ${#1}; i++)); do
+		printf -v c '%d' "'${1:i:1}"
+		h=$(((h ^ c) * 16777619 & 0xffffffff))
+	done
+	printf '%s\n' $((h % ${ORDER_SHARDS:-4}))
+}
+
+# last_inputs S N: the last N inputs of orders:{S}, decoded by orderpipe-tail,
+# one JSON object per line (the inputs are flat maps: no nested braces).
+last_inputs() {
+	SYMBOLS_FILE="$syms" "$OP_BUILD/bin/orderpipe-tail" "orders:{$1}" | grep -a -o '{"k":"[^}]*}' | tail -n "$2"
+}
+
+# last_fields S: the readable fields of the last entry of orders:{S}, on one line
+last_fields() {
+	redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "orders:{$1}" + - COUNT 1 | sed -n 2,11p | tr '\n' ' '
+}
+
+aapl="$(shard_of AAPL)"
+t_match "AAPL's shard holds its orders" "$(last_inputs "$aapl" 50)" '"sym":"AAPL"'
+
+# --- stp: explicit, in the stream --------------------------------------------------------
+before="$(t_orders_len)"
+t_http POST "$url/v1/orders" "$(order ',"stp":"decrement"')" "${A[@]}"
+t_eq "stp decrement" "$T_STATUS" 202
+t_match "stp decrement reached orders:{S}" "$(last_inputs "$aapl" 1)" '^\{"k":"new",.*"acct":"alice",.*"stp":"decrement","qty":100\}$'
+t_http POST "$url/v1/orders" "$(order ',"stp":"none"')" "${A[@]}"
+t_eq "stp none" "$T_STATUS" 202
+t_match "stp none: no stp field (0)" "$(last_inputs "$aapl" 1)" '^\{"k":"new",[^}]*"acct":"alice",[^}]*"po":false,"px":18725,"px_text":"187.25","qty":100\}$'
+t_http POST "$url/v1/orders/batch" "{\"orders\":[$(order ',"stp":"cancel_taker"'),$(order ',"stp":"bogus"'),$(order ',"stp":"cancel_maker"'),$(order ''),$(order ',"stp":"cancel_both"')]}" "${A[@]}"
+t_eq "batch with stp" "$T_STATUS" 202
+t_match "batch: the bad stp item rejected, naming stp" "$T_BODY" '^\{"results":\[\{"status":"QUEUED"[^}]*\},\{"status":"REJECTED","error":\{"code":"invalid_field",[^}]*"field":"stp"\}\},\{"status":"QUEUED"'
+stps="$(last_inputs "$aapl" 4 | sed -E 's/.*"stp":"([a-z_]+)".*/\1/; t; s/.*/-/' | tr '\n' ' ')"
+t_eq "batch items' stp in order (- for none)" "$stps" 'cancel_taker cancel_maker - cancel_both '
+t_eq "stp: inputs queued" "$(t_orders_len)" $((before + 6))
+
+# --- replace: what reaches orders:{S} ------------------------------------------------------
+before="$(t_orders_len)"
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"price":"187.30"}' "${A[@]}"
+t_eq "replace by price" "$T_STATUS" 202
+t_eq "replace by price: answer" "$T_BODY" "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"$oid\",\"qty\":null,\"price\":\"187.30\"}"
+t_match "replace by price: an amend with px only" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"amend\",\"id\":\"$oid\",\"ts\":[0-9]+,\"sym\":\"AAPL\",\"acct\":\"alice\",\"px\":18730,\"px_text\":\"187.30\"\\}$"
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"qty":250,"price":187.5}' "${A[@]}"
+t_eq "replace by price and qty" "$T_STATUS" 202
+t_eq "replace by both: answer" "$T_BODY" "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"$oid\",\"qty\":250,\"price\":\"187.50\"}"
+t_match "replace by both: px and qty" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"amend\",\"id\":\"$oid\",.*\"px\":18750,\"px_text\":\"187.50\",\"qty\":250\\}$"
+t_http PATCH "$url/v1/orders/$oid?symbol=AAPL" '{"qty":40}' "${A[@]}"
+t_eq "replace by qty" "$T_STATUS" 202
+t_eq "replace by qty: answer" "$T_BODY" "{\"status\":\"AMEND_QUEUED\",\"order_id\":\"$oid\",\"qty\":40,\"price\":null}"
+t_match "replace by qty: qty only" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"amend\",\"id\":\"$oid\",[^}]*\"acct\":\"alice\",\"qty\":40\\}$"
+t_http PATCH "$url/v1/orders/12?symbol=NICK" '{"price":"1.15","qty":20}' "${A[@]}"
+t_eq "replace with NICK's tick and lot" "$T_STATUS" 202
+t_match "NICK: px in its ticks" "$(last_inputs "$(shard_of NICK)" 1)" '"k":"amend","id":"12",.*"sym":"NICK".*"px":23,"px_text":"1.15","qty":20\}$'
+t_eq "replaces queued" "$(t_orders_len)" $((before + 4))
+
+# --- cancel-all --------------------------------------------------------------------------
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders?symbol=AAPL" "" "${A[@]}"
+t_eq "cancel-all AAPL" "$T_STATUS" 202
+t_eq "cancel-all AAPL: answer" "$T_BODY" '{"status":"CANCEL_ALL_QUEUED","symbol":"AAPL"}'
+t_eq "cancel-all AAPL: one input" "$(t_orders_len)" $((before + 1))
+t_match "cancel-all AAPL: in AAPL's shard" "$(last_inputs "$aapl" 1)" '^\{"k":"cancel_all","id":"0","ts":[0-9]+,"sym":"AAPL","acct":"alice"\}$'
+t_match "cancel-all AAPL: readable fields" "$(last_fields "$aapl")" '^type cancel_all sym AAPL n 1 ids - seq [0-9]+ $'
+
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders" "" "${B[@]}"
+t_eq "cancel-all every symbol" "$T_STATUS" 202
+t_eq "cancel-all every symbol: answer" "$T_BODY" '{"status":"CANCEL_ALL_QUEUED","symbol":null}'
+t_eq "cancel-all every symbol: one input per shard" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4}))
+ts_seen=""
+for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do
+	in="$(last_inputs "$s" 1)"
+	t_match "cancel-all every symbol: shard $s" "$in" '^\{"k":"cancel_all","id":"0","ts":[0-9]+,"sym":"","acct":"bob"\}$'
+	t_match "cancel-all every symbol: shard $s readable fields" "$(last_fields "$s")" '^type cancel_all sym  n 1 ids - seq [0-9]+ $'
+	ts_seen+="$(grep -o '"ts":[0-9]*' <<<"$in") "
+done
+t_eq "cancel-all every symbol: one receipt time" "$(tr ' ' '\n' <<<"$ts_seen" | sort -u | grep -c ts)" 1
+
+# A cancel-all passes under backpressure, as a cancel does.
+oseq="$(t_redis GET "oseq:{$aapl}")"
+t_redis SET "oseq:{$aapl}" 999999999999 >/dev/null
+t_http_until 429 40 0.1 POST "$url/v1/orders" "$(order '')" "${A[@]}"
+t_eq "backpressure on AAPL's shard" "$T_STATUS" 429
+t_http DELETE "$url/v1/orders?symbol=AAPL" "" "${A[@]}"
+t_eq "cancel-all under backpressure" "$T_STATUS" 202
+t_redis INCRBY "oseq:{$aapl}" $((oseq - 999999999999)) >/dev/null # back, + what came since
+t_http_until 202 40 0.1 POST "$url/v1/orders" "$(order '')" "${A[@]}"
+t_eq "backpressure gone" "$T_STATUS" 202
+
+# A shard whose stream is gone (setup not run for it) refuses its input:
+# with its symbol, 503 and nothing queued; for every symbol, the other
+# shards take theirs (separate writes: docs/ingest.md, "Cancel-all") and the
+# 503 says so; sent again once the stream is back, it is queued everywhere.
+other=$(((aapl + 1) % ${ORDER_SHARDS:-4}))
+t_redis RENAME "orders:{$other}" "aside:{$other}" >/dev/null
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders" "" "${A[@]}"
+t_eq "cancel-all, a shard missing: status" "$T_STATUS" 503
+t_match "cancel-all, a shard missing: says how far it got" "$T_BODY" "\"code\":\"redis_unavailable\",\"message\":\"redis failed while the cancel-all was queued on $((${ORDER_SHARDS:-4} - 1)) of its ${ORDER_SHARDS:-4} shards: send it again \\(a cancel-all is safe to repeat\\)\""
+t_match "cancel-all, a shard missing: Retry-After" "$T_HEADERS" 'Retry-After: 1'
+t_eq "cancel-all, a shard missing: the others took it" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4} - 1))
+t_redis RENAME "aside:{$other}" "orders:{$other}" >/dev/null
+before="$(t_orders_len)"
+t_http DELETE "$url/v1/orders" "" "${A[@]}"
+t_eq "cancel-all sent again" "$T_STATUS" 202
+t_eq "cancel-all sent again: every shard" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4}))
+
 # --- reads: owner only -----------------------------------------------------------
 psql -q "$DATABASE_URL" -c "INSERT INTO orders (order_id, account, symbol, side, type, tif, price, qty, filled_qty, status, created_at, updated_at, version) VALUES (777001, 'bob', 'AAPL', 'sell', 'limit', 'GTC', 187.25, 10, 4, 'PARTIALLY_FILLED', now(), now(), 1) ON CONFLICT DO NOTHING" >/dev/null
 t_http GET "$url/v1/orders/777001" "" "${B[@]}"
@@ -173,5 +318,91 @@ t_http GET "$url/v1/book/ZZZ" "" "${A[@]}"
 t_eq "book unknown symbol" "$T_STATUS" 404
 t_http GET "$url/metrics" ""
 t_match "metrics" "$T_BODY" 'ingest_requests_total\{route="new_order",code="202"\} [0-9]+'
+t_match "metrics: cancel_all route" "$T_BODY" 'ingest_requests_total\{route="cancel_all",code="202"\} [0-9]+'
+t_match "metrics: no limit, none refused" "$T_BODY" 'ingest_rate_limited_total 0'
+
+# --- the account's stp default: the third column of API_KEYS_FILE ----------------------------
+keys="$OP_STACK_DIR/api-keys-14.conf"
+printf '# issue 14\ndev-key-alice alice\ndev-key-carol carol cancel_both\ndev-key-carol-2 carol\n' >"$keys"
+printf 'rl-key-one rl\nrl-key-two rl\n' >>"$keys"
+printf 'dev-key-alice alice\ndev-key-carol carol cancel\n' >"$OP_STACK_DIR/api-keys-bad.conf"
+rc=0
+env API_KEYS_FILE="$OP_STACK_DIR/api-keys-bad.conf" INGEST_PORT="$(op_free_port)" "$OP_BUILD/bin/orderpipe-ingest" >"$OP_STACK_DIR/bad-keys.log" 2>&1 || rc=$?
+t_eq "a bad stp column: ingest refuses to start" "$rc" 2
+t_match "a bad stp column: names the file, line and value" "$(cat "$OP_STACK_DIR/bad-keys.log")" "api keys file '$OP_STACK_DIR/api-keys-bad.conf' line 2: bad stp 'cancel': want none, cancel_taker, cancel_maker, cancel_both or decrement"
+
+# The same ingest limits each key to 1 order/s, burst 5: every request below
+# is sent at once after the previous one, well within a second of the burst
+# being spent (no timing threshold: 6 immediate requests exhaust a burst of 5).
+port2="$(op_free_port)"
+url2="http://127.0.0.1:$port2"
+t_start ingest2 orderpipe-ingest INGEST_PORT="$port2" SYMBOLS_FILE="$syms" API_KEYS_FILE="$keys" INGEST_RATE_LIMIT=1 INGEST_RATE_BURST=5
+op_wait_until 20 "ingest on $port2" curl -sf "$url2/healthz" || t_fail "ingest with the issue 14 keys did not start: $(cat "$OP_STACK_DIR/ingest2.log")"
+C=("Authorization: Bearer dev-key-carol" "Content-Type: application/json")
+before="$(t_orders_len)"
+t_http POST "$url2/v1/orders" "$(order '')" "${C[@]}"
+t_eq "carol's default stp: status" "$T_STATUS" 202
+t_match "carol's default stp reached orders:{S}" "$(last_inputs "$aapl" 1)" '"acct":"carol",.*"stp":"cancel_both","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order ',"stp":"none"')" "Authorization: Bearer dev-key-carol-2" "Content-Type: application/json"
+t_eq "carol's explicit none: status" "$T_STATUS" 202
+t_match "carol's explicit none wins (no stp field)" "$(last_inputs "$aapl" 1)" '"acct":"carol",[^}]*"px_text":"187.25","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order ',"stp":"decrement"')" "Authorization: Bearer dev-key-carol-2" "Content-Type: application/json"
+t_match "carol's second key (no column) takes the account's default, an explicit stp wins" "$(last_inputs "$aapl" 1)" '"acct":"carol",.*"stp":"decrement","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order '')" "Authorization: Bearer dev-key-carol-2" "Content-Type: application/json"
+t_match "carol's second key: the account's default" "$(last_inputs "$aapl" 1)" '"acct":"carol",.*"stp":"cancel_both","qty":100\}$'
+t_http POST "$url2/v1/orders" "$(order '')" "Authorization: Bearer dev-key-alice" "Content-Type: application/json"
+t_match "alice (no column): none" "$(last_inputs "$aapl" 1)" '"acct":"alice",[^}]*"px_text":"187.25","qty":100\}$'
+t_eq "stp defaults: queued" "$(t_orders_len)" $((before + 5))
+
+# --- the per-key rate limit ------------------------------------------------------------------
+K1=("Authorization: Bearer rl-key-one" "Content-Type: application/json")
+K2=("Authorization: Bearer rl-key-two" "Content-Type: application/json")
+before="$(t_orders_len)"
+st=""
+for i in 1 2 3 4 5 6; do
+	t_http POST "$url2/v1/orders" "$(order '')" "${K1[@]}"
+	st+="$T_STATUS "
+	h6="$T_HEADERS" b6="$T_BODY"
+done
+t_http DELETE "$url2/v1/orders/12?symbol=AAPL" "" "${K1[@]}"
+st+="cancel:$T_STATUS "
+t_http PATCH "$url2/v1/orders/12?symbol=AAPL" '{"qty":5}' "${K1[@]}"
+st+="amend:$T_STATUS "
+t_http DELETE "$url2/v1/orders" "" "${K1[@]}"
+st+="cancel-all:$T_STATUS "
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),$(order '')]}" "${K1[@]}"
+st+="batch:$T_STATUS"
+after="$(t_orders_len)"
+t_eq "burst of 5, then refused" "$st" "202 202 202 202 202 429 cancel:429 amend:429 cancel-all:429 batch:429"
+t_match "429 code" "$b6" '^\{"error":\{"code":"rate_limited","message":"this api key sends orders faster than INGEST_RATE_LIMIT allows: nothing was queued, retry after the delay","field":""\}\}$'
+t_match "429 Retry-After in whole seconds" "$h6" $'Retry-After: [1-9][0-9]*\r'
+t_eq "only the 5 within the burst reached redis" "$after" $((before + 5))
+
+# A batch is all or nothing against the bucket; invalid items do not count.
+before="$(t_orders_len)"
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),$(order ''),$(order '')]}" "${K2[@]}"
+s1="$T_STATUS"
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),{\"qty\":0},$(order ''),$(order '')]}" "${K2[@]}"
+s2="$T_STATUS" b2="$T_BODY" h2="$T_HEADERS"
+t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),{\"qty\":0},$(order ',"stp":"x"'),$(order '')]}" "${K2[@]}"
+s3="$T_STATUS" b3="$T_BODY"
+t_http POST "$url2/v1/orders/batch" "$(t_batch_body 6 "$(order '')")" "Authorization: Bearer rl-key-two" "Content-Type: application/json"
+s4="$T_STATUS" b4="$T_BODY"
+after="$(t_orders_len)"
+t_eq "batch of 3 (2 tokens left), of 3 valid + 1 invalid refused, of 2 valid + 2 invalid taken" "$s1 $s2 $s3" "202 429 202"
+t_match "refused batch: rate_limited" "$b2" '^\{"error":\{"code":"rate_limited"'
+t_match "refused batch: Retry-After" "$h2" 'Retry-After: [1-9]'
+t_match "taken batch: invalid items rejected, valid queued" "$b3" '^\{"results":\[\{"status":"QUEUED".*\},\{"status":"REJECTED".*\},\{"status":"REJECTED".*"field":"stp".*\},\{"status":"QUEUED".*\}\]\}$'
+t_eq "batch above the burst: refused" "$s4" 429
+t_match "batch above the burst: says why" "$b4" '"code":"rate_limited","message":"this request holds 6 orders, more than this key.s burst of 5 \(INGEST_RATE_BURST\): send at most that many per request"'
+t_eq "the refused batches queued nothing" "$after" $((before + 5))
+
+t_http POST "$url2/v1/orders" "$(order '')" "${C[@]}"
+t_eq "another account's key is not limited by rl's" "$T_STATUS" 202
+t_http GET "$url2/v1/orders/777001" "" "${K1[@]}"
+t_eq "reads are not rate limited" "$T_STATUS" 404
+t_http GET "$url2/metrics" ""
+t_match "metrics: rate-limited requests counted" "$T_BODY" 'ingest_rate_limited_total ([6-9]|[1-9][0-9]+)'
+t_match "metrics: 429 per route" "$T_BODY" 'ingest_requests_total\{route="cancel_all",code="429"\} 1'
 
 t_done

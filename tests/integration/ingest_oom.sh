@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ingest out of memory: with INGEST_FAULT=alloc:N the Nth allocation made
 # for each request fails. For every N up to the last allocation of a
-# request, each route (new order, batch, cancel, amend) must answer either
+# request, each route (new order, batch, cancel, amend, cancel-all of every
+# symbol) must answer either
 # its normal 202 (the failure came after the request needed no more) or a
 # clean 500 {"error":{"code":"internal",…}} — and a 500 queues nothing.
 # Each request is sent on a new connection, so none reuses a connection's
@@ -14,7 +15,7 @@ url="http://127.0.0.1:$port"
 H=("Authorization: Bearer dev-key-alice" "Content-Type: application/json")
 ORDER='{"symbol":"AAPL","side":"buy","type":"limit","price":"10.00","qty":1}'
 BAD='{"symbol":"AAPL","side":"up","type":"limit","price":"10.00","qty":1}'
-names=(new batch cancel amend)
+names=(new batch cancel amend cancel_all)
 declare -A ooms=() oks=()
 
 # answers: any HTTP status at all (even a 500 from the probe's own allocation)
@@ -26,9 +27,13 @@ case_request() {
 	new) t_http POST "$url/v1/orders" "$ORDER" "${H[@]}" ;;
 	batch) t_http POST "$url/v1/orders/batch" "{\"orders\":[$ORDER,$BAD]}" "${H[@]}" ;;
 	cancel) t_http DELETE "$url/v1/orders/5?symbol=AAPL" "" "${H[@]}" ;;
-	amend) t_http PATCH "$url/v1/orders/5?symbol=AAPL" '{"qty":1}' "${H[@]}" ;;
+	amend) t_http PATCH "$url/v1/orders/5?symbol=AAPL" '{"qty":1,"price":"10.05"}' "${H[@]}" ;;
+	cancel_all) t_http DELETE "$url/v1/orders" "" "${H[@]}" ;;
 	esac
 }
+
+# inputs_of NAME: how many inputs that route's request queues
+inputs_of() { [[ "$1" == cancel_all ]] && echo "${ORDER_SHARDS:-4}" || echo 1; }
 
 last=""
 for ((n = 1; n <= 40; n++)); do
@@ -47,7 +52,7 @@ for ((n = 1; n <= 40; n++)); do
 		else
 			oks[$c]=$((${oks[$c]:-0} + 1))
 			t_eq "alloc:$n $c: status" "$T_STATUS" 202
-			t_eq "alloc:$n $c: queued once" "$after" $((before + 1))
+			t_eq "alloc:$n $c: queued once" "$after" $((before + $(inputs_of "$c")))
 		fi
 	done
 	t_stop_all
@@ -56,8 +61,8 @@ for ((n = 1; n <= 40; n++)); do
 		break
 	fi
 done
-printf 'ingest_oom: every request passed from alloc:%s on; 500s: new %s, batch %s, cancel %s, amend %s\n' \
-	"${last:-none}" "${ooms[new]:-0}" "${ooms[batch]:-0}" "${ooms[cancel]:-0}" "${ooms[amend]:-0}"
+printf 'ingest_oom: every request passed from alloc:%s on; 500s: new %s, batch %s, cancel %s, amend %s, cancel_all %s\n' \
+	"${last:-none}" "${ooms[new]:-0}" "${ooms[batch]:-0}" "${ooms[cancel]:-0}" "${ooms[amend]:-0}" "${ooms[cancel_all]:-0}"
 t_match "some N lets every request through (allocations per request are bounded)" "${last:-none}" '^[0-9]+$'
 for c in "${names[@]}"; do
 	# alloc:1 fails the request's first allocation: at least that one is a 500

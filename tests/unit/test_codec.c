@@ -490,6 +490,42 @@ static void test_orders_entry(void **state)
     assert_int_equal(op_codec_orders_fields(&f, p, 1), 0);
     assert_string_equal(f.data + strlen(f.data) + 1 + 3 + 2, "1000"); /* "new\0S0\01\0" */
 
+    /* cancel-alls name no order (id 0) and, for every symbol, no symbol */
+    struct op_order_msg ca[3] = {in[0], in[0], in[0]};
+    const struct op_order_msg *pc[4] = {&ca[0], &in[1], &ca[1], &ca[2]};
+    for (int i = 0; i < 3; i++) {
+        ca[i].kind = OP_MSG_CANCEL_ALL;
+        ca[i].order_id = 0;
+    }
+    ca[0].symbol[0] = '\0';
+    snprintf(ca[1].symbol, sizeof(ca[1].symbol), "S9");
+    static const struct {
+        size_t from, n;
+        const char *fields; /* type, sym, n, ids with '|' for the NULs */
+    } want[] = {
+        {0, 1, "cancel_all||1|-"},
+        {0, 2, "cancel,cancel_all|S1|2|1001"},
+        {1, 3, "cancel,cancel_all|S1,S9,S0|3|1001"},
+        {0, 4, "cancel,cancel_all|S1,S9,S0|4|1001"},
+    };
+    for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+        op_buf_reset(&f);
+        assert_int_equal(op_codec_orders_fields(&f, pc + want[w].from, want[w].n), 0);
+        for (size_t i = 0; i < f.len; i++)
+            if (f.data[i] == '\0')
+                f.data[i] = '|';
+        f.data[f.len - 1] = '\0'; /* the last NUL */
+        if (strcmp(f.data, want[w].fields) != 0)
+            fail_msg("cancel-all fields %zu: '%s', want '%s'", w, f.data, want[w].fields);
+    }
+    op_buf_reset(&f);
+    const struct op_order_msg *mix[3] = {&in[0], &ca[0], &in[5]};
+    assert_int_equal(op_codec_orders_fields(&f, mix, 3), 0);
+    t = f.data;
+    for (int i = 0; i < 3; i++)
+        t += strlen(t) + 1;
+    assert_string_equal(t, "1000..1005"); /* not 1000..0 */
+
     /* one map: the form before group commit, one input */
     op_buf_reset(&b);
     assert_int_equal(op_codec_encode_order(&b, &in[0]), 0);

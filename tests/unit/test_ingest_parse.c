@@ -4,7 +4,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ingest/json.h"
 #include "ingest/order.h"
@@ -107,17 +110,26 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Parses body as an order; returns the error code, or "ok". */
-static const char *order_code(const char *body, struct op_order_msg *m)
+/* The error of the last order_code, amend_code. */
+static struct api_error last;
+
+/* Parses body as an order of an account whose default stp is stp_default;
+ * returns the error code, or "ok". */
+static const char *order_code_stp(const char *body, uint8_t stp_default, struct op_order_msg *m)
 {
     struct json_doc d;
-    struct api_error e;
     memset(m, 0, sizeof(*m));
+    memset(&last, 0, sizeof(last));
     if (parse(&d, body) != 0)
         return "invalid_json";
-    if (order_parse_new(&d, 0, &syms, "alice", m, &e) != 0)
-        return e.code;
+    if (order_parse_new(&d, 0, &syms, "alice", stp_default, m, &last) != 0)
+        return last.code;
     return "ok";
+}
+
+static const char *order_code(const char *body, struct op_order_msg *m)
+{
+    return order_code_stp(body, OP_STP_NONE, m);
 }
 
 static void test_order_fields(void **state)
@@ -204,19 +216,155 @@ static void test_order_fields(void **state)
     }
 }
 
-static void test_amend_and_id(void **state)
+/* stp: optional, one of five names; absent, the account's default. */
+static void test_order_stp(void **state)
 {
     (void)state;
+    struct op_order_msg m;
+    static const struct {
+        const char *name;
+        int stp;
+    } names[] = {
+        {"none", OP_STP_NONE},
+        {"cancel_taker", OP_STP_CANCEL_TAKER},
+        {"cancel_maker", OP_STP_CANCEL_MAKER},
+        {"cancel_both", OP_STP_CANCEL_BOTH},
+        {"decrement", OP_STP_DECREMENT},
+    };
+    char body[200];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\","
+                 "\"qty\":1,\"stp\":\"%s\"}",
+                 names[i].name);
+        /* an explicit stp wins over the account's default, "none" included */
+        assert_string_equal(order_code_stp(body, OP_STP_DECREMENT, &m), "ok");
+        assert_int_equal(m.stp, names[i].stp);
+    }
+    const char *plain = "{\"symbol\":\"AAPL\",\"side\":\"sell\",\"type\":\"market\",\"qty\":1}";
+    assert_string_equal(order_code(plain, &m), "ok");
+    assert_int_equal(m.stp, OP_STP_NONE);
+    assert_string_equal(order_code_stp(plain, OP_STP_CANCEL_BOTH, &m), "ok");
+    assert_int_equal(m.stp, OP_STP_CANCEL_BOTH);
+
+    static const char *const bad[] = {"\"cancel\"", "\"NONE\"", "\"\"",       "1",
+                                      "null",       "true",     "[\"none\"]", "\"decrement \""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\","
+                 "\"qty\":1,\"stp\":%s}",
+                 bad[i]);
+        if (strcmp(order_code(body, &m), "invalid_field") != 0)
+            fail_msg("stp %s: got %s, want invalid_field", bad[i], last.code);
+        assert_int_equal(last.status, 400);
+        assert_string_equal(last.field, "stp");
+        assert_non_null(strstr(last.message, "\"cancel_taker\", \"cancel_maker\""));
+    }
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\","
+                                   "\"price\":\"1\",\"qty\":1,\"stp\":\"none\",\"stp\":\"none\"}",
+                                   &m),
+                        "duplicate_field");
+}
+
+/* Parses body as an amend of an order of symbol sym; returns the error
+ * code, or "ok" with *qty and *price. */
+static const char *amend_code(const char *body, const char *sym, int64_t *qty, int64_t *price)
+{
     struct json_doc d;
-    struct api_error e;
-    int64_t qty;
-    uint64_t id;
-    assert_int_equal(parse(&d, "{\"qty\":5}"), 0);
-    assert_int_equal(order_parse_amend(&d, 0, &qty, &e), 0);
+    memset(&last, 0, sizeof(last));
+    *qty = *price = -1;
+    if (parse(&d, body) != 0)
+        return "invalid_json";
+    const struct op_symbol *s = op_symtab_find(&syms, sym, strlen(sym));
+    assert_non_null(s);
+    if (order_parse_amend(&d, 0, s, qty, price, &last) != 0)
+        return last.code;
+    return "ok";
+}
+
+/* Replace: qty and/or price, each with the rules of a new order's. */
+static void test_amend_replace(void **state)
+{
+    (void)state;
+    int64_t qty, price;
+    assert_string_equal(amend_code("{\"qty\":5}", "AAPL", &qty, &price), "ok");
     assert_int_equal(qty, 5);
-    assert_int_equal(parse(&d, "{\"qty\":5,\"price\":\"1\"}"), 0);
-    assert_int_equal(order_parse_amend(&d, 0, &qty, &e), -1);
-    assert_string_equal(e.code, "unknown_field");
+    assert_int_equal(price, 0); /* unchanged */
+    assert_string_equal(amend_code("{\"price\":\"187.25\"}", "AAPL", &qty, &price), "ok");
+    assert_int_equal(qty, 0); /* unchanged */
+    assert_int_equal(price, 18725);
+    assert_string_equal(amend_code("{\"price\":187.5,\"qty\":7}", "AAPL", &qty, &price), "ok");
+    assert_int_equal(qty, 7);
+    assert_int_equal(price, 18750);
+    assert_string_equal(amend_code("{\"qty\":1000000,\"price\":\"0.01\"}", "AAPL", &qty, &price),
+                        "ok");
+    assert_int_equal(qty, 1000000);
+    assert_int_equal(price, 1);
+
+    static const struct {
+        const char *body, *code, *field;
+    } cases[] = {
+        {"{}", "missing_field", "qty"},
+        {"[]", "invalid_body", ""},
+        {"{\"qty\":5,\"side\":\"buy\"}", "unknown_field", "side"},
+        {"{\"qty\":5,\"qty\":6}", "duplicate_field", "qty"},
+        {"{\"price\":\"1\",\"price\":\"2\"}", "duplicate_field", "price"},
+        {"{\"qty\":0}", "invalid_qty", "qty"},
+        {"{\"qty\":-3}", "invalid_qty", "qty"},
+        {"{\"qty\":2.5}", "invalid_qty", "qty"},
+        {"{\"qty\":\"5\"}", "invalid_qty", "qty"},
+        {"{\"qty\":1000001}", "invalid_qty", "qty"}, /* above the max */
+        {"{\"qty\":null,\"price\":\"1\"}", "invalid_qty", "qty"},
+        {"{\"price\":\"187.251\"}", "invalid_price", "price"}, /* below the tick */
+        {"{\"price\":\"0\"}", "invalid_price", "price"},
+        {"{\"price\":\"-1\"}", "invalid_price", "price"},
+        {"{\"price\":\"1e2\"}", "invalid_price", "price"},
+        {"{\"price\":true}", "invalid_price", "price"},
+        {"{\"price\":null}", "invalid_price", "price"},
+        {"{\"qty\":5,\"price\":\"x\"}", "invalid_price", "price"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = amend_code(cases[i].body, "AAPL", &qty, &price);
+        if (strcmp(got, cases[i].code) != 0 || strcmp(last.field, cases[i].field) != 0)
+            fail_msg("case %zu %s: got %s/%s want %s/%s", i, cases[i].body, got, last.field,
+                     cases[i].code, cases[i].field);
+        assert_int_equal(last.status, 400);
+    }
+}
+
+/* The lot and tick of the order's own symbol apply. */
+static void test_amend_symbol_rules(void **state)
+{
+    (void)state;
+    struct op_symtab t;
+    char err[200];
+    char path[] = "/tmp/op-test-syms-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "NICK 0.05 10 1000\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(op_symtab_load(&t, path, err, sizeof(err)), 0);
+    unlink(path);
+    struct op_symtab keep = syms;
+    syms = t;
+    int64_t qty, price;
+    assert_string_equal(amend_code("{\"qty\":20,\"price\":\"1.15\"}", "NICK", &qty, &price), "ok");
+    assert_int_equal(qty, 20);
+    assert_int_equal(price, 23);
+    assert_string_equal(amend_code("{\"qty\":15}", "NICK", &qty, &price), "invalid_qty");
+    assert_non_null(strstr(last.message, "lot 10"));
+    assert_string_equal(amend_code("{\"qty\":1010}", "NICK", &qty, &price), "invalid_qty");
+    assert_string_equal(amend_code("{\"price\":\"1.12\"}", "NICK", &qty, &price), "invalid_price");
+    syms = keep;
+    op_symtab_release(&t);
+}
+
+static void test_order_id(void **state)
+{
+    (void)state;
+    struct api_error e;
+    uint64_t id;
     assert_int_equal(order_parse_id("9223372036854775807", &id, &e), 0);
     assert_true(id == UINT64_C(9223372036854775807));
     assert_int_equal(order_parse_id("9223372036854775808", &id, &e), -1);
@@ -231,9 +379,14 @@ static void test_amend_and_id(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_valid_and_invalid), cmocka_unit_test(test_json_navigation),
-        cmocka_unit_test(test_json_put_str),           cmocka_unit_test(test_order_fields),
-        cmocka_unit_test(test_amend_and_id),
+        cmocka_unit_test(test_json_valid_and_invalid),
+        cmocka_unit_test(test_json_navigation),
+        cmocka_unit_test(test_json_put_str),
+        cmocka_unit_test(test_order_fields),
+        cmocka_unit_test(test_order_stp),
+        cmocka_unit_test(test_amend_replace),
+        cmocka_unit_test(test_amend_symbol_rules),
+        cmocka_unit_test(test_order_id),
     };
     return cmocka_run_group_tests_name("ingest_parse", tests, setup, teardown);
 }

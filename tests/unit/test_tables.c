@@ -109,8 +109,9 @@ static void test_apikeys(void **state)
     struct op_apikeys k;
     char err[256];
     assert_int_equal(op_apikeys_load(&k, "config/api-keys.conf", err, sizeof(err)), 0);
-    assert_string_equal(op_apikeys_lookup(&k, "dev-key-alice", 13), "alice");
-    assert_string_equal(op_apikeys_lookup(&k, "dev-key-bob", 11), "bob");
+    assert_string_equal(op_apikeys_lookup(&k, "dev-key-alice", 13)->account, "alice");
+    assert_string_equal(op_apikeys_lookup(&k, "dev-key-bob", 11)->account, "bob");
+    assert_int_equal(op_apikeys_lookup(&k, "dev-key-bob", 11)->stp, OP_STP_NONE);
     assert_null(op_apikeys_lookup(&k, "dev-key-alic", 12));
     assert_null(op_apikeys_lookup(&k, "dev-key-alicex", 14));
     assert_null(op_apikeys_lookup(&k, "dev-key-alice", 12));
@@ -121,6 +122,45 @@ static void test_apikeys(void **state)
     op_apikeys_release(&k);
 }
 
+/* The optional third column: the account's default self-trade prevention,
+ * one per account (lines without it take it from the account's others). */
+static void test_apikeys_stp(void **state)
+{
+    (void)state;
+    struct op_apikeys k;
+    char err[256] = "";
+    const char *p = tmp_file("key-carol-1 carol\n"
+                             "key-alice-1 alice cancel_maker\n"
+                             "key-carol-2 carol decrement\n"
+                             "key-carol-3 carol\n"
+                             "key-carol-4 carol decrement\n"
+                             "key-bob-01 bob none\n"
+                             "key-dave-1 dave\n");
+    int rc = op_apikeys_load(&k, p, err, sizeof(err));
+    unlink(p);
+    if (rc != 0)
+        fail_msg("load failed: %s", err);
+    static const struct {
+        const char *key;
+        const char *account;
+        int stp;
+    } want[] = {
+        {"key-carol-1", "carol", OP_STP_DECREMENT}, {"key-alice-1", "alice", OP_STP_CANCEL_MAKER},
+        {"key-carol-2", "carol", OP_STP_DECREMENT}, {"key-carol-3", "carol", OP_STP_DECREMENT},
+        {"key-carol-4", "carol", OP_STP_DECREMENT}, {"key-bob-01", "bob", OP_STP_NONE},
+        {"key-dave-1", "dave", OP_STP_NONE},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const struct op_apikey *e = op_apikeys_lookup(&k, want[i].key, strlen(want[i].key));
+        assert_non_null(e);
+        assert_ptr_equal(e, &k.v[i]); /* the index identifies the key */
+        assert_string_equal(e->account, want[i].account);
+        if (e->stp != want[i].stp)
+            fail_msg("%s: stp %d, want %d", want[i].key, e->stp, want[i].stp);
+    }
+    op_apikeys_release(&k);
+}
+
 static void test_apikeys_errors(void **state)
 {
     (void)state;
@@ -128,7 +168,16 @@ static void test_apikeys_errors(void **state)
         const char *text;
         const char *want;
     } cases[] = {
-        {"dev-key-alice\n", "expected 'KEY ACCOUNT', got 1 fields"},
+        {"dev-key-alice\n", "expected 'KEY ACCOUNT [STP]', got 1 fields"},
+        {"dev-key-alice alice none x\n", "line 1: expected 'KEY ACCOUNT [STP]', got 4 fields"},
+        {"# keys\ndev-key-alice alice cancel\n",
+         "api keys file '/tmp/op-test-"}, /* names the file … */
+        {"# keys\ndev-key-alice alice cancel\n",
+         "line 2: bad stp 'cancel': want none, cancel_taker, cancel_maker, cancel_both or "
+         "decrement"}, /* … the line and the value */
+        {"dev-key-alice alice Decrement\n", "bad stp 'Decrement'"},
+        {"dev-key-alice alice decrement\ndev-key-alice2 alice\ndev-key-alice3 alice none\n",
+         "line 3: stp 'none' differs from the 'decrement' an earlier line gives account 'alice'"},
         {"short alice\n", "bad key"},
         {"dev-key-alice Alice\n", "bad account 'Alice'"},
         {"dev-key-alice alice\ndev-key-alice bob\n", "line 2: key listed twice"},
@@ -204,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_symbols_errors),
         cmocka_unit_test(test_symbols_defaults_and_shipped_file),
         cmocka_unit_test(test_apikeys),
+        cmocka_unit_test(test_apikeys_stp),
         cmocka_unit_test(test_apikeys_errors),
         cmocka_unit_test(test_config),
     };
