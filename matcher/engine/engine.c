@@ -917,6 +917,25 @@ static void take(struct eng *e, struct book *b, struct book_order *o, int rk,
     }
 }
 
+/* Copies the symbol and requesting account of a CANCEL/AMEND/CANCEL_ALL
+ * input into symbol and account (NUL-padded) and checks what every request
+ * needs: terminated strings, a time, an account. Returns 0, or -1 after
+ * emitting the REJECTED report (MALFORMED, BAD_TIME, BAD_ACCOUNT). */
+static int request_fields(struct eng *e, const struct op_order_msg *in,
+                          char symbol[OP_SYMBOL_MAX], char account[OP_ACCOUNT_MAX],
+                          struct eng_reports *out)
+{
+    int bad = copy_field(symbol, in->symbol, OP_SYMBOL_MAX);
+    bad |= copy_field(account, in->account, OP_ACCOUNT_MAX);
+    if (!bad && in->ts_ns != 0 && account[0] != '\0')
+        return 0;
+    int reason = bad              ? OP_REASON_MALFORMED
+                 : in->ts_ns == 0 ? OP_REASON_BAD_TIME
+                                  : OP_REASON_BAD_ACCOUNT;
+    reject_request(e, in, symbol, account, reason, out);
+    return -1;
+}
+
 /*
  * Finds the open order a CANCEL/AMEND input targets, checking its symbol and
  * owner. Returns it, or NULL after emitting the REJECTED report.
@@ -925,15 +944,8 @@ static struct book_order *target_of(struct eng *e, const struct op_order_msg *in
                                     struct eng_reports *out, struct book **bookp)
 {
     char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
-    int bad = copy_field(symbol, in->symbol, sizeof(symbol));
-    bad |= copy_field(account, in->account, sizeof(account));
-    if (bad || in->ts_ns == 0 || account[0] == '\0') {
-        int reason = bad              ? OP_REASON_MALFORMED
-                     : in->ts_ns == 0 ? OP_REASON_BAD_TIME
-                                      : OP_REASON_BAD_ACCOUNT;
-        reject_request(e, in, symbol, account, reason, out);
+    if (request_fields(e, in, symbol, account, out) != 0)
         return NULL;
-    }
     struct eng_slot *s = in->order_id ? ids_find(e, in->order_id) : NULL;
     if (s == NULL) {
         reject_request(e, in, symbol, account, OP_REASON_UNKNOWN_ORDER, out);
@@ -1033,15 +1045,8 @@ static uint64_t cancel_all_in(struct eng *e, struct book *b, uint32_t acct, stru
 static void apply_cancel_all(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
 {
     char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
-    int bad = copy_field(symbol, in->symbol, sizeof(symbol));
-    bad |= copy_field(account, in->account, sizeof(account));
-    if (bad || in->ts_ns == 0 || account[0] == '\0') {
-        int reason = bad              ? OP_REASON_MALFORMED
-                     : in->ts_ns == 0 ? OP_REASON_BAD_TIME
-                                      : OP_REASON_BAD_ACCOUNT;
-        reject_request(e, in, symbol, account, reason, out);
+    if (request_fields(e, in, symbol, account, out) != 0)
         return;
-    }
     int64_t acct = eng_account(e, account, 0);
     uint64_t n = 0;
     if (acct >= 0 && symbol[0] != '\0') {
