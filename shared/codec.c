@@ -287,6 +287,9 @@ enum field {
     F_MFQ,
     F_MST,
     F_STP,
+    F_SPX,
+    F_EXP,
+    F_TO,
     F_COUNT
 };
 
@@ -297,10 +300,11 @@ static const char *const field_names[F_COUNT] = {
     [F_TIF] = "tif", [F_PO] = "po",     [F_PX] = "px",     [F_QTY] = "qty",     [F_FQ] = "fq",
     [F_ST] = "st",   [F_RSN] = "rsn",   [F_MID] = "mid",   [F_MACCT] = "macct", [F_TPX] = "tpx",
     [F_TQ] = "tq",   [F_MQTY] = "mqty", [F_MFQ] = "mfq",   [F_MST] = "mst",     [F_STP] = "stp",
+    [F_SPX] = "spx", [F_EXP] = "exp",   [F_TO] = "to",
 };
 
 /* A cheap first test of a key against a name: its length, first and last
- * byte in one integer (the 25 names differ in it but for a few pairs, which
+ * byte in one integer (the 28 names differ in it but for a few pairs, which
  * memcmp then tells apart). */
 static inline uint32_t key_sig(const char *p, size_t n)
 {
@@ -349,6 +353,14 @@ static int get_i64(const msgpack_object *o, int64_t *out)
     return 0;
 }
 
+static int get_u32(const msgpack_object *o, uint32_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)o->via.u64;
+    return 0;
+}
+
 static int get_u8(const msgpack_object *o, uint8_t *out)
 {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT8_MAX)
@@ -381,7 +393,7 @@ static int get_str(const msgpack_object *o, char *out, size_t size)
  * is not part of this message and is ignored like an unknown key. One
  * constant table per message type (not a table of pointers per message: the
  * matcher and the recorder decode millions of them). */
-enum dest_kind { D_NONE = 0, D_U8, D_U64, D_I64, D_BOOL, D_STR };
+enum dest_kind { D_NONE = 0, D_U8, D_U32, D_U64, D_I64, D_BOOL, D_STR };
 struct field_dest {
     uint8_t kind; /* enum dest_kind */
     uint8_t size; /* D_STR: the array's size, NUL included */
@@ -399,6 +411,9 @@ static const struct field_dest order_dest[F_COUNT] = {
     DEST(F_TIF, D_U8, struct op_order_msg, tif),
     DEST(F_PO, D_BOOL, struct op_order_msg, post_only),
     DEST(F_STP, D_U8, struct op_order_msg, stp),
+    DEST(F_SPX, D_I64, struct op_order_msg, stop_price),
+    DEST(F_EXP, D_U64, struct op_order_msg, expire_ns),
+    DEST(F_TO, D_U32, struct op_order_msg, timeout_ms),
     DEST(F_ID, D_U64, struct op_order_msg, order_id),
     DEST(F_TS, D_U64, struct op_order_msg, ts_ns),
     DEST(F_PX, D_I64, struct op_order_msg, price),
@@ -429,6 +444,8 @@ static const struct field_dest report_dest[F_COUNT] = {
     DEST(F_MQTY, D_I64, struct op_report, maker_qty),
     DEST(F_MFQ, D_I64, struct op_report, maker_filled_qty),
     DEST(F_MST, D_U8, struct op_report, maker_status),
+    DEST(F_SPX, D_I64, struct op_report, stop_price),
+    DEST(F_EXP, D_U64, struct op_report, expire_ns),
     DEST(F_SYM, D_STR, struct op_report, symbol),
     DEST(F_ACCT, D_STR, struct op_report, account),
     DEST(F_MACCT, D_STR, struct op_report, maker_account),
@@ -470,6 +487,9 @@ static long long read_map(struct op_codec *c, const msgpack_object *o, const str
         case D_U8:
             rc = get_u8(&kv->val, at);
             break;
+        case D_U32:
+            rc = get_u32(&kv->val, at);
+            break;
         case D_U64:
             rc = get_u64(&kv->val, at);
             break;
@@ -502,8 +522,9 @@ static int order_complete(struct op_codec *c, const struct op_order_msg *m, long
     long long need = base;
     if (m->kind == OP_MSG_NEW)
         need |= BIT(F_SIDE) | BIT(F_TYPE) | BIT(F_TIF) | BIT(F_QTY);
-    else if (m->kind != OP_MSG_CANCEL && m->kind != OP_MSG_AMEND && m->kind != OP_MSG_CANCEL_ALL &&
-             (seen & BIT(F_K))) {
+    else if (m->kind == OP_MSG_CANCEL_ALL_AFTER)
+        need |= BIT(F_TO);
+    else if ((m->kind < OP_MSG_CANCEL || m->kind > OP_MSG_KIND_MAX) && (seen & BIT(F_K))) {
         c->err = "unknown message kind";
         return -1;
     }
@@ -711,6 +732,13 @@ static int put_field(const struct field_dest *d, char *base, const struct mp_val
             return -1;
         *(uint8_t *)at = (uint8_t)v->u;
         return 0;
+    case D_U32: {
+        if (v->cls != MP_UINT || v->u > UINT32_MAX)
+            return -1;
+        uint32_t x = (uint32_t)v->u;
+        memcpy(at, &x, sizeof(x));
+        return 0;
+    }
     case D_U64:
         if (v->cls != MP_UINT)
             return -1;
@@ -1017,11 +1045,16 @@ int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg 
     bool coid = m->client_order_id[0] != '\0';
     switch (m->kind) {
     case OP_MSG_NEW:
-        rc = msgpack_pack_map(&pk, 11 + (coid ? 1 : 0) + (m->stp ? 1 : 0));
+        rc = msgpack_pack_map(&pk, 11 + (coid ? 1 : 0) + (m->stp ? 1 : 0) +
+                                       (m->stop_price ? 1 : 0) + (m->expire_ns ? 1 : 0));
         break;
     case OP_MSG_CANCEL:
     case OP_MSG_CANCEL_ALL:
+    case OP_MSG_TICK:
         rc = msgpack_pack_map(&pk, 5);
+        break;
+    case OP_MSG_CANCEL_ALL_AFTER:
+        rc = msgpack_pack_map(&pk, 6);
         break;
     case OP_MSG_AMEND:
         rc = msgpack_pack_map(&pk, 5 + (m->qty ? 1 : 0) + (m->price ? 1 : 0));
@@ -1044,12 +1077,18 @@ int op_codec_encode_order_msgpack(struct op_buf *out, const struct op_order_msg 
             rc |= pack_str_field(&pk, F_COID, m->client_order_id);
         if (m->stp)
             rc |= pack_u64_field(&pk, F_STP, m->stp);
+        if (m->stop_price)
+            rc |= pack_i64_field(&pk, F_SPX, m->stop_price);
+        if (m->expire_ns)
+            rc |= pack_u64_field(&pk, F_EXP, m->expire_ns);
         rc |= pack_i64_field(&pk, F_QTY, m->qty);
     } else if (m->kind == OP_MSG_AMEND) {
         if (m->price)
             rc |= pack_i64_field(&pk, F_PX, m->price);
         if (m->qty)
             rc |= pack_i64_field(&pk, F_QTY, m->qty);
+    } else if (m->kind == OP_MSG_CANCEL_ALL_AFTER) {
+        rc |= pack_u64_field(&pk, F_TO, m->timeout_ms);
     }
     if (rc != 0) {
         out->len = start;
@@ -1119,6 +1158,10 @@ static int pack_report(msgpack_packer *pk, const struct op_report *r)
         I(F_MFQ, r->maker_filled_qty);
     if (r->maker_status)
         U(F_MST, r->maker_status);
+    if (r->stop_price)
+        I(F_SPX, r->stop_price);
+    if (r->expire_ns)
+        U(F_EXP, r->expire_ns);
     if (r->account[0])
         S(F_ACCT, r->account);
     if (r->maker_account[0])
@@ -1322,6 +1365,10 @@ static unsigned char *w_report(unsigned char *p, const struct op_report *r)
         W_I(F_MFQ, r->maker_filled_qty);
     if (r->maker_status)
         W_U(F_MST, r->maker_status);
+    if (r->stop_price)
+        W_I(F_SPX, r->stop_price);
+    if (r->expire_ns)
+        W_U(F_EXP, r->expire_ns);
     if (r->account[0])
         W_S(F_ACCT, r->account);
     if (r->maker_account[0])
@@ -1335,9 +1382,9 @@ static unsigned char *w_report(unsigned char *p, const struct op_report *r)
     return q - (3 - hl);
 }
 
-/* Why 320: an order map holds at most 13 fields (keys of at most 4 bytes,
+/* Why 320: an order map holds at most 15 fields (keys of at most 4 bytes,
  * numbers of at most 9) and three strings of at most 15, 32 and 36 bytes
- * with 2-byte headers: 13 * 14 + 89 = 271, rounded up. */
+ * with 2-byte headers: 15 * 14 + 89 = 299, rounded up. */
 #define ORDER_MAX_BYTES OP_CODEC_ORDER_ENCODED_MAX
 
 int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
@@ -1346,11 +1393,16 @@ int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
     size_t fields;
     switch (m->kind) {
     case OP_MSG_NEW:
-        fields = 11 + (coid ? 1 : 0) + (m->stp ? 1 : 0);
+        fields = 11 + (coid ? 1 : 0) + (m->stp ? 1 : 0) + (m->stop_price ? 1 : 0) +
+                 (m->expire_ns ? 1 : 0);
         break;
     case OP_MSG_CANCEL:
     case OP_MSG_CANCEL_ALL:
+    case OP_MSG_TICK:
         fields = 5;
+        break;
+    case OP_MSG_CANCEL_ALL_AFTER:
+        fields = 6;
         break;
     case OP_MSG_AMEND:
         fields = 5 + (m->qty ? 1 : 0) + (m->price ? 1 : 0);
@@ -1380,12 +1432,18 @@ int op_codec_encode_order(struct op_buf *out, const struct op_order_msg *m)
             W_S(F_COID, m->client_order_id);
         if (m->stp)
             W_U(F_STP, m->stp);
+        if (m->stop_price)
+            W_I(F_SPX, m->stop_price);
+        if (m->expire_ns)
+            W_U(F_EXP, m->expire_ns);
         W_I(F_QTY, m->qty);
     } else if (m->kind == OP_MSG_AMEND) {
         if (m->price)
             W_I(F_PX, m->price);
         if (m->qty)
             W_I(F_QTY, m->qty);
+    } else if (m->kind == OP_MSG_CANCEL_ALL_AFTER) {
+        W_U(F_TO, m->timeout_ms);
     }
     (void)n;
     out->len = (size_t)(q - (unsigned char *)out->data);

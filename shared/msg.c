@@ -22,14 +22,17 @@ const char *op_side_name(int side)
 
 const char *op_type_name(int type)
 {
-    static const char *const names[] = {[OP_TYPE_LIMIT] = "limit", [OP_TYPE_MARKET] = "market"};
+    static const char *const names[] = {[OP_TYPE_LIMIT] = "limit",
+                                        [OP_TYPE_MARKET] = "market",
+                                        [OP_TYPE_STOP_MARKET] = "stop_market",
+                                        [OP_TYPE_STOP_LIMIT] = "stop_limit"};
     return NAME_OF(names, type);
 }
 
 const char *op_tif_name(int tif)
 {
     static const char *const names[] = {
-        [OP_TIF_GTC] = "GTC", [OP_TIF_IOC] = "IOC", [OP_TIF_FOK] = "FOK"};
+        [OP_TIF_GTC] = "GTC", [OP_TIF_IOC] = "IOC", [OP_TIF_FOK] = "FOK", [OP_TIF_GTD] = "GTD"};
     return NAME_OF(names, tif);
 }
 
@@ -38,7 +41,7 @@ const char *op_status_name(int status)
     static const char *const names[] = {
         [OP_STATUS_NEW] = "NEW",           [OP_STATUS_PARTIALLY_FILLED] = "PARTIALLY_FILLED",
         [OP_STATUS_FILLED] = "FILLED",     [OP_STATUS_CANCELLED] = "CANCELLED",
-        [OP_STATUS_REJECTED] = "REJECTED",
+        [OP_STATUS_REJECTED] = "REJECTED", [OP_STATUS_PENDING_TRIGGER] = "PENDING_TRIGGER",
     };
     return NAME_OF(names, status);
 }
@@ -53,16 +56,19 @@ const char *op_report_kind_name(int kind)
         [OP_REPORT_AMENDED] = "amended",
         [OP_REPORT_REPLACED] = "replaced",
         [OP_REPORT_CANCEL_ALL_DONE] = "cancel_all_done",
+        [OP_REPORT_TRIGGERED] = "triggered",
+        [OP_REPORT_DEAD_MAN] = "dead_man",
+        [OP_REPORT_TICK] = "tick",
     };
     return NAME_OF(names, kind);
 }
 
 const char *op_msg_kind_name(int kind)
 {
-    static const char *const names[] = {[OP_MSG_NEW] = "new",
-                                        [OP_MSG_CANCEL] = "cancel",
-                                        [OP_MSG_AMEND] = "amend",
-                                        [OP_MSG_CANCEL_ALL] = "cancel_all"};
+    static const char *const names[] = {
+        [OP_MSG_NEW] = "new",     [OP_MSG_CANCEL] = "cancel",
+        [OP_MSG_AMEND] = "amend", [OP_MSG_CANCEL_ALL] = "cancel_all",
+        [OP_MSG_TICK] = "tick",   [OP_MSG_CANCEL_ALL_AFTER] = "cancel_all_after"};
     return NAME_OF(names, kind);
 }
 
@@ -76,6 +82,8 @@ const char *op_reason_name(int reason)
         [OP_REASON_POST_ONLY] = "POST_ONLY_WOULD_TRADE",
         [OP_REASON_NO_LIQUIDITY] = "NO_LIQUIDITY",
         [OP_REASON_SELF_TRADE] = "SELF_TRADE",
+        [OP_REASON_EXPIRED] = "EXPIRED",
+        [OP_REASON_DEAD_MAN] = "DEAD_MAN",
         [OP_REASON_MALFORMED] = "MALFORMED",
         [OP_REASON_BAD_SIDE] = "BAD_SIDE",
         [OP_REASON_BAD_TYPE] = "BAD_TYPE",
@@ -94,6 +102,9 @@ const char *op_reason_name(int reason)
         [OP_REASON_BAD_TIME] = "BAD_TIME",
         [OP_REASON_TOO_MANY_OPEN_ORDERS] = "TOO_MANY_OPEN_ORDERS",
         [OP_REASON_BAD_STP] = "BAD_STP",
+        [OP_REASON_BAD_EXPIRY] = "BAD_EXPIRY",
+        [OP_REASON_BAD_STOP] = "BAD_STOP",
+        [OP_REASON_BAD_TIMEOUT] = "BAD_TIMEOUT",
     };
     return NAME_OF(names, reason);
 }

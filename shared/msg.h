@@ -21,8 +21,16 @@
 #define OP_CLORDID_MAX 37 /* 36 chars: the contract's client_order_id limit (a UUID) */
 
 enum op_side { OP_SIDE_BUY = 1, OP_SIDE_SELL = 2 };
-enum op_type { OP_TYPE_LIMIT = 1, OP_TYPE_MARKET = 2 };
-enum op_tif { OP_TIF_GTC = 1, OP_TIF_IOC = 2, OP_TIF_FOK = 3 };
+/* Stops (issue 15) wait, off the book, until a trade in their symbol
+ * reaches stop_price; then they enter as a market or limit order. */
+enum op_type {
+    OP_TYPE_LIMIT = 1,
+    OP_TYPE_MARKET = 2,
+    OP_TYPE_STOP_MARKET = 3,
+    OP_TYPE_STOP_LIMIT = 4,
+};
+/* GTD: good till expire_ns, engine time (docs/engine.md, "Time"). */
+enum op_tif { OP_TIF_GTC = 1, OP_TIF_IOC = 2, OP_TIF_FOK = 3, OP_TIF_GTD = 4 };
 
 /* Self-trade prevention: what happens when an arriving order would trade
  * with a resting order of its own account (docs/engine.md, "Self-trade
@@ -37,8 +45,15 @@ enum op_stp {
 #define OP_STP_MAX OP_STP_DECREMENT
 
 /* What an entry of orders:{S} asks for (its `type` field). */
-enum op_msg_kind { OP_MSG_NEW = 1, OP_MSG_CANCEL = 2, OP_MSG_AMEND = 3, OP_MSG_CANCEL_ALL = 4 };
-#define OP_MSG_KIND_MAX OP_MSG_CANCEL_ALL
+enum op_msg_kind {
+    OP_MSG_NEW = 1,
+    OP_MSG_CANCEL = 2,
+    OP_MSG_AMEND = 3,
+    OP_MSG_CANCEL_ALL = 4,
+    OP_MSG_TICK = 5,             /* the shard owner's clock tick: time moves, nothing else */
+    OP_MSG_CANCEL_ALL_AFTER = 6, /* arms (timeout_ms > 0) or disarms the dead-man switch */
+};
+#define OP_MSG_KIND_MAX OP_MSG_CANCEL_ALL_AFTER
 
 /*
  * One input of the matcher, decoded from orders:{S}.
@@ -50,6 +65,10 @@ enum op_msg_kind { OP_MSG_NEW = 1, OP_MSG_CANCEL = 2, OP_MSG_AMEND = 3, OP_MSG_C
  *                    least one of them set.
  *   kind CANCEL_ALL: every open order of account in symbol, or in every
  *                    symbol of the shard when symbol is ""; order_id 0.
+ *   kind TICK:       ts only (order_id 0, symbol and account ""): written
+ *                    by the shard's owner when idle, so that time moves.
+ *   kind CANCEL_ALL_AFTER: account's dead-man switch on this shard:
+ *                    timeout_ms > 0 arms it (re-arms), 0 disarms it.
  *
  * The decoder checks types and string lengths only; values (side, qty > 0,
  * …) are validated by ingest and again by the engine, which rejects with a
@@ -66,6 +85,9 @@ struct op_order_msg {
     uint64_t ts_ns;                       /* ingest receipt time, ns since epoch */
     int64_t price;                        /* ticks; 0 for market orders (AMEND: 0 = same) */
     int64_t qty;                          /* NEW: quantity; AMEND: new total (0 = same) */
+    int64_t stop_price;                   /* NEW stop orders: trigger price, ticks */
+    uint64_t expire_ns;                   /* NEW GTD: expiry, ns since epoch (engine time) */
+    uint32_t timeout_ms;                  /* CANCEL_ALL_AFTER: 0 disarms */
     char symbol[OP_SYMBOL_MAX];           /* NUL-terminated */
     char account[OP_ACCOUNT_MAX];         /* the requesting account */
     char client_order_id[OP_CLORDID_MAX]; /* NEW only; "" when absent */
@@ -78,6 +100,7 @@ enum op_status {
     OP_STATUS_FILLED = 3,
     OP_STATUS_CANCELLED = 4,
     OP_STATUS_REJECTED = 5,
+    OP_STATUS_PENDING_TRIGGER = 6, /* a stop waiting for its trigger (not in the book) */
 };
 
 enum op_report_kind {
@@ -88,8 +111,11 @@ enum op_report_kind {
     OP_REPORT_AMENDED = 5,         /* an order's total quantity was reduced, priority kept */
     OP_REPORT_REPLACED = 6,        /* an order got a new price or a larger qty, lost priority */
     OP_REPORT_CANCEL_ALL_DONE = 7, /* a cancel-all finished (its CANCELLEDs precede it) */
+    OP_REPORT_TRIGGERED = 8,       /* a stop triggered: it now enters as a taker */
+    OP_REPORT_DEAD_MAN = 9,        /* a dead-man switch was armed (qty = timeout ms) or disarmed */
+    OP_REPORT_TICK = 10,           /* a tick was applied (its expiries precede it) */
 };
-#define OP_REPORT_KIND_MAX OP_REPORT_CANCEL_ALL_DONE
+#define OP_REPORT_KIND_MAX OP_REPORT_TICK
 
 /* Why an order was cancelled or an input rejected. Values are on the wire. */
 enum op_reason {
@@ -101,6 +127,8 @@ enum op_reason {
     OP_REASON_POST_ONLY = 4,     /* post-only order would have traded on arrival */
     OP_REASON_NO_LIQUIDITY = 5,  /* market order met an empty opposite side */
     OP_REASON_SELF_TRADE = 6,    /* self-trade prevention (op_stp) cancelled or reduced it */
+    OP_REASON_EXPIRED = 7,       /* a GTD order reached its expiry */
+    OP_REASON_DEAD_MAN = 8,      /* the account's dead-man switch fired */
     /* rejections */
     OP_REASON_MALFORMED = 20, /* the stream entry could not be decoded */
     OP_REASON_BAD_SIDE = 21,
@@ -120,8 +148,11 @@ enum op_reason {
         34,                  /* client_order_id breaks its grammar (op_client_order_id_valid) */
     OP_REASON_BAD_TIME = 35, /* ts 0: no receipt time */
     OP_REASON_TOO_MANY_OPEN_ORDERS =
-        36,                 /* the account's open orders in the symbol are at the limit */
-    OP_REASON_BAD_STP = 37, /* stp not an enum op_stp */
+        36,                     /* the account's open orders in the symbol are at the limit */
+    OP_REASON_BAD_STP = 37,     /* stp not an enum op_stp */
+    OP_REASON_BAD_EXPIRY = 38,  /* GTD without expire_ns, or expire_ns on another tif */
+    OP_REASON_BAD_STOP = 39,    /* stop_price < 1 on a stop, or set on another type */
+    OP_REASON_BAD_TIMEOUT = 40, /* a dead-man timeout above ENG_DEAD_MAN_MAX_MS */
 };
 
 /*
@@ -152,7 +183,12 @@ enum op_reason {
  *   REPLACED:  order_id, account, description and state with the new
  *              price and qty (it then matches as a taker: TRADEs follow)
  *   CANCEL_ALL_DONE: account (the requester), symbol ("" = all), order_id 0,
- *              qty = how many orders the cancel-all cancelled
+ *              qty = how many orders the cancel-all cancelled; reason
+ *              DEAD_MAN when the account's dead-man switch fired
+ *   TRIGGERED: a stop's description and state (status NEW) as it enters
+ *   DEAD_MAN:  account, order_id 0, qty = the timeout in ms (0: disarmed)
+ *   TICK:      order_id 0, symbol and account ""; only ts
+ * Stops carry stop_price, GTD orders expire_ns, in every report about them.
  */
 struct op_report {
     uint8_t kind;     /* enum op_report_kind */
@@ -176,6 +212,8 @@ struct op_report {
     int64_t maker_qty;        /* maker's total qty */
     int64_t maker_filled_qty; /* maker's cumulative filled after it */
     uint8_t maker_status;     /* enum op_status of the maker after it */
+    int64_t stop_price;       /* of order_id, a stop (ticks) */
+    uint64_t expire_ns;       /* of order_id, a GTD order */
     char symbol[OP_SYMBOL_MAX];
     char account[OP_ACCOUNT_MAX];         /* owner of order_id (requester on reject) */
     char maker_account[OP_ACCOUNT_MAX];   /* TRADE only */

@@ -188,6 +188,13 @@ void eng_prefetch(const struct eng *e, const struct op_order_msg *in, int stage)
 size_t eng_depth(const struct eng *e, const char *symbol, int side, struct book_depth *out,
                  size_t max);
 
+/* The earliest engine time at which something is due without a new order:
+ * a GTD order's expiry or an armed dead-man switch's deadline; 0 when
+ * nothing is pending. The shard's owner appends a TICK input once the wall
+ * clock passes it (and the shard is idle), so that time moves in the log
+ * and the expiry happens there, at the same input in every replay. */
+uint64_t eng_next_event_ns(const struct eng *e);
+
 /* Number of open (resting) orders across every book of e. */
 uint64_t eng_open_orders(const struct eng *e);
 
