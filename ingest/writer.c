@@ -119,6 +119,7 @@ struct writer {
     _Atomic int64_t *backlog;             /* per shard */
     struct op_backlog_memo *backlog_memo; /* per shard, lane 0's between polls */
     _Atomic int lanes_up;                 /* lanes whose last contact with Redis succeeded */
+    _Atomic bool last_ok;                 /* the latest contact of any lane succeeded */
     struct writer_stats stats;
 };
 
@@ -147,12 +148,18 @@ int64_t writer_backlog(struct writer *w, uint32_t shard)
 
 bool writer_redis_ok(struct writer *w)
 {
-    return atomic_load(&w->lanes_up) > 0;
+    /* The latest contact, not "any lane up": a lane that has not tried since
+     * Redis went away still counts as up, so /healthz would answer 200
+     * after requests on another lane had already failed. */
+    return atomic_load(&w->last_ok);
 }
 
 /* Records whether lane l can talk to Redis; logs the transitions. */
 static void lane_set_up(struct lane *l, bool up)
 {
+    /* Written only when it changes: the lanes share this line. */
+    if (atomic_load_explicit(&l->w->last_ok, memory_order_relaxed) != up)
+        atomic_store(&l->w->last_ok, up);
     bool was = atomic_exchange(&l->up, up);
     if (was == up)
         return;

@@ -107,7 +107,7 @@ void writer_submit(struct writer *w, struct job *j);
  * max_lag as of the last check (at most ~200 ms old). Thread-safe. */
 bool writer_overloaded(struct writer *w, uint32_t shard);
 
-/* 1 if the last contact of some lane with Redis succeeded. Thread-safe. */
+/* 1 if the latest contact of any lane with Redis succeeded. Thread-safe. */
 bool writer_redis_ok(struct writer *w);
 
 /* Backlog of a shard as of the last check. */
