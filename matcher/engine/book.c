@@ -87,6 +87,12 @@ void book_release(struct book *b, struct book_pool *orders, struct book_pool *le
         sd->n = sd->cap = 0;
     }
     b->orders = 0;
+    for (int s = 0; s < 2; s++) {
+        for (uint32_t i = 0; i < b->stops[s].n; i++)
+            book_pool_put(orders, b->stops[s].v[i]);
+        free(b->stops[s].v);
+        memset(&b->stops[s], 0, sizeof(b->stops[s]));
+    }
     free(b->open_of);
     b->open_of = NULL;
     b->n_open_of = 0;

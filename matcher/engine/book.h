@@ -76,9 +76,12 @@ struct book_order {
     uint8_t post_only;        /* 0 or 1 */
     /* line 2 */
     uint32_t account;                     /* index in the engine's account table */
-    char client_order_id[OP_CLORDID_MAX]; /* NUL-padded to the end */
     uint8_t stp;                          /* enum op_stp: applies when it trades as a taker */
-    char pad_[128 - 69 - OP_CLORDID_MAX]; /* to two full cache lines */
+    uint8_t pending;                      /* 1: a stop waiting for its trigger (in no level) */
+    char client_order_id[OP_CLORDID_MAX]; /* NUL-padded to the end */
+    char pad_[112 - 70 - OP_CLORDID_MAX]; /* to the 8-byte fields */
+    uint64_t expire_ns;                   /* GTD: expiry in engine time; else 0 */
+    int64_t stop_price;                   /* stops: trigger price, ticks; else 0 */
 };
 _Static_assert(sizeof(struct book_order) == 128, "struct book_order is two cache lines");
 
@@ -109,8 +112,15 @@ struct book {
     int64_t lot;     /* a new order's qty must be a multiple of it */
     int64_t max_qty; /* and at most this */
     int listed;      /* 0: the symbol no longer trades here (new orders rejected) */
-    /* Derived from the resting orders (rebuilt by a restore, not serialised): */
-    uint32_t *open_of;  /* open_of[a]: resting orders of account index a (≥ n_open_of: 0) */
+    /* Stops waiting for their trigger, in trigger order: buys by stop price
+     * ascending (a trade at p triggers those ≤ p, a prefix), sells
+     * descending (≥ p, a prefix); order id ascending within a price. */
+    struct book_stops {
+        struct book_order **v;
+        uint32_t n, cap;
+    } stops[2]; /* BOOK_BID: buy stops, BOOK_ASK: sell stops */
+    /* Derived from the orders (rebuilt by a restore, not serialised): */
+    uint32_t *open_of;  /* open_of[a]: open orders (resting + pending stops) of account a */
     uint32_t n_open_of; /* allocated entries of open_of */
 };
 

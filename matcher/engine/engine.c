@@ -54,9 +54,20 @@ static inline uint8_t order_status(const struct book_order *o)
 }
 
 /* Non-zero when order o (arriving) would trade against a level at price. */
+/* Market and stop-market orders take any price. */
+static inline int is_market(int type)
+{
+    return type == OP_TYPE_MARKET || type == OP_TYPE_STOP_MARKET;
+}
+
+static inline int is_stop(int type)
+{
+    return type == OP_TYPE_STOP_MARKET || type == OP_TYPE_STOP_LIMIT;
+}
+
 static inline int crosses(const struct book_order *o, int64_t price)
 {
-    if (o->type == OP_TYPE_MARKET)
+    if (is_market(o->type))
         return 1;
     return o->side == OP_SIDE_BUY ? o->price >= price : o->price <= price;
 }
@@ -105,7 +116,7 @@ static struct op_report *rep_new(struct eng *e, struct eng_reports *out, int kin
 static inline void rep_order(struct op_report *r, const struct eng *e, const struct book_order *o,
                              const struct book *b)
 {
-    r->status = order_status(o);
+    r->status = o->pending ? OP_STATUS_PENDING_TRIGGER : order_status(o);
     r->side = o->side;
     r->type = o->type;
     r->tif = o->tif;
@@ -117,6 +128,8 @@ static inline void rep_order(struct op_report *r, const struct eng *e, const str
     memcpy(r->symbol, b->symbol, OP_SYMBOL_MAX);
     memcpy(r->account, e->accounts[o->account], OP_ACCOUNT_MAX);
     memcpy(r->client_order_id, o->client_order_id, OP_CLORDID_MAX);
+    r->stop_price = o->stop_price;
+    r->expire_ns = o->expire_ns;
 }
 
 /* --- id map ---------------------------------------------------------------- */
@@ -284,6 +297,13 @@ static inline struct book_order *ref_order(uintptr_t ref)
     return (struct book_order *)ref;
 }
 
+/* The open order id refers to, or NULL when it is closed or unknown. */
+static struct book_order *open_order(const struct eng *e, uint64_t id)
+{
+    const struct eng_slot *s = id ? ids_find(e, id) : NULL;
+    return s == NULL || ref_closed(s->ref) ? NULL : ref_order(s->ref);
+}
+
 int eng_id_known(const struct eng *e, uint64_t id)
 {
     return id != 0 && ids_find(e, id) != NULL;
@@ -357,6 +377,11 @@ int64_t eng_account(struct eng *e, const char *account, int create)
         if (v == NULL)
             eng_oom("account table");
         e->accounts = v;
+        uint64_t *dm = realloc(e->dm_deadline, cap * sizeof(*dm));
+        if (dm == NULL)
+            eng_oom("dead-man table");
+        memset(dm + e->cap_accounts, 0, (cap - e->cap_accounts) * sizeof(*dm));
+        e->dm_deadline = dm;
         e->cap_accounts = cap;
     }
     uint32_t index = e->naccounts++;
@@ -508,6 +533,206 @@ static inline void unrest(struct eng *e, struct book *b, struct book_order *o)
     b->open_of[o->account]--;
 }
 
+/* --- time: GTD expiries and dead-man switches (issue 15) ------------------- */
+
+static inline int timer_before(const struct eng_timer *a, const struct eng_timer *b)
+{
+    return a->at != b->at ? a->at < b->at : a->id < b->id;
+}
+
+/* Recomputes next_event from the heap's top and the earliest dead-man
+ * deadline (a switch fires once engine time passes its deadline). */
+static void next_event_update(struct eng *e)
+{
+    uint64_t n = e->ngtd ? e->gtd[0].at : 0;
+    if (e->dm_next != 0 && (n == 0 || e->dm_next + 1 < n))
+        n = e->dm_next + 1;
+    e->next_event = n;
+}
+
+static void gtd_sift_down(struct eng *e, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, m = i;
+        if (l < e->ngtd && timer_before(&e->gtd[l], &e->gtd[m]))
+            m = l;
+        if (l + 1 < e->ngtd && timer_before(&e->gtd[l + 1], &e->gtd[m]))
+            m = l + 1;
+        if (m == i)
+            return;
+        struct eng_timer t = e->gtd[i];
+        e->gtd[i] = e->gtd[m];
+        e->gtd[m] = t;
+        i = m;
+    }
+}
+
+static void gtd_pop(struct eng *e)
+{
+    e->gtd[0] = e->gtd[--e->ngtd];
+    gtd_sift_down(e, 0);
+}
+
+/* Keeps the heap's entries of open orders only: run when stale entries (of
+ * orders cancelled or filled before their expiry) outnumber the live ones,
+ * so the heap stays O(open GTD orders). */
+static void gtd_compact(struct eng *e)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < e->ngtd; i++) {
+        const struct book_order *o = open_order(e, e->gtd[i].id);
+        if (o != NULL && o->expire_ns == e->gtd[i].at)
+            e->gtd[k++] = e->gtd[i];
+    }
+    e->ngtd = k;
+    for (uint32_t i = k / 2; i-- > 0;)
+        gtd_sift_down(e, i);
+}
+
+void eng_gtd_add(struct eng *e, const struct book_order *o)
+{
+    e->gtd_live++;
+    if (e->ngtd > 2 * e->gtd_live + 1024)
+        gtd_compact(e);
+    if (e->ngtd == e->cap_gtd) {
+        uint32_t cap = e->cap_gtd ? e->cap_gtd * 2 : 256;
+        struct eng_timer *v = realloc(e->gtd, cap * sizeof(*v));
+        if (v == NULL)
+            eng_oom("expiry heap");
+        e->gtd = v;
+        e->cap_gtd = cap;
+    }
+    uint32_t i = e->ngtd++;
+    e->gtd[i] = (struct eng_timer){o->expire_ns, o->id};
+    while (i > 0 && timer_before(&e->gtd[i], &e->gtd[(i - 1) / 2])) {
+        struct eng_timer t = e->gtd[i];
+        e->gtd[i] = e->gtd[(i - 1) / 2];
+        e->gtd[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+    next_event_update(e);
+}
+
+/* Recomputes dm_next, the earliest armed dead-man deadline. */
+static void dm_recompute(struct eng *e)
+{
+    e->dm_next = 0;
+    for (uint32_t a = 0; a < e->naccounts; a++)
+        if (e->dm_deadline[a] != 0 && (e->dm_next == 0 || e->dm_deadline[a] < e->dm_next))
+            e->dm_next = e->dm_deadline[a];
+}
+
+void eng_dead_man_set(struct eng *e, uint32_t account, uint64_t deadline)
+{
+    e->dm_deadline[account] = deadline;
+    dm_recompute(e);
+    next_event_update(e);
+}
+
+uint64_t eng_next_event_ns(const struct eng *e)
+{
+    return e->next_event;
+}
+
+/* --- stops waiting for their trigger (issue 15) ------------------------------ */
+
+/* Trigger order within side s: buys by stop price ascending, sells
+ * descending, then order id. */
+static inline int stop_before(int s, const struct book_order *a, const struct book_order *b)
+{
+    if (a->stop_price != b->stop_price)
+        return s == BOOK_BID ? a->stop_price < b->stop_price : a->stop_price > b->stop_price;
+    return a->id < b->id;
+}
+
+/* The index of the first stop of st that o is not after. */
+static uint32_t stop_pos(const struct book_stops *st, int s, const struct book_order *o)
+{
+    uint32_t lo = 0, hi = st->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (stop_before(s, st->v[mid], o))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void eng_stop_add(struct eng *e, struct book_order *o)
+{
+    struct book *b = e->books[o->book];
+    int s = book_side_of(o->side);
+    struct book_stops *st = &b->stops[s];
+    if (st->n == st->cap) {
+        uint32_t cap = st->cap ? st->cap * 2 : 16;
+        struct book_order **v = realloc(st->v, cap * sizeof(*v));
+        if (v == NULL)
+            eng_oom("stop list");
+        st->v = v;
+        st->cap = cap;
+    }
+    uint32_t i = stop_pos(st, s, o);
+    memmove(st->v + i + 1, st->v + i, (st->n - i) * sizeof(*st->v));
+    st->v[i] = o;
+    st->n++;
+    o->next = o->prev = NULL;
+    o->level = NULL;
+    o->pending = 1;
+    ids_set(e, o->id, (uintptr_t)o);
+    if (o->account >= b->n_open_of)
+        open_of_grow(b, o->account);
+    b->open_of[o->account]++;
+}
+
+/* Takes the pending stop o out of its book's stop list. */
+static void stop_remove(struct book *b, struct book_order *o)
+{
+    int s = book_side_of(o->side);
+    struct book_stops *st = &b->stops[s];
+    uint32_t i = stop_pos(st, s, o);
+    ENG_ASSERT(i < st->n && st->v[i] == o);
+    memmove(st->v + i, st->v + i + 1, (st->n - i - 1) * sizeof(*st->v));
+    st->n--;
+    b->open_of[o->account]--;
+}
+
+/* Moves the first k stops of st to the engine's queue of triggered stops. */
+static void stops_trigger(struct eng *e, struct book_stops *st, uint32_t k)
+{
+    if (e->ntrig + k > e->cap_trig) {
+        uint32_t cap = e->cap_trig ? e->cap_trig : 16;
+        while (cap < e->ntrig + k)
+            cap *= 2;
+        struct book_order **v = realloc(e->trig, cap * sizeof(*v));
+        if (v == NULL)
+            eng_oom("trigger queue");
+        e->trig = v;
+        e->cap_trig = cap;
+    }
+    memcpy(e->trig + e->ntrig, st->v, k * sizeof(*st->v));
+    e->ntrig += k;
+    memmove(st->v, st->v + k, (st->n - k) * sizeof(*st->v));
+    st->n -= k;
+}
+
+/* A trade printed at price p in b: queues the stops it triggers, buys then
+ * sells, each in trigger order (they enter once the current taker is done,
+ * docs/engine.md "Stops"). They stay pending (and counted) until they enter. */
+static void check_stops(struct eng *e, struct book *b, int64_t p)
+{
+    struct book_stops *bs = &b->stops[BOOK_BID], *ss = &b->stops[BOOK_ASK];
+    uint32_t kb = 0, ks = 0;
+    while (kb < bs->n && bs->v[kb]->stop_price <= p)
+        kb++;
+    while (ks < ss->n && ss->v[ks]->stop_price >= p)
+        ks++;
+    if (kb)
+        stops_trigger(e, bs, kb);
+    if (ks)
+        stops_trigger(e, ss, ks);
+}
+
 /* --- lifecycle ----------------------------------------------------------- */
 
 struct eng *eng_new(uint32_t shard, uint32_t closed_max)
@@ -551,6 +776,9 @@ void eng_free(struct eng *e)
     free(e->accounts);
     free(e->accttab);
     free(e->listed);
+    free(e->gtd);
+    free(e->dm_deadline);
+    free(e->trig);
     book_pool_release(&e->orders);
     book_pool_release(&e->levels);
     free(e);
@@ -605,6 +833,8 @@ static void reject_request(struct eng *e, const struct op_order_msg *in, const c
 /* Records o (arrived or resting, not in any level) as closed and returns it to the pool. */
 static inline void close_order(struct eng *e, struct book_order *o)
 {
+    if (o->expire_ns != 0)
+        e->gtd_live--;
     eng_closed_add(e, o->id, o->account, o->book);
     book_pool_put(&e->orders, o);
 }
@@ -626,6 +856,19 @@ static void cancel_resting(struct eng *e, struct book *b, struct book_order *o, 
                            struct eng_reports *out)
 {
     unrest(e, b, o);
+    rep_cancelled(e, o, b, reason, rk, out);
+    close_order(e, o);
+}
+
+/* Cancels the open order o of book b, resting or a pending stop. */
+static void cancel_open(struct eng *e, struct book *b, struct book_order *o, int reason, int rk,
+                        struct eng_reports *out)
+{
+    if (!o->pending) {
+        cancel_resting(e, b, o, reason, rk, out);
+        return;
+    }
+    stop_remove(b, o);
     rep_cancelled(e, o, b, reason, rk, out);
     close_order(e, o);
 }
@@ -763,10 +1006,13 @@ static int match(struct eng *e, struct book *b, struct book_order *o, int rk,
         r->maker_status = order_status(m);
         memcpy(r->maker_account, e->accounts[m->account], OP_ACCOUNT_MAX);
 
+        int64_t px = lv->price;
         if (m->filled == m->qty) {
             unrest(e, b, m);
             close_order(e, m);
         }
+        if (b->stops[BOOK_BID].n | b->stops[BOOK_ASK].n)
+            check_stops(e, b, px);
     }
     return 0;
 }
@@ -803,15 +1049,20 @@ static int validate_new(const struct eng *e, const struct op_order_msg *in, int 
         return OP_REASON_BAD_ACCOUNT;
     if (in->side != OP_SIDE_BUY && in->side != OP_SIDE_SELL)
         return OP_REASON_BAD_SIDE;
-    if (in->type != OP_TYPE_LIMIT && in->type != OP_TYPE_MARKET)
+    if (in->type < OP_TYPE_LIMIT || in->type > OP_TYPE_STOP_LIMIT)
         return OP_REASON_BAD_TYPE;
-    if (in->tif != OP_TIF_GTC && in->tif != OP_TIF_IOC && in->tif != OP_TIF_FOK)
+    if (in->tif < OP_TIF_GTC || in->tif > OP_TIF_GTD ||
+        (in->tif == OP_TIF_GTD && is_market(in->type)))
         return OP_REASON_BAD_TIF;
     if (in->qty < 1 || in->qty > max_qty || (lot > 1 && in->qty % lot != 0))
         return OP_REASON_BAD_QTY;
-    if (in->type == OP_TYPE_LIMIT ? in->price < 1 : in->price != 0)
+    if (is_market(in->type) ? in->price != 0 : in->price < 1)
         return OP_REASON_BAD_PRICE;
-    if (in->post_only && (in->type == OP_TYPE_MARKET || in->tif != OP_TIF_GTC))
+    if (is_stop(in->type) ? in->stop_price < 1 : in->stop_price != 0)
+        return OP_REASON_BAD_STOP;
+    if ((in->tif == OP_TIF_GTD) != (in->expire_ns != 0))
+        return OP_REASON_BAD_EXPIRY;
+    if (in->post_only && (is_market(in->type) || (in->tif != OP_TIF_GTC && in->tif != OP_TIF_GTD)))
         return OP_REASON_BAD_POST_ONLY;
     if (clordid[0] != '\0' && !op_client_order_id_valid(clordid))
         return OP_REASON_BAD_CLIENT_ID;
@@ -869,14 +1120,24 @@ static void apply_new(struct eng *e, const struct op_order_msg *in, struct eng_r
     o->book = b->index;
     o->side = in->side;
     o->type = in->type;
-    /* Market orders are IOC (a market FOK stays FOK: all or nothing at any price). */
-    o->tif = in->type == OP_TYPE_MARKET && in->tif == OP_TIF_GTC ? OP_TIF_IOC : in->tif;
+    /* Market orders are IOC (a market FOK stays FOK: all or nothing at any
+     * price); so are stop-market orders once triggered. */
+    o->tif = is_market(in->type) && in->tif == OP_TIF_GTC ? OP_TIF_IOC : in->tif;
     o->post_only = in->post_only ? 1 : 0;
     o->stp = in->stp;
+    o->pending = is_stop(in->type);
+    o->expire_ns = in->expire_ns;
+    o->stop_price = in->stop_price;
     memcpy(o->client_order_id, clordid, OP_CLORDID_MAX);
 
     struct op_report *r = rep_new(e, out, OP_REPORT_ACCEPTED, OP_MSG_NEW);
     rep_order(r, e, o, b);
+    if (o->expire_ns != 0)
+        eng_gtd_add(e, o);
+    if (o->pending) { /* a stop: waits off the book for its trigger */
+        eng_stop_add(e, o);
+        return;
+    }
     take(e, b, o, OP_MSG_NEW, out);
 }
 
@@ -906,15 +1167,31 @@ static void take(struct eng *e, struct book *b, struct book_order *o, int rk,
     }
     if (o->filled == o->qty) {
         close_order(e, o);
-    } else if (o->tif != OP_TIF_GTC) {
+    } else if (o->tif == OP_TIF_IOC || o->tif == OP_TIF_FOK) {
         /* A market order that got nothing met an empty opposite side. */
-        int why = o->type == OP_TYPE_MARKET && o->filled == 0 ? OP_REASON_NO_LIQUIDITY
-                                                              : OP_REASON_IOC_REMAINDER;
+        int why =
+            is_market(o->type) && o->filled == 0 ? OP_REASON_NO_LIQUIDITY : OP_REASON_IOC_REMAINDER;
         rep_cancelled(e, o, b, why, rk, out);
+        close_order(e, o);
+    } else if (o->expire_ns != 0 && o->expire_ns <= e->now_ns) {
+        /* A GTD order whose expiry engine time has reached does not rest. */
+        rep_cancelled(e, o, b, OP_REASON_EXPIRED, rk, out);
         close_order(e, o);
     } else {
         eng_rest(e, o);
     }
+}
+
+/* Enters the triggered stop o (out of its stop list, still counted as
+ * pending) as a taker: TRIGGERED, then as a new order would. */
+static void enter_triggered(struct eng *e, struct book_order *o, int rk, struct eng_reports *out)
+{
+    struct book *b = e->books[o->book];
+    b->open_of[o->account]--; /* no longer pending; counted again if it rests */
+    o->pending = 0;
+    struct op_report *r = rep_new(e, out, OP_REPORT_TRIGGERED, rk);
+    rep_order(r, e, o, b);
+    take(e, b, o, rk, out);
 }
 
 /* Copies the symbol and requesting account of a CANCEL/AMEND/CANCEL_ALL
@@ -994,9 +1271,16 @@ static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng
     int64_t qty = in->qty != 0 ? in->qty : o->qty;
     int64_t price = in->price != 0 ? in->price : o->price;
     if ((in->qty == 0 && in->price == 0) || qty <= o->filled || qty > b->max_qty ||
-        (in->qty != 0 && b->lot > 1 && qty % b->lot != 0) || price < 1 ||
-        (qty == o->qty && price == o->price)) {
+        (in->qty != 0 && b->lot > 1 && qty % b->lot != 0) ||
+        (is_market(o->type) ? in->price != 0 : price < 1) || (qty == o->qty && price == o->price)) {
         reject_request(e, in, b->symbol, e->accounts[o->account], OP_REASON_BAD_AMEND, out);
+        return;
+    }
+    if (o->pending) { /* a stop off the book: nothing to lose, nothing to trade yet */
+        o->qty = qty;
+        o->price = price;
+        struct op_report *r = rep_new(e, out, OP_REPORT_AMENDED, OP_MSG_AMEND);
+        rep_order(r, e, o, b);
         return;
     }
     if (price == o->price && qty < o->qty) { /* a reduction: priority kept */
@@ -1016,10 +1300,13 @@ static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng
     take(e, b, o, OP_MSG_AMEND, out);
 }
 
-/* Cancels every resting order of account index acct in b (bids best first,
- * then asks, each level oldest first); returns how many. O(orders of b) when
- * the account rests orders there, O(1) when not. */
-static uint64_t cancel_all_in(struct eng *e, struct book *b, uint32_t acct, struct eng_reports *out)
+/* Cancels every open order of account index acct in b with reason, for an
+ * input of kind rk: resting ones (bids best first, then asks, each level
+ * oldest first), then pending stops (buys, then sells, in trigger order);
+ * returns how many. O(orders of b) when the account has orders there, O(1)
+ * when not. */
+static uint64_t cancel_all_in(struct eng *e, struct book *b, uint32_t acct, int reason, int rk,
+                              struct eng_reports *out)
 {
     uint32_t left = book_open_of(b, acct);
     uint64_t n = 0;
@@ -1032,10 +1319,23 @@ static uint64_t cancel_all_in(struct eng *e, struct book *b, uint32_t acct, stru
                 nx = o->next;
                 if (o->account != acct)
                     continue;
-                cancel_resting(e, b, o, OP_REASON_USER_CANCEL, OP_MSG_CANCEL_ALL, out);
+                cancel_resting(e, b, o, reason, rk, out);
                 left--;
                 n++;
             }
+        }
+    }
+    for (int s = BOOK_BID; s <= BOOK_ASK && left > 0; s++) {
+        struct book_stops *st = &b->stops[s];
+        for (uint32_t i = 0; i < st->n && left > 0;) {
+            struct book_order *o = st->v[i];
+            if (o->account != acct) {
+                i++;
+                continue;
+            }
+            cancel_open(e, b, o, reason, rk, out); /* removes st->v[i] */
+            left--;
+            n++;
         }
     }
     return n;
@@ -1051,14 +1351,99 @@ static void apply_cancel_all(struct eng *e, const struct op_order_msg *in, struc
     if (acct >= 0 && symbol[0] != '\0') {
         int64_t at = book_lookup(e, symbol);
         if (at >= 0)
-            n = cancel_all_in(e, e->books[at], (uint32_t)acct, out);
+            n = cancel_all_in(e, e->books[at], (uint32_t)acct, OP_REASON_USER_CANCEL,
+                              OP_MSG_CANCEL_ALL, out);
     } else if (acct >= 0) {
         for (uint32_t i = 0; i < e->nbooks; i++)
-            n += cancel_all_in(e, e->books[i], (uint32_t)acct, out);
+            n += cancel_all_in(e, e->books[i], (uint32_t)acct, OP_REASON_USER_CANCEL,
+                               OP_MSG_CANCEL_ALL, out);
     }
     struct op_report *r = rep_new(e, out, OP_REPORT_CANCEL_ALL_DONE, OP_MSG_CANCEL_ALL);
     r->qty = (int64_t)n;
     memcpy(r->symbol, symbol, OP_SYMBOL_MAX);
+    memcpy(r->account, account, OP_ACCOUNT_MAX);
+}
+
+/* Fires every dead-man switch whose deadline engine time has passed, in
+ * order of deadline then account name: each open order of the account on
+ * this shard CANCELLED DEAD_MAN, then CANCEL_ALL_DONE (reason DEAD_MAN); the
+ * switch is then disarmed. */
+static void fire_dead_man(struct eng *e, int rk, struct eng_reports *out)
+{
+    for (;;) {
+        int64_t pick = -1;
+        for (uint32_t a = 0; a < e->naccounts; a++) {
+            uint64_t d = e->dm_deadline[a];
+            if (d == 0 || e->now_ns <= d)
+                continue;
+            if (pick < 0 || d < e->dm_deadline[pick] ||
+                (d == e->dm_deadline[pick] &&
+                 memcmp(e->accounts[a], e->accounts[pick], OP_ACCOUNT_MAX) < 0))
+                pick = a;
+        }
+        if (pick < 0)
+            break;
+        e->dm_deadline[pick] = 0;
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < e->nbooks; i++)
+            n += cancel_all_in(e, e->books[i], (uint32_t)pick, OP_REASON_DEAD_MAN, rk, out);
+        struct op_report *r = rep_new(e, out, OP_REPORT_CANCEL_ALL_DONE, rk);
+        r->reason = OP_REASON_DEAD_MAN;
+        r->qty = (int64_t)n;
+        memcpy(r->account, e->accounts[pick], OP_ACCOUNT_MAX);
+    }
+    dm_recompute(e);
+}
+
+/* What engine time has made due, before the input (of kind rk) that moved
+ * it: GTD expiries in order of expiry then order id, then dead-man switches. */
+static void run_due(struct eng *e, int rk, struct eng_reports *out)
+{
+    while (e->ngtd && e->gtd[0].at <= e->now_ns) {
+        struct eng_timer t = e->gtd[0];
+        gtd_pop(e);
+        struct book_order *o = open_order(e, t.id);
+        if (o != NULL && o->expire_ns == t.at) /* else stale: closed, or the id reused */
+            cancel_open(e, e->books[o->book], o, OP_REASON_EXPIRED, rk, out);
+    }
+    if (e->dm_next != 0 && e->now_ns > e->dm_next)
+        fire_dead_man(e, rk, out);
+    next_event_update(e);
+}
+
+/* Enters the stops the input's trades triggered, in order; their own trades
+ * may trigger more (appended, entered in the same input). */
+static void run_triggered(struct eng *e, int rk, struct eng_reports *out)
+{
+    while (e->trig_head < e->ntrig)
+        enter_triggered(e, e->trig[e->trig_head++], rk, out);
+    e->ntrig = e->trig_head = 0;
+}
+
+static void apply_tick(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)
+{
+    static const char none[OP_ACCOUNT_MAX];
+    if (in->ts_ns == 0) {
+        reject_request(e, in, none, none, OP_REASON_BAD_TIME, out);
+        return;
+    }
+    rep_new(e, out, OP_REPORT_TICK, OP_MSG_TICK);
+}
+
+static void apply_cancel_all_after(struct eng *e, const struct op_order_msg *in,
+                                   struct eng_reports *out)
+{
+    char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
+    if (request_fields(e, in, symbol, account, out) != 0)
+        return;
+    if (in->timeout_ms > ENG_DEAD_MAN_MAX_MS) {
+        reject_request(e, in, symbol, account, OP_REASON_BAD_TIMEOUT, out);
+        return;
+    }
+    uint32_t a = (uint32_t)eng_account(e, account, 1);
+    eng_dead_man_set(e, a, in->timeout_ms ? e->now_ns + (uint64_t)in->timeout_ms * 1000000u : 0);
+    struct op_report *r = rep_new(e, out, OP_REPORT_DEAD_MAN, OP_MSG_CANCEL_ALL_AFTER);
+    r->qty = in->timeout_ms;
     memcpy(r->account, account, OP_ACCOUNT_MAX);
 }
 
@@ -1069,6 +1454,8 @@ size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_report
      * threads may stamp and write in opposite orders. */
     if (in->ts_ns > e->now_ns)
         e->now_ns = in->ts_ns;
+    if (e->next_event != 0 && e->now_ns >= e->next_event)
+        run_due(e, in->kind <= OP_MSG_KIND_MAX ? in->kind : 0, out);
     switch (in->kind) {
     case OP_MSG_NEW:
         apply_new(e, in, out);
@@ -1082,6 +1469,12 @@ size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_report
     case OP_MSG_CANCEL_ALL:
         apply_cancel_all(e, in, out);
         break;
+    case OP_MSG_TICK:
+        apply_tick(e, in, out);
+        break;
+    case OP_MSG_CANCEL_ALL_AFTER:
+        apply_cancel_all_after(e, in, out);
+        break;
     default: {
         char symbol[OP_SYMBOL_MAX], account[OP_ACCOUNT_MAX];
         copy_field(symbol, in->symbol, sizeof(symbol));
@@ -1090,6 +1483,8 @@ size_t eng_apply(struct eng *e, const struct op_order_msg *in, struct eng_report
         break;
     }
     }
+    if (e->ntrig != 0)
+        run_triggered(e, in->kind, out);
     return out->len - before;
 }
 
@@ -1147,12 +1542,6 @@ size_t eng_depth(const struct eng *e, const char *symbol, int side, struct book_
     return book_depth(e->books[at], book_side_of(side), out, max);
 }
 
-uint64_t eng_next_event_ns(const struct eng *e)
-{
-    (void)e;
-    return 0; /* issue 15: GTD and the dead-man switch are not in the engine yet */
-}
-
 uint64_t eng_open_orders(const struct eng *e)
 {
     uint64_t n = 0;
@@ -1167,10 +1556,13 @@ static int check_open_of(const struct eng *e, const struct book *b, char *err, s
     uint32_t *count = calloc(e->naccounts ? e->naccounts : 1, sizeof(*count));
     if (count == NULL)
         eng_oom("eng_check");
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < 2; s++) {
         for (uint32_t j = 0; j < b->side[s].n; j++)
             for (const struct book_order *o = b->side[s].lv[j]->head; o; o = o->next)
                 count[o->account]++;
+        for (uint32_t j = 0; j < b->stops[s].n; j++)
+            count[b->stops[s].v[j]->account]++;
+    }
     int rc = 0;
     for (uint32_t a = 0; a < b->n_open_of || a < e->naccounts; a++) {
         uint32_t want = a < e->naccounts ? count[a] : 0;
@@ -1185,9 +1577,34 @@ static int check_open_of(const struct eng *e, const struct book *b, char *err, s
     return rc;
 }
 
+/* Checks b's stop lists: trigger order, pending, off the book, in the id
+ * map; adds their number to *stops and their GTD ones to *gtd. 0 or -1. */
+static int check_stop_lists(const struct eng *e, const struct book *b, uint64_t *stops,
+                            uint64_t *gtd, char *err, size_t errlen)
+{
+    for (int s = 0; s < 2; s++) {
+        const struct book_stops *st = &b->stops[s];
+        for (uint32_t j = 0; j < st->n; j++) {
+            const struct book_order *o = st->v[j];
+            const struct eng_slot *sl = ids_find(e, o->id);
+            if (!o->pending || o->level != NULL || !is_stop(o->type) ||
+                book_side_of(o->side) != s || o->book != b->index || sl == NULL ||
+                sl->ref != (uintptr_t)o || o->account >= e->naccounts ||
+                (j > 0 && !stop_before(s, st->v[j - 1], o))) {
+                snprintf(err, errlen, "book '%s': stop %llu misplaced or inconsistent", b->symbol,
+                         (unsigned long long)o->id);
+                return -1;
+            }
+            *gtd += o->expire_ns != 0;
+        }
+        *stops += st->n;
+    }
+    return 0;
+}
+
 int eng_check(const struct eng *e, char *err, size_t errlen)
 {
-    uint64_t open = 0, levels = 0;
+    uint64_t open = 0, levels = 0, gtd = 0;
     for (uint32_t i = 0; i < e->nbooks; i++) {
         const struct book *b = e->books[i];
         if (b->index != i || book_lookup(e, b->symbol) != i) {
@@ -1207,7 +1624,8 @@ int eng_check(const struct eng *e, char *err, size_t errlen)
                                  (unsigned long long)o->id);
                         return -1;
                     }
-                    if (o->account >= e->naccounts || o->stp > OP_STP_MAX) {
+                    gtd += o->expire_ns != 0;
+                    if (o->account >= e->naccounts || o->stp > OP_STP_MAX || o->pending) {
                         snprintf(err, errlen, "order %llu: account or stp out of range",
                                  (unsigned long long)o->id);
                         return -1;
@@ -1215,7 +1633,8 @@ int eng_check(const struct eng *e, char *err, size_t errlen)
                 }
             }
         }
-        if (check_open_of(e, b, err, errlen) != 0)
+        if (check_open_of(e, b, err, errlen) != 0 ||
+            check_stop_lists(e, b, &open, &gtd, err, errlen) != 0)
             return -1;
     }
     if (e->closed_len > e->closed_max || e->closed_len > e->ring_cap ||
@@ -1239,6 +1658,11 @@ int eng_check(const struct eng *e, char *err, size_t errlen)
     if (used != e->ids_used || used != open + e->closed_len) {
         snprintf(err, errlen, "id map holds %llu ids, expected %llu", (unsigned long long)used,
                  (unsigned long long)open + e->closed_len);
+        return -1;
+    }
+    if (gtd != e->gtd_live) {
+        snprintf(err, errlen, "%llu open GTD orders, %u counted", (unsigned long long)gtd,
+                 e->gtd_live);
         return -1;
     }
     if (e->orders.live != open || e->levels.live != levels) {

@@ -95,6 +95,15 @@ struct eng_listing {
     int64_t max_qty;            /* largest qty of one order, at most ENG_QTY_MAX */
 };
 
+/* A GTD expiry: order id expires at engine time `at`. */
+struct eng_timer {
+    uint64_t at;
+    uint64_t id;
+};
+
+/* Largest dead-man timeout the engine accepts (ingest allows 1 s … 10 min). */
+#define ENG_DEAD_MAN_MAX_MS 86400000u
+
 /* One slot of the id map; id 0 marks an empty slot (order ids are ≥ 1). */
 struct eng_slot {
     uint64_t id;
@@ -128,8 +137,16 @@ struct eng {
     uint32_t nlisted;                 /* entries of listed */
     int listing;                      /* 0: no list set, every symbol trades */
     uint32_t max_open;                /* open orders per account per book; 0 = no limit */
-    struct book_pool orders;          /* struct book_order */
-    struct book_pool levels;          /* struct book_level */
+    struct eng_timer *gtd;            /* min-heap of GTD expiries (lazy: stale entries skipped) */
+    uint32_t ngtd, cap_gtd;           /* entries in use / allocated */
+    uint32_t gtd_live;                /* open GTD orders (to bound the stale entries) */
+    uint64_t *dm_deadline;            /* per account: dead-man deadline, 0 = disarmed */
+    uint64_t dm_next;                 /* the earliest armed deadline, 0 = none */
+    uint64_t next_event;              /* min(GTD heap top, dm_next + 1); 0 = nothing due */
+    struct book_order **trig;         /* stops triggered by this input, to enter in order */
+    uint32_t ntrig, cap_trig, trig_head;
+    struct book_pool orders; /* struct book_order */
+    struct book_pool levels; /* struct book_level */
 };
 
 /* Returns a new empty engine for shard (< ENG_SHARD_MAX) remembering up to
@@ -242,6 +259,16 @@ void eng_closed_add(struct eng *e, uint64_t id, uint32_t account, uint32_t book)
  * account table, adding it when create is non-zero; -1 when absent and not
  * created. */
 int64_t eng_account(struct eng *e, const char *account, int create);
+
+/* Registers the expiry of o, an open GTD order (resting or pending). */
+void eng_gtd_add(struct eng *e, const struct book_order *o);
+
+/* Puts o (fully filled in, a stop not yet triggered) in its book's stop list
+ * and the id map; the id must be unknown. */
+void eng_stop_add(struct eng *e, struct book_order *o);
+
+/* Sets account's dead-man deadline (engine time; 0 disarms). */
+void eng_dead_man_set(struct eng *e, uint32_t account, uint64_t deadline);
 
 /* 1 when id is in the id map (open or remembered closed), else 0. */
 int eng_id_known(const struct eng *e, uint64_t id);

@@ -13,14 +13,20 @@
 /*
  * Snapshot layout (msgpack), documented in docs/engine.md:
  *
- *   [ "orderpipe-engine", 3, hash:uint64, body:bin ]
+ *   [ "orderpipe-engine", 4, hash:uint64, body:bin ]
  *
- *   body = [ shard, seq, closed_max, books, closed, now_ns ]
- *     (version 1, still restored: the same without now_ns, which is then 0)
- *     books  = [ [ symbol, bids, asks ], … ]        in book index order
+ *   body = [ shard, seq, closed_max, books, closed, now_ns, dead_man ]
+ *     (version 1, still restored: without now_ns (then 0); versions 1-3
+ *     without dead_man)
+ *     books  = [ [ symbol, bids, asks, buy_stops, sell_stops ], … ]   book index order
+ *              (versions 1-3: [ symbol, bids, asks ])
  *     bids, asks = [ order, … ]                     best price first, FIFO within a price
- *     order  = [ id, price, qty, filled, type, tif, post_only, account, client_order_id, stp ]
- *     (versions 1 and 2, still restored: orders without stp, which is then 0)
+ *     buy_stops, sell_stops = [ order, … ]          pending stops in trigger order
+ *     order  = [ id, price, qty, filled, type, tif, post_only, account, client_order_id,
+ *                stp, stop_price, expire_ns ]
+ *     (versions 1 and 2: orders without the last three, version 3 without the
+ *     last two; absent means 0)
+ *     dead_man = [ [ account, deadline ], … ]        armed switches, by account name
  *     closed = [ [ id, account, book_index ], … ]   oldest first
  *
  * hash = FNV-1a 64 over the body bytes. The body is canonical (one encoding
@@ -29,21 +35,70 @@
  */
 
 #define SNAP_MAGIC "orderpipe-engine"
-#define SNAP_VERSION 3
+#define SNAP_VERSION 4
 
-/* Appends e's canonical body of layout `version` (1 to 3) to out; returns 0
+/* Appends order o in layout `version`. */
+static int pack_order(const struct eng *e, const struct book_order *o, struct op_buf *out,
+                      unsigned version)
+{
+    const char *acct = e->accounts[o->account];
+    int rc = op_mp_put_array(out, version >= 4 ? 12 : version >= 3 ? 10 : 9);
+    rc |= op_mp_put_uint(out, o->id);
+    rc |= op_mp_put_int(out, o->price);
+    rc |= op_mp_put_int(out, o->qty);
+    rc |= op_mp_put_int(out, o->filled);
+    rc |= op_mp_put_uint(out, o->type);
+    rc |= op_mp_put_uint(out, o->tif);
+    rc |= op_mp_put_bool(out, o->post_only != 0);
+    rc |= op_mp_put_str(out, acct, strlen(acct));
+    rc |= op_mp_put_str(out, o->client_order_id, strlen(o->client_order_id));
+    if (version >= 3)
+        rc |= op_mp_put_uint(out, o->stp);
+    if (version >= 4) {
+        rc |= op_mp_put_int(out, o->stop_price);
+        rc |= op_mp_put_uint(out, o->expire_ns);
+    }
+    return rc;
+}
+
+/* The armed dead-man switches sorted by account name (canonical order). */
+static int pack_dead_man(const struct eng *e, struct op_buf *out)
+{
+    uint32_t n = 0;
+    for (uint32_t a = 0; a < e->naccounts; a++)
+        n += e->dm_deadline[a] != 0;
+    int rc = op_mp_put_array(out, n);
+    const char *last = NULL;
+    for (uint32_t k = 0; k < n && rc == 0; k++) { /* selection by name: few accounts */
+        int64_t pick = -1;
+        for (uint32_t a = 0; a < e->naccounts; a++) {
+            if (e->dm_deadline[a] == 0 ||
+                (last != NULL && memcmp(e->accounts[a], last, OP_ACCOUNT_MAX) <= 0))
+                continue;
+            if (pick < 0 || memcmp(e->accounts[a], e->accounts[pick], OP_ACCOUNT_MAX) < 0)
+                pick = a;
+        }
+        last = e->accounts[pick];
+        rc |= op_mp_put_array(out, 2);
+        rc |= op_mp_put_str(out, last, strlen(last));
+        rc |= op_mp_put_uint(out, e->dm_deadline[pick]);
+    }
+    return rc;
+}
+
+/* Appends e's canonical body of layout `version` (1 to 4) to out; returns 0
  * or -1 when memory is short. */
 static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
 {
     int rc = 0;
-    rc |= op_mp_put_array(out, version >= 2 ? 6 : 5);
+    rc |= op_mp_put_array(out, version >= 4 ? 7 : version >= 2 ? 6 : 5);
     rc |= op_mp_put_uint(out, e->shard);
     rc |= op_mp_put_uint(out, e->seq);
     rc |= op_mp_put_uint(out, e->closed_max);
     rc |= op_mp_put_array(out, e->nbooks);
     for (uint32_t i = 0; i < e->nbooks && rc == 0; i++) {
         const struct book *b = e->books[i];
-        rc |= op_mp_put_array(out, 3);
+        rc |= op_mp_put_array(out, version >= 4 ? 5 : 3);
         rc |= op_mp_put_str(out, b->symbol, strlen(b->symbol));
         for (int s = 0; s < 2; s++) {
             const struct book_side *sd = &b->side[s];
@@ -52,22 +107,14 @@ static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
                 n += sd->lv[j]->count;
             rc |= op_mp_put_array(out, n);
             for (uint32_t j = sd->n; j-- > 0;) {
-                for (const struct book_order *o = sd->lv[j]->head; o != NULL; o = o->next) {
-                    const char *acct = e->accounts[o->account];
-                    rc |= op_mp_put_array(out, version >= 3 ? 10 : 9);
-                    rc |= op_mp_put_uint(out, o->id);
-                    rc |= op_mp_put_int(out, o->price);
-                    rc |= op_mp_put_int(out, o->qty);
-                    rc |= op_mp_put_int(out, o->filled);
-                    rc |= op_mp_put_uint(out, o->type);
-                    rc |= op_mp_put_uint(out, o->tif);
-                    rc |= op_mp_put_bool(out, o->post_only != 0);
-                    rc |= op_mp_put_str(out, acct, strlen(acct));
-                    rc |= op_mp_put_str(out, o->client_order_id, strlen(o->client_order_id));
-                    if (version >= 3)
-                        rc |= op_mp_put_uint(out, o->stp);
-                }
+                for (const struct book_order *o = sd->lv[j]->head; o != NULL; o = o->next)
+                    rc |= pack_order(e, o, out, version);
             }
+        }
+        for (int s = 0; s < 2 && version >= 4; s++) {
+            rc |= op_mp_put_array(out, b->stops[s].n);
+            for (uint32_t j = 0; j < b->stops[s].n; j++)
+                rc |= pack_order(e, b->stops[s].v[j], out, version);
         }
     }
     rc |= op_mp_put_array(out, e->closed_len);
@@ -81,6 +128,8 @@ static int pack_body(const struct eng *e, struct op_buf *out, unsigned version)
     }
     if (version >= 2)
         rc |= op_mp_put_uint(out, e->now_ns);
+    if (version >= 4)
+        rc |= pack_dead_man(e, out);
     return rc ? -1 : 0;
 }
 
@@ -168,6 +217,57 @@ static int get_str(struct op_mp_reader *r, char *dst, size_t size)
     return 0;
 }
 
+/* Reads one order array of layout version into a new pooled order of book
+ * b on side s (not placed anywhere yet); NULL after fail() when malformed. */
+static struct book_order *restore_order(struct eng *e, struct book *b, int s,
+                                        struct op_mp_reader *r, unsigned version, struct rctx *c)
+{
+    uint64_t id, qty, filled, type, tif, stp = 0, stop = 0, expire = 0, price;
+    bool post_only;
+    char account[OP_ACCOUNT_MAX], clordid[OP_CLORDID_MAX];
+    if (get_arr(r, version >= 4   ? 12
+                   : version >= 3 ? 10
+                                  : 9) ||
+        op_mp_get_uint(r, INT64_MAX, &id) || id == 0 || op_mp_get_uint(r, INT64_MAX, &price) ||
+        op_mp_get_uint(r, ENG_QTY_MAX, &qty) || qty < 1 || op_mp_get_uint(r, qty - 1, &filled) ||
+        op_mp_get_uint(r, OP_TYPE_STOP_LIMIT, &type) || type < OP_TYPE_LIMIT ||
+        op_mp_get_uint(r, OP_TIF_GTD, &tif) || tif < OP_TIF_GTC || op_mp_get_bool(r, &post_only) ||
+        get_str(r, account, sizeof(account)) || get_str(r, clordid, sizeof(clordid)) ||
+        (version >= 3 && op_mp_get_uint(r, OP_STP_MAX, &stp)) ||
+        (version >= 4 &&
+         (op_mp_get_uint(r, INT64_MAX, &stop) || op_mp_get_uint(r, UINT64_MAX, &expire)))) {
+        fail(c, "book '%s': an order of side %d is malformed", b->symbol, s);
+        return NULL;
+    }
+    if (eng_id_known(e, id)) {
+        fail(c, "order id %llu appears twice", (unsigned long long)id);
+        return NULL;
+    }
+    if ((tif == OP_TIF_GTD) != (expire != 0) || (type == OP_TYPE_LIMIT && stop != 0) ||
+        (type != OP_TYPE_LIMIT && stop == 0) || (type == OP_TYPE_STOP_MARKET) != (price == 0) ||
+        (type == OP_TYPE_MARKET)) {
+        fail(c, "book '%s': order %llu has impossible fields", b->symbol, (unsigned long long)id);
+        return NULL;
+    }
+    struct book_order *o = book_pool_get(&e->orders);
+    memset(o, 0, sizeof(*o));
+    o->id = id;
+    o->price = (int64_t)price;
+    o->qty = (int64_t)qty;
+    o->filled = (int64_t)filled;
+    o->account = (uint32_t)eng_account(e, account, 1);
+    o->book = b->index;
+    o->side = s == BOOK_BID ? OP_SIDE_BUY : OP_SIDE_SELL;
+    o->type = (uint8_t)type;
+    o->tif = (uint8_t)tif;
+    o->post_only = post_only ? 1 : 0;
+    o->stp = (uint8_t)stp;
+    o->stop_price = (int64_t)stop;
+    o->expire_ns = expire;
+    memcpy(o->client_order_id, clordid, sizeof(clordid));
+    return o;
+}
+
 /* Restores one side s of book b from the array at r (best first). */
 static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reader *r,
                         unsigned version, struct rctx *c)
@@ -177,40 +277,44 @@ static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reade
         return fail(c, "book '%s': side is not an array", b->symbol);
     int64_t last_key = INT64_MAX;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t id, price, qty, filled, type, tif, stp = 0;
-        bool post_only;
-        char account[OP_ACCOUNT_MAX], clordid[OP_CLORDID_MAX];
-        if (get_arr(r, version >= 3 ? 10 : 9) || op_mp_get_uint(r, INT64_MAX, &id) || id == 0 ||
-            op_mp_get_uint(r, INT64_MAX, &price) || price < 1 ||
-            op_mp_get_uint(r, ENG_QTY_MAX, &qty) || qty < 1 ||
-            op_mp_get_uint(r, qty - 1, &filled) || op_mp_get_uint(r, 255, &type) ||
-            type != OP_TYPE_LIMIT || op_mp_get_uint(r, 255, &tif) || tif != OP_TIF_GTC ||
-            op_mp_get_bool(r, &post_only) || get_str(r, account, sizeof(account)) ||
-            get_str(r, clordid, sizeof(clordid)) ||
-            (version >= 3 && op_mp_get_uint(r, OP_STP_MAX, &stp)))
-            return fail(c, "book '%s': order %u of side %d is malformed", b->symbol, i, s);
-        int64_t key = book_key(s, (int64_t)price);
-        if (key > last_key)
-            return fail(c, "book '%s': order %llu out of price priority", b->symbol,
-                        (unsigned long long)id);
+        struct book_order *o = restore_order(e, b, s, r, version, c);
+        if (o == NULL)
+            return -1;
+        /* Resting: a limit order or a triggered stop-limit, GTC or GTD. */
+        int ok = o->price >= 1 && (o->type == OP_TYPE_LIMIT || o->type == OP_TYPE_STOP_LIMIT) &&
+                 (o->tif == OP_TIF_GTC || o->tif == OP_TIF_GTD);
+        int64_t key = book_key(s, o->price);
+        if (!ok || key > last_key) {
+            book_pool_put(&e->orders, o);
+            return fail(c, "book '%s': resting order %u of side %d impossible or out of priority",
+                        b->symbol, i, s);
+        }
         last_key = key;
-        if (eng_id_known(e, id))
-            return fail(c, "order id %llu appears twice", (unsigned long long)id);
-        struct book_order *o = book_pool_get(&e->orders);
-        memset(o, 0, sizeof(*o));
-        o->id = id;
-        o->price = (int64_t)price;
-        o->qty = (int64_t)qty;
-        o->filled = (int64_t)filled;
-        o->account = (uint32_t)eng_account(e, account, 1);
-        o->book = b->index;
-        o->side = s == BOOK_BID ? OP_SIDE_BUY : OP_SIDE_SELL;
-        o->type = (uint8_t)type;
-        o->tif = (uint8_t)tif;
-        o->post_only = post_only ? 1 : 0;
-        o->stp = (uint8_t)stp;
-        memcpy(o->client_order_id, clordid, sizeof(clordid));
         eng_rest(e, o);
+        if (o->expire_ns != 0)
+            eng_gtd_add(e, o);
+    }
+    return 0;
+}
+
+/* Restores the pending stops of side s of book b (layout 4). */
+static int restore_stops(struct eng *e, struct book *b, int s, struct op_mp_reader *r,
+                         struct rctx *c)
+{
+    uint32_t n;
+    if (op_mp_get_array(r, &n) != 0)
+        return fail(c, "book '%s': stop list is not an array", b->symbol);
+    for (uint32_t i = 0; i < n; i++) {
+        struct book_order *o = restore_order(e, b, s, r, 4, c);
+        if (o == NULL)
+            return -1;
+        if (o->type == OP_TYPE_LIMIT || o->filled != 0) {
+            book_pool_put(&e->orders, o);
+            return fail(c, "book '%s': stop %u of side %d impossible", b->symbol, i, s);
+        }
+        eng_stop_add(e, o);
+        if (o->expire_ns != 0)
+            eng_gtd_add(e, o);
     }
     return 0;
 }
@@ -223,7 +327,10 @@ static int restore_side(struct eng *e, struct book *b, int s, struct op_mp_reade
 static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned version, struct rctx *c)
 {
     uint64_t shard, seq, closed_max, now_ns = 0;
-    if (get_arr(r, version >= 2 ? 6 : 5) || op_mp_get_uint(r, ENG_SHARD_MAX - 1, &shard) ||
+    if (get_arr(r, version >= 4   ? 7
+                   : version >= 2 ? 6
+                                  : 5) ||
+        op_mp_get_uint(r, ENG_SHARD_MAX - 1, &shard) ||
         op_mp_get_uint(r, (UINT64_C(1) << (64 - ENG_SHARD_BITS)) - 1, &seq) ||
         op_mp_get_uint(r, ENG_CLOSED_LIMIT, &closed_max) || closed_max == 0)
         return fail(c, "snapshot header fields malformed");
@@ -237,13 +344,16 @@ static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned versio
         return fail(c, "books or closed list is not an array");
     for (uint32_t i = 0; i < nbooks; i++) {
         char symbol[OP_SYMBOL_MAX];
-        if (get_arr(r, 3) || get_str(r, symbol, sizeof(symbol)) || symbol[0] == '\0')
+        if (get_arr(r, version >= 4 ? 5 : 3) || get_str(r, symbol, sizeof(symbol)) ||
+            symbol[0] == '\0')
             return fail(c, "book %u malformed", i);
         if (eng_book(e, symbol, 0) != NULL)
             return fail(c, "book '%s' appears twice", symbol);
         struct book *b = eng_book(e, symbol, 1);
         if (restore_side(e, b, BOOK_BID, r, version, c) ||
-            restore_side(e, b, BOOK_ASK, r, version, c))
+            restore_side(e, b, BOOK_ASK, r, version, c) ||
+            (version >= 4 &&
+             (restore_stops(e, b, BOOK_BID, r, c) || restore_stops(e, b, BOOK_ASK, r, c))))
             return -1;
     }
     if (op_mp_get_array(r, &nclosed) != 0)
@@ -264,6 +374,17 @@ static int restore_body(struct eng **ep, struct op_mp_reader *r, unsigned versio
     if (version >= 2 && op_mp_get_uint(r, UINT64_MAX, &now_ns))
         return fail(c, "snapshot header fields malformed");
     e->now_ns = now_ns;
+    uint32_t ndm = 0;
+    if (version >= 4 && op_mp_get_array(r, &ndm) != 0)
+        return fail(c, "dead-man list is not an array");
+    for (uint32_t k = 0; k < ndm; k++) {
+        char account[OP_ACCOUNT_MAX];
+        uint64_t deadline;
+        if (get_arr(r, 2) || get_str(r, account, sizeof(account)) || account[0] == '\0' ||
+            op_mp_get_uint(r, UINT64_MAX, &deadline) || deadline == 0)
+            return fail(c, "dead-man switch %u malformed", k);
+        eng_dead_man_set(e, (uint32_t)eng_account(e, account, 1), deadline);
+    }
     if (r->off != r->len)
         return fail(c, "snapshot body has trailing bytes");
     return 0;
