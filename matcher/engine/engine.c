@@ -1259,7 +1259,7 @@ static void apply_cancel(struct eng *e, const struct op_order_msg *in, struct en
     struct book_order *o = target_of(e, in, out, &b);
     if (o == NULL)
         return;
-    cancel_resting(e, b, o, OP_REASON_USER_CANCEL, OP_MSG_CANCEL, out);
+    cancel_open(e, b, o, OP_REASON_USER_CANCEL, OP_MSG_CANCEL, out);
 }
 
 static void apply_amend(struct eng *e, const struct op_order_msg *in, struct eng_reports *out)

@@ -652,7 +652,9 @@ struct gen {
     int64_t mid[GEN_SYMBOLS];
     uint64_t recent[GEN_RECENT]; /* ids issued lately */
     size_t nrecent;
-    int features; /* 1: also issue 14's inputs (stp, replace, cancel-all); 0: the mix before them */
+    int features; /* 1: also issue 14's inputs (stp, replace, cancel-all); 2: and issue 15's
+                     (GTD, stops, ticks, dead-man switches: the reference does not model
+                     them, so only engine-against-engine tests use 2); 0: the mix before */
 };
 
 static const char *const gen_symbols[GEN_SYMBOLS] = {"AAPL", "MSFT", "GOOG", "TSLA"};
@@ -697,6 +699,17 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
         snprintf(in->symbol, sizeof(in->symbol), "Z%02d", (int)gen_below(&g->rng, 64));
     snprintf(in->account, sizeof(in->account), "%s",
              gen_accounts[gen_below(&g->rng, GEN_ACCOUNTS)]);
+    if (g->features >= 2 && gen_below(&g->rng, 50) == 0) {
+        memset(in->symbol, 0, sizeof(in->symbol));
+        if (gen_below(&g->rng, 3) == 0) { /* arm (1-5 ms) or disarm a dead-man switch */
+            in->kind = OP_MSG_CANCEL_ALL_AFTER;
+            in->timeout_ms = (uint32_t)gen_below(&g->rng, 6);
+        } else {
+            in->kind = OP_MSG_TICK;
+            memset(in->account, 0, sizeof(in->account));
+        }
+        return;
+    }
     if (g->features && gen_below(&g->rng, 100) == 0) {
         in->kind = OP_MSG_CANCEL_ALL;
         if (gen_below(&g->rng, 3) == 0)
@@ -747,6 +760,22 @@ static inline void gen_next(struct gen *g, const struct ref *r, struct op_order_
         }
         if (g->features && gen_below(&g->rng, 10) < 4)
             in->stp = (uint8_t)(1 + gen_below(&g->rng, OP_STP_MAX));
+        if (g->features >= 2 && in->type == OP_TYPE_LIMIT && !in->post_only &&
+            gen_below(&g->rng, 10) == 0) { /* a stop: market or limit, near the mid */
+            in->stop_price = g->mid[si] + (int64_t)gen_below(&g->rng, 21) - 10;
+            if (gen_below(&g->rng, 2)) {
+                in->type = OP_TYPE_STOP_MARKET;
+                in->price = 0;
+                in->tif = OP_TIF_IOC;
+            } else {
+                in->type = OP_TYPE_STOP_LIMIT;
+            }
+        }
+        if (g->features >= 2 && in->type != OP_TYPE_STOP_MARKET && in->tif == OP_TIF_GTC &&
+            gen_below(&g->rng, 8) == 0) { /* GTD, expiring within ~0-400 inputs */
+            in->tif = OP_TIF_GTD;
+            in->expire_ns = in->ts_ns + gen_below(&g->rng, 200000);
+        }
         if (g->features && dice >= 55 && gen_below(&g->rng, 16) == 0) {
             in->stp = (uint8_t)(OP_STP_MAX + 1 + gen_below(&g->rng, 200));
             return;

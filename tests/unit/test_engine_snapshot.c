@@ -15,6 +15,9 @@
 /* Open orders per account and symbol: reached now and then by the generator. */
 #define SNAP_MAX_OPEN 12
 
+/* Reports of every kind and reason fed so far (to show what a test exercised). */
+static uint64_t fed_kinds[OP_REPORT_KIND_MAX + 1], fed_reasons[256];
+
 /* Feeds the same n generated inputs to a and b; their reports must be byte-identical. */
 static void feed_both(struct gen *g, struct ref *r, struct eng *a, struct eng *b, long n,
                       struct eng_reports *ra, struct eng_reports *rb)
@@ -30,6 +33,10 @@ static void feed_both(struct gen *g, struct ref *r, struct eng *a, struct eng *b
         eng_apply(b, &in, rb);
         assert_int_equal(ra->len, rb->len);
         assert_memory_equal(ra->v, rb->v, ra->len * sizeof(*ra->v));
+        for (size_t k = 0; k < ra->len; k++) {
+            fed_kinds[ra->v[k].kind <= OP_REPORT_KIND_MAX ? ra->v[k].kind : 0]++;
+            fed_reasons[ra->v[k].reason]++;
+        }
     }
 }
 
@@ -60,7 +67,7 @@ static void test_snapshot_continue(void **state)
     (void)state;
     struct gen g;
     gen_init(&g, 42);
-    g.features = 1; /* stp modes (kept in snapshots), replaces, cancel-alls, the limit */
+    g.features = 2; /* stp modes, replaces, cancel-alls, the limit; GTD, stops, ticks, dead-man */
     uint64_t rng = 99;
     struct ref *r = ref_new(9, SNAP_CLOSED_MAX);
     struct eng *a = eng_new(9, SNAP_CLOSED_MAX); /* the uninterrupted run */
@@ -86,8 +93,16 @@ static void test_snapshot_continue(void **state)
     assert_true(eng_open_orders(a) >
                 20); /* cancel-alls keep it well below the generator's target */
     assert_int_equal(a->closed_len, SNAP_CLOSED_MAX); /* the ring wrapped */
-    print_message("%d restores, %" PRIu64 " open orders, %" PRIu64 " reports\n", restores,
-                  eng_open_orders(a), a->seq);
+    print_message("%d restores, %" PRIu64 " open orders, %" PRIu64 " reports (triggered %" PRIu64
+                  ", expired %" PRIu64 ", dead-man cancels %" PRIu64 ", ticks %" PRIu64
+                  ", self-trade %" PRIu64 ", replaced %" PRIu64 ")\n",
+                  restores, eng_open_orders(a), a->seq, fed_kinds[OP_REPORT_TRIGGERED],
+                  fed_reasons[OP_REASON_EXPIRED], fed_reasons[OP_REASON_DEAD_MAN],
+                  fed_kinds[OP_REPORT_TICK], fed_reasons[OP_REASON_SELF_TRADE],
+                  fed_kinds[OP_REPORT_REPLACED]);
+    /* the flow must have exercised what the snapshots have to carry */
+    assert_true(fed_kinds[OP_REPORT_TRIGGERED] > 100 && fed_reasons[OP_REASON_EXPIRED] > 100 &&
+                fed_reasons[OP_REASON_DEAD_MAN] > 10 && fed_reasons[OP_REASON_SELF_TRADE] > 100);
     eng_reports_release(&ra);
     eng_reports_release(&rb);
     ref_free(r);
