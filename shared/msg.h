@@ -74,13 +74,7 @@ enum op_msg_kind {
  * …) are validated by ingest and again by the engine, which rejects with a
  * report rather than trusting them.
  */
-struct op_order_msg {
-    uint8_t kind;                         /* enum op_msg_kind */
-    uint8_t side;                         /* enum op_side (NEW) */
-    uint8_t type;                         /* enum op_type (NEW) */
-    uint8_t tif;                          /* enum op_tif (NEW) */
-    bool post_only;                       /* NEW, limit only */
-    uint8_t stp;                          /* enum op_stp (NEW) */
+struct op_order_msg {                     /* widest fields first: no padding (144 bytes) */
     uint64_t order_id;                    /* NEW: the new id; else the target */
     uint64_t ts_ns;                       /* ingest receipt time, ns since epoch */
     int64_t price;                        /* ticks; 0 for market orders (AMEND: 0 = same) */
@@ -88,6 +82,12 @@ struct op_order_msg {
     int64_t stop_price;                   /* NEW stop orders: trigger price, ticks */
     uint64_t expire_ns;                   /* NEW GTD: expiry, ns since epoch (engine time) */
     uint32_t timeout_ms;                  /* CANCEL_ALL_AFTER: 0 disarms */
+    uint8_t kind;                         /* enum op_msg_kind */
+    uint8_t side;                         /* enum op_side (NEW) */
+    uint8_t type;                         /* enum op_type (NEW) */
+    uint8_t tif;                          /* enum op_tif (NEW) */
+    bool post_only;                       /* NEW, limit only */
+    uint8_t stp;                          /* enum op_stp (NEW) */
     char symbol[OP_SYMBOL_MAX];           /* NUL-terminated */
     char account[OP_ACCOUNT_MAX];         /* the requesting account */
     char client_order_id[OP_CLORDID_MAX]; /* NEW only; "" when absent */
@@ -211,9 +211,9 @@ struct op_report {
     int64_t trade_qty;
     int64_t maker_qty;        /* maker's total qty */
     int64_t maker_filled_qty; /* maker's cumulative filled after it */
-    uint8_t maker_status;     /* enum op_status of the maker after it */
     int64_t stop_price;       /* of order_id, a stop (ticks) */
     uint64_t expire_ns;       /* of order_id, a GTD order */
+    uint8_t maker_status;     /* enum op_status of the maker after it */
     char symbol[OP_SYMBOL_MAX];
     char account[OP_ACCOUNT_MAX];         /* owner of order_id (requester on reject) */
     char maker_account[OP_ACCOUNT_MAX];   /* TRADE only */

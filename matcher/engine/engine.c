@@ -666,14 +666,14 @@ void eng_stop_add(struct eng *e, struct book_order *o)
     struct book_stops *st = &b->stops[s];
     if (st->n == st->cap) {
         uint32_t cap = st->cap ? st->cap * 2 : 16;
-        struct book_order **v = realloc(st->v, cap * sizeof(*v));
+        struct book_order **v = realloc(st->v, cap * sizeof(struct book_order *));
         if (v == NULL)
             eng_oom("stop list");
         st->v = v;
         st->cap = cap;
     }
     uint32_t i = stop_pos(st, s, o);
-    memmove(st->v + i + 1, st->v + i, (st->n - i) * sizeof(*st->v));
+    memmove(st->v + i + 1, st->v + i, (st->n - i) * sizeof(struct book_order *));
     st->v[i] = o;
     st->n++;
     o->next = o->prev = NULL;
@@ -692,7 +692,7 @@ static void stop_remove(struct book *b, struct book_order *o)
     struct book_stops *st = &b->stops[s];
     uint32_t i = stop_pos(st, s, o);
     ENG_ASSERT(i < st->n && st->v[i] == o);
-    memmove(st->v + i, st->v + i + 1, (st->n - i - 1) * sizeof(*st->v));
+    memmove(st->v + i, st->v + i + 1, (st->n - i - 1) * sizeof(struct book_order *));
     st->n--;
     b->open_of[o->account]--;
 }
@@ -704,15 +704,15 @@ static void stops_trigger(struct eng *e, struct book_stops *st, uint32_t k)
         uint32_t cap = e->cap_trig ? e->cap_trig : 16;
         while (cap < e->ntrig + k)
             cap *= 2;
-        struct book_order **v = realloc(e->trig, cap * sizeof(*v));
+        struct book_order **v = realloc(e->trig, cap * sizeof(struct book_order *));
         if (v == NULL)
             eng_oom("trigger queue");
         e->trig = v;
         e->cap_trig = cap;
     }
-    memcpy(e->trig + e->ntrig, st->v, k * sizeof(*st->v));
+    memcpy(e->trig + e->ntrig, st->v, k * sizeof(struct book_order *));
     e->ntrig += k;
-    memmove(st->v, st->v + k, (st->n - k) * sizeof(*st->v));
+    memmove(st->v, st->v + k, (st->n - k) * sizeof(struct book_order *));
     st->n -= k;
 }
 

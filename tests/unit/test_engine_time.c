@@ -31,8 +31,8 @@
 #define STOPM(id_, acct, side_, stop, q, ts_)                                                      \
     {                                                                                              \
         .kind = OP_MSG_NEW, .order_id = (id_), .side = (side_), .type = OP_TYPE_STOP_MARKET,       \
-        .tif = OP_TIF_IOC, .stop_price = (stop), .qty = (q), .symbol = "AAPL",                     \
-        .account = (acct), .ts_ns = (ts_)                                                          \
+        .tif = OP_TIF_IOC, .stop_price = (stop), .qty = (q), .symbol = "AAPL", .account = (acct),  \
+        .ts_ns = (ts_)                                                                             \
     }
 #define STOPL(id_, acct, side_, px, stop, q, ts_)                                                  \
     {                                                                                              \
@@ -110,8 +110,8 @@ static const struct scenario scenarios[] = {
      {{0}}},
     {"GTD: the expiry comes before the input that reaches it (no trade with it)",
      {{GTD(1, "alice", S, 100, 5, 1500, 1000), {E(ACCEPTED, 1, 0, NW)}},
-      {LIM(2, "bob", B, 100, 5, 1500), {E(CANCELLED, 1, OP_REASON_EXPIRED, CX),
-                                        E(ACCEPTED, 2, 0, NW)}}},
+      {LIM(2, "bob", B, 100, 5, 1500),
+       {E(CANCELLED, 1, OP_REASON_EXPIRED, CX), E(ACCEPTED, 2, 0, NW)}}},
      {{100, 5}},
      {{0}}},
     {"GTD: already reached on arrival, it trades and its rest is cancelled, not rested",
