@@ -59,7 +59,11 @@ PROBE_SYMBOL = os.environ.get("E2E_PROBE_SYMBOL", "AMZN")
 # takes a price in PATCH), cancel_all and cancel_all_every_symbol (DELETE
 # /v1/orders with and without ?symbol=, applied), max_open (the matcher
 # rejects beyond MAX_OPEN_ORDERS).
-FEATURES = ("stp", "replace", "price_patch", "cancel_all", "cancel_all_every_symbol", "max_open")
+# Issue 15: gtd (ingest takes tif GTD with expire_at, the matcher expires it
+# while idle: ticks), stops (stop_limit accepted PENDING_TRIGGER, triggered
+# by a trade), dead_man (POST /v1/cancel-all-after, fired while idle).
+FEATURES = ("stp", "replace", "price_patch", "cancel_all", "cancel_all_every_symbol", "max_open",
+            "gtd", "stops", "dead_man")
 # Shares of the issue-14 inputs in the flow, when the stack has them.
 P_CANCEL_ALL = 0.012  # a request is a cancel-all
 P_ALL_SYMBOLS = 0.3   # … of every symbol (no ?symbol=)
@@ -68,6 +72,16 @@ P_PRICE = 0.4         # an amend carries a price
 P_PRICE_ONLY = 0.35   # … and no qty
 P_AMEND_OPEN = 0.5    # an amend targets a resting order (most of the recent ones are closed)
 P_CANCEL_OPEN = float(os.environ.get("E2E_P_CANCEL_OPEN", "0.5"))  # a cancel does, with the open-order limit
+# Issue 15, drawn from the second sequence too. In the random flow a GTD
+# order expires an hour later (it behaves as GTC: when an expiry or a switch
+# fires depends on receipt times the model cannot know) and a dead-man
+# switch is armed for ten minutes or disarmed; the time-driven outcomes are
+# checked after the flow, on orders that cannot trade meanwhile (time_phase).
+P_STOP = 0.08       # a new order is a stop (stop_market for a market order, else stop_limit)
+P_GTD = 0.1         # a GTC limit or stop_limit order is GTD instead
+P_DEAD_MAN = 0.004  # a request arms (600 s) or disarms the account's switch
+FAR_MS = 3600 * 1000
+TIME_SYMBOL = os.environ.get("E2E_TIME_SYMBOL", "GOOG")  # time_phase's orders, no other
 
 
 def shard_of(symbol, shards):
@@ -893,6 +907,39 @@ class Probes:
         for oid in mine:
             if oid is not None:
                 self.delete("bob", oid)
+        # issue 15, stops: a stop_limit is PENDING_TRIGGER until a trade at
+        # its stop price triggers it; it then rests (nothing left to take)
+        px = self.price()
+        s = self.post("alice", {"side": "buy", "type": "stop_limit", "price": px, "stop_price": px})
+        if s is not None and self.sync() and self.state(s) == ("PENDING_TRIGGER", ""):
+            b = self.post("bob", {"side": "sell", "price": px})
+            a = self.post("alice", {"side": "buy", "price": px})
+            if a is not None and b is not None and self.sync():
+                f["stops"] = self.state(s) == ("NEW", "")
+            for who, oid in (("bob", b), ("alice", a)):
+                if oid is not None:
+                    self.delete(who, oid)
+        if s is not None:
+            self.delete("alice", s)
+        # GTD and the dead-man switch: a GTD order 1 s ahead and alice's only
+        # open order under a 1 s switch, both cancelled by the matcher's
+        # ticks (nothing is sent meanwhile)
+        g = self.post("bob", {"side": "buy", "price": self.price(), "tif": "GTD",
+                              "expire_at": int(time.time() * 1000) + 1000})
+        d = self.post("alice", {"side": "buy", "price": self.price()})
+        armed = d is not None and self.c.call("POST", "/v1/cancel-all-after", ACCOUNTS["alice"],
+                                              {"timeout_ms": 1000})[0] == 202
+        if g is not None or armed:
+            wait("the GTD and dead-man probes", lambda: (
+                (g is None or (self.state(g) or ("",))[0] == "CANCELLED")
+                and (not armed or (self.state(d) or ("",))[0] == "CANCELLED")), 15)
+        f["gtd"] = g is not None and self.state(g) == ("CANCELLED", "EXPIRED")
+        f["dead_man"] = armed and self.state(d) == ("CANCELLED", "DEAD_MAN")
+        if armed and not f["dead_man"]:
+            self.c.call("POST", "/v1/cancel-all-after", ACCOUNTS["alice"], {"timeout_ms": 0})
+        for who, oid in (("bob", g), ("alice", d)):
+            if oid is not None:
+                self.delete(who, oid)
         self.sync()
         return f
 
@@ -909,7 +956,8 @@ def flow(c, model, feat, fails):
     sent_new = []        # (oid, acct, sym, body)
     mid = {s: 10000 for s in SYMBOLS}  # in ticks
     counts = {"new": 0, "cancel": 0, "amend": 0, "retry": 0, "coid_other_symbol": 0,
-              "cancel_all": 0, "stp_field": 0, "amend_with_price": 0}
+              "cancel_all": 0, "stp_field": 0, "amend_with_price": 0, "stop": 0, "gtd": 0,
+              "dead_man": 0, "amend_of_stop_not_sent": 0}
     any_cancel_all = feat["cancel_all"] or feat["cancel_all_every_symbol"]
     for i in range(REQUESTS):
         sym = rnd.choice(SYMBOLS)
@@ -925,6 +973,14 @@ def flow(c, model, feat, fails):
             model.cancel_all(acct, None if every else sym)
             counts["cancel_all"] += 1
             continue
+        if feat["dead_man"] and rx.random() < P_DEAD_MAN:
+            to = rx.choice([0, 600000])
+            st, ans = c.call("POST", "/v1/cancel-all-after", ACCOUNTS[acct], {"timeout_ms": to})
+            if st != 202:
+                fails.append(f"cancel-all-after {to}: {st} {ans}")
+            model.cancel_all_after(acct, to)
+            counts["dead_man"] += 1
+            continue
         if r < 0.05 and sent_new:  # a retried client_order_id: answered, not queued
             oid, a, s, body = rnd.choice(sent_new)
             if "client_order_id" in body:
@@ -939,6 +995,7 @@ def flow(c, model, feat, fails):
             if feat["max_open"] and rx.random() < P_CANCEL_OPEN:
                 # the limit is met less often when resting orders also leave
                 resting = [o for sy in SYMBOLS for sd in ("buy", "sell") for o in model.books[sy][sd]]
+                resting += [o for sy in SYMBOLS for o in model.stops[sy]]  # none without stops
                 if resting:
                     o = rx.choice(resting)
                     oid, owner, s = o.oid, o.acct, o.sym
@@ -957,6 +1014,9 @@ def flow(c, model, feat, fails):
                 if resting:
                     o = rx.choice(resting)
                     oid, owner, s = o.oid, o.acct, o.sym
+            if model.orders[oid].status == "PENDING_TRIGGER":
+                counts["amend_of_stop_not_sent"] += 1  # not modelled: Model.amend
+                continue
             body = {"qty": qty}
             if feat["price_patch"] and rx.random() < P_PRICE:
                 o = model.orders.get(oid)
@@ -1006,19 +1066,106 @@ def flow(c, model, feat, fails):
         if feat["stp"] and rx.random() < P_STP:
             body["stp"] = rx.choice(STP_MODES)
             counts["stp_field"] += 1
+        if feat["stops"] and rx.random() < P_STOP:
+            # buy stops above the mid, sell stops below, as traders use them
+            off = rx.randint(1, 6)
+            body["stop_price"] = str(Decimal(mid[sym] + (off if side == "buy" else -off)) * TICK)
+            body.pop("post_only", None)
+            if body["type"] == "market":
+                body["type"] = "stop_market"
+                body.setdefault("tif", "IOC")
+            else:
+                body["type"] = "stop_limit"
+            counts["stop"] += 1
+        if feat["gtd"] and body["type"] in ("limit", "stop_limit") and "tif" not in body \
+                and rx.random() < P_GTD:
+            body["tif"] = "GTD"
+            body["expire_at"] = int(time.time() * 1000) + FAR_MS
+            counts["gtd"] += 1
         st, ans = c.call("POST", "/v1/orders", ACCOUNTS[acct], body)
         if st != 202:
             fails.append(f"new order {body}: {st} {ans}")
             continue
         oid = int(ans["order_id"])
-        tif = body.get("tif", "IOC" if body["type"] == "market" else "GTC")
-        price = Decimal(body["price"]) if "price" in body else None
-        model.new(Order(oid, acct, sym, side, body["type"], tif, body.get("post_only", False),
-                        price, body["qty"], body.get("client_order_id"),
-                        body.get("stp", stp_default[acct])))
+        model.new(order_of(oid, acct, body, body.get("stp", stp_default[acct])))
         sent_new.append((oid, acct, sym, body))
         counts["new"] += 1
     return counts
+
+
+def order_of(oid, acct, body, stp):
+    """The model's Order for a POST /v1/orders body that ingest queued as oid."""
+    tif = body.get("tif", "IOC" if body["type"] == "market" else "GTC")
+    price = Decimal(body["price"]) if "price" in body else None
+    stop = Decimal(body["stop_price"]) if "stop_price" in body else None
+    expire = body["expire_at"] * 1000000 if "expire_at" in body else None
+    return Order(oid, acct, body["symbol"], body["side"], body["type"], tif,
+                 body.get("post_only", False), price, body["qty"], body.get("client_order_id"),
+                 stp, stop, expire)
+
+
+def time_phase(c, model, feat, fails):
+    """After the flow, the outcomes that depend on engine time, each on
+    orders nothing else can reach meanwhile (TIME_SYMBOL, prices far apart,
+    no request of the account until it is observed), so only what happens,
+    not when, matters; the matcher's ticks must move time, since nothing
+    is sent while waiting. Applies each observed outcome to the model (the
+    comparison then checks every row); returns what it checked."""
+    done = []
+    stp = default_stp()
+
+    def post(acct, body):
+        body = {"symbol": TIME_SYMBOL, "type": "limit", **body}
+        st, ans = c.call("POST", "/v1/orders", ACCOUNTS[acct], body)
+        if st != 202:
+            fails.append(f"time phase: new order {body}: {st} {ans}")
+            return None
+        o = order_of(int(ans["order_id"]), acct, body, body.get("stp", stp[acct]))
+        model.new(o)
+        return o
+
+    def status(oids):
+        if not oids:
+            return {}
+        rows = psql("SELECT order_id, status, coalesce(reject_reason, '') FROM orders WHERE "
+                    f"order_id IN ({', '.join(str(o) for o in oids)})")
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    if feat["gtd"]:
+        # a GTD order trades, then its rest expires; one expires resting;
+        # one an hour ahead stays
+        t0 = time.time()
+        short = int(t0 * 1000) + 4000
+        g1 = post("bob", {"side": "sell", "price": "100.00", "qty": 5, "tif": "GTD", "expire_at": short})
+        a1 = post("alice", {"side": "buy", "price": "100.00", "qty": 2})
+        g2 = post("alice", {"side": "buy", "price": "50.00", "qty": 1, "tif": "GTD", "expire_at": short})
+        post("bob", {"side": "sell", "price": "150.00", "qty": 1, "tif": "GTD",
+                     "expire_at": int(t0 * 1000) + FAR_MS})
+        if time.time() - t0 > 3.0:
+            fails.append("time phase: placing the GTD orders took over 3 s of their 4: "
+                         "the trade may have come after the expiry (inconclusive)")
+        if g1 and a1 and g2:
+            ids = [g1.oid, g2.oid]
+            if not wait("the GTD orders to expire", lambda: all(
+                    v[0] == "CANCELLED" for v in status(ids).values()) and len(status(ids)) == 2, 30):
+                fails.append("time phase: the short GTD orders were not cancelled in 30 s")
+            model.expire(g1.oid)
+            model.expire(g2.oid)
+            done.append("gtd")
+    if feat["dead_man"]:
+        post("alice", {"side": "buy", "price": "40.00", "qty": 1})
+        mine = [o.oid for o in model._open_orders("alice")]
+        st, ans = c.call("POST", "/v1/cancel-all-after", ACCOUNTS["alice"], {"timeout_ms": 1000})
+        if st != 202:
+            fails.append(f"time phase: cancel-all-after 1000: {st} {ans}")
+        else:
+            model.cancel_all_after("alice", 1000)
+            if not wait("alice's dead-man switch to fire", lambda: all(
+                    v[0] == "CANCELLED" for v in status(mine).values()), 30):
+                fails.append("time phase: alice's open orders were not cancelled in 30 s")
+            model.fire_dead_man("alice")
+            done.append(f"dead_man ({len(mine)} open orders of alice)")
+    return done
 
 
 def summary(model):
@@ -1070,10 +1217,11 @@ def main():
         probe_ids = set()
         probes = Probes(c, probe_ids)
         feat = probes.run()
-        print("issue 14 features of this stack: " +
+        print("issue 14/15 features of this stack: " +
               ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in feat.items()))
-        model = Model(stp=feat["stp"], replace=feat["replace"],
-                      max_open=MAX_OPEN if feat["max_open"] else None)
+        timed = feat["gtd"] or feat["dead_man"]
+        model = Model(symbols=SYMBOLS + ([TIME_SYMBOL] if timed else []), stp=feat["stp"],
+                      replace=feat["replace"], max_open=MAX_OPEN if feat["max_open"] else None)
         counts = flow(c, model, feat, fails)
         want_fills = sum(len(v) for v in model.fills.values())
         print(f"sent: {counts}; model: {len(model.orders)} orders, {want_fills} fills")
@@ -1096,6 +1244,8 @@ def main():
             print(f"note: {PROBE_SYMBOL} is not in the shard of every symbol: no barrier")
         elif not probes.sync(60):
             fails.append("the final barrier order was not recorded in time")
+        if timed:
+            print("time phase: " + ", ".join(time_phase(c, model, feat, fails)))
         time.sleep(1.0)
 
         rows = {int(r[0]): r for r in psql(
@@ -1114,7 +1264,7 @@ def main():
         extra = set(rows) - set(model.orders) - probe_ids
         if extra:
             fails.append(f"orders table has {len(extra)} rows the model does not: {sorted(extra)[:5]}")
-        for s in SYMBOLS:
+        for s in model.fills:
             got = [(int(r[0]), int(r[1]), Decimal(r[2]), int(r[3]), r[4], r[5], r[6]) for r in psql(
                 "SELECT maker_order_id, taker_order_id, price, qty, maker_account, taker_account, "
                 f"taker_side FROM fills WHERE symbol = '{s}' ORDER BY fill_id")]
