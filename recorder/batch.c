@@ -66,7 +66,8 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 }
 
 /* What a report writes: 0 nothing (an ignored reject, the end of a
- * cancel-all), 1 order state, 2 trade, -1 unknown kind. */
+ * cancel-all, a dead-man ack, a tick), 1 order state, 2 trade, -1 unknown
+ * kind. */
 static int report_effect(const struct op_report *r)
 {
     switch (r->kind) {
@@ -76,10 +77,14 @@ static int report_effect(const struct op_report *r)
     case OP_REPORT_CANCELLED: /* any req_kind: a cancel-all's too (rk 4) */
     case OP_REPORT_AMENDED:   /* a qty reduction, or a self-trade decrement */
     case OP_REPORT_REPLACED:  /* new price and qty: the state carries both */
+    case OP_REPORT_TRIGGERED: /* a stop enters: PENDING_TRIGGER becomes NEW */
         return 1;
     case OP_REPORT_CANCEL_ALL_DONE:
         /* Concerns no order (id 0): its CANCELLED reports before it wrote
-         * every change. Valid, so not a dead letter. */
+         * every change (a fired dead-man switch's too, rsn DEAD_MAN). Valid,
+         * so not a dead letter. */
+    case OP_REPORT_DEAD_MAN: /* an arm/disarm ack: id 0, qty the timeout */
+    case OP_REPORT_TICK:     /* engine time moved; its expiries come before it */
         return 0;
     case OP_REPORT_REJECTED:
         /* A rejected cancel/amend/cancel-all leaves its target unchanged; a

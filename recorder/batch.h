@@ -29,8 +29,11 @@
  *   REPLACED            reason (a CANCELLED's only). The state includes the
  *                       price, which a REPLACED changes: it moves forward
  *                       with the version like qty
- *   CANCEL_ALL_DONE     nothing (it concerns no order; the CANCELLED reports
- *                       before it carry the changes)
+ *   TRIGGERED           order state (+ description) like the above: a stop
+ *                       left PENDING_TRIGGER and entered (status NEW)
+ *   CANCEL_ALL_DONE,    nothing (they concern no order, id 0: the CANCELLED
+ *   DEAD_MAN, TICK      reports before a CANCEL_ALL_DONE carry the changes);
+ *                       not dead letters, not counted as ignored rejects
  *   REJECTED, req NEW   order row with status REJECTED, reject_reason, created_at;
  *                       values the table cannot hold (qty < 1, a side/type/tif
  *                       outside its enum, a client_order_id breaking its

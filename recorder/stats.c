@@ -36,10 +36,10 @@ void rec_stats_render(const struct rec_stats *s, struct op_buf *b)
                        REC_GET(s, fills_written));
     op_metrics_counter(b, "recorder_order_updates_total", "Rows of orders inserted or updated.",
                        REC_GET(s, orders_written));
-    op_metrics_counter(
-        b, "recorder_ignored_rejects_total",
-        "REJECTED cancel/amend/cancel-all (and duplicate-id new) reports: no order change.",
-        REC_GET(s, ignored_rejects));
+    op_metrics_counter(b, "recorder_ignored_rejects_total",
+                       "REJECTED cancel/amend/cancel-all/cancel-all-after (and duplicate-id new) "
+                       "reports: no order change.",
+                       REC_GET(s, ignored_rejects));
     op_metrics_counter(b, "recorder_batches_total", "Batches committed.", REC_GET(s, batches));
     op_metrics_counter(b, "recorder_bisects_total", "Batch splits while isolating a poison entry.",
                        REC_GET(s, bisects));

@@ -19,7 +19,7 @@ struct rec_stats {
     _Atomic uint64_t reports;         /* reports decoded from them */
     _Atomic uint64_t fills_written;   /* fills rows inserted (not counting redeliveries) */
     _Atomic uint64_t orders_written;  /* orders rows inserted or updated */
-    _Atomic uint64_t ignored_rejects; /* REJECTED cancel(-all)/amend/dup id: no change */
+    _Atomic uint64_t ignored_rejects; /* REJECTED cancel(-all)(-after)/amend/dup id: no change */
     _Atomic uint64_t batches;         /* batches committed */
     _Atomic uint64_t bisects;         /* batch splits while isolating a poison entry */
     _Atomic uint64_t safe_retries;    /* fast-path writes that met a recorded row: safe path */

@@ -59,7 +59,11 @@ PROBE_SYMBOL = os.environ.get("E2E_PROBE_SYMBOL", "AMZN")
 # takes a price in PATCH), cancel_all and cancel_all_every_symbol (DELETE
 # /v1/orders with and without ?symbol=, applied), max_open (the matcher
 # rejects beyond MAX_OPEN_ORDERS).
-FEATURES = ("stp", "replace", "price_patch", "cancel_all", "cancel_all_every_symbol", "max_open")
+# Issue 15: gtd (ingest takes tif GTD with expire_at, the matcher expires it
+# while idle: ticks), stops (stop_limit accepted PENDING_TRIGGER, triggered
+# by a trade), dead_man (POST /v1/cancel-all-after, fired while idle).
+FEATURES = ("stp", "replace", "price_patch", "cancel_all", "cancel_all_every_symbol", "max_open",
+            "gtd", "stops", "dead_man")
 # Shares of the issue-14 inputs in the flow, when the stack has them.
 P_CANCEL_ALL = 0.012  # a request is a cancel-all
 P_ALL_SYMBOLS = 0.3   # … of every symbol (no ?symbol=)
@@ -68,6 +72,16 @@ P_PRICE = 0.4         # an amend carries a price
 P_PRICE_ONLY = 0.35   # … and no qty
 P_AMEND_OPEN = 0.5    # an amend targets a resting order (most of the recent ones are closed)
 P_CANCEL_OPEN = float(os.environ.get("E2E_P_CANCEL_OPEN", "0.5"))  # a cancel does, with the open-order limit
+# Issue 15, drawn from the second sequence too. In the random flow a GTD
+# order expires an hour later (it behaves as GTC: when an expiry or a switch
+# fires depends on receipt times the model cannot know) and a dead-man
+# switch is armed for ten minutes or disarmed; the time-driven outcomes are
+# checked after the flow, on orders that cannot trade meanwhile (time_phase).
+P_STOP = 0.08       # a new order is a stop (stop_market for a market order, else stop_limit)
+P_GTD = 0.1         # a GTC limit or stop_limit order is GTD instead
+P_DEAD_MAN = 0.004  # a request arms (600 s) or disarms the account's switch
+FAR_MS = 3600 * 1000
+TIME_SYMBOL = os.environ.get("E2E_TIME_SYMBOL", "GOOG")  # time_phase's orders, no other
 
 
 def shard_of(symbol, shards):
@@ -79,36 +93,74 @@ def shard_of(symbol, shards):
 
 
 # --- the reference model: a deliberately naive book per symbol --------------
+OPEN = ("NEW", "PARTIALLY_FILLED", "PENDING_TRIGGER")  # what cancels and cancel-alls reach
+
+
 class Order:
-    def __init__(self, oid, acct, sym, side, typ, tif, po, price, qty, coid, stp="none"):
+    def __init__(self, oid, acct, sym, side, typ, tif, po, price, qty, coid, stp="none",
+                 stop=None, expire=None):
         self.oid, self.acct, self.sym, self.side = oid, acct, sym, side
         self.type, self.tif, self.post_only = typ, tif, po
         self.price, self.qty, self.filled, self.coid = price, qty, 0, coid
         self.stp = stp
+        self.stop = stop      # stop_market / stop_limit: the trigger price (Decimal)
+        self.expire = expire  # GTD: expiry, ns since the epoch (engine time)
         self.status = "NEW"
         self.reason = None  # orders.reject_reason: the reason of the last state
 
     def open_qty(self):
         return self.qty - self.filled
 
+    def is_market(self):
+        """A market order, or a stop_market once triggered: it takes any price."""
+        return self.type in ("market", "stop_market")
+
 
 class Model:
     """Price-time priority, trades at the maker's price, per docs/engine.md;
     with stp, replace and max_open, the rules of issue 14 (self-trade
-    prevention by the taker's mode, replace, the open-order limit)."""
+    prevention by the taker's mode, replace, the open-order limit); and the
+    time and triggers of issue 15:
+
+    - Engine time (`now`) is the largest input ts applied so far. Every
+      input method takes its `ts` (None: time does not move, as in the live
+      flow, where the model cannot know receipt times; there the time-driven
+      outcomes are applied with expire() and fire_dead_man() once they are
+      observed). At the start of each input, after raising `now` to its ts:
+      GTD orders with expire <= now are CANCELLED EXPIRED (by expire, then
+      order id), then the dead-man switches whose deadline (arm time +
+      timeout) is < now fire (by deadline, then account): every open order of
+      the account, resting or untriggered stop, CANCELLED DEAD_MAN, and the
+      switch is disarmed. Then the input. A GTD order whose expiry is already
+      reached when it arrives may trade; its remainder is CANCELLED EXPIRED.
+    - Stops are PENDING_TRIGGER, off the book; a buy stop triggers on a trade
+      of its symbol at >= stop, a sell stop at <= stop. After an input's own
+      matching, the trades are walked in order (the triggered stops' own
+      trades join the end: cascades within the input); the stops a trade
+      triggers enter as new takers in the order: buys by stop ascending,
+      then sells by stop descending, then order id (buys before sells is
+      this model's reading of the contract, which does not say: a trade
+      triggers both sides only when a buy stop is at or below it and a sell
+      stop at or above it). stop_market enters as a market order (IOC/FOK),
+      stop_limit as a limit order of its tif. Stops count toward the
+      open-order limit, and cancels and cancel-alls reach them.
+    """
 
     def __init__(self, symbols=SYMBOLS, stp=False, replace=False, max_open=None):
         self.books = {s: {"buy": [], "sell": []} for s in symbols}  # lists in arrival order
+        self.stops = {s: [] for s in symbols}  # untriggered stops, in arrival order
         self.orders = {}  # oid -> Order (every order the engine got, rejected ones too)
         self.fills = {s: [] for s in symbols}
         self.stp, self.replace, self.max_open = stp, replace, max_open
+        self.now = 0        # engine time, ns
+        self.switches = {}  # account -> (arm time, timeout), ns: armed dead-man switches
         self.events = {}  # what happened, for the summary: name -> count
 
     def _count(self, what):
         self.events[what] = self.events.get(what, 0) + 1
 
     def _crosses(self, o, maker_price):
-        if o.type == "market":
+        if o.is_market():
             return True
         return maker_price <= o.price if o.side == "buy" else maker_price >= o.price
 
@@ -127,6 +179,72 @@ class Model:
         book = self.books[o.sym][o.side]
         if o in book:
             book.remove(o)
+        if o in self.stops[o.sym]:
+            self.stops[o.sym].remove(o)
+
+    def _open_orders(self, acct):
+        """acct's open orders (resting and untriggered stops), by order id."""
+        return sorted((o for o in self.orders.values() if o.acct == acct and o.status in OPEN),
+                      key=lambda o: o.oid)
+
+    def _begin(self, ts):
+        """The start of every input: time moves to ts (None: it does not),
+        then expiries, then fired dead-man switches."""
+        if ts is None:
+            return
+        self.now = max(self.now, ts)
+        due = sorted((o for o in self.orders.values() if o.status in OPEN and o.tif == "GTD"
+                      and o.expire is not None and o.expire <= self.now),
+                     key=lambda o: (o.expire, o.oid))
+        for o in due:
+            self.expire(o.oid)
+        fired = sorted((arm + to, a) for a, (arm, to) in self.switches.items() if self.now > arm + to)
+        for _, a in fired:
+            self.fire_dead_man(a)
+
+    def expire(self, oid):
+        """GTD order oid reached its expiry (an observed one, in the live flow)."""
+        o = self.orders[oid]
+        if o.status in OPEN:
+            self._close(o, "CANCELLED", "EXPIRED")
+            self._count("expired")
+
+    def fire_dead_man(self, acct):
+        """acct's switch fired: every open order CANCELLED DEAD_MAN, disarmed."""
+        for o in self._open_orders(acct):
+            self._close(o, "CANCELLED", "DEAD_MAN")
+            self._count("cancelled_by_dead_man")
+        self.switches.pop(acct, None)
+
+    def tick(self, ts):
+        """A tick input: only time moves."""
+        self._begin(ts)
+
+    def cancel_all_after(self, acct, timeout_ms, ts=None):
+        """The dead-man switch of acct: armed (re-armed) at engine time for
+        timeout_ms, or disarmed by 0."""
+        self._begin(ts)
+        if timeout_ms:
+            self.switches[acct] = (self.now, timeout_ms * 1000000)
+        else:
+            self.switches.pop(acct, None)
+
+    def _triggers(self, sym, mark):
+        """Stops triggered by the trades of sym from fills index mark on,
+        entered in order; their own trades are walked too (cascade)."""
+        k = mark
+        while k < len(self.fills[sym]) and self.stops[sym]:
+            px = self.fills[sym][k][2]
+            k += 1
+            hit = [s for s in self.stops[sym]
+                   if (px >= s.stop if s.side == "buy" else px <= s.stop)]
+            hit.sort(key=lambda s: (0, s.stop, s.oid) if s.side == "buy" else (1, -s.stop, s.oid))
+            for s in hit:
+                self.stops[sym].remove(s)
+            for s in hit:
+                s.status, s.reason = "NEW", None
+                self._count("triggered")
+                self._take(s)
 
     def _fok_fillable(self, o, makers):
         """Liquidity reachable before the first maker of o's own account (with
@@ -187,17 +305,23 @@ class Model:
         """After matching: filled, cancelled (not GTC), or resting at the back."""
         if o.filled == o.qty:
             o.status, o.reason = "FILLED", None
-        elif o.tif in ("IOC", "FOK") or o.type == "market":
-            why = "NO_LIQUIDITY" if o.type == "market" and o.filled == 0 else "IOC_REMAINDER"
+        elif o.tif in ("IOC", "FOK") or o.is_market():
+            why = "NO_LIQUIDITY" if o.is_market() and o.filled == 0 else "IOC_REMAINDER"
             o.status, o.reason = "CANCELLED", why
+        elif o.tif == "GTD" and o.expire is not None and o.expire <= self.now:
+            o.status, o.reason = "CANCELLED", "EXPIRED"  # arrived expired: no rest
+            self._count("expired")
         else:
             o.status = "PARTIALLY_FILLED" if o.filled else "NEW"
             self.books[o.sym][o.side].append(o)
 
     def resting(self, acct, sym):
-        return sum(1 for side in ("buy", "sell") for m in self.books[sym][side] if m.acct == acct)
+        """acct's open orders in sym: resting, and untriggered stops."""
+        return (sum(1 for side in ("buy", "sell") for m in self.books[sym][side] if m.acct == acct)
+                + sum(1 for s in self.stops[sym] if s.acct == acct))
 
-    def new(self, o):
+    def new(self, o, ts=None):
+        self._begin(ts)
         self.orders[o.oid] = o
         if not self.stp:
             o.stp = "none"
@@ -205,6 +329,16 @@ class Model:
             o.status, o.reason = "REJECTED", "TOO_MANY_OPEN_ORDERS"
             self._count("too_many_open_orders")
             return
+        if o.type in ("stop_market", "stop_limit"):
+            o.status = "PENDING_TRIGGER"
+            self.stops[o.sym].append(o)
+            return
+        mark = len(self.fills[o.sym])
+        self._take(o)
+        self._triggers(o.sym, mark)
+
+    def _take(self, o):
+        """o arrives as a taker (a new order, or a triggered stop)."""
         makers = self._makers(o)
         if o.post_only and makers:
             o.status, o.reason = "CANCELLED", "POST_ONLY_WOULD_TRADE"
@@ -220,29 +354,39 @@ class Model:
         o = self.orders.get(oid)
         if o is None or o.sym != sym or o.acct != acct:
             return None
-        if o.status not in ("NEW", "PARTIALLY_FILLED"):
+        if o.status not in OPEN:
             return None
         return o
 
-    def cancel(self, oid, acct, sym):
+    def cancel(self, oid, acct, sym, ts=None):
+        self._begin(ts)
         o = self._open(oid, acct, sym)
         if o is not None:
             self._close(o, "CANCELLED", "USER_CANCEL")
 
-    def cancel_all(self, acct, sym=None):
-        """Every resting order of acct in sym (None: every symbol)."""
+    def cancel_all(self, acct, sym=None, ts=None):
+        """Every open order (resting, untriggered stop) of acct in sym (None:
+        every symbol)."""
+        self._begin(ts)
         for s in self.books if sym is None else [sym]:
             for side in ("buy", "sell"):
                 for o in [m for m in self.books[s][side] if m.acct == acct]:
                     self._close(o, "CANCELLED", "USER_CANCEL")
                     self._count("cancelled_by_cancel_all")
+            for o in [m for m in self.stops[s] if m.acct == acct]:
+                self._close(o, "CANCELLED", "USER_CANCEL")
+                self._count("cancelled_by_cancel_all")
 
-    def amend(self, oid, acct, sym, qty=None, price=None):
+    def amend(self, oid, acct, sym, qty=None, price=None, ts=None):
         """PATCH: qty and/or price, None = unchanged. Without replace (the
-        matcher before issue 14) only a reduction of qty is applied."""
+        matcher before issue 14) only a reduction of qty is applied. An
+        untriggered stop is not amended here: the flow never sends one (the
+        contract does not say yet what a replace of a stop is)."""
+        self._begin(ts)
         o = self._open(oid, acct, sym)
         if o is None:
             return
+        assert o.status != "PENDING_TRIGGER", "the model does not amend stops"
         if not self.replace:
             if qty is not None and o.filled < qty < o.qty:
                 o.qty, o.reason = qty, None
@@ -258,13 +402,9 @@ class Model:
         self._count("replaced")
         self.books[o.sym][o.side].remove(o)
         o.price, o.qty, o.reason = np, nq, None
-        makers = self._makers(o)
-        if o.post_only and makers:
-            o.status, o.reason = "CANCELLED", "POST_ONLY_WOULD_TRADE"
-            return
-        if self._match(o, makers):
-            return
-        self._rest_or_finish(o)
+        mark = len(self.fills[o.sym])
+        self._take(o)
+        self._triggers(o.sym, mark)
 
 
 # --- the model's own scenarios (--self-test) ---------------------------------
@@ -274,11 +414,13 @@ def self_test():
     fails = []
     n = [0]
 
-    def order(m, acct, side, price, qty, tif="GTC", typ="limit", po=False, stp="none", sym="AAPL"):
+    def order(m, acct, side, price, qty, tif="GTC", typ="limit", po=False, stp="none", sym="AAPL",
+              stop=None, expire=None, ts=None):
         n[0] += 1
         o = Order(n[0], acct, sym, side, typ, tif, po,
-                  None if price is None else Decimal(price), qty, None, stp)
-        m.new(o)
+                  None if price is None else Decimal(price), qty, None, stp,
+                  None if stop is None else Decimal(stop), expire)
+        m.new(o, ts)
         return o
 
     def check(name, got, want):
@@ -427,6 +569,143 @@ def self_test():
     m.amend(a1.oid, "alice", "AAPL", qty=8)
     m.amend(a1.oid, "alice", "AAPL", qty=3, price=Decimal("9.01"))
     check("replace off", (st(a1), a1.price), (("NEW", None, 3, 0), Decimal("9.00")))
+    fails += self_test_issue15(order, check, st, fills)
+    return fails
+
+
+def self_test_issue15(order, check, st, fills):
+    """Scenario tables of issue 15 (time, GTD, dead-man switch, stops), with
+    the helpers of self_test. Returns failures."""
+    fails = []
+
+    def chk(name, got, want):
+        if got != want:
+            fails.append(f"{name}: got {got}, want {want}")
+
+    del check  # chk collects into this list
+    # GTD: the boundary — one ns before nothing, at expire_ns cancelled
+    m = Model(stp=True, replace=True)
+    g = order(m, "alice", "buy", "9.00", 5, tif="GTD", expire=1000, ts=100)
+    m.tick(999)
+    chk("GTD one ns before", st(g), ("NEW", None, 5, 0))
+    m.tick(1000)
+    chk("GTD at expiry", st(g), ("CANCELLED", "EXPIRED", 5, 0))
+    chk("GTD leaves the book", m.books["AAPL"]["buy"], [])
+    # an expiry comes before the input that reaches it: nothing trades
+    m = Model(stp=True, replace=True)
+    g = order(m, "alice", "sell", "9.00", 5, tif="GTD", expire=500, ts=100)
+    b = order(m, "bob", "buy", "9.00", 2, ts=500)
+    chk("expiry before the input", (st(g), st(b), fills(m)),
+        (("CANCELLED", "EXPIRED", 5, 0), ("NEW", None, 2, 0), []))
+    # time never goes back: an input with an older ts is at engine time
+    m = Model(stp=True, replace=True)
+    m.tick(2000)
+    g = order(m, "alice", "buy", "9.00", 5, tif="GTD", expire=3000, ts=1500)
+    order(m, "bob", "buy", "8.00", 1, ts=1700)
+    chk("older ts, time kept", (m.now, st(g)), (2000, ("NEW", None, 5, 0)))
+    # a GTD order arriving already expired trades, its remainder is EXPIRED
+    b = order(m, "bob", "buy", "9.10", 2, ts=2100)
+    g2 = order(m, "alice", "sell", "9.10", 5, tif="GTD", expire=2050, ts=2100)
+    chk("arrives expired", (st(b), st(g2), fills(m)[-1]),
+        (("FILLED", None, 2, 2), ("CANCELLED", "EXPIRED", 5, 2), (b.oid, g2.oid, "9.10", 2)))
+    # dead-man: fires when time passes arm + timeout (not at it); every open
+    # order of the account, stops too, and only its account; then disarmed
+    m = Model(stp=True, replace=True)
+    a1 = order(m, "alice", "buy", "9.00", 5, ts=10)
+    a2 = order(m, "alice", "buy", None, 5, tif="IOC", typ="stop_market", stop="9.50", ts=10)
+    b1 = order(m, "bob", "buy", "9.00", 5, ts=10)
+    m.cancel_all_after("alice", 1, ts=1000)  # deadline 1000 + 1 ms
+    m.tick(1001000)
+    chk("dead-man at its deadline", (st(a1), st(a2)), (("NEW", None, 5, 0), ("PENDING_TRIGGER", None, 5, 0)))
+    m.cancel_all_after("alice", 1, ts=1001000)  # renewed: deadline 2001000
+    m.tick(1001001)
+    chk("dead-man renewed", st(a1), ("NEW", None, 5, 0))
+    m.tick(2001001)
+    chk("dead-man fired", (st(a1), st(a2), st(b1), m.switches),
+        (("CANCELLED", "DEAD_MAN", 5, 0), ("CANCELLED", "DEAD_MAN", 5, 0), ("NEW", None, 5, 0), {}))
+    a3 = order(m, "alice", "buy", "9.00", 5, ts=9000000)
+    chk("disarmed after firing", st(a3), ("NEW", None, 5, 0))
+    m.cancel_all_after("alice", 1, ts=9000000)
+    m.cancel_all_after("alice", 0, ts=9000001)
+    m.tick(99000000)
+    chk("disarmed by 0", st(a3), ("NEW", None, 5, 0))
+    # expiries before dead-man switches, switches by deadline then account,
+    # all before the input itself
+    m = Model(stp=True, replace=True)
+    g = order(m, "alice", "sell", "9.00", 1, tif="GTD", expire=5000000, ts=1)
+    a1 = order(m, "alice", "sell", "9.01", 1, ts=1)
+    c1 = order(m, "carol", "sell", "9.02", 1, ts=1)
+    m.cancel_all_after("carol", 1, ts=2)
+    m.cancel_all_after("alice", 1, ts=2)
+    t = order(m, "bob", "buy", "9.05", 3, ts=5000000)
+    chk("expiry, dead-man, then the input", (st(g), st(a1), st(c1), st(t), fills(m)),
+        (("CANCELLED", "EXPIRED", 1, 0), ("CANCELLED", "DEAD_MAN", 1, 0),
+         ("CANCELLED", "DEAD_MAN", 1, 0), ("NEW", None, 3, 0), []))
+    # stops: off the book, then a cascade through three levels in one input;
+    # the first one triggered by its own account's trade
+    m = Model(stp=True, replace=True)
+    for px in ("10.00", "10.02", "10.04"):
+        order(m, "bob", "sell", px, 1)
+    s1 = order(m, "alice", "buy", None, 1, tif="IOC", typ="stop_market", stop="10.00")
+    s2 = order(m, "carol", "buy", None, 1, tif="IOC", typ="stop_market", stop="10.02")
+    s3 = order(m, "carol", "buy", "10.04", 3, typ="stop_limit", stop="10.04")
+    chk("stops pending, off the book", ([st(s) for s in (s1, s2, s3)], m.books["AAPL"]["buy"]),
+        ([("PENDING_TRIGGER", None, 1, 0), ("PENDING_TRIGGER", None, 1, 0),
+          ("PENDING_TRIGGER", None, 3, 0)], []))
+    t = order(m, "alice", "buy", "10.00", 1)
+    chk("cascade", ([st(x) for x in (t, s1, s2, s3)], [f[1] for f in fills(m)]),
+        ([("FILLED", None, 1, 1), ("FILLED", None, 1, 1), ("FILLED", None, 1, 1),
+          ("NEW", None, 3, 0)], [t.oid, s1.oid, s2.oid]))
+    chk("a triggered stop_limit rests", m.books["AAPL"]["buy"], [s3])
+    # several stops of one trade: buys by stop ascending, sells descending, then id
+    m = Model(stp=True, replace=True)
+    for px in ("10.10", "10.11", "10.12"):
+        order(m, "bob", "sell", px, 1)
+    sa = order(m, "alice", "buy", None, 1, tif="IOC", typ="stop_market", stop="10.03")
+    sb = order(m, "alice", "buy", None, 1, tif="IOC", typ="stop_market", stop="10.01")
+    sc = order(m, "alice", "buy", None, 1, tif="IOC", typ="stop_market", stop="10.01")
+    order(m, "bob", "sell", "10.05", 1)
+    order(m, "carol", "buy", "10.05", 1)
+    chk("buy stops of one trade", [(f[1], f[2]) for f in fills(m)][1:],
+        [(sb.oid, "10.10"), (sc.oid, "10.11"), (sa.oid, "10.12")])
+    m = Model(stp=True, replace=True)
+    for px in ("9.90", "9.89", "9.88"):
+        order(m, "bob", "buy", px, 1)
+    sa = order(m, "alice", "sell", None, 1, tif="IOC", typ="stop_market", stop="9.97")
+    sb = order(m, "alice", "sell", None, 1, tif="IOC", typ="stop_market", stop="9.99")
+    sc = order(m, "alice", "sell", None, 1, tif="IOC", typ="stop_market", stop="9.99")
+    order(m, "bob", "buy", "9.95", 1)
+    order(m, "carol", "sell", "9.95", 1)
+    chk("sell stops of one trade", [(f[1], f[2]) for f in fills(m)][1:],
+        [(sb.oid, "9.90"), (sc.oid, "9.89"), (sa.oid, "9.88")])
+    # a trade below a buy stop triggers nothing; stop_market with no
+    # liquidity; stop_limit FOK unfillable
+    m = Model(stp=True, replace=True)
+    s1 = order(m, "alice", "buy", None, 2, tif="IOC", typ="stop_market", stop="10.00")
+    s2 = order(m, "alice", "buy", "10.00", 5, tif="FOK", typ="stop_limit", stop="9.99")
+    order(m, "bob", "sell", "9.98", 1)
+    order(m, "carol", "buy", "9.98", 1)
+    chk("below the stop", (st(s1), st(s2)), (("PENDING_TRIGGER", None, 2, 0), ("PENDING_TRIGGER", None, 5, 0)))
+    order(m, "bob", "sell", "10.00", 1)
+    order(m, "carol", "buy", "10.00", 1)
+    chk("market stop, no liquidity; FOK stop", (st(s1), st(s2)),
+        (("CANCELLED", "NO_LIQUIDITY", 2, 0), ("CANCELLED", "FOK_UNFILLED", 5, 0)))
+    # stops count toward the open-order limit; cancel and cancel-all reach them
+    m = Model(stp=True, replace=True, max_open=2)
+    s1 = order(m, "alice", "buy", None, 1, tif="IOC", typ="stop_market", stop="10.00")
+    s2 = order(m, "alice", "sell", "9.00", 1, typ="stop_limit", stop="9.00")
+    a1 = order(m, "alice", "buy", "8.00", 1)
+    chk("stops in the limit", st(a1), ("REJECTED", "TOO_MANY_OPEN_ORDERS", 1, 0))
+    m.cancel(s1.oid, "alice", "AAPL")
+    m.cancel_all("alice")
+    chk("cancel, cancel-all of stops", (st(s1), st(s2), m.stops["AAPL"]),
+        (("CANCELLED", "USER_CANCEL", 1, 0), ("CANCELLED", "USER_CANCEL", 1, 0), []))
+    # a GTD stop expires untriggered
+    m = Model(stp=True, replace=True)
+    s1 = order(m, "alice", "buy", "10.00", 1, tif="GTD", typ="stop_limit", stop="10.00",
+               expire=50, ts=10)
+    m.tick(60)
+    chk("GTD stop expires", (st(s1), m.stops["AAPL"]), (("CANCELLED", "EXPIRED", 1, 0), []))
     return fails
 
 
@@ -628,6 +907,39 @@ class Probes:
         for oid in mine:
             if oid is not None:
                 self.delete("bob", oid)
+        # issue 15, stops: a stop_limit is PENDING_TRIGGER until a trade at
+        # its stop price triggers it; it then rests (nothing left to take)
+        px = self.price()
+        s = self.post("alice", {"side": "buy", "type": "stop_limit", "price": px, "stop_price": px})
+        if s is not None and self.sync() and self.state(s) == ("PENDING_TRIGGER", ""):
+            b = self.post("bob", {"side": "sell", "price": px})
+            a = self.post("alice", {"side": "buy", "price": px})
+            if a is not None and b is not None and self.sync():
+                f["stops"] = self.state(s) == ("NEW", "")
+            for who, oid in (("bob", b), ("alice", a)):
+                if oid is not None:
+                    self.delete(who, oid)
+        if s is not None:
+            self.delete("alice", s)
+        # GTD and the dead-man switch: a GTD order 1 s ahead and alice's only
+        # open order under a 1 s switch, both cancelled by the matcher's
+        # ticks (nothing is sent meanwhile)
+        g = self.post("bob", {"side": "buy", "price": self.price(), "tif": "GTD",
+                              "expire_at": int(time.time() * 1000) + 1000})
+        d = self.post("alice", {"side": "buy", "price": self.price()})
+        armed = d is not None and self.c.call("POST", "/v1/cancel-all-after", ACCOUNTS["alice"],
+                                              {"timeout_ms": 1000})[0] == 202
+        if g is not None or armed:
+            wait("the GTD and dead-man probes", lambda: (
+                (g is None or (self.state(g) or ("",))[0] == "CANCELLED")
+                and (not armed or (self.state(d) or ("",))[0] == "CANCELLED")), 15)
+        f["gtd"] = g is not None and self.state(g) == ("CANCELLED", "EXPIRED")
+        f["dead_man"] = armed and self.state(d) == ("CANCELLED", "DEAD_MAN")
+        if armed and not f["dead_man"]:
+            self.c.call("POST", "/v1/cancel-all-after", ACCOUNTS["alice"], {"timeout_ms": 0})
+        for who, oid in (("bob", g), ("alice", d)):
+            if oid is not None:
+                self.delete(who, oid)
         self.sync()
         return f
 
@@ -644,7 +956,8 @@ def flow(c, model, feat, fails):
     sent_new = []        # (oid, acct, sym, body)
     mid = {s: 10000 for s in SYMBOLS}  # in ticks
     counts = {"new": 0, "cancel": 0, "amend": 0, "retry": 0, "coid_other_symbol": 0,
-              "cancel_all": 0, "stp_field": 0, "amend_with_price": 0}
+              "cancel_all": 0, "stp_field": 0, "amend_with_price": 0, "stop": 0, "gtd": 0,
+              "dead_man": 0, "amend_of_stop_not_sent": 0}
     any_cancel_all = feat["cancel_all"] or feat["cancel_all_every_symbol"]
     for i in range(REQUESTS):
         sym = rnd.choice(SYMBOLS)
@@ -660,6 +973,14 @@ def flow(c, model, feat, fails):
             model.cancel_all(acct, None if every else sym)
             counts["cancel_all"] += 1
             continue
+        if feat["dead_man"] and rx.random() < P_DEAD_MAN:
+            to = rx.choice([0, 600000])
+            st, ans = c.call("POST", "/v1/cancel-all-after", ACCOUNTS[acct], {"timeout_ms": to})
+            if st != 202:
+                fails.append(f"cancel-all-after {to}: {st} {ans}")
+            model.cancel_all_after(acct, to)
+            counts["dead_man"] += 1
+            continue
         if r < 0.05 and sent_new:  # a retried client_order_id: answered, not queued
             oid, a, s, body = rnd.choice(sent_new)
             if "client_order_id" in body:
@@ -674,6 +995,7 @@ def flow(c, model, feat, fails):
             if feat["max_open"] and rx.random() < P_CANCEL_OPEN:
                 # the limit is met less often when resting orders also leave
                 resting = [o for sy in SYMBOLS for sd in ("buy", "sell") for o in model.books[sy][sd]]
+                resting += [o for sy in SYMBOLS for o in model.stops[sy]]  # none without stops
                 if resting:
                     o = rx.choice(resting)
                     oid, owner, s = o.oid, o.acct, o.sym
@@ -692,6 +1014,9 @@ def flow(c, model, feat, fails):
                 if resting:
                     o = rx.choice(resting)
                     oid, owner, s = o.oid, o.acct, o.sym
+            if model.orders[oid].status == "PENDING_TRIGGER":
+                counts["amend_of_stop_not_sent"] += 1  # not modelled: Model.amend
+                continue
             body = {"qty": qty}
             if feat["price_patch"] and rx.random() < P_PRICE:
                 o = model.orders.get(oid)
@@ -741,19 +1066,106 @@ def flow(c, model, feat, fails):
         if feat["stp"] and rx.random() < P_STP:
             body["stp"] = rx.choice(STP_MODES)
             counts["stp_field"] += 1
+        if feat["stops"] and rx.random() < P_STOP:
+            # buy stops above the mid, sell stops below, as traders use them
+            off = rx.randint(1, 6)
+            body["stop_price"] = str(Decimal(mid[sym] + (off if side == "buy" else -off)) * TICK)
+            body.pop("post_only", None)
+            if body["type"] == "market":
+                body["type"] = "stop_market"
+                body.setdefault("tif", "IOC")
+            else:
+                body["type"] = "stop_limit"
+            counts["stop"] += 1
+        if feat["gtd"] and body["type"] in ("limit", "stop_limit") and "tif" not in body \
+                and rx.random() < P_GTD:
+            body["tif"] = "GTD"
+            body["expire_at"] = int(time.time() * 1000) + FAR_MS
+            counts["gtd"] += 1
         st, ans = c.call("POST", "/v1/orders", ACCOUNTS[acct], body)
         if st != 202:
             fails.append(f"new order {body}: {st} {ans}")
             continue
         oid = int(ans["order_id"])
-        tif = body.get("tif", "IOC" if body["type"] == "market" else "GTC")
-        price = Decimal(body["price"]) if "price" in body else None
-        model.new(Order(oid, acct, sym, side, body["type"], tif, body.get("post_only", False),
-                        price, body["qty"], body.get("client_order_id"),
-                        body.get("stp", stp_default[acct])))
+        model.new(order_of(oid, acct, body, body.get("stp", stp_default[acct])))
         sent_new.append((oid, acct, sym, body))
         counts["new"] += 1
     return counts
+
+
+def order_of(oid, acct, body, stp):
+    """The model's Order for a POST /v1/orders body that ingest queued as oid."""
+    tif = body.get("tif", "IOC" if body["type"] == "market" else "GTC")
+    price = Decimal(body["price"]) if "price" in body else None
+    stop = Decimal(body["stop_price"]) if "stop_price" in body else None
+    expire = body["expire_at"] * 1000000 if "expire_at" in body else None
+    return Order(oid, acct, body["symbol"], body["side"], body["type"], tif,
+                 body.get("post_only", False), price, body["qty"], body.get("client_order_id"),
+                 stp, stop, expire)
+
+
+def time_phase(c, model, feat, fails):
+    """After the flow, the outcomes that depend on engine time, each on
+    orders nothing else can reach meanwhile (TIME_SYMBOL, prices far apart,
+    no request of the account until it is observed), so only what happens,
+    not when, matters; the matcher's ticks must move time, since nothing
+    is sent while waiting. Applies each observed outcome to the model (the
+    comparison then checks every row); returns what it checked."""
+    done = []
+    stp = default_stp()
+
+    def post(acct, body):
+        body = {"symbol": TIME_SYMBOL, "type": "limit", **body}
+        st, ans = c.call("POST", "/v1/orders", ACCOUNTS[acct], body)
+        if st != 202:
+            fails.append(f"time phase: new order {body}: {st} {ans}")
+            return None
+        o = order_of(int(ans["order_id"]), acct, body, body.get("stp", stp[acct]))
+        model.new(o)
+        return o
+
+    def status(oids):
+        if not oids:
+            return {}
+        rows = psql("SELECT order_id, status, coalesce(reject_reason, '') FROM orders WHERE "
+                    f"order_id IN ({', '.join(str(o) for o in oids)})")
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    if feat["gtd"]:
+        # a GTD order trades, then its rest expires; one expires resting;
+        # one an hour ahead stays
+        t0 = time.time()
+        short = int(t0 * 1000) + 4000
+        g1 = post("bob", {"side": "sell", "price": "100.00", "qty": 5, "tif": "GTD", "expire_at": short})
+        a1 = post("alice", {"side": "buy", "price": "100.00", "qty": 2})
+        g2 = post("alice", {"side": "buy", "price": "50.00", "qty": 1, "tif": "GTD", "expire_at": short})
+        post("bob", {"side": "sell", "price": "150.00", "qty": 1, "tif": "GTD",
+                     "expire_at": int(t0 * 1000) + FAR_MS})
+        if time.time() - t0 > 3.0:
+            fails.append("time phase: placing the GTD orders took over 3 s of their 4: "
+                         "the trade may have come after the expiry (inconclusive)")
+        if g1 and a1 and g2:
+            ids = [g1.oid, g2.oid]
+            if not wait("the GTD orders to expire", lambda: all(
+                    v[0] == "CANCELLED" for v in status(ids).values()) and len(status(ids)) == 2, 30):
+                fails.append("time phase: the short GTD orders were not cancelled in 30 s")
+            model.expire(g1.oid)
+            model.expire(g2.oid)
+            done.append("gtd")
+    if feat["dead_man"]:
+        post("alice", {"side": "buy", "price": "40.00", "qty": 1})
+        mine = [o.oid for o in model._open_orders("alice")]
+        st, ans = c.call("POST", "/v1/cancel-all-after", ACCOUNTS["alice"], {"timeout_ms": 1000})
+        if st != 202:
+            fails.append(f"time phase: cancel-all-after 1000: {st} {ans}")
+        else:
+            model.cancel_all_after("alice", 1000)
+            if not wait("alice's dead-man switch to fire", lambda: all(
+                    v[0] == "CANCELLED" for v in status(mine).values()), 30):
+                fails.append("time phase: alice's open orders were not cancelled in 30 s")
+            model.fire_dead_man("alice")
+            done.append(f"dead_man ({len(mine)} open orders of alice)")
+    return done
 
 
 def summary(model):
@@ -805,10 +1217,11 @@ def main():
         probe_ids = set()
         probes = Probes(c, probe_ids)
         feat = probes.run()
-        print("issue 14 features of this stack: " +
+        print("issue 14/15 features of this stack: " +
               ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in feat.items()))
-        model = Model(stp=feat["stp"], replace=feat["replace"],
-                      max_open=MAX_OPEN if feat["max_open"] else None)
+        timed = feat["gtd"] or feat["dead_man"]
+        model = Model(symbols=SYMBOLS + ([TIME_SYMBOL] if timed else []), stp=feat["stp"],
+                      replace=feat["replace"], max_open=MAX_OPEN if feat["max_open"] else None)
         counts = flow(c, model, feat, fails)
         want_fills = sum(len(v) for v in model.fills.values())
         print(f"sent: {counts}; model: {len(model.orders)} orders, {want_fills} fills")
@@ -831,6 +1244,8 @@ def main():
             print(f"note: {PROBE_SYMBOL} is not in the shard of every symbol: no barrier")
         elif not probes.sync(60):
             fails.append("the final barrier order was not recorded in time")
+        if timed:
+            print("time phase: " + ", ".join(time_phase(c, model, feat, fails)))
         time.sleep(1.0)
 
         rows = {int(r[0]): r for r in psql(
@@ -849,7 +1264,7 @@ def main():
         extra = set(rows) - set(model.orders) - probe_ids
         if extra:
             fails.append(f"orders table has {len(extra)} rows the model does not: {sorted(extra)[:5]}")
-        for s in SYMBOLS:
+        for s in model.fills:
             got = [(int(r[0]), int(r[1]), Decimal(r[2]), int(r[3]), r[4], r[5], r[6]) for r in psql(
                 "SELECT maker_order_id, taker_order_id, price, qty, maker_account, taker_account, "
                 f"taker_side FROM fills WHERE symbol = '{s}' ORDER BY fill_id")]

@@ -221,7 +221,7 @@ static void test_poison_entries(void **state)
     assert_int_equal(rec_batch_add(b, 1, "2-1", 3, NULL, 0), 0);
     assert_int_equal(rec_batch_add_poison(b, 2, "3-0", 3, "entry deleted"), 0);
     struct op_report odd = rep(OP_REPORT_ACCEPTED, 60, 12, 1);
-    odd.kind = 9;
+    odd.kind = OP_REPORT_KIND_MAX + 1; /* 11 since issue 15 (9 was unknown before) */
     add(b, &odd, 1);
     struct op_report ok = rep(OP_REPORT_ACCEPTED, 61, 13, 2);
     add(b, &ok, 1);
@@ -578,6 +578,114 @@ static void test_self_trade_and_new_reasons(void **state)
                    "\t" TS(1) "\t71\n");
 }
 
+/* Stops and GTD orders (issue 15): an accepted stop is a new row with status
+ * PENDING_TRIGGER and its type (stop_market: no price), a GTD order's tif is
+ * GTD; TRIGGERED is a state report like the others (versioned by report_id),
+ * so a stop accepted, triggered and traded in one range is one row of the
+ * trade's state, and one triggered in a later range is an update (NEW). */
+static void test_stops_and_gtd(void **state)
+{
+    struct rec_batch *b = *state;
+    /* 41: a sell stop_limit GTD, accepted, triggered and partly filled */
+    struct op_report acc = rep(OP_REPORT_ACCEPTED, 80, 41, 1);
+    acc.side = OP_SIDE_SELL, acc.type = OP_TYPE_STOP_LIMIT, acc.tif = OP_TIF_GTD;
+    acc.status = OP_STATUS_PENDING_TRIGGER, acc.stop_price = 18800, acc.expire_ns = T(9);
+    struct op_report trg = acc;
+    trg.kind = OP_REPORT_TRIGGERED, trg.report_id = 82, trg.ts_ns = T(2);
+    trg.status = OP_STATUS_NEW;
+    struct op_report tr = trade(83, 41, 5, 40, 2);
+    tr.side = OP_SIDE_SELL, tr.type = OP_TYPE_STOP_LIMIT, tr.tif = OP_TIF_GTD;
+    tr.stop_price = 18800, tr.expire_ns = T(9);
+    /* 42: a buy stop_market still waiting */
+    struct op_report stm = rep(OP_REPORT_ACCEPTED, 81, 42, 1);
+    stm.type = OP_TYPE_STOP_MARKET, stm.tif = OP_TIF_IOC, stm.price = 0;
+    stm.status = OP_STATUS_PENDING_TRIGGER, stm.stop_price = 19000;
+    /* 43: accepted in an earlier batch, triggered now */
+    struct op_report late = rep(OP_REPORT_TRIGGERED, 84, 43, 3);
+    late.type = OP_TYPE_STOP_LIMIT, late.stop_price = 18700;
+    struct op_report r1[] = {acc, stm}, r2[] = {trg, tr}, r3[] = {late};
+    add(b, r2, 2); /* out of order on purpose: the version decides */
+    add(b, r1, 2);
+    add(b, r3, 1);
+    assert_int_equal(b->npoison, 0);
+    assert_int_equal(b->nbad, 0);
+    assert_int_equal(b->ignored_rejects, 0);
+    assert_int_equal(b->rows, 5);
+    expect_rows(
+        b, "83\tAAPL\t187.00\t40\t5\t41\tbob\talice\tsell\t" TS(2) "\n",
+        "41\t" N "\talice\tAAPL\tsell\tstop_limit\tGTD\tf\t187.25\t100\t40\tPARTIALLY_FILLED\t" N
+        "\t" TS(1) "\t" TS(2) "\t83\n"
+                              "42\t" N "\talice\tAAPL\tbuy\tstop_market\tIOC\tf\t" N
+                              "\t100\t0\tPENDING_TRIGGER\t" N "\t" TS(1) "\t" TS(1) "\t81\n",
+        "5\t" N "\tbob\tAAPL\t" N "\t" N "\t" N "\t" N "\t187.00\t40\t40\tFILLED\t" N "\t" N
+        "\t" TS(2) "\t83\n"
+                   "43\t" N "\talice\tAAPL\tbuy\tstop_limit\tGTC\tf\t187.25\t100\t0\tNEW\t" N "\t" N
+                   "\t" TS(3) "\t84\n");
+}
+
+/* Time (issue 15): an expiry and a fired dead-man switch are CANCELLED
+ * reports whose reason is stored (EXPIRED, DEAD_MAN); the CANCEL_ALL_DONE
+ * ending the switch, the DEAD_MAN ack of an arm/disarm and a TICK concern
+ * no order (id 0, symbol ""): nothing is written, nothing is poison and none
+ * is an ignored reject. New orders rejected BAD_EXPIRY or BAD_STOP are
+ * rejected rows; a rejected cancel_all_after (BAD_TIMEOUT, id 0) changes
+ * no order and is counted as ignored. An entry of ticks only still counts
+ * one row towards the batch's size. */
+static void test_expiry_dead_man_tick(void **state)
+{
+    struct rec_batch *b = *state;
+    struct op_report exp = rep(OP_REPORT_CANCELLED, 90, 45, 1);
+    exp.req_kind = OP_MSG_TICK, exp.tif = OP_TIF_GTD, exp.expire_ns = T(1);
+    exp.status = OP_STATUS_CANCELLED, exp.reason = OP_REASON_EXPIRED;
+    struct op_report dm = rep(OP_REPORT_CANCELLED, 91, 46, 1);
+    dm.req_kind = OP_MSG_TICK, dm.status = OP_STATUS_CANCELLED, dm.reason = OP_REASON_DEAD_MAN;
+    struct op_report done, ack, tick, badto;
+    memset(&done, 0, sizeof(done));
+    done.kind = OP_REPORT_CANCEL_ALL_DONE, done.req_kind = OP_MSG_TICK;
+    done.reason = OP_REASON_DEAD_MAN, done.report_id = 92, done.ts_ns = T(1), done.qty = 1;
+    snprintf(done.account, sizeof(done.account), "%s", "alice");
+    tick = done;
+    tick.kind = OP_REPORT_TICK, tick.report_id = 93, tick.reason = 0, tick.qty = 0;
+    tick.account[0] = '\0';
+    ack = done;
+    ack.kind = OP_REPORT_DEAD_MAN, ack.req_kind = OP_MSG_CANCEL_ALL_AFTER, ack.reason = 0;
+    ack.report_id = 94, ack.ts_ns = T(2), ack.qty = 5000;
+    badto = ack;
+    badto.kind = OP_REPORT_REJECTED, badto.report_id = 95, badto.reason = OP_REASON_BAD_TIMEOUT;
+    badto.status = OP_STATUS_REJECTED;
+    struct op_report r[] = {exp,
+                            dm,
+                            done,
+                            tick,
+                            ack,
+                            badto,
+                            rejected(96, 47, OP_REASON_BAD_EXPIRY, 3),
+                            rejected(97, 48, OP_REASON_BAD_STOP, 3)};
+    add(b, r, 8);
+    assert_int_equal(b->npoison, 0);
+    assert_int_equal(b->nbad, 0);
+    assert_int_equal(b->ignored_rejects, 1);
+    assert_int_equal(b->rows, 4);
+    struct op_report only_tick = tick;
+    only_tick.report_id = 98;
+    add(b, &only_tick, 1);
+    assert_int_equal(b->rows, 5);
+    assert_int_equal(b->npoison, 0);
+    expect_rows(
+        b, "",
+        "47\t" N
+        "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_EXPIRY\t" TS(3) "\t" TS(
+            3) "\t96\n"
+               "48\t" N
+               "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tREJECTED\tBAD_STOP\t" TS(
+                   3) "\t" TS(3) "\t97\n",
+        "45\t" N "\talice\tAAPL\tbuy\tlimit\tGTD\tf\t187.25\t100\t0\tCANCELLED\tEXPIRED\t" N
+        "\t" TS(1) "\t90\n"
+                   "46\t" N
+                   "\talice\tAAPL\tbuy\tlimit\tGTC\tf\t187.25\t100\t0\tCANCELLED\tDEAD_MAN\t" N
+                   "\t" TS(1) "\t91\n");
+}
+
 /* rec_batch_reset empties the batch and its counters for the next one. */
 static void test_reset(void **state)
 {
@@ -616,6 +724,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cancel_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self_trade_and_new_reasons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stops_and_gtd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_dead_man_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
