@@ -139,6 +139,11 @@ int main(void)
     mc.closed_max = (uint32_t)op_env_int_or_exit("matcher", "MATCHER_CLOSED_MAX",
                                                  ENG_CLOSED_DEFAULT, 1, ENG_CLOSED_LIMIT);
     mc.max_open = (uint32_t)op_env_int_or_exit("matcher", "MAX_OPEN_ORDERS", 10000, 0, 100000000);
+    /* Why 100 ms: an expiry or a dead-man deadline of an idle shard happens
+     * at most this long (plus a BLOCK's lateness) after it is due, and a
+     * shard with something pending costs at most 10 small writes a second. */
+    mc.tick_ms = (int)op_env_int_or_exit("matcher", "MATCHER_TICK_MS", 100, 0, 3600000);
+    mc.tick_force = (int)op_env_int_or_exit("matcher", "MATCHER_TICK_FORCE", 0, 0, 1);
     const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
     if (mc.block_ms >= mc.redis_timeout_ms) {
         fprintf(stderr,
@@ -193,9 +198,9 @@ int main(void)
     }
     op_info("started",
             "name=%s shards=%u lease_ms=%d batch=%d snapshot_every=%lld "
-            "snapshot_ms=%d book_ms=%d metrics_port=%d symbols=%zu",
+            "snapshot_ms=%d book_ms=%d tick_ms=%d%s metrics_port=%d symbols=%zu",
             mc.name, mc.shards, mc.lease_ms, mc.batch, mc.snapshot_every, mc.snapshot_ms,
-            mc.book_ms, mc.metrics_port, syms.n);
+            mc.book_ms, mc.tick_ms, mc.tick_force ? " tick_force=1" : "", mc.metrics_port, syms.n);
 
     int rc = worker_run(w, &op_stop_requested);
 

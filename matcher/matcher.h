@@ -31,6 +31,7 @@
  *                 the fenced read (a command run only while a lease is ours)
  *   marketdata.c  the aggregated book JSON of book:{S}:<SYMBOL>
  *   stats.c       the /metrics text
+ *   tick.h        when an idle shard appends a tick (a pure decision)
  *
  * Includes go one way: worker.c, part.c, publish.c → part.h → fence.h,
  * matcher.h; fence.c → fence.h, matcher.h.
@@ -53,6 +54,8 @@ struct matcher_config {
     int metrics_port;             /* MATCHER_METRICS_PORT: 0 disables */
     uint32_t closed_max;          /* MATCHER_CLOSED_MAX: engine's closed-order memory */
     uint32_t max_open;            /* MAX_OPEN_ORDERS: per account per symbol, 0 = none */
+    int tick_ms;                  /* MATCHER_TICK_MS: idle time before a tick, 0 = never */
+    int tick_force;               /* MATCHER_TICK_FORCE (test only): tick as if an event were due */
     const struct op_symtab *syms; /* (ref) SYMBOLS_FILE: ticks for market data */
 };
 
@@ -83,6 +86,7 @@ struct matcher_stats {
     _Atomic uint64_t deleted_pending;  /* pending entries found deleted (trimmed) */
     _Atomic uint64_t redis_errors;     /* connection failures */
     _Atomic uint64_t book_updates;     /* book:{S}:<SYMBOL> keys written */
+    _Atomic uint64_t ticks;            /* tick inputs appended to orders:{S} */
     _Atomic int live_workers;          /* matchers alive, from the heartbeat */
     _Atomic int target_shards;         /* shards this worker should own */
     _Atomic int redis_up;              /* 1 while Redis answers */

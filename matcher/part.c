@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "matcher/part.h"
+#include "matcher/tick.h"
 #include "shared/alloc.h"
 #include "shared/log.h"
 #include "shared/reply.h"
@@ -101,6 +102,7 @@ void part_fail(struct part *p, const char *why, int retry_ms)
     op_reply_free(p->next);
     p->next = NULL;
     p->next_direct = 0;
+    p->tick_inflight = 0; /* the recovery reads whatever got in */
     publish_release(&p->pub);
 }
 
@@ -269,9 +271,28 @@ static void mark_all_books(struct worker *w, struct part *p, uint64_t ts)
     }
 }
 
+/* Marks the books of the symbols named by reports[from … w->reps.len) for
+ * market data: what a tick changed (an expiry, a dead-man switch firing)
+ * can be in any symbol of the shard, and a tick names none. */
+static void mark_reported_books(struct worker *w, struct part *p, size_t from, uint64_t ts)
+{
+    for (size_t r = from; r < w->reps.len; r++) {
+        const char *sym = w->reps.v[r].symbol;
+        const struct op_symbol *s = sym[0] ? op_symtab_find(w->cfg->syms, sym, strlen(sym)) : NULL;
+        if (!s)
+            continue;
+        size_t k = (size_t)(s - w->cfg->syms->v);
+        p->dirty[k] = 1;
+        p->sym_ts[k] = ts;
+        p->any_dirty = 1;
+    }
+}
+
 /* Applies inputs 0 … n-1 to p's engine, recording where each one's reports
  * end (w->rep_end), and marks their books for market data. Prefetches as
- * eng_apply_batch does (the id-map slot 16 inputs ahead, the order 8 ahead). */
+ * eng_apply_batch does (the id-map slot 16 inputs ahead, the order 8 ahead).
+ * A tick input read back ends the tick in flight (any owner's: one is
+ * enough to move time). */
 static void apply_inputs(struct worker *w, struct part *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -280,8 +301,12 @@ static void apply_inputs(struct worker *w, struct part *p, size_t n)
         if (i + 8 < n && !w->ents[i + 8].deleted)
             eng_prefetch(p->eng, &w->msgs[i + 8], 1);
         if (!w->ents[i].deleted) {
+            size_t from = w->reps.len;
             eng_apply(p->eng, &w->msgs[i], &w->reps);
-            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) { /* not a malformed entry */
+            if (w->msgs[i].kind == OP_MSG_TICK) {
+                p->tick_inflight = 0;
+                mark_reported_books(w, p, from, w->msgs[i].ts_ns);
+            } else if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) { /* not malformed */
                 p->dirty[w->ents[i].sym] = 1;
                 p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
                 p->any_dirty = 1;
@@ -485,6 +510,7 @@ static void recovery_done(struct worker *w, struct part *p)
     memset(&p->cursor, 0, sizeof(p->cursor));
     p->snap_due_ms = op_now_ms() + w->cfg->snapshot_ms;
     p->book_due_ms = 0;
+    p->input_ms = op_now_ms();
     atomic_fetch_add(&w->st->recoveries, 1);
     op_hist_observe(&w->st->recovery_us, (uint64_t)(part_now_us() - t0));
     atomic_store(&w->st->shard[p->shard].open_orders, eng_open_orders(p->eng));
@@ -625,15 +651,15 @@ static enum part_rc send_publish(struct worker *w, struct part *p, int next)
 /* Builds and sends the publish of inputs 0 … n-1; batch (owned, may be
  * NULL) is the reply their ids point into, freed with the publish. */
 static enum part_rc publish_batch(struct worker *w, struct part *p, size_t n, int force_snapshot,
-                                  int read_next, int64_t t_read_us, struct redisReply *batch,
-                                  int next)
+                                  int read_next, int64_t t_read_us, uint64_t tick_ts,
+                                  struct redisReply *batch, int next)
 {
     if (op_now_ms() >= p->lease_deadline_ms) {
         op_reply_free(batch);
         part_lose(p);
         return PART_FAILED;
     }
-    int built = publish_build(w, p, n, force_snapshot, read_next, t_read_us, &p->pub);
+    int built = publish_build(w, p, n, force_snapshot, read_next, t_read_us, tick_ts, &p->pub);
     if (built <= 0) {
         op_reply_free(batch);
         publish_release(&p->pub);
@@ -658,7 +684,7 @@ enum part_rc part_step(struct worker *w, struct part *p, int next)
     p->next_direct = 0;
     if (!rep) { /* nothing read ahead: a fenced transaction of just the read */
         eng_reports_reset(&w->reps);
-        enum part_rc rc = publish_batch(w, p, 0, 0, 1, part_now_us(), NULL, next);
+        enum part_rc rc = publish_batch(w, p, 0, 0, 1, part_now_us(), 0, NULL, next);
         if (rc != PART_DID)
             return rc;
         rep = p->next;
@@ -683,6 +709,7 @@ enum part_rc part_step(struct worker *w, struct part *p, int next)
         return PART_IDLE;
     }
     p->idle = 0;
+    p->input_ms = op_now_ms();
     /* An entry at or below what the engine already reflects was applied
      * before (it cannot be pending: batches are acknowledged whole, in
      * order); acknowledge it again without applying it. */
@@ -703,7 +730,27 @@ enum part_rc part_step(struct worker *w, struct part *p, int next)
         }
     eng_reports_reset(&w->reps);
     apply_inputs(w, p, (size_t)n);
-    enum part_rc rc = publish_batch(w, p, (size_t)n, 0, next >= 0, t_read, rep, next);
+    enum part_rc rc = publish_batch(w, p, (size_t)n, 0, next >= 0, t_read, 0, rep, next);
+    return rc == PART_IDLE ? PART_DID : rc;
+}
+
+int64_t part_tick_wait_ms(const struct worker *w, const struct part *p, int64_t now_ms)
+{
+    if (!part_publishing(p) || p->state != PART_LIVE || !p->eng || w->cfg->tick_ms <= 0)
+        return -1;
+    /* MATCHER_TICK_FORCE (tests): as if an event had been due since the
+     * epoch, so that the ticks' path runs before the engine has events. */
+    uint64_t next = w->cfg->tick_force ? 1 : eng_next_event_ns(p->eng);
+    return tick_wait_ms(w->cfg->tick_ms, p->tick_inflight, now_ms - p->input_ms, next,
+                        part_wall_ns());
+}
+
+enum part_rc part_tick(struct worker *w, struct part *p, int next)
+{
+    if (p->pub.active || p->next || part_tick_wait_ms(w, p, op_now_ms()) != 0)
+        return PART_IDLE;
+    eng_reports_reset(&w->reps);
+    enum part_rc rc = publish_batch(w, p, 0, 0, 1, part_now_us(), part_wall_ns(), NULL, next);
     return rc == PART_IDLE ? PART_DID : rc;
 }
 
@@ -712,7 +759,7 @@ enum part_rc part_flush(struct worker *w, struct part *p, int force_snapshot)
     if (!part_publishing(p) || !p->eng || p->pub.active)
         return PART_IDLE;
     eng_reports_reset(&w->reps);
-    return publish_batch(w, p, 0, force_snapshot, 0, part_now_us(), NULL, -1);
+    return publish_batch(w, p, 0, force_snapshot, 0, part_now_us(), 0, NULL, -1);
 }
 
 enum part_rc part_resume(struct worker *w, struct part *p, int next)

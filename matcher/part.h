@@ -52,6 +52,9 @@ struct publish {
     int short_tries;            /* fences found ours with too little TTL left */
     int renew_first;            /* the loop renews the leases before the next send */
     int64_t due_ms;             /* not sent again before this (monotonic ms) */
+    uint64_t tick_ts;           /* appends a tick input stamped this (ns) to orders:{S}, 0 none */
+    size_t tick_text, tick_m;   /* the tick entry's fields in w->text, its `m` in w->enc */
+    size_t tick_mlen;
 };
 
 struct part {
@@ -78,6 +81,9 @@ struct part {
     uint64_t *sym_ts;          /* [syms->n]: event time of the last input of the symbol */
     int any_dirty;             /* some dirty[] is set */
     int idle;                  /* the last read found nothing new */
+    int64_t input_ms;          /* monotonic ms of the last new input read (or of going
+                                  live): how long the shard has been idle, for ticks */
+    int tick_inflight;         /* a tick of ours is written and not read back yet */
     int lost;                  /* lease lost: drop at the next chance, publish nothing */
     struct publish pub;        /* the publish in progress; kept across loop turns when held */
     /* RECOVER, between part_recover calls: */
@@ -170,6 +176,15 @@ static inline int64_t part_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock ns since the epoch: a tick's `ts` (the only clock an input
+ * of the matcher carries; docs/matcher.md, "Ticks"). */
+static inline uint64_t part_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* --- part.c: the shard's life cycle ---------------------------------------- */
 
 /* A new shard in RECOVER whose lease runs out at deadline_ms, sized for w's
@@ -196,6 +211,16 @@ enum part_rc part_recover(struct worker *w, struct part *p);
  * ahead), apply it, publish it fenced, with the fence of shard `next`
  * (-1: none, and no read ahead) pipelined behind the EXEC. */
 enum part_rc part_step(struct worker *w, struct part *p, int next);
+
+/* Appends a tick input to orders:{S} when one is due (matcher/tick.h: p
+ * LIVE and idle for MATCHER_TICK_MS, nothing read ahead, an engine event
+ * due by the wall clock), fenced like any publish, with the read of the
+ * next batch (the tick itself) behind it in the MULTI. PART_IDLE when no
+ * tick is due, else as part_step. */
+enum part_rc part_tick(struct worker *w, struct part *p, int next);
+
+/* The ms until p may need a tick (0 now), or -1 for none (tick.h). */
+int64_t part_tick_wait_ms(const struct worker *w, const struct part *p, int64_t now_ms);
 
 /* Publishes what is due without inputs (market data; with force_snapshot a
  * snapshot of unsnapshotted inputs). PART_IDLE when nothing was due. */
@@ -232,11 +257,13 @@ enum publish_outcome {
 };
 
 /* Builds the publish of inputs 0 … n-1 (applied: reports in w->reps) into
- * *pb: fills entries, XACK arguments, due market data and snapshot. 1 when
- * there is something to send, 0 when there is nothing, -1 on allocation
- * failure (pb then holds nothing to free). */
+ * *pb: fills entries, XACK arguments, due market data and snapshot, and
+ * with tick_ts != 0 a tick input stamped tick_ts appended to orders:{S}
+ * (oseq:{S} raised with it, as ingest does). 1 when there is something to
+ * send, 0 when there is nothing, -1 on allocation failure (pb then holds
+ * nothing to free). */
 int publish_build(struct worker *w, struct part *p, size_t n, int force_snapshot, int read_next,
-                  int64_t t_read_us, struct publish *pb);
+                  int64_t t_read_us, uint64_t tick_ts, struct publish *pb);
 
 /* Sends *pb fenced (MULTI … EXEC), the fence of shard next (-1: none)
  * pipelined behind it. On PUBLISH_DONE *ex is the EXEC reply (the caller

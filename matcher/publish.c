@@ -170,12 +170,52 @@ static int encode_books(struct worker *w, struct part *p, int64_t now)
     return n;
 }
 
+/*
+ * Appends one tick input to orders:{S}, as ingest's entry script does
+ * (ingest/writer.c): KEYS[1] orders:{S}, KEYS[2] oseq:{S}; ARGV[1…4] the
+ * readable fields type, sym, n, ids and ARGV[5] the `m`. oseq:{S} is
+ * raised by n and the entry's `seq` is its value before, atomically with
+ * the XADD, so backpressure's count of orders (shared/backlog.h) keeps
+ * holding. A missing stream (setup not run) is an error reply: nothing is
+ * written and the publish is BROKEN, which sends the shard to recovery. Run
+ * inside the fenced MULTI, so only while the lease is ours. EVAL, not
+ * EVALSHA: a tick is rare and small, and there is no NOSCRIPT to handle.
+ */
+static const char TICK_SCRIPT[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+    "  return redis.error_reply('ERR no stream ' .. KEYS[1] .. ': run orderpipe-setup')\n"
+    "end\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local seq = redis.call('INCRBY', KEYS[2], n) - n\n"
+    "return redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'type', ARGV[1], 'sym', ARGV[2],\n"
+    "  'n', ARGV[3], 'ids', ARGV[4], 'seq', tostring(seq), 'm', ARGV[5])\n";
+
+/* Encodes a tick input stamped ts (schemas/messages.md: k 5, id 0, sym and
+ * acct "") into pb: its readable fields (op_codec_orders_fields, as ingest
+ * writes them) appended to w->text, its `m` to w->enc. 0 or -1. */
+static int encode_tick(struct worker *w, uint64_t ts, struct publish *pb)
+{
+    struct op_order_msg m;
+    memset(&m, 0, sizeof(m));
+    m.kind = OP_MSG_TICK;
+    m.ts_ns = ts;
+    const struct op_order_msg *msgs[] = {&m};
+    pb->tick_text = w->text.len;
+    if (op_codec_orders_fields(&w->text, msgs, 1) != 0)
+        return op_log_fail("out_of_memory", "what=tick");
+    pb->tick_m = w->enc.len;
+    if (op_codec_encode_orders(&w->enc, msgs, 1) != 0)
+        return op_log_fail("encode_failed", "what=tick");
+    pb->tick_mlen = w->enc.len - pb->tick_m;
+    return 0;
+}
+
 /* Why 100 ms: the first wait after Redis refused a publish (publish_build
  * sets it; part.c doubles it, docs/matcher.md "Failure behaviour"). */
 #define REFUSED_BACKOFF_FIRST_MS 100
 
 int publish_build(struct worker *w, struct part *p, size_t n, int force_snapshot, int read_next,
-                  int64_t t_read_us, struct publish *pb)
+                  int64_t t_read_us, uint64_t tick_ts, struct publish *pb)
 {
     memset(pb, 0, sizeof(*pb));
     int64_t now = op_now_ms();
@@ -187,8 +227,10 @@ int publish_build(struct worker *w, struct part *p, size_t n, int force_snapshot
     int snap =
         p->since_snap > 0 && (force_snapshot || p->since_snap >= (uint64_t)w->cfg->snapshot_every ||
                               now >= p->snap_due_ms);
-    if (n == 0 && !snap && nbooks == 0 && !read_next)
+    if (n == 0 && !snap && nbooks == 0 && !read_next && !tick_ts)
         return 0;
+    if (tick_ts && encode_tick(w, tick_ts, pb) != 0)
+        return -1;
     if (snap) {
         int64_t t0 = part_now_us();
         if (eng_snapshot(p->eng, &pb->blob, &pb->blen) != 0)
@@ -222,6 +264,7 @@ int publish_build(struct worker *w, struct part *p, size_t n, int force_snapshot
     pb->nbooks = nbooks;
     pb->snap = snap;
     pb->t_read_us = t_read_us;
+    pb->tick_ts = tick_ts;
     pb->backoff_ms = REFUSED_BACKOFF_FIRST_MS;
     return 1;
 }
@@ -278,6 +321,27 @@ static int queue_transaction(struct worker *w, struct part *p, const struct publ
         queued++;
         k = json + strlen(json) + 1;
     }
+    if (pb->tick_ts) { /* before the read: the read brings the tick back */
+        char oseq[OP_KEY_MAX];
+        const char *t = w->text.data + pb->tick_text; /* type, sym, n, ids */
+        const char *type = t, *sym = type + strlen(type) + 1, *nf = sym + strlen(sym) + 1,
+                   *ids = nf + strlen(nf) + 1;
+        op_key_oseq(oseq, p->shard);
+        const char *argv[] = {"EVAL", TICK_SCRIPT, "2", p->orders, oseq,
+                              type,   sym,         nf,  ids,       w->enc.data + pb->tick_m};
+        size_t lens[] = {4,
+                         sizeof(TICK_SCRIPT) - 1,
+                         1,
+                         strlen(p->orders),
+                         strlen(oseq),
+                         strlen(type),
+                         strlen(sym),
+                         strlen(nf),
+                         strlen(ids),
+                         pb->tick_mlen};
+        op_redis_append(&w->redis, 10, argv, lens);
+        queued++;
+    }
     if (pb->read_next) {
         append_read(w, p);
         queued++;
@@ -316,6 +380,7 @@ static int exec_complete(const struct part *p, const struct redisReply *ex, int 
  *     [SET odone:{S} <seq + n of the last entry>]   (shared/backlog.h)
  *     [HSET snap:{S} id <last> eng <snapshot>; XTRIM orders:{S} MINID ~ <last>]
  *     [SET book:{S}:<SYMBOL> <json> …]
+ *     [EVAL <tick script> orders:{S} oseq:{S} …   a tick input: INCRBY + XADD]
  *     [XREADGROUP … COUNT batch STREAMS orders:{S} >|<cursor>   the next batch]
  *   EXEC
  *   [WATCH lease:{S'}; GET; PTTL]          the fence of the next publish
@@ -405,6 +470,11 @@ void publish_account(struct worker *w, struct part *p, const struct publish *pb)
     atomic_fetch_add(&w->st->reports, w->reps.len);
     atomic_fetch_add(&w->st->trades, trades);
     atomic_fetch_add(&w->st->book_updates, (uint64_t)pb->nbooks);
+    if (pb->tick_ts) {
+        p->tick_inflight = 1; /* until it is read back and applied (part.c) */
+        atomic_fetch_add(&w->st->ticks, 1);
+        op_debug("tick_written", "shard=%u ts=%llu", p->shard, (unsigned long long)pb->tick_ts);
+    }
     if (pb->n) {
         atomic_fetch_add(&w->st->batches, 1);
         op_hist_observe_size(&w->st->batch_size, pb->n);

@@ -19,6 +19,9 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
                        "Inputs replayed without publishing during recoveries.", GET(st->replayed));
     op_metrics_counter(b, "matcher_batches_total", "Batches published (one MULTI/EXEC each).",
                        GET(st->batches));
+    op_metrics_counter(b, "matcher_ticks_total",
+                       "Tick inputs appended to orders:{S} so that engine time moves.",
+                       GET(st->ticks));
     op_metrics_counter(b, "matcher_fenced_total",
                        "Publishes refused by the lease fence (nil EXEC).", GET(st->fenced));
     op_metrics_counter(

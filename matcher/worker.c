@@ -312,7 +312,7 @@ static void take_fenced_reads(struct worker *w, struct part **waiting, int n)
 
 /* Waits for new entries on the LIVE shards (XREAD BLOCK, which changes
  * nothing in the groups), or sleeps when there is none, at most until the
- * next renewal or market-data publication is due (Redis times a BLOCK out
+ * next renewal, market-data publication or tick is due (Redis times a BLOCK out
  * at its serverCron ticks, up to 100 ms late at hz 10: a wait is at most
  * that much longer). New entries are read behind it (append_fenced_reads). */
 static void idle_wait(struct worker *w)
@@ -335,6 +335,9 @@ static void idle_wait(struct worker *w)
             waiting[nwait++] = p;
         if (p->any_dirty && p->book_due_ms < until)
             until = p->book_due_ms;
+        int64_t tick = part_tick_wait_ms(w, p, now);
+        if (tick >= 0 && now + tick < until)
+            until = now + tick;
         op_sid_format(p->last, 0, ids[n]);
         argv[4 + n] = p->orders;
         n++;
@@ -392,6 +395,10 @@ static int pass(struct worker *w)
         } else {
             enum part_rc rc = part_step(w, p, next_publisher(w, s));
             did |= rc == PART_DID || rc == PART_HELD;
+            if (rc == PART_IDLE) { /* idle: a tick when one is due (matcher/tick.h) */
+                rc = part_tick(w, p, next_publisher(w, s));
+                did |= rc == PART_DID || rc == PART_HELD;
+            }
             if (rc == PART_IDLE && (p->any_dirty || now >= p->snap_due_ms))
                 did |= part_flush(w, p, 0) == PART_HELD;
         }
