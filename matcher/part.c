@@ -272,8 +272,8 @@ static void mark_all_books(struct worker *w, struct part *p, uint64_t ts)
 }
 
 /* Marks the books of the symbols named by reports[from … w->reps.len) for
- * market data: what a tick changed (an expiry, a dead-man switch firing)
- * can be in any symbol of the shard, and a tick names none. */
+ * market data: what engine time made due (an expiry, a dead-man switch
+ * firing) can be in any symbol of the shard, and a tick names none. */
 static void mark_reported_books(struct worker *w, struct part *p, size_t from, uint64_t ts)
 {
     for (size_t r = from; r < w->reps.len; r++) {
@@ -302,11 +302,16 @@ static void apply_inputs(struct worker *w, struct part *p, size_t n)
             eng_prefetch(p->eng, &w->msgs[i + 8], 1);
         if (!w->ents[i].deleted) {
             size_t from = w->reps.len;
+            /* Due before this input: its time reaches an expiry or a dead-man
+             * deadline (engine time = the largest ts so far, and what was due
+             * at the last one has run). */
+            uint64_t due = eng_next_event_ns(p->eng);
             eng_apply(p->eng, &w->msgs[i], &w->reps);
-            if (w->msgs[i].kind == OP_MSG_TICK) {
+            if (w->msgs[i].kind == OP_MSG_TICK)
                 p->tick_inflight = 0;
-                mark_reported_books(w, p, from, w->msgs[i].ts_ns);
-            } else if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) { /* not malformed */
+            if (w->msgs[i].kind == OP_MSG_TICK || (due != 0 && w->msgs[i].ts_ns >= due))
+                mark_reported_books(w, p, from, w->msgs[i].ts_ns); /* any symbol of the shard */
+            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) { /* not malformed */
                 p->dirty[w->ents[i].sym] = 1;
                 p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
                 p->any_dirty = 1;

@@ -964,8 +964,9 @@ int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const 
         /* a cancel-all of every symbol ("") names none */
         if (msgs[i]->symbol[0])
             op_sym_summary_add(&syms, msgs[i]->symbol);
-        /* a cancel-all names no order (its id is 0) */
-        if (msgs[i]->kind != OP_MSG_CANCEL_ALL) {
+        /* a cancel-all, a tick and a dead-man arming name no order (id 0) */
+        if (msgs[i]->kind == OP_MSG_NEW || msgs[i]->kind == OP_MSG_CANCEL ||
+            msgs[i]->kind == OP_MSG_AMEND) {
             first = first == n ? i : first;
             last = i;
         }
