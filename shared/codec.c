@@ -964,8 +964,8 @@ int op_codec_orders_fields(struct op_buf *out, const struct op_order_msg *const 
         /* a cancel-all of every symbol ("") names none */
         if (msgs[i]->symbol[0])
             op_sym_summary_add(&syms, msgs[i]->symbol);
-        /* a cancel-all names no order (its id is 0) */
-        if (msgs[i]->kind != OP_MSG_CANCEL_ALL) {
+        /* a cancel-all, a cancel-all-after and a tick name no order (id 0) */
+        if (msgs[i]->order_id != 0) {
             first = first == n ? i : first;
             last = i;
         }
