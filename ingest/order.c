@@ -164,8 +164,8 @@ int order_parse_rfc3339(const char *s, size_t n, uint64_t *ns, const char **why)
         *why = "expire_at names a leap second (:60), which epoch time does not have";
         return -1;
     }
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-                sign * (int64_t)(oh * 3600 + om * 60);
+    int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec -
+                sign * ((int64_t)oh * 3600 + (int64_t)om * 60);
     if (t < 0) /* 1970-01-01 with a positive offset: in the past all the same */
         *ns = 0;
     else if ((uint64_t)t >= UINT64_MAX / 1000000000u) /* after 2554: beyond any horizon */
