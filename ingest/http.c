@@ -40,6 +40,7 @@ enum route {
     R_CANCEL,
     R_AMEND,
     R_CANCEL_ALL,
+    R_CANCEL_ALL_AFTER,
     R_GET_ORDER,
     R_FILLS,
     R_BOOK,
@@ -47,9 +48,9 @@ enum route {
     R_METRICS,
     R_COUNT
 };
-static const char *const route_names[R_COUNT] = {"unknown", "new_order",  "batch",     "cancel",
-                                                 "amend",   "cancel_all", "get_order", "fills",
-                                                 "book",    "healthz",    "metrics"};
+static const char *const route_names[R_COUNT] = {
+    "unknown",          "new_order", "batch", "cancel", "amend",   "cancel_all",
+    "cancel_all_after", "get_order", "fills", "book",   "healthz", "metrics"};
 
 /* Status codes counted per route; anything else lands in "other". */
 static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
@@ -297,6 +298,10 @@ static enum route route_of(const char *method, const char *url, char *arg, size_
             return R_NEW;
         return strcmp(method, "DELETE") == 0 ? R_CANCEL_ALL : R_NONE;
     }
+    if (strcmp(url, "/v1/cancel-all-after") == 0) {
+        *allow = "POST";
+        return strcmp(method, "POST") == 0 ? R_CANCEL_ALL_AFTER : R_NONE;
+    }
     if (strcmp(url, "/v1/orders/batch") == 0) {
         *allow = "POST";
         return strcmp(method, "POST") == 0 ? R_BATCH : R_NONE;
@@ -359,7 +364,8 @@ static int reserve_answer(struct req *r)
             n += r->item_of[i] >= 0 ? ITEM_ANSWER_MAX : 32 + error_size_max(&r->errs[i]);
     } else if (r->route == R_BOOK) {
         n += r->items[0].value_len + strlen(r->path_arg);
-    } else if (r->route == R_CANCEL_ALL) { /* its 503 may follow a partial write */
+    } else if (r->route == R_CANCEL_ALL || r->route == R_CANCEL_ALL_AFTER) {
+        /* its 503 may follow a partial write */
         n += ERROR_FIXED_MAX + 32 + 6 * (sizeof(r->errs->message) + sizeof(r->errs->field));
     }
     op_buf_reset(&r->out);
@@ -481,24 +487,32 @@ static void put_amend_queued(struct req *r, struct op_buf *b, const struct item 
 }
 
 /*
- * The answer of a cancel-all: 202 when every shard's input is queued. Its
- * inputs are one job, so they reach Redis in one writer round, one per
- * shard's entry; those entries are separate writes (one script call per
- * shard: each shard's keys live in their own cluster slot), so Redis can
- * fail some and take others, or the connection die between their replies.
- * Then the answer is the 503 of the first failure, saying how many shards
- * took it: a cancel-all is safe to send again (it cancels what is open
- * when it arrives, on every shard), which is what the client must do.
+ * The answer of a cancel-all or of a cancel-all-after (the dead-man
+ * switch): 202 when every shard's input is queued. Its inputs are one job,
+ * so they reach Redis in one writer round, one per shard's entry; those
+ * entries are separate writes (one script call per shard: each shard's keys
+ * live in their own cluster slot), so Redis can fail some and take others,
+ * or the connection die between their replies. Then the answer is the 503
+ * of the first failure, saying how many shards took it: both are safe to
+ * send again (a cancel-all cancels what is open when it arrives, a
+ * cancel-all-after re-arms from its own time, on every shard), which is
+ * what the client must do.
  */
 static enum MHD_Result finish_cancel_all(struct req *r)
 {
     struct api_error e;
     int queued = 0, failed = -1;
+    bool after = r->route == R_CANCEL_ALL_AFTER;
     for (int i = 0; i < r->job.nitems; i++) {
         if (r->items[i].status == ITEM_QUEUED)
             queued++;
         else if (failed < 0)
             failed = i;
+    }
+    if (failed < 0 && after) {
+        op_buf_printf(&r->out, "{\"status\":\"CANCEL_ALL_AFTER_QUEUED\",\"timeout_ms\":%u}",
+                      (unsigned)r->items[0].msg.timeout_ms);
+        return respond_json(r, 202, &r->out);
     }
     if (failed < 0) {
         op_buf_append(&r->out, "{\"status\":\"CANCEL_ALL_QUEUED\",\"symbol\":", 39);
@@ -512,9 +526,10 @@ static enum MHD_Result finish_cancel_all(struct req *r)
     item_error(&r->items[failed], &e);
     if (queued > 0)
         api_fail(&e, 503, e.code, "",
-                 "redis failed while the cancel-all was queued on %d of its %d shards: send it "
-                 "again (a cancel-all is safe to repeat)",
-                 queued, r->job.nitems);
+                 "redis failed while the %s was queued on %d of its %d shards: send it "
+                 "again (a %s is safe to repeat)",
+                 after ? "cancel-all-after" : "cancel-all", queued, r->job.nitems,
+                 after ? "cancel-all-after" : "cancel-all");
     return respond_error(r, &e);
 }
 
@@ -529,7 +544,7 @@ static enum MHD_Result finish(struct req *r)
         return respond_oom(r);
     struct op_buf *b = &r->out;
 
-    if (r->route == R_CANCEL_ALL) {
+    if (r->route == R_CANCEL_ALL || r->route == R_CANCEL_ALL_AFTER) {
         rc = finish_cancel_all(r);
     } else if (r->route == R_BATCH) {
         int queued = 0, failed = 0;
@@ -706,6 +721,19 @@ static int take_tokens(struct req *r, int n, struct api_error *e)
     return -1;
 }
 
+/* What a new order of r received at now_ns is validated against. */
+static struct order_env order_env_of(const struct req *r, uint64_t now_ns)
+{
+    struct order_env env = {
+        .syms = r->s->cfg.syms,
+        .account = r->account,
+        .stp_default = r->key->stp,
+        .now_ns = now_ns,
+        .max_expiry_ms = r->s->cfg.max_expiry_ms,
+    };
+    return env;
+}
+
 static enum MHD_Result handle_new(struct req *r)
 {
     struct json_doc doc;
@@ -715,8 +743,8 @@ static enum MHD_Result handle_new(struct req *r)
     if (reserve_items(r, 1) != 0)
         return fail(r, 500, "internal", "", "out of memory");
     struct item *it = &r->items[0];
-    if (parse_body(r, &doc, &e) != 0 ||
-        order_parse_new(&doc, 0, r->s->cfg.syms, r->account, r->key->stp, &it->msg, &e) != 0)
+    struct order_env env = order_env_of(r, ts_ns());
+    if (parse_body(r, &doc, &e) != 0 || order_parse_new(&doc, 0, &env, &it->msg, &e) != 0)
         return respond_error(r, &e);
     it->kind = ITEM_ORDER;
     it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
@@ -728,7 +756,7 @@ static enum MHD_Result handle_new(struct req *r)
     }
     if (take_tokens(r, 1, &e) != 0)
         return respond_error(r, &e);
-    it->msg.ts_ns = ts_ns();
+    it->msg.ts_ns = env.now_ns; /* the time expire_at was checked against */
     rc = submit(r, 1);
     return rc;
 }
@@ -772,11 +800,11 @@ static enum MHD_Result handle_batch(struct req *r)
     r->ninputs = n;
     int nitems = 0;
     uint64_t now = ts_ns();
+    struct order_env env = order_env_of(r, now);
     for (int i = 0, t = arr + 1; i < n; i++, t = doc.toks[t].next) {
         struct item *it = &r->items[nitems];
         r->item_of[i] = -1;
-        if (order_parse_new(&doc, t, r->s->cfg.syms, r->account, r->key->stp, &it->msg,
-                            &r->errs[i]) != 0)
+        if (order_parse_new(&doc, t, &env, &it->msg, &r->errs[i]) != 0)
             continue;
         it->kind = ITEM_ORDER;
         it->shard = op_shard_of(it->msg.symbol, strlen(it->msg.symbol), r->s->cfg.shards);
@@ -883,6 +911,42 @@ static enum MHD_Result handle_cancel_all(struct req *r)
             snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
         snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
         it->shard = sym ? op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards) : (uint32_t)i;
+    }
+    return submit(r, n);
+}
+
+/*
+ * The dead-man switch, POST /v1/cancel-all-after {"timeout_ms": N}: one
+ * OP_MSG_CANCEL_ALL_AFTER input (order_id 0, symbol "", the requester's
+ * account, N) to every shard 0 … ORDER_SHARDS-1, all with one receipt
+ * time: the engine of each shard arms (N > 0; each call re-arms) or
+ * disarms (0) the account's switch there, in engine time. The path of the
+ * cancel-all of every symbol: one job, taken or refused whole, counted as
+ * one input by the rate limit, passing under backpressure (it can only
+ * cancel), and finish_cancel_all's answer to a failure between shards.
+ */
+static enum MHD_Result handle_cancel_all_after(struct req *r)
+{
+    struct json_doc doc;
+    struct api_error e;
+    uint32_t timeout_ms;
+
+    if (parse_body(r, &doc, &e) != 0 || order_parse_cancel_all_after(&doc, 0, &timeout_ms, &e) != 0)
+        return respond_error(r, &e);
+    int n = (int)r->s->cfg.shards;
+    if (reserve_items(r, n) != 0)
+        return fail(r, 500, "internal", "", "out of memory");
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
+    uint64_t now = ts_ns();
+    for (int i = 0; i < n; i++) {
+        struct item *it = &r->items[i];
+        it->kind = ITEM_ORDER;
+        it->msg.kind = OP_MSG_CANCEL_ALL_AFTER;
+        it->msg.ts_ns = now;
+        it->msg.timeout_ms = timeout_ms;
+        snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
+        it->shard = (uint32_t)i;
     }
     return submit(r, n);
 }
@@ -1224,7 +1288,8 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
         return fail(r, 401, "unauthorized", "", "unknown api key");
     r->account = r->key->account;
 
-    if (r->route == R_NEW || r->route == R_BATCH || r->route == R_AMEND) {
+    if (r->route == R_NEW || r->route == R_BATCH || r->route == R_AMEND ||
+        r->route == R_CANCEL_ALL_AFTER) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
         size_t n = strlen("application/json");
         if (!ct || strncasecmp(ct, "application/json", n) != 0 ||
@@ -1431,6 +1496,8 @@ static enum MHD_Result serve(struct http_server *s, struct MHD_Connection *conn,
         return handle_cancel_amend(r);
     case R_CANCEL_ALL:
         return handle_cancel_all(r);
+    case R_CANCEL_ALL_AFTER:
+        return handle_cancel_all_after(r);
     case R_GET_ORDER:
         return handle_get_order(r);
     case R_FILLS:

@@ -18,6 +18,7 @@ struct http_config {
     int idle_timeout_s;         /* INGEST_IDLE_TIMEOUT_S */
     int request_timeout_ms;     /* INGEST_REQUEST_TIMEOUT_MS */
     size_t max_body;            /* INGEST_MAX_BODY */
+    int64_t max_expiry_ms;      /* INGEST_MAX_EXPIRY_MS: a GTD order's horizon */
     uint32_t shards;
     const struct op_symtab *syms;  /* (ref) */
     const struct op_apikeys *keys; /* (ref) */

@@ -67,6 +67,10 @@ int main(void)
             (int)op_env_int_or_exit("ingest", "INGEST_REQUEST_TIMEOUT_MS", 10000, 100, 600000),
         .max_body =
             (size_t)op_env_int_or_exit("ingest", "INGEST_MAX_BODY", 1 << 20, 1024, 64 << 20),
+        /* 90 days: the longest GTD the big venues take; at most 10 years,
+         * far inside what expire_ns (uint64 ns, until 2554) can hold. */
+        .max_expiry_ms = op_env_int_or_exit("ingest", "INGEST_MAX_EXPIRY_MS", 90LL * 86400000, 1000,
+                                            3650LL * 86400000),
         .shards = c.order_shards,
     };
     struct writer_config wc = {

@@ -2,6 +2,7 @@
 #ifndef INGEST_ORDER_H
 #define INGEST_ORDER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ingest/json.h"
@@ -32,15 +33,53 @@ int api_fail(struct api_error *e, int status, const char *code, const char *fiel
              ...) __attribute__((format(printf, 5, 6)));
 
 /*
- * Validates the order object at token obj of d for `account` against the
- * symbol table and fills m (kind NEW; order_id and ts_ns are left 0 for the
- * caller). An order without "stp" gets stp_default (enum op_stp: the
- * account's, from API_KEYS_FILE). Returns 0, or -1 with e set (status
- * 400). Nothing is allocated.
+ * What a new order is validated against besides its own text: the request's
+ * context. Everything is borrowed; filled by the HTTP thread per request.
  */
-int order_parse_new(const struct json_doc *d, int obj, const struct op_symtab *syms,
-                    const char *account, uint8_t stp_default, struct op_order_msg *m,
-                    struct api_error *e);
+struct order_env {
+    const struct op_symtab *syms; /* (ref) the listed symbols */
+    const char *account;          /* (ref) the requesting account */
+    uint8_t stp_default;          /* enum op_stp: the account's, from API_KEYS_FILE */
+    uint64_t now_ns;              /* the request's receipt time (its inputs' ts) */
+    int64_t max_expiry_ms;        /* INGEST_MAX_EXPIRY_MS: how far ahead expire_at may be */
+};
+
+/*
+ * Validates the order object at token obj of d for env->account against the
+ * symbol table and fills m (kind NEW; order_id and ts_ns are left 0 for the
+ * caller). An order without "stp" gets env->stp_default. A GTD order's
+ * "expire_at" (RFC 3339 or epoch ms, order_parse_expiry) must lie in
+ * (env->now_ns, env->now_ns + env->max_expiry_ms]; stops carry
+ * "stop_price" (docs/ingest.md). Returns 0, or -1 with e set (status 400).
+ * Nothing is allocated.
+ */
+int order_parse_new(const struct json_doc *d, int obj, const struct order_env *env,
+                    struct op_order_msg *m, struct api_error *e);
+
+/*
+ * Parses an RFC 3339 timestamp, YYYY-MM-DDTHH:MM:SS[.fraction]OFFSET with
+ * 1-9 fraction digits and OFFSET "Z" or +HH:MM / -HH:MM (converted to UTC;
+ * "T" and "Z" in either case, as RFC 3339 allows), of years 1970-9999, into
+ * ns since the epoch. Leap seconds (:60) are refused: epoch time has none.
+ * Returns 0, or -1 with *why a constant message. Pure.
+ */
+int order_parse_rfc3339(const char *s, size_t n, uint64_t *ns, const char **why);
+
+/*
+ * Validates a dead-man switch body {"timeout_ms": N}: N a JSON integer, 0
+ * (disarm) or ORDER_DEAD_MAN_MIN_MS..ORDER_DEAD_MAN_MAX_MS. Returns 0 with
+ * *timeout_ms, or -1 with e (400). Nothing is allocated.
+ */
+int order_parse_cancel_all_after(const struct json_doc *d, int obj, uint32_t *timeout_ms,
+                                 struct api_error *e);
+
+/* The dead-man timeout's range (issue 15). Why 1 s: below it the switch
+ * would fire on an ordinary network hiccup, and engine time only moves in
+ * MATCHER_TICK_MS steps (100 ms) while a shard is idle. Why 10 min: a switch
+ * is there to catch a silent client within minutes; the engine accepts up
+ * to 24 h (BAD_TIMEOUT above), so this is the bound that holds. */
+#define ORDER_DEAD_MAN_MIN_MS 1000
+#define ORDER_DEAD_MAN_MAX_MS 600000
 
 /*
  * Validates an amend (replace) body {"qty": N, "price": "…"} of an order of

@@ -24,7 +24,8 @@
  * — for orders:{S} an array of the entry's inputs (an element that does not
  * decode shows as {"error":…,"bytes":N}), for fills:{S} of its reports —
  * with every msgpack field by its wire name (schemas/messages.md) plus
- * readable names for enums and decimal prices ("px_text") using SYMBOLS_FILE.
+ * readable names for enums and decimal prices ("px_text", "spx_text") using
+ * SYMBOLS_FILE.
  * An entry that does not decode is printed with "error" and its size; the
  * tool never stops on one. It only reads (XRANGE/XREAD): it never joins a
  * consumer group, so it cannot disturb the pipeline.
@@ -77,6 +78,12 @@ static void put_order(struct op_buf *b, const struct op_order_msg *m)
         }
         if (m->stp)
             op_buf_printf(b, ",\"stp\":\"%s\"", op_stp_name(m->stp));
+        if (m->stop_price) {
+            op_buf_printf(b, ",\"spx\":%lld", (long long)m->stop_price);
+            put_price(b, "spx_text", m->symbol, m->stop_price);
+        }
+        if (m->expire_ns)
+            op_buf_printf(b, ",\"exp\":%llu", (unsigned long long)m->expire_ns);
         op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);
     } else if (m->kind == OP_MSG_AMEND) { /* a replace: what it changes, 0 = unchanged */
         if (m->price) {
@@ -85,6 +92,8 @@ static void put_order(struct op_buf *b, const struct op_order_msg *m)
         }
         if (m->qty)
             op_buf_printf(b, ",\"qty\":%lld", (long long)m->qty);
+    } else if (m->kind == OP_MSG_CANCEL_ALL_AFTER) { /* the dead-man timeout, 0 disarms */
+        op_buf_printf(b, ",\"to\":%u", (unsigned)m->timeout_ms);
     }
     op_buf_append(b, "}", 1);
 }
@@ -104,6 +113,12 @@ static void put_report(struct op_buf *b, const struct op_report *r)
                       op_type_name(r->type), op_tif_name(r->tif));
     if (r->price)
         put_price(b, "px_text", r->symbol, r->price);
+    if (r->stop_price) {
+        op_buf_printf(b, ",\"spx\":%lld", (long long)r->stop_price);
+        put_price(b, "spx_text", r->symbol, r->stop_price);
+    }
+    if (r->expire_ns)
+        op_buf_printf(b, ",\"exp\":%llu", (unsigned long long)r->expire_ns);
     op_buf_printf(b, ",\"qty\":%lld,\"fq\":%lld,\"st\":\"%s\"", (long long)r->qty,
                   (long long)r->filled_qty, op_status_name(r->status));
     if (r->reason)

@@ -4,7 +4,9 @@
 # cancels, amends and owner-only reads work. Issue 14: stp (explicit and the
 # account's default from API_KEYS_FILE), replace (amend by price and/or qty),
 # cancel-all (one symbol, every shard, a shard failing) and the per-key rate
-# limit, each checked by what reached orders:{S}.
+# limit, each checked by what reached orders:{S}. Issue 15: GTD (expire_at),
+# stop_market/stop_limit (stop_price) and the dead-man switch
+# (POST /v1/cancel-all-after), the same way.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -147,6 +149,58 @@ bad "cancel-all empty symbol" 400 unknown_symbol DELETE "/v1/orders?symbol=" "" 
 bad "cancel-all symbol without value" 400 unknown_symbol DELETE "/v1/orders?symbol" "" "${A[@]}"
 bad "cancel-all no auth" 401 unauthorized DELETE "/v1/orders" ""
 bad "cancel-all bad key" 401 unauthorized DELETE "/v1/orders" "" "Authorization: Bearer dev-key-mallory"
+# --- GTD (issue 15) ----------------------------------------------------------------------
+# iso SECONDS-FROM-NOW: an RFC 3339 UTC time that far from now
+iso() { date -u -d "@$(($(date +%s) + $1))" +%Y-%m-%dT%H:%M:%SZ; }
+gtd() { order ",\"tif\":\"GTD\",\"expire_at\":$1"; } # gtd EXPIRE-AT-JSON
+bad "GTD without expire_at" 400 missing_field POST /v1/orders "$(order ',"tif":"GTD"')" "${A[@]}"
+t_match "GTD without expire_at: names it" "$T_BODY" '"field":"expire_at"'
+bad "GTD in the past" 400 invalid_field POST /v1/orders "$(gtd "\"$(iso -60)\"")" "${A[@]}"
+t_match "GTD in the past: says so" "$T_BODY" '"message":"expire_at is not in the future: it must be after the time ingest received the order \([0-9T:.-]+Z\)","field":"expire_at"'
+bad "GTD in the past, epoch ms" 400 invalid_field POST /v1/orders "$(gtd "$(($(date +%s%3N) - 1000))")" "${A[@]}"
+t_match "GTD in the past, epoch ms: names expire_at" "$T_BODY" '"field":"expire_at"'
+bad "GTD beyond 90 days" 400 invalid_field POST /v1/orders "$(gtd "\"$(iso $((91 * 86400)))\"")" "${A[@]}"
+t_match "GTD beyond the horizon: says the limit" "$T_BODY" '"message":"expire_at is too far ahead: at most 90 days \(INGEST_MAX_EXPIRY_MS\) after the time ingest received the order [^"]*","field":"expire_at"'
+bad "GTD not RFC 3339" 400 invalid_field POST /v1/orders "$(gtd '"2026-12-06 18:00:00"')" "${A[@]}"
+t_match "GTD not RFC 3339: shows the form" "$T_BODY" 'expire_at must be an RFC 3339 time such as'
+bad "GTD expire_at as a float" 400 invalid_field POST /v1/orders "$(gtd '1.5e12')" "${A[@]}"
+bad "expire_at without GTD" 400 invalid_field POST /v1/orders "$(order ",\"expire_at\":\"$(iso 3600)\"")" "${A[@]}"
+t_match "expire_at without GTD: says GTD only" "$T_BODY" '"message":"expire_at applies to tif GTD only","field":"expire_at"'
+bad "market GTD" 400 invalid_field POST /v1/orders "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"qty\":1,\"tif\":\"GTD\",\"expire_at\":\"$(iso 3600)\"}" "${A[@]}"
+t_match "market GTD: names tif" "$T_BODY" '"field":"tif"'
+# --- stops (issue 15) --------------------------------------------------------------------
+stopm() { printf '{"symbol":"AAPL","side":"buy","type":"stop_market","stop_price":"190.00","qty":5%s}' "$1"; }
+bad "stop_market with a price" 400 invalid_price POST /v1/orders "$(stopm ',"price":"190"')" "${A[@]}"
+bad "stop_market GTC" 400 invalid_field POST /v1/orders "$(stopm ',"tif":"GTC"')" "${A[@]}"
+t_match "stop_market GTC: says why" "$T_BODY" '"message":"stop_market orders cannot rest: tif must be IOC or FOK","field":"tif"'
+bad "stop_market GTD" 400 invalid_field POST /v1/orders "$(stopm ",\"tif\":\"GTD\",\"expire_at\":\"$(iso 3600)\"")" "${A[@]}"
+bad "stop_market post_only" 400 invalid_field POST /v1/orders "$(stopm ',"post_only":true')" "${A[@]}"
+t_match "stop_market post_only: names it" "$T_BODY" '"field":"post_only"'
+bad "stop_market without stop_price" 400 missing_field POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"stop_market","qty":5}' "${A[@]}"
+t_match "stop without stop_price: names it" "$T_BODY" '"field":"stop_price"'
+bad "stop_limit without price" 400 missing_field POST /v1/orders '{"symbol":"AAPL","side":"buy","type":"stop_limit","stop_price":"1","qty":5}' "${A[@]}"
+t_match "stop_limit without price: names it" "$T_BODY" '"field":"price"'
+bad "stop_price not a tick multiple" 400 invalid_price POST /v1/orders '{"symbol":"NICK","side":"buy","type":"stop_limit","price":"1.10","stop_price":"1.12","qty":10}' "${A[@]}"
+t_match "bad stop_price: names it" "$T_BODY" '"message":"stop_price is not a multiple of the symbol.s tick size","field":"stop_price"'
+bad "stop_price zero" 400 invalid_price POST /v1/orders "$(stopm '' | sed 's/"190.00"/"0"/')" "${A[@]}"
+bad "stop_price on a limit order" 400 invalid_price POST /v1/orders "$(order ',"stop_price":"190"')" "${A[@]}"
+t_match "stop_price on a limit: says where it applies" "$T_BODY" '"message":"stop_price applies to stop_market and stop_limit orders only","field":"stop_price"'
+# --- the dead-man switch (issue 15) --------------------------------------------------------
+bad "cancel-all-after below 1 s" 400 invalid_field POST /v1/cancel-all-after '{"timeout_ms":999}' "${A[@]}"
+t_match "cancel-all-after out of range: says the range" "$T_BODY" '"message":"timeout_ms must be a whole number of milliseconds: 0 \(disarm\) or 1000 to 600000","field":"timeout_ms"'
+bad "cancel-all-after above 10 min" 400 invalid_field POST /v1/cancel-all-after '{"timeout_ms":600001}' "${A[@]}"
+bad "cancel-all-after negative" 400 invalid_field POST /v1/cancel-all-after '{"timeout_ms":-1}' "${A[@]}"
+bad "cancel-all-after string" 400 invalid_field POST /v1/cancel-all-after '{"timeout_ms":"5000"}' "${A[@]}"
+bad "cancel-all-after missing" 400 missing_field POST /v1/cancel-all-after '{}' "${A[@]}"
+bad "cancel-all-after unknown field" 400 unknown_field POST /v1/cancel-all-after '{"timeout_ms":5000,"symbol":"AAPL"}' "${A[@]}"
+bad "cancel-all-after duplicate" 400 duplicate_field POST /v1/cancel-all-after '{"timeout_ms":5000,"timeout_ms":0}' "${A[@]}"
+bad "cancel-all-after bad json" 400 invalid_json POST /v1/cancel-all-after '{"timeout_ms":5000' "${A[@]}"
+bad "cancel-all-after array" 400 invalid_body POST /v1/cancel-all-after '[5000]' "${A[@]}"
+bad "cancel-all-after no body" 400 invalid_json POST /v1/cancel-all-after '' "${A[@]}"
+bad "cancel-all-after no content type" 415 unsupported_media_type POST /v1/cancel-all-after '{"timeout_ms":5000}' "Authorization: Bearer dev-key-alice"
+bad "cancel-all-after no auth" 401 unauthorized POST /v1/cancel-all-after '{"timeout_ms":5000}' "Content-Type: application/json"
+bad "cancel-all-after GET" 405 method_not_allowed GET /v1/cancel-all-after "" "${A[@]}"
+t_match "cancel-all-after 405: Allow" "$T_HEADERS" "Allow: POST"
 
 # --- good orders -------------------------------------------------------------------
 before="$(t_orders_len)"
@@ -269,6 +323,58 @@ for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do
 done
 t_eq "cancel-all every symbol: one receipt time" "$(tr ' ' '\n' <<<"$ts_seen" | sort -u | grep -c ts)" 1
 
+# --- GTD and stops: what reaches orders:{S} (issue 15) --------------------------------------
+# ns_of RFC3339: its epoch ns (whole seconds)
+ns_of() { printf '%s000000000\n' "$(date -u -d "$1" +%s)"; }
+before="$(t_orders_len)"
+exp1="$(iso 3600)"
+t_http POST "$url/v1/orders" "$(gtd "\"$exp1\"")" "${A[@]}"
+t_eq "GTD, RFC 3339" "$T_STATUS" 202
+t_match "GTD, RFC 3339: tif and exp in ns" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"new\",.*\"tif\":\"GTD\",.*\"exp\":$(ns_of "$exp1"),\"qty\":100\\}$"
+# the same instant with an offset and a fraction: converted to UTC
+off="$(date -u -d "$exp1 + 2 hours" +%Y-%m-%dT%H:%M:%S).250+02:00"
+t_http POST "$url/v1/orders" "$(gtd "\"$off\"")" "${A[@]}"
+t_eq "GTD, offset and fraction" "$T_STATUS" 202
+t_match "GTD, offset and fraction: converted" "$(last_inputs "$aapl" 1)" "\"exp\":$(($(ns_of "$exp1") + 250000000)),\"qty\":100\\}$"
+ms=$(($(date +%s%3N) + 60000))
+t_http POST "$url/v1/orders" "$(gtd "$ms")" "${A[@]}"
+t_eq "GTD, epoch ms" "$T_STATUS" 202
+t_match "GTD, epoch ms: exp in ns" "$(last_inputs "$aapl" 1)" "\"tif\":\"GTD\",.*\"exp\":${ms}000000,\"qty\":100\\}$"
+t_http POST "$url/v1/orders" "$(stopm '')" "${A[@]}"
+t_eq "stop_market" "$T_STATUS" 202
+t_match "stop_market: type, IOC, no px, spx" "$(last_inputs "$aapl" 1)" '^\{"k":"new",[^}]*"side":"buy","type":"stop_market","tif":"IOC","po":false,"px":0,"spx":19000,"spx_text":"190.00","qty":5\}$'
+t_http POST "$url/v1/orders" "{\"symbol\":\"AAPL\",\"side\":\"sell\",\"type\":\"stop_limit\",\"price\":\"185.50\",\"stop_price\":186,\"qty\":7,\"tif\":\"GTD\",\"expire_at\":\"$exp1\",\"post_only\":true}" "${A[@]}"
+t_eq "stop_limit GTD post_only" "$T_STATUS" 202
+t_match "stop_limit: px, spx, exp" "$(last_inputs "$aapl" 1)" "^\\{\"k\":\"new\",[^}]*\"type\":\"stop_limit\",\"tif\":\"GTD\",\"po\":true,\"px\":18550,\"px_text\":\"185.50\",\"spx\":18600,\"spx_text\":\"186.00\",\"exp\":$(ns_of "$exp1"),\"qty\":7\\}$"
+t_http POST "$url/v1/orders/batch" "{\"orders\":[$(gtd "\"$exp1\""),$(gtd "\"$(iso -5)\""),$(stopm ',"tif":"FOK"'),$(stopm ',"tif":"GTC"')]}" "${A[@]}"
+t_eq "batch with GTD and stops" "$T_STATUS" 202
+t_match "batch: the past GTD and the resting stop_market rejected" "$T_BODY" '^\{"results":\[\{"status":"QUEUED"[^}]*\},\{"status":"REJECTED","error":\{"code":"invalid_field","message":"expire_at is not in the future[^}]*"field":"expire_at"\}\},\{"status":"QUEUED"[^}]*\},\{"status":"REJECTED","error":\{"code":"invalid_field",[^}]*"field":"tif"\}\}\]\}$'
+t_match "batch: GTD then stop_market FOK in orders:{S}" "$(last_inputs "$aapl" 2 | tr '\n' ' ')" "\"tif\":\"GTD\",.*\"exp\":$(ns_of "$exp1"),\"qty\":100\\} \\{\"k\":\"new\",.*\"type\":\"stop_market\",\"tif\":\"FOK\",.*\"spx\":19000,"
+t_match "plain orders carry neither spx nor exp" "$(last_inputs "$aapl" 20 | grep '"type":"limit","tif":"GTC"' | tail -n 1)" '^[^}]*"px_text":"187.25"(,"stp":"[a-z_]+")?,"qty":100\}$'
+t_eq "GTD and stops: queued" "$(t_orders_len)" $((before + 7))
+
+# --- the dead-man switch: one input per shard (issue 15) ------------------------------------
+before="$(t_orders_len)"
+t_http POST "$url/v1/cancel-all-after" '{"timeout_ms":5000}' "${A[@]}"
+t_eq "cancel-all-after" "$T_STATUS" 202
+t_eq "cancel-all-after: answer" "$T_BODY" '{"status":"CANCEL_ALL_AFTER_QUEUED","timeout_ms":5000}'
+t_eq "cancel-all-after: one input per shard" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4}))
+ts_seen=""
+for ((s = 0; s < ${ORDER_SHARDS:-4}; s++)); do
+	in="$(last_inputs "$s" 1)"
+	t_match "cancel-all-after: shard $s" "$in" '^\{"k":"cancel_all_after","id":"0","ts":[0-9]+,"sym":"","acct":"alice","to":5000\}$'
+	t_match "cancel-all-after: shard $s readable fields" "$(last_fields "$s")" '^type cancel_all_after sym  n 1 ids - seq [0-9]+ $'
+	ts_seen+="$(grep -o '"ts":[0-9]*' <<<"$in") "
+done
+t_eq "cancel-all-after: one receipt time" "$(tr ' ' '\n' <<<"$ts_seen" | sort -u | grep -c ts)" 1
+t_http POST "$url/v1/cancel-all-after" '{"timeout_ms":0}' "${B[@]}"
+t_eq "cancel-all-after 0 (disarm)" "$T_STATUS" 202
+t_eq "disarm: answer" "$T_BODY" '{"status":"CANCEL_ALL_AFTER_QUEUED","timeout_ms":0}'
+t_match "disarm: to 0, bob's" "$(last_inputs "$aapl" 1)" '^\{"k":"cancel_all_after","id":"0","ts":[0-9]+,"sym":"","acct":"bob","to":0\}$'
+t_http POST "$url/v1/cancel-all-after" '{"timeout_ms":600000}' "${A[@]}"
+t_eq "cancel-all-after, the maximum" "$T_STATUS" 202
+t_eq "cancel-all-after: queued" "$(t_orders_len)" $((before + 3 * ${ORDER_SHARDS:-4}))
+
 # A cancel-all passes under backpressure, as a cancel does.
 oseq="$(t_redis GET "oseq:{$aapl}")"
 t_redis SET "oseq:{$aapl}" 999999999999 >/dev/null
@@ -276,6 +382,10 @@ t_http_until 429 40 0.1 POST "$url/v1/orders" "$(order '')" "${A[@]}"
 t_eq "backpressure on AAPL's shard" "$T_STATUS" 429
 t_http DELETE "$url/v1/orders?symbol=AAPL" "" "${A[@]}"
 t_eq "cancel-all under backpressure" "$T_STATUS" 202
+t_http POST "$url/v1/cancel-all-after" '{"timeout_ms":1000}' "${A[@]}"
+t_eq "cancel-all-after under backpressure" "$T_STATUS" 202
+t_http POST "$url/v1/orders" "$(stopm '')" "${A[@]}"
+t_eq "a stop under backpressure: refused like any new order" "$T_STATUS" 429
 t_redis INCRBY "oseq:{$aapl}" $((oseq - 999999999999)) >/dev/null # back, + what came since
 t_http_until 202 40 0.1 POST "$url/v1/orders" "$(order '')" "${A[@]}"
 t_eq "backpressure gone" "$T_STATUS" 202
@@ -292,6 +402,11 @@ t_eq "cancel-all, a shard missing: status" "$T_STATUS" 503
 t_match "cancel-all, a shard missing: says how far it got" "$T_BODY" "\"code\":\"redis_unavailable\",\"message\":\"redis failed while the cancel-all was queued on $((${ORDER_SHARDS:-4} - 1)) of its ${ORDER_SHARDS:-4} shards: send it again \\(a cancel-all is safe to repeat\\)\""
 t_match "cancel-all, a shard missing: Retry-After" "$T_HEADERS" 'Retry-After: 1'
 t_eq "cancel-all, a shard missing: the others took it" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4} - 1))
+before="$(t_orders_len)"
+t_http POST "$url/v1/cancel-all-after" '{"timeout_ms":2000}' "${A[@]}"
+t_eq "cancel-all-after, a shard missing: status" "$T_STATUS" 503
+t_match "cancel-all-after, a shard missing: says how far it got" "$T_BODY" "\"code\":\"redis_unavailable\",\"message\":\"redis failed while the cancel-all-after was queued on $((${ORDER_SHARDS:-4} - 1)) of its ${ORDER_SHARDS:-4} shards: send it again \\(a cancel-all-after is safe to repeat\\)\""
+t_eq "cancel-all-after, a shard missing: the others took it" "$(t_orders_len)" $((before + ${ORDER_SHARDS:-4} - 1))
 t_redis RENAME "aside:{$other}" "orders:{$other}" >/dev/null
 before="$(t_orders_len)"
 t_http DELETE "$url/v1/orders" "" "${A[@]}"
@@ -319,12 +434,13 @@ t_eq "book unknown symbol" "$T_STATUS" 404
 t_http GET "$url/metrics" ""
 t_match "metrics" "$T_BODY" 'ingest_requests_total\{route="new_order",code="202"\} [0-9]+'
 t_match "metrics: cancel_all route" "$T_BODY" 'ingest_requests_total\{route="cancel_all",code="202"\} [0-9]+'
+t_match "metrics: cancel_all_after route" "$T_BODY" 'ingest_requests_total\{route="cancel_all_after",code="202"\} [0-9]+'
 t_match "metrics: no limit, none refused" "$T_BODY" 'ingest_rate_limited_total 0'
 
 # --- the account's stp default: the third column of API_KEYS_FILE ----------------------------
 keys="$OP_STACK_DIR/api-keys-14.conf"
 printf '# issue 14\ndev-key-alice alice\ndev-key-carol carol cancel_both\ndev-key-carol-2 carol\n' >"$keys"
-printf 'rl-key-one rl\nrl-key-two rl\n' >>"$keys"
+printf 'rl-key-one rl\nrl-key-two rl\nrl-key-three rl3\n' >>"$keys"
 printf 'dev-key-alice alice\ndev-key-carol carol cancel\n' >"$OP_STACK_DIR/api-keys-bad.conf"
 rc=0
 env API_KEYS_FILE="$OP_STACK_DIR/api-keys-bad.conf" INGEST_PORT="$(op_free_port)" "$OP_BUILD/bin/orderpipe-ingest" >"$OP_STACK_DIR/bad-keys.log" 2>&1 || rc=$?
@@ -396,6 +512,26 @@ t_match "taken batch: invalid items rejected, valid queued" "$b3" '^\{"results":
 t_eq "batch above the burst: refused" "$s4" 429
 t_match "batch above the burst: says why" "$b4" '"code":"rate_limited","message":"this request holds 6 orders, more than this key.s burst of 5 \(INGEST_RATE_BURST\): send at most that many per request"'
 t_eq "the refused batches queued nothing" "$after" $((before + 5))
+
+# A cancel-all-after counts one, however many shards it is written to: a
+# fresh key's burst of 5 takes 5 of them (counted per shard, the second would
+# be refused), and sent on at once it is refused like any input (the refill
+# of 1/s cannot keep up with 10 requests sent back to back).
+K3=("Authorization: Bearer rl-key-three" "Content-Type: application/json")
+before="$(t_orders_len)"
+st=""
+for i in 1 2 3 4 5; do
+	t_http POST "$url2/v1/cancel-all-after" '{"timeout_ms":5000}' "${K3[@]}"
+	st+="$T_STATUS "
+done
+t_eq "cancel-all-after counts 1 against the burst" "$st" "202 202 202 202 202 "
+t_eq "cancel-all-after: 5 × every shard queued" "$(t_orders_len)" $((before + 5 * ${ORDER_SHARDS:-4}))
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	t_http POST "$url2/v1/cancel-all-after" '{"timeout_ms":5000}' "${K3[@]}"
+	[[ "$T_STATUS" == 429 ]] && break
+done
+t_eq "cancel-all-after beyond the burst: rate_limited" "$T_STATUS" 429
+t_match "cancel-all-after beyond the burst: code" "$T_BODY" '"code":"rate_limited"'
 
 t_http POST "$url2/v1/orders" "$(order '')" "${C[@]}"
 t_eq "another account's key is not limited by rl's" "$T_STATUS" 202

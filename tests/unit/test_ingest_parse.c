@@ -110,6 +110,10 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The receipt time orders are parsed at: 2026-12-06T18:00:00Z. */
+#define NOW_NS 1796580000000000000ULL
+static uint64_t test_now_ns = NOW_NS;
+
 /* The error of the last order_code, amend_code. */
 static struct api_error last;
 
@@ -122,7 +126,12 @@ static const char *order_code_stp(const char *body, uint8_t stp_default, struct 
     memset(&last, 0, sizeof(last));
     if (parse(&d, body) != 0)
         return "invalid_json";
-    if (order_parse_new(&d, 0, &syms, "alice", stp_default, m, &last) != 0)
+    struct order_env env = {.syms = &syms,
+                            .account = "alice",
+                            .stp_default = stp_default,
+                            .now_ns = test_now_ns,
+                            .max_expiry_ms = 90LL * 86400000};
+    if (order_parse_new(&d, 0, &env, m, &last) != 0)
         return last.code;
     return "ok";
 }
@@ -376,6 +385,346 @@ static void test_order_id(void **state)
     assert_int_equal(e.status, 400);
 }
 
+/* A GTD limit buy of AAPL with expire_at set to the JSON text exp. */
+static const char *gtd_code(const char *exp, struct op_order_msg *m)
+{
+    static char body[256];
+    snprintf(body, sizeof(body),
+             "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+             "\"tif\":\"GTD\",\"expire_at\":%s}",
+             exp);
+    return order_code(body, m);
+}
+
+/* GTD: expire_at as RFC 3339 or epoch ms, after the receipt time, within
+ * the horizon (90 days here), on GTD only; never on market orders. */
+static void test_order_gtd(void **state)
+{
+    (void)state;
+    struct op_order_msg m;
+    static const struct {
+        const char *exp;
+        uint64_t ns;
+    } good[] = {
+        {"\"2026-12-06T18:00:01Z\"", NOW_NS + 1000000000ULL},
+        {"\"2026-12-06T18:00:00.000000001Z\"", NOW_NS + 1}, /* one ns after receipt */
+        {"\"2026-12-06T18:00:00.5Z\"", NOW_NS + 500000000ULL},
+        {"\"2026-12-06t18:00:00.123z\"", NOW_NS + 123000000ULL},
+        {"\"2026-12-06T18:30:00+00:00\"", NOW_NS + 1800000000000ULL},
+        {"\"2026-12-06T12:00:00-07:00\"", NOW_NS + 3600000000000ULL},     /* 19:00Z */
+        {"\"2026-12-07T00:30:00+05:30\"", NOW_NS + 3600000000000ULL},     /* 19:00Z */
+        {"\"2027-03-06T18:00:00Z\"", NOW_NS + 90ULL * 86400000000000ULL}, /* the horizon */
+        {"1796580000001", NOW_NS + 1000000ULL},                           /* epoch ms */
+        {"1804356000000", NOW_NS + 90ULL * 86400000000000ULL},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const char *got = gtd_code(good[i].exp, &m);
+        if (strcmp(got, "ok") != 0)
+            fail_msg("expire_at %s: got %s (%s)", good[i].exp, got, last.message);
+        assert_int_equal(m.tif, OP_TIF_GTD);
+        if (m.expire_ns != good[i].ns)
+            fail_msg("expire_at %s: %llu, want %llu", good[i].exp, (unsigned long long)m.expire_ns,
+                     (unsigned long long)good[i].ns);
+    }
+
+    static const struct {
+        const char *exp, *msg; /* msg: a part of the message */
+    } bad[] = {
+        {"\"2026-12-06T18:00:00Z\"", "not in the future"}, /* = the receipt time */
+        {"\"2026-12-06T19:00:00+01:00\"", "not in the future"},
+        {"\"2026-12-06T17:59:59.999999999Z\"", "not in the future"},
+        {"\"1970-01-01T00:30:00+01:00\"", "not in the future"},
+        {"1796580000000", "not in the future"},
+        {"0", "not in the future"},
+        {"\"2027-03-06T18:00:00.000000001Z\"", "too far ahead: at most 90 days"},
+        {"1804356000001", "too far ahead"},
+        {"9223372036854775807", "too far ahead"},
+        {"\"9999-12-31T23:59:59Z\"", "too far ahead"},
+        {"\"2026-12-06 18:00:01Z\"", "RFC 3339"},
+        {"\"2026-12-06T18:00:01\"", "RFC 3339"},
+        {"\"2026-12-06T18:00:01+0100\"", "RFC 3339"},
+        {"\"2026-12-06T18:00:01+01\"", "RFC 3339"},
+        {"\"2026-12-06T18:00:01.Z\"", "RFC 3339"},
+        {"\"2026-12-06T18:00:01Z \"", "RFC 3339"},
+        {"\"2026-12-6T18:00:01Z\"", "RFC 3339"},
+        {"\"1796580000001\"", "RFC 3339"},
+        {"\"\"", "RFC 3339"},
+        {"\"2026-12-06T18:00:01.1234567891Z\"", "more than 9 fraction digits"},
+        {"\"2026-02-29T18:00:01Z\"", "not a valid date"},
+        {"\"2026-12-32T18:00:01Z\"", "not a valid date"},
+        {"\"2026-13-06T18:00:01Z\"", "not a valid date"},
+        {"\"2026-12-06T24:00:00Z\"", "not a valid date"},
+        {"\"2026-12-06T18:00:01+24:00\"", "not a valid date"},
+        {"\"1969-12-31T23:59:59Z\"", "not a valid date"},
+        {"\"2026-12-31T23:59:60Z\"", "leap second"},
+        {"1796580000001.5", "milliseconds"},
+        {"-1", "milliseconds"},
+        {"1.7e12", "milliseconds"},
+        {"null", "RFC 3339"},
+        {"true", "RFC 3339"},
+        {"[1]", "RFC 3339"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *got = gtd_code(bad[i].exp, &m);
+        if (strcmp(got, "invalid_field") != 0 || strcmp(last.field, "expire_at") != 0 ||
+            !strstr(last.message, bad[i].msg))
+            fail_msg("expire_at %s: got %s field '%s' '%s'", bad[i].exp, got, last.field,
+                     last.message);
+        assert_int_equal(last.status, 400);
+    }
+    /* the receipt time in the message, to show a client its clock skew */
+    assert_string_equal(gtd_code("1", &m), "invalid_field");
+    assert_non_null(strstr(last.message, "(2026-12-06T18:00:00.000Z)"));
+
+    static const struct {
+        const char *body, *code, *field;
+    } cases[] = {
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"tif\":\"GTD\"}",
+         "missing_field", "expire_at"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"expire_at\":\"2026-12-06T18:00:01Z\"}",
+         "invalid_field", "expire_at"}, /* GTC by default */
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"tif\":\"IOC\",\"expire_at\":\"2026-12-06T18:00:01Z\"}",
+         "invalid_field", "expire_at"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"qty\":1,"
+         "\"tif\":\"GTD\",\"expire_at\":\"2026-12-06T18:00:01Z\"}",
+         "invalid_field", "tif"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"qty\":1,"
+         "\"expire_at\":\"2026-12-06T18:00:01Z\"}",
+         "invalid_field", "expire_at"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"tif\":\"gtd\",\"expire_at\":1796580000001}",
+         "invalid_field", "tif"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\",\"qty\":1,"
+         "\"tif\":\"GTD\",\"expire_at\":1796580000001,\"expire_at\":1796580000002}",
+         "duplicate_field", "expire_at"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = order_code(cases[i].body, &m);
+        if (strcmp(got, cases[i].code) != 0 || strcmp(last.field, cases[i].field) != 0)
+            fail_msg("case %zu: got %s field '%s', want %s '%s'", i, got, last.field, cases[i].code,
+                     cases[i].field);
+    }
+    /* a GTD order rests: post_only may ask for it */
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\","
+                                   "\"price\":\"1\",\"qty\":1,\"tif\":\"GTD\",\"post_only\":true,"
+                                   "\"expire_at\":1796580060000}",
+                                   &m),
+                        "ok");
+    assert_true(m.post_only);
+    assert_true(m.expire_ns == NOW_NS + 60000000000ULL);
+    /* without GTD, nothing of it reaches the input */
+    assert_string_equal(gtd_code("1796580000001", &m), "ok");
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\","
+                                   "\"price\":\"1\",\"qty\":1}",
+                                   &m),
+                        "ok");
+    assert_true(m.expire_ns == 0);
+}
+
+/* RFC 3339 away from the receipt time: calendar arithmetic and its edges. */
+static void test_rfc3339(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        uint64_t ns;
+    } good[] = {
+        {"1970-01-01T00:00:00Z", 0},
+        {"1970-01-01T00:00:00.000000001Z", 1},
+        {"2000-02-29T12:34:56Z", 951827696000000000ULL},
+        {"2028-02-29T00:00:00Z", 1835395200000000000ULL},
+        {"2028-02-28T20:00:00-04:00", 1835395200000000000ULL},
+        {"2554-07-21T00:00:00Z", 18446659200000000000ULL}, /* the last day expire_ns can hold */
+        {"2600-01-01T00:00:00Z", UINT64_MAX},              /* beyond: no wrap-around */
+    };
+    const char *why;
+    uint64_t ns;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (order_parse_rfc3339(good[i].s, strlen(good[i].s), &ns, &why) != 0)
+            fail_msg("%s: refused (%s)", good[i].s, why);
+        if (ns != good[i].ns)
+            fail_msg("%s: %llu, want %llu", good[i].s, (unsigned long long)ns,
+                     (unsigned long long)good[i].ns);
+    }
+    static const char *const bad[] = {
+        "2027-02-29T00:00:00Z", "2100-02-29T00:00:00Z",  "2026-04-31T00:00:00Z",
+        "2026-00-10T00:00:00Z", "2026-12-06T18:60:00Z",  "2026-12-06T18:00:00+00:60",
+        "2026-12-06T18:00:00",  "2026-12-06T18:00:00ZZ", "+2026-12-06T18:00:00Z"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (order_parse_rfc3339(bad[i], strlen(bad[i]), &ns, &why) == 0)
+            fail_msg("%s: accepted", bad[i]);
+    /* only the n bytes given are read */
+    assert_int_equal(order_parse_rfc3339("2026-12-06T18:00:00Zjunk", 20, &ns, &why), 0);
+    assert_true(ns == NOW_NS);
+}
+
+/* Stops: stop_market (no price, IOC/FOK) and stop_limit (price, any tif),
+ * both with stop_price, parsed like a price; stop_price nowhere else. */
+static void test_order_stops(void **state)
+{
+    (void)state;
+    struct op_order_msg m;
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_market\","
+                                   "\"stop_price\":\"190.00\",\"qty\":5}",
+                                   &m),
+                        "ok");
+    assert_int_equal(m.type, OP_TYPE_STOP_MARKET);
+    assert_int_equal(m.tif, OP_TIF_IOC); /* it becomes a market order */
+    assert_int_equal(m.stop_price, 19000);
+    assert_int_equal(m.price, 0);
+    assert_string_equal(
+        order_code("{\"symbol\":\"AAPL\",\"side\":\"sell\",\"type\":\"stop_market\","
+                   "\"stop_price\":185,\"qty\":5,\"tif\":\"FOK\"}",
+                   &m),
+        "ok");
+    assert_int_equal(m.tif, OP_TIF_FOK);
+    assert_int_equal(m.stop_price, 18500);
+
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_limit\","
+                                   "\"price\":\"190.50\",\"stop_price\":\"190.00\",\"qty\":5}",
+                                   &m),
+                        "ok");
+    assert_int_equal(m.type, OP_TYPE_STOP_LIMIT);
+    assert_int_equal(m.tif, OP_TIF_GTC);
+    assert_int_equal(m.price, 19050);
+    assert_int_equal(m.stop_price, 19000);
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"sell\",\"type\":\"stop_limit\","
+                                   "\"price\":\"180\",\"stop_price\":\"181\",\"qty\":5,"
+                                   "\"tif\":\"GTD\",\"expire_at\":\"2026-12-07T18:00:00Z\","
+                                   "\"post_only\":true}",
+                                   &m),
+                        "ok");
+    assert_int_equal(m.tif, OP_TIF_GTD);
+    assert_true(m.expire_ns == NOW_NS + 86400000000000ULL);
+    assert_true(m.post_only);
+    for (int i = 0; i < 2; i++) {
+        char body[200];
+        snprintf(body, sizeof(body),
+                 "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_limit\",\"price\":\"1\","
+                 "\"stop_price\":\"1\",\"qty\":1,\"tif\":\"%s\"}",
+                 i ? "FOK" : "IOC");
+        assert_string_equal(order_code(body, &m), "ok");
+    }
+
+    static const struct {
+        const char *fields, *code, *field; /* fields: added to a stop_market buy of AAPL */
+    } cases[] = {
+        {"", "missing_field", "stop_price"},
+        {",\"stop_price\":\"190\",\"price\":\"190\"", "invalid_price", "price"},
+        {",\"stop_price\":\"190\",\"tif\":\"GTC\"", "invalid_field", "tif"},
+        {",\"stop_price\":\"190\",\"tif\":\"GTD\",\"expire_at\":1796580060000", "invalid_field",
+         "tif"},
+        {",\"stop_price\":\"190\",\"post_only\":true", "invalid_field", "post_only"},
+        {",\"stop_price\":\"0\"", "invalid_price", "stop_price"},
+        {",\"stop_price\":\"-1\"", "invalid_price", "stop_price"},
+        {",\"stop_price\":-1", "invalid_price", "stop_price"},
+        {",\"stop_price\":\"1.001\"", "invalid_price", "stop_price"},
+        {",\"stop_price\":\"1e2\"", "invalid_price", "stop_price"},
+        {",\"stop_price\":null", "invalid_price", "stop_price"},
+        {",\"stop_price\":true", "invalid_price", "stop_price"},
+        {",\"stop_price\":\"99999999999999999999\"", "invalid_price", "stop_price"},
+        {",\"stop_price\":\"1\",\"stop_price\":\"2\"", "duplicate_field", "stop_price"},
+    };
+    char body[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_market\",\"qty\":1%s}",
+                 cases[i].fields);
+        const char *got = order_code(body, &m);
+        if (strcmp(got, cases[i].code) != 0 || strcmp(last.field, cases[i].field) != 0)
+            fail_msg("stop_market%s: got %s field '%s' (%s), want %s '%s'", cases[i].fields, got,
+                     last.field, last.message, cases[i].code, cases[i].field);
+    }
+    assert_string_equal(order_code("{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_market\","
+                                   "\"stop_price\":\"1.001\",\"qty\":1}",
+                                   &m),
+                        "invalid_price");
+    assert_string_equal(last.message, "stop_price has more decimals than the symbol's tick size");
+
+    static const struct {
+        const char *body, *code, *field;
+    } others[] = {
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_limit\",\"stop_price\":\"1\","
+         "\"qty\":1}",
+         "missing_field", "price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop_limit\",\"price\":\"1\","
+         "\"qty\":1}",
+         "missing_field", "stop_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"1\","
+         "\"stop_price\":\"1\",\"qty\":1}",
+         "invalid_price", "stop_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"market\",\"stop_price\":\"1\","
+         "\"qty\":1}",
+         "invalid_price", "stop_price"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"stop\",\"stop_price\":\"1\","
+         "\"qty\":1}",
+         "invalid_field", "type"},
+        {"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"STOP_LIMIT\",\"price\":\"1\","
+         "\"stop_price\":\"1\",\"qty\":1}",
+         "invalid_field", "type"},
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        const char *got = order_code(others[i].body, &m);
+        if (strcmp(got, others[i].code) != 0 || strcmp(last.field, others[i].field) != 0)
+            fail_msg("case %zu: got %s field '%s', want %s '%s'", i, got, last.field,
+                     others[i].code, others[i].field);
+    }
+}
+
+/* The dead-man switch's body: {"timeout_ms": 0 | 1000..600000}. */
+static void test_cancel_all_after(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *code;
+        uint32_t timeout_ms;
+    } cases[] = {
+        {"{\"timeout_ms\":0}", "ok", 0},
+        {"{\"timeout_ms\":1000}", "ok", 1000},
+        {"{\"timeout_ms\":60000}", "ok", 60000},
+        {"{\"timeout_ms\":600000}", "ok", 600000},
+        {"{\"timeout_ms\":999}", "invalid_field", 0},
+        {"{\"timeout_ms\":1}", "invalid_field", 0},
+        {"{\"timeout_ms\":600001}", "invalid_field", 0},
+        {"{\"timeout_ms\":99999999999999999999}", "invalid_field", 0},
+        {"{\"timeout_ms\":-1000}", "invalid_field", 0},
+        {"{\"timeout_ms\":1000.0}", "invalid_field", 0},
+        {"{\"timeout_ms\":1e3}", "invalid_field", 0},
+        {"{\"timeout_ms\":\"1000\"}", "invalid_field", 0},
+        {"{\"timeout_ms\":null}", "invalid_field", 0},
+        {"{\"timeout_ms\":false}", "invalid_field", 0},
+        {"{}", "missing_field", 0},
+        {"{\"timeout\":1000}", "unknown_field", 0},
+        {"{\"timeout_ms\":1000,\"symbol\":\"AAPL\"}", "unknown_field", 0},
+        {"{\"timeout_ms\":1000,\"timeout_ms\":2000}", "duplicate_field", 0},
+        {"[1000]", "invalid_body", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct json_doc d;
+        struct api_error e;
+        uint32_t to = 12345;
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(parse(&d, cases[i].body), 0);
+        int rc = order_parse_cancel_all_after(&d, 0, &to, &e);
+        const char *got = rc == 0 ? "ok" : e.code;
+        if (strcmp(got, cases[i].code) != 0)
+            fail_msg("%s: got %s, want %s", cases[i].body, got, cases[i].code);
+        if (rc == 0) {
+            assert_int_equal(to, cases[i].timeout_ms);
+        } else {
+            assert_int_equal(e.status, 400);
+            if (strcmp(e.code, "invalid_field") == 0) {
+                assert_string_equal(e.field, "timeout_ms");
+                assert_string_equal(e.message, "timeout_ms must be a whole number of "
+                                               "milliseconds: 0 (disarm) or 1000 to 600000");
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +736,10 @@ int main(void)
         cmocka_unit_test(test_amend_replace),
         cmocka_unit_test(test_amend_symbol_rules),
         cmocka_unit_test(test_order_id),
+        cmocka_unit_test(test_order_gtd),
+        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_order_stops),
+        cmocka_unit_test(test_cancel_all_after),
     };
     return cmocka_run_group_tests_name("ingest_parse", tests, setup, teardown);
 }
