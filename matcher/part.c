@@ -311,7 +311,7 @@ static void apply_inputs(struct worker *w, struct part *p, size_t n)
                 p->tick_inflight = 0;
             if (w->msgs[i].kind == OP_MSG_TICK || (due != 0 && w->msgs[i].ts_ns >= due))
                 mark_reported_books(w, p, from, w->msgs[i].ts_ns); /* any symbol of the shard */
-            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) { /* not malformed */
+            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) {     /* not malformed */
                 p->dirty[w->ents[i].sym] = 1;
                 p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
                 p->any_dirty = 1;

@@ -32,8 +32,8 @@ static const struct row rows[] = {
     {"a clock that went back (idle < 0): all of tick_ms", 100, 0, -5, T0, T0, 100},
     {"event 1 ns ahead of the wall clock: 1 ms (never early)", 100, 0, 1000, T0 + 1, T0, 1},
     {"event 2.5 s ahead: 2500 ms", 100, 0, 1000, T0 + 2500000000ull, T0, 2500},
-    {"event ahead by less than the idle time missing: the idle time", 100, 0, 10,
-     T0 + 20000000ull, T0, 90},
+    {"event ahead by less than the idle time missing: the idle time", 100, 0, 10, T0 + 20000000ull,
+     T0, 90},
     {"event far in the future: capped", 100, 0, 1000, UINT64_MAX, T0, TICK_WAIT_MAX_MS},
     {"event ahead of a wall clock at 0: capped, no overflow", 100, 0, 1000, UINT64_MAX, 0,
      TICK_WAIT_MAX_MS},
@@ -45,8 +45,8 @@ static void test_rows(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const struct row *r = &rows[i];
-        int64_t got = tick_wait_ms(r->tick_ms, r->in_flight, r->idle_ms, r->next_event_ns,
-                                   r->wall_ns);
+        int64_t got =
+            tick_wait_ms(r->tick_ms, r->in_flight, r->idle_ms, r->next_event_ns, r->wall_ns);
         if (got != r->want)
             fail_msg("%s: got %lld, want %lld", r->what, (long long)got, (long long)r->want);
     }
