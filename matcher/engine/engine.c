@@ -573,6 +573,20 @@ static void gtd_pop(struct eng *e)
     gtd_sift_down(e, 0);
 }
 
+/* Pops the heap's top while it is stale (its order closed, or the id reused
+ * with another expiry), so that next_event names a real expiry and an idle
+ * shard is not ticked for one that will not happen. */
+static void gtd_drop_stale_top(struct eng *e)
+{
+    while (e->ngtd) {
+        const struct book_order *o = open_order(e, e->gtd[0].id);
+        if (o != NULL && o->expire_ns == e->gtd[0].at)
+            break;
+        gtd_pop(e);
+    }
+    next_event_update(e);
+}
+
 /* Keeps the heap's entries of open orders only: run when stale entries (of
  * orders cancelled or filled before their expiry) outnumber the live ones,
  * so the heap stays O(open GTD orders). */
@@ -831,12 +845,19 @@ static void reject_request(struct eng *e, const struct op_order_msg *in, const c
 }
 
 /* Records o (arrived or resting, not in any level) as closed and returns it to the pool. */
+static void gtd_drop_stale_top(struct eng *e);
+
 static inline void close_order(struct eng *e, struct book_order *o)
 {
-    if (o->expire_ns != 0)
-        e->gtd_live--;
-    eng_closed_add(e, o->id, o->account, o->book);
+    uint64_t id = o->id;
+    int gtd = o->expire_ns != 0;
+    eng_closed_add(e, id, o->account, o->book);
     book_pool_put(&e->orders, o);
+    if (gtd) {
+        e->gtd_live--;
+        if (e->ngtd && e->gtd[0].id == id) /* the next expiry is gone: name the real one */
+            gtd_drop_stale_top(e);
+    }
 }
 
 /* Emits CANCELLED for o with reason, caused by an input of kind rk (its
