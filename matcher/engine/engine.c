@@ -1429,7 +1429,7 @@ static void run_due(struct eng *e, int rk, struct eng_reports *out)
     }
     if (e->dm_next != 0 && e->now_ns > e->dm_next)
         fire_dead_man(e, rk, out);
-    next_event_update(e);
+    gtd_drop_stale_top(e); /* and next_event_update */
 }
 
 /* Enters the stops the input's trades triggered, in order; their own trades
