@@ -11,9 +11,13 @@
 #include "shared/codec.h"
 #include "shared/config.h"
 #include "shared/redis.h"
+#include "shared/reply.h"
+#include "shared/service.h"
+#include "shared/symbols.h"
 
 /*
  *   test_matcher_check check --seed N --count N [--poison-every K] [--symbols A,B]
+ *   test_matcher_check log                              (the log against the fills)
  *   test_matcher_check engine --seed N --count N        (benchmark baseline)
  *   test_matcher_check                                  (self-test, run by the harness)
  *
@@ -29,6 +33,22 @@
  * the counts by kind, `sym` the distinct symbols of the inputs it covers,
  * `n` the inputs whose last report it holds; the `in` ids must not go
  * backwards. Prints the first difference and exits 1, or a summary and 0.
+ *
+ * log: the same comparison, but with the inputs read back from orders:{S}
+ * instead of regenerated: every entry (XRANGE), taken apart and decoded
+ * exactly as the matcher does (op_codec_split_orders, op_codec_decode_order;
+ * what does not decode is a MALFORMED input of kind 0 with the symbol the
+ * matcher would give it), applied to one fresh engine per shard set up as
+ * the matcher sets up its own (MATCHER_CLOSED_MAX, the listing of
+ * SYMBOLS_FILE, MAX_OPEN_ORDERS). It so covers what the regenerated flow
+ * cannot: the ticks the owners appended, and with them every GTD expiry and
+ * dead-man firing at the input where it happened. The fills must equal one
+ * uninterrupted run of the log, whatever owners came and went. The log must
+ * be whole: a stream that was ever trimmed (XINFO STREAM: entries-added
+ * above its length) is an error, not a pass. Prints the counts of the
+ * time-driven events (GTD orders accepted and expired, dead-man switches
+ * armed and fired, orders they cancelled) and `pending=N`, the shards whose
+ * engine still has an event due (eng_next_event_ns), for the test to assert.
  *
  * engine: the same inputs through decode → apply → encode in-process, no
  * Redis, and prints the rate (the matcher benchmark's baseline).
@@ -376,6 +396,224 @@ static int check(struct op_redis *r, const struct opts *o, uint32_t shards)
     return rc;
 }
 
+/* ---- log: the inputs read back from orders:{S} ---------------------------- */
+
+/* The counts of a log check: how many of each time-driven event. */
+struct log_counts {
+    uint64_t inputs, entries, ticks, malformed, reports;
+    uint64_t gtd_accepted, expired;         /* GTD orders accepted; CANCELLED EXPIRED */
+    uint64_t dm_armed, dm_fired, dm_orders; /* arms; CANCEL_ALL_DONE DEAD_MAN; CANCELLED DEAD_MAN */
+    uint32_t pending;                       /* shards with an engine event still due */
+};
+
+/* 0 when orders:{s} holds every entry ever added to it (XINFO STREAM:
+ * entries-added = length): nothing was trimmed, the replay starts where the
+ * shard started. -1 after printing why not. */
+static int log_whole(struct op_redis *r, const char *key)
+{
+    struct redisReply *rep = op_redis_cmdf(r, "XINFO STREAM %s", key);
+    long long added = -1, length = -1;
+    const struct redisReply *a = op_reply_field(rep, "entries-added");
+    const struct redisReply *l = op_reply_field(rep, "length");
+    if (op_reply_type(a) == OP_REPLY_INTEGER && op_reply_type(l) == OP_REPLY_INTEGER) {
+        added = op_reply_int(a);
+        length = op_reply_int(l);
+    }
+    op_reply_free(rep);
+    if (added < 0) {
+        fprintf(stderr,
+                "matchcheck: XINFO STREAM %s failed or has no entries-added (redis >= 7.0 "
+                "needed)\n",
+                key);
+        return -1;
+    }
+    if (added != length) {
+        fprintf(stderr,
+                "matchcheck: %s holds %lld of the %lld entries ever added: it was trimmed "
+                "(a snapshot), the log is not whole; keep it untrimmed for this check\n",
+                key, length, added);
+        return -1;
+    }
+    return 0;
+}
+
+/* The matcher's symbol for a malformed input (matcher/part.c): sym (slen
+ * bytes) when it is one symbol of 1-15 bytes, else none. */
+static void log_malformed(struct op_order_msg *m, const char *sym, size_t slen)
+{
+    memset(m, 0, sizeof(*m));
+    if (sym && slen > 0 && slen < OP_SYMBOL_MAX && !memchr(sym, ',', slen))
+        memcpy(m->symbol, sym, slen);
+}
+
+/* Turns the stream entry `entry` into its inputs in *v (grown as needed,
+ * *n of them), as the matcher's decode_entry does: one per element of `m`;
+ * an element that does not decode is MALFORMED with its own `sym` when it
+ * has one, else the entry's; an `m` that cannot be taken apart, or none,
+ * is one MALFORMED input with the entry's `sym`. Returns how many inputs
+ * it gave (at least 1). */
+static size_t log_entry_inputs(struct op_codec *c, const struct redisReply *entry,
+                               struct op_order_msg **v, size_t *cap, struct op_span *spans,
+                               uint64_t *malformed)
+{
+    const struct redisReply *fields = op_reply_at(entry, 1);
+    size_t mlen = 0, slen = 0;
+    const char *mv = op_reply_field_str(fields, "m", &mlen);
+    const char *sym = op_reply_field_str(fields, "sym", &slen);
+    long k = mv ? op_codec_split_orders(c, mv, mlen, spans, OP_CODEC_ORDERS_MAX) : -1;
+    size_t n = k < 0 ? 1 : (size_t)k;
+    if (n > *cap) {
+        *v = realloc(*v, n * sizeof(**v));
+        if (!*v)
+            abort();
+        *cap = n;
+    }
+    if (k < 0) {
+        log_malformed(&(*v)[0], sym, slen);
+        (*malformed)++;
+        return 1;
+    }
+    for (size_t j = 0; j < n; j++) {
+        struct op_order_msg *m = &(*v)[j];
+        if (op_codec_decode_order(c, mv + spans[j].off, spans[j].len, m) == 0)
+            continue;
+        char own[OP_SYMBOL_MAX];
+        if (op_codec_peek_symbol(mv + spans[j].off, spans[j].len, own) == 0)
+            log_malformed(m, own, strlen(own));
+        else
+            log_malformed(m, sym, slen);
+        (*malformed)++;
+    }
+    return n;
+}
+
+/* Counts the time-driven events among reports r[0 … n-1]. */
+static void log_count(struct log_counts *k, const struct op_report *r, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        if (r[j].kind == OP_REPORT_ACCEPTED && r[j].tif == OP_TIF_GTD)
+            k->gtd_accepted++;
+        else if (r[j].kind == OP_REPORT_CANCELLED && r[j].reason == OP_REASON_EXPIRED)
+            k->expired++;
+        else if (r[j].kind == OP_REPORT_CANCELLED && r[j].reason == OP_REASON_DEAD_MAN)
+            k->dm_orders++;
+        else if (r[j].kind == OP_REPORT_CANCEL_ALL_DONE && r[j].reason == OP_REASON_DEAD_MAN)
+            k->dm_fired++;
+        else if (r[j].kind == OP_REPORT_DEAD_MAN && r[j].qty > 0)
+            k->dm_armed++;
+    }
+}
+
+/* Replays orders:{s} (whole, in pages) through engine e and compares the
+ * reports with f. Returns 0, 1 (differs) or 2 (Redis error, log not whole). */
+static int log_shard(struct op_redis *r, struct eng *e, struct fshard *f, uint32_t s,
+                     struct log_counts *k)
+{
+    char key[OP_KEY_MAX], from[80] = "-";
+    op_key_orders(key, s);
+    if (log_whole(r, key) != 0)
+        return 2;
+    struct op_codec *c = op_codec_new();
+    struct op_span *spans = malloc(OP_CODEC_ORDERS_MAX * sizeof(*spans));
+    struct op_order_msg *v = NULL;
+    size_t cap = 0;
+    struct eng_reports reps;
+    struct op_buf enc;
+    if (!c || !spans)
+        abort();
+    eng_reports_init(&reps);
+    op_buf_init(&enc);
+    uint64_t i = 0, last_ts = 0; /* the shard's input number, engine time */
+    int rc = 0;
+    while (rc == 0) {
+        /* Why 500: an entry holds up to 4096 inputs; a page stays a few MB. */
+        struct redisReply *rep = op_redis_cmdf(r, "XRANGE %s %s + COUNT 500", key, from);
+        if (!rep || op_reply_type(rep) != OP_REPLY_ARRAY) {
+            fprintf(stderr, "matchcheck: XRANGE %s failed: %s\n", key,
+                    rep ? op_reply_str(rep, NULL) : r->errstr);
+            op_reply_free(rep);
+            rc = 2;
+            break;
+        }
+        size_t ne = op_reply_count(rep);
+        for (size_t x = 0; x < ne && rc == 0; x++) {
+            const struct redisReply *entry = op_reply_at(rep, x);
+            size_t n = log_entry_inputs(c, entry, &v, &cap, spans, &k->malformed);
+            k->entries++;
+            for (size_t j = 0; j < n && rc == 0; j++, i++) {
+                eng_reports_reset(&reps);
+                eng_apply(e, &v[j], &reps);
+                k->inputs++;
+                k->ticks += v[j].kind == OP_MSG_TICK;
+                k->reports += reps.len;
+                last_ts = reps.len ? reps.v[reps.len - 1].ts_ns : last_ts;
+                log_count(k, reps.v, reps.len);
+                if (compare_input(f, s, i, &v[j], reps.v, reps.len, &enc) != 0)
+                    rc = 1;
+            }
+            if (x + 1 == ne)
+                snprintf(from, sizeof(from), "(%s", op_reply_str(op_reply_at(entry, 0), NULL));
+        }
+        op_reply_free(rep);
+        if (ne < 500)
+            break;
+    }
+    while (rc == 0 && f->next < f->n && f->rep == f->v[f->next].count)
+        if (close_entry(f, s) != 0)
+            rc = 1;
+    if (rc == 0 && f->next != f->n) {
+        const struct fentry *x = &f->v[f->next];
+        printf("matchcheck: EXTRA: shard %u entry %zu (in=%s kind=%s) has %zu more reports than "
+               "the log gives\n",
+               s, f->next, x->in, x->kind, x->count - f->rep);
+        rc = 1;
+    }
+    if (rc == 0 && eng_next_event_ns(e) != 0) {
+        k->pending++;
+        printf("matchcheck: shard %u: an event is due at %" PRIu64 " ns, engine time is %" PRIu64
+               " ns (the last report's)\n",
+               s, eng_next_event_ns(e), last_ts);
+    }
+    eng_reports_release(&reps);
+    op_buf_release(&enc);
+    op_codec_free(c);
+    free(spans);
+    free(v);
+    return rc;
+}
+
+/* The log check of every shard, each engine set up as the matcher's
+ * (syms, closed_max, max_open). 0 ok, 1 differs, 2 error. */
+static int check_log(struct op_redis *r, uint32_t shards, const struct op_symtab *syms,
+                     uint32_t closed_max, uint32_t max_open)
+{
+    struct fshard *f = load_fills(r, "fills:", shards);
+    if (!f)
+        return 2;
+    struct log_counts k = {0};
+    size_t fentries = 0;
+    int rc = 0;
+    for (uint32_t s = 0; s < shards && rc == 0; s++) {
+        struct eng *e = eng_new(s, closed_max);
+        if (!e || eng_list_symbols(e, syms, shards) != 0)
+            abort();
+        eng_set_max_open(e, max_open);
+        f[s].off = f[s].n ? f[s].v[0].body : 0;
+        fentries += f[s].n;
+        rc = log_shard(r, e, &f[s], s, &k);
+        eng_free(e);
+    }
+    if (rc == 0)
+        printf("matchcheck: ok: log of %" PRIu64 " inputs in %" PRIu64 " orders entries (%" PRIu64
+               " ticks, %" PRIu64 " malformed), %" PRIu64 " reports in %zu fills entries over %u "
+               "shards, identical; gtd=%" PRIu64 " expired=%" PRIu64 " armed=%" PRIu64
+               " dead_man_fired=%" PRIu64 " dead_man_cancelled=%" PRIu64 " pending=%u\n",
+               k.inputs, k.entries, k.ticks, k.malformed, k.reports, fentries, shards,
+               k.gtd_accepted, k.expired, k.dm_armed, k.dm_fired, k.dm_orders, k.pending);
+    fshards_free(f, shards);
+    return rc;
+}
+
 static double secs_since(const struct timespec *t0)
 {
     struct timespec t;
@@ -623,7 +861,7 @@ static int parse(int argc, char **argv, struct opts *o)
         else
             return -1;
     }
-    return o->count ? 0 : -1;
+    return o->count || strcmp(argv[1], "log") == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -634,19 +872,31 @@ int main(int argc, char **argv)
     if (argc > 1 && parse(argc, argv, &o) != 0) {
         fprintf(stderr,
                 "usage: %s [check|engine] --seed N --count N [--poison-every K] "
-                "[--symbols A,B]\n",
+                "[--symbols A,B] | log\n",
                 argv[0]);
         return 2;
     }
     if (argc > 1 && strcmp(argv[1], "engine") == 0)
         return engine_rate(&o, c.order_shards);
+    struct op_symtab syms = {0};
+    uint32_t closed_max = 0, max_open = 0;
+    int log = argc > 1 && strcmp(argv[1], "log") == 0;
+    if (log) { /* the engine's configuration, read as the matcher reads it (matcher/main.c) */
+        op_symbols_load_or_exit(&c, "matchcheck", &syms);
+        closed_max = (uint32_t)op_env_int_or_exit("matchcheck", "MATCHER_CLOSED_MAX",
+                                                  ENG_CLOSED_DEFAULT, 1, ENG_CLOSED_LIMIT);
+        max_open =
+            (uint32_t)op_env_int_or_exit("matchcheck", "MAX_OPEN_ORDERS", 10000, 0, 100000000);
+    }
     struct op_redis r;
     if (op_redis_init(&r, c.redis_url, 30000) != 0 || op_redis_connect(&r) != 0) {
         fprintf(stderr, "matchcheck: %s\n", r.errstr);
         return 2;
     }
-    int rc = argc > 1 && strcmp(argv[1], "check") == 0 ? check(&r, &o, c.order_shards)
-                                                       : self_test(&r, c.order_shards);
+    int rc = log ? check_log(&r, c.order_shards, &syms, closed_max, max_open)
+             : argc > 1 && strcmp(argv[1], "check") == 0 ? check(&r, &o, c.order_shards)
+                                                         : self_test(&r, c.order_shards);
     op_redis_release(&r);
+    op_symtab_release(&syms);
     return rc;
 }
