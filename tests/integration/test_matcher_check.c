@@ -57,7 +57,11 @@
  * With no arguments (integration harness): a self-test of the checker on
  * scratch streams — exact copies in two different groupings pass; a missing,
  * a duplicated, an altered and an extra input, and a wrong readable field,
- * each fail.
+ * each fail. The log mode, on a scratch log of a timers flow with ticks and
+ * poisoned elements: its own fills pass (expiries and firings counted,
+ * nothing owed); an altered report, a tick's reports missing, and a log
+ * with an entry deleted each fail; without the final ticks, expiries are
+ * owed (`pending`).
  */
 
 struct opts {
@@ -552,11 +556,11 @@ static int log_owed(struct eng *e, struct eng_reports *reps, uint32_t s, uint64_
  * reports with f, then counts the shard in k->pending when e still owes
  * reports to time (log_owed, which leaves e changed). Returns 0, 1 (differs) or 2 (Redis error, log
  * not whole). */
-static int log_shard(struct op_redis *r, struct eng *e, struct fshard *f, uint32_t s,
-                     struct log_counts *k)
+static int log_shard(struct op_redis *r, const char *orders, struct eng *e, struct fshard *f,
+                     uint32_t s, struct log_counts *k)
 {
-    char key[OP_KEY_MAX], from[80] = "-";
-    op_key_orders(key, s);
+    char key[96], from[80] = "-";
+    snprintf(key, sizeof(key), "%s{%u}", orders, s);
     if (log_whole(r, key) != 0)
         return 2;
     struct op_codec *c = op_codec_new();
@@ -624,12 +628,14 @@ static int log_shard(struct op_redis *r, struct eng *e, struct fshard *f, uint32
     return rc;
 }
 
-/* The log check of every shard, each engine set up as the matcher's
- * (syms, closed_max, max_open). 0 ok, 1 differs, 2 error. */
+/* The log check of every shard: <orders>{S} against <fills>{S}, each
+ * engine set up as the matcher's (syms, closed_max, max_open); the counts
+ * go to *out (may be NULL). 0 ok, 1 differs, 2 error. */
 static int check_log(struct op_redis *r, uint32_t shards, const struct op_symtab *syms,
-                     uint32_t closed_max, uint32_t max_open)
+                     uint32_t closed_max, uint32_t max_open, const char *orders, const char *fills,
+                     struct log_counts *out)
 {
-    struct fshard *f = load_fills(r, "fills:", shards);
+    struct fshard *f = load_fills(r, fills, shards);
     if (!f)
         return 2;
     struct log_counts k = {0};
@@ -642,7 +648,7 @@ static int check_log(struct op_redis *r, uint32_t shards, const struct op_symtab
         eng_set_max_open(e, max_open);
         f[s].off = f[s].n ? f[s].v[0].body : 0;
         fentries += f[s].n;
-        rc = log_shard(r, e, &f[s], s, &k);
+        rc = log_shard(r, orders, e, &f[s], s, &k);
         eng_free(e);
     }
     if (rc == 0)
@@ -653,6 +659,8 @@ static int check_log(struct op_redis *r, uint32_t shards, const struct op_symtab
                k.inputs, k.entries, k.ticks, k.malformed, k.reports, fentries, shards,
                k.gtd_accepted, k.expired, k.dm_armed, k.dm_fired, k.dm_orders, k.pending);
     fshards_free(f, shards);
+    if (out)
+        *out = k;
     return rc;
 }
 
@@ -842,7 +850,9 @@ static int write_expected(struct op_redis *r, const struct opts *o, uint32_t sha
     return 0;
 }
 
-static int self_test(struct op_redis *r, uint32_t shards)
+static int log_self_test(struct op_redis *r, uint32_t shards, const struct op_symtab *syms);
+
+static int self_test(struct op_redis *r, uint32_t shards, const struct op_symtab *syms)
 {
     struct opts o = {.seed = 7, .count = 3000, .poison_every = 500, .prefix = "selftest-fills:"};
     int fails = 0;
@@ -881,8 +891,186 @@ static int self_test(struct op_redis *r, uint32_t shards)
             break;
         }
     }
+    fails += log_self_test(r, shards, syms);
     printf("test_matcher_check: %d failed\n", fails);
     return fails ? 1 : 0;
+}
+
+/* A log self-test case: how the scratch log and its fills are written. */
+struct lcase {
+    const char *what;
+    int final_ticks;  /* end every shard's log with a tick past every timer */
+    uint64_t alter;   /* the input whose last report is altered (UINT64_MAX: none) */
+    int skip_last;    /* the fills lack the reports of the last input of shard 0 */
+    int trim;         /* orders of shard 0 trimmed (its first entry deleted) */
+    int want;         /* check_log's result */
+    int want_pending; /* shards with something owed */
+};
+
+#define LOG_SELFTEST_ORDERS "selftest-orders:"
+#define LOG_SELFTEST_FILLS "selftest-fills:"
+#define LOG_SELFTEST_GROUP 7          /* inputs per orders entry */
+#define LOG_TICK_IDX (UINT64_MAX - 1) /* the final tick: no flow index, never altered */
+
+/* One shard's pending orders entry while the scratch log is written. */
+struct lpend {
+    struct op_order_msg in[LOG_SELFTEST_GROUP + 1]; /* + the final tick */
+    uint64_t idx[LOG_SELFTEST_GROUP + 1];           /* flow index (LOG_TICK_IDX: the tick) */
+    int poison[LOG_SELFTEST_GROUP + 1];
+    size_t n;
+};
+
+/* XADDs shard t's pending inputs as one orders entry of the scratch log
+ * and their reports (from e, with c's mutations) as one fills entry. */
+static void log_flush(struct op_redis *r, uint32_t t, struct lpend *p, struct eng *e,
+                      struct wentry *w, const struct lcase *c, int last, struct eng_reports *reps,
+                      struct op_buf *m, struct op_buf *enc)
+{
+    char key[96];
+    snprintf(key, sizeof(key), "%s{%u}", LOG_SELFTEST_FILLS, t);
+    op_buf_reset(m);
+    op_mp_put_array(m, (uint32_t)p->n);
+    for (size_t j = 0; j < p->n; j++) {
+        struct op_order_msg in = p->in[j];
+        if (p->poison[j]) { /* a map with only a sym, as ordergen --group writes */
+            size_t sl = strlen(in.symbol);
+            unsigned char h[] = {0x81, 0xa3, 's', 'y', 'm', (unsigned char)(0xa0 | sl)};
+            op_buf_append(m, h, sizeof(h));
+            op_buf_append(m, in.symbol, sl);
+            char sym[OP_SYMBOL_MAX];
+            memcpy(sym, in.symbol, sizeof(sym));
+            flowgen_malformed(&in, sym, strlen(sym));
+        } else {
+            op_codec_encode_order(m, &in);
+        }
+        eng_reports_reset(reps);
+        eng_apply(e, &in, reps);
+        if (p->idx[j] == c->alter)
+            reps->v[reps->len - 1].qty ^= 1;
+        if (c->skip_last && t == 0 && last && j + 1 == p->n)
+            continue;
+        if (!w->r || w->nr + reps->len > OP_CODEC_REPORTS_MAX)
+            abort(); /* allocated by log_write; no entry of this flow is that large */
+        for (size_t q = 0; q < reps->len; q++)
+            w->r[w->nr++] = reps->v[q];
+        if (w->inputs++ == 0)
+            w->first = w->seq + 1;
+        w->last = w->seq + 1;
+        w->done++;
+        symlist_add(&w->syms, in.symbol);
+    }
+    op_reply_free(
+        op_redis_cmdf(r, "XADD %s{%u} * sym - m %b", LOG_SELFTEST_ORDERS, t, m->data, m->len));
+    flush_wentry(r, key, w, enc);
+    p->n = 0;
+}
+
+/* Writes the scratch log of c (a timers flow in entries of up to
+ * LOG_SELFTEST_GROUP inputs of a shard, one poisoned element in 500, and,
+ * with c->final_ticks, a last tick per shard 10 s past the flow) and its
+ * fills, one fills entry per orders entry, from engines set up as
+ * check_log sets up its own, with the mutations of c. */
+static void log_write(struct op_redis *r, uint32_t shards, const struct op_symtab *syms,
+                      const struct lcase *c)
+{
+    struct flowgen g;
+    flowgen_init(&g, 11, NULL, shards, 500);
+    g.timers = 1;
+    g.ts_step = 1000000; /* 1 ms: the flow's 3 s see expiries and firings */
+    struct eng **e = calloc(shards, sizeof(struct eng *)); /* NOLINT(bugprone-sizeof-expression) */
+    struct wentry *we = calloc(shards, sizeof(*we));
+    struct lpend *p = calloc(shards, sizeof(*p));
+    struct eng_reports reps;
+    struct op_buf m, enc;
+    if (!e || !we || !p)
+        abort();
+    eng_reports_init(&reps);
+    op_buf_init(&m);
+    op_buf_init(&enc);
+    for (uint32_t s = 0; s < shards; s++) {
+        if (!(e[s] = eng_new(s, 0)) || eng_list_symbols(e[s], syms, shards) != 0)
+            abort();
+        eng_set_max_open(e[s], 10000);
+        if (!(we[s].r = malloc(OP_CODEC_REPORTS_MAX * sizeof(*we[s].r))))
+            abort();
+        op_reply_free(
+            op_redis_cmdf(r, "DEL %s{%u} %s{%u}", LOG_SELFTEST_ORDERS, s, LOG_SELFTEST_FILLS, s));
+    }
+    uint64_t last_ts = 0;
+    for (uint64_t i = 0; i < 3000; i++) {
+        struct op_order_msg x;
+        int bad = flowgen_next(&g, &x);
+        uint32_t s = flowgen_shard(&g, &x);
+        last_ts = x.ts_ns;
+        p[s].in[p[s].n] = x;
+        p[s].idx[p[s].n] = i;
+        p[s].poison[p[s].n++] = bad;
+        if (p[s].n == LOG_SELFTEST_GROUP)
+            log_flush(r, s, &p[s], e[s], &we[s], c, 0, &reps, &m, &enc);
+    }
+    for (uint32_t s = 0; s < shards; s++) {
+        if (c->final_ticks) { /* past every timer of the flow */
+            struct op_order_msg tick = {.kind = OP_MSG_TICK, .ts_ns = last_ts + 10000000000u};
+            p[s].in[p[s].n] = tick;
+            p[s].idx[p[s].n] = LOG_TICK_IDX;
+            p[s].poison[p[s].n++] = 0;
+        }
+        if (p[s].n)
+            log_flush(r, s, &p[s], e[s], &we[s], c, 1, &reps, &m, &enc);
+    }
+    if (c->trim) { /* shard 0's first entry deleted, as a trim would */
+        struct redisReply *first =
+            op_redis_cmdf(r, "XRANGE %s{0} - + COUNT 1", LOG_SELFTEST_ORDERS);
+        const char *id = op_reply_str(op_reply_at(op_reply_at(first, 0), 0), NULL);
+        if (id)
+            op_reply_free(op_redis_cmdf(r, "XDEL %s{0} %s", LOG_SELFTEST_ORDERS, id));
+        op_reply_free(first);
+    }
+    for (uint32_t s = 0; s < shards; s++) {
+        free(we[s].r);
+        eng_free(e[s]);
+    }
+    free(e);
+    free(we);
+    free(p);
+    eng_reports_release(&reps);
+    op_buf_release(&m);
+    op_buf_release(&enc);
+}
+
+/* The log mode's self-test: a scratch log with ticks, GTD orders, dead-man
+ * switches and poisoned elements passes against its own fills (expiries and
+ * firings counted, nothing owed); an altered report, the reports of a tick
+ * missing, a log with an entry deleted, each fail; without the final
+ * ticks, shards still owe expiries. Returns the number of failed cases. */
+static int log_self_test(struct op_redis *r, uint32_t shards, const struct op_symtab *syms)
+{
+    const uint64_t none = UINT64_MAX;
+    struct lcase cases[] = {
+        {"log: its own fills pass, timers fired", 1, none, 0, 0, 0, 0},
+        {"log: an altered report fails", 1, 1500, 0, 0, 1, 0},
+        {"log: a tick's reports missing fails", 1, none, 1, 0, 1, 0},
+        {"log: a trimmed log is refused", 1, none, 0, 1, 2, 0},
+        {"log: without the final ticks, expiries are owed", 0, none, 0, 0, 0, 1},
+    };
+    int fails = 0;
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        const struct lcase *c = &cases[k];
+        struct log_counts n = {0};
+        log_write(r, shards, syms, c);
+        int got = check_log(r, shards, syms, 0, 10000, LOG_SELFTEST_ORDERS, LOG_SELFTEST_FILLS, &n);
+        int ok = got == c->want;
+        if (ok && c->want == 0)
+            ok = (c->want_pending ? n.pending > 0 : n.pending == 0) && n.expired > 0 &&
+                 n.dm_fired > 0 && n.dm_orders > 0 && n.malformed > 0 &&
+                 (n.ticks > 0) == c->final_ticks;
+        printf("self-test: %s: %s\n", c->what, ok ? "ok" : "FAILED");
+        fails += !ok;
+    }
+    for (uint32_t s = 0; s < shards; s++)
+        op_reply_free(
+            op_redis_cmdf(r, "DEL %s{%u} %s{%u}", LOG_SELFTEST_ORDERS, s, LOG_SELFTEST_FILLS, s));
+    return fails;
 }
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -923,6 +1111,8 @@ int main(int argc, char **argv)
     struct op_symtab syms = {0};
     uint32_t closed_max = 0, max_open = 0;
     int log = argc > 1 && strcmp(argv[1], "log") == 0;
+    if (argc == 1) /* the self-test's log cases run engines with the listing */
+        op_symbols_load_or_exit(&c, "matchcheck", &syms);
     if (log) { /* the engine's configuration, read as the matcher reads it (matcher/main.c) */
         op_symbols_load_or_exit(&c, "matchcheck", &syms);
         closed_max = (uint32_t)op_env_int_or_exit("matchcheck", "MATCHER_CLOSED_MAX",
@@ -935,9 +1125,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "matchcheck: %s\n", r.errstr);
         return 2;
     }
-    int rc = log ? check_log(&r, c.order_shards, &syms, closed_max, max_open)
-             : argc > 1 && strcmp(argv[1], "check") == 0 ? check(&r, &o, c.order_shards)
-                                                         : self_test(&r, c.order_shards);
+    int rc =
+        log ? check_log(&r, c.order_shards, &syms, closed_max, max_open, "orders:", "fills:", NULL)
+        : argc > 1 && strcmp(argv[1], "check") == 0 ? check(&r, &o, c.order_shards)
+                                                    : self_test(&r, c.order_shards, &syms);
     op_redis_release(&r);
     op_symtab_release(&syms);
     return rc;
