@@ -24,6 +24,18 @@
  * pick one of the symbol's last 64 new orders (filled, resting or cancelled),
  * or once in 32 an id nobody used.
  *
+ * With timers (tests of issue 15's time-driven events; off by default, and
+ * the default flow is then byte for byte what it was): accounts alice, bob,
+ * carol and dave; 30% of the GTC limit orders become GTD, expiring
+ * FLOWGEN_GTD_MIN_MS … + FLOWGEN_GTD_SPAN_MS after their ts (some by later
+ * inputs, the last ones by the matcher's ticks once the flow stops); and
+ * 2% of the inputs are a CANCEL_ALL_AFTER of a random account on the shard
+ * of a random symbol (symbol "", flowgen_shard knows the shard): a disarm
+ * (timeout 0) once in five, else an arming of FLOWGEN_DM_MIN_MS … +
+ * FLOWGEN_DM_SPAN_MS. ts0 and ts_step (flowgen_init: FLOWGEN_TS0 and 10 µs)
+ * may be changed after flowgen_init, e.g. to the wall clock and 1 s / rate,
+ * so that the flow's times and the ticks' (the matcher's clock) agree.
+ *
  * Entry number i is "poisoned" (its msgpack replaced by garbage) when
  * poison_every > 0 and i % poison_every == poison_every - 1; the matcher
  * answers it with REJECTED MALFORMED, which the checker reproduces by feeding
@@ -35,6 +47,17 @@
 /* 2026-11-21T10:00:00Z in ns: event times are synthetic, 10 µs apart. */
 #define FLOWGEN_TS0 UINT64_C(1795255200000000000)
 #define FLOWGEN_ID0 (UINT64_C(1) << 40) /* far from ingest's ids (blocks of 2^20) */
+#define FLOWGEN_TS_STEP 10000           /* ns between inputs by default */
+/* Timers: why these spans. A GTD order lives 20 ms … 8 s, so that some
+ * expire within a few inputs, some while a takeover (a 2 s lease) is under
+ * way, and some seconds after the flow stops, when only ticks move time;
+ * dead-man timeouts of 0.2 … 6 s likewise, longer than an account's usual
+ * gap between arms (a few hundred inputs) only now and then, so that
+ * switches fire mid-flow as well as after it. */
+#define FLOWGEN_GTD_MIN_MS 20
+#define FLOWGEN_GTD_SPAN_MS 8000
+#define FLOWGEN_DM_MIN_MS 200
+#define FLOWGEN_DM_SPAN_MS 5800
 
 struct flowgen_sym {
     char name[OP_SYMBOL_MAX];
@@ -48,7 +71,10 @@ struct flowgen {
     uint64_t i;      /* index of the next input */
     uint32_t shards; /* ORDER_SHARDS */
     uint64_t poison_every;
-    int resting; /* every input a GTC limit that never crosses (benchmarks) */
+    int resting;           /* every input a GTC limit that never crosses (benchmarks) */
+    int timers;            /* GTD orders and dead-man switches (see above) */
+    uint64_t ts0, ts_step; /* input i has ts ts0 + i * ts_step */
+    uint32_t dm_shard;     /* the shard of the last CANCEL_ALL_AFTER (its symbol is "") */
     struct flowgen_sym sym[FLOWGEN_SYMBOLS_MAX];
     unsigned nsym;
 };
@@ -83,6 +109,8 @@ static inline int flowgen_init(struct flowgen *g, uint64_t seed, const char *sym
         g->rng = 1;
     g->shards = shards;
     g->poison_every = poison_every;
+    g->ts0 = FLOWGEN_TS0;
+    g->ts_step = FLOWGEN_TS_STEP;
     const char *p = symbols ? symbols : FLOWGEN_DEFAULT_SYMBOLS;
     while (*p) {
         size_t n = strcspn(p, ",");
@@ -117,13 +145,25 @@ static inline int flowgen_next(struct flowgen *g, struct op_order_msg *m)
     uint64_t i = g->i++;
     struct flowgen_sym *s = &g->sym[flowgen_below(g, g->nsym)];
     memcpy(m->symbol, s->name, sizeof(m->symbol));
-    snprintf(m->account, sizeof(m->account), "%s", flowgen_below(g, 2) ? "alice" : "bob");
-    m->ts_ns = FLOWGEN_TS0 + i * 10000;
+    static const char *const timer_accounts[] = {"alice", "bob", "carol", "dave"};
+    if (g->timers)
+        snprintf(m->account, sizeof(m->account), "%s", timer_accounts[flowgen_below(g, 4)]);
+    else
+        snprintf(m->account, sizeof(m->account), "%s", flowgen_below(g, 2) ? "alice" : "bob");
+    m->ts_ns = g->ts0 + i * g->ts_step;
     if (!g->resting && flowgen_below(g, 50) == 0) /* the mid wanders */
         s->mid += flowgen_below(g, 2) ? 5 : -5;
     if (s->mid < 100)
         s->mid = 100;
     uint64_t r = flowgen_below(g, 100);
+    if (g->timers && flowgen_below(g, 50) == 0) { /* 2%: the account's dead-man switch */
+        m->kind = OP_MSG_CANCEL_ALL_AFTER;
+        memset(m->symbol, 0, sizeof(m->symbol)); /* every symbol: ingest's form */
+        g->dm_shard = op_shard_of(s->name, strlen(s->name), g->shards);
+        if (flowgen_below(g, 5) != 0)
+            m->timeout_ms = FLOWGEN_DM_MIN_MS + (uint32_t)flowgen_below(g, FLOWGEN_DM_SPAN_MS);
+        return g->poison_every && i % g->poison_every == g->poison_every - 1;
+    }
     if (g->resting) { /* bids below the mid, asks above: nothing ever trades */
         m->kind = OP_MSG_NEW;
         m->order_id = FLOWGEN_ID0 + i;
@@ -148,6 +188,12 @@ static inline int flowgen_next(struct flowgen *g, struct op_order_msg *m)
             uint64_t t = flowgen_below(g, 100);
             m->tif = t < 75 ? OP_TIF_GTC : t < 90 ? OP_TIF_IOC : OP_TIF_FOK;
             m->post_only = m->tif == OP_TIF_GTC && flowgen_below(g, 100) < 15;
+            if (g->timers && m->tif == OP_TIF_GTC && flowgen_below(g, 10) < 3) {
+                m->tif = OP_TIF_GTD;
+                m->expire_ns =
+                    m->ts_ns + UINT64_C(1000000) *
+                                   (FLOWGEN_GTD_MIN_MS + flowgen_below(g, FLOWGEN_GTD_SPAN_MS));
+            }
             /* buyers bid mostly below the mid, sellers ask above: a book forms,
              * and the overlap (± 25 ticks) makes trades */
             int64_t off = (int64_t)flowgen_below(g, 51) - 15;
@@ -170,9 +216,12 @@ static inline int flowgen_next(struct flowgen *g, struct op_order_msg *m)
     return g->poison_every && i % g->poison_every == g->poison_every - 1;
 }
 
-/* The shard of m's symbol. */
+/* The shard of m's symbol; for a CANCEL_ALL_AFTER (symbol "") the shard
+ * flowgen_next chose for it, so call it right after flowgen_next. */
 static inline uint32_t flowgen_shard(const struct flowgen *g, const struct op_order_msg *m)
 {
+    if (m->kind == OP_MSG_CANCEL_ALL_AFTER)
+        return g->dm_shard;
     return op_shard_of(m->symbol, strlen(m->symbol), g->shards);
 }
 

@@ -15,6 +15,7 @@
 /*
  *   orderpipe-ordergen --seed N --count N [--from K] [--rate R] [--batch B]
  *                      [--group G] [--poison-every K] [--symbols A,B,…] [--resting]
+ *                      [--timers] [--ts0 NS] [--ts-step NS]
  *
  * Writes inputs from … from+count-1 of the flow of `seed` (ops/tools/
  * ordergen.h) to orders:{S} with XADD NOMKSTREAM, B inputs per pipeline
@@ -27,7 +28,11 @@
  * sustained flow for fault tests), as fast as Redis takes them otherwise.
  * --resting makes every input a GTC limit order that never trades (bids
  * 1.00 … 2.99 below the mid, asks as far above): a deep book for the
- * recovery benchmark.
+ * recovery benchmark. --timers adds GTD orders and dead-man switch
+ * arms/disarms to the flow (ops/tools/ordergen.h; issue 15's fault test);
+ * --ts0 and --ts-step set input i's ts to ts0 + i * step ns (default
+ * 2026-11-21T10:00Z and 10 µs): the wall clock and 1e9 / rate make the
+ * flow's times keep pace with the matcher's ticks.
  * Reads REDIS_URL, REDIS_TIMEOUT_MS and ORDER_SHARDS. A Redis failure stops
  * it (exit 1): whether the entries of a pipeline cut short were written is
  * unknown, and a retry could duplicate them. Exits 0 when all were written,
@@ -35,9 +40,9 @@
  */
 
 struct args {
-    uint64_t seed, count, from, rate, batch, group, poison_every;
+    uint64_t seed, count, from, rate, batch, group, poison_every, ts0, ts_step;
     const char *symbols;
-    int resting;
+    int resting, timers;
 };
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -66,9 +71,11 @@ static int parse_args(int argc, char **argv, struct args *a)
                         : strcmp(k, "--batch") == 0        ? &a->batch
                         : strcmp(k, "--group") == 0        ? &a->group
                         : strcmp(k, "--poison-every") == 0 ? &a->poison_every
+                        : strcmp(k, "--ts0") == 0          ? &a->ts0
+                        : strcmp(k, "--ts-step") == 0      ? &a->ts_step
                                                            : NULL;
-        if (strcmp(k, "--resting") == 0) {
-            a->resting = 1;
+        if (strcmp(k, "--resting") == 0 || strcmp(k, "--timers") == 0) {
+            *(strcmp(k, "--resting") == 0 ? &a->resting : &a->timers) = 1;
             continue;
         }
         if (strcmp(k, "--symbols") == 0 && v) {
@@ -92,7 +99,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 /* One input ready to be XADDed (alone, or in a group). */
 struct entry {
     uint32_t shard;
-    const char *type; /* "new" | "cancel" | "amend" */
+    const char *type; /* op_msg_kind_name: "new" | "cancel" | "amend" | "cancel_all_after" */
     char sym[OP_SYMBOL_MAX];
     size_t off, len; /* of its m in the batch buffer */
     struct op_order_msg msg;
@@ -211,6 +218,11 @@ int main(int argc, char **argv)
         return 2;
     }
     g.resting = a.resting;
+    g.timers = a.timers;
+    if (a.ts0)
+        g.ts0 = a.ts0;
+    if (a.ts_step)
+        g.ts_step = a.ts_step;
     struct op_redis r;
     if (op_redis_init(&r, c.redis_url, c.redis_timeout_ms) != 0 || op_redis_connect(&r) != 0) {
         fprintf(stderr, "orderpipe-ordergen: %s\n", r.errstr);
@@ -231,7 +243,7 @@ int main(int argc, char **argv)
         while (n < a.batch && done + n < a.count) {
             int poison = flowgen_next(&g, &m);
             e[n].shard = flowgen_shard(&g, &m);
-            e[n].type = m.kind == OP_MSG_NEW ? "new" : m.kind == OP_MSG_CANCEL ? "cancel" : "amend";
+            e[n].type = op_msg_kind_name(m.kind);
             memcpy(e[n].sym, m.symbol, sizeof(e[n].sym));
             e[n].off = buf.len;
             e[n].msg = m;
