@@ -873,6 +873,36 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
 }
 
 /*
+ * Queues one input of `kind` (a cancel-all or a dead-man arming) of the
+ * requester: to sym's shard with sym, or with symbol "" to every shard
+ * 0 … ORDER_SHARDS-1 when sym is NULL, all with one receipt time, as one
+ * job counted as one input by the rate limit.
+ */
+static enum MHD_Result submit_account_input(struct req *r, uint8_t kind,
+                                            const struct op_symbol *sym, uint32_t timeout_ms)
+{
+    struct api_error e;
+    int n = sym ? 1 : (int)r->s->cfg.shards;
+    if (reserve_items(r, n) != 0)
+        return fail(r, 500, "internal", "", "out of memory");
+    if (take_tokens(r, 1, &e) != 0)
+        return respond_error(r, &e);
+    uint64_t now = ts_ns();
+    for (int i = 0; i < n; i++) {
+        struct item *it = &r->items[i];
+        it->kind = ITEM_ORDER;
+        it->msg.kind = kind;
+        it->msg.ts_ns = now;
+        it->msg.timeout_ms = timeout_ms;
+        if (sym)
+            snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
+        snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
+        it->shard = sym ? op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards) : (uint32_t)i;
+    }
+    return submit(r, n);
+}
+
+/*
  * Cancel-all, DELETE /v1/orders[?symbol=S]: with S (which must be listed),
  * one OP_MSG_CANCEL_ALL input of S to S's shard; without, one with symbol
  * "" to every shard 0 … ORDER_SHARDS-1. Its inputs are one job, and a job
@@ -885,7 +915,6 @@ static enum MHD_Result handle_cancel_amend(struct req *r)
  */
 static enum MHD_Result handle_cancel_all(struct req *r)
 {
-    struct api_error e;
     const char *q = NULL;
     size_t qlen = 0;
     const struct op_symbol *sym = NULL;
@@ -896,23 +925,7 @@ static enum MHD_Result handle_cancel_all(struct req *r)
         if (!sym)
             return fail(r, 400, "unknown_symbol", "symbol", "symbol is not traded here");
     }
-    int n = sym ? 1 : (int)r->s->cfg.shards;
-    if (reserve_items(r, n) != 0)
-        return fail(r, 500, "internal", "", "out of memory");
-    if (take_tokens(r, 1, &e) != 0)
-        return respond_error(r, &e);
-    uint64_t now = ts_ns();
-    for (int i = 0; i < n; i++) {
-        struct item *it = &r->items[i];
-        it->kind = ITEM_ORDER;
-        it->msg.kind = OP_MSG_CANCEL_ALL;
-        it->msg.ts_ns = now;
-        if (sym)
-            snprintf(it->msg.symbol, sizeof(it->msg.symbol), "%s", sym->name);
-        snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
-        it->shard = sym ? op_shard_of(sym->name, strlen(sym->name), r->s->cfg.shards) : (uint32_t)i;
-    }
-    return submit(r, n);
+    return submit_account_input(r, OP_MSG_CANCEL_ALL, sym, 0);
 }
 
 /*
@@ -933,22 +946,7 @@ static enum MHD_Result handle_cancel_all_after(struct req *r)
 
     if (parse_body(r, &doc, &e) != 0 || order_parse_cancel_all_after(&doc, 0, &timeout_ms, &e) != 0)
         return respond_error(r, &e);
-    int n = (int)r->s->cfg.shards;
-    if (reserve_items(r, n) != 0)
-        return fail(r, 500, "internal", "", "out of memory");
-    if (take_tokens(r, 1, &e) != 0)
-        return respond_error(r, &e);
-    uint64_t now = ts_ns();
-    for (int i = 0; i < n; i++) {
-        struct item *it = &r->items[i];
-        it->kind = ITEM_ORDER;
-        it->msg.kind = OP_MSG_CANCEL_ALL_AFTER;
-        it->msg.ts_ns = now;
-        it->msg.timeout_ms = timeout_ms;
-        snprintf(it->msg.account, sizeof(it->msg.account), "%s", r->account);
-        it->shard = (uint32_t)i;
-    }
-    return submit(r, n);
+    return submit_account_input(r, OP_MSG_CANCEL_ALL_AFTER, NULL, timeout_ms);
 }
 
 static enum MHD_Result handle_get_order(struct req *r)

@@ -475,6 +475,7 @@ K1=("Authorization: Bearer rl-key-one" "Content-Type: application/json")
 K2=("Authorization: Bearer rl-key-two" "Content-Type: application/json")
 before="$(t_orders_len)"
 st=""
+t0="$(date +%s%N)"
 for i in 1 2 3 4 5 6; do
 	t_http POST "$url2/v1/orders" "$(order '')" "${K1[@]}"
 	st+="$T_STATUS "
@@ -489,10 +490,21 @@ st+="cancel-all:$T_STATUS "
 t_http POST "$url2/v1/orders/batch" "{\"orders\":[$(order ''),$(order '')]}" "${K1[@]}"
 st+="batch:$T_STATUS"
 after="$(t_orders_len)"
-t_eq "burst of 5, then refused" "$st" "202 202 202 202 202 429 cancel:429 amend:429 cancel-all:429 batch:429"
-t_match "429 code" "$b6" '^\{"error":\{"code":"rate_limited","message":"this api key sends orders faster than INGEST_RATE_LIMIT allows: nothing was queued, retry after the delay","field":""\}\}$'
-t_match "429 Retry-After in whole seconds" "$h6" $'Retry-After: [1-9][0-9]*\r'
-t_eq "only the 5 within the burst reached redis" "$after" $((before + 5))
+ms=$((($(date +%s%N) - t0) / 1000000))
+if ((ms < 1000)); then
+	t_eq "burst of 5, then refused" "$st" "202 202 202 202 202 429 cancel:429 amend:429 cancel-all:429 batch:429"
+	t_match "429 code" "$b6" '^\{"error":\{"code":"rate_limited","message":"this api key sends orders faster than INGEST_RATE_LIMIT allows: nothing was queued, retry after the delay","field":""\}\}$'
+	t_match "429 Retry-After in whole seconds" "$h6" $'Retry-After: [1-9][0-9]*\r'
+	t_eq "only the 5 within the burst reached redis" "$after" $((before + 5))
+else
+	# A slow (loaded) machine: the bucket refilled a token per second of
+	# the sequence. What must still hold: the burst passed, and no more
+	# inputs were taken than the burst plus one per second that went by.
+	printf 'note: the rate-limit sequence took %d ms (>= 1 s): checking the bound, not the exact sequence\n' "$ms"
+	t_match "burst of 5 passed" "$st" '^202 202 202 202 202 '
+	t_match "refusals happened" "$st" '429'
+	((after - before <= 5 + 2 * (ms / 1000 + 1))) || t_fail "rate limit: $((after - before)) inputs taken in $ms ms with a burst of 5 at 1/s"
+fi
 
 # A batch is all or nothing against the bucket; invalid items do not count.
 before="$(t_orders_len)"
