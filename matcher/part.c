@@ -257,34 +257,25 @@ static void adapt_read_count(struct worker *w, struct part *p, size_t entries, s
     p->read_count = c < 1 ? 1 : c > READ_ENTRIES_MAX ? READ_ENTRIES_MAX : (int)c;
 }
 
-/* Marks every listed symbol of p's shard for market data (a rare input that
- * may change all of its books: O(symbols listed)). */
-static void mark_all_books(struct worker *w, struct part *p, uint64_t ts)
+/* Marks the book of listed symbol k for market data, as of input time ts. */
+static inline void mark_book(struct part *p, size_t k, uint64_t ts)
 {
-    for (size_t k = 0; k < w->cfg->syms->n; k++) {
-        const char *name = w->cfg->syms->v[k].name;
-        if (op_shard_of(name, strlen(name), w->cfg->shards) != p->shard)
-            continue;
-        p->dirty[k] = 1;
-        p->sym_ts[k] = ts;
-        p->any_dirty = 1;
-    }
+    p->dirty[k] = 1;
+    p->sym_ts[k] = ts;
+    p->any_dirty = 1;
 }
 
 /* Marks the books of the symbols named by reports[from … w->reps.len) for
- * market data: what engine time made due (an expiry, a dead-man switch
- * firing) can be in any symbol of the shard, and a tick names none. */
+ * market data: for inputs whose effects are not confined to their own
+ * symbol (what engine time made due — an expiry, a dead-man switch firing —
+ * and a cancel-all of every symbol, which name none). */
 static void mark_reported_books(struct worker *w, struct part *p, size_t from, uint64_t ts)
 {
     for (size_t r = from; r < w->reps.len; r++) {
         const char *sym = w->reps.v[r].symbol;
         const struct op_symbol *s = sym[0] ? op_symtab_find(w->cfg->syms, sym, strlen(sym)) : NULL;
-        if (!s)
-            continue;
-        size_t k = (size_t)(s - w->cfg->syms->v);
-        p->dirty[k] = 1;
-        p->sym_ts[k] = ts;
-        p->any_dirty = 1;
+        if (s)
+            mark_book(p, (size_t)(s - w->cfg->syms->v), ts);
     }
 }
 
@@ -309,15 +300,11 @@ static void apply_inputs(struct worker *w, struct part *p, size_t n)
             eng_apply(p->eng, &w->msgs[i], &w->reps);
             if (w->msgs[i].kind == OP_MSG_TICK)
                 p->tick_inflight = 0;
-            if (w->msgs[i].kind == OP_MSG_TICK || (due != 0 && w->msgs[i].ts_ns >= due))
+            int every = w->msgs[i].kind == OP_MSG_CANCEL_ALL && w->msgs[i].symbol[0] == '\0';
+            if (every || w->msgs[i].kind == OP_MSG_TICK || (due != 0 && w->msgs[i].ts_ns >= due))
                 mark_reported_books(w, p, from, w->msgs[i].ts_ns); /* any symbol of the shard */
-            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0) {     /* not malformed */
-                p->dirty[w->ents[i].sym] = 1;
-                p->sym_ts[w->ents[i].sym] = w->msgs[i].ts_ns;
-                p->any_dirty = 1;
-            } else if (w->msgs[i].kind == OP_MSG_CANCEL_ALL && w->msgs[i].symbol[0] == '\0') {
-                mark_all_books(w, p, w->msgs[i].ts_ns); /* a cancel-all of every symbol */
-            }
+            if (w->ents[i].sym >= 0 && w->msgs[i].kind != 0)       /* not malformed */
+                mark_book(p, (size_t)w->ents[i].sym, w->msgs[i].ts_ns);
             p->last = w->ents[i].sid;
             p->since_snap++;
         }

@@ -500,6 +500,16 @@ struct book *eng_book(struct eng *e, const char *symbol, int create)
 }
 
 /* Makes b->open_of hold account index a. */
+static void open_of_grow(struct book *b, uint32_t a);
+
+/* Counts one more open order (resting or pending stop) of account a in b. */
+static inline void open_of_add(struct book *b, uint32_t a)
+{
+    if (a >= b->n_open_of)
+        open_of_grow(b, a);
+    b->open_of[a]++;
+}
+
 static void open_of_grow(struct book *b, uint32_t a)
 {
     uint32_t n = b->n_open_of ? b->n_open_of : 8;
@@ -519,9 +529,7 @@ void eng_rest(struct eng *e, struct book_order *o)
     struct book *b = e->books[o->book];
     book_add(b, &e->levels, o);
     ids_set(e, o->id, (uintptr_t)o);
-    if (o->account >= b->n_open_of)
-        open_of_grow(b, o->account);
-    b->open_of[o->account]++;
+    open_of_add(b, o->account);
 }
 
 /* Takes the resting order o out of its book b (it stays in the id map as
@@ -694,9 +702,7 @@ void eng_stop_add(struct eng *e, struct book_order *o)
     o->level = NULL;
     o->pending = 1;
     ids_set(e, o->id, (uintptr_t)o);
-    if (o->account >= b->n_open_of)
-        open_of_grow(b, o->account);
-    b->open_of[o->account]++;
+    open_of_add(b, o->account);
 }
 
 /* Takes the pending stop o out of its book's stop list. */
