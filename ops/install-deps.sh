@@ -33,6 +33,9 @@ packages=(
 	build-essential pkg-config git ca-certificates
 	# libraries the services and tests link
 	libhiredis-dev libmicrohttpd-dev libmsgpack-dev libpq-dev libjsmn-dev libcmocka-dev
+	libwebsockets-dev
+	# the feed's client tests (Node.js: ws, playwright-core) and the console's browser test
+	nodejs chromium
 	# the servers, and their clients used by ops/ and tests/
 	redis-server redis-tools "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
 	# what the ops/ and tests/ scripts use: ps, ss, flock/runuser, curl, python3 (end-to-end test)
@@ -77,9 +80,33 @@ missing_list() {
 	done
 }
 
+# js_deps: npm, when the nodejs package came without it (Debian's own
+# nodejs has it apart; NodeSource's bundles it), then the test clients'
+# npm packages (tests/js: ws, playwright-core) at the versions of its
+# package-lock.json, installed only when node_modules does not match it.
+js_deps() {
+	local dir
+	local -a su=()
+	((EUID == 0)) || su=(sudo)
+	dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"
+	if ! command -v npm >/dev/null 2>&1; then
+		op_log "installing npm"
+		"${su[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends npm >/dev/null ||
+			op_die "apt-get install npm failed: install Node.js 18+ with npm yourself"
+	fi
+	if [[ -f "$dir/package-lock.json" ]] &&
+		! cmp -s "$dir/package-lock.json" "$dir/node_modules/.orderpipe-lock" 2>/dev/null; then
+		op_log "installing the test clients' npm packages (tests/js)"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+			op_die "npm ci in '$dir' failed: check that the npm registry is reachable"
+		cp "$dir/package-lock.json" "$dir/node_modules/.orderpipe-lock"
+	fi
+}
+
 mapfile -t missing < <(missing_list)
 if ((${#missing[@]} == 0)); then
 	((if_missing)) || op_log "all ${#packages[@]} required packages are installed"
+	js_deps
 	exit 0
 fi
 
@@ -136,3 +163,4 @@ op_log "installing: ${to_install[*]}"
 mapfile -t still < <(missing_list)
 ((${#still[@]} == 0)) || op_die "still missing after apt-get install: ${still[*]}"
 op_log "installed: ${to_install[*]}"
+js_deps
