@@ -60,6 +60,9 @@ LIBRECORDER := $(BUILD)/librecorder.a
 # its PostgreSQL side, for integration tests that commit batches themselves
 RECORDER_STORE_SRCS := recorder/store.c recorder/stats.c
 LIBRECSTORE := $(BUILD)/librecstore.a
+# the feed's pure part (the book JSON in, book messages out), for unit tests
+FEED_CORE_SRCS := feed/book.c
+LIBFEED := $(BUILD)/libfeed.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
@@ -70,7 +73,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS)) \
               $(patsubst bench/tools/%.c,$(BUILD)/bench/tools/%,$(BENCH_TOOL_SRCS))
 
 ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS) \
-              $(RECORDER_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
+              $(RECORDER_SRCS) $(FEED_CORE_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
 
 .PHONY: all run test test-unit test-integration bench lint fmt fmt-check clean deps \
         check-build stack-start stack-stop
@@ -78,7 +81,7 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(LIBFEED) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -104,6 +107,10 @@ $(LIBRECSTORE): $(call obj,$(RECORDER_STORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+$(LIBFEED): $(call obj,$(FEED_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
 $(BUILD)/bin/orderpipe-ingest: $(call obj,$(INGEST_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
@@ -120,7 +127,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBFEED) $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
@@ -168,7 +175,7 @@ C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --std=c11 -I. \
-	  shared ingest matcher recorder ops/tools
+	  shared ingest matcher recorder feed ops/tools
 	clang-tidy --quiet $(filter %.c,$(C_FILES)) -- $(filter-out -MMD -MP,$(CPPFLAGS)) -std=c11
 
 fmt:
