@@ -41,6 +41,7 @@ ENGINE_SRCS := $(wildcard matcher/engine/*.c)
 INGEST_SRCS := $(wildcard ingest/*.c)
 MATCHER_SRCS := $(wildcard matcher/*.c)
 RECORDER_SRCS := $(wildcard recorder/*.c)
+FEED_SRCS   := $(wildcard feed/*.c)
 TOOL_SRCS   := $(wildcard ops/tools/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 INTEG_SRCS  := $(wildcard tests/integration/test_*.c)
@@ -66,6 +67,7 @@ LIBFEED := $(BUILD)/libfeed.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
+        $(if $(FEED_SRCS),$(BUILD)/bin/orderpipe-feed) \
         $(patsubst ops/tools/%.c,$(BUILD)/bin/%,$(TOOL_SRCS))
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRCS))
@@ -73,7 +75,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS)) \
               $(patsubst bench/tools/%.c,$(BUILD)/bench/tools/%,$(BENCH_TOOL_SRCS))
 
 ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS) \
-              $(RECORDER_SRCS) $(FEED_CORE_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
+              $(RECORDER_SRCS) $(FEED_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
 
 .PHONY: all run test test-unit test-integration bench lint fmt fmt-check clean deps \
         check-build stack-start stack-stop
@@ -122,6 +124,11 @@ $(BUILD)/bin/orderpipe-matcher: $(call obj,$(MATCHER_SRCS)) $(LIBENGINE) $(LIBOP
 $(BUILD)/bin/orderpipe-recorder: $(call obj,$(RECORDER_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
+
+# The feed parses its clients' JSON with ingest's strict parser (libingest).
+$(BUILD)/bin/orderpipe-feed: $(call obj,$(FEED_SRCS)) $(LIBINGEST) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lwebsockets $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
 	@mkdir -p $(dir $@)
