@@ -61,8 +61,8 @@ LIBRECORDER := $(BUILD)/librecorder.a
 # its PostgreSQL side, for integration tests that commit batches themselves
 RECORDER_STORE_SRCS := recorder/store.c recorder/stats.c
 LIBRECSTORE := $(BUILD)/librecstore.a
-# the feed's pure part (the book JSON in, book messages out), for unit tests
-FEED_CORE_SRCS := feed/book.c
+# the feed's pure parts (book JSON in and out, report JSON), for unit tests
+FEED_CORE_SRCS := feed/book.c feed/format.c
 LIBFEED := $(BUILD)/libfeed.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
