@@ -385,9 +385,10 @@
 
   function renderOrders() {
     const rows = [...st.orders.values()].reverse().map((o) => {
+      // a cancel button while the order can still be cancelled
       const open = o.status && !FINAL.has(o.status);
-      const cancel = el('button', { type: 'button', class: 'cancel', disabled: !open, title: 'cancel this order' }, '×');
-      cancel.addEventListener('click', () => cancelOrder(o));
+      const cancel = open ? el('button', { type: 'button', class: 'cancel', title: 'cancel this order' }, '×') : '';
+      if (open) cancel.addEventListener('click', () => cancelOrder(o));
       return el('tr', { class: `${o.side || ''} ${String(o.status || '').toLowerCase()}`, 'data-order-id': o.order_id },
         el('td', { class: 'id' }, o.order_id), el('td', {}, o.symbol || ''), el('td', {}, o.side || ''),
         el('td', {}, o.price || (o.type === 'market' ? 'market' : '')), el('td', {}, o.qty ?? ''),

@@ -63,9 +63,9 @@ t_http GET "$feed/console.js"
 t_eq "GET /console.js: status" "$T_STATUS" 200
 t_http GET "$feed/config.json"
 t_eq "GET /config.json: status" "$T_STATUS" 200
-t_eq "config.json: ingest_url and symbols" \
-	"$(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); print(c["ingest_url"], " ".join(c["symbols"]))' "$T_BODY" 2>&1)" \
-	"$ingest AAPL MSFT GOOG AMZN TSLA"
+t_eq "config.json: ingest_url and the symbols of SYMBOLS_FILE" \
+	"$(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); print(c["ingest_url"], " ".join(sorted(c["symbols"])))' "$T_BODY" 2>&1)" \
+	"$ingest AAPL AMZN GOOG MSFT TSLA"
 
 shot="$OP_STACK_DIR/feed_console.png"
 (cd "$js" && CONSOLE_URL="$feed/" INGEST_URL="$ingest" SCREENSHOT="$shot" CHROMIUM="$chromium" \
