@@ -52,8 +52,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBOP     := $(BUILD)/libop.a
 LIBENGINE := $(BUILD)/libengine.a
-# ingest's pure parts (JSON, validation, the rate limiter), for unit tests
-INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c
+# ingest's pure parts (JSON, validation, the rate limiter, CORS origins), for unit tests
+INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c ingest/cors.c
 LIBINGEST := $(BUILD)/libingest.a
 # the recorder's pure part (decode, merge, binary COPY rows), for unit tests
 RECORDER_CORE_SRCS := recorder/batch.c recorder/copybin.c
