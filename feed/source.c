@@ -165,6 +165,7 @@ static struct feed_entry *decode_entry(struct feed_source *s, struct op_codec *c
     fe->id = id;
     fe->n = (uint32_t)n;
     fe->malformed = (uint32_t)bad;
+    fe->hole = 0;
     if (n)
         memcpy(fe->rep, scratch, n * sizeof(struct op_report));
     return fe;
