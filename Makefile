@@ -52,8 +52,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBOP     := $(BUILD)/libop.a
 LIBENGINE := $(BUILD)/libengine.a
-# ingest's pure parts (JSON, validation, the rate limiter), for unit tests
-INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c
+# ingest's pure parts (JSON, validation, the rate limiter, CORS origins), for unit tests
+INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c ingest/cors.c
 LIBINGEST := $(BUILD)/libingest.a
 # the recorder's pure part (decode, merge, binary COPY rows), for unit tests
 RECORDER_CORE_SRCS := recorder/batch.c recorder/copybin.c
@@ -61,8 +61,8 @@ LIBRECORDER := $(BUILD)/librecorder.a
 # its PostgreSQL side, for integration tests that commit batches themselves
 RECORDER_STORE_SRCS := recorder/store.c recorder/stats.c
 LIBRECSTORE := $(BUILD)/librecstore.a
-# the feed's pure part (the book JSON in, book messages out), for unit tests
-FEED_CORE_SRCS := feed/book.c
+# the feed's pure parts (book JSON in and out, report JSON), for unit tests
+FEED_CORE_SRCS := feed/book.c feed/format.c
 LIBFEED := $(BUILD)/libfeed.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
