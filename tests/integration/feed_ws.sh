@@ -65,10 +65,13 @@ start_matcher() {
 	PID[$1]="$T_PID"
 }
 
-# Feed A: a small queue bound (512 KiB) for the slow consumer. Feed B: the defaults.
+# Feed A: a small queue bound (512 KiB) for the slow consumer, and its own
+# Redis user, so that the test can stop its live reader (XREAD refused)
+# while its replays (XRANGE) still work. Feed B: the defaults.
+t_redis ACL SETUSER feeda on '>feeda-pw' '~*' '&*' '+@all' >/dev/null
 start_feed() {
 	local name="$1" extra=()
-	[[ "$name" == feed-a ]] && extra=(FEED_CLIENT_QUEUE_KB=512)
+	[[ "$name" == feed-a ]] && extra=(FEED_CLIENT_QUEUE_KB=512 "REDIS_URL=redis://feeda:feeda-pw@127.0.0.1:$OP_REDIS_PORT")
 	t_start "$name" orderpipe-feed FEED_PORT="${PORT[$name]}" FEED_NAME="$name" "${extra[@]}"
 	PID[$name]="$T_PID"
 	op_wait_until 60 "$name on port ${PORT[$name]}" curl -sf "http://127.0.0.1:${PORT[$name]}/healthz"
@@ -126,6 +129,12 @@ recorded_below() {
 	[[ -z "$pend" ]]
 }
 
+# feed_metric NAME METRIC: the value of an unlabelled metric of a feed.
+feed_metric() {
+	curl -s --max-time 20 "http://127.0.0.1:${PORT[$1]}/metrics" | awk -v n="$2" '$1 == n { print $2 }'
+}
+feed_a_errors_above() { (($(feed_metric feed-a feed_redis_errors_total) > $1)); }
+
 # ctl COMMAND ARGS...: does it and sets CTL_ANSWER, the line the client gets
 # (in this shell, not a subshell: the services it starts must be ours).
 ctl() {
@@ -167,6 +176,23 @@ ctl() {
 		else
 			CTL_ANSWER="err the recorders did not commit fills:{$2} below $3"
 		fi
+		;;
+	prev_id) # SHARD ID: the id of the entry of fills:{SHARD} before ID
+		CTL_ANSWER="ok $(redis-cli -p "$OP_REDIS_PORT" --raw XREVRANGE "fills:{$2}" "($3" - COUNT 1 | head -n 1)"
+		;;
+	deny_xread) # feed A's user may no longer XREAD: its live reader stops where it is
+		local e0
+		e0="$(feed_metric feed-a feed_redis_errors_total)"
+		t_redis ACL SETUSER feeda -xread >/dev/null
+		if op_wait_until 60 "feed-a's reader to be refused" feed_a_errors_above "${e0:-0}"; then
+			CTL_ANSWER=ok
+		else
+			CTL_ANSWER="err feed-a's feed_redis_errors_total stayed at $e0"
+		fi
+		;;
+	allow_xread)
+		t_redis ACL SETUSER feeda +xread >/dev/null
+		CTL_ANSWER=ok
 		;;
 	*)
 		CTL_ANSWER="err unknown command '$1'"
