@@ -411,21 +411,28 @@ static void fetch_more(struct feed_hub *h, struct sub *s)
 
 static void sub_free(struct feed_hub *h, struct sub *s);
 
-/* Delivers a replay page of shard i of s: the entries after s->cur[i] up
- * to the live position; the shard goes LIVE once it caught up. */
-static void replay_page(struct feed_hub *h, struct sub *s, const struct feed_page *p)
+/*
+ * Delivers a replay page of shard p->shard of s: the entries after
+ * s->cur[i] up to the live position. The shard then goes LIVE once it
+ * caught up, or AHEAD when its position is beyond what this feed's reader
+ * has delivered (another feed instance was further on): the reader's
+ * entries up to it are skipped. Returns 0, or -1 when entries between the
+ * position and the live one are gone from the stream (a gap).
+ */
+static int replay_page(struct feed_hub *h, struct sub *s, const struct feed_page *p)
 {
     uint32_t i = p->shard - s->shard0;
     uint32_t shard = p->shard;
-    struct op_sid last = s->cur[i];
+    int beyond = 0; /* the page reached past the live position */
     for (const struct feed_entry *e = p->entries; e; e = e->next) {
-        if (op_sid_cmp(e->id, h->live[shard]) > 0)
+        if (op_sid_cmp(e->id, h->live[shard]) > 0) {
+            beyond = 1;
             break; /* the live reader has not delivered it yet: it will */
-        if (op_sid_cmp(e->id, last) <= 0)
+        }
+        if (op_sid_cmp(e->id, s->cur[i]) <= 0)
             continue;
         collect(h, e, s->acct, s->sym, s->ch == CH_TRADES);
         s->cur[i] = e->id;
-        last = e->id;
         struct feed_msg *m = NULL;
         if (s->ch == CH_ORDERS && s->acct->touched)
             m = orders_msg(h, s, s->acct, e->id.ms);
@@ -437,15 +444,23 @@ static void replay_page(struct feed_hub *h, struct sub *s, const struct feed_pag
             msg_drop_unused(m);
         }
     }
-    if (op_sid_cmp(s->cur[i], h->live[shard]) >= 0) {
+    int c = op_sid_cmp(s->cur[i], h->live[shard]);
+    if (c > 0) {
+        s->st[i] = SH_AHEAD;
+        h->nahead++;
+        s->nfetch--;
+    } else if (c == 0) {
         s->st[i] = SH_LIVE;
         s->nfetch--;
-    } else if (p->complete && !p->entries) {
-        /* Nothing after cur although the reader saw more: trimmed since. */
-        s->cur[i] = h->live[shard];
-        s->st[i] = SH_LIVE;
-        s->nfetch--;
+    } else if (beyond) {
+        /* Behind the live position, yet the next entry the stream holds is
+         * beyond it, although the reader read it: what lay between was
+         * trimmed since. (A page that simply ended before the live position
+         * was read before the reader got further: the next page follows,
+         * and its XINFO check sees a trim.) */
+        return -1;
     }
+    return 0;
 }
 
 /* The answer to a replay request. */
@@ -492,8 +507,15 @@ static void on_fetch(struct feed_hub *h, struct feed_fetch *f)
         send_buf(h, c, b);
     }
     for (uint32_t k = 0; k < f->n; k++)
-        if (f->pages[k].status == FEED_PAGE_OK)
-            replay_page(h, s, &f->pages[k]);
+        if (f->pages[k].status == FEED_PAGE_OK && replay_page(h, s, &f->pages[k]) != 0) {
+            h->stats.gaps++;
+            send_error(h, c, "gap",
+                       "the streams no longer hold everything after this position: read the "
+                       "state over REST, then subscribe without from",
+                       s, NULL, NULL);
+            sub_free(h, s);
+            return;
+        }
     fetch_more(h, s);
 }
 

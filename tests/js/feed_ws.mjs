@@ -857,13 +857,15 @@ await section('gap: the streams no longer hold what followed the position', asyn
 	await gotMarkers(G, mk);
 	await gotMarkers(refs.carol, mk);
 	sameAsReference('gap: the resume from the entry left', G.reports, refs.carol.reports, parsePos(fromCut), mk);
-	// docs/feed.md: gap only "when an entry after pos has been trimmed". From
-	// the last entry trimmed, the next one (the cut) is still there.
+	// docs/feed.md: a position whose own entry was trimmed is answered gap
+	// even when the next entry is still there (Redis 7.0 does not tell which
+	// entries a trim removed, so the feed cannot prove nothing after it went):
+	// cautious, never silent.
 	const fromBefore = [...parsePos(fromCut).entries()].map(([s, id]) => `${s}:${s === shard ? before : id}`).join(',');
 	const G2 = await authed(FEED_A, CAROL, 'gap-edge');
 	const e2 = await subOrders(G2, fromBefore);
-	fields(`gap: from the last entry trimmed (${before}; the next, ${cut}, is there): subscribed, nothing is missing`, e2,
-		{ type: 'subscribed', channel: 'orders', pos: fromBefore });
+	fields(`gap: from the last entry trimmed (${before}; the next, ${cut}, is there): gap, as documented`, e2,
+		{ type: 'error', code: 'gap', channel: 'orders' });
 	G2.close();
 	check('gap: the clients that were reading live got no gap', W.errors().length === 0 && refs.carol.errors().length === 0,
 		JSON.stringify(W.errors().concat(refs.carol.errors())));
