@@ -45,7 +45,7 @@ export OP_BUILD OP_ROOT
 rate="${BENCH_FEED_RATE:-20000}"
 secs="${BENCH_TIME:-20}"
 phases="${BENCH_FEED_CLIENTS:-0 100 1000}"
-orders_subs="${BENCH_FEED_ORDERS:-4}"
+orders_subs="${BENCH_FEED_ORDERS:-2}"
 threads="${BENCH_FEED_THREADS:-2}"
 batch="${BENCH_BATCH:-100}"
 conns="${BENCH_CONNS:-16}"
@@ -103,6 +103,8 @@ metric() { awk -v n="$1" '$1 == n { print $2; exit }' <<<"$2"; }
 bucket() { awk -v le="feed_delivery_seconds_bucket{le=\"$1\"}" '$1 == le { print $2; exit }' <<<"$2"; }
 # busy and total jiffies of every core (/proc/stat's first line)
 cpu_all() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+# µs some task has waited for a CPU since boot (/proc/pressure/cpu; 0 without PSI)
+psi_some() { awk -F'total=' '/^some/ { print $2 + 0 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
 # wait_line FILE PATTERN PID SECONDS: until FILE has a line matching PATTERN
 wait_line() {
 	local deadline=$((SECONDS + $4))
@@ -111,6 +113,15 @@ wait_line() {
 		((SECONDS < deadline)) || { cat "$1" >&2; op_die "'$2' did not come within $4 s"; }
 		sleep 0.1
 	done
+}
+# stop_pid PID NAME OUTPUT: SIGTERM, then its report within 30 s (else
+# SIGKILL and fail: a reader that cannot report is a broken measurement).
+stop_pid() {
+	local deadline=$((SECONDS + 30))
+	kill -TERM "$1" 2>/dev/null || true
+	while kill -0 "$1" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null && op_die "$2 did not stop within 30 s: $(tail -5 "$3")"
+	wait "$1" || op_die "$2 failed: $(tail -5 "$3")"
 }
 # wait_quiet: the matcher has drained the orders, the feed has read every
 # fills entry and emptied its queues (at most 60 s).
@@ -128,6 +139,8 @@ wait_quiet() {
 	op_warn "the feed still had queued bytes after 60 s"
 }
 
+# kv NAME TEXT: the word after NAME in TEXT
+kv() { awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) {print $(i + 1); exit}}' <<<"$2"; }
 # d NAME: the growth of a feed counter over the phase's window (m0 -> m1)
 d() { echo $(($(metric "$1" "$m1") - $(metric "$1" "$m0"))); }
 
@@ -156,6 +169,7 @@ for n in $phases; do
 	c0="$([[ -n "$cl_pid" ]] && op_cpu_ticks "$cl_pid" || echo 0)"
 	r0="$(op_cpu_ticks "$(cat "$pl_dir/redis/redis.pid")")"
 	read -r b0 t0j <<<"$(cpu_all)"
+	psi0="$(psi_some)"
 	t_load=$(date +%s.%N)
 	"$OP_BUILD/bench/tools/loadgen" --port "$pl_ingest_port" --rate "$rate" --duration "$secs" \
 		--batch "$batch" --conns "$conns" --seed "$seed" --symbols "$symbols" 2>"$out/loadgen-$n.log" |
@@ -168,13 +182,10 @@ for n in $phases; do
 	c1="$([[ -n "$cl_pid" ]] && op_cpu_ticks "$cl_pid" || echo 0)"
 	r1="$(op_cpu_ticks "$(cat "$pl_dir/redis/redis.pid")")"
 	read -r b1 t1j <<<"$(cpu_all)"
+	psi1="$(psi_some)"
 	kill -0 "$feed_pid" 2>/dev/null || { tail -20 "$pl_dir/feed.log" >&2; op_die "the feed died"; }
-	kill -TERM "$xr_pid"
-	wait "$xr_pid" || op_die "xreadlat failed: $(cat "$out/xread-$n.txt")"
-	if [[ -n "$cl_pid" ]]; then
-		kill -TERM "$cl_pid"
-		wait "$cl_pid" || op_die "the clients failed: $(tail -5 "$out/clients-$n.txt")"
-	fi
+	stop_pid "$xr_pid" xreadlat "$out/xread-$n.txt"
+	[[ -z "$cl_pid" ]] || stop_pid "$cl_pid" "the clients" "$out/clients-$n.txt"
 	aux_pids=()
 	cat "$out/xread-$n.txt"
 	[[ -n "$cl_pid" ]] && grep '^feedclients: [a-z]' "$out/clients-$n.txt" | grep -v '^feedclients: ready'
@@ -193,6 +204,7 @@ for n in $phases; do
 	R[$n,perentry]="$(awk -v t="$fticks" -v hz="$hz" -v e="$entries" 'BEGIN {if (e) printf "%.0f", t * 1e6 / hz / e; else print "-"}')"
 	R[$n,clientcpu]="$(awk -v t="$((c1 - c0))" -v hz="$hz" -v w="$window" 'BEGIN {printf "%.0f%%", t * 100 / hz / w}')"
 	R[$n,rediscpu]="$(awk -v t="$((r1 - r0))" -v hz="$hz" -v w="$window" 'BEGIN {printf "%.0f%%", t * 100 / hz / w}')"
+	R[$n,psi]="$(awk -v p="$((psi1 - psi0))" -v w="$window" 'BEGIN {if (p > 0) printf "%.0f%%", p / 1e4 / w; else print "-"}')"
 	R[$n,busy]="$(awk -v b="$((b1 - b0))" -v t="$((t1j - t0j))" -v c="$(nproc)" 'BEGIN {printf "%.0f%% of %d cores", b * 100 / t, c}')"
 	read -r _ _ _ _ xp50 _ xp99 _ xp999 _ xmax _ <<<"$(grep '^xread latency' "$out/xread-$n.txt")"
 	R[$n,xread]="$xp50 / $xp99 / $xp999 / $xmax"
@@ -208,34 +220,48 @@ for n in $phases; do
 	R[$n,slow]="$(d feed_slow_closed_total)"
 	R[$n,rediserr]="$(d feed_redis_errors_total)"
 	if [[ -n "$cl_pid" ]]; then
-		read -r _ _ cmsgs _ _ cp50 _ cp99 _ cp999 _ cmax _ untimed <<<"$(grep '^feedclients: messages' "$out/clients-$n.txt")"
-		R[$n,client]="$cp50 / $cp99 / $cp999 / $cmax"
-		R[$n,cp99]="$cp99"
-		R[$n,rate]="$(awk -v m="$cmsgs" -v u="$untimed" -v n="$n" -v s="$secs" 'BEGIN {printf "%.0f", (m + u) / n / s}')"
+		cl="$(cat "$out/clients-$n.txt")"
+		all="$(grep '^feedclients: all:' <<<"$cl")"
+		tr="$(grep '^feedclients: trades:' <<<"$cl")"
+		or="$(grep '^feedclients: orders:' <<<"$cl")"
+		cls="$(grep '^feedclients: closed' <<<"$cl")"
+		lat4() { printf '%s / %s / %s / %s' "$(kv p50 "$1")" "$(kv p99 "$1")" "$(kv p999 "$1")" "$(kv max "$1")"; }
+		R[$n,client]="$(lat4 "$all")"
+		R[$n,cp99]="$(kv p99 "$all")"
+		R[$n,trades]="$(kv messages "$tr") msgs, $(kv bytes_mean "$tr") B: $(lat4 "$tr")"
+		R[$n,orders]="$(kv messages "$or") msgs, $(kv bytes_mean "$or") B: $(lat4 "$or")"
+		R[$n,rate]="$(awk -v m="$(kv messages "$all")" -v n="$n" -v s="$secs" 'BEGIN {printf "%.1f", m / n / s}')"
 		R[$n,allrate]="$(awk -v m="$msgs" -v s="$secs" 'BEGIN {printf "%.0f", m / s}')"
-		read -r _ _ closed _ errors _ disorder <<<"$(grep '^feedclients: closed' "$out/clients-$n.txt")"
-		R[$n,closed]="$closed"
-		R[$n,errors]="$errors"
-		R[$n,disorder]="$disorder"
-		# every subscriber got exactly what the stream held for it
+		R[$n,closed]="$(kv closed "$cls") (trades $(kv trades "$cls"), orders $(kv orders "$cls"))"
+		R[$n,errors]="$(kv errors "$cls")"
+		lp="$(grep '^feedclients: event loop delay' <<<"$cl")"
+		R[$n,loop]="$(awk '{for (i = 1; i <= NF; i++) {if ($i == "p99") m = "p"; else if ($i == "max") m = "x"
+			else if (m == "p" && $i + 0 > p) p = $i + 0; else if (m == "x" && $i + 0 > x) x = $i + 0}}
+			END {printf "%.1f / %.1f", p, x}' <<<"$lp")"
+		R[$n,disorder]="$(kv disorder "$cls")"
+		# every subscriber still open got exactly what the stream held for it
 		want_t="$(sed -n 's/^entries with trades: //p' "$out/xread-$n.txt")"
 		want_a="$(sed -n 's/^entries naming an account: //p' "$out/xread-$n.txt")"
-		got_t="$(sed -n 's/^feedclients: trades per subscriber: //p' "$out/clients-$n.txt")"
-		got_a="$(sed -n 's/^feedclients: orders per subscriber: //p' "$out/clients-$n.txt")"
-		R[$n,check]="$(awk -v wt="$want_t" -v wa="$want_a" -v gt="$got_t" -v ga="$got_a" 'BEGIN {
+		got_t="$(sed -n 's/^feedclients: trades per open subscriber: //p' <<<"$cl")"
+		got_a="$(sed -n 's/^feedclients: orders per open subscriber: //p' <<<"$cl")"
+		R[$n,check]="$(awk -v wt="$want_t" -v wa="$want_a" -v gt="$got_t" -v ga="$got_a" -v closed="$(kv closed "$cls")" 'BEGIN {
 			n = split(wt, a, " "); for (i = 1; i < n; i += 2) want["t " a[i]] = a[i + 1]
 			n = split(wa, a, " "); for (i = 1; i < n; i += 2) want["o " a[i]] = a[i + 1]
-			bad = ""; subs = 0
-			n = split(gt, a, " "); for (i = 1; i + 2 <= n; i += 3) { k = "t " a[i]; subs++
+			bad = ""; groups = 0
+			n = split(gt, a, " "); for (i = 1; i + 2 <= n; i += 3) { k = "t " a[i]; groups++
 				if (a[i + 1] != want[k] + 0 || a[i + 2] != want[k] + 0)
 					bad = bad sprintf(" trades %s: got %s..%s of %d", a[i], a[i + 1], a[i + 2], want[k]) }
-			n = split(ga, a, " "); for (i = 1; i + 2 <= n; i += 3) { k = "o " a[i]; subs++
+			n = split(ga, a, " "); for (i = 1; i + 2 <= n; i += 3) { k = "o " a[i]; groups++
 				if (a[i + 1] != want[k] + 0 || a[i + 2] != want[k] + 0)
 					bad = bad sprintf(" orders %s: got %s..%s of %d", a[i], a[i + 1], a[i + 2], want[k]) }
-			if (bad == "") printf "ok: every subscriber got one message per fills entry for it"
-			else printf "MISMATCH:%s", bad }')"
+			if (bad != "") printf "MISMATCH:%s", bad
+			else if (groups) printf "ok: every open subscriber got one message per fills entry for it, in order (%d closed by the feed: not checked)", closed
+			else printf "nothing to check: every subscriber was closed by the feed" }')"
 	else
 		R[$n,client]="-"
+		R[$n,loop]="-"
+		R[$n,trades]="-"
+		R[$n,orders]="-"
 		R[$n,cp99]="-"
 		R[$n,rate]="-"
 		R[$n,allrate]="-"
@@ -260,7 +286,9 @@ printf '\n'
 row "orders accepted (loadgen)" accepted
 row "window: load + drain (s)" window
 row "fills entries read by the feed" entries
-row "feed -> client latency: match -> client" client
+row "match -> client, every message" client
+row "  trades messages" trades
+row "  orders messages" orders
 row "baseline: match -> XREAD reader, same window" xread
 row "feed side: entry id -> written to the socket" feedside
 row "messages/s per client" rate
@@ -271,13 +299,17 @@ row "feed CPU per fills entry (us)" perentry
 row "clients' CPU (Node.js, share of one core)" clientcpu
 row "redis CPU (share of one core)" rediscpu
 row "machine busy over the window" busy
+row "time some task waited for a CPU (PSI)" psi
+row "clients' event loop delay p99 / max (ms)" loop
 row "connections the feed closed" closed
 row "feed_slow_closed_total" slow
 row "error messages received" errors
 row "duplicates or reorderings" disorder
 row "feed redis errors" rediserr
 for n in $phases; do
-	((n > 0)) && printf 'delivery check, %s clients: %s\n' "$n" "${R[$n,check]}"
+	((n > 0)) || continue
+	printf 'delivery check, %s clients: %s\n' "$n" "${R[$n,check]}"
+	sed -n "s/^feedclients: close: /closed by the feed, $n clients: /p" "$out/clients-$n.txt"
 done
 if [[ " $phases " == *" 100 "* ]]; then
 	goal="$(awk -v p="${R[100,cp99]}" 'BEGIN {print (p <= 5 ? "met" : "NOT met")}')"

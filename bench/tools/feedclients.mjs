@@ -5,43 +5,54 @@
 //
 // Opens N connections to the feed (the `ws` package of tests/js, installed by
 // ops/install-deps.sh), spread over T worker threads (default 2: one Node.js
-// thread cannot read 1,000 sockets' messages without becoming the latency it
-// measures). K of them authenticate with the keys in turn and subscribe to
-// `orders`; the others subscribe to `trades` of one symbol each, round robin
-// over the symbols. Once every connection is subscribed it prints
+// thread reading 1,000 sockets would become the latency it measures). K of
+// them authenticate with the keys in turn and subscribe to `orders`; the
+// others subscribe to `trades` of one symbol each, round robin over the
+// symbols. Once every connection is subscribed it prints
 //   feedclients: ready N
 // and measures until SIGTERM, then prints (and exits 0):
-//   feedclients: messages M latency_ms p50 X p99 X p999 X max X
-//   feedclients: trades per subscriber: AAPL 812 812 MSFT 790 790 ...   (min max per symbol)
-//   feedclients: orders per subscriber: alice 3011 3011 ...               (min max per account)
-//   feedclients: closed C errors E disorder D
+//   feedclients: all: messages M latency_ms p50 X p99 X p999 X max X
+//   feedclients: trades: messages M bytes_mean B latency_ms p50 X p99 X p999 X max X
+//   feedclients: orders: messages M bytes_mean B latency_ms p50 X p99 X p999 X max X untimed U
+//   feedclients: trades per open subscriber: AAPL 812 812 MSFT 790 790 ... (min max per symbol)
+//   feedclients: orders per open subscriber: alice 3011 3011 ...           (min max per account)
+//   feedclients: event loop delay ms (per thread) p99 X X max X X
+//   feedclients: closed C trades Ct orders Co errors E disorder D
+//   feedclients: close: <code> <reason>: <kind> xK after A..B s (median M s, after P..Q messages)
 //
 // A message's latency is the wall clock when the client got it
 // (performance.timeOrigin + performance.now(), µs resolution), taken first
 // thing in the handler, minus the ms part of the fills entry id in its `pos`
 // (the Redis clock when the matcher published the entry). The id has ms
 // resolution, so this over-states by 0-1 ms. For `orders` the entry is the
-// shard part of `pos` that moved since the previous message. `disorder`
-// counts messages whose entry is not after the previous one of its
-// subscription (a duplicate or a reordering); `closed`, connections the feed
-// closed after they were subscribed; `errors`, error messages received.
-// Only the head of a message is decoded (its type and pos), as a client that
-// routes messages would; the rest is not parsed.
+// shard of `pos` that moved since the previous message; when several moved
+// (entries that did not concern the account came between) which one the
+// message is from is unknown and it is counted `untimed`. `disorder` counts
+// messages whose position did not move forward (a duplicate or a
+// reordering); `closed`, connections the feed closed once subscribed (the
+// close lines say when, from the start of the measurement); `errors`, error
+// messages received. The per-subscriber counts are those of the
+// connections still open at the end. Only the head of a message is decoded (its type and
+// pos), as a client that routes messages would, and the UTF-8 validation
+// of the ws package is skipped (the feed writes only JSON it built): the
+// clients share the machine with what they measure, so they do as little
+// as a client can.
 
 import { createRequire } from 'node:module';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
-// Why 10 µs x 1,000,000: exact to 10 µs up to 10 s, 4 MB per thread.
+// Why 10 µs x 1,000,000: exact to 10 µs up to 10 s, 4 MB per histogram.
 const BUCKET_US = 10;
 const BUCKETS = 1000000;
 // Why 64: handshakes in flight per thread; a burst of 1,000 SYNs at once
 // could overflow the listen backlog and cost seconds of SYN retries.
 const CONNECTING_MAX = 64;
-// The head of a message holds its type and pos: 64 bytes of type and
-// symbol, 1024 shards' "S:ms-seq," at most ~41 bytes each would be more,
-// hence a fallback to the whole text when pos does not end in the head.
+// The head of a message holds its type and pos ('{"type":"orders","pos":"'
+// and ~25 bytes per shard); a pos that does not end in it (hundreds of
+// shards) is read from the whole text.
 const HEAD_BYTES = 512;
+const KINDS = ['trades', 'orders'];
 
 function parseArgs(argv) {
     const o = { clients: 100, orders: 0, keys: '', symbols: '', url: '', threads: 2 };
@@ -52,7 +63,7 @@ function parseArgs(argv) {
     }
     o.symbols = o.symbols.split(',').filter(Boolean);
     o.keys = o.keys.split(',').filter(Boolean);
-    if (!o.url || !o.symbols.length || !(o.clients >= 1) || o.orders > o.clients ||
+    if (!o.url || !o.symbols.length || !(o.clients >= 1) || !(o.orders >= 0) || o.orders > o.clients ||
         (o.orders > 0 && !o.keys.length) || !(o.threads >= 1)) {
         throw new Error('usage: feedclients.mjs --url WS_URL --clients N --symbols A,B ' +
             '[--orders K --keys KEY,KEY] [--threads T]');
@@ -60,15 +71,24 @@ function parseArgs(argv) {
     return o;
 }
 
+// Latency and size figures of one kind of message.
+function newStats() {
+    return { hist: new Uint32Array(BUCKETS), timed: 0, untimed: 0, maxUs: 0, messages: 0, bytes: 0 };
+}
+
 // ---- a worker thread: its share of the connections --------------------------
 
 function runWorker({ opt, ids, wsPath }) {
     const WebSocket = createRequire(wsPath)('ws');
-    const hist = new Uint32Array(BUCKETS);
     const originUs = performance.timeOrigin * 1000;
-    let messages = 0, untimed = 0, maxUs = 0, closed = 0, errors = 0, disorder = 0, ready = 0, measuring = false;
+    const stats = { trades: newStats(), orders: newStats() };
+    let errors = 0, disorder = 0, ready = 0, startUs = 0;
     const errorSamples = [];
+    const closes = []; // {kind, code, reason, afterS, count}
     const conns = [];
+    // how late this thread's event loop runs what is ready: when it is
+    // late, the clients (not the feed) delay the messages
+    const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 
     // Parses "S:ms-seq,S:ms-seq" into [[shard, ms, seq], ...].
     const parsePos = (p) => p.split(',').map((part) => {
@@ -80,7 +100,7 @@ function runWorker({ opt, ids, wsPath }) {
 
     function onData(c, data) {
         const nowUs = originUs + performance.now() * 1000;
-        // '{"type":"trades",' or '{"type":"orders",': the 11th byte tells
+        // '{"type":"trades",' or '{"type":"orders",': byte 9 starts the type
         const live = data.length > 20 && data[0] === 0x7b && (data[9] === 0x74 || data[9] === 0x6f) &&
             (data.toString('latin1', 9, 16) === 'trades"' || data.toString('latin1', 9, 16) === 'orders"');
         if (!live) return onControl(c, JSON.parse(data.toString('utf8')));
@@ -93,11 +113,8 @@ function runWorker({ opt, ids, wsPath }) {
             end = head.indexOf('"', at + 7);
         }
         const pos = parsePos(head.slice(at + 7, end));
-        // the entry this message comes from: trades name one shard; orders
-        // name all of them, and the one that moved is the entry's
-        // name all of them, and the one that moved is the entry's. Several
-        // move when entries that did not concern the account came between:
-        // which one this message is from is then unknown (not timed).
+        // the entry this message comes from: a trades pos names one shard,
+        // an orders pos all of them, and the one that moved is the entry's
         let entry = null, moved = 0;
         for (const p of pos) {
             const prev = c.last.get(p[0]);
@@ -114,17 +131,20 @@ function runWorker({ opt, ids, wsPath }) {
             return;
         }
         c.count++;
-        if (!measuring) return;
+        if (!startUs) return;
+        const s = stats[c.kind];
+        s.messages++;
+        s.bytes += data.length;
         if (moved > 1) {
-            untimed++;
+            s.untimed++;
             return;
         }
-        messages++;
+        s.timed++;
         let us = nowUs - entry[1] * 1000;
         if (us < 0) us = 0;
-        if (us > maxUs) maxUs = us;
+        if (us > s.maxUs) s.maxUs = us;
         const b = Math.floor(us / BUCKET_US);
-        hist[b < BUCKETS ? b : BUCKETS - 1]++;
+        s.hist[b < BUCKETS ? b : BUCKETS - 1]++;
     }
 
     function onControl(c, m) {
@@ -146,14 +166,14 @@ function runWorker({ opt, ids, wsPath }) {
         while (connecting < CONNECTING_MAX && next < ids.length) {
             const i = ids[next++];
             const c = {
-                i, ws: null, last: new Map(), count: 0, subscribed: false, account: '',
+                i, ws: null, last: new Map(), count: 0, subscribed: false, closed: false, account: '',
                 kind: i < opt.orders ? 'orders' : 'trades',
                 key: i < opt.orders ? opt.keys[i % opt.keys.length] : null,
                 symbol: opt.symbols[(i - opt.orders) % opt.symbols.length],
             };
             conns.push(c);
             connecting++;
-            const ws = new WebSocket(opt.url, { perMessageDeflate: false });
+            const ws = new WebSocket(opt.url, { perMessageDeflate: false, skipUTF8Validation: true });
             c.ws = ws;
             ws.on('open', () => {
                 connecting--;
@@ -167,8 +187,12 @@ function runWorker({ opt, ids, wsPath }) {
                     console.error(`feedclients: connection ${i} closed before it subscribed: ${code} ${reason}`);
                     process.exit(1);
                 }
-                closed++;
-                if (errorSamples.length < 5) errorSamples.push(`close ${code} ${reason}`);
+                const nowUs = originUs + performance.now() * 1000;
+                c.closed = true;
+                closes.push({
+                    kind: c.kind, code, reason: String(reason), count: c.count,
+                    afterS: startUs ? (nowUs - startUs) / 1e6 : 0,
+                });
             });
             ws.on('error', (e) => {
                 if (!c.subscribed) {
@@ -181,13 +205,17 @@ function runWorker({ opt, ids, wsPath }) {
 
     parentPort.on('message', (m) => {
         if (m === 'start') {
-            measuring = true;
+            startUs = originUs + performance.now() * 1000;
+            loopDelay.enable();
             return;
         }
-        // 'stop': counts per subscription, then the histogram (moved, not copied)
-        const per = conns.map((c) => ({ kind: c.kind, name: c.kind === 'orders' ? c.account : c.symbol, count: c.count }));
-        parentPort.postMessage({ done: { messages, untimed, maxUs, closed, errors, disorder, errorSamples, per, hist } },
-            [hist.buffer]);
+        loopDelay.disable();
+        // 'stop': counts per subscription, then the histograms (moved, not copied)
+        const per = conns.filter((c) => !c.closed)
+            .map((c) => ({ kind: c.kind, name: c.kind === 'orders' ? c.account : c.symbol, count: c.count }));
+        const loop = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+        parentPort.postMessage({ done: { stats, errors, disorder, errorSamples, closes, per, loop } },
+            KINDS.map((k) => stats[k].hist.buffer));
     });
     connectMore();
 }
@@ -228,7 +256,7 @@ function runMain() {
                 }
             } else if (m.done) {
                 results.push(m.done);
-                if (++done === threads) summary(opt, results);
+                if (++done === threads) summary(results);
             }
         });
         workers.push(w);
@@ -239,20 +267,28 @@ function runMain() {
     process.on('SIGINT', () => process.exit(130));
 }
 
-function summary(opt, results) {
-    const hist = new Uint32Array(BUCKETS);
-    let messages = 0, untimed = 0, maxUs = 0, closed = 0, errors = 0, disorder = 0;
-    const samples = [];
+function summary(results) {
+    const all = newStats();
+    const kinds = { trades: newStats(), orders: newStats() };
+    let errors = 0, disorder = 0;
+    const samples = [], closes = [];
     const counts = { trades: new Map(), orders: new Map() };
     for (const r of results) {
-        for (let b = 0; b < BUCKETS; b++) hist[b] += r.hist[b];
-        messages += r.messages;
-        untimed += r.untimed;
-        maxUs = Math.max(maxUs, r.maxUs);
-        closed += r.closed;
+        for (const k of KINDS) {
+            const from = r.stats[k];
+            for (const to of [kinds[k], all]) {
+                for (let b = 0; b < BUCKETS; b++) to.hist[b] += from.hist[b];
+                to.timed += from.timed;
+                to.untimed += from.untimed;
+                to.messages += from.messages;
+                to.bytes += from.bytes;
+                to.maxUs = Math.max(to.maxUs, from.maxUs);
+            }
+        }
         errors += r.errors;
         disorder += r.disorder;
         samples.push(...r.errorSamples);
+        closes.push(...r.closes);
         for (const p of r.per) {
             const m = counts[p.kind];
             const mm = m.get(p.name) || [Infinity, -Infinity];
@@ -260,14 +296,36 @@ function summary(opt, results) {
         }
     }
     const f = (x) => x.toFixed(2);
-    console.log(`feedclients: messages ${messages} latency_ms p50 ${f(pct(hist, messages, 0.5))} ` +
-        `p99 ${f(pct(hist, messages, 0.99))} p999 ${f(pct(hist, messages, 0.999))} max ${f(maxUs / 1000)} ` +
-        `untimed ${untimed}`);
+    const lat = (s) => (s.timed ? `latency_ms p50 ${f(pct(s.hist, s.timed, 0.5))} p99 ${f(pct(s.hist, s.timed, 0.99))} ` +
+        `p999 ${f(pct(s.hist, s.timed, 0.999))} max ${f(s.maxUs / 1000)}` : 'latency_ms p50 - p99 - p999 - max -');
+    const mean = (s) => (s.messages ? Math.round(s.bytes / s.messages) : 0);
+    console.log(`feedclients: all: messages ${all.messages} ${lat(all)}`);
+    console.log(`feedclients: trades: messages ${kinds.trades.messages} bytes_mean ${mean(kinds.trades)} ${lat(kinds.trades)}`);
+    console.log(`feedclients: orders: messages ${kinds.orders.messages} bytes_mean ${mean(kinds.orders)} ` +
+        `${lat(kinds.orders)} untimed ${kinds.orders.untimed}`);
     const line = (m) => [...m].map(([k, [lo, hi]]) => `${k} ${lo} ${hi}`).join(' ');
-    console.log(`feedclients: trades per subscriber: ${line(counts.trades)}`);
-    console.log(`feedclients: orders per subscriber: ${line(counts.orders)}`);
-    console.log(`feedclients: closed ${closed} errors ${errors} disorder ${disorder}`);
-    for (const s of samples.slice(0, 5)) console.log(`feedclients: sample: ${s}`);
+    console.log(`feedclients: trades per open subscriber: ${line(counts.trades)}`);
+    console.log(`feedclients: orders per open subscriber: ${line(counts.orders)}`);
+    const lp = results.map((r) => r.loop);
+    console.log(`feedclients: event loop delay ms (per thread) p99 ${lp.map((l) => f(l.p99)).join(' ')} ` +
+        `max ${lp.map((l) => f(l.max)).join(' ')}`);
+    const nk = (k) => closes.filter((c) => c.kind === k).length;
+    console.log(`feedclients: closed ${closes.length} trades ${nk('trades')} orders ${nk('orders')} ` +
+        `errors ${errors} disorder ${disorder}`);
+    // one line per close reason and kind: when (from the start), after how many messages
+    const groups = new Map();
+    for (const c of closes) {
+        const k = `${c.code} ${c.reason}: ${c.kind}`;
+        if (!groups.has(k)) groups.set(k, []);
+        groups.get(k).push(c);
+    }
+    for (const [k, g] of groups) {
+        const t = g.map((c) => c.afterS).sort((a, b) => a - b);
+        const n = g.map((c) => c.count).sort((a, b) => a - b);
+        console.log(`feedclients: close: ${k} x${g.length} after ${t[0].toFixed(1)}..${t[t.length - 1].toFixed(1)} s ` +
+            `(median ${t[t.length >> 1].toFixed(1)} s, after ${n[0]}..${n[n.length - 1]} messages)`);
+    }
+    for (const s of samples.slice(0, 5)) console.log(`feedclients: error: ${s}`);
     process.exit(0);
 }
 
