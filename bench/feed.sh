@@ -110,7 +110,7 @@ bucket() { awk -v le="feed_delivery_seconds_bucket{le=\"$1\"}" '$1 == le { print
 # busy and total jiffies of every core (/proc/stat's first line)
 cpu_all() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 # µs some task has waited for a CPU since boot (/proc/pressure/cpu; 0 without PSI)
-psi_some() { awk -F'total=' '/^some/ { print $2 + 0 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
+psi_some() { awk -F'total=' '/^some/ { printf "%.0f\n", $2 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
 # wait_line FILE PATTERN PID SECONDS: until FILE has a line matching PATTERN
 wait_line() {
 	local deadline=$((SECONDS + $4))
