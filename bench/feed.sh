@@ -316,6 +316,9 @@ for n in $phases; do
 	((n > 0)) || continue
 	printf 'delivery check, %s clients: %s\n' "$n" "${R[$n,check]}"
 	sed -n "s/^feedclients: close: /closed by the feed, $n clients: /p" "$out/clients-$n.txt"
+	if [[ "${R[$n,slow]}" != 0 ]]; then
+		printf '  (so at %s clients the rates and the CPU per message count only what was written before those closes; the feed built and dropped the rest)\n' "$n"
+	fi
 done
 if [[ " $phases " == *" 100 "* ]]; then
 	goal="$(awk -v p="${R[100,cp99]}" 'BEGIN {print (p <= 5 ? "met" : "NOT met")}')"
