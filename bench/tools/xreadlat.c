@@ -1,5 +1,4 @@
-/* The baseline of bench/feed.sh: how late a plain XREAD reader of the fills streams gets each entry.
- */
+/* bench/feed.sh's baseline: how late a plain XREAD reader of the fills streams gets each entry. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
