@@ -237,6 +237,7 @@ for n in $phases; do
 		R[$n,trades]="$(kv messages "$tr") msgs, $(kv bytes_mean "$tr") B: $(lat4 "$tr")"
 		R[$n,orders]="$(kv messages "$or") msgs, $(kv bytes_mean "$or") B: $(lat4 "$or")"
 		R[$n,rate]="$(awk -v m="$(kv messages "$all")" -v n="$n" -v s="$secs" 'BEGIN {printf "%.1f", m / n / s}')"
+		R[$n,clpermsg]="$(awk -v t="$((c1 - c0))" -v hz="$hz" -v m="$(kv messages "$all")" 'BEGIN {if (m) printf "%.1f", t * 1e6 / hz / m; else print "-"}')"
 		R[$n,allrate]="$(awk -v m="$msgs" -v s="$secs" 'BEGIN {printf "%.0f", m / s}')"
 		R[$n,closed]="$(kv closed "$cls") (trades $(kv trades "$cls"), orders $(kv orders "$cls"))"
 		R[$n,errors]="$(kv errors "$cls")"
@@ -265,6 +266,7 @@ for n in $phases; do
 			else printf "nothing to check: every subscriber was closed by the feed" }')"
 	else
 		R[$n,client]="-"
+		R[$n,clpermsg]="-"
 		R[$n,loop]="-"
 		R[$n,trades]="-"
 		R[$n,orders]="-"
@@ -303,6 +305,7 @@ row "feed CPU (share of one core)" feedcpu
 row "feed CPU per delivered message (us)" permsg
 row "feed CPU per fills entry (us)" perentry
 row "clients' CPU (Node.js, share of one core)" clientcpu
+row "clients' CPU per received message (us)" clpermsg
 row "redis CPU (share of one core)" rediscpu
 row "machine busy over the window" busy
 row "time some task waited for a CPU (PSI)" psi
