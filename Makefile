@@ -52,8 +52,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBOP     := $(BUILD)/libop.a
 LIBENGINE := $(BUILD)/libengine.a
-# ingest's pure parts (JSON, validation, the rate limiter), for unit tests
-INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c
+# ingest's pure parts (JSON, validation, the rate limiter, CORS origins), for unit tests
+INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c ingest/cors.c
 LIBINGEST := $(BUILD)/libingest.a
 # the recorder's pure part (decode, merge, binary COPY rows), for unit tests
 RECORDER_CORE_SRCS := recorder/batch.c recorder/copybin.c
@@ -61,6 +61,9 @@ LIBRECORDER := $(BUILD)/librecorder.a
 # its PostgreSQL side, for integration tests that commit batches themselves
 RECORDER_STORE_SRCS := recorder/store.c recorder/stats.c
 LIBRECSTORE := $(BUILD)/librecstore.a
+# the feed's pure parts (book JSON in and out, report JSON), for unit tests
+FEED_CORE_SRCS := feed/book.c feed/format.c
+LIBFEED := $(BUILD)/libfeed.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
@@ -80,7 +83,7 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(LIBFEED) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -106,6 +109,10 @@ $(LIBRECSTORE): $(call obj,$(RECORDER_STORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+$(LIBFEED): $(call obj,$(FEED_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
 $(BUILD)/bin/orderpipe-ingest: $(call obj,$(INGEST_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
@@ -127,7 +134,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBFEED) $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 

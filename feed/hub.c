@@ -514,9 +514,37 @@ static void ahead_check(struct feed_hub *h, uint32_t shard, struct op_sid id)
         }
 }
 
+/* Entries of shard were trimmed before the reader read them: every
+ * subscription that gets shard live is told "gap" and ends (one replaying
+ * it finds the gap on its own). */
+static void on_hole(struct feed_hub *h, uint32_t shard)
+{
+    for (struct feed_conn *c = h->conns; c; c = c->next) {
+        struct sub *s = c->subs;
+        while (s) {
+            struct sub *next = s->cnext;
+            if (s->ch != CH_BOOK && shard >= s->shard0 && shard < s->shard0 + s->nsh &&
+                s->st[shard - s->shard0] != SH_FETCH) {
+                h->stats.gaps++;
+                send_error(h, c, "gap",
+                           "the feed fell behind the streams' trimming and missed entries: read "
+                           "the state over REST, then subscribe again",
+                           s, NULL, NULL);
+                sub_free(h, s);
+            }
+            s = next;
+        }
+    }
+}
+
 static void deliver_live(struct feed_hub *h, const struct feed_entry *e)
 {
     uint32_t shard = e->shard;
+    if (e->hole) {
+        if (shard < h->cfg.shards)
+            on_hole(h, shard);
+        return;
+    }
     if (shard >= h->cfg.shards || op_sid_cmp(e->id, h->live[shard]) <= 0)
         return;
     /* AHEAD shards that this entry passes become LIVE before it is sent,

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "feed/hub.h"
 #include "feed/source.h"
@@ -63,6 +64,13 @@ int main(void)
         return 2;
     }
     op_stop_signals_install();
+    /* Each client is a socket: take every descriptor the hard limit allows
+     * (libwebsockets sizes its tables from the soft limit at start). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     struct feed_ws_config wc = {.bind = set.bind,
                                 .port = (int)set.port,

@@ -27,6 +27,9 @@
 /* Every watched book is also read this often, in case a touch was missed
  * (a book changed by an input whose fills entry named other symbols). */
 #define BOOK_FULL_MS 1000
+/* How often the reader checks for entries trimmed before it read them, at
+ * the least (see read_once). */
+#define HOLE_CHECK_MS 1000
 
 struct book_watch {
     int watched;           /* subscribers want it */
@@ -42,6 +45,10 @@ struct feed_source {
     char (*keys)[32];       /* "fills:{S}" */
     struct op_sid *start;   /* where the streams ended at start-up */
     struct op_sid *cursor;  /* the reader's position (reader thread) */
+    struct op_sid *hole_at; /* the first id after the last hole reported, per shard */
+    int check_next;         /* check for holes before the next read */
+    int64_t next_check_ms;  /* monotonic: check by then at the latest */
+    uint64_t reconnects;    /* the reader's reconnects at the last check */
     struct op_redis reader; /* reader thread */
     struct op_redis helper; /* helper thread */
     struct op_codec *codec_r, *codec_h;
@@ -158,6 +165,7 @@ static struct feed_entry *decode_entry(struct feed_source *s, struct op_codec *c
     fe->id = id;
     fe->n = (uint32_t)n;
     fe->malformed = (uint32_t)bad;
+    fe->hole = 0;
     if (n)
         memcpy(fe->rep, scratch, n * sizeof(struct op_report));
     return fe;
@@ -180,8 +188,52 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* One XREAD over every stream from the reader's cursor; appends what it
- * read to the inbox. Returns 0, or -1 when Redis failed (logged, counted). */
+/* XINFO STREAM facts the gap check needs. */
+struct stream_info {
+    struct op_sid last;  /* last-generated-id */
+    struct op_sid first; /* the first entry present; next(last) when empty */
+    long long deleted;   /* entries-added - length: entries trimmed or deleted */
+};
+
+static int parse_info(const struct redisReply *rep, struct stream_info *si)
+{
+    if (op_reply_type(rep) != OP_REPLY_ARRAY)
+        return -1;
+    long long len = op_reply_int(field_of(rep, "length"));
+    long long added = op_reply_int(field_of(rep, "entries-added"));
+    if (reply_sid(field_of(rep, "last-generated-id"), &si->last) != 0)
+        return -1;
+    si->deleted = added - len;
+    if (len == 0 || reply_sid(field_of(rep, "first-entry"), &si->first) != 0)
+        si->first = op_sid_next(si->last);
+    return 0;
+}
+
+/* A hole marker for shard: entries after the reader's cursor were trimmed
+ * before it read them (the feed fell behind the recorders' trimming). */
+static struct feed_entry *hole_marker(uint32_t shard, struct op_sid first)
+{
+    struct feed_entry *fe = op_calloc(1, sizeof(*fe));
+    if (fe) {
+        fe->shard = shard;
+        fe->id = first;
+        fe->hole = 1;
+    }
+    return fe;
+}
+
+/*
+ * One XREAD over every stream from the reader's cursor; appends what it
+ * read to the inbox. Returns 0, or -1 when Redis failed (logged, counted).
+ *
+ * Before the XREAD, in the same pipeline, XINFO STREAM of every shard tells
+ * whether entries after the cursor were trimmed unread (a hole: the
+ * subscribers of that shard are told "gap" before anything after it is
+ * delivered). It is asked after start, a reconnect or a full page (the
+ * reader is catching up, the case where trimming can overtake it) and at
+ * least every HOLE_CHECK_MS; at the head of a stream a hole needs the
+ * recorders to trim entries younger than their RECORDER_FILLS_RETAIN_MS.
+ */
 static int read_once(struct feed_source *s)
 {
     uint32_t n = s->cfg.shards;
@@ -206,8 +258,50 @@ static int read_once(struct feed_source *s)
         argv[6 + i] = s->keys[i];
         argv[6 + n + i] = op_sid_format(s->cursor[i], 0, ids[i]);
     }
-    struct redisReply *rep = op_redis_cmd(&s->reader, (int)argc, argv, NULL);
+    int64_t now = op_now_ms();
+    int check = s->check_next || now >= s->next_check_ms || s->reader.reconnects != s->reconnects;
+    struct feed_entry *holes = NULL, *holes_last = NULL;
+    struct redisReply *rep = NULL;
+    if (check) {
+        for (uint32_t i = 0; i < n; i++)
+            if (op_redis_appendf(&s->reader, "XINFO STREAM %s", s->keys[i]) != 0)
+                goto failed;
+    }
+    if (op_redis_append(&s->reader, (int)argc, argv, NULL) != 0)
+        goto failed;
+    if (check) {
+        s->check_next = 0;
+        s->next_check_ms = now + HOLE_CHECK_MS;
+        s->reconnects = s->reader.reconnects;
+        for (uint32_t i = 0; i < n; i++) {
+            struct redisReply *info = op_redis_next_reply(&s->reader);
+            struct stream_info si;
+            if (!info)
+                goto failed;
+            if (parse_info(info, &si) == 0 && si.deleted > 0 &&
+                op_sid_cmp(op_sid_next(s->cursor[i]), si.first) < 0 &&
+                op_sid_cmp(si.first, s->hole_at[i]) != 0) {
+                struct feed_entry *h = hole_marker(i, si.first);
+                s->hole_at[i] = si.first;
+                op_warn("feed_behind_trim",
+                        "stream=%s cursor=%" PRIu64 "-%" PRIu64 " first=%" PRIu64 "-%" PRIu64,
+                        s->keys[i], s->cursor[i].ms, s->cursor[i].seq, si.first.ms, si.first.seq);
+                atomic_fetch_add(&s->stats.holes, 1);
+                if (h) {
+                    if (holes_last)
+                        holes_last->next = h;
+                    else
+                        holes = h;
+                    holes_last = h;
+                }
+            }
+            op_reply_free(info);
+        }
+    }
+    rep = op_redis_next_reply(&s->reader);
+failed:
     if (!rep || op_reply_type(rep) == OP_REPLY_ERROR) {
+        feed_entries_free(holes);
         atomic_fetch_add(&s->stats.redis_errors, 1);
         atomic_store(&s->stats.redis_up, 0);
         op_warn("redis_read_failed", "err=%s", rep ? op_reply_str(rep, NULL) : s->reader.errstr);
@@ -215,7 +309,7 @@ static int read_once(struct feed_source *s)
         goto out;
     }
     atomic_store(&s->stats.redis_up, 1);
-    struct feed_entry *head = NULL, *last = NULL;
+    struct feed_entry *head = holes, *last = holes_last;
     size_t got = 0;
     for (size_t k = 0; k < op_reply_count(rep); k++) {
         const struct redisReply *st = op_reply_at(rep, k);
@@ -228,6 +322,8 @@ static int read_once(struct feed_source *s)
                 decode_entry(s, s->codec_r, s->scratch_r, (uint32_t)shard, op_reply_at(list, j));
             if (!fe)
                 continue; /* not an entry: skipped; out of memory: logged */
+            if (j + 1 == READ_COUNT)
+                s->check_next = 1; /* a full page: catching up */
             s->cursor[shard] = fe->id;
             atomic_fetch_add(&s->stats.reports, fe->n);
             atomic_store(&s->stats.last_entry_ms, fe->id.ms);
@@ -241,7 +337,7 @@ static int read_once(struct feed_source *s)
     }
     op_reply_free(rep);
     rc = 0;
-    if (!got)
+    if (!head)
         goto out;
     atomic_fetch_add(&s->stats.entries, got);
     pthread_mutex_lock(&s->mu);
@@ -279,27 +375,6 @@ static void *reader_main(void *arg)
             sleep_ms(OP_REDIS_BACKOFF_MIN_MS);
     }
     return NULL;
-}
-
-/* XINFO STREAM facts the gap check needs. */
-struct stream_info {
-    struct op_sid last;  /* last-generated-id */
-    struct op_sid first; /* the first entry present; next(last) when empty */
-    long long deleted;   /* entries-added - length: entries trimmed or deleted */
-};
-
-static int parse_info(const struct redisReply *rep, struct stream_info *si)
-{
-    if (op_reply_type(rep) != OP_REPLY_ARRAY)
-        return -1;
-    long long len = op_reply_int(field_of(rep, "length"));
-    long long added = op_reply_int(field_of(rep, "entries-added"));
-    if (reply_sid(field_of(rep, "last-generated-id"), &si->last) != 0)
-        return -1;
-    si->deleted = added - len;
-    if (len == 0 || reply_sid(field_of(rep, "first-entry"), &si->first) != 0)
-        si->first = op_sid_next(si->last);
-    return 0;
 }
 
 /*
@@ -579,6 +654,7 @@ struct feed_source *feed_source_new(const struct feed_source_config *cfg, char *
     s->keys = op_calloc(cfg->shards, sizeof(*s->keys));
     s->start = op_calloc(cfg->shards, sizeof(*s->start));
     s->cursor = op_calloc(cfg->shards, sizeof(*s->cursor));
+    s->hole_at = op_calloc(cfg->shards, sizeof(*s->hole_at));
     s->watch = op_calloc(nsym, sizeof(*s->watch));
     s->codec_r = op_codec_new();
     s->codec_h = op_codec_new();
@@ -587,8 +663,8 @@ struct feed_source *feed_source_new(const struct feed_source_config *cfg, char *
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->room, NULL);
     pthread_cond_init(&s->work, NULL);
-    if (!s->keys || !s->start || !s->cursor || !s->watch || !s->codec_r || !s->codec_h ||
-        !s->scratch_r || !s->scratch_h) {
+    if (!s->keys || !s->start || !s->cursor || !s->hole_at || !s->watch || !s->codec_r ||
+        !s->codec_h || !s->scratch_r || !s->scratch_h) {
         snprintf(err, errlen, "out of memory");
         feed_source_free(s);
         return NULL;
@@ -622,6 +698,7 @@ struct feed_source *feed_source_new(const struct feed_source_config *cfg, char *
         s->start[i] = s->cursor[i] = si.last;
     }
     atomic_store(&s->stats.redis_up, 1);
+    s->check_next = 1;
     return s;
 }
 
@@ -676,6 +753,7 @@ void feed_source_free(struct feed_source *s)
     op_free(s->keys);
     op_free(s->start);
     op_free(s->cursor);
+    op_free(s->hole_at);
     op_free(s->watch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->room);

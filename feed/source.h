@@ -34,6 +34,9 @@ struct feed_entry {
     struct op_sid id;       /* the entry id: positions are made of these */
     uint32_t n;             /* reports in rep */
     uint32_t malformed;     /* 1 when its `m` did not decode (n is then 0) */
+    uint32_t hole;          /* 1: not an entry but a hole before the next ones of
+                               shard: entries were trimmed unread (id: the first
+                               one left) */
     struct op_report rep[]; /* [n], in the shard's report order */
 };
 
@@ -99,6 +102,7 @@ struct feed_source_stats {
     _Atomic uint64_t entries;       /* live entries read */
     _Atomic uint64_t reports;       /* reports in them */
     _Atomic uint64_t malformed;     /* entries whose `m` did not decode */
+    _Atomic uint64_t holes;         /* holes: entries trimmed before the reader read them */
     _Atomic uint64_t fetches;       /* replay pages served */
     _Atomic uint64_t books;         /* book texts read that changed */
     _Atomic uint64_t redis_errors;  /* failed commands or connections */

@@ -94,6 +94,10 @@ static void render_metrics(struct feed_ws *w, struct op_buf *b)
     op_metrics_counter(b, "feed_reports_total", "Reports in them.", atomic_load(&ss->reports));
     op_metrics_counter(b, "feed_malformed_total", "fills entries whose m did not decode.",
                        atomic_load(&ss->malformed));
+    op_metrics_counter(
+        b, "feed_holes_total",
+        "Times entries were trimmed before the feed read them (subscribers got gap).",
+        atomic_load(&ss->holes));
     op_metrics_counter(b, "feed_replay_pages_total", "Replay pages read from the streams.",
                        atomic_load(&ss->fetches));
     op_metrics_counter(b, "feed_book_reads_total", "Changed book texts read.",
