@@ -225,6 +225,7 @@ for n in $phases; do
 	R[$n,feedside]="${fd:--}"
 	R[$n,slow]="$(d feed_slow_closed_total)"
 	R[$n,rediserr]="$(d feed_redis_errors_total)"
+	R[$n,holes]="$(d feed_holes_total 2>/dev/null || echo -)"
 	if [[ -n "$cl_pid" ]]; then
 		cl="$(cat "$out/clients-$n.txt")"
 		all="$(grep '^feedclients: all:' <<<"$cl")"
@@ -315,6 +316,7 @@ row "feed_slow_closed_total" slow
 row "error messages received" errors
 row "duplicates or reorderings" disorder
 row "feed redis errors" rediserr
+row "entries trimmed before the feed read them" holes
 for n in $phases; do
 	((n > 0)) || continue
 	printf 'delivery check, %s clients: %s\n' "$n" "${R[$n,check]}"
