@@ -605,6 +605,16 @@ await section('orders channel: every kind of report, each account its own', asyn
 	fields('orders: dead_man armed', dm, { kind: 'dead_man', timeout_ms: 60000, request: 'cancel_all_after' });
 	await restOk('POST', '/v1/cancel-all-after', ALICE, { timeout_ms: 0 });
 	await A.waitReport((r) => r.kind === 'dead_man' && r.timeout_ms === 0, 'dead_man disarmed');
+	// ... and fired: its cancels and cancel_all_done carry reason DEAD_MAN
+	const a7 = track('alice', await order(ALICE, lim('GOOG', 'buy', '40.00', 1)));
+	await A.waitReport((r) => r.kind === 'accepted' && r.order_id === a7, `accepted of ${a7}`);
+	await restOk('POST', '/v1/cancel-all-after', ALICE, { timeout_ms: 1000 });
+	const dc = await A.waitReport((r) => r.kind === 'cancelled' && r.order_id === a7, `the dead-man cancel of ${a7}`);
+	fields('orders: the dead-man switch fired: the open order cancelled', dc, { reason: 'DEAD_MAN', status: 'CANCELLED' });
+	await A.waitReport((r) => r.kind === 'cancel_all_done' && r.reason === 'DEAD_MAN' && r.count === 1, 'the cancel_all_done of the dead-man switch');
+	const fired = A.reports.filter((e) => e.r.kind === 'cancel_all_done' && e.r.reason === 'DEAD_MAN');
+	check('orders: the dead-man cancel_all_done are of every symbol and count one order in all',
+		fired.every((e) => e.r.symbol === '') && fired.reduce((n, e) => n + e.r.count, 0) === 1, JSON.stringify(fired.map((e) => e.r)));
 
 	// a last order of each, so that everything before it was delivered
 	const la = track('alice', await order(ALICE, lim('MSFT', 'buy', '90.00', 1)));
