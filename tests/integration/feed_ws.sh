@@ -6,15 +6,16 @@
 #   auth (1008 for a wrong key, auth_required), every kind of orders report
 #   (both legs of a trade, each account its own), public trades, the book
 #   (snapshot, updates seq +1, the depth of GET /v1/book), errors, resume
-#   from a position (same feed, another feed, after a feed restart, after a
+#   from a position (orders and trades; same feed, another feed, a feed
+#   whose reader is behind the position, after a feed restart, after a
 #   matcher failover: exactly what a never-disconnected client on the other
 #   feed received), gap after a trim, bad_position, a slow consumer closed
 #   4001 beside a client that keeps everything, 500 clients on one symbol.
 # This script starts and stops the services; the client asks it (a line
 # "@ctl <command>" on its stdout, the answer on its stdin) to kill and start
-# feed A, kill -9 a matcher or trim a stream. Feed B is never restarted: its
-# clients are the references. /healthz and /metrics of the feeds are checked
-# here.
+# feed A, stop and resume feed A's live reader, kill -9 a matcher or trim a
+# stream. Feed B is never restarted: its clients are the references.
+# /healthz and /metrics of the feeds are checked here.
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 

@@ -921,6 +921,19 @@ await section('slow consumer: closed 4001, the others keep everything', async ()
 	check('slow consumer: the feed counts slow consumers', before !== null, 'no feed_slow_closed_total in /metrics');
 	const floodIds = [];
 	let closed = false;
+	let flooding = true;
+	// The feed gives a closed connection KILL_SECS (5 s) to take its close
+	// frame before it drops the socket: the client resumes reading as soon
+	// as the feed counts the close, so that it can read up to that frame.
+	const watcher = (async () => {
+		while (flooding && !closed) {
+			if ((await feedMetric(FEED_A, 'feed_slow_closed_total')) > before) {
+				closed = true;
+				S.ws._socket.resume(); // read what was buffered, then the close
+			}
+			await sleep(50);
+		}
+	})();
 	// IOC buys with nothing to meet: accepted and cancelled, ~800 bytes each
 	const pad = 'x'.repeat(24);
 	// at most 30000 orders, ~24 MB of messages: far more than the kernel's
@@ -931,11 +944,12 @@ await section('slow consumer: closed 4001, the others keep everything', async ()
 		}));
 		const answers = await Promise.all(bodies.map((body) => restOk('POST', '/v1/orders/batch', DAVE, body)));
 		for (const a of answers) for (const r of a.results) floodIds.push(r.order_id);
-		if (batch % 20 === 0) closed = (await feedMetric(FEED_A, 'feed_slow_closed_total')) > before;
 	}
+	flooding = false;
+	await watcher;
 	console.log(`note: ${floodIds.length} IOC orders sent before the feed closed the paused client`);
 	check('slow consumer: the feed closed the paused client within the flood', closed, `${floodIds.length} orders sent`);
-	S.ws._socket.resume(); // read what was buffered, then the close
+	S.ws._socket.resume();
 	await waitUntil(() => S.closeCode !== null, 'the slow client to see its close');
 	eq('slow consumer: closed with code 4001', S.closeCode, 4001);
 	eq('slow consumer: the close reason', S.closeReason, 'slow consumer');
