@@ -248,8 +248,8 @@ for n in $phases; do
 			END {printf "%.1f / %.1f", p, x}' <<<"$lp")"
 		R[$n,disorder]="$(kv disorder "$cls")"
 		# every subscriber still open got exactly what the stream held for it
-		want_t="$(sed -n 's/^entries with trades: //p' "$out/xread-$n.txt")"
-		want_a="$(sed -n 's/^entries naming an account: //p' "$out/xread-$n.txt")"
+		want_t="$(sed -n 's/^trades by symbol: //p' "$out/xread-$n.txt")"
+		want_a="$(sed -n 's/^reports by account: //p' "$out/xread-$n.txt")"
 		got_t="$(sed -n 's/^feedclients: trades per open subscriber: //p' <<<"$cl")"
 		got_a="$(sed -n 's/^feedclients: orders per open subscriber: //p' <<<"$cl")"
 		R[$n,check]="$(awk -v wt="$want_t" -v wa="$want_a" -v gt="$got_t" -v ga="$got_a" -v closed="$(kv closed "$cls")" 'BEGIN {
@@ -263,7 +263,7 @@ for n in $phases; do
 				if (a[i + 1] != want[k] + 0 || a[i + 2] != want[k] + 0)
 					bad = bad sprintf(" orders %s: got %s..%s of %d", a[i], a[i + 1], a[i + 2], want[k]) }
 			if (bad != "") printf "MISMATCH:%s", bad
-			else if (groups) printf "ok: every open subscriber got one message per fills entry for it, in order (%d closed by the feed: not checked)", closed
+			else if (groups) printf "ok: every open subscriber got every trade of its symbol / report of its account the streams held, in order (%d closed by the feed: not checked)", closed
 			else printf "nothing to check: every subscriber was closed by the feed" }')"
 	else
 		R[$n,client]="-"

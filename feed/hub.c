@@ -11,6 +11,7 @@
 #include "shared/alloc.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
+#include "shared/redis.h"
 #include "shared/shard.h"
 
 /*
@@ -47,6 +48,10 @@ struct acct {
     struct op_buf buf; /* reports of the entry being delivered */
     int touched;       /* in h->touched_accts */
     struct acct *tnext;
+    struct op_buf batch; /* reports of the pump so far, for fully live subscribers */
+    int batched;         /* in h->batch_accts */
+    uint64_t batch_born; /* ms of the first entry in batch */
+    struct acct *bnext;
 };
 
 struct sub {
@@ -61,9 +66,16 @@ struct sub {
     uint8_t *st;               /* [nsh] enum shard_state */
     struct op_sid *cur;        /* [nsh] last entry delivered (FETCH, AHEAD) */
     uint32_t nfetch;           /* shards in FETCH */
+    uint32_t nahead_sh;        /* shards in AHEAD */
     int inflight;              /* a replay request is out */
     int validating;            /* the first one: nothing sent yet */
     int book_pending;          /* book: waiting for the first snapshot */
+};
+
+/* A queued message and when it was queued (monotonic ms). */
+struct qslot {
+    struct feed_msg *m;
+    int64_t at_ms;
 };
 
 struct feed_conn {
@@ -72,7 +84,7 @@ struct feed_conn {
     char account[OP_ACCOUNT_MAX];
     int authed;
     struct sub *subs;
-    struct feed_msg **q; /* ring of queued messages */
+    struct qslot *q; /* ring of queued messages */
     size_t qhead, qlen, qcap;
     size_t qbytes;
     int close_code; /* 0, 1008 or 4001 */
@@ -83,6 +95,9 @@ struct sym_state {
     struct sub *trades, *book;
     struct op_buf buf; /* trades of the entry being delivered */
     int touched;
+    struct op_buf batch; /* trades of the pump so far, for live subscribers */
+    int batched;         /* in h->batch_syms */
+    uint64_t batch_born;
     struct feed_book book_cur; /* the last book read (book_have) */
     int book_have;
     uint64_t book_seq;
@@ -98,7 +113,11 @@ struct feed_hub {
     uint32_t *touched_syms; /* [syms->n] */
     size_t ntouched_syms;
     struct feed_conn *conns;
-    size_t nahead; /* subscriptions with a shard AHEAD */
+    size_t nahead;            /* subscriptions with a shard AHEAD */
+    struct acct *batch_accts; /* accounts with a batch to flush */
+    uint32_t *batch_syms;     /* [syms->n] symbols with a batch to flush */
+    size_t nbatch_syms;
+    size_t batch_bytes; /* in all batches */
     struct json_parser json;
     struct op_buf tmp; /* message assembly */
     struct op_buf tmp2;
@@ -136,7 +155,7 @@ static void msg_drop_unused(struct feed_msg *m)
 static void queue_clear(struct feed_hub *h, struct feed_conn *c)
 {
     for (size_t i = 0; i < c->qlen; i++)
-        msg_unref(c->q[(c->qhead + i) % c->qcap]);
+        msg_unref(c->q[(c->qhead + i) % c->qcap].m);
     h->stats.queued_bytes -= c->qbytes;
     c->qhead = c->qlen = c->qbytes = 0;
 }
@@ -155,20 +174,29 @@ static void conn_fail(struct feed_hub *h, struct feed_conn *c, int code, const c
     h->cfg.kill(c->transport);
 }
 
-/* Queues m on c (taking a reference). A queue over the bound closes c. */
+/*
+ * Queues m on c (taking a reference). A client is slow, and closed with
+ * 4001, when its queue would pass the byte bound, or when the oldest
+ * message it has not taken yet has waited longer than the delay bound: a
+ * client that reads, even behind a burst, is not closed for the burst's
+ * size alone.
+ */
 static void enqueue(struct feed_hub *h, struct feed_conn *c, struct feed_msg *m)
 {
     if (!m || !c || c->close_code)
         return;
-    if (c->qbytes + m->len > h->cfg.queue_max) {
-        op_info("slow_consumer", "account=%s queued=%zu bound=%zu",
-                c->account[0] ? c->account : "-", c->qbytes, h->cfg.queue_max);
+    int64_t now = op_now_ms();
+    if (c->qbytes + m->len > h->cfg.queue_max ||
+        (c->qlen && h->cfg.max_delay_ms > 0 && now - c->q[c->qhead].at_ms > h->cfg.max_delay_ms)) {
+        op_info("slow_consumer", "account=%s queued=%zu messages=%zu oldest_ms=%lld bound=%zu",
+                c->account[0] ? c->account : "-", c->qbytes, c->qlen,
+                c->qlen ? (long long)(now - c->q[c->qhead].at_ms) : 0LL, h->cfg.queue_max);
         conn_fail(h, c, 4001, "slow consumer");
         return;
     }
     if (c->qlen == c->qcap) {
         size_t cap = c->qcap ? c->qcap * 2 : 16;
-        struct feed_msg **q = op_calloc(cap, sizeof(struct feed_msg *));
+        struct qslot *q = op_calloc(cap, sizeof(struct qslot));
         if (!q) {
             conn_fail(h, c, 4001, "slow consumer");
             return;
@@ -180,7 +208,7 @@ static void enqueue(struct feed_hub *h, struct feed_conn *c, struct feed_msg *m)
         c->qcap = cap;
         c->qhead = 0;
     }
-    c->q[(c->qhead + c->qlen) % c->qcap] = m;
+    c->q[(c->qhead + c->qlen) % c->qcap] = (struct qslot){m, now};
     c->qlen++;
     c->qbytes += m->len;
     h->stats.queued_bytes += m->len;
@@ -236,6 +264,7 @@ static struct acct *acct_find(struct feed_hub *h, const char *name, int create)
         return NULL;
     snprintf(a->name, sizeof(a->name), "%s", name);
     op_buf_init(&a->buf);
+    op_buf_init(&a->batch);
     a->next = h->accts[b];
     h->accts[b] = a;
     return a;
@@ -342,15 +371,15 @@ static void collect(struct feed_hub *h, const struct feed_entry *e, const struct
 }
 
 /* The "orders" message of account a's reports for s (its own position). */
-static struct feed_msg *orders_msg(struct feed_hub *h, const struct sub *s, const struct acct *a,
-                                   uint64_t born_ms)
+static struct feed_msg *orders_msg(struct feed_hub *h, const struct sub *s,
+                                   const struct op_buf *reports, uint64_t born_ms)
 {
     struct op_buf *b = &h->tmp;
     op_buf_reset(b);
     op_buf_printf(b, "{\"type\":\"orders\",\"pos\":\"");
     put_pos(h, b, s);
     op_buf_printf(b, "\",\"reports\":[");
-    op_buf_append(b, a->buf.data, a->buf.len);
+    op_buf_append(b, reports->data, reports->len);
     if (op_buf_append(b, "]}", 2) != 0)
         return NULL;
     return msg_new(b->data, b->len, born_ms);
@@ -358,14 +387,14 @@ static struct feed_msg *orders_msg(struct feed_hub *h, const struct sub *s, cons
 
 /* The "trades" message of symbol si's builder, at position shard:id. */
 static struct feed_msg *trades_msg(struct feed_hub *h, uint32_t si, uint32_t shard,
-                                   struct op_sid id, uint64_t born_ms)
+                                   struct op_sid id, const struct op_buf *trades, uint64_t born_ms)
 {
     struct op_buf *b = &h->tmp;
     op_buf_reset(b);
     op_buf_printf(b, "{\"type\":\"trades\",\"symbol\":\"%s\",\"pos\":\"", h->cfg.syms->v[si].name);
     feed_format_pos_part(b, shard, id);
     op_buf_printf(b, "\",\"trades\":[");
-    op_buf_append(b, h->sym[si].buf.data, h->sym[si].buf.len);
+    op_buf_append(b, trades->data, trades->len);
     if (op_buf_append(b, "]}", 2) != 0)
         return NULL;
     return msg_new(b->data, b->len, born_ms);
@@ -435,9 +464,9 @@ static int replay_page(struct feed_hub *h, struct sub *s, const struct feed_page
         s->cur[i] = e->id;
         struct feed_msg *m = NULL;
         if (s->ch == CH_ORDERS && s->acct->touched)
-            m = orders_msg(h, s, s->acct, e->id.ms);
+            m = orders_msg(h, s, &s->acct->buf, e->id.ms);
         else if (s->ch == CH_TRADES && h->sym[s->sym].touched)
-            m = trades_msg(h, s->sym, shard, e->id, e->id.ms);
+            m = trades_msg(h, s->sym, shard, e->id, &h->sym[s->sym].buf, e->id.ms);
         collect_done(h);
         if (m) {
             enqueue(h, s->conn, m);
@@ -448,6 +477,7 @@ static int replay_page(struct feed_hub *h, struct sub *s, const struct feed_page
     if (c > 0) {
         s->st[i] = SH_AHEAD;
         h->nahead++;
+        s->nahead_sh++;
         s->nfetch--;
     } else if (c == 0) {
         s->st[i] = SH_LIVE;
@@ -521,19 +551,90 @@ static void on_fetch(struct feed_hub *h, struct feed_fetch *f)
 
 /* ---- live delivery -------------------------------------------------------- */
 
-/* Shard i of s is AHEAD: it becomes LIVE once the reader passed its cur. */
+/* Why 256 KiB: a pump's reports are sent as one message per account and
+ * symbol (fewer, larger writes when the feed is busy); past this many bytes
+ * the batch is sent at once, so that no message grows without bound. */
+#define BATCH_MAX ((size_t)256 * 1024)
+
+/* 1 when s receives every shard it reads live: it can take a batch. */
+static int fully_live(const struct sub *s)
+{
+    return !s->validating && !s->nfetch && !s->nahead_sh;
+}
+
+/*
+ * Sends the batches the pump built so far: one "orders" message per
+ * account, shared by its fully live subscribers (they share the live
+ * position), one "trades" message per symbol, shared by its live
+ * subscribers; both at the live position.
+ */
+static void flush_batches(struct feed_hub *h)
+{
+    for (struct acct *a = h->batch_accts; a; a = a->bnext) {
+        struct feed_msg *m = NULL;
+        for (struct sub *s = a->subs; s; s = s->knext) {
+            if (!fully_live(s))
+                continue;
+            if (!m && !(m = orders_msg(h, s, &a->batch, a->batch_born)))
+                break;
+            enqueue(h, s->conn, m);
+        }
+        msg_drop_unused(m);
+        op_buf_reset(&a->batch);
+        a->batched = 0;
+    }
+    h->batch_accts = NULL;
+    for (size_t k = 0; k < h->nbatch_syms; k++) {
+        uint32_t si = h->batch_syms[k];
+        struct sym_state *ss = &h->sym[si];
+        uint32_t shard =
+            op_shard_of(h->cfg.syms->v[si].name, strlen(h->cfg.syms->v[si].name), h->cfg.shards);
+        struct feed_msg *m = NULL;
+        for (struct sub *s = ss->trades; s; s = s->knext) {
+            if (!fully_live(s))
+                continue;
+            if (!m && !(m = trades_msg(h, si, shard, h->live[shard], &ss->batch, ss->batch_born)))
+                break;
+            enqueue(h, s->conn, m);
+        }
+        msg_drop_unused(m);
+        op_buf_reset(&ss->batch);
+        ss->batched = 0;
+    }
+    h->nbatch_syms = 0;
+    h->batch_bytes = 0;
+}
+
+/* Shards of subscriptions that are AHEAD become LIVE once the reader
+ * passes their position: the batches so far (which they must not get) are
+ * sent first. */
 static void ahead_check(struct feed_hub *h, uint32_t shard, struct op_sid id)
 {
+    int flushed = 0;
     for (struct feed_conn *c = h->conns; c; c = c->next)
         for (struct sub *s = c->subs; s; s = s->cnext) {
             if (shard < s->shard0 || shard >= s->shard0 + s->nsh)
                 continue;
             uint32_t i = shard - s->shard0;
             if (s->st[i] == SH_AHEAD && op_sid_cmp(id, s->cur[i]) > 0) {
+                if (!flushed) {
+                    flush_batches(h);
+                    flushed = 1;
+                }
                 s->st[i] = SH_LIVE;
+                s->nahead_sh--;
                 h->nahead--;
             }
         }
+}
+
+/* Appends the builder `from` (one entry's JSON objects) to batch. */
+static void batch_add(struct feed_hub *h, struct op_buf *batch, const struct op_buf *from)
+{
+    if (batch->len)
+        op_buf_append(batch, ",", 1);
+    op_buf_append(batch, from->data, from->len);
+    h->batch_bytes += from->len + 1;
 }
 
 /* Entries of shard were trimmed before the reader read them: every
@@ -541,6 +642,7 @@ static void ahead_check(struct feed_hub *h, uint32_t shard, struct op_sid id)
  * it finds the gap on its own). */
 static void on_hole(struct feed_hub *h, uint32_t shard)
 {
+    flush_batches(h); /* what came before the hole is good */
     for (struct feed_conn *c = h->conns; c; c = c->next) {
         struct sub *s = c->subs;
         while (s) {
@@ -559,6 +661,11 @@ static void on_hole(struct feed_hub *h, uint32_t shard)
     }
 }
 
+/*
+ * One live entry: its reports go into the pump's batches for the fully
+ * live subscribers, and, for a subscription still replaying another shard,
+ * into a message of its own at its own position.
+ */
 static void deliver_live(struct feed_hub *h, const struct feed_entry *e)
 {
     uint32_t shard = e->shard;
@@ -569,33 +676,46 @@ static void deliver_live(struct feed_hub *h, const struct feed_entry *e)
     }
     if (shard >= h->cfg.shards || op_sid_cmp(e->id, h->live[shard]) <= 0)
         return;
-    /* AHEAD shards that this entry passes become LIVE before it is sent,
-     * since it follows their position. */
     if (h->nahead)
         ahead_check(h, shard, e->id);
     collect(h, e, NULL, 0, 0);
     h->live[shard] = e->id;
-    for (struct acct *a = h->touched_accts; a; a = a->tnext)
+    for (struct acct *a = h->touched_accts; a; a = a->tnext) {
+        int any_full = 0;
         for (struct sub *s = a->subs; s; s = s->knext) {
-            if (s->st[shard] != SH_LIVE || s->validating)
+            if (fully_live(s)) {
+                any_full = 1;
                 continue;
-            struct feed_msg *m = orders_msg(h, s, a, e->id.ms);
+            }
+            if (s->validating || s->st[shard] != SH_LIVE)
+                continue;
+            struct feed_msg *m = orders_msg(h, s, &a->buf, e->id.ms);
             enqueue(h, s->conn, m);
             msg_drop_unused(m);
         }
+        if (!any_full)
+            continue;
+        if (!a->batched) {
+            a->batched = 1;
+            a->batch_born = e->id.ms;
+            a->bnext = h->batch_accts;
+            h->batch_accts = a;
+        }
+        batch_add(h, &a->batch, &a->buf);
+    }
     for (size_t k = 0; k < h->ntouched_syms; k++) {
         uint32_t si = h->touched_syms[k];
-        struct feed_msg *m = NULL;
-        for (struct sub *s = h->sym[si].trades; s; s = s->knext) {
-            if (s->st[0] != SH_LIVE || s->validating)
-                continue;
-            if (!m)
-                m = trades_msg(h, si, shard, e->id, e->id.ms);
-            enqueue(h, s->conn, m);
+        struct sym_state *ss = &h->sym[si];
+        if (!ss->batched) {
+            ss->batched = 1;
+            ss->batch_born = e->id.ms;
+            h->batch_syms[h->nbatch_syms++] = si;
         }
-        msg_drop_unused(m);
+        batch_add(h, &ss->batch, &ss->buf);
     }
     collect_done(h);
+    if (h->batch_bytes > BATCH_MAX)
+        flush_batches(h);
 }
 
 /* ---- books ---------------------------------------------------------------- */
@@ -690,9 +810,8 @@ static void sub_free(struct feed_hub *h, struct sub *s)
             *pp = s->cnext;
         s->conn = NULL;
         h->stats.subscriptions--;
-        for (uint32_t i = 0; i < s->nsh; i++)
-            if (s->st[i] == SH_AHEAD)
-                h->nahead--;
+        h->nahead -= s->nahead_sh;
+        s->nahead_sh = 0;
         if (s->ch == CH_ORDERS) {
             list_remove(&s->acct->subs, s);
         } else if (s->ch == CH_TRADES) {
@@ -931,16 +1050,18 @@ struct feed_hub *feed_hub_new(const struct feed_hub_config *cfg)
     h->live = op_calloc(cfg->shards, sizeof(*h->live));
     h->sym = op_calloc(nsym, sizeof(*h->sym));
     h->touched_syms = op_calloc(nsym, sizeof(*h->touched_syms));
+    h->batch_syms = op_calloc(nsym, sizeof(*h->batch_syms));
     json_parser_init(&h->json);
     op_buf_init(&h->tmp);
     op_buf_init(&h->tmp2);
-    if (!h->live || !h->sym || !h->touched_syms ||
+    if (!h->live || !h->sym || !h->touched_syms || !h->batch_syms ||
         json_parser_reserve(&h->json, CLIENT_TOKENS_MAX) != 0) {
         feed_hub_free(h);
         return NULL;
     }
     for (size_t i = 0; i < nsym; i++) {
         op_buf_init(&h->sym[i].buf);
+        op_buf_init(&h->sym[i].batch);
         feed_book_init(&h->sym[i].book_cur);
     }
     for (uint32_t i = 0; i < cfg->shards; i++)
@@ -959,11 +1080,13 @@ void feed_hub_free(struct feed_hub *h)
             struct acct *a = h->accts[b];
             h->accts[b] = a->next;
             op_buf_release(&a->buf);
+            op_buf_release(&a->batch);
             op_free(a);
         }
     if (h->sym)
         for (size_t i = 0; i < (h->cfg.syms->n ? h->cfg.syms->n : 1); i++) {
             op_buf_release(&h->sym[i].buf);
+            op_buf_release(&h->sym[i].batch);
             if (h->sym[i].book_have)
                 feed_book_release(&h->sym[i].book_cur);
         }
@@ -973,6 +1096,7 @@ void feed_hub_free(struct feed_hub *h)
     op_free(h->live);
     op_free(h->sym);
     op_free(h->touched_syms);
+    op_free(h->batch_syms);
     op_free(h);
 }
 
@@ -1025,7 +1149,7 @@ int feed_hub_next(struct feed_hub *h, struct feed_conn *c, struct feed_msg **m, 
         return c->close_code;
     }
     if (c->qlen)
-        *m = c->q[c->qhead];
+        *m = c->q[c->qhead].m;
     return 0;
 }
 
@@ -1033,7 +1157,7 @@ int feed_hub_sent(struct feed_hub *h, struct feed_conn *c)
 {
     if (!c->qlen)
         return 0;
-    struct feed_msg *m = c->q[c->qhead];
+    struct feed_msg *m = c->q[c->qhead].m;
     c->qhead = (c->qhead + 1) % c->qcap;
     c->qlen--;
     c->qbytes -= m->len;
@@ -1055,6 +1179,7 @@ void feed_hub_pump(struct feed_hub *h)
     feed_source_take(h->cfg.src, &in);
     for (struct feed_entry *e = in.entries; e; e = e->next)
         deliver_live(h, e);
+    flush_batches(h);
     feed_entries_free(in.entries);
     while (in.fetches) {
         struct feed_fetch *f = in.fetches;

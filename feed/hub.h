@@ -38,10 +38,12 @@ static inline unsigned char *feed_msg_text(struct feed_msg *m)
 }
 
 struct feed_hub_config {
-    const struct op_symtab *syms;        /* (ref) */
-    const struct op_apikeys *keys;       /* (ref) */
-    uint32_t shards;                     /* ORDER_SHARDS */
-    size_t queue_max;                    /* FEED_CLIENT_QUEUE_KB * 1024 */
+    const struct op_symtab *syms;  /* (ref) */
+    const struct op_apikeys *keys; /* (ref) */
+    uint32_t shards;               /* ORDER_SHARDS */
+    size_t queue_max;              /* FEED_CLIENT_QUEUE_KB * 1024 */
+    int64_t
+        max_delay_ms; /* FEED_CLIENT_MAX_DELAY_MS: oldest queued message's age bound (0: none) */
     struct feed_source *src;             /* (ref) replays and books are asked from it */
     void (*want_write)(void *transport); /* the connection has something to send */
     void (*kill)(void *transport);       /* close it even if it never becomes writable */

@@ -17,6 +17,7 @@ struct settings {
     long long port;          /* FEED_PORT */
     const char *bind;        /* FEED_BIND */
     long long queue_kb;      /* FEED_CLIENT_QUEUE_KB */
+    long long max_delay_ms;  /* FEED_CLIENT_MAX_DELAY_MS */
     long long book_ms;       /* FEED_BOOK_MS */
     long long page_entries;  /* FEED_PAGE_ENTRIES */
     const char *console_dir; /* FEED_CONSOLE_DIR */
@@ -27,9 +28,14 @@ static void load_settings(struct settings *s, const struct op_config *c)
 {
     s->port = op_env_int_or_exit("feed", "FEED_PORT", 8081, 1, 65535);
     s->bind = op_env_str("FEED_BIND", "127.0.0.1");
-    /* Why 1 MiB: thousands of messages of a busy account, or ~10 s of a
-     * busy symbol's trades; a client further behind is not reading. */
-    s->queue_kb = op_env_int_or_exit("feed", "FEED_CLIENT_QUEUE_KB", 1024, 4, 1048576);
+    /* Why 8 MiB: about a second of a market maker's reports at 10k orders/s
+     * (bench feed: 7-14 MB/s for such an account), many seconds of a
+     * symbol's trades. The memory it bounds is per client; messages shared
+     * by many clients are held once. */
+    s->queue_kb = op_env_int_or_exit("feed", "FEED_CLIENT_QUEUE_KB", 8192, 4, 1048576);
+    /* Why 5 s: a client that reads is never that far behind unless it
+     * stalls; one that stopped reading is dropped then, whatever its rate. */
+    s->max_delay_ms = op_env_int_or_exit("feed", "FEED_CLIENT_MAX_DELAY_MS", 5000, 0, 3600000);
     /* Why 50 ms: half the matcher's default MATCHER_BOOK_MS, so a book
      * update reaches clients at most ~150 ms after the trade. */
     s->book_ms = op_env_int_or_exit("feed", "FEED_BOOK_MS", 50, 5, 60000);
@@ -103,6 +109,7 @@ int main(void)
                                  .keys = &keys,
                                  .shards = c.order_shards,
                                  .queue_max = (size_t)set.queue_kb * 1024,
+                                 .max_delay_ms = set.max_delay_ms,
                                  .src = src,
                                  .want_write = feed_ws_want_write,
                                  .kill = feed_ws_kill};

@@ -14,8 +14,8 @@
 //   feedclients: all: messages M latency_ms p50 X p99 X p999 X max X
 //   feedclients: trades: messages M bytes_mean B latency_ms p50 X p99 X p999 X max X
 //   feedclients: orders: messages M bytes_mean B latency_ms p50 X p99 X p999 X max X untimed U
-//   feedclients: trades per open subscriber: AAPL 812 812 MSFT 790 790 ... (min max per symbol)
-//   feedclients: orders per open subscriber: alice 3011 3011 ...           (min max per account)
+//   feedclients: trades per open subscriber: AAPL 812 812 MSFT 790 790 ... (trades received, min max per symbol)
+//   feedclients: orders per open subscriber: alice 3011 3011 ...           (reports received, min max per account)
 //   feedclients: event loop delay ms (per thread) p99 X X max X X
 //   feedclients: closed C trades Ct orders Co errors E disorder D
 //   feedclients: close: <code> <reason>: <kind> xK after A..B s (median M s, after P..Q messages)
@@ -98,6 +98,16 @@ function runWorker({ opt, ids, wsPath }) {
     });
     const after = (a, b) => a[1] > b[1] || (a[1] === b[1] && a[2] > b[2]);
 
+    // What a message holds, item for item (the feed puts the trades or
+    // reports of several fills entries in one message when it is busy):
+    // every trade has one "fill_id", every report one "report_id".
+    const FILL_ID = Buffer.from('"fill_id"'), REPORT_ID = Buffer.from('"report_id"');
+    function items(data, key) {
+        let n = 0;
+        for (let at = data.indexOf(key); at >= 0; at = data.indexOf(key, at + key.length)) n++;
+        return n;
+    }
+
     function onData(c, data) {
         const nowUs = originUs + performance.now() * 1000;
         // '{"type":"trades",' or '{"type":"orders",': byte 9 starts the type
@@ -130,7 +140,7 @@ function runWorker({ opt, ids, wsPath }) {
             disorder++; // nothing moved: a duplicate
             return;
         }
-        c.count++;
+        c.count += items(data, c.kind === 'trades' ? FILL_ID : REPORT_ID);
         if (!startUs) return;
         const s = stats[c.kind];
         s.messages++;

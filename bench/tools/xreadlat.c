@@ -19,8 +19,8 @@
  * SIGTERM/SIGINT, then prints:
  *
  *   xread latency (ms): p50 X p99 X p99.9 X max X (N entries, R reports)
- *   entries with trades: AAPL 812 MSFT 790 …
- *   entries naming an account: alice 3011 bob 2998 …
+ *   trades by symbol: AAPL 812 MSFT 790 …
+ *   reports by account: alice 3011 bob 2998 …
  *
  * An entry's latency is the wall clock when the XREAD reply holding it
  * arrived minus the ms part of its id (the Redis clock when the matcher's
@@ -56,7 +56,6 @@ static void on_signal(int sig)
 struct tally {
     char name[NAMES_MAX][OP_ACCOUNT_MAX > OP_SYMBOL_MAX ? OP_ACCOUNT_MAX : OP_SYMBOL_MAX];
     uint64_t n[NAMES_MAX];
-    int seen[NAMES_MAX]; /* scratch: counted for the current entry */
     size_t len;
     uint64_t other; /* entries whose name did not fit */
 };
@@ -95,8 +94,9 @@ static double pct(double q)
     return (double)BUCKETS * BUCKET_US / 1000.0;
 }
 
-/* Marks name (n bytes, no NUL needed) as named by the current entry:
- * counted once per entry, whatever the number of its reports naming it. */
+/* Counts one item (a trade of a symbol, a report leg of an account) for
+ * name (n bytes, no NUL needed): what the feed sends its subscribers, item
+ * for item, however it groups them into messages. */
 static void tally_mark(struct tally *t, const char *name, size_t n)
 {
     if (!n)
@@ -113,15 +113,7 @@ static void tally_mark(struct tally *t, const char *name, size_t n)
         t->name[i][n] = '\0';
         t->len++;
     }
-    if (!t->seen[i]) {
-        t->seen[i] = 1;
-        t->n[i]++;
-    }
-}
-
-static void tally_next_entry(struct tally *t)
-{
-    memset(t->seen, 0, sizeof(t->seen));
+    t->n[i]++;
 }
 
 static void tally_print(const struct tally *t, const char *title)
@@ -137,8 +129,6 @@ static void tally_print(const struct tally *t, const char *title)
 /* Counts what the feed would send for the n reports of one entry. */
 static void count_entry(const struct op_report *reps, size_t n)
 {
-    tally_next_entry(&trades_by_sym);
-    tally_next_entry(&by_account);
     for (size_t k = 0; k < n; k++) {
         const struct op_report *r = &reps[k];
         if (r->kind == OP_REPORT_TICK)
@@ -254,8 +244,8 @@ int main(void)
     printf("xread latency (ms): p50 %.2f p99 %.2f p99.9 %.2f max %.2f (%" PRIu64
            " entries, %" PRIu64 " reports)\n",
            pct(0.5), pct(0.99), pct(0.999), (double)max_us / 1000.0, total, reports);
-    tally_print(&trades_by_sym, "entries with trades");
-    tally_print(&by_account, "entries naming an account");
+    tally_print(&trades_by_sym, "trades by symbol");
+    tally_print(&by_account, "reports by account");
     rc = 0;
 out:
     op_redis_release(&r);
