@@ -11,8 +11,9 @@
 #     expression made never true, then always true, must fail
 #     `promtool test rules`;
 #  5. every metric the rules use is exported by the real services: ingest,
-#     a matcher and a recorder started against the test stack, each
-#     /metrics read (its `# TYPE` lines), and the services stopped (exit 0).
+#     a matcher and a recorder started against the test stack (on a Redis
+#     database of their own), each /metrics read (its `# TYPE` lines), and
+#     the services stopped (exit 0).
 set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 
@@ -125,17 +126,27 @@ for b in orderpipe-ingest orderpipe-matcher orderpipe-recorder; do
 		exit
 	fi
 done
+# On a Redis database of their own (9, emptied before and after), so that the
+# matcher does not match what earlier tests left in the shared stack's
+# streams, nor the recorder record it for the tests after this one.
+db_url=""
+[[ "$REDIS_URL" =~ ^(redis://[^/]+)(/[0-9]*)?$ ]] && db_url="${BASH_REMATCH[1]}/9"
+[[ -n "$db_url" ]] || { t_fail "REDIS_URL='$REDIS_URL' is not redis://HOST:PORT[/DB]"; t_done; exit 1; }
+redis-cli -u "$db_url" FLUSHDB >/dev/null || t_fail "FLUSHDB of $db_url"
+REDIS_URL="$db_url" "$OP_BUILD/bin/orderpipe-setup" --no-db >/dev/null 2>&1 ||
+	t_fail "orderpipe-setup --no-db on $db_url"
 mport="$(op_free_port "$INGEST_PORT")"
 rport="$(op_free_port "$INGEST_PORT" "$mport")"
-t_start ingest orderpipe-ingest INGEST_PORT="$INGEST_PORT"
-t_start matcher orderpipe-matcher MATCHER_METRICS_PORT="$mport"
-t_start recorder orderpipe-recorder RECORDER_METRICS_PORT="$rport"
+t_start ingest orderpipe-ingest REDIS_URL="$db_url" INGEST_PORT="$INGEST_PORT"
+t_start matcher orderpipe-matcher REDIS_URL="$db_url" MATCHER_METRICS_PORT="$mport"
+t_start recorder orderpipe-recorder REDIS_URL="$db_url" RECORDER_METRICS_PORT="$rport"
 for p in "$INGEST_PORT" "$mport" "$rport"; do
 	op_wait_until 30 "/metrics on port $p" curl -sf "http://127.0.0.1:$p/metrics" ||
 		t_fail "no /metrics on port $p"
 	curl -sf "http://127.0.0.1:$p/metrics" >>"$work/exported.txt" || true
 done
 t_stop_all
+redis-cli -u "$db_url" FLUSHDB >/dev/null || t_fail "FLUSHDB of $db_url"
 python3 - "$dir/alerts.yml" "$work/exported.txt" >"$work/metrics" <<'PY'
 import re, sys
 import yaml
