@@ -278,16 +278,31 @@ stack_state() {
 		docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{if .State.Health}}{{.State.Health.Status}}{{else if eq .State.Status "exited"}}exited:{{.State.ExitCode}}{{else}}{{.State.Status}}{{end}}' "$c"
 	done | LC_ALL=C sort
 }
-# want_state: stack_state as it should be once the stack is up.
+# want_state: stack_state as it should be once the stack is up: a one-shot
+# service (one that others depend on with service_completed_successfully:
+# setup) exited 0, a service with a health check healthy, any other running.
+compose config >"$tmp/config.yml" 2>"$tmp/config.err" || {
+	cat "$tmp/config.err" >&2
+	fatal "compose config failed (see above)"
+}
+want="$(python3 - "$tmp/config.yml" <<'PY'
+import sys
+import yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+one_shot = {dep for s in services.values() if isinstance(s.get("depends_on"), dict)
+            for dep, how in s["depends_on"].items()
+            if (how or {}).get("condition") == "service_completed_successfully"}
+for name in sorted(services):
+    if name in one_shot:
+        print(name, "exited:0")
+    elif services[name].get("healthcheck"):
+        print(name, "healthy")
+    else:
+        print(name, "running")
+PY
+)" || fatal "cannot read the services from compose config"
 want_state() {
-	local s
-	for s in "${services[@]}"; do
-		if [[ "$s" == setup ]]; then
-			printf '%s exited:0\n' "$s"
-		else
-			printf '%s healthy\n' "$s"
-		fi
-	done
+	printf '%s\n' "$want" | LC_ALL=C sort
 }
 all_healthy() {
 	[[ "$(stack_state)" == "$(want_state)" ]]
