@@ -204,9 +204,8 @@ step "engine"
 if docker info >/dev/null 2>&1; then
 	op_log "a docker engine answers: using it ($(docker info -f '{{.ServerVersion}}' 2>/dev/null))"
 else
-	((EUID == 0)) || command -v sudo >/dev/null 2>&1 ||
-		op_die "no docker engine answers and this run cannot start one (not root): start dockerd, or run as root"
-	((EUID == 0)) || op_die "no docker engine answers: start dockerd (this script starts one only as root)"
+	((EUID == 0)) ||
+		op_die "no docker engine answers ('docker info' fails): start dockerd, or run this as root, which installs and starts one"
 	install_packages docker.io docker-compose iptables debootstrap
 	op_log "no docker engine answers: starting dockerd --storage-driver=overlay2 (log: $tmp/dockerd.log)"
 	setsid dockerd --storage-driver=overlay2 </dev/null >"$tmp/dockerd.log" 2>&1 &
