@@ -42,6 +42,7 @@ ENGINE_SRCS := $(wildcard matcher/engine/*.c)
 INGEST_SRCS := $(wildcard ingest/*.c)
 MATCHER_SRCS := $(wildcard matcher/*.c)
 RECORDER_SRCS := $(wildcard recorder/*.c)
+FEED_SRCS   := $(wildcard feed/*.c)
 TOOL_SRCS   := $(wildcard ops/tools/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 INTEG_SRCS  := $(wildcard tests/integration/test_*.c)
@@ -52,8 +53,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBOP     := $(BUILD)/libop.a
 LIBENGINE := $(BUILD)/libengine.a
-# ingest's pure parts (JSON, validation, the rate limiter), for unit tests
-INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c
+# ingest's pure parts (JSON, validation, the rate limiter, CORS origins), for unit tests
+INGEST_CORE_SRCS := ingest/json.c ingest/order.c ingest/ratelimit.c ingest/cors.c
 LIBINGEST := $(BUILD)/libingest.a
 # the recorder's pure part (decode, merge, binary COPY rows), for unit tests
 RECORDER_CORE_SRCS := recorder/batch.c recorder/copybin.c
@@ -61,9 +62,13 @@ LIBRECORDER := $(BUILD)/librecorder.a
 # its PostgreSQL side, for integration tests that commit batches themselves
 RECORDER_STORE_SRCS := recorder/store.c recorder/stats.c
 LIBRECSTORE := $(BUILD)/librecstore.a
+# the feed's pure parts (book JSON in and out, report JSON), for unit tests
+FEED_CORE_SRCS := feed/book.c feed/format.c
+LIBFEED := $(BUILD)/libfeed.a
 BINS := $(if $(INGEST_SRCS),$(BUILD)/bin/orderpipe-ingest) \
         $(if $(MATCHER_SRCS),$(BUILD)/bin/orderpipe-matcher) \
         $(if $(RECORDER_SRCS),$(BUILD)/bin/orderpipe-recorder) \
+        $(if $(FEED_SRCS),$(BUILD)/bin/orderpipe-feed) \
         $(patsubst ops/tools/%.c,$(BUILD)/bin/%,$(TOOL_SRCS))
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRCS))
@@ -71,7 +76,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS)) \
               $(patsubst bench/tools/%.c,$(BUILD)/bench/tools/%,$(BENCH_TOOL_SRCS))
 
 ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS) \
-              $(RECORDER_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
+              $(RECORDER_SRCS) $(FEED_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
 
 .PHONY: all run test test-unit test-integration test-compose bench lint fmt fmt-check clean deps \
         check-build stack-start stack-stop
@@ -79,7 +84,7 @@ ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS)
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(LIBOP) $(LIBENGINE) $(LIBINGEST) $(LIBRECORDER) $(LIBRECSTORE) $(LIBFEED) $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -105,6 +110,10 @@ $(LIBRECSTORE): $(call obj,$(RECORDER_STORE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+$(LIBFEED): $(call obj,$(FEED_CORE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
 $(BUILD)/bin/orderpipe-ingest: $(call obj,$(INGEST_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
@@ -117,11 +126,16 @@ $(BUILD)/bin/orderpipe-recorder: $(call obj,$(RECORDER_SRCS)) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lmicrohttpd $(LDLIBS)
 
+# The feed parses its clients' JSON with ingest's strict parser (libingest).
+$(BUILD)/bin/orderpipe-feed: $(call obj,$(FEED_SRCS)) $(LIBINGEST) $(LIBOP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lwebsockets $(LDLIBS)
+
 $(BUILD)/bin/%: $(BUILD)/obj/ops/tools/%.o $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBFEED) $(LIBINGEST) $(LIBRECORDER) $(LIBENGINE) $(LIBOP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
@@ -174,7 +188,7 @@ C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --std=c11 -I. \
-	  shared ingest matcher recorder ops/tools
+	  shared ingest matcher recorder feed ops/tools
 	clang-tidy --quiet $(filter %.c,$(C_FILES)) -- $(filter-out -MMD -MP,$(CPPFLAGS)) -std=c11
 
 fmt:

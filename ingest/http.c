@@ -46,14 +46,15 @@ enum route {
     R_BOOK,
     R_HEALTH,
     R_METRICS,
+    R_PREFLIGHT,
     R_COUNT
 };
 static const char *const route_names[R_COUNT] = {
-    "unknown",          "new_order", "batch", "cancel", "amend",   "cancel_all",
-    "cancel_all_after", "get_order", "fills", "book",   "healthz", "metrics"};
+    "unknown",   "new_order", "batch", "cancel",  "amend",   "cancel_all", "cancel_all_after",
+    "get_order", "fills",     "book",  "healthz", "metrics", "preflight"};
 
 /* Status codes counted per route; anything else lands in "other". */
-static const int codes[] = {200, 202, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
+static const int codes[] = {200, 202, 204, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
 #define NCODES (int)(sizeof(codes) / sizeof(codes[0]))
 
 /*
@@ -156,7 +157,10 @@ struct req {
     struct MHD_Connection *conn; /* (ref) */
     struct job job;
     int ninputs;
-    int depth; /* R_BOOK: levels per side wanted */
+    int depth;               /* R_BOOK: levels per side wanted */
+    bool has_origin;         /* the request sent an Origin header (answers Vary: Origin) */
+    const char *cors_origin; /* (ref) its Origin when INGEST_CORS_ORIGINS allows it (into
+                                cfg.cors), else NULL: no CORS headers */
     struct timespec t0;
     struct conn_slot *slot; /* (ref) its connection's, NULL if untracked */
     long allocs;            /* allocations made for this request (INGEST_FAULT) */
@@ -193,6 +197,36 @@ static uint64_t elapsed_us(const struct timespec *t0)
     return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
+/*
+ * Adds the CORS headers of r's answer: Vary: Origin when it sent an Origin
+ * (the answer depends on it), and Access-Control-Allow-Origin with that
+ * exact origin when INGEST_CORS_ORIGINS allows it, so the page's script may
+ * read the answer (errors included), Retry-After too. A request without
+ * Origin — every non-browser client — adds nothing.
+ */
+static void add_cors_headers(const struct req *r, struct MHD_Response *resp)
+{
+    if (!r->has_origin)
+        return;
+    MHD_add_response_header(resp, "Vary", "Origin");
+    if (r->cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+    }
+}
+
+/* Queues resp (destroyed here) for r with status, and counts it in
+ * r's route's metrics. */
+static enum MHD_Result queue_counted(struct req *r, int status, struct MHD_Response *resp)
+{
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    atomic_fetch_add_explicit(&r->s->requests[r->route][code_index(status)], 1,
+                              memory_order_relaxed);
+    op_hist_observe(&r->s->latency[r->route], elapsed_us(&r->t0));
+    return rc;
+}
+
 /* Queues a response with body (copied) and optional headers. */
 static enum MHD_Result respond(struct req *r, int status, const char *ctype, const char *body,
                                size_t len, const char *h1, const char *v1)
@@ -204,12 +238,8 @@ static enum MHD_Result respond(struct req *r, int status, const char *ctype, con
     MHD_add_response_header(resp, "Content-Type", ctype);
     if (h1)
         MHD_add_response_header(resp, h1, v1);
-    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    atomic_fetch_add_explicit(&r->s->requests[r->route][code_index(status)], 1,
-                              memory_order_relaxed);
-    op_hist_observe(&r->s->latency[r->route], elapsed_us(&r->t0));
-    return rc;
+    add_cors_headers(r, resp);
+    return queue_counted(r, status, resp);
 }
 
 static enum MHD_Result respond_json(struct req *r, int status, const struct op_buf *b)
@@ -1252,6 +1282,64 @@ static enum MHD_Result check_framing(struct req *r, const char *method, const ch
     return MHD_YES;
 }
 
+/* ---- CORS ------------------------------------------------------------------ */
+
+/* Why 600 s: how long a browser may reuse a preflight's answer for a URL
+ * (Chromium caps it at 7200 s): it spares a page a round trip before each
+ * of its orders, and a change of INGEST_CORS_ORIGINS reaches browsers
+ * within ten minutes. */
+#define CORS_MAX_AGE "600"
+
+/* Reads the request's Origin header: sets r->has_origin and, when
+ * INGEST_CORS_ORIGINS lists the origin, r->cors_origin. One header lookup,
+ * no allocation. */
+static void read_origin(struct req *r)
+{
+    const char *o = NULL;
+    size_t len = 0;
+    if (MHD_lookup_connection_value_n(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN, 6, &o,
+                                      &len) != MHD_YES ||
+        !o)
+        return;
+    r->has_origin = true;
+    if (r->s->cfg.cors)
+        r->cors_origin = cors_origin_find(r->s->cfg.cors, o, len);
+}
+
+/*
+ * Answers a CORS preflight (OPTIONS with Origin and
+ * Access-Control-Request-Method), which a browser sends before a
+ * cross-origin request with an Authorization header or a JSON body: 204
+ * allowing the path's methods (allow, as route_of gives them), the headers
+ * Authorization and Content-Type, for CORS_MAX_AGE, to an origin
+ * INGEST_CORS_ORIGINS lists; 403 origin_not_allowed to any other (the
+ * browser then sends nothing); 404 for a path ingest does not serve
+ * (allow NULL). Needs no API key: a preflight never carries one.
+ */
+static enum MHD_Result handle_preflight(struct req *r, const char *allow)
+{
+    if (!allow)
+        return fail(r, 404, "not_found", "", "no such endpoint");
+    if (!r->cors_origin) {
+        struct api_error e;
+        const char *o =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+        api_fail(&e, 403, "origin_not_allowed", "Origin",
+                 "origin '%.100s' is not allowed to call this api from a browser: add it to "
+                 "INGEST_CORS_ORIGINS",
+                 o ? o : "");
+        return respond_error(r, &e);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    add_cors_headers(r, resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE);
+    return queue_counted(r, 204, resp);
+}
+
 /* ---- the access handler -------------------------------------------------- */
 
 /* First call for a request (headers only): framing, route, auth, content checks.
@@ -1265,7 +1353,13 @@ static enum MHD_Result on_headers(struct req *r, const char *method, const char 
     enum MHD_Result frc = check_framing(r, method, version, &answered);
     if (answered)
         return frc;
+    read_origin(r);
     r->route = route_of(method, url, r->path_arg, sizeof(r->path_arg), &allow);
+    if (r->has_origin && r->route == R_NONE && strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method")) {
+        r->route = R_PREFLIGHT;
+        return handle_preflight(r, allow);
+    }
     if (r->route == R_NONE) {
         if (allow) {
             snprintf(msg, sizeof(msg), "method %s is not allowed here", method);

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "ingest/cors.h"
 #include "ingest/ratelimit.h"
 #include "ingest/writer.h"
 #include "shared/apikeys.h"
@@ -20,10 +21,11 @@ struct http_config {
     size_t max_body;            /* INGEST_MAX_BODY */
     int64_t max_expiry_ms;      /* INGEST_MAX_EXPIRY_MS: a GTD order's horizon */
     uint32_t shards;
-    const struct op_symtab *syms;  /* (ref) */
-    const struct op_apikeys *keys; /* (ref) */
-    struct writer *writer;         /* (ref) */
-    struct ratelimit *limiter;     /* (ref) INGEST_RATE_LIMIT per key of keys, NULL: none */
+    const struct op_symtab *syms;    /* (ref) */
+    const struct op_apikeys *keys;   /* (ref) */
+    struct writer *writer;           /* (ref) */
+    struct ratelimit *limiter;       /* (ref) INGEST_RATE_LIMIT per key of keys, NULL: none */
+    const struct cors_origins *cors; /* (ref) INGEST_CORS_ORIGINS; NULL or empty: no CORS */
 };
 
 struct http_server;

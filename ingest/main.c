@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ingest/cors.h"
 #include "ingest/http.h"
 #include "ingest/ratelimit.h"
 #include "ingest/reads.h"
@@ -23,6 +24,30 @@ static void load_tables(const struct op_config *c, struct op_symtab *syms, struc
     op_symbols_load_or_exit(c, "ingest", syms);
     if (op_apikeys_load(keys, c->api_keys_file, err, sizeof(err)) != 0) {
         fprintf(stderr, "ingest: %s (API_KEYS_FILE)\n", err);
+        exit(2);
+    }
+}
+
+/*
+ * INGEST_CORS_ORIGINS into cors, or exits naming it. Unset, it is the
+ * feed's own origins — its console page posts orders here — on FEED_PORT
+ * (8081): http://127.0.0.1:<port> and http://localhost:<port>.
+ */
+static void load_cors(struct cors_origins *cors)
+{
+    char def[64], err[300];
+    const char *list = op_env_str("INGEST_CORS_ORIGINS", NULL);
+    if (!list) {
+        long long feed_port = op_env_int_or_exit("ingest", "FEED_PORT", 8081, 1, 65535);
+        snprintf(def, sizeof(def), "http://127.0.0.1:%lld,http://localhost:%lld", feed_port,
+                 feed_port);
+        list = def;
+    }
+    if (cors_origins_parse(cors, list, err, sizeof(err)) != 0) {
+        fprintf(stderr,
+                "ingest: invalid INGEST_CORS_ORIGINS='%.200s': %s (a comma-separated list of "
+                "origins, or none)\n",
+                list, err);
         exit(2);
     }
 }
@@ -52,8 +77,10 @@ int main(void)
     struct op_config c;
     struct op_symtab syms;
     struct op_apikeys keys;
+    static struct cors_origins cors; /* 8 KiB: not on the stack */
 
     op_config_load_or_exit(&c, "ingest");
+    load_cors(&cors);
     struct http_config hc = {
         .bind = op_env_str("INGEST_BIND", "127.0.0.1"),
         .port = c.ingest_port,
@@ -104,6 +131,7 @@ int main(void)
     hc.syms = &syms;
     hc.keys = &keys;
     hc.writer = w;
+    hc.cors = &cors;
     struct http_server *s = http_start(&hc);
     if (!s) {
         writer_stop(w);
@@ -112,9 +140,9 @@ int main(void)
     }
     op_info("started",
             "bind=%s port=%d threads=%d shards=%u symbols=%zu keys=%zu rate_limit=%lld "
-            "rate_burst=%lld",
+            "rate_burst=%lld cors_origins=%d",
             hc.bind, hc.port, hc.threads, c.order_shards, syms.n, keys.n,
-            (long long)(rate > 0 ? rate : 0), (long long)(rate > 0 ? burst : 0));
+            (long long)(rate > 0 ? rate : 0), (long long)(rate > 0 ? burst : 0), cors.n);
 
     while (!op_stop_requested)
         usleep(50000); /* a signal also cuts the sleep short */

@@ -29,7 +29,7 @@ build="${OP_BUILD:-build/rel}"
 [[ "$build" == /* ]] || build="$OP_ROOT/$build"
 var="$OP_ROOT/var"
 logdir="$var/log"
-services=(ingest matcher recorder)
+services=(ingest matcher recorder feed)
 stop_timeout="${OP_STOP_TIMEOUT:-10}"
 [[ "$stop_timeout" =~ ^[0-9]+$ ]] || op_die "invalid OP_STOP_TIMEOUT='$stop_timeout': expected whole seconds"
 
@@ -133,6 +133,11 @@ op_check_port "$ingest_port" || op_die "invalid INGEST_PORT='$ingest_port': expe
 if [[ -x "$build/bin/orderpipe-ingest" ]] && op_port_listening "$ingest_port"; then
 	op_die "tcp port $ingest_port (INGEST_PORT) is already in use by another process: stop it, or run with INGEST_PORT=<free port> make run"
 fi
+feed_port="${FEED_PORT:-8081}"
+op_check_port "$feed_port" || op_die "invalid FEED_PORT='$feed_port': expected a number in 1-65535"
+if [[ -x "$build/bin/orderpipe-feed" ]] && op_port_listening "$feed_port"; then
+	op_die "tcp port $feed_port (FEED_PORT) is already in use by another process: stop it, or run with FEED_PORT=<free port> make run"
+fi
 
 # --- the data stack -----------------------------------------------------------
 # The stack is ours to stop if it was not up before this run, or if a killed
@@ -149,6 +154,9 @@ set -a
 . "$var/stack.env"
 set +a
 export INGEST_PORT="$ingest_port"
+export FEED_PORT="$feed_port"
+export FEED_CONSOLE_DIR="${FEED_CONSOLE_DIR:-$OP_ROOT/feed/console}"
+export FEED_INGEST_URL="${FEED_INGEST_URL:-$INGEST_URL}"
 export SYMBOLS_FILE="${SYMBOLS_FILE:-$OP_ROOT/config/symbols.conf}"
 export API_KEYS_FILE="${API_KEYS_FILE:-$OP_ROOT/config/api-keys.conf}"
 for f in "$SYMBOLS_FILE" "$API_KEYS_FILE"; do
@@ -202,6 +210,7 @@ cat <<EOF
   orderpipe is up                       (Ctrl-C stops it)
 
   ingest URL   $INGEST_URL
+  console      http://127.0.0.1:$FEED_PORT/   (WebSocket feed: ws://127.0.0.1:$FEED_PORT/ws)
   REDIS_URL    $REDIS_URL
   DATABASE_URL $DATABASE_URL
   demo keys    dev-key-alice -> account alice

@@ -22,6 +22,7 @@ struct settings {
     const char *metrics_bind;
     char name[128];       /* RECORDER_NAME, default hostname-pid */
     uint64_t fault_after; /* RECORDER_FAULT=exit_after_commit:N (tests) */
+    long long retain_ms;  /* RECORDER_FILLS_RETAIN_MS */
 };
 
 static void load_settings(struct settings *s)
@@ -33,6 +34,11 @@ static void load_settings(struct settings *s)
         op_env_int_or_exit("recorder", "RECORDER_CLAIM_IDLE_MS", 30000, 0, 86400000);
     s->loop.trim_ms =
         op_env_int_or_exit("recorder", "RECORDER_TRIM_INTERVAL_MS", 5000, 0, 86400000);
+    /* Why 60 s: a feed client that reconnects within a minute resumes from
+     * its position (docs/feed.md); at 40k orders/s that keeps ~0.5 GB of
+     * fills in Redis, at ordinary rates a few MB. 0: trim as soon as
+     * recorded. */
+    s->retain_ms = op_env_int_or_exit("recorder", "RECORDER_FILLS_RETAIN_MS", 60000, 0, 86400000);
     s->loop.stop_ms = op_env_int_or_exit("recorder", "RECORDER_STOP_TIMEOUT_MS", 10000, 0, 3600000);
     s->metrics_port = op_env_int_or_exit("recorder", "RECORDER_METRICS_PORT", 9102, 0, 65535);
     s->metrics_bind = op_env_str("METRICS_BIND", "127.0.0.1");
@@ -110,6 +116,7 @@ int main(void)
         .shards = c.order_shards,
         .name = set.name,
         .claim_idle_ms = (int)set.loop.claim_idle_ms,
+        .retain_ms = set.retain_ms,
     };
     if (rec_stream_init(&stream, &sc, &stats) != 0) {
         fprintf(stderr, "recorder: %s (REDIS_URL)\n", stream.redis.errstr);
@@ -140,9 +147,11 @@ int main(void)
     }
     op_info("started",
             "name=%s shards=%u batch_rows=%lld flush_ms=%lld claim_idle_ms=%lld trim_ms=%lld "
+            "retain_ms=%lld "
             "metrics=%s:%lld symbols=%zu",
             set.name, c.order_shards, set.loop.batch_rows, set.loop.flush_ms,
-            set.loop.claim_idle_ms, set.loop.trim_ms, set.metrics_bind, set.metrics_port, syms.n);
+            set.loop.claim_idle_ms, set.loop.trim_ms, set.retain_ms, set.metrics_bind,
+            set.metrics_port, syms.n);
     /* Connect to PostgreSQL up front so /healthz tells the truth early; a
      * failure here is retried by the loop like any other. */
     rec_store_ready(&store);

@@ -520,7 +520,27 @@ int rec_stream_poll(struct rec_stream *s, int trim)
             known[i] = 1;
         }
     }
-    /* 3. XTRIM MINID ~: whole radix-tree nodes only, never above minid.
+    /* 3. Keep what is younger than retain_ms, by Redis' clock (entry ids
+     *    are its milliseconds), so that feed clients can resume from the
+     *    streams (docs/feed.md). */
+    if (s->cfg.retain_ms > 0) {
+        struct redisReply *t = op_redis_cmdf(&s->redis, "TIME");
+        const char *sec = op_reply_str(op_reply_at(t, 0), NULL);
+        if (!t || op_reply_count(t) != 2 || !sec) {
+            op_reply_free(t);
+            op_free(minid);
+            op_free(known);
+            goto redis_fail;
+        }
+        long long now_ms = strtoll(sec, NULL, 10) * 1000;
+        op_reply_free(t);
+        struct op_sid cap = {now_ms > s->cfg.retain_ms ? (uint64_t)(now_ms - s->cfg.retain_ms) : 0,
+                             0};
+        for (uint32_t i = 0; i < n; i++)
+            if (known[i] && op_sid_cmp(cap, minid[i]) < 0)
+                minid[i] = cap;
+    }
+    /* 4. XTRIM MINID ~: whole radix-tree nodes only, never above minid.
      * LIMIT 0: with "~" Redis otherwise removes at most 10,000 entries per
      * call (100 x stream-node-max-entries) and a busy stream outgrows it. */
     int trims = 0;

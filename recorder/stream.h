@@ -13,10 +13,11 @@
 
 struct rec_stream_config {
     const char *redis_url;
-    int timeout_ms;    /* REDIS_TIMEOUT_MS: connect and command timeout */
-    uint32_t shards;   /* ORDER_SHARDS */
-    const char *name;  /* consumer name in the group (RECORDER_NAME) */
-    int claim_idle_ms; /* RECORDER_CLAIM_IDLE_MS; 0 disables XAUTOCLAIM */
+    int timeout_ms;      /* REDIS_TIMEOUT_MS: connect and command timeout */
+    uint32_t shards;     /* ORDER_SHARDS */
+    const char *name;    /* consumer name in the group (RECORDER_NAME) */
+    int claim_idle_ms;   /* RECORDER_CLAIM_IDLE_MS; 0 disables XAUTOCLAIM */
+    long long retain_ms; /* RECORDER_FILLS_RETAIN_MS: keep entries this young (feed resume) */
 };
 
 /*

@@ -13,8 +13,8 @@
 #     the engine: the next run reuses them);
 #  3. the stack, as project orderpipe-ct<pid> (Compose v1's docker-compose
 #     when installed, else `docker compose`): `build`, `up -d`, every
-#     container healthy (setup: exited 0); ingest and Prometheus published on
-#     free loopback ports;
+#     container healthy (setup: exited 0); ingest, the feed and Prometheus
+#     published on free loopback ports;
 #  4. Prometheus: every target up (feed:8081 tolerated only while the compose
 #     file has no feed service), every alert rule loaded and healthy;
 #  5. orders through ingest's published port (dev-key-alice buys,
@@ -243,7 +243,9 @@ set -a
 set +a
 ingest_port="$(op_free_port)"
 prom_port="$(op_free_port "$ingest_port")"
-export OP_INGEST_PUBLISH="127.0.0.1:$ingest_port" OP_PROMETHEUS_PUBLISH="127.0.0.1:$prom_port"
+feed_port="$(op_free_port "$ingest_port" "$prom_port")"
+export OP_INGEST_PUBLISH="127.0.0.1:$ingest_port" OP_PROMETHEUS_PUBLISH="127.0.0.1:$prom_port" \
+	OP_FEED_PUBLISH="127.0.0.1:$feed_port"
 ingest_url="http://127.0.0.1:$ingest_port"
 prom_url="http://127.0.0.1:$prom_port"
 

@@ -24,8 +24,8 @@ documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", readme, re.M))
 documented |= {v for row in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)+) \|", readme, re.M)
                for v in re.findall(r"`([A-Z_]+)`", row)}
 binaries = {"orderpipe-ingest": "ingest", "orderpipe-matcher": "matcher",
-            "orderpipe-recorder": "recorder", "orderpipe-setup": "ops/tools/orderpipe-setup.c",
-            "orderpipe-feed": "feed"}
+            "orderpipe-recorder": "recorder", "orderpipe-feed": "feed",
+            "orderpipe-setup": "ops/tools/orderpipe-setup.c"}
 services = compose.get("services", {})
 for name, svc in services.items():
     cmd = svc.get("command") or []
