@@ -3,6 +3,7 @@
 #   make            build everything (release flags, build/rel)
 #   make run        install what is missing, build, start the whole stack
 #   make test       install what is missing, build under ASan+UBSan, run every test
+#   make test-compose  docker-compose.yml on a real Docker engine (tests/compose/run.sh)
 #   make bench      every benchmark (make bench BENCH=book for one)
 #   make lint       cppcheck + clang-tidy
 #   make fmt        clang-format in place (make fmt-check to verify only)
@@ -77,7 +78,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS)) \
 ALL_OBJS := $(call obj,$(LIB_SRCS) $(ENGINE_SRCS) $(INGEST_SRCS) $(MATCHER_SRCS) \
               $(RECORDER_SRCS) $(FEED_SRCS) $(TOOL_SRCS) $(UNIT_SRCS) $(INTEG_SRCS) $(BENCH_SRCS) $(BENCH_TOOL_SRCS))
 
-.PHONY: all run test test-unit test-integration bench lint fmt fmt-check clean deps \
+.PHONY: all run test test-unit test-integration test-compose bench lint fmt fmt-check clean deps \
         check-build stack-start stack-stop
 .DEFAULT_GOAL := all
 # Keep object files of pattern-built binaries (make would delete them as intermediates).
@@ -165,6 +166,11 @@ run: deps
 # The tests always run under ASan+UBSan: a memory error fails the suite.
 test: deps
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined test-unit test-integration
+
+# docker-compose.yml on a real Docker engine: starts dockerd when none answers
+# (installing it), builds stand-in images when no registry can be reached.
+test-compose: deps
+	@tests/compose/run.sh
 
 test-unit: all
 	@tests/run-unit.sh $(BUILD)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages orderpipe needs to build, run, test and
-# benchmark: compilers and tools, the C libraries, redis-server, PostgreSQL 15.
+# benchmark: compilers and tools, the C libraries, redis-server, PostgreSQL 15,
+# Prometheus (for promtool).
 #
 #   ops/install-deps.sh [--if-missing]
 #
@@ -10,9 +11,10 @@
 # silent and quick when nothing is missing, and on a system without apt it only
 # warns. Uses sudo when not run as root.
 #
-# The packages of redis-server and PostgreSQL would start their own servers
-# (redis on 6379, a 'main' cluster on 5432). orderpipe never uses those: it
-# runs its own on other ports (ops/redis.sh, ops/postgres.sh). So while
+# The packages of redis-server, PostgreSQL and Prometheus would start their
+# own servers (redis on 6379, a 'main' cluster on 5432, prometheus on 9090).
+# orderpipe never uses those: it runs its own on other ports (ops/redis.sh,
+# ops/postgres.sh), and only Prometheus' promtool. So while
 # installing, a policy-rc.d that denies service starts is put in place (unless
 # the system already has one), and removed afterwards.
 set -euo pipefail
@@ -40,6 +42,8 @@ packages=(
 	redis-server redis-tools "postgresql-15|postgresql" "postgresql-client-15|postgresql-client"
 	# what the ops/ and tests/ scripts use: ps, ss, flock/runuser, curl, python3 (end-to-end test)
 	procps iproute2 util-linux curl python3 python3-yaml
+	# promtool, for the tests of the alert rules (ops/prometheus); its server is not started
+	prometheus
 	# lint, format, memory checks
 	clang clang-tidy clang-format cppcheck valgrind
 	# benchmarks and their plots

@@ -5,7 +5,12 @@
 # documents (or the postgres image's own); health checks probe the port the
 # service is configured to serve; every path the Dockerfile copies exists;
 # the runtime image runs as a non-root user; no top-level `name:` (Compose v1
-# refuses it).
+# refuses it); the redis, postgres and prometheus images are the official
+# ones by default and overridable (${OP_*_IMAGE:-...}, for the stand-ins of
+# tests/compose); Prometheus (ops/prometheus/prometheus.yml) scrapes every
+# orderpipe service at its metrics port, and names no host that is not a
+# service (but feed's, which the feed service will bring). The run on a real
+# engine is `make test-compose` (tests/compose/run.sh).
 set -uo pipefail
 exec python3 - "$OP_ROOT" <<'PY'
 import os, re, sys
@@ -38,6 +43,7 @@ for name, svc in services.items():
     ports = re.findall(r"127\.0\.0\.1:(\d+)", " ".join(hc))
     for p in ports:
         configured = {str(v) for k, v in (env.items() if isinstance(env, dict) else []) if k.endswith("_PORT")}
+        configured |= set(re.findall(r"^--[a-z.-]+=\S*:(\d+)$", "\n".join(cmd), re.M))
         if p not in configured:
             fails.append(f"{name}: health check probes port {p}, not a port the service is given ({configured})")
     for dep in (svc.get("depends_on") or {}):
@@ -56,8 +62,40 @@ if sum(1 for s in services.values() if "orderpipe-recorder" in " ".join(s.get("c
 if "appendfsync" not in " ".join(services.get("redis", {}).get("command", [])) or \
         "always" not in services.get("redis", {}).get("command", []):
     fails.append("redis does not run with appendfsync always")
-for v in compose.get("volumes", {}) or {}:
-    pass
+# The third-party images: official by default, overridable for the stand-ins.
+for svc_name, var, official in (("redis", "OP_REDIS_IMAGE", "redis:"),
+                                ("postgres", "OP_POSTGRES_IMAGE", "postgres:"),
+                                ("prometheus", "OP_PROMETHEUS_IMAGE", "prom/prometheus:")):
+    img = str(services.get(svc_name, {}).get("image", ""))
+    m = re.fullmatch(r"\$\{" + var + r":-([^}]+)\}", img)
+    if not m:
+        fails.append(f"{svc_name}: image '{img}' is not ${{{var}:-<official image>}}")
+    elif not m.group(1).startswith(official):
+        fails.append(f"{svc_name}: default image '{m.group(1)}' is not the official {official}*")
+# Prometheus scrapes every orderpipe service at the port it serves /metrics on.
+metrics_port_var = {"orderpipe-ingest": "INGEST_PORT", "orderpipe-matcher": "MATCHER_METRICS_PORT",
+                    "orderpipe-recorder": "RECORDER_METRICS_PORT", "orderpipe-feed": "FEED_PORT"}
+prom = yaml.safe_load(open(os.path.join(root, "ops/prometheus/prometheus.yml")))
+targets = {t for job in prom.get("scrape_configs", []) for sc in job.get("static_configs", [])
+           for t in sc.get("targets", [])}
+for name, svc in services.items():
+    cmd = svc.get("command") or []
+    binary = cmd[0][len("/app/bin/"):] if cmd and cmd[0].startswith("/app/bin/") else ""
+    if binary not in metrics_port_var:
+        continue
+    env = svc.get("environment") or {}
+    port = str(env.get(metrics_port_var[binary], "")) if isinstance(env, dict) else ""
+    if not port:
+        fails.append(f"{name}: no {metrics_port_var[binary]}: Prometheus cannot know its metrics port")
+    elif f"{name}:{port}" not in targets:
+        fails.append(f"{name}: ops/prometheus/prometheus.yml does not scrape {name}:{port}")
+for t in sorted(targets):
+    host = t.rsplit(":", 1)[0]
+    if host not in services and host not in ("localhost", "feed"):
+        fails.append(f"ops/prometheus/prometheus.yml scrapes {t}, which is no compose service")
+vols = " ".join(services.get("prometheus", {}).get("volumes", []))
+if "./ops/prometheus:/etc/prometheus" not in vols:
+    fails.append("prometheus does not mount ./ops/prometheus at /etc/prometheus")
 dockerfile = open(os.path.join(root, "Dockerfile")).read()
 for src in re.findall(r"^COPY (?!--from)(\S+) ", dockerfile, re.M):
     if not os.path.exists(os.path.join(root, src)):
