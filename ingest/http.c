@@ -444,11 +444,10 @@ static void item_error(const struct item *it, struct api_error *e)
     else if (it->status == ITEM_REPL_TIMEOUT)
         /* Not "nothing was queued": the primary has it (docs/ingest.md,
          * "Replica acknowledgement"). */
-        api_fail(e, 503, "replication_timeout", "",
-                 "written on the redis primary, but not confirmed by INGEST_MIN_REPLICAS "
-                 "replicas in time: it may still be executed, or be lost if the primary fails; "
-                 "resending with the same client_order_id is safe (a kept original answers 200 "
-                 "with its order_id), without one a resend may queue it twice");
+        api_fail(e, 503, "replication_timeout", "", "%s",
+                 "queued on the redis primary only (INGEST_MIN_REPLICAS replicas did not confirm "
+                 "it in time): it may execute or be lost in a failover; resending with the same "
+                 "client_order_id is safe");
     else
         api_fail(e, 503, "redis_unavailable", "", "redis is unavailable: nothing was queued");
 }

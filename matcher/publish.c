@@ -349,8 +349,7 @@ static int queue_transaction(struct worker *w, struct part *p, const struct publ
     }
     op_redis_appendf(&w->redis, "EXEC");
     if (w->cfg->min_replicas > 0) /* covers the EXEC's writes: read after its reply */
-        op_redis_appendf(&w->redis, "WAIT %d %d", w->cfg->min_replicas,
-                         w->cfg->replica_timeout_ms);
+        op_redis_appendf(&w->redis, "WAIT %d %d", w->cfg->min_replicas, w->cfg->replica_timeout_ms);
     return queued;
 }
 

@@ -50,10 +50,11 @@ replica_stop() {
 	rpid=""
 }
 
-# order PORT CLIENT_ORDER_ID PRICE: POST /v1/orders (T_STATUS, T_BODY).
+# order PORT CLIENT_ORDER_ID PRICE [SYMBOL]: a limit buy, POST /v1/orders
+# (T_STATUS, T_BODY).
 order() {
 	t_http POST "http://127.0.0.1:$1/v1/orders" \
-		"{\"symbol\":\"AAPL\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"$3\",\"qty\":1,\"client_order_id\":\"$2\"}" \
+		"{\"symbol\":\"${4:-AAPL}\",\"side\":\"buy\",\"type\":\"limit\",\"price\":\"$3\",\"qty\":1,\"client_order_id\":\"$2\"}" \
 		"${H[@]}"
 }
 order_id() { sed -n 's/.*"order_id":"\([0-9]*\)".*/\1/p' <<<"$T_BODY"; }
@@ -95,7 +96,7 @@ before="$(t_orders_len)"
 order "$p1" lost-1 11.00
 t_eq "replica down, MIN_REPLICAS=1: status" "$T_STATUS" 503
 t_match "replica down: code" "$T_BODY" '"code":"replication_timeout"'
-t_match "replica down: message says resending is safe" "$T_BODY" 'same client_order_id is safe'
+t_match "replica down: message says resending is safe" "$T_BODY" 'resending with the same client_order_id is safe'
 t_match "replica down: Retry-After" "$T_HEADERS" 'Retry-After: 1'
 t_eq "replica down: the 503 order is in the primary's stream (not 'nothing queued')" \
 	"$(t_orders_len)" $((before + 1))
@@ -171,7 +172,7 @@ t_eq "every order answered 202 is in PostgreSQL" "$(psql -qAtX "$DATABASE_URL" -
 t_eq "no client_order_id of the flow recorded twice" \
 	"$(psql -qAtX "$DATABASE_URL" -c "SELECT count(*) FROM (SELECT client_order_id FROM orders WHERE client_order_id LIKE 'f-%' GROUP BY client_order_id HAVING count(*) > 1) d")" 0
 read -r cid oid < <(tail -n 1 "$acc")
-order "$pn" "$cid" 5.00
+order "$pn" "$cid" 5.00 TSLA
 t_eq "after failover: a resent 202 order is a duplicate" "$T_STATUS" 200
 t_eq "after failover: with its original id" "$(order_id)" "$oid"
 t_stop_all
