@@ -441,6 +441,13 @@ static void item_error(const struct item *it, struct api_error *e)
     else if (it->status == ITEM_NO_STREAM)
         api_fail(e, 503, "redis_unavailable", "",
                  "the stream of shard %u does not exist: run orderpipe-setup", it->shard);
+    else if (it->status == ITEM_REPL_TIMEOUT)
+        /* Not "nothing was queued": the primary has it (docs/ingest.md,
+         * "Replica acknowledgement"). */
+        api_fail(e, 503, "replication_timeout", "", "%s",
+                 "queued on the redis primary only (INGEST_MIN_REPLICAS replicas did not confirm "
+                 "it in time): it may execute or be lost in a failover; resending with the same "
+                 "client_order_id is safe");
     else
         api_fail(e, 503, "redis_unavailable", "", "redis is unavailable: nothing was queued");
 }
@@ -1103,6 +1110,19 @@ static enum MHD_Result handle_metrics(struct req *r)
     op_metrics_header(&b, "ingest_redis_errors_total", "counter",
                       "items answered 503 (redis down, refusing or timing out)");
     op_metrics_sample(&b, "ingest_redis_errors_total", NULL, atomic_load(&ws->redis_errors));
+    op_metrics_header(&b, "ingest_replication_timeouts_total", "counter",
+                      "items answered 503 replication_timeout: written on the primary, but WAIT "
+                      "saw fewer than INGEST_MIN_REPLICAS replicas in time");
+    op_metrics_sample(&b, "ingest_replication_timeouts_total", NULL,
+                      atomic_load(&ws->repl_timeouts));
+    op_metrics_header(&b, "ingest_replication_short_rounds_total", "counter",
+                      "writer rounds whose WAIT saw fewer than INGEST_MIN_REPLICAS replicas");
+    op_metrics_sample(&b, "ingest_replication_short_rounds_total", NULL,
+                      atomic_load(&ws->repl_short));
+    op_metrics_header(&b, "ingest_replication_wait_seconds", "histogram",
+                      "time WAIT added to a round: last write reply to WAIT's reply "
+                      "(INGEST_MIN_REPLICAS > 0 only)");
+    op_metrics_hist(&b, "ingest_replication_wait_seconds", NULL, &ws->wait_us, 1e-6, 0);
     op_metrics_header(&b, "ingest_redis_reconnects_total", "counter", "reconnections to redis");
     op_metrics_sample(&b, "ingest_redis_reconnects_total", NULL, atomic_load(&ws->reconnects));
     op_metrics_header(&b, "ingest_redis_up", "gauge", "1 if the last contact with redis succeeded");

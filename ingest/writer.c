@@ -102,6 +102,7 @@ struct lane {
     uint64_t id_block;       /* 0 = none yet */
     uint64_t id_next;        /* next n within the block */
     int64_t next_lag_poll_ms;
+    long long acked; /* replicas the round's last WAIT reported, -1 none yet */
     _Atomic bool up; /* last contact with Redis succeeded */
 };
 
@@ -568,6 +569,86 @@ static int ensure_script(struct lane *l)
     return ok ? 0 : -1;
 }
 
+/* Why a key of its own: WAIT waits for the replication offset of this
+ * connection's last write, and an entry refused for known client_order_ids
+ * writes nothing, so a round that only answers duplicates would WAIT for an
+ * older offset than the original's write (made by another lane or ingest).
+ * INCR of this key is a write: WAIT after it covers everything Redis had
+ * written before, the original included. Only rounds with such a duplicate
+ * pay it. */
+#define WAIT_TOUCH_KEY "orderpipe:wait_touch:{%u}"
+
+/* Queues WAIT min_replicas replica_timeout_ms (after INCR of the touch key
+ * of shard when touch_shard >= 0). Returns the number of commands queued
+ * (0 when min_replicas is 0), or -1 (connection). */
+static int queue_wait(struct lane *l, long touch_shard)
+{
+    const struct writer_config *c = &l->w->cfg;
+    if (c->min_replicas <= 0)
+        return 0;
+    int n = 0;
+    if (touch_shard >= 0) {
+        char key[OP_KEY_MAX];
+        snprintf(key, sizeof(key), WAIT_TOUCH_KEY, (unsigned)touch_shard);
+        if (op_redis_appendf(&l->redis, "INCR %s", key) != 0)
+            return -1;
+        n++;
+    }
+    if (op_redis_appendf(&l->redis, "WAIT %d %d", c->min_replicas, c->replica_timeout_ms) != 0)
+        return -1;
+    return n + 1;
+}
+
+/* Reads the replies queue_wait queued (nq of them; the last is WAIT's)
+ * into l->acked (-1 for anything but an integer) and observes WAIT's extra
+ * time since t0. 0, or -1 when the connection failed. */
+static int read_wait(struct lane *l, int nq, const struct timespec *t0)
+{
+    for (int i = 0; i < nq; i++) {
+        struct redisReply *rep = op_redis_next_reply(&l->redis);
+        if (!rep)
+            return -1;
+        if (i == nq - 1) {
+            l->acked = op_reply_type(rep) == OP_REPLY_INTEGER ? op_reply_int(rep) : -1;
+            if (l->acked < 0)
+                op_warn("redis_refused", "what=wait err=\"%s\"",
+                        op_reply_str(rep, NULL) ? op_reply_str(rep, NULL) : "unexpected reply");
+        }
+        op_reply_free(rep);
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    op_hist_observe(&l->w->stats.wait_us, (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 +
+                                                     (t1.tv_nsec - t0->tv_nsec) / 1000));
+    return 0;
+}
+
+/* With min_replicas set: when the round's WAIT did not report that many
+ * replicas (or never answered), turns every item answered as written
+ * (queued or duplicate) into ITEM_REPL_TIMEOUT, and counts the round. */
+static void check_replicas(struct lane *l)
+{
+    const struct writer_config *c = &l->w->cfg;
+    if (c->min_replicas <= 0 || l->acked >= c->min_replicas)
+        return;
+    size_t hit = 0;
+    for (size_t e = 0; e < l->nents; e++)
+        for (size_t i = 0; i < l->ents[e].n; i++) {
+            struct item *it = l->order[l->ents[e].first + i];
+            if (it->status == ITEM_QUEUED || it->status == ITEM_DUPLICATE) {
+                it->status = ITEM_REPL_TIMEOUT;
+                hit++;
+            }
+        }
+    if (hit == 0)
+        return;
+    atomic_fetch_add(&l->w->stats.repl_short, 1);
+    op_warn("replication_timeout",
+            "lane=%d replicas=%lld wanted=%d timeout_ms=%d items=%zu note=\"written on the primary "
+            "only: answered 503\"",
+            l->index, l->acked, c->min_replicas, c->replica_timeout_ms, hit);
+}
+
 /* Gives each repeat the answer of the item it repeats, and counts the
  * round's outcomes. */
 static void settle_round(struct lane *l)
@@ -588,6 +669,8 @@ static void settle_round(struct lane *l)
                 atomic_fetch_add(&st->orders_queued, 1);
             else if (it->status == ITEM_DUPLICATE)
                 atomic_fetch_add(&st->duplicates, 1);
+            else if (it->status == ITEM_REPL_TIMEOUT)
+                atomic_fetch_add(&st->repl_timeouts, 1);
             else
                 atomic_fetch_add(&st->redis_errors, 1);
         }
@@ -626,17 +709,32 @@ static int read_entries(struct lane *l)
     return 0;
 }
 
+/* The shard of an item of the round that Redis answered as a duplicate of
+ * an earlier write, or -1. */
+static long dropped_shard(const struct lane *l)
+{
+    for (size_t e = 0; e < l->nents; e++)
+        for (size_t i = 0; i < l->ents[e].n; i++)
+            if (l->order[l->ents[e].first + i]->dropped)
+                return (long)l->ents[e].shard;
+    return -1;
+}
+
 /*
  * One round: ids, one entry per shard, one pipeline of every entry's
- * script call and the round's GETs, replies, completions for the jobs in
- * list. Entries in which Redis found known client_order_ids are sent again
- * without those orders (a client's retry: rare); each pass drops at least
- * one order, so this ends.
+ * script call, the round's GETs and (with min_replicas) one WAIT, replies,
+ * completions for the jobs in list. Entries in which Redis found known
+ * client_order_ids are sent again without those orders (a client's retry:
+ * rare); each pass drops at least one order, so this ends; such a round
+ * then WAITs once more, after a write (WAIT_TOUCH_KEY), so that its
+ * duplicates' originals are covered too. With min_replicas, what WAIT did
+ * not confirm is answered ITEM_REPL_TIMEOUT (check_replicas).
  */
 static void run_round(struct lane *l, struct job *list)
 {
     struct writer *w = l->w;
-    int n = 0;
+    int n = 0, nw = 0;
+    l->acked = -1;
 
     if (op_redis_ensure(&l->redis) != 0 || ensure_id_block(l) != 0 || ensure_script(l) != 0) {
         lane_set_up(l, false);
@@ -661,6 +759,10 @@ static void run_round(struct lane *l, struct job *list)
                     goto lost;
                 n++;
             }
+    /* one WAIT per round, after all of its writes, in the same pipeline */
+    if (l->nents > 0 && (nw = queue_wait(l, -1)) < 0)
+        goto lost;
+    n += nw;
     if (read_entries(l) != 0)
         goto lost;
     for (struct job *j = list; j; j = j->next)
@@ -670,22 +772,41 @@ static void run_round(struct lane *l, struct job *list)
                 goto lost;
     struct timespec ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts1);
+    if (nw > 0 && read_wait(l, nw, &ts1) != 0)
+        goto lost;
+    if (nw > 0)
+        clock_gettime(CLOCK_MONOTONIC, &ts1);
     op_hist_observe(&w->stats.round_us, (uint64_t)((ts1.tv_sec - ts0.tv_sec) * 1000000 +
                                                    (ts1.tv_nsec - ts0.tv_nsec) / 1000));
     op_hist_observe_size(&w->stats.batch_items, (uint64_t)n);
     atomic_fetch_add(&w->stats.rounds, 1);
     int again;
-    while ((again = ensure_script(l) == 0 ? queue_entries(l, false) : -1) > 0)
+    bool resent = false;
+    while ((again = ensure_script(l) == 0 ? queue_entries(l, false) : -1) > 0) {
+        resent = true;
         if (read_entries(l) != 0)
             goto lost;
+    }
     if (again < 0)
         goto lost;
+    long touch = nw > 0 ? dropped_shard(l) : -1;
+    if (nw > 0 && (resent || touch >= 0)) {
+        /* rare (a retry answered as a duplicate, NOSCRIPT): writes after
+         * the first WAIT, or an original written elsewhere (WAIT_TOUCH_KEY) */
+        struct timespec tw;
+        clock_gettime(CLOCK_MONOTONIC, &tw);
+        if ((nw = queue_wait(l, touch)) < 0 || read_wait(l, nw, &tw) != 0)
+            goto lost;
+    }
+    check_replicas(l);
     settle_round(l);
     complete_all(list, ITEM_REDIS_DOWN); /* nothing pending is left; completes the jobs */
     return;
 lost:
     op_error("redis_lost", "lane=%d err=\"%s\" commands=%d", l->index, l->redis.errstr, n);
     lane_set_up(l, false);
+    l->acked = -1; /* a WAIT read before a later loss does not cover the later writes */
+    check_replicas(l);
     settle_round(l);
     complete_all(list, ITEM_REDIS_DOWN);
 }

@@ -40,6 +40,9 @@ enum item_status {
     ITEM_FOUND,         /* ITEM_GET: value holds the string */
     ITEM_NOT_FOUND,     /* ITEM_GET: no such key */
     ITEM_SHUTTING_DOWN, /* submitted after writer_stop: 503, nothing queued */
+    ITEM_REPL_TIMEOUT,  /* written on the primary (or a duplicate), but WAIT saw fewer than
+                           min_replicas replicas take it in time: 503 replication_timeout; it
+                           may be matched, or lost by a failover */
 };
 
 struct item {
@@ -79,18 +82,24 @@ struct writer_stats {
     _Atomic uint64_t redis_errors;  /* items answered 503 */
     _Atomic uint64_t rounds;        /* pipelines sent */
     _Atomic uint64_t reconnects;
-    struct op_hist round_us;    /* round-trip time of a pipeline */
-    struct op_hist batch_items; /* commands per pipeline */
-    struct op_hist entry_items; /* inputs per orders:{S} entry */
+    _Atomic uint64_t repl_timeouts; /* items answered 503 replication_timeout */
+    _Atomic uint64_t repl_short;    /* rounds whose WAIT saw fewer than min_replicas */
+    struct op_hist wait_us;         /* WAIT's extra time: last write reply → WAIT reply */
+    struct op_hist round_us;        /* round-trip time of a pipeline */
+    struct op_hist batch_items;     /* commands per pipeline */
+    struct op_hist entry_items;     /* inputs per orders:{S} entry */
 };
 
 struct writer_config {
     const char *redis_url;
     int timeout_ms;
     uint32_t shards;
-    int64_t max_lag;       /* backpressure high-water mark, orders per shard */
-    int idempotency_ttl_s; /* how long a client_order_id is remembered */
-    int lanes;             /* writer threads, each with its own connection */
+    int64_t max_lag;        /* backpressure high-water mark, orders per shard */
+    int idempotency_ttl_s;  /* how long a client_order_id is remembered */
+    int lanes;              /* writer threads, each with its own connection */
+    int min_replicas;       /* INGEST_MIN_REPLICAS: 0 = no WAIT; else a 202 needs WAIT to
+                               report at least this many replicas */
+    int replica_timeout_ms; /* INGEST_REPLICA_TIMEOUT_MS: WAIT's timeout, < timeout_ms */
 };
 
 struct writer;

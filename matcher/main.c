@@ -144,6 +144,22 @@ int main(void)
      * shard with something pending costs at most 10 small writes a second. */
     mc.tick_ms = (int)op_env_int_or_exit("matcher", "MATCHER_TICK_MS", 100, 0, 3600000);
     mc.tick_force = (int)op_env_int_or_exit("matcher", "MATCHER_TICK_FORCE", 0, 0, 1);
+    /* Separate from INGEST_MIN_REPLICAS: ingest's WAIT decides an answer,
+     * the matcher's only bounds how far it runs ahead of the replicas and
+     * costs a round trip (and, without a replica, the whole timeout) per
+     * batch (docs/matcher.md, "Replica acknowledgement"). Why 100 ms: as
+     * INGEST_REPLICA_TIMEOUT_MS, a healthy replica answers within a round
+     * trip; a missing one then costs each batch 100 ms. */
+    mc.min_replicas = (int)op_env_int_or_exit("matcher", "MATCHER_MIN_REPLICAS", 0, 0, 16);
+    mc.replica_timeout_ms =
+        (int)op_env_int_or_exit("matcher", "MATCHER_REPLICA_TIMEOUT_MS", 100, 1, 60000);
+    if (mc.min_replicas > 0 && mc.replica_timeout_ms >= mc.redis_timeout_ms) {
+        fprintf(stderr,
+                "matcher: MATCHER_REPLICA_TIMEOUT_MS (%d) must be below REDIS_TIMEOUT_MS (%d): "
+                "lower it or raise REDIS_TIMEOUT_MS\n",
+                mc.replica_timeout_ms, mc.redis_timeout_ms);
+        return 1;
+    }
     const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
     if (mc.block_ms >= mc.redis_timeout_ms) {
         fprintf(stderr,

@@ -56,6 +56,8 @@ struct matcher_config {
     uint32_t max_open;            /* MAX_OPEN_ORDERS: per account per symbol, 0 = none */
     int tick_ms;                  /* MATCHER_TICK_MS: idle time before a tick, 0 = never */
     int tick_force;               /* MATCHER_TICK_FORCE (test only): tick as if an event were due */
+    int min_replicas;             /* MATCHER_MIN_REPLICAS: WAIT after each publish, 0 = none */
+    int replica_timeout_ms;       /* MATCHER_REPLICA_TIMEOUT_MS: that WAIT's timeout */
     const struct op_symtab *syms; /* (ref) SYMBOLS_FILE: ticks for market data */
 };
 
@@ -87,6 +89,7 @@ struct matcher_stats {
     _Atomic uint64_t redis_errors;     /* connection failures */
     _Atomic uint64_t book_updates;     /* book:{S}:<SYMBOL> keys written */
     _Atomic uint64_t ticks;            /* tick inputs appended to orders:{S} */
+    _Atomic uint64_t repl_short;       /* publishes whose WAIT saw < MATCHER_MIN_REPLICAS */
     _Atomic int live_workers;          /* matchers alive, from the heartbeat */
     _Atomic int target_shards;         /* shards this worker should own */
     _Atomic int redis_up;              /* 1 while Redis answers */
@@ -95,6 +98,7 @@ struct matcher_stats {
     struct op_hist snapshot_us;        /* µs to serialise a snapshot */
     struct op_hist snapshot_bytes;     /* (size histogram, KiB) snapshot sizes */
     struct op_hist recovery_us;        /* µs of a recovery (load + replay) */
+    struct op_hist wait_us;            /* µs WAIT added after a publish's EXEC reply */
     struct matcher_shard_stats *shard; /* [shards] */
 };
 

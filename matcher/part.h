@@ -134,6 +134,7 @@ struct worker {
     int64_t next_balance_ms;              /* heartbeat, balance and group poll due */
     int64_t refused_log_ms;               /* publish_refused is logged again not before this */
     uint64_t refused_unlogged;            /* refusals since the last publish_refused line */
+    uint64_t repl_short_run;              /* publishes in a row whose WAIT fell short */
     struct fence fence;                   /* the connection's WATCH (fence.h) */
     /* per-batch buffers, reused: no allocation per order once warm. A held
      * publish (part.pub) keeps them: no other shard runs meanwhile. */

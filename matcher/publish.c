@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "matcher/part.h"
 #include "shared/alloc.h"
@@ -347,7 +348,42 @@ static int queue_transaction(struct worker *w, struct part *p, const struct publ
         queued++;
     }
     op_redis_appendf(&w->redis, "EXEC");
+    if (w->cfg->min_replicas > 0) /* covers the EXEC's writes: read after its reply */
+        op_redis_appendf(&w->redis, "WAIT %d %d", w->cfg->min_replicas, w->cfg->replica_timeout_ms);
     return queued;
+}
+
+/*
+ * Takes the reply rep (freed) of the WAIT queued after a publish's EXEC:
+ * when fewer than min_replicas replicas acknowledged, counts it and logs
+ * the first of a run (and the end of the run), so that an operator knows
+ * the outputs and the XACK may live on the primary only. The matcher goes
+ * on: its correctness does not rest on it (docs/matcher.md, "Replica
+ * acknowledgement"). t0: when EXEC's reply was read.
+ */
+static void take_wait_reply(struct worker *w, const struct part *p, struct redisReply *rep,
+                            const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    op_hist_observe(&w->st->wait_us, (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 +
+                                                (t1.tv_nsec - t0->tv_nsec) / 1000));
+    long long acked = op_reply_type(rep) == OP_REPLY_INTEGER ? op_reply_int(rep) : -1;
+    if (acked >= w->cfg->min_replicas) {
+        if (w->repl_short_run)
+            op_info("replication_caught_up", "shard=%u replicas=%lld short_publishes=%llu",
+                    p->shard, acked, (unsigned long long)w->repl_short_run);
+        w->repl_short_run = 0;
+    } else {
+        atomic_fetch_add(&w->st->repl_short, 1);
+        if (w->repl_short_run++ == 0)
+            op_warn("replication_timeout",
+                    "shard=%u replicas=%lld wanted=%d timeout_ms=%d err=\"%s\" note=\"published "
+                    "outputs and XACK may be on the primary only; a failover now replays them\"",
+                    p->shard, acked, w->cfg->min_replicas, w->cfg->replica_timeout_ms,
+                    acked < 0 && op_reply_str(rep, NULL) ? op_reply_str(rep, NULL) : "");
+    }
+    op_reply_free(rep);
 }
 
 /* Checks every element of an executed EXEC reply ex of `queued` commands
@@ -432,6 +468,17 @@ enum publish_outcome publish_send(struct worker *w, struct part *p, struct publi
         op_reply_free(rep);
     }
     struct redisReply *rep = op_redis_next_reply(&w->redis);
+    struct redisReply *wait = NULL;
+    struct timespec t_exec;
+    clock_gettime(CLOCK_MONOTONIC, &t_exec);
+    if (rep && w->cfg->min_replicas > 0 && !(wait = op_redis_next_reply(&w->redis))) {
+        op_reply_free(rep);
+        return PUBLISH_REDIS;
+    }
+    if (wait && op_reply_type(rep) == OP_REPLY_ARRAY)
+        take_wait_reply(w, p, wait, &t_exec); /* EXEC ran: something was written */
+    else
+        op_reply_free(wait);
     if (!rep || (next >= 0 && fence_read(&w->fence, &w->redis) != 0)) {
         op_reply_free(rep);
         return PUBLISH_REDIS;

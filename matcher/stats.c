@@ -22,6 +22,13 @@ int stats_render(const struct matcher_stats *st, uint32_t shards, struct op_buf 
     op_metrics_counter(b, "matcher_ticks_total",
                        "Tick inputs appended to orders:{S} so that engine time moves.",
                        GET(st->ticks));
+    op_metrics_counter(b, "matcher_replication_timeouts_total",
+                       "Publishes whose WAIT saw fewer than MATCHER_MIN_REPLICAS replicas in "
+                       "time (their outputs and XACK may exist on the primary only).",
+                       GET(st->repl_short));
+    op_metrics_histogram(b, "matcher_replication_wait_seconds",
+                         "Time WAIT added after a publish's EXEC reply (MATCHER_MIN_REPLICAS > 0).",
+                         &st->wait_us, 1e-6, 0);
     op_metrics_counter(b, "matcher_fenced_total",
                        "Publishes refused by the lease fence (nil EXEC).", GET(st->fenced));
     op_metrics_counter(
