@@ -104,7 +104,17 @@ for part in A:1:1 B:100000000:1000000 C:200000000:2000000; do
 	mkdir -p "$REC_TMP/trim$name"
 done
 rec_gen --inputs 2000 --seed 33 --expect "$REC_TMP/trimA" || t_fail "fillgen A"
-rec_start rect RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=0
+# With the default RECORDER_FILLS_RETAIN_MS (60 s), entries this young stay
+# in the streams once recorded (feed clients resume from them).
+rec_start retain RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=0
+rec_wait_drained 60 || t_fail "retain A: not drained"
+sleep 0.6
+t_eq "retention: the 2000 recorded entries younger than RECORDER_FILLS_RETAIN_MS are kept" \
+	"$(rec_xlen_total)" 2000
+t_stop_all
+# The rest of this section trims as soon as recorded (retention 0).
+rec_start rect RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=0 \
+	RECORDER_FILLS_RETAIN_MS=0
 rec_wait_drained 60 || t_fail "trim A: not drained"
 sleep 0.6
 t_stop_all
@@ -120,7 +130,8 @@ done
 nstuck="$(rec_pending_total)"
 rec_gen --inputs 1000 --seed 35 --id-base 200000000 --seq-base 2000000 --expect "$REC_TMP/trimC" || t_fail "fillgen C"
 total="$(rec_xlen_total)"
-rec_start rect2 RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=0
+rec_start rect2 RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=0 \
+	RECORDER_FILLS_RETAIN_MS=0
 for ((i = 0; i < 300; i++)); do # everything delivered, only the stuck entries pending
 	[[ "$(rec_undrained delivered)" == 0 && "$(rec_pending_total)" == "$nstuck" ]] && break
 	sleep 0.1
@@ -144,7 +155,8 @@ done
 t_stop_all
 # A recorder that reclaims entries idle for 300 ms takes the stuck ones over.
 sleep 0.4
-rec_start rect3 RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=300
+rec_start rect3 RECORDER_METRICS_PORT="$port" RECORDER_TRIM_INTERVAL_MS=200 RECORDER_CLAIM_IDLE_MS=300 \
+	RECORDER_FILLS_RETAIN_MS=0
 rec_wait_drained 30 || t_fail "reclaim: streams not drained"
 t_eq "metric reclaimed" "$(rec_metric "$port" recorder_reclaimed_total)" "$nstuck"
 sleep 1
