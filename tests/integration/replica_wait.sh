@@ -41,6 +41,11 @@ replica_start() {
 	op_wait_until 30 "replica on $rport in sync" \
 		bash -c "redis-cli -p $rport INFO replication | grep -q 'master_link_status:up'" ||
 		t_fail "the replica did not sync: $(tail -n 5 "$rdir/redis.log")"
+	# In sync as the replica sees it is not yet counted by the primary's
+	# WAIT (its first ACK may still be on the way): wait until it is.
+	op_wait_until 30 "the primary's WAIT to count the replica" \
+		bash -c "(( \$(redis-cli -p $OP_REDIS_PORT WAIT 1 1000) >= 1 ))" ||
+		t_fail "the primary never counted the replica in WAIT"
 }
 
 # replica_stop: kills the replica and waits for it.
@@ -68,7 +73,10 @@ replica_start
 p1="$(op_free_port)"
 p0="$(op_free_port "$p1")"
 mport="$(op_free_port "$p1" "$p0")"
-t_start rw-ingest1 orderpipe-ingest INGEST_PORT="$p1" INGEST_MIN_REPLICAS=1
+# 1 s for the replica's acknowledgement (not the 100 ms default): on a
+# loaded test machine a live replica can take longer than 100 ms, and this
+# test is about what is answered, not how fast.
+t_start rw-ingest1 orderpipe-ingest INGEST_PORT="$p1" INGEST_MIN_REPLICAS=1 INGEST_REPLICA_TIMEOUT_MS=1000
 ingest1="$T_PID"
 t_start rw-ingest0 orderpipe-ingest INGEST_PORT="$p0" INGEST_MIN_REPLICAS=0
 ingest0="$T_PID"
