@@ -10,7 +10,10 @@ All orders of a symbol share one price, so every buy can trade with every
 sell: once all are matched, a symbol has min(buys, sells) fills.
 
 Each answer appends one line to OUT, flushed at once so that a reader can
-follow the run:  STATUS ORDER_ID SYMBOL SIDE  (ORDER_ID '-' unless 202). A
+follow the run:  STATUS ORDER_ID SYMBOL SIDE COID  (ORDER_ID '-' unless 202;
+COID the order's client_order_id, "c<i>", by which an order answered 503
+can be found in PostgreSQL: a 503 for a request Redis took just before it
+was killed is ambiguous by nature, docs/ingest.md "Durability"). A
 request that gets no HTTP answer at all (connection refused or reset, no
 answer within 30 s) is recorded as 'ERR - SYMBOL SIDE' and its reason printed
 on stderr: its outcome is unknown, which the caller treats as a failure
@@ -50,8 +53,9 @@ def main():
         for i in range(a.start, a.start + a.count):
             side = "buy" if i % 2 == 0 else "sell"
             sym = symbols[(i // 2) % len(symbols)]
+            coid = f"c{i}"
             body = json.dumps({"symbol": sym, "side": side, "type": "limit",
-                               "price": "100.00", "qty": 1})
+                               "price": "100.00", "qty": 1, "client_order_id": coid})
             headers = {"Authorization": "Bearer " + KEYS[side],
                        "Content-Type": "application/json"}
             try:
@@ -63,13 +67,13 @@ def main():
                 oid = "-"
                 if resp.status == 202:
                     oid = json.loads(data)["order_id"]
-                out.write(f"{resp.status} {oid} {sym} {side}\n")
+                out.write(f"{resp.status} {oid} {sym} {side} {coid}\n")
                 if resp.getheader("Connection", "").lower() == "close":
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
                 print(f"submit.py: order {i}: no answer: {e!r}", file=sys.stderr)
-                out.write(f"ERR - {sym} {side}\n")
+                out.write(f"ERR - {sym} {side} {coid}\n")
                 if conn is not None:
                     conn.close()
                 conn = None
