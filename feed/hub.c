@@ -842,7 +842,14 @@ static struct sub *find_sub(struct feed_conn *c, enum chan ch, uint32_t sym)
     return NULL;
 }
 
-/* Reads {"op":…} fields; returns the op's index in ops or -1 (error sent). */
+/*
+ * One client message (len bytes of text), by its grammar:
+ *   {"op":"auth","key":K}
+ *   {"op":"subscribe"|"unsubscribe","channel":"orders"|"trades"|"book"
+ *    [,"symbol":S][,"from":P]}
+ * Answers on c's queue: authed / subscribed / unsubscribed, or an error
+ * message that changes nothing (a bad key closes c with 1008 instead).
+ */
 static void handle(struct feed_hub *h, struct feed_conn *c, const char *text, size_t len)
 {
     static const char *const allowed[] = {"op", "key", "channel", "symbol", "from", NULL};
