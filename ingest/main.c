@@ -108,26 +108,16 @@ int main(void)
         .idempotency_ttl_s = (int)op_env_int_or_exit("ingest", "INGEST_IDEMPOTENCY_TTL_S", 86400,
                                                      86400, 30LL * 86400),
         .lanes = (int)op_env_int_or_exit("ingest", "INGEST_REDIS_LANES", 2, 1, 32),
-        /* 0: no WAIT at all (today's cost). docs/ingest.md, "Replica
-         * acknowledgement". */
-        .min_replicas = (int)op_env_int_or_exit("ingest", "INGEST_MIN_REPLICAS", 0, 0, 16),
-        /* Why 100 ms: a healthy replica acknowledges within a round trip
-         * (< 1 ms on a LAN, a few ms across zones); 100 ms rides out a
-         * replica's fsync or fork stall, and bounds what a dead replica
-         * adds to every round: WAIT waits its whole timeout whenever fewer
-         * replicas than asked are connected, so each round then answers
-         * 503 after 100 ms. */
-        .replica_timeout_ms =
-            (int)op_env_int_or_exit("ingest", "INGEST_REPLICA_TIMEOUT_MS", 100, 1, 60000),
     };
-    if (wc.min_replicas > 0 && wc.replica_timeout_ms >= wc.timeout_ms) {
-        /* WAIT's reply would come after the connection gave up on it */
-        fprintf(stderr,
-                "ingest: INGEST_REPLICA_TIMEOUT_MS (%d) must be below REDIS_TIMEOUT_MS (%d): "
-                "lower it or raise REDIS_TIMEOUT_MS\n",
-                wc.replica_timeout_ms, wc.timeout_ms);
-        return 1;
-    }
+    /* INGEST_MIN_REPLICAS 0: no WAIT at all (today's cost); docs/ingest.md,
+     * "Replica acknowledgement". Why 100 ms for INGEST_REPLICA_TIMEOUT_MS: a
+     * healthy replica acknowledges within a round trip (< 1 ms on a LAN, a
+     * few ms across zones); 100 ms rides out a replica's fsync or fork
+     * stall, and bounds what a dead replica adds to every round: WAIT waits
+     * its whole timeout whenever fewer replicas than asked are connected, so
+     * each round then answers 503 after 100 ms. */
+    op_replica_settings_or_exit("ingest", "INGEST", wc.timeout_ms, &wc.min_replicas,
+                                &wc.replica_timeout_ms);
     int drain_s = (int)op_env_int_or_exit("ingest", "INGEST_DRAIN_TIMEOUT_S", 10, 0, 3600);
     /* Orders per second per API key, per ingest instance (0: no limit); the
      * burst defaults to one second's worth. 10^9: ingest/ratelimit.h. */

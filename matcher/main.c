@@ -150,16 +150,8 @@ int main(void)
      * batch (docs/matcher.md, "Replica acknowledgement"). Why 100 ms: as
      * INGEST_REPLICA_TIMEOUT_MS, a healthy replica answers within a round
      * trip; a missing one then costs each batch 100 ms. */
-    mc.min_replicas = (int)op_env_int_or_exit("matcher", "MATCHER_MIN_REPLICAS", 0, 0, 16);
-    mc.replica_timeout_ms =
-        (int)op_env_int_or_exit("matcher", "MATCHER_REPLICA_TIMEOUT_MS", 100, 1, 60000);
-    if (mc.min_replicas > 0 && mc.replica_timeout_ms >= mc.redis_timeout_ms) {
-        fprintf(stderr,
-                "matcher: MATCHER_REPLICA_TIMEOUT_MS (%d) must be below REDIS_TIMEOUT_MS (%d): "
-                "lower it or raise REDIS_TIMEOUT_MS\n",
-                mc.replica_timeout_ms, mc.redis_timeout_ms);
-        return 1;
-    }
+    op_replica_settings_or_exit("matcher", "MATCHER", mc.redis_timeout_ms, &mc.min_replicas,
+                                &mc.replica_timeout_ms);
     const char *bind = op_env_str("METRICS_BIND", "127.0.0.1");
     if (mc.block_ms >= mc.redis_timeout_ms) {
         fprintf(stderr,

@@ -22,6 +22,23 @@ long long op_env_int_or_exit(const char *service, const char *name, long long de
     return v;
 }
 
+void op_replica_settings_or_exit(const char *service, const char *prefix, int redis_timeout_ms,
+                                 int *min_replicas, int *timeout_ms)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s_MIN_REPLICAS", prefix);
+    *min_replicas = (int)op_env_int_or_exit(service, name, 0, 0, 16);
+    snprintf(name, sizeof(name), "%s_REPLICA_TIMEOUT_MS", prefix);
+    *timeout_ms = (int)op_env_int_or_exit(service, name, 100, 1, 60000);
+    if (*min_replicas > 0 && *timeout_ms >= redis_timeout_ms) {
+        fprintf(stderr,
+                "%s: %s (%d) must be below REDIS_TIMEOUT_MS (%d): lower it or raise "
+                "REDIS_TIMEOUT_MS\n",
+                service, name, *timeout_ms, redis_timeout_ms);
+        exit(2);
+    }
+}
+
 void op_symbols_load_or_exit(const struct op_config *c, const char *service, struct op_symtab *syms)
 {
     char err[300];

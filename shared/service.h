@@ -16,6 +16,17 @@ long long op_env_int_or_exit(const char *service, const char *name, long long de
                              long long max);
 
 /*
+ * Reads a service's replica acknowledgement settings, `<prefix>_MIN_REPLICAS`
+ * (0..16, default 0: no WAIT) into *min_replicas and
+ * `<prefix>_REPLICA_TIMEOUT_MS` (1..60000, default 100) into *timeout_ms, or
+ * exits with status 2 naming the variable: also when replicas are asked for
+ * and the timeout is not below redis_timeout_ms (REDIS_TIMEOUT_MS), since
+ * WAIT's reply would then come after the connection gave up on it.
+ */
+void op_replica_settings_or_exit(const char *service, const char *prefix, int redis_timeout_ms,
+                                 int *min_replicas, int *timeout_ms);
+
+/*
  * Loads SYMBOLS_FILE into syms, or exits naming the file and the problem.
  * When SYMBOLS_FILE was not set and the default file does not exist, loads
  * the built-in defaults instead (AAPL MSFT GOOG AMZN TSLA) and logs it.
