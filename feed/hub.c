@@ -98,6 +98,7 @@ struct sym_state {
     struct op_buf batch; /* trades of the pump so far, for live subscribers */
     int batched;         /* in h->batch_syms */
     uint64_t batch_born;
+    uint32_t shard;            /* the symbol's shard, op_shard_of once at start */
     struct feed_book book_cur; /* the last book read (book_have) */
     int book_have;
     uint64_t book_seq;
@@ -315,6 +316,24 @@ static int parse_pos(struct sub *s, const char *p)
     return n == s->nsh ? 0 : -1;
 }
 
+/* Sends {"type":"subscribed","channel":…[,"symbol":…][,"pos":…]}: where s
+ * starts (book subscriptions have no position). */
+static void send_subscribed(struct feed_hub *h, struct sub *s)
+{
+    struct op_buf *b = &h->tmp2;
+    op_buf_reset(b);
+    op_buf_printf(b, "{\"type\":\"subscribed\",\"channel\":\"%s\"", chan_names[s->ch]);
+    if (s->ch != CH_ORDERS)
+        op_buf_printf(b, ",\"symbol\":\"%s\"", h->cfg.syms->v[s->sym].name);
+    if (s->ch != CH_BOOK) {
+        op_buf_printf(b, ",\"pos\":\"");
+        put_pos(h, b, s);
+        op_buf_append(b, "\"", 1);
+    }
+    op_buf_append(b, "}", 1);
+    send_buf(h, s->conn, b);
+}
+
 /* ---- building the messages of one entry ------------------------------------ */
 
 /* Appends to the account builders and symbol builders what e holds. */
@@ -412,8 +431,6 @@ static void collect_done(struct feed_hub *h)
 }
 
 /* ---- replays ------------------------------------------------------------- */
-
-static void fetch_more(struct feed_hub *h, struct sub *s);
 
 /* Asks the source for the next pages of every FETCH shard of s, unless one
  * is in flight or s's connection is over half its queue bound. */
@@ -526,15 +543,7 @@ static void on_fetch(struct feed_hub *h, struct feed_fetch *f)
     if (s->validating) {
         s->validating = 0;
         h->stats.resumes++;
-        struct op_buf *b = &h->tmp2;
-        op_buf_reset(b);
-        op_buf_printf(b, "{\"type\":\"subscribed\",\"channel\":\"%s\"", chan_names[s->ch]);
-        if (s->ch != CH_ORDERS)
-            op_buf_printf(b, ",\"symbol\":\"%s\"", h->cfg.syms->v[s->sym].name);
-        op_buf_printf(b, ",\"pos\":\"");
-        put_pos(h, b, s);
-        op_buf_printf(b, "\"}");
-        send_buf(h, c, b);
+        send_subscribed(h, s);
     }
     for (uint32_t k = 0; k < f->n; k++)
         if (f->pages[k].status == FEED_PAGE_OK && replay_page(h, s, &f->pages[k]) != 0) {
@@ -587,8 +596,7 @@ static void flush_batches(struct feed_hub *h)
     for (size_t k = 0; k < h->nbatch_syms; k++) {
         uint32_t si = h->batch_syms[k];
         struct sym_state *ss = &h->sym[si];
-        uint32_t shard =
-            op_shard_of(h->cfg.syms->v[si].name, strlen(h->cfg.syms->v[si].name), h->cfg.shards);
+        uint32_t shard = ss->shard;
         struct feed_msg *m = NULL;
         for (struct sub *s = ss->trades; s; s = s->knext) {
             if (!fully_live(s))
@@ -975,7 +983,7 @@ static void handle(struct feed_hub *h, struct feed_conn *c, const char *text, si
         s->ch = ch;
         s->sym = si;
         s->nsh = ch == CH_ORDERS ? h->cfg.shards : 1;
-        s->shard0 = ch == CH_ORDERS ? 0 : op_shard_of(symbol, strlen(symbol), h->cfg.shards);
+        s->shard0 = ch == CH_ORDERS ? 0 : h->sym[si].shard;
         s->st = op_calloc(s->nsh, 1);
         s->cur = op_calloc(s->nsh, sizeof(*s->cur));
         if (ch == CH_ORDERS)
@@ -1029,18 +1037,7 @@ static void handle(struct feed_hub *h, struct feed_conn *c, const char *text, si
         }
         return;
     }
-    struct op_buf *b = &h->tmp2;
-    op_buf_reset(b);
-    op_buf_printf(b, "{\"type\":\"subscribed\",\"channel\":\"%s\"", channel);
-    if (ch != CH_ORDERS)
-        op_buf_printf(b, ",\"symbol\":\"%s\"", symbol);
-    if (ch != CH_BOOK) {
-        op_buf_printf(b, ",\"pos\":\"");
-        put_pos(h, b, s);
-        op_buf_append(b, "\"", 1);
-    }
-    op_buf_append(b, "}", 1);
-    send_buf(h, c, b);
+    send_subscribed(h, s);
     if (ch == CH_BOOK && h->sym[si].book_have)
         send_snapshot(h, s);
 }
@@ -1069,6 +1066,9 @@ struct feed_hub *feed_hub_new(const struct feed_hub_config *cfg)
     for (size_t i = 0; i < nsym; i++) {
         op_buf_init(&h->sym[i].buf);
         op_buf_init(&h->sym[i].batch);
+        if (i < cfg->syms->n)
+            h->sym[i].shard =
+                op_shard_of(cfg->syms->v[i].name, strlen(cfg->syms->v[i].name), cfg->shards);
         feed_book_init(&h->sym[i].book_cur);
     }
     for (uint32_t i = 0; i < cfg->shards; i++)

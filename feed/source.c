@@ -12,6 +12,7 @@
 #include "shared/codec.h"
 #include "shared/log.h"
 #include "shared/redis.h"
+#include "shared/reply.h"
 #include "shared/shard.h"
 
 /* Why 500 ms: long enough that an idle feed costs Redis two commands a
@@ -108,18 +109,6 @@ struct op_sid feed_source_start_id(const struct feed_source *s, uint32_t shard)
     return s->start[shard];
 }
 
-/* The value of `name` in a flat [name, value, …] reply, or NULL. */
-static struct redisReply *field_of(const struct redisReply *rep, const char *name)
-{
-    for (size_t i = 0; i + 1 < op_reply_count(rep); i += 2) {
-        size_t l = 0;
-        const char *k = op_reply_str(op_reply_at(rep, i), &l);
-        if (k && l == strlen(name) && memcmp(k, name, l) == 0)
-            return op_reply_at(rep, i + 1);
-    }
-    return NULL;
-}
-
 /* Parses a reply that is an id string (or the id of an [id, fields] entry). */
 static int reply_sid(const struct redisReply *rep, struct op_sid *out)
 {
@@ -144,7 +133,7 @@ static struct feed_entry *decode_entry(struct feed_source *s, struct op_codec *c
     struct op_sid id;
     if (reply_sid(op_reply_at(e, 0), &id) != 0)
         return NULL;
-    const struct redisReply *m = field_of(op_reply_at(e, 1), "m");
+    const struct redisReply *m = op_reply_field(op_reply_at(e, 1), "m");
     size_t len = 0, n = 0;
     const char *data = op_reply_str(m, &len);
     int bad =
@@ -199,12 +188,12 @@ static int parse_info(const struct redisReply *rep, struct stream_info *si)
 {
     if (op_reply_type(rep) != OP_REPLY_ARRAY)
         return -1;
-    long long len = op_reply_int(field_of(rep, "length"));
-    long long added = op_reply_int(field_of(rep, "entries-added"));
-    if (reply_sid(field_of(rep, "last-generated-id"), &si->last) != 0)
+    long long len = op_reply_int(op_reply_field(rep, "length"));
+    long long added = op_reply_int(op_reply_field(rep, "entries-added"));
+    if (reply_sid(op_reply_field(rep, "last-generated-id"), &si->last) != 0)
         return -1;
     si->deleted = added - len;
-    if (len == 0 || reply_sid(field_of(rep, "first-entry"), &si->first) != 0)
+    if (len == 0 || reply_sid(op_reply_field(rep, "first-entry"), &si->first) != 0)
         si->first = op_sid_next(si->last);
     return 0;
 }
@@ -435,11 +424,6 @@ out:
     op_reply_free(range);
 }
 
-static int64_t now_ms(void)
-{
-    return op_now_ms();
-}
-
 /*
  * Reads the books due (watched and touched recently, or all watched ones
  * every BOOK_FULL_MS, or just watched) with one pipelined round of GETs,
@@ -453,7 +437,7 @@ static void read_books(struct feed_source *s, int full)
     size_t n = 0;
     if (!due || !forced)
         goto out;
-    int64_t now = now_ms();
+    int64_t now = op_now_ms();
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < nsym; i++) {
         struct book_watch *w = &s->watch[i];
@@ -534,11 +518,11 @@ out:
 static void *helper_main(void *arg)
 {
     struct feed_source *s = arg;
-    int64_t next_books = now_ms(), last_full = 0;
+    int64_t next_books = op_now_ms(), last_full = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stop && !s->fetch_in && !s->books_forced && now_ms() < next_books) {
-            int64_t wait = next_books - now_ms();
+        while (!s->stop && !s->fetch_in && !s->books_forced && op_now_ms() < next_books) {
+            int64_t wait = next_books - op_now_ms();
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += wait / 1000;
@@ -574,7 +558,7 @@ static void *helper_main(void *arg)
             pthread_mutex_unlock(&s->mu);
             s->cfg.wake(s->cfg.wake_arg);
         }
-        int64_t now = now_ms();
+        int64_t now = op_now_ms();
         if (now >= next_books || s->books_forced) {
             int full = now - last_full >= BOOK_FULL_MS;
             if (full)
@@ -636,7 +620,7 @@ void feed_source_book_touch(struct feed_source *s, uint32_t sym)
 {
     if (sym >= s->cfg.syms->n)
         return;
-    int64_t until = now_ms() + BOOK_TOUCH_MS;
+    int64_t until = op_now_ms() + BOOK_TOUCH_MS;
     pthread_mutex_lock(&s->mu);
     s->watch[sym].touched_until = until;
     pthread_mutex_unlock(&s->mu);
