@@ -34,9 +34,7 @@ fi
 
 # A clean slate: the orders earlier tests left resting would trade with the
 # page's orders.
-redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
-"$OP_BUILD/bin/orderpipe-setup" >/dev/null || t_fail "orderpipe-setup"
-psql -qAtX "$DATABASE_URL" -c "TRUNCATE orders, fills" >/dev/null
+t_clean_slate
 
 ingest_port="$(op_free_port)"
 feed_port="$(op_free_port "$ingest_port")"

@@ -30,9 +30,7 @@ if ! command -v node >/dev/null 2>&1 || [[ ! -d "$OP_ROOT/tests/js/node_modules/
 	exit 1
 fi
 
-redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
-"$OP_BUILD/bin/orderpipe-setup" >/dev/null || t_fail "orderpipe-setup"
-psql -qAtX "$DATABASE_URL" -c "TRUNCATE orders, fills" >/dev/null
+t_clean_slate
 
 tmp="$OP_STACK_DIR/feed_ws"
 rm -rf "$tmp"

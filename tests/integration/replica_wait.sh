@@ -20,9 +20,7 @@ set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 t_skip_unless_built replica_wait
 
-redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
-"$OP_BUILD/bin/orderpipe-setup" >/dev/null || t_fail "orderpipe-setup"
-psql -qAtX "$DATABASE_URL" -c "TRUNCATE orders, fills" >/dev/null
+t_clean_slate
 
 H=("Authorization: Bearer dev-key-alice" "Content-Type: application/json")
 rdir="$OP_STACK_DIR/replica"

@@ -15,9 +15,7 @@ set -uo pipefail
 . "$OP_ROOT/tests/lib/testlib.sh"
 t_skip_unless_built trading_controls
 
-redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
-"$OP_BUILD/bin/orderpipe-setup" >/dev/null || t_fail "orderpipe-setup"
-psql -qAtX "$DATABASE_URL" -c "TRUNCATE orders, fills" >/dev/null
+t_clean_slate
 
 keys="$OP_STACK_DIR/trading-keys.conf"
 printf '%s\n' "dev-key-alice alice" "dev-key-bob bob" "dev-key-carol carol cancel_both" >"$keys"
