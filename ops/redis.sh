@@ -15,7 +15,9 @@
 # server answers PING, 3 when it is not running (the LSB convention).
 #
 # Environment: OP_REDIS_FSYNC (always|everysec|no, default always),
-# OP_REDIS_START_TIMEOUT (seconds, default 30), OP_REDIS_STOP_TIMEOUT (60).
+# OP_REDIS_START_TIMEOUT (seconds, default 30), OP_REDIS_STOP_TIMEOUT (60),
+# OP_REDIS_EXTRA_CONF (more redis.conf lines, written last so they win;
+# ops/redis-cluster.sh passes its cluster-* settings through it).
 set -euo pipefail
 # shellcheck source=ops/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -93,6 +95,7 @@ do_start() {
 		# Clients of the pipeline are long-lived: keep idle ones.
 		timeout 0
 		tcp-keepalive 60
+		${OP_REDIS_EXTRA_CONF:-}
 	EOF
 
 	op_log "starting redis on 127.0.0.1:$port (dir $dir, appendfsync $fsync)"
