@@ -19,7 +19,8 @@
 #
 # Environment: OP_BUILD, INGEST_PORT (8080), SYMBOLS_FILE
 # (config/symbols.conf), API_KEYS_FILE (config/api-keys.conf), ORDER_SHARDS,
-# REDIS_URL, DATABASE_URL, OP_STOP_TIMEOUT, and those of ops/stack.sh.
+# REDIS_URL, DATABASE_URL, OP_STOP_TIMEOUT, and those of ops/stack.sh
+# (OP_REDIS_CLUSTER=1: a local six-node Redis Cluster instead of one Redis).
 set -euo pipefail
 # shellcheck source=ops/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -9,7 +9,11 @@
 #        migrations of schemas/ and creates the Redis streams and consumer
 #        groups. If REDIS_URL or DATABASE_URL is already set in the
 #        environment, that server is used as it is: nothing is started for it,
-#        its reachability is only checked. Finally it writes DIR/stack.env
+#        its reachability is only checked. With OP_REDIS_CLUSTER=1 a local
+#        six-node Redis Cluster is started instead of the single Redis
+#        (ops/redis-cluster.sh, in DIR/redis-cluster, on the redis port and
+#        the five after it), and REDIS_URL names its first node: the
+#        services discover the others. Finally it writes DIR/stack.env
 #        (REDIS_URL, DATABASE_URL, INGEST_URL; `set -a; . DIR/stack.env; set +a`
 #        loads it into a shell). Starting a running stack is a no-op apart from
 #        re-running the (idempotent) setup.
@@ -31,7 +35,8 @@
 #
 # Environment: REDIS_URL, DATABASE_URL (reuse those servers), INGEST_PORT (for
 # INGEST_URL, default 8080), OP_BUILD, ORDER_SHARDS (passed to the setup
-# tool), OP_PG_DIR, and the variables of ops/redis.sh and ops/postgres.sh.
+# tool), OP_PG_DIR, OP_REDIS_CLUSTER (0 or 1, default 0), and the variables
+# of ops/redis.sh, ops/redis-cluster.sh and ops/postgres.sh.
 set -euo pipefail
 # shellcheck source=ops/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -62,6 +67,13 @@ done
 dir="$(op_abspath "$dir")"
 op_check_port "$redis_port" || op_die "invalid --redis-port '$redis_port': expected a number in 1-65535"
 op_check_port "$pg_port" || op_die "invalid --pg-port '$pg_port': expected a number in 1-65535"
+redis_port=$((10#$redis_port))
+pg_port=$((10#$pg_port))
+redis_cluster="${OP_REDIS_CLUSTER:-0}"
+case "$redis_cluster" in
+0 | 1) ;;
+*) op_die "invalid OP_REDIS_CLUSTER='$redis_cluster': expected 0 (one redis-server, the default) or 1 (a local six-node redis cluster)" ;;
+esac
 
 started="$dir/started"   # one line per server we started: kind<TAB>dir<TAB>port
 envfile="$dir/stack.env" # what clients source
@@ -181,6 +193,13 @@ do_start() {
 	if [[ -n "${REDIS_URL:-}" ]]; then
 		check_redis_url
 		op_log "using the redis at REDIS_URL=$REDIS_URL (not starting one)"
+	elif ((redis_cluster)); then
+		((redis_port + 5 <= 65535)) || op_die "--redis-port '$redis_port' is too high for a cluster: it uses that port and the next five"
+		((pg_port < redis_port || pg_port > redis_port + 5)) ||
+			op_die "--pg-port $pg_port is one of the cluster's ports ($redis_port-$((redis_port + 5))): choose another"
+		"$ops/redis-cluster.sh" start "$dir/redis-cluster" "$redis_port" 8>&-
+		record redis-cluster "$dir/redis-cluster" "$redis_port"
+		REDIS_URL="redis://127.0.0.1:$redis_port"
 	else
 		"$ops/redis.sh" start "$dir/redis" "$redis_port" 8>&-
 		record redis "$dir/redis" "$redis_port"
@@ -228,6 +247,7 @@ do_stop() {
 		IFS=$'\t' read -r kind d p <<<"${lines[i]}"
 		case "$kind" in
 		redis) "$ops/redis.sh" stop "$d" "$p" 8>&- || rc=1 ;;
+		redis-cluster) "$ops/redis-cluster.sh" stop "$d" "$p" 8>&- || rc=1 ;;
 		postgres) "$ops/postgres.sh" stop "$d" "$p" 8>&- || rc=1 ;;
 		*) op_warn "ignoring unknown line in $started: ${lines[i]}" ;;
 		esac
@@ -247,6 +267,7 @@ do_status() {
 			any=1
 			case "$kind" in
 			redis) "$ops/redis.sh" status "$d" "$p" || rc=1 ;;
+			redis-cluster) "$ops/redis-cluster.sh" status "$d" "$p" || rc=1 ;;
 			postgres) "$ops/postgres.sh" status "$d" "$p" || rc=1 ;;
 			esac
 		done <"$started"

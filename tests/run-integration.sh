@@ -18,6 +18,9 @@
 #   OP_STACK_DIR              the stack directory (stack.env is in it)
 #   OP_REDIS_DIR, OP_REDIS_PORT   so a fault test can stop or restart redis:
 #                                 ops/redis.sh stop "$OP_REDIS_DIR" "$OP_REDIS_PORT"
+#                                 (with OP_REDIS_CLUSTER=1: the cluster's dir and
+#                                 first port, for ops/redis-cluster.sh)
+#   OP_REDIS_CLUSTER          0, or 1 when the stack's Redis is a local cluster
 #   OP_PG_DIR, OP_PG_PORT         likewise with ops/postgres.sh
 #   OP_BUILD                  the (absolute) build directory, binaries in bin/
 #   OP_ROOT                   the repository root
@@ -26,7 +29,12 @@
 # plus the sanitizer options of tests/run-unit.sh. A test that leaves redis or
 # PostgreSQL stopped gets them restarted before the next test runs.
 #
-# Environment: KEEP_STACK=1, OP_TEST_TIMEOUT (seconds per test, default 600),
+# Environment: OP_REDIS_CLUSTER=1 (the stack's Redis is a six-node Redis
+# Cluster, ops/redis-cluster.sh, instead of one redis-server: for trying the
+# suite on a cluster; the tests written for one server, which FLUSHALL or
+# query it with plain redis-cli, are not all cluster-aware, while
+# tests/integration/redis_cluster.sh starts its own cluster either way),
+# KEEP_STACK=1, OP_TEST_TIMEOUT (seconds per test, default 600),
 # OP_TEST_ONLY (run only the tests whose file basename contains this
 # substring, e.g. OP_TEST_ONLY=backlog; unset or empty runs them all),
 # OP_TEST_TMP (where the stack dir goes, default $TMPDIR or /tmp; as root it
@@ -88,14 +96,23 @@ trap 'exit 143' TERM
 
 # Always fresh servers, whatever the caller's environment points at.
 unset REDIS_URL DATABASE_URL
+case "${OP_REDIS_CLUSTER:-0}" in
+0) cluster=0 ;;
+1) cluster=1 ;;
+*) op_die "invalid OP_REDIS_CLUSTER='$OP_REDIS_CLUSTER': expected 0 (one redis-server, the default) or 1 (a six-node redis cluster)" ;;
+esac
+export OP_REDIS_CLUSTER="$cluster"
 redis_port=""
 pg_port=""
 # Another process can take a port between op_free_port and the server's bind:
 # try three pairs before giving up.
 for try in 1 2 3; do
 	redis_port="$(op_free_port)"
-	pg_port="$(op_free_port "$redis_port")"
-	INGEST_PORT="$(op_free_port "$redis_port" "$pg_port")"
+	# a cluster also takes the five ports after the first
+	taken=("$redis_port")
+	((cluster)) && taken+=($((redis_port + 1)) $((redis_port + 2)) $((redis_port + 3)) $((redis_port + 4)) $((redis_port + 5)))
+	pg_port="$(op_free_port "${taken[@]}")"
+	INGEST_PORT="$(op_free_port "${taken[@]}" "$pg_port")"
 	if INGEST_PORT="$INGEST_PORT" OP_BUILD="$build" \
 		"$ops/stack.sh" start --dir "$stack" --redis-port "$redis_port" --pg-port "$pg_port"; then
 		break
@@ -111,6 +128,7 @@ set -a
 set +a
 export OP_STACK_DIR="$stack" OP_BUILD="$build" OP_ROOT
 export OP_REDIS_DIR="$stack/redis" OP_REDIS_PORT="$redis_port"
+((cluster)) && OP_REDIS_DIR="$stack/redis-cluster"
 export OP_PG_DIR="$stack/postgres" OP_PG_PORT="$pg_port"
 export INGEST_PORT
 export SYMBOLS_FILE="${SYMBOLS_FILE:-$OP_ROOT/config/symbols.conf}"
@@ -119,9 +137,11 @@ export API_KEYS_FILE="${API_KEYS_FILE:-$OP_ROOT/config/api-keys.conf}"
 # heal: restart a server that a fault test left stopped, so the next test
 # starts from a running stack.
 heal() {
-	if ! "$ops/redis.sh" status "$OP_REDIS_DIR" "$OP_REDIS_PORT" >/dev/null 2>&1; then
+	local redis_sh="$ops/redis.sh"
+	((cluster)) && redis_sh="$ops/redis-cluster.sh"
+	if ! "$redis_sh" status "$OP_REDIS_DIR" "$OP_REDIS_PORT" >/dev/null 2>&1; then
 		op_log "note: redis was left stopped by the last test: restarting it"
-		"$ops/redis.sh" start "$OP_REDIS_DIR" "$OP_REDIS_PORT"
+		"$redis_sh" start "$OP_REDIS_DIR" "$OP_REDIS_PORT"
 	fi
 	if ! "$ops/postgres.sh" status "$OP_PG_DIR" "$OP_PG_PORT" >/dev/null 2>&1; then
 		op_log "note: postgresql was left stopped by the last test: restarting it"
