@@ -21,6 +21,15 @@ Each order's row is compared column by column, `reject_reason` included
 (the cancel or reject reason the model expects, NULL for an open or filled
 order), and the fills of each symbol in fill_id order.
 
+E2E_INGEST_PORTS=p1,p2,… points the flow at services the caller started
+(any number of ingests, matchers and recorders, e.g. on a Redis Cluster:
+tests/integration/redis_cluster.sh): e2e.py then starts none and does not
+empty Redis (a FLUSHALL would reach one cluster node only, under running
+services), and sends its requests to those ingests in turn, one at a time,
+so each shard still receives them in the flow's order. The caller starts
+the matchers with MAX_OPEN_ORDERS=E2E_MAX_OPEN_ORDERS (10) and hands a
+fresh Redis and empty tables.
+
 `e2e.py --self-test` runs the model alone on scenario tables of those rules
 (docs/engine.md, issue 14), without a stack; `E2E_DRY_RUN=1 e2e.py` runs
 the random flow against the model only (the features of E2E_DRY_FEATURES,
@@ -732,6 +741,20 @@ class Client:
         raise RuntimeError("ingest unreachable")
 
 
+class RoundRobin:
+    """Several ingests (E2E_INGEST_PORTS) as one client: each call goes to
+    the next one. Calls are sequential, so order is kept per shard."""
+
+    def __init__(self, ports):
+        self.clients = [Client(p) for p in ports]
+        self.n = 0
+
+    def call(self, method, path, key, body=None):
+        c = self.clients[self.n % len(self.clients)]
+        self.n += 1
+        return c.call(method, path, key, body)
+
+
 class FakeClient:
     """E2E_DRY_RUN: answers every request as ingest would if it were
     valid, with order ids of its own; nothing reaches a matcher."""
@@ -1201,19 +1224,25 @@ def main():
         return 1 if fails else 0
     if os.environ.get("E2E_DRY_RUN") == "1":
         return dry_run()
-    port = int(os.environ["INGEST_PORT"])
-    reset()
-    procs = [
-        start("e2e-ingest", "orderpipe-ingest", {"INGEST_PORT": str(port)}),
-        start("e2e-matcher", "orderpipe-matcher",
-              {"MATCHER_METRICS_PORT": "0", "MAX_OPEN_ORDERS": str(MAX_OPEN)}),
-        start("e2e-recorder", "orderpipe-recorder", {"RECORDER_METRICS_PORT": "0"}),
-    ]
+    external = [int(p) for p in os.environ.get("E2E_INGEST_PORTS", "").split(",") if p]
+    procs = []
+    if external:
+        print(f"services started by the caller; requests to the ingests on {external} in turn")
+    else:
+        port = int(os.environ["INGEST_PORT"])
+        reset()
+        procs = [
+            start("e2e-ingest", "orderpipe-ingest", {"INGEST_PORT": str(port)}),
+            start("e2e-matcher", "orderpipe-matcher",
+                  {"MATCHER_METRICS_PORT": "0", "MAX_OPEN_ORDERS": str(MAX_OPEN)}),
+            start("e2e-recorder", "orderpipe-recorder", {"RECORDER_METRICS_PORT": "0"}),
+        ]
     fails = []
     try:
-        c = Client(port)
-        if not wait("ingest", lambda: healthy(c), 30):
-            return 1
+        c = RoundRobin(external) if external else Client(port)
+        for one in (c.clients if external else [c]):
+            if not wait("ingest", lambda one=one: healthy(one), 30):
+                return 1
         probe_ids = set()
         probes = Probes(c, probe_ids)
         feat = probes.run()
@@ -1283,7 +1312,8 @@ def main():
         print(f"compared {len(model.orders)} orders and {want_fills} fills")
     finally:
         fails += stop_all(procs)
-        reset()  # leave a clean stack to the tests after this one
+        if not external:
+            reset()  # leave a clean stack to the tests after this one
     for f in fails[:40]:
         print("FAIL:", f)
     print(f"e2e: {len(fails)} failures")
