@@ -10,7 +10,9 @@
 # default 60), BENCH_BATCH (orders per request, 100), BENCH_CONNS (32),
 # PL_MATCHERS / PL_RECORDERS (1 / 1), BENCH_MODES ("always everysec"),
 # BENCH_HALF (1; 0 skips the two runs below saturation: the full-rate runs
-# alone, for CPU-per-order comparisons).
+# alone, for CPU-per-order comparisons), OP_REDIS_CLUSTER (1: the Redis is a
+# local six-node Redis Cluster, 3 primaries + 3 replicas, ops/redis-cluster.sh;
+# the "redis" CPU per order is then the sum of the six redis-servers).
 #
 # Measured per run: CPU per order of every kind of process over the load +
 # drain window (the line "cpu per order (us): …"), match latency (ingest
@@ -38,6 +40,12 @@ printf 'machine: %s, %s cores, %s, %s GiB RAM\n' "$(uname -m)" "$(nproc)" \
 	"$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)"
 printf 'load: loadgen %s orders/s offered for %s s, %s orders per batch request, %s connections; matchers %s, recorders %s, ORDER_SHARDS %s\n' \
 	"$rate" "$secs" "$batch" "$conns" "${PL_MATCHERS:-1}" "${PL_RECORDERS:-1}" "${ORDER_SHARDS:-4}"
+if [[ "${OP_REDIS_CLUSTER:-0}" == 1 ]]; then
+	redis_desc="a local Redis Cluster: 6 redis-servers, 3 primaries + 3 replicas (OP_REDIS_CLUSTER=1; redis CPU = all six)"
+else
+	redis_desc="one redis-server"
+fi
+printf 'redis: %s\n' "$redis_desc"
 
 results=()
 # run NAME FSYNC RATE: one run; appends a row to results.
@@ -175,8 +183,8 @@ fi
 	printf -- '- machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
 	printf -- '- date: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	printf -- '- load: %s orders/s offered for %s s per run, batches of %s, %s connections (bench/tools/loadgen)\n' "$rate" "$secs" "$batch" "$conns"
-	printf -- '- services: 1 ingest, %s matcher(s), %s recorder(s), ORDER_SHARDS=%s; Redis %s, PostgreSQL 15 (synchronous_commit on); all on this machine\n\n' \
-		"${PL_MATCHERS:-1}" "${PL_RECORDERS:-1}" "${ORDER_SHARDS:-4}" "$(redis-server --version | awk '{print $3}')"
+	printf -- '- services: 1 ingest, %s matcher(s), %s recorder(s), ORDER_SHARDS=%s; Redis %s (%s), PostgreSQL 15 (synchronous_commit on); all on this machine\n\n' \
+		"${PL_MATCHERS:-1}" "${PL_RECORDERS:-1}" "${ORDER_SHARDS:-4}" "$(redis-server --version | awk '{print $3}')" "$redis_desc"
 	printf '| run | appendfsync | offered/s | accepted/s | sustained/s | orders recorded | fills recorded | loss | drain after load (s) | fill latency p50 / p99 / p99.9 (ms) | match latency (ms) | mean CPU by process | CPU per order (us) |\n'
 	printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 	for f in "$out"/run-*.row; do

@@ -2,6 +2,9 @@
 #
 # pl_start: Redis (OP_REDIS_FSYNC) + PostgreSQL on free ports under a temp dir,
 #   orderpipe-setup, ingest, PL_MATCHERS matchers, PL_RECORDERS recorders.
+#   With OP_REDIS_CLUSTER=1 the Redis is a local six-node cluster
+#   (ops/redis-cluster.sh: 3 primaries + 3 replicas) and REDIS_URL its first
+#   node; every node's CPU, memory and RSS count as "redis".
 # pl_sample_loop FILE: one CSV row per second until pl_stop_sampling:
 #   t_s,redis_used_memory,orders_backlog,fills_backlog,fills_rows,<rss_kb per service…>,<cpu% per service…>
 # pl_stop: stops everything and removes the temp dir.
@@ -16,11 +19,35 @@ chmod 755 "$pl_dir" # PostgreSQL runs as the postgres user when we are root
 pl_pids=()
 pl_names=()
 pl_sampler=""
+pl_cluster=0
+[[ "${OP_REDIS_CLUSTER:-0}" == 1 ]] && pl_cluster=1
+pl_redis_ports=() # every redis-server's port (one, or the cluster's six)
+
+# pl_cluster_port: a free port P with P+1 … P+5 free too.
+pl_cluster_port() {
+	local p k ok try
+	for ((try = 0; try < 50; try++)); do
+		p="$(op_free_port)"
+		ok=1
+		for ((k = 1; k <= 5; k++)); do op_port_listening $((p + k)) && ok=0; done
+		((ok)) && { printf '%s\n' "$p"; return 0; }
+	done
+	op_die "cannot find six free tcp ports in a row for the redis cluster"
+}
 
 pl_start() {
-	pl_redis_port="$(op_free_port)"
+	local k
+	if ((pl_cluster)); then
+		pl_redis_port="$(pl_cluster_port)"
+		"$OP_ROOT/ops/redis-cluster.sh" start "$pl_dir/redis-cluster" "$pl_redis_port" 2>"$pl_dir/redis-cluster.log" ||
+			op_die "the redis cluster did not start: $(tail -5 "$pl_dir/redis-cluster.log")"
+		for ((k = 0; k < 6; k++)); do pl_redis_ports+=($((pl_redis_port + k))); done
+	else
+		pl_redis_port="$(op_free_port)"
+		"$OP_ROOT/ops/redis.sh" start "$pl_dir/redis" "$pl_redis_port" >/dev/null
+		pl_redis_ports=("$pl_redis_port")
+	fi
 	pl_pg_port="$(op_free_port)"
-	"$OP_ROOT/ops/redis.sh" start "$pl_dir/redis" "$pl_redis_port" >/dev/null
 	"$OP_ROOT/ops/postgres.sh" start "$pl_dir/postgres" "$pl_pg_port" >/dev/null
 	export REDIS_URL="redis://127.0.0.1:$pl_redis_port"
 	export DATABASE_URL="postgresql://orderpipe@127.0.0.1:$pl_pg_port/orderpipe"
@@ -47,7 +74,28 @@ pl_run() {
 	pl_names+=("$name")
 }
 
-pl_redis() { redis-cli -p "$pl_redis_port" "$@"; }
+# pl_redis ARGS…: redis-cli on the (first) node, following redirections.
+pl_redis() { redis-cli -c -p "$pl_redis_port" "$@"; }
+
+# pl_redis_pids: the pid of every redis-server of the pipeline.
+pl_redis_pids() {
+	local p
+	if ((pl_cluster)); then
+		for p in "${pl_redis_ports[@]}"; do cat "$pl_dir/redis-cluster/$p/redis.pid" 2>/dev/null || echo 0; done
+	else
+		cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0
+	fi
+}
+
+# pl_redis_memory: used_memory summed over every redis-server (bytes).
+pl_redis_memory() {
+	local p total=0 m
+	for p in "${pl_redis_ports[@]}"; do
+		m="$(redis-cli -p "$p" INFO memory 2>/dev/null | awk -F: '/^used_memory:/ {print $2+0}')"
+		total=$((total + ${m:-0}))
+	done
+	printf '%s\n' "$total"
+}
 pl_psql() { psql -qAtX "$DATABASE_URL" -c "$1"; }
 
 # Sum over shards of lag + pending of GROUP on STREAM-prefix.
@@ -79,17 +127,23 @@ pl_cpu_snapshot() {
 		kind="${pl_names[i]%%[0-9]*}"
 		t[$kind]=$((t[$kind] + $(op_cpu_ticks "${pl_pids[i]}" all)))
 	done
-	t[redis]="$(op_cpu_ticks "$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)" all)"
+	for i in $(pl_redis_pids); do
+		t[redis]=$((t[redis] + $(op_cpu_ticks "$i" all)))
+	done
 	t[postgres]="$(op_pg_cpu_ticks "$pl_dir/postgres/data" all)"
 	printf 'ingest %s matcher %s recorder %s redis %s postgres %s\n' \
 		"${t[ingest]}" "${t[matcher]}" "${t[recorder]}" "${t[redis]}" "${t[postgres]}"
 }
 
 pl_sample_loop() {
-	local file="$1" t=0 i redis_pid hz start=$SECONDS
+	local file="$1" t=0 i hz start=$SECONDS k=0
 	hz="$(getconf CLK_TCK)"
-	redis_pid="$(cat "$pl_dir/redis/redis.pid" 2>/dev/null || echo 0)"
-	local all_pids=("${pl_pids[@]}" "$redis_pid") all_names=("${pl_names[@]}" redis)
+	local all_pids=("${pl_pids[@]}") all_names=("${pl_names[@]}")
+	for i in $(pl_redis_pids); do
+		k=$((k + 1))
+		all_pids+=("$i")
+		if ((pl_cluster)); then all_names+=("redis$k"); else all_names+=(redis); fi
+	done
 	{
 		printf 't_s,redis_used_memory,orders_backlog,fills_backlog,fills_rows'
 		for i in "${all_names[@]}"; do printf ',rss_kb_%s' "$i"; done
@@ -104,7 +158,7 @@ pl_sample_loop() {
 		sleep 1
 		t=$((SECONDS - start)) # the sampling itself takes time: stamp real seconds
 		local mem ob fb rows line cur
-		mem="$(pl_redis INFO memory | awk -F: '/^used_memory:/ {print $2+0}')"
+		mem="$(pl_redis_memory)"
 		ob="$(pl_backlog orders)"
 		fb="$(pl_backlog fills)"
 		# (a partitioned fills, migration 007, counts its inserts in its partitions)
@@ -154,7 +208,11 @@ pl_stop() {
 	for p in "${pl_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${pl_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	pl_pids=()
-	"$OP_ROOT/ops/redis.sh" stop "$pl_dir/redis" "$pl_redis_port" >/dev/null 2>&1 || true
+	if ((pl_cluster)); then
+		"$OP_ROOT/ops/redis-cluster.sh" stop "$pl_dir/redis-cluster" "$pl_redis_port" >/dev/null 2>&1 || true
+	else
+		"$OP_ROOT/ops/redis.sh" stop "$pl_dir/redis" "$pl_redis_port" >/dev/null 2>&1 || true
+	fi
 	"$OP_ROOT/ops/postgres.sh" stop "$pl_dir/postgres" "$pl_pg_port" >/dev/null 2>&1 || true
 	rm -rf "$pl_dir"
 }
