@@ -295,13 +295,13 @@ wait_accepted 40 AAPL 1 "40 AAPL orders answered 202 before the move" ||
 move_line=$(($(wc -l <"$flowout") + 1))
 t_eq "SETSLOT IMPORTING on the destination" "$(redis-cli -p "$dst_port" CLUSTER SETSLOT "$slot" IMPORTING "$src_id")" OK
 t_eq "SETSLOT MIGRATING on the source" "$(redis-cli -p "$src_port" CLUSTER SETSLOT "$slot" MIGRATING "$dst_id")" OK
-# A few keys per MIGRATE, a pause between: the flow meets the slot half
+# Ten keys per MIGRATE, a pause between: the flow meets the slot half
 # moved (ASK for the keys already on the destination, TRYAGAIN for a
 # command spanning both sides) many times, not once.
 batches=0
 moved=0
 while :; do
-	mapfile -t keys < <(redis-cli -p "$src_port" --raw CLUSTER GETKEYSINSLOT "$slot" 3)
+	mapfile -t keys < <(redis-cli -p "$src_port" --raw CLUSTER GETKEYSINSLOT "$slot" 10)
 	((${#keys[@]} > 0)) || break
 	out="$(redis-cli -p "$src_port" MIGRATE 127.0.0.1 "$dst_port" "" 0 10000 KEYS "${keys[@]}" 2>&1)"
 	if [[ "$out" != OK && "$out" != NOKEY ]]; then
@@ -311,7 +311,7 @@ while :; do
 	batches=$((batches + 1))
 	moved=$((moved + ${#keys[@]}))
 	((batches < 5000)) || { t_fail "the slot still has keys after 5000 MIGRATEs"; break; }
-	sleep 0.05
+	sleep 0.02
 done
 t_eq "SETSLOT NODE on the destination" "$(redis-cli -p "$dst_port" CLUSTER SETSLOT "$slot" NODE "$dst_id")" OK
 t_eq "SETSLOT NODE on the source" "$(redis-cli -p "$src_port" CLUSTER SETSLOT "$slot" NODE "$dst_id")" OK
