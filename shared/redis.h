@@ -7,7 +7,28 @@
 
 /*
  * The only wrapper around hiredis (0.14): no other file includes its
- * headers. Replies are handed out as opaque `struct redisReply *` and read
+ * headers.
+ *
+ * Redis Cluster: when the server at the URL answers CLUSTER SLOTS (a node
+ * with cluster-enabled yes), the handle becomes a cluster client, and every
+ * function below keeps its meaning: each command goes to the primary owning
+ * its key's slot (one connection per node, opened when first needed), and
+ * replies still come back in the order the commands were given. MOVED
+ * refreshes the slot map and resends, ASK resends once after ASKING,
+ * TRYAGAIN (a multi-key command during a migration) waits and resends —
+ * except between MULTI and EXEC, where the error is returned (EXEC then
+ * fails with EXECABORT) so that a transaction never runs in pieces. MULTI
+ * goes to the node of the next keyed command, EXEC to the transaction's,
+ * WAIT to every node written since its last WAIT (the reply is the smallest
+ * count), UNWATCH to every node holding a WATCH, SCRIPT to every primary.
+ * XREAD and XREADGROUP over streams of several slots are split into one
+ * command per slot (a cluster refuses a command whose keys span slots) and
+ * their replies merged into one; such a read with BLOCK polls every
+ * OP_CLUSTER_POLL_MS instead (docs/operations.md, "Running on Redis
+ * Cluster", says why). Any I/O failure drops every node connection;
+ * op_redis_ensure then reads the slot map again from the URL's node or any
+ * node known before. A Redis that is not a cluster node is used exactly as
+ * before. Replies are handed out as opaque `struct redisReply *` and read
  * with the op_reply_* accessors below; the caller frees each reply it got
  * with op_reply_free.
  *
@@ -44,7 +65,15 @@ struct op_redis {
     uint64_t reconnects;     /* successful connects after the first one */
     int connected_once;      /* 1 after the first successful connect */
     int pending;             /* replies appended but not yet read */
+    struct op_cluster *cl;   /* the slot map and node connections when the server at url
+                                is a Redis Cluster node (found at connect), else NULL */
+    uint64_t redirects;      /* MOVED, ASK and TRYAGAIN answers followed (cluster only) */
 };
+
+/* Why 2 ms: a read split over several slots cannot BLOCK on all of them
+ * at once, so it polls; 2 ms adds at most that to a report's latency while
+ * idle, at about 500 small reads per second and reading process. */
+#define OP_CLUSTER_POLL_MS 2
 
 /* Why these bounds: 50 ms retries a restarting Redis quickly; 2 s caps the
  * wait so a recovered Redis is used again within 2 s. */
