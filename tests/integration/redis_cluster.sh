@@ -26,17 +26,27 @@ cport=""
 flowpid=""
 export ORDER_SHARDS=16
 H_JSON="Content-Type: application/json"
+# step MESSAGE: a progress line with the seconds since the test started.
+step() { printf '[%3ss] %s\n' "$SECONDS" "$*"; }
 
-# cleanup: on any exit, the flow and services stopped, then the cluster.
+# cleanup: on any exit, the flow and services stopped, then the cluster
+# (left running with KEEP_STACK=1, for a look at its nodes' logs).
 cleanup() {
 	local p
 	[[ -n "$flowpid" ]] && kill "$flowpid" 2>/dev/null
 	for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	[[ -n "$cport" ]] && "$OP_ROOT/ops/redis-cluster.sh" stop "$cdir" "$cport" >/dev/null 2>&1
+	[[ -n "$cport" ]] || return 0
+	if [[ "${KEEP_STACK:-0}" == 1 ]]; then
+		printf 'KEEP_STACK=1: the cluster is still running; stop it with: ops/redis-cluster.sh stop %s %s\n' "$cdir" "$cport"
+		return 0
+	fi
+	"$OP_ROOT/ops/redis-cluster.sh" stop "$cdir" "$cport" >/dev/null 2>&1
 	rm -rf "$cdir"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # --- the cluster ------------------------------------------------------------------
 # first_port: a port P with P … P+5 free (op_free_port draws below 32763).
@@ -139,7 +149,7 @@ op_wait_until 60 "the matchers to hold every shard's lease" leases_held ||
 	t_fail "the matchers do not hold all 16 leases on the cluster: $(tail -n 5 "$OP_STACK_DIR"/rc-matcher*.log)"
 
 # --- a. the end-to-end comparison ----------------------------------------------------
-printf -- '--- a. e2e.py against 2 ingests, 2 matchers, 2 recorders on the cluster\n'
+step '--- a. e2e.py against 2 ingests, 2 matchers, 2 recorders on the cluster'
 st=0
 E2E_INGEST_PORTS="$ip1,$ip2" E2E_MAX_OPEN_ORDERS=10 python3 "$OP_ROOT/tests/e2e/e2e.py" || st=$?
 t_eq "e2e.py: the orders and fills tables equal the reference model on the cluster" "$st" 0
@@ -210,6 +220,7 @@ none_missing() { (($(missing_202 "$1") == 0)); }
 # counts.
 check_flow() {
 	local prefix="$1" what="$2" sent a503 other acc rec dup wrong miss r503
+	step "$what: waiting for every 202 order to be recorded"
 	op_wait_until 180 "every 202 order of the $what flow recorded" none_missing "$prefix" || true
 	sleep 2 # a moment for any late (duplicate) row
 	recorded "$prefix"
@@ -224,7 +235,7 @@ check_flow() {
 	r503="$(awk 'NR == FNR { db[$1] = 1; next } $2 != 202 && ($1 in db)' "$flowout.db" "$flowout" | wc -l)"
 	printf '%s: sent %s orders: %s answered 202, %s answered 503, %s other (%s); recorded %s (of the 503/other: %s recorded, %s not)\n' \
 		"$what" "$sent" "$acc" "$a503" "$other" \
-		"$(awk '$2 != 202 && $2 != 503 {print $2}' "$flowout" | sort | uniq -c | awk '{printf "%s%s x%s", NR > 1 ? ", " : "", $2, $1}')" \
+		"$(awk '$2 != 202 && $2 != 503 {print $2}' "$flowout" | sort | uniq -c | awk '{printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1}')" \
 		"$rec" "$r503" $((a503 + other - r503))
 	t_match "$what: orders answered 202" "$acc" '^[1-9][0-9]*$'
 	t_eq "$what: orders answered 202 missing from PostgreSQL" "$miss" 0
@@ -235,7 +246,7 @@ check_flow() {
 }
 
 # --- b. the primary of AAPL's shard killed mid-flow ------------------------------------
-printf -- '--- b. kill -9 the primary of the AAPL shard mid-flow\n'
+step '--- b. kill -9 the primary of the AAPL shard mid-flow'
 aapl_shard="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); from e2e import shard_of; print(shard_of("AAPL", 16))' "$OP_ROOT/tests/e2e")"
 slot="$(rc CLUSTER KEYSLOT "orders:{$aapl_shard}")"
 read -r old_id old_port < <(slot_owner "$slot")
@@ -254,6 +265,7 @@ cancel_all
 flow_start k
 wait_accepted 40 AAPL 1 "40 AAPL orders answered 202 before the kill" ||
 	t_fail "the flow got no 202 for AAPL on the cluster before the kill: $(tail -n 3 "$flowout")"
+step "killing the primary of slot $slot (port $old_port)"
 kill -9 "$(cat "$cdir/$old_port/redis.pid")"
 kill_line=$(($(wc -l <"$flowout") + 1))
 # taken_over: AAPL's slot is served by a primary other than the killed one.
@@ -283,7 +295,7 @@ printf 'failover flow: lines 1-%s before the kill, %s-%s until the old primary r
 check_flow k "failover"
 
 # --- c. the slot moved to another primary under load -----------------------------------
-printf -- '--- c. move slot %s (AAPL shard %s) to another primary under load\n' "$slot" "$aapl_shard"
+step "--- c. move slot $slot (AAPL shard $aapl_shard) to another primary under load"
 read -r src_id src_port < <(slot_owner "$slot")
 read -r dst_id dst_port < <(redis-cli -p "$src_port" CLUSTER NODES | awk -v me="$src_id" '
 	$3 ~ /master/ && $3 !~ /fail/ && $1 != me { a = $2; sub(/@.*/, "", a); sub(/.*:/, "", a); print $1, a; exit }')
@@ -293,6 +305,7 @@ flow_start m
 wait_accepted 40 AAPL 1 "40 AAPL orders answered 202 before the move" ||
 	t_fail "no 202 for AAPL before the move: $(tail -n 3 "$flowout")"
 move_line=$(($(wc -l <"$flowout") + 1))
+step "migrating slot $slot"
 t_eq "SETSLOT IMPORTING on the destination" "$(redis-cli -p "$dst_port" CLUSTER SETSLOT "$slot" IMPORTING "$src_id")" OK
 t_eq "SETSLOT MIGRATING on the source" "$(redis-cli -p "$src_port" CLUSTER SETSLOT "$slot" MIGRATING "$dst_id")" OK
 # Ten keys per MIGRATE, a pause between: the flow meets the slot half
@@ -301,7 +314,8 @@ t_eq "SETSLOT MIGRATING on the source" "$(redis-cli -p "$src_port" CLUSTER SETSL
 batches=0
 moved=0
 while :; do
-	mapfile -t keys < <(redis-cli -p "$src_port" --raw CLUSTER GETKEYSINSLOT "$slot" 10)
+	# (an empty reply is one empty line with --raw: not a key)
+	mapfile -t keys < <(redis-cli -p "$src_port" --raw CLUSTER GETKEYSINSLOT "$slot" 10 | grep -v '^$')
 	((${#keys[@]} > 0)) || break
 	out="$(redis-cli -p "$src_port" MIGRATE 127.0.0.1 "$dst_port" "" 0 10000 KEYS "${keys[@]}" 2>&1)"
 	if [[ "$out" != OK && "$out" != NOKEY ]]; then
@@ -316,6 +330,7 @@ done
 t_eq "SETSLOT NODE on the destination" "$(redis-cli -p "$dst_port" CLUSTER SETSLOT "$slot" NODE "$dst_id")" OK
 t_eq "SETSLOT NODE on the source" "$(redis-cli -p "$src_port" CLUSTER SETSLOT "$slot" NODE "$dst_id")" OK
 after_line=$(($(wc -l <"$flowout") + 1))
+step "slot $slot set to the destination"
 printf 'moved %s keys in %s MIGRATE batches; flow lines %s-%s during the move\n' "$moved" "$batches" "$move_line" $((after_line - 1))
 t_match "keys were moved" "$moved" '^[1-9][0-9]*$'
 # all_see_dst: every node's CLUSTER NODES has the slot on the destination.
@@ -332,6 +347,7 @@ t_eq "the slot's owner after the move" "$(slot_owner "$slot" "$src_port" | awk '
 t_eq "keys left in the slot on the source" "$(redis-cli -p "$src_port" CLUSTER COUNTKEYSINSLOT "$slot")" 0
 wait_accepted 40 AAPL "$after_line" "40 AAPL orders answered 202 after the move" ||
 	t_fail "no 202 for AAPL after the move: $(tail -n 3 "$flowout")"
+step "$(accepted_202 AAPL "$after_line") AAPL orders answered 202 after the move"
 flow_stop
 t_match "keys of the slot on the destination" "$(redis-cli -p "$dst_port" CLUSTER COUNTKEYSINSLOT "$slot")" '^[1-9][0-9]*$'
 check_flow m "slot move"
