@@ -4,7 +4,7 @@
 #   ops/redis-cluster.sh start|stop|status <dir> <first-port>
 #
 # Six redis-server instances on 127.0.0.1, ports <first-port> ..
-# <first-port>+5, each started by ops/redis.sh in <dir>/<port>/ (so each has
+# <first-port>+5 (and their cluster bus ports, 10000 above), each started by ops/redis.sh in <dir>/<port>/ (so each has
 # the durability settings of the single-instance stack: appendonly yes,
 # appendfsync ${OP_REDIS_FSYNC:-always}, save "") plus cluster-enabled yes,
 # its own cluster-config-file <dir>/<port>/nodes.conf and cluster-node-timeout
@@ -48,8 +48,8 @@ first="$3"
 # Six nodes: the smallest cluster with a replica for each of three primaries
 # (a failover needs a majority of primaries to vote, so at least three).
 nodes=6
-{ op_check_port "$first" && op_check_port $((10#$first + nodes - 1)); } ||
-	op_die "invalid first port '$first': expected a number in 1-$((65535 - nodes + 1)) (the cluster uses it and the next $((nodes - 1)))"
+{ op_check_port "$first" && op_check_port $((10#$first + nodes - 1 + 10000)); } ||
+	op_die "invalid first port '$first': expected a number in 1-$((65535 - nodes + 1 - 10000)) (the cluster uses it and the next $((nodes - 1)), and their bus ports 10000 above)"
 first=$((10#$first))
 ports=()
 for ((i = 0; i < nodes; i++)); do ports+=($((first + i))); done
@@ -128,6 +128,11 @@ do_start() {
 	mkdir -p "$dir"
 	[[ -w "$dir" ]] || op_die "cannot write to cluster dir '$dir': fix its permissions or choose another dir"
 	for p in "${ports[@]}"; do
+		# The cluster bus listens on port+10000: redis-server would abort
+		# with a bind error in its log only.
+		if ! op_read_pidfile "$dir/$p/redis.pid" >/dev/null && op_port_listening $((p + 10000)); then
+			op_die "tcp port $((p + 10000)) (the cluster bus port of node $p) is already in use by another process: pick another first port"
+		fi
 		OP_REDIS_EXTRA_CONF="$(printf '%s\n' \
 			'# Redis Cluster (ops/redis-cluster.sh)' \
 			'cluster-enabled yes' \

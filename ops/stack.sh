@@ -194,7 +194,7 @@ do_start() {
 		check_redis_url
 		op_log "using the redis at REDIS_URL=$REDIS_URL (not starting one)"
 	elif ((redis_cluster)); then
-		((redis_port + 5 <= 65535)) || op_die "--redis-port '$redis_port' is too high for a cluster: it uses that port and the next five"
+		((redis_port + 5 + 10000 <= 65535)) || op_die "--redis-port '$redis_port' is too high for a cluster: it uses that port and the next five, and their bus ports 10000 above"
 		((pg_port < redis_port || pg_port > redis_port + 5)) ||
 			op_die "--pg-port $pg_port is one of the cluster's ports ($redis_port-$((redis_port + 5))): choose another"
 		"$ops/redis-cluster.sh" start "$dir/redis-cluster" "$redis_port" 8>&-

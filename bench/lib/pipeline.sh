@@ -23,13 +23,17 @@ pl_cluster=0
 [[ "${OP_REDIS_CLUSTER:-0}" == 1 ]] && pl_cluster=1
 pl_redis_ports=() # every redis-server's port (one, or the cluster's six)
 
-# pl_cluster_port: a free port P with P+1 … P+5 free too.
+# pl_cluster_port: a free port P with P+1 … P+5 free too, and their cluster
+# bus ports (10000 above).
 pl_cluster_port() {
 	local p k ok try
 	for ((try = 0; try < 50; try++)); do
 		p="$(op_free_port)"
 		ok=1
-		for ((k = 1; k <= 5; k++)); do op_port_listening $((p + k)) && ok=0; done
+		for ((k = 0; k <= 5; k++)); do
+			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
+			op_port_listening $((p + k + 10000)) && ok=0
+		done
 		((ok)) && { printf '%s\n' "$p"; return 0; }
 	done
 	op_die "cannot find six free tcp ports in a row for the redis cluster"

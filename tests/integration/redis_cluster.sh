@@ -49,14 +49,18 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 # --- the cluster ------------------------------------------------------------------
-# first_port: a port P with P … P+5 free (op_free_port draws below 32763).
+# first_port: a port P with P … P+5 free, and their cluster bus ports
+# (P+10000 …) too.
 first_port() {
 	local p k try ok
 	for ((try = 0; try < 50; try++)); do
 		p="$(op_free_port)"
 		((p + 5 <= 32767)) || continue
 		ok=1
-		for ((k = 1; k <= 5; k++)); do op_port_listening $((p + k)) && ok=0; done
+		for ((k = 0; k <= 5; k++)); do
+			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
+			op_port_listening $((p + k + 10000)) && ok=0
+		done
 		((ok)) && { printf '%s\n' "$p"; return 0; }
 	done
 	return 1
@@ -308,14 +312,14 @@ move_line=$(($(wc -l <"$flowout") + 1))
 step "migrating slot $slot"
 t_eq "SETSLOT IMPORTING on the destination" "$(redis-cli -p "$dst_port" CLUSTER SETSLOT "$slot" IMPORTING "$src_id")" OK
 t_eq "SETSLOT MIGRATING on the source" "$(redis-cli -p "$src_port" CLUSTER SETSLOT "$slot" MIGRATING "$dst_id")" OK
-# Ten keys per MIGRATE, a pause between: the flow meets the slot half
-# moved (ASK for the keys already on the destination, TRYAGAIN for a
-# command spanning both sides) many times, not once.
+# Five keys per MIGRATE, a fifth of a second between: the flow meets the
+# slot half moved (ASK for the keys already on the destination, TRYAGAIN for
+# a command spanning both sides) many times, not once.
 batches=0
 moved=0
 while :; do
 	# (an empty reply is one empty line with --raw: not a key)
-	mapfile -t keys < <(redis-cli -p "$src_port" --raw CLUSTER GETKEYSINSLOT "$slot" 10 | grep -v '^$')
+	mapfile -t keys < <(redis-cli -p "$src_port" --raw CLUSTER GETKEYSINSLOT "$slot" 5 | grep -v '^$')
 	((${#keys[@]} > 0)) || break
 	out="$(redis-cli -p "$src_port" MIGRATE 127.0.0.1 "$dst_port" "" 0 10000 KEYS "${keys[@]}" 2>&1)"
 	if [[ "$out" != OK && "$out" != NOKEY ]]; then
@@ -325,13 +329,14 @@ while :; do
 	batches=$((batches + 1))
 	moved=$((moved + ${#keys[@]}))
 	((batches < 5000)) || { t_fail "the slot still has keys after 5000 MIGRATEs"; break; }
-	sleep 0.02
+	sleep 0.2
 done
 t_eq "SETSLOT NODE on the destination" "$(redis-cli -p "$dst_port" CLUSTER SETSLOT "$slot" NODE "$dst_id")" OK
 t_eq "SETSLOT NODE on the source" "$(redis-cli -p "$src_port" CLUSTER SETSLOT "$slot" NODE "$dst_id")" OK
 after_line=$(($(wc -l <"$flowout") + 1))
 step "slot $slot set to the destination"
-printf 'moved %s keys in %s MIGRATE batches; flow lines %s-%s during the move\n' "$moved" "$batches" "$move_line" $((after_line - 1))
+printf 'moved %s keys in %s MIGRATE batches; flow lines %s-%s during the move: %s\n' "$moved" "$batches" "$move_line" $((after_line - 1)) \
+	"$(awk -v a="$move_line" -v b="$after_line" 'NR >= a && NR < b {print $4, $2}' "$flowout" | sort | uniq -c | awk '{printf "%s%s %s x%s", (NR > 1 ? ", " : ""), $2, $3, $1}')"
 t_match "keys were moved" "$moved" '^[1-9][0-9]*$'
 # all_see_dst: every node's CLUSTER NODES has the slot on the destination.
 all_see_dst() {
