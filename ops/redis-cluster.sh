@@ -62,6 +62,16 @@ cli() {
 	redis-cli -h 127.0.0.1 -p "$p" "$@" 2>/dev/null
 }
 
+# bus_port_taken PORT: succeed if any TCP socket (listening or connected)
+# has PORT as its local port.
+bus_port_taken() {
+	if command -v ss >/dev/null 2>&1; then
+		[[ -n "$(ss -Htan "sport = :$1" 2>/dev/null)" ]]
+	else
+		op_port_listening "$1"
+	fi
+}
+
 # info_field PORT SECTION FIELD: print FIELD of INFO SECTION (or CLUSTER
 # INFO when SECTION is "cluster-info") on node PORT; empty when unreachable.
 info_field() {
@@ -129,9 +139,12 @@ do_start() {
 	[[ -w "$dir" ]] || op_die "cannot write to cluster dir '$dir': fix its permissions or choose another dir"
 	for p in "${ports[@]}"; do
 		# The cluster bus listens on port+10000: redis-server would abort
-		# with a bind error in its log only.
-		if ! op_read_pidfile "$dir/$p/redis.pid" >/dev/null && op_port_listening $((p + 10000)); then
-			op_die "tcp port $((p + 10000)) (the cluster bus port of node $p) is already in use by another process: pick another first port"
+		# with a bind error in its log only. Any socket on it counts, not
+		# only a listening one: above 32767 it may be the local end of an
+		# outgoing connection (Linux's ephemeral range), which blocks the
+		# bind as well.
+		if ! op_read_pidfile "$dir/$p/redis.pid" >/dev/null && bus_port_taken $((p + 10000)); then
+			op_die "tcp port $((p + 10000)) (the cluster bus port of node $p) is in use: pick another first port (one below 22763 keeps the bus ports out of the ephemeral range)"
 		fi
 		OP_REDIS_EXTRA_CONF="$(printf '%s\n' \
 			'# Redis Cluster (ops/redis-cluster.sh)' \

@@ -19,6 +19,8 @@ chmod 755 "$pl_dir" # PostgreSQL runs as the postgres user when we are root
 pl_pids=()
 pl_names=()
 pl_sampler=""
+pl_redis_port=""
+pl_pg_port=""
 pl_cluster=0
 [[ "${OP_REDIS_CLUSTER:-0}" == 1 ]] && pl_cluster=1
 pl_redis_ports=() # every redis-server's port (one, or the cluster's six)
@@ -27,12 +29,15 @@ pl_redis_ports=() # every redis-server's port (one, or the cluster's six)
 # bus ports (10000 above).
 pl_cluster_port() {
 	local p k ok try
-	for ((try = 0; try < 50; try++)); do
+	for ((try = 0; try < 500; try++)); do
 		p="$(op_free_port)"
+		# bus ports (P+10000 …) below Linux's ephemeral range (32768 …),
+		# where an outgoing connection could hold one
+		((p + 5 + 10000 <= 32767)) || continue
 		ok=1
 		for ((k = 0; k <= 5; k++)); do
 			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
-			op_port_listening $((p + k + 10000)) && ok=0
+			[[ -n "$(ss -Htan "sport = :$((p + k + 10000))" 2>/dev/null)" ]] && ok=0
 		done
 		((ok)) && { printf '%s\n' "$p"; return 0; }
 	done

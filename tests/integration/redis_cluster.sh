@@ -53,13 +53,15 @@ trap 'exit 130' INT
 # (P+10000 …) too.
 first_port() {
 	local p k try ok
-	for ((try = 0; try < 50; try++)); do
+	for ((try = 0; try < 500; try++)); do
 		p="$(op_free_port)"
-		((p + 5 <= 32767)) || continue
+		# bus ports (P+10000 …) below Linux's ephemeral range (32768 …),
+		# where an outgoing connection could hold one
+		((p + 5 + 10000 <= 32767)) || continue
 		ok=1
 		for ((k = 0; k <= 5; k++)); do
 			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
-			op_port_listening $((p + k + 10000)) && ok=0
+			[[ -n "$(ss -Htan "sport = :$((p + k + 10000))" 2>/dev/null)" ]] && ok=0
 		done
 		((ok)) && { printf '%s\n' "$p"; return 0; }
 	done
