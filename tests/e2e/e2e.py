@@ -819,8 +819,19 @@ def stop_all(procs):
 def reset():
     """Starts from a clean slate: the harness shares one stack between tests,
     and orders other tests left in the streams would otherwise reach the books."""
-    subprocess.run(["redis-cli", "-u", os.environ["REDIS_URL"], "FLUSHALL"], check=True,
-                   capture_output=True)
+    url = os.environ["REDIS_URL"]
+    if os.environ.get("OP_REDIS_CLUSTER") == "1":
+        # a cluster (the harness run with OP_REDIS_CLUSTER=1): FLUSHALL
+        # empties one node only, so every primary gets one
+        nodes = subprocess.run(["redis-cli", "-u", url, "CLUSTER", "NODES"], check=True,
+                               capture_output=True, text=True).stdout.split("\n")
+        for n in (line.split() for line in nodes):
+            if len(n) > 2 and "master" in n[2] and "fail" not in n[2]:
+                host, port = n[1].split("@")[0].rsplit(":", 1)
+                subprocess.run(["redis-cli", "-h", host, "-p", port, "FLUSHALL"], check=True,
+                               capture_output=True)
+    else:
+        subprocess.run(["redis-cli", "-u", url, "FLUSHALL"], check=True, capture_output=True)
     subprocess.run([os.path.join(os.environ["OP_BUILD"], "bin", "orderpipe-setup")], check=True,
                    capture_output=True)
     psql("TRUNCATE orders, fills")

@@ -48,12 +48,25 @@ t_skip_unless_built() {
 	done
 }
 
-# t_clean_slate: empties Redis (FLUSHALL, then orderpipe-setup recreates the
-# streams and groups) and the orders and fills tables, for a test whose
+# t_flushall: FLUSHALL on the test Redis; on a cluster (the harness run with
+# OP_REDIS_CLUSTER=1) on every primary, since FLUSHALL empties one node only.
+t_flushall() {
+	local addr
+	if [[ "${OP_REDIS_CLUSTER:-0}" != 1 ]]; then
+		redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
+		return
+	fi
+	for addr in $(redis-cli -u "$REDIS_URL" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { a = $2; sub(/@.*/, "", a); print a }'); do
+		redis-cli -h "${addr%:*}" -p "${addr##*:}" FLUSHALL >/dev/null
+	done
+}
+
+# t_clean_slate: empties Redis (t_flushall, then orderpipe-setup recreates
+# the streams and groups) and the orders and fills tables, for a test whose
 # checks would see what earlier tests left (resting orders that trade with
 # its own, rows it counts).
 t_clean_slate() {
-	redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
+	t_flushall
 	"$OP_BUILD/bin/orderpipe-setup" >/dev/null || t_fail "orderpipe-setup"
 	psql -qAtX "$DATABASE_URL" -c "TRUNCATE orders, fills" >/dev/null
 }
