@@ -62,14 +62,14 @@ cli() {
 	redis-cli -h 127.0.0.1 -p "$p" "$@" 2>/dev/null
 }
 
-# bus_port_taken PORT: succeed if any TCP socket (listening or connected)
-# has PORT as its local port.
+# bus_port_taken PORT: succeed if a TCP socket listens on PORT or is
+# connected (or connecting) from it. Closing sockets (TIME-WAIT, FIN-WAIT:
+# those a killed node leaves behind) do not stop redis-server's bind, which
+# sets SO_REUSEADDR, so they do not count.
 bus_port_taken() {
-	if command -v ss >/dev/null 2>&1; then
-		[[ -n "$(ss -Htan "sport = :$1" 2>/dev/null)" ]]
-	else
-		op_port_listening "$1"
-	fi
+	op_port_listening "$1" && return 0
+	command -v ss >/dev/null 2>&1 &&
+		[[ -n "$(ss -Htn state established state syn-sent "( sport = :$1 )" 2>/dev/null)" ]]
 }
 
 # info_field PORT SECTION FIELD: print FIELD of INFO SECTION (or CLUSTER
@@ -139,7 +139,7 @@ do_start() {
 	[[ -w "$dir" ]] || op_die "cannot write to cluster dir '$dir': fix its permissions or choose another dir"
 	for p in "${ports[@]}"; do
 		# The cluster bus listens on port+10000: redis-server would abort
-		# with a bind error in its log only. Any socket on it counts, not
+		# with a bind error in its log only. A connected socket counts, not
 		# only a listening one: above 32767 it may be the local end of an
 		# outgoing connection (Linux's ephemeral range), which blocks the
 		# bind as well.

@@ -290,8 +290,8 @@ t_match "AAPL's slot is served by another node after the failover" "${new_port:-
 # The promoted replica has no replica of its own until the old primary
 # rejoins (as its replica): meanwhile AAPL's 202s (INGEST_MIN_REPLICAS=1)
 # become 503 replication_timeout. Bring it back, then expect 202s again.
-"$OP_ROOT/ops/redis-cluster.sh" start "$cdir" "$cport" >/dev/null 2>&1 ||
-	t_fail "the killed node did not rejoin the cluster: $(tail -n 5 "$cdir/$old_port/redis.log")"
+"$OP_ROOT/ops/redis-cluster.sh" start "$cdir" "$cport" >"$OP_STACK_DIR/rc-rejoin.log" 2>&1 ||
+	t_fail "the killed node did not rejoin the cluster: $(grep -v '^redis.sh:' "$OP_STACK_DIR/rc-rejoin.log" | tail -n 5) $(tail -n 3 "$cdir/$old_port/redis.log")"
 back_line=$(($(wc -l <"$flowout") + 1))
 wait_accepted 40 AAPL "$back_line" "40 AAPL orders answered 202 after the failover" ||
 	t_fail "no 202 for AAPL after the failover: $(tail -n 3 "$flowout")"
