@@ -22,9 +22,9 @@ static void test_slots(void **state)
         const char *key;
         uint16_t slot;
     } cases[] = {
-        {"foo", 12182},          {"123456789", 12739},     {"orders:{0}", 13907},
-        {"orders:{15}", 4178},   {"fills:{15}", 4178},     {"foo{}{bar}", 8363},
-        {"foo{{bar}}zap", 4015}, {"foo{bar}{zap}", 5061}, {"{", 4092},
+        {"foo", 12182},          {"123456789", 12739},          {"orders:{0}", 13907},
+        {"orders:{15}", 4178},   {"fills:{15}", 4178},          {"foo{}{bar}", 8363},
+        {"foo{{bar}}zap", 4015}, {"foo{bar}{zap}", 5061},       {"{", 4092},
         {"a{b", 13340},          {"orderpipe:id_block", 13620},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -72,8 +72,16 @@ static void test_parse(void **state)
     assert_int_equal(op_cmd_parse(bin, sizeof(bin) - 1, args, 2), 2);
     assert_int_equal(args[1].len, 4);
     static const char *bad[] = {
-        "", "*", "*0\r\n", "*1\r\n", "*1\r\n$3\r\nGE\r\n", "*1\r\n$3\r\nGETX\r\n",
-        "*1\r\n$3\r\nGET\r\nextra", "+OK\r\n", "*1\r\n$x\r\nGET\r\n", "*2\r\n$3\r\nGET\r\n",
+        "",
+        "*",
+        "*0\r\n",
+        "*1\r\n",
+        "*1\r\n$3\r\nGE\r\n",
+        "*1\r\n$3\r\nGETX\r\n",
+        "*1\r\n$3\r\nGET\r\nextra",
+        "+OK\r\n",
+        "*1\r\n$x\r\nGET\r\n",
+        "*2\r\n$3\r\nGET\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (op_cmd_parse(bad[i], strlen(bad[i]), args, 2) != -1)
@@ -115,7 +123,8 @@ static void test_route(void **state)
     route(1, (const char *[]){"GET"}, &rc); /* a keyed command without its key */
     assert_int_equal(rc, -1);
 
-    rt = route(8, (const char *[]){"XREAD", "COUNT", "10", "BLOCK", "100", "STREAMS", "a", "0"}, &rc);
+    rt = route(8, (const char *[]){"XREAD", "COUNT", "10", "BLOCK", "100", "STREAMS", "a", "0"},
+               &rc);
     assert_int_equal(rc, 0);
     assert_int_equal(rt.kind, OP_ROUTE_STREAMS);
     assert_int_equal(rt.block, 3);
@@ -159,8 +168,8 @@ static void test_redirect(void **state)
                                          &slot, host, sizeof(host), &port),
                      OP_REDIRECT_TRYAGAIN);
     static const char *none[] = {
-        "ERR wrong",  "MOVED", "MOVED x 1.2.3.4:5", "MOVED 16384 h:1", "MOVED 1 h", "MOVED 1 h:0",
-        "MOVED 1 :5", "ASK 1 h:70000", "MOVED 1 h:5x",
+        "ERR wrong",   "MOVED",      "MOVED x 1.2.3.4:5", "MOVED 16384 h:1", "MOVED 1 h",
+        "MOVED 1 h:0", "MOVED 1 :5", "ASK 1 h:70000",     "MOVED 1 h:5x",
     };
     for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
         if (op_cluster_redirect(none[i], &slot, host, sizeof(host), &port) != OP_REDIRECT_NONE)
