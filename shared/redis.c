@@ -549,10 +549,10 @@ static int send_one(struct op_redis *r, int i, int slot, char *cmd, size_t len)
 }
 
 /* Sends cmd (owned from here) to each node i with pick[i] set, as one
- * record of kind; clears each one's `written` (WAIT) or `watching`
- * (UNWATCH). 0 or -1. */
-static int send_many(struct op_redis *r, enum rec_kind kind, const bool *pick, char *cmd,
-                     size_t len)
+ * record of kind; clears each one's `written` (WAIT) or, with unwatch, its
+ * `watching`. 0 or -1. */
+static int send_many(struct op_redis *r, enum rec_kind kind, const bool *pick, bool unwatch,
+                     char *cmd, size_t len)
 {
     struct op_cluster *cl = r->cl;
     size_t k = 0;
@@ -575,7 +575,7 @@ static int send_many(struct op_redis *r, enum rec_kind kind, const bool *pick, c
             return -1; /* cmd is freed with the record by fail */
         if (kind == REC_WAIT)
             cl->nodes[i].written = false;
-        else if (kind == REC_FIRST && cl->nodes[i].watching)
+        else if (unwatch)
             cl->nodes[i].watching = false;
         j++;
     }
@@ -732,7 +732,7 @@ static int cluster_append(struct op_redis *r, char *cmd, size_t len)
         return 0;
     }
     case OP_ROUTE_EXEC:
-        node = cl->multi_open ? any_node(cl) : any_node(cl);
+        node = any_node(cl); /* a MULTI with no keyed command goes there too */
         if (open_tx(r, node) != 0) {
             redisFreeCommand(cmd);
             return -1;
@@ -763,7 +763,8 @@ static int cluster_append(struct op_redis *r, char *cmd, size_t len)
         }
         if (k == 0)
             return send_one(r, any_node(cl), -1, cmd, len);
-        return send_many(r, rt.kind == OP_ROUTE_WAIT ? REC_WAIT : REC_FIRST, pick, cmd, len);
+        return send_many(r, rt.kind == OP_ROUTE_WAIT ? REC_WAIT : REC_FIRST, pick,
+                         rt.kind == OP_ROUTE_UNWATCH, cmd, len);
     }
     }
     redisFreeCommand(cmd);
