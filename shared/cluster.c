@@ -79,10 +79,10 @@ static int is(const struct op_cmd_arg *a, const char *s)
 /* Why a list: these commands take no key, so that "the key is args[1]"
  * would route them by whatever their first argument is. */
 static const char *const KEYLESS[] = {
-    "PING",   "TIME",     "INFO",   "CLUSTER", "CLIENT",       "CONFIG", "DBSIZE",
-    "ECHO",   "FLUSHALL", "FLUSHDB", "COMMAND", "ROLE",        "SLOWLOG", "LATENCY",
-    "MEMORY", "LASTSAVE", "SAVE",   "BGSAVE",  "BGREWRITEAOF", "DEBUG",  "ASKING",
-    "READONLY", "READWRITE", "AUTH", "HELLO",  "SELECT",       "FUNCTION",
+    "PING",     "TIME",      "INFO",    "CLUSTER", "CLIENT",       "CONFIG",   "DBSIZE",
+    "ECHO",     "FLUSHALL",  "FLUSHDB", "COMMAND", "ROLE",         "SLOWLOG",  "LATENCY",
+    "MEMORY",   "LASTSAVE",  "SAVE",    "BGSAVE",  "BGREWRITEAOF", "DEBUG",    "ASKING",
+    "READONLY", "READWRITE", "AUTH",    "HELLO",   "SELECT",       "FUNCTION",
 };
 
 /* Reads a BLOCK value: a non-negative number of milliseconds, or -1. */

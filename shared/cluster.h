@@ -38,22 +38,22 @@ int op_cmd_parse(const char *cmd, size_t len, struct op_cmd_arg *args, int max);
 
 /* Where a command goes on a cluster. */
 enum op_route_kind {
-    OP_ROUTE_KEY,      /* to the owner of the slot of args[key] */
-    OP_ROUTE_ANY,      /* no key: to the node used last (PING, TIME, INFO …) */
-    OP_ROUTE_MULTI,    /* opens a transaction: goes with the next keyed command */
-    OP_ROUTE_EXEC,     /* EXEC, DISCARD: to the transaction's node */
-    OP_ROUTE_WAIT,     /* WAIT: to every node written since its last WAIT */
-    OP_ROUTE_UNWATCH,  /* UNWATCH: to every node holding a WATCH */
-    OP_ROUTE_ALL,      /* SCRIPT …: to every primary */
-    OP_ROUTE_STREAMS,  /* XREAD, XREADGROUP: split by the slots of the streams */
+    OP_ROUTE_KEY,     /* to the owner of the slot of args[key] */
+    OP_ROUTE_ANY,     /* no key: to the node used last (PING, TIME, INFO …) */
+    OP_ROUTE_MULTI,   /* opens a transaction: goes with the next keyed command */
+    OP_ROUTE_EXEC,    /* EXEC, DISCARD: to the transaction's node */
+    OP_ROUTE_WAIT,    /* WAIT: to every node written since its last WAIT */
+    OP_ROUTE_UNWATCH, /* UNWATCH: to every node holding a WATCH */
+    OP_ROUTE_ALL,     /* SCRIPT …: to every primary */
+    OP_ROUTE_STREAMS, /* XREAD, XREADGROUP: split by the slots of the streams */
 };
 
 struct op_cmd_route {
     enum op_route_kind kind;
-    int key;          /* OP_ROUTE_KEY: index of the key argument */
-    int streams;      /* OP_ROUTE_STREAMS: index of the STREAMS argument */
-    int nstreams;     /* OP_ROUTE_STREAMS: number of streams (then as many ids) */
-    int block;        /* OP_ROUTE_STREAMS: index of the BLOCK argument, -1 if none */
+    int key;            /* OP_ROUTE_KEY: index of the key argument */
+    int streams;        /* OP_ROUTE_STREAMS: index of the STREAMS argument */
+    int nstreams;       /* OP_ROUTE_STREAMS: number of streams (then as many ids) */
+    int block;          /* OP_ROUTE_STREAMS: index of the BLOCK argument, -1 if none */
     long long block_ms; /* its value, -1 if none */
 };
 

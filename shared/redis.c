@@ -549,10 +549,10 @@ static int send_one(struct op_redis *r, int i, int slot, char *cmd, size_t len)
 }
 
 /* Sends cmd (owned from here) to each node i with pick[i] set, as one
- * record of kind; clears each one's `written` (WAIT) or `watching`
- * (UNWATCH). 0 or -1. */
-static int send_many(struct op_redis *r, enum rec_kind kind, const bool *pick, char *cmd,
-                     size_t len)
+ * record of kind; clears each one's `written` (WAIT) or, with unwatch, its
+ * `watching`. 0 or -1. */
+static int send_many(struct op_redis *r, enum rec_kind kind, const bool *pick, bool unwatch,
+                     char *cmd, size_t len)
 {
     struct op_cluster *cl = r->cl;
     size_t k = 0;
@@ -575,7 +575,7 @@ static int send_many(struct op_redis *r, enum rec_kind kind, const bool *pick, c
             return -1; /* cmd is freed with the record by fail */
         if (kind == REC_WAIT)
             cl->nodes[i].written = false;
-        else if (kind == REC_FIRST && cl->nodes[i].watching)
+        else if (unwatch)
             cl->nodes[i].watching = false;
         j++;
     }
@@ -732,7 +732,7 @@ static int cluster_append(struct op_redis *r, char *cmd, size_t len)
         return 0;
     }
     case OP_ROUTE_EXEC:
-        node = cl->multi_open ? any_node(cl) : any_node(cl);
+        node = any_node(cl); /* a MULTI with no keyed command goes there too */
         if (open_tx(r, node) != 0) {
             redisFreeCommand(cmd);
             return -1;
@@ -763,7 +763,8 @@ static int cluster_append(struct op_redis *r, char *cmd, size_t len)
         }
         if (k == 0)
             return send_one(r, any_node(cl), -1, cmd, len);
-        return send_many(r, rt.kind == OP_ROUTE_WAIT ? REC_WAIT : REC_FIRST, pick, cmd, len);
+        return send_many(r, rt.kind == OP_ROUTE_WAIT ? REC_WAIT : REC_FIRST, pick,
+                         rt.kind == OP_ROUTE_UNWATCH, cmd, len);
     }
     }
     redisFreeCommand(cmd);
@@ -777,6 +778,7 @@ static redisReply *take_sub(struct op_redis *r, struct sub *s, bool in_tx)
     struct op_cluster *cl = r->cl;
     redisReply *rep = node_take(r, s->node, s->seq);
     int tries = 0, again = 0;
+    bool asking = false; /* the last resend was an ASK's: a TRYAGAIN resend asks again */
     while (rep && rep->type == REDIS_REPLY_ERROR && tries < REDIRECTS_MAX) {
         char host[256];
         int slot, port;
@@ -799,17 +801,17 @@ static redisReply *take_sub(struct op_redis *r, struct sub *s, bool in_tx)
             nanosleep(&ts, NULL);
         } else {
             tries++;
+            asking = how == OP_REDIRECT_ASK;
         }
         freeReplyObject(rep);
         r->redirects++;
         uint64_t ask_seq = 0;
         static const char ASKING[] = "*1\r\n$6\r\nASKING\r\n";
-        if ((how == OP_REDIRECT_ASK &&
-             node_send(r, to, ASKING, sizeof(ASKING) - 1, &ask_seq) != 0) ||
+        if ((asking && node_send(r, to, ASKING, sizeof(ASKING) - 1, &ask_seq) != 0) ||
             node_send(r, to, s->cmd, s->len, &s->seq) != 0)
             return NULL;
         s->node = to;
-        if (how == OP_REDIRECT_ASK) {
+        if (asking) {
             redisReply *ok = node_take(r, to, ask_seq);
             if (!ok)
                 return NULL;
@@ -879,11 +881,12 @@ static int take_all(struct op_redis *r, struct rec *rc, redisReply **reps)
 }
 
 /* The reply of a split read; with BLOCK and nothing read, sends the reads
- * again every OP_CLUSTER_POLL_MS until something comes or BLOCK's time is
- * up (0: for ever, as Redis does). NULL when r failed. */
+ * again after 1 ms, then after twice as long each time up to
+ * OP_CLUSTER_POLL_MAX_MS, until something comes or BLOCK's time is up (0:
+ * for ever, as Redis does). NULL when r failed. */
 static redisReply *take_read(struct op_redis *r, struct rec *rc, redisReply **reps)
 {
-    int64_t until = op_now_ms() + rc->block_ms;
+    int64_t until = op_now_ms() + rc->block_ms, pause = 1;
     for (;;) {
         if (take_all(r, rc, reps) != 0)
             return NULL;
@@ -893,11 +896,12 @@ static redisReply *take_read(struct op_redis *r, struct rec *rc, redisReply **re
             return NULL;
         }
         int64_t now = op_now_ms();
-        if (out->type != REDIS_REPLY_NIL || rc->block_ms < 0 || (rc->block_ms > 0 && now >= until))
+        if (out->type != REDIS_REPLY_NIL || rc->block_ms < 0 ||
+            (rc->block_ms > 0 && now >= until))
             return out;
         freeReplyObject(out);
-        int64_t ms = rc->block_ms == 0 || until - now > OP_CLUSTER_POLL_MS ? OP_CLUSTER_POLL_MS
-                                                                           : until - now;
+        int64_t ms = rc->block_ms == 0 || until - now > pause ? pause : until - now;
+        pause = pause * 2 > OP_CLUSTER_POLL_MAX_MS ? OP_CLUSTER_POLL_MAX_MS : pause * 2;
         struct timespec ts = {0, (long)ms * 1000000L};
         nanosleep(&ts, NULL);
         for (size_t i = 0; i < rc->nsub; i++) {
