@@ -75,6 +75,7 @@ op_port_listening() {
 # range (32768-60999), so an outgoing connection never holds one, and far from
 # the dev stack's fixed ports (6390, 5440, 8080). Another process may still take
 # the port before the caller binds it: callers retry on a bind failure.
+# shellcheck disable=SC2120 # the callers pass the ports to exclude, when any
 op_free_port() {
 	local port try ex taken
 	for ((try = 0; try < 200; try++)); do
@@ -87,6 +88,26 @@ op_free_port() {
 		return 0
 	done
 	op_die "cannot find a free tcp port in 20000-32767 after 200 tries"
+}
+
+# op_free_cluster_port: print a port P such that P … P+5 (the six nodes of
+# ops/redis-cluster.sh) and their cluster bus ports P+10000 … P+10005 are
+# free. P is at most 22762, so the bus ports stay below Linux's ephemeral
+# range (32768 …), where the local end of an outgoing connection could
+# hold one and make a node's bind fail.
+op_free_cluster_port() {
+	local p k try ok
+	for ((try = 0; try < 1000; try++)); do
+		p="$(op_free_port)"
+		((p + 5 + 10000 <= 32767)) || continue
+		ok=1
+		for ((k = 0; k <= 5; k++)); do
+			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
+			op_port_listening $((p + k + 10000)) && ok=0
+		done
+		((ok)) && { printf '%s\n' "$p"; return 0; }
+	done
+	op_die "cannot find six free tcp ports in a row (and their bus ports) in 20000-22767"
 }
 
 # op_wait_until TIMEOUT_S WHAT CMD...: run CMD every 0.1 s until it succeeds

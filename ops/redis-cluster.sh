@@ -2,6 +2,7 @@
 # Start, stop or inspect a private six-node Redis Cluster for orderpipe.
 #
 #   ops/redis-cluster.sh start|stop|status <dir> <first-port>
+#   ops/redis-cluster.sh free-port
 #
 # Six redis-server instances on 127.0.0.1, ports <first-port> ..
 # <first-port>+5 (and their cluster bus ports, 10000 above), each started by ops/redis.sh in <dir>/<port>/ (so each has
@@ -24,6 +25,9 @@
 # status prints each node's state and role; exits 0 when all six answer and
 #        the cluster is ok, 3 when none runs (the LSB convention), 1 otherwise.
 #
+# free-port prints a first port whose six ports and bus ports are free
+#        (op_free_cluster_port of ops/lib.sh), for tests and benches.
+#
 # Services get REDIS_URL=redis://127.0.0.1:<first-port> (any node will do:
 # they discover the others with CLUSTER SLOTS). Inspect with `redis-cli -c
 # -p <first-port>` (-c follows MOVED/ASK redirections).
@@ -37,9 +41,15 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-	printf 'usage: %s start|stop|status <dir> <first-port>\n' "$OP_PROG" >&2
+	printf 'usage: %s start|stop|status <dir> <first-port>\n       %s free-port\n' "$OP_PROG" "$OP_PROG" >&2
 	exit 2
 }
+
+if [[ "${1:-}" == free-port ]]; then
+	(($# == 1)) || usage
+	op_free_cluster_port
+	exit
+fi
 
 (($# == 3)) || usage
 cmd="$1"

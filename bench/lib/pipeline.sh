@@ -25,29 +25,10 @@ pl_cluster=0
 [[ "${OP_REDIS_CLUSTER:-0}" == 1 ]] && pl_cluster=1
 pl_redis_ports=() # every redis-server's port (one, or the cluster's six)
 
-# pl_cluster_port: a free port P with P+1 … P+5 free too, and their cluster
-# bus ports (10000 above).
-pl_cluster_port() {
-	local p k ok try
-	for ((try = 0; try < 500; try++)); do
-		p="$(op_free_port)"
-		# bus ports (P+10000 …) below Linux's ephemeral range (32768 …),
-		# where an outgoing connection could hold one
-		((p + 5 + 10000 <= 32767)) || continue
-		ok=1
-		for ((k = 0; k <= 5; k++)); do
-			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
-			[[ -n "$(ss -Htan "sport = :$((p + k + 10000))" 2>/dev/null)" ]] && ok=0
-		done
-		((ok)) && { printf '%s\n' "$p"; return 0; }
-	done
-	op_die "cannot find six free tcp ports in a row for the redis cluster"
-}
-
 pl_start() {
 	local k
 	if ((pl_cluster)); then
-		pl_redis_port="$(pl_cluster_port)"
+		pl_redis_port="$(op_free_cluster_port)"
 		"$OP_ROOT/ops/redis-cluster.sh" start "$pl_dir/redis-cluster" "$pl_redis_port" 2>"$pl_dir/redis-cluster.log" ||
 			op_die "the redis cluster did not start: $(tail -5 "$pl_dir/redis-cluster.log")"
 		for ((k = 0; k < 6; k++)); do pl_redis_ports+=($((pl_redis_port + k))); done

@@ -25,7 +25,6 @@ cdir="$OP_STACK_DIR/cluster"
 cport=""
 flowpid=""
 export ORDER_SHARDS=16
-H_JSON="Content-Type: application/json"
 # step MESSAGE: a progress line with the seconds since the test started.
 step() { printf '[%3ss] %s\n' "$SECONDS" "$*"; }
 
@@ -49,26 +48,8 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 # --- the cluster ------------------------------------------------------------------
-# first_port: a port P with P … P+5 free, and their cluster bus ports
-# (P+10000 …) too.
-first_port() {
-	local p k try ok
-	for ((try = 0; try < 500; try++)); do
-		p="$(op_free_port)"
-		# bus ports (P+10000 …) below Linux's ephemeral range (32768 …),
-		# where an outgoing connection could hold one
-		((p + 5 + 10000 <= 32767)) || continue
-		ok=1
-		for ((k = 0; k <= 5; k++)); do
-			{ ((k > 0)) && op_port_listening $((p + k)); } && ok=0
-			[[ -n "$(ss -Htan "sport = :$((p + k + 10000))" 2>/dev/null)" ]] && ok=0
-		done
-		((ok)) && { printf '%s\n' "$p"; return 0; }
-	done
-	return 1
-}
 for try in 1 2 3; do
-	cport="$(first_port)" || { t_fail "no six free ports in a row"; t_done; exit 1; }
+	cport="$(op_free_cluster_port)" || { t_fail "no six free ports in a row"; t_done; exit 1; }
 	rm -rf "$cdir"
 	if "$OP_ROOT/ops/redis-cluster.sh" start "$cdir" "$cport"; then break; fi
 	"$OP_ROOT/ops/redis-cluster.sh" stop "$cdir" "$cport" >/dev/null 2>&1
@@ -174,7 +155,7 @@ flow() {
 		((i % 4 >= 2)) && sym=MSFT
 		port="${iports[$((i % 3 == 1))]}"
 		code="$(curl -s -o "$out.body" -w '%{http_code}' --max-time 5 -X POST "http://127.0.0.1:$port/v1/orders" \
-			-H "Authorization: Bearer $key" -H "$H_JSON" \
+			-H "Authorization: Bearer $key" -H "Content-Type: application/json" \
 			-d "{\"symbol\":\"$sym\",\"side\":\"$side\",\"type\":\"limit\",\"price\":\"10.00\",\"qty\":1,\"client_order_id\":\"$prefix-$i\"}" 2>/dev/null)"
 		oid="$(sed -n 's/.*"order_id":"\([0-9]*\)".*/\1/p' "$out.body" 2>/dev/null)"
 		printf '%s %s %s %s\n' "$prefix-$i" "${code:-000}" "${oid:--}" "$sym" >>"$out"
