@@ -445,7 +445,7 @@ static int cluster_refresh(struct op_redis *r)
             return fail(r, "cannot read the slot map of", "no node connected");
         at = cl->nodes[i].ctx ? (int)i : -1;
     }
-    uint64_t seq;
+    uint64_t seq = 0;
     if (node_send(r, at, CMD, sizeof(CMD) - 1, &seq) != 0)
         return -1;
     redisReply *rep = node_take(r, at, seq);
@@ -833,9 +833,9 @@ static redisReply *merge_reads(redisReply **reps, size_t n)
 {
     size_t total = 0, err = n;
     for (size_t i = 0; i < n; i++) {
-        if (reps[i]->type == REDIS_REPLY_ERROR && err == n)
+        if (reps[i] && reps[i]->type == REDIS_REPLY_ERROR && err == n)
             err = i;
-        if (reps[i]->type == REDIS_REPLY_ARRAY)
+        if (reps[i] && reps[i]->type == REDIS_REPLY_ARRAY)
             total += reps[i]->elements;
     }
     size_t keep = err < n ? err : 0;
@@ -843,14 +843,14 @@ static redisReply *merge_reads(redisReply **reps, size_t n)
     if (err == n && total > 0) {
         out = calloc(1, sizeof(*out)); /* freeReplyObject frees with free() */
         if (out)
-            out->element = calloc(total, sizeof(*out->element));
+            out->element = calloc(total, sizeof(redisReply *));
         if (!out || !out->element) {
             free(out);
             out = NULL;
         } else {
             out->type = REDIS_REPLY_ARRAY;
             for (size_t i = 0; i < n; i++)
-                if (reps[i]->type == REDIS_REPLY_ARRAY) {
+                if (reps[i] && reps[i]->type == REDIS_REPLY_ARRAY) {
                     for (size_t k = 0; k < reps[i]->elements; k++)
                         out->element[out->elements++] = reps[i]->element[k];
                     reps[i]->elements = 0;
@@ -859,7 +859,7 @@ static redisReply *merge_reads(redisReply **reps, size_t n)
         keep = n; /* every input is freed below */
     }
     for (size_t i = 0; i < n; i++)
-        if (i != keep)
+        if (i != keep && reps[i])
             freeReplyObject(reps[i]);
     return out;
 }
@@ -896,8 +896,7 @@ static redisReply *take_read(struct op_redis *r, struct rec *rc, redisReply **re
             return NULL;
         }
         int64_t now = op_now_ms();
-        if (out->type != REDIS_REPLY_NIL || rc->block_ms < 0 ||
-            (rc->block_ms > 0 && now >= until))
+        if (out->type != REDIS_REPLY_NIL || rc->block_ms < 0 || (rc->block_ms > 0 && now >= until))
             return out;
         freeReplyObject(out);
         int64_t ms = rc->block_ms == 0 || until - now > pause ? pause : until - now;
@@ -910,6 +909,24 @@ static redisReply *take_read(struct op_redis *r, struct rec *rc, redisReply **re
                 return NULL;
         }
     }
+}
+
+/* Of the replies reps[0..n) to one command sent to several nodes: WAIT's
+ * smallest count (an error or a non-integer first) when wait, else the
+ * first. The others are freed. */
+static redisReply *pick_reply(redisReply **reps, size_t n, bool wait)
+{
+    size_t pick = 0;
+    for (size_t i = 1; i < n && wait; i++) {
+        const redisReply *a = reps[pick], *b = reps[i];
+        if (a && b && a->type == REDIS_REPLY_INTEGER &&
+            (b->type != REDIS_REPLY_INTEGER || b->integer < a->integer))
+            pick = i;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (i != pick && reps[i])
+            freeReplyObject(reps[i]);
+    return reps[pick];
 }
 
 /* The caller's next reply on a cluster (see op_redis_next_reply). */
@@ -925,8 +942,8 @@ static redisReply *cluster_next_reply(struct op_redis *r)
     struct rec rc = cl->q[cl->qhead];
     struct sub *owned = rc.subs, *subs = owned ? owned : &rc.one;
     rc.subs = subs;
-    redisReply *out = NULL, *small[8], **reps = small;
-    if (rc.nsub > 8 && !(reps = op_calloc(rc.nsub, sizeof(*reps)))) {
+    redisReply *out = NULL, *small[8] = {NULL}, **reps = small;
+    if (rc.nsub > 8 && !(reps = op_calloc(rc.nsub, sizeof(redisReply *)))) {
         fail(r, "lost", "out of memory");
         return NULL;
     }
@@ -937,18 +954,8 @@ static redisReply *cluster_next_reply(struct op_redis *r)
         out = take_sub(r, &subs[0], rc.in_tx);
     } else if (rc.kind == REC_READ) {
         out = take_read(r, &rc, reps);
-    } else if (take_all(r, &rc, reps) == 0) {
-        /* REC_WAIT: the smallest count (an error first); REC_FIRST: the first */
-        size_t pick = 0;
-        for (size_t i = 1; i < rc.nsub && rc.kind == REC_WAIT; i++)
-            if (reps[pick]->type != REDIS_REPLY_ERROR &&
-                (reps[i]->type == REDIS_REPLY_ERROR || reps[i]->type != REDIS_REPLY_INTEGER ||
-                 reps[i]->integer < reps[pick]->integer))
-                pick = i;
-        for (size_t i = 0; i < rc.nsub; i++)
-            if (i != pick)
-                freeReplyObject(reps[i]);
-        out = reps[pick];
+    } else if (rc.nsub > 0 && take_all(r, &rc, reps) == 0) {
+        out = pick_reply(reps, rc.nsub, rc.kind == REC_WAIT);
     }
     if (reps != small)
         op_free(reps);
@@ -1014,6 +1021,39 @@ static int take_topology(struct op_redis *r, redisContext *ctx, const char *host
     return 0;
 }
 
+/* Connects every primary of the map that is not connected yet: a handle
+ * counts as connected only when all are, so that while one is down (a
+ * failover under way) op_redis_ensure backs off instead of the caller
+ * failing on every command for that node at full speed. 0, or -1 with
+ * why[] set (every connection dropped). */
+static int connect_primaries(struct op_redis *r, char *why, size_t whylen)
+{
+    struct op_cluster *cl = r->cl;
+    bool *owns = op_calloc(cl->nnodes, sizeof(*owns));
+    if (!owns) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    for (size_t s = 0; s < OP_CLUSTER_SLOTS; s++)
+        if (cl->owner[s] != NO_NODE)
+            owns[cl->owner[s]] = true;
+    int rc = 0;
+    for (size_t i = 0; i < cl->nnodes && rc == 0; i++) {
+        struct cnode *n = &cl->nodes[i];
+        char e[200];
+        if (!owns[i] || n->ctx)
+            continue;
+        if (!(n->ctx = open_ctx(r, n->host, n->port, e, sizeof(e)))) {
+            snprintf(why, whylen, "primary %.64s:%d of the slot map: %.150s", n->host, n->port, e);
+            rc = -1;
+        }
+    }
+    op_free(owns);
+    if (rc != 0)
+        cluster_drop(cl);
+    return rc;
+}
+
 int op_redis_connect(struct op_redis *r)
 {
     if (r->cl)
@@ -1037,8 +1077,9 @@ int op_redis_connect(struct op_redis *r)
             } else {
                 int rc = take_topology(r, ctx, host, port, rep, why, sizeof(why));
                 freeReplyObject(rep);
-                if (rc == 0)
+                if (rc == 0 && (!r->cl || connect_primaries(r, why, sizeof(why)) == 0))
                     break;
+                r->ctx = NULL; /* freed with the others by connect_primaries */
             }
         }
         if (++tried > known) {

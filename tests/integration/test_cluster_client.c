@@ -109,7 +109,8 @@ static int other_primary(int port)
 {
     char out[64];
     sh(out, sizeof(out),
-       "redis-cli -p %d CLUSTER NODES | awk '/master/ && !/fail/ {split($2,a,\"[:@]\"); if (a[2] != "
+       "redis-cli -p %d CLUSTER NODES | awk '/master/ && !/fail/ {split($2,a,\"[:@]\"); if (a[2] "
+       "!= "
        "%d) {print a[2]; exit}}'",
        live_port(), port);
     return (int)strtol(out, NULL, 10);
@@ -144,7 +145,8 @@ static void test_routing(void **state)
     assert_int_equal(op_reply_int(op_reply_at(ex, 1)), 2);
     op_reply_free(ex);
     /* a script, loaded on every primary, run on keys of each */
-    struct redisReply *sha = must(op_redis_cmdf(&r, "SCRIPT LOAD %s", "return redis.call('GET', KEYS[1])"));
+    struct redisReply *sha =
+        must(op_redis_cmdf(&r, "SCRIPT LOAD %s", "return redis.call('GET', KEYS[1])"));
     char h[64];
     snprintf(h, sizeof(h), "%s", op_reply_str(sha, NULL));
     op_reply_free(sha);
@@ -245,10 +247,13 @@ static int move_slot(const char *key, const char *const *keys, int nkeys, int fi
     node_id(src, sid, sizeof(sid));
     node_id(dst, did, sizeof(did));
     assert_true(src > 0 && dst > 0 && sid[0] && did[0]);
-    assert_int_equal(sh(NULL, 0, "redis-cli -p %d CLUSTER SETSLOT %u IMPORTING %s", dst, slot, sid), 0);
-    assert_int_equal(sh(NULL, 0, "redis-cli -p %d CLUSTER SETSLOT %u MIGRATING %s", src, slot, did), 0);
+    assert_int_equal(sh(NULL, 0, "redis-cli -p %d CLUSTER SETSLOT %u IMPORTING %s", dst, slot, sid),
+                     0);
+    assert_int_equal(sh(NULL, 0, "redis-cli -p %d CLUSTER SETSLOT %u MIGRATING %s", src, slot, did),
+                     0);
     for (int i = 0; i < nkeys; i++)
-        assert_int_equal(sh(NULL, 0, "redis-cli -p %d MIGRATE 127.0.0.1 %d '%s' 0 5000", src, dst, keys[i]), 0);
+        assert_int_equal(
+            sh(NULL, 0, "redis-cli -p %d MIGRATE 127.0.0.1 %d '%s' 0 5000", src, dst, keys[i]), 0);
     if (finish) {
         for (int p = first_port; p < first_port + 6; p++)
             sh(NULL, 0, "redis-cli -p %d CLUSTER SETSLOT %u NODE %s", p, slot, did);
@@ -285,7 +290,8 @@ static void test_moved_and_ask(void **state)
     op_reply_free(rep);
     ok(op_redis_cmdf(&r, "SET t:{a}:3 three")); /* a new key: created on the destination */
     /* finish the migration */
-    assert_int_equal(sh(NULL, 0, "redis-cli -p %d MIGRATE 127.0.0.1 %d '' 0 5000 KEYS t:{a}:2", src, dst), 0);
+    assert_int_equal(
+        sh(NULL, 0, "redis-cli -p %d MIGRATE 127.0.0.1 %d '' 0 5000 KEYS t:{a}:2", src, dst), 0);
     char did[64];
     node_id(dst, did, sizeof(did));
     unsigned slot = op_cluster_slot("t:{a}", 5);
@@ -354,8 +360,8 @@ static int setup(void **state)
         /* (popen runs /bin/sh, which cannot source the bash ops/lib.sh) */
         sh(port, sizeof(port), "'%s/ops/redis-cluster.sh' free-port", root);
         first_port = (int)strtol(port, NULL, 10);
-        if (first_port <= 0 ||
-            sh(NULL, 0, "'%s/ops/redis-cluster.sh' start '%s' %d >&2", root, dir, first_port) != 0) {
+        if (first_port <= 0 || sh(NULL, 0, "'%s/ops/redis-cluster.sh' start '%s' %d >&2", root, dir,
+                                  first_port) != 0) {
             fprintf(stderr, "test_cluster_client: cannot start a cluster in '%s'\n", dir);
             return -1;
         }
@@ -378,7 +384,8 @@ static int teardown(void **state)
     (void)state;
     op_redis_release(&r);
     if (started)
-        sh(NULL, 0, "'%s/ops/redis-cluster.sh' stop '%s' %d >&2", getenv("OP_ROOT"), dir, first_port);
+        sh(NULL, 0, "'%s/ops/redis-cluster.sh' stop '%s' %d >&2", getenv("OP_ROOT"), dir,
+           first_port);
     return 0;
 }
 
