@@ -226,6 +226,15 @@ static int fail(struct op_redis *r, const char *what, const char *why)
     return -1;
 }
 
+/* A call on a dropped connection: -1, keeping the message of the failure
+ * that dropped it (what the caller logs) when there is one. */
+static int not_connected(struct op_redis *r)
+{
+    if (r->err && r->errstr[0])
+        return -1;
+    return fail(r, "not connected to", "not connected");
+}
+
 int op_redis_init(struct op_redis *r, const char *url, int timeout_ms)
 {
     memset(r, 0, sizeof(*r));
@@ -1142,7 +1151,7 @@ static struct redisReply *checked(struct op_redis *r, void *rep)
 int op_redis_append(struct op_redis *r, int argc, const char **argv, const size_t *lens)
 {
     if (!r->ctx)
-        return fail(r, "not connected to", "not connected");
+        return not_connected(r);
     if (is_cluster(r)) {
         char *cmd = NULL;
         long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
@@ -1159,7 +1168,7 @@ int op_redis_append(struct op_redis *r, int argc, const char **argv, const size_
 int op_redis_appendf(struct op_redis *r, const char *fmt, ...)
 {
     if (!r->ctx)
-        return fail(r, "not connected to", "not connected");
+        return not_connected(r);
     va_list ap;
     va_start(ap, fmt);
     int rc;
@@ -1183,7 +1192,7 @@ struct redisReply *op_redis_next_reply(struct op_redis *r)
 {
     void *rep = NULL;
     if (!r->ctx) {
-        fail(r, "not connected to", "not connected");
+        not_connected(r);
         return NULL;
     }
     if (is_cluster(r))
@@ -1198,7 +1207,7 @@ struct redisReply *op_redis_next_reply(struct op_redis *r)
 struct redisReply *op_redis_cmd(struct op_redis *r, int argc, const char **argv, const size_t *lens)
 {
     if (!r->ctx) {
-        fail(r, "not connected to", "not connected");
+        not_connected(r);
         return NULL;
     }
     if (is_cluster(r))
@@ -1209,7 +1218,7 @@ struct redisReply *op_redis_cmd(struct op_redis *r, int argc, const char **argv,
 struct redisReply *op_redis_cmdf(struct op_redis *r, const char *fmt, ...)
 {
     if (!r->ctx) {
-        fail(r, "not connected to", "not connected");
+        not_connected(r);
         return NULL;
     }
     va_list ap;
