@@ -210,19 +210,26 @@ static void cluster_free(struct op_cluster *cl)
     op_free(cl);
 }
 
-/* Records a failure: sets err/errstr, drops the connection (every node's on
- * a cluster) so the next op_redis_ensure reconnects. Returns -1. */
-static int fail(struct op_redis *r, const char *what, const char *why)
+/* Closes r's connection (every node's on a cluster, keeping what is known
+ * of the cluster) and forgets the replies it owed. */
+static void drop_conn(struct op_redis *r)
 {
-    r->err = 1;
-    snprintf(r->errstr, sizeof(r->errstr), "%.40s redis at '%.64s:%d': %.100s", what, r->url.host,
-             r->url.port, why && *why ? why : "connection lost");
     if (r->cl)
         cluster_drop(r->cl);
     else if (r->ctx)
         redisFree(r->ctx);
     r->ctx = NULL;
     r->pending = 0;
+}
+
+/* Records a failure: sets err/errstr, drops the connection so the next
+ * op_redis_ensure reconnects. Returns -1. */
+static int fail(struct op_redis *r, const char *what, const char *why)
+{
+    r->err = 1;
+    snprintf(r->errstr, sizeof(r->errstr), "%.40s redis at '%.64s:%d': %.100s", what, r->url.host,
+             r->url.port, why && *why ? why : "connection lost");
+    drop_conn(r);
     return -1;
 }
 
@@ -1065,12 +1072,7 @@ static int connect_primaries(struct op_redis *r, char *why, size_t whylen)
 
 int op_redis_connect(struct op_redis *r)
 {
-    if (r->cl)
-        cluster_drop(r->cl);
-    else if (r->ctx)
-        redisFree(r->ctx);
-    r->ctx = NULL;
-    r->pending = 0;
+    drop_conn(r);
     char why[256] = "";
     /* the URL's node first, then (on a cluster) every node known */
     size_t tried = 0, known = r->cl ? r->cl->nnodes : 0;
@@ -1125,14 +1127,9 @@ int op_redis_ensure(struct op_redis *r)
 
 void op_redis_release(struct op_redis *r)
 {
-    if (r->cl) {
-        cluster_free(r->cl);
-        r->cl = NULL;
-    } else if (r->ctx) {
-        redisFree(r->ctx);
-    }
-    r->ctx = NULL;
-    r->pending = 0;
+    drop_conn(r);
+    cluster_free(r->cl);
+    r->cl = NULL;
 }
 
 /* ---- commands ---- */
