@@ -363,6 +363,16 @@ static int apply_slots(struct op_cluster *cl, const redisReply *rep, const char 
     return 0;
 }
 
+/* Sets owns[i] (nnodes of them) for each node serving at least one slot
+ * of the map: the primaries. */
+static void mark_primaries(const struct op_cluster *cl, bool *owns)
+{
+    memset(owns, 0, cl->nnodes * sizeof(*owns));
+    for (size_t s = 0; s < OP_CLUSTER_SLOTS; s++)
+        if (cl->owner[s] != NO_NODE)
+            owns[cl->owner[s]] = true;
+}
+
 /* Writes every node's appended commands to its socket, so that all nodes
  * work on theirs while we wait for one. 0, or -1 (r failed). */
 static int flush_nodes(struct op_redis *r)
@@ -766,15 +776,12 @@ static int cluster_append(struct op_redis *r, char *cmd, size_t len)
     case OP_ROUTE_UNWATCH:
     case OP_ROUTE_ALL: {
         size_t k = 0;
+        if (rt.kind == OP_ROUTE_ALL)
+            mark_primaries(cl, pick);
         for (size_t i = 0; i < cl->nnodes; i++) {
             const struct cnode *n = &cl->nodes[i];
-            bool owns = false;
-            if (rt.kind == OP_ROUTE_ALL)
-                for (size_t s = 0; s < OP_CLUSTER_SLOTS && !owns; s++)
-                    owns = cl->owner[s] == i;
-            pick[i] = rt.kind == OP_ROUTE_WAIT      ? n->written && n->ctx
-                      : rt.kind == OP_ROUTE_UNWATCH ? n->watching && n->ctx
-                                                    : owns;
+            if (rt.kind != OP_ROUTE_ALL)
+                pick[i] = rt.kind == OP_ROUTE_WAIT ? n->written && n->ctx : n->watching && n->ctx;
             k += pick[i];
         }
         if (k == 0)
@@ -1050,9 +1057,7 @@ static int connect_primaries(struct op_redis *r, char *why, size_t whylen)
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    for (size_t s = 0; s < OP_CLUSTER_SLOTS; s++)
-        if (cl->owner[s] != NO_NODE)
-            owns[cl->owner[s]] = true;
+    mark_primaries(cl, owns);
     int rc = 0;
     for (size_t i = 0; i < cl->nnodes && rc == 0; i++) {
         struct cnode *n = &cl->nodes[i];
@@ -1145,6 +1150,16 @@ static struct redisReply *checked(struct op_redis *r, void *rep)
     return rep;
 }
 
+/* Formats fmt/ap (hiredis's format) and routes it on a cluster. 0 or -1. */
+static int cluster_vappend(struct op_redis *r, const char *fmt, va_list ap)
+{
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (len < 0)
+        return fail(r, "cannot queue a command for", "bad format or out of memory");
+    return cluster_append(r, cmd, (size_t)len);
+}
+
 int op_redis_append(struct op_redis *r, int argc, const char **argv, const size_t *lens)
 {
     if (!r->ctx)
@@ -1170,12 +1185,9 @@ int op_redis_appendf(struct op_redis *r, const char *fmt, ...)
     va_start(ap, fmt);
     int rc;
     if (is_cluster(r)) {
-        char *cmd = NULL;
-        int len = redisvFormatCommand(&cmd, fmt, ap);
+        rc = cluster_vappend(r, fmt, ap);
         va_end(ap);
-        if (len < 0)
-            return fail(r, "cannot queue a command for", "bad format or out of memory");
-        return cluster_append(r, cmd, (size_t)len);
+        return rc;
     }
     rc = redisvAppendCommand(r->ctx, fmt, ap);
     va_end(ap);
@@ -1221,14 +1233,9 @@ struct redisReply *op_redis_cmdf(struct op_redis *r, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     if (is_cluster(r)) {
-        char *cmd = NULL;
-        int len = redisvFormatCommand(&cmd, fmt, ap);
+        int rc = cluster_vappend(r, fmt, ap);
         va_end(ap);
-        if (len < 0) {
-            fail(r, "cannot queue a command for", "bad format or out of memory");
-            return NULL;
-        }
-        return cluster_append(r, cmd, (size_t)len) == 0 ? op_redis_next_reply(r) : NULL;
+        return rc == 0 ? op_redis_next_reply(r) : NULL;
     }
     void *rep = redisvCommand(r->ctx, fmt, ap);
     va_end(ap);

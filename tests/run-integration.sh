@@ -107,8 +107,8 @@ pg_port=""
 # Another process can take a port between op_free_port and the server's bind:
 # try three pairs before giving up.
 for try in 1 2 3; do
-	redis_port="$(op_free_port)"
-	# a cluster also takes the five ports after the first
+	# a cluster takes the five ports after the first too, and their bus ports
+	if ((cluster)); then redis_port="$(op_free_cluster_port)"; else redis_port="$(op_free_port)"; fi
 	taken=("$redis_port")
 	((cluster)) && taken+=($((redis_port + 1)) $((redis_port + 2)) $((redis_port + 3)) $((redis_port + 4)) $((redis_port + 5)))
 	pg_port="$(op_free_port "${taken[@]}")"
